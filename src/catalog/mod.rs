@@ -1,0 +1,272 @@
+//! The catalog: schemas and tables with their ids, persisted in the meta table of the state
+//! store and changed only through [`CatalogChange`]s committed with an epoch.
+
+mod codec;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use serde::{Deserialize, Serialize};
+
+use crate::common::types::arrow_schema;
+use crate::common::{Error, Result, SqlState, SqlType};
+use crate::state::{META_TABLE, Snapshot, StateError, TableId, WriteBatch};
+
+pub use codec::TableCodec;
+
+pub const DEFAULT_SCHEMA: &str = "public";
+/// Name of the hidden key column of tables declared without a primary key.
+pub const ROW_ID_COLUMN: &str = "_row_id";
+/// Schemas that exist in every database and cannot be created or dropped.
+const SYSTEM_SCHEMAS: [&str; 3] = ["information_schema", "pg_catalog", DEFAULT_SCHEMA];
+
+const SCHEMA_PREFIX: &[u8] = b"catalog/schema/";
+const TABLE_PREFIX: &[u8] = b"catalog/table/";
+const NEXT_ID_KEY: &[u8] = b"catalog/next_id";
+/// First id handed to a user table; lower ids are reserved for system tables.
+const FIRST_TABLE_ID: TableId = 1024;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ColumnDesc {
+    pub name: String,
+    pub sql_type: SqlType,
+    pub nullable: bool,
+    /// The DEFAULT expression as SQL text.
+    pub default: Option<String>,
+    /// Hidden columns (the row id) are stored but not shown by `SELECT *`.
+    pub hidden: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TableDesc {
+    pub id: TableId,
+    pub schema: String,
+    pub name: String,
+    pub columns: Vec<ColumnDesc>,
+    /// Indexes into `columns` of the primary key (the row id when none was declared).
+    pub primary_key: Vec<usize>,
+}
+
+impl TableDesc {
+    pub fn qualified_name(&self) -> String {
+        format!("{}.{}", self.schema, self.name)
+    }
+
+    pub fn has_row_id(&self) -> bool {
+        self.columns.iter().any(|c| c.hidden)
+    }
+
+    /// The schema users see (hidden columns left out).
+    pub fn visible_schema(&self) -> SchemaRef {
+        self.schema_of(self.columns.iter().filter(|c| !c.hidden))
+    }
+
+    /// The schema of stored rows (every column).
+    pub fn full_schema(&self) -> SchemaRef {
+        self.schema_of(self.columns.iter())
+    }
+
+    fn schema_of<'a>(&self, columns: impl Iterator<Item = &'a ColumnDesc>) -> SchemaRef {
+        let columns: Vec<_> =
+            columns.map(|c| (c.name.clone(), c.sql_type.clone(), c.nullable)).collect();
+        arrow_schema(&columns)
+    }
+
+    pub fn column_types(&self) -> Vec<DataType> {
+        self.columns.iter().map(|c| c.sql_type.to_arrow()).collect()
+    }
+
+    pub fn key_types(&self) -> Vec<DataType> {
+        self.primary_key.iter().map(|&i| self.columns[i].sql_type.to_arrow()).collect()
+    }
+
+    pub fn column_index(&self, name: &str) -> Option<usize> {
+        self.columns.iter().position(|c| c.name == name)
+    }
+
+    /// Postgres' name for the primary key constraint.
+    pub fn primary_key_name(&self) -> String {
+        format!("{}_pkey", self.name)
+    }
+}
+
+/// A change to the catalog; applied in memory and persisted in the same epoch.
+#[derive(Clone, Debug)]
+pub enum CatalogChange {
+    CreateSchema(String),
+    DropSchema(String),
+    CreateTable(Arc<TableDesc>),
+    DropTable(Arc<TableDesc>),
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Catalog {
+    schemas: BTreeSet<String>,
+    tables: BTreeMap<(String, String), Arc<TableDesc>>,
+    next_id: TableId,
+}
+
+impl Catalog {
+    pub fn new() -> Self {
+        Catalog { schemas: BTreeSet::new(), tables: BTreeMap::new(), next_id: FIRST_TABLE_ID }
+    }
+
+    /// Loads the catalog committed in `snapshot`.
+    pub fn load(snapshot: &dyn Snapshot) -> Result<Self> {
+        let mut catalog = Catalog::new();
+        snapshot.scan(META_TABLE, &mut |key, value| {
+            if let Some(name) = key.strip_prefix(SCHEMA_PREFIX) {
+                catalog.schemas.insert(String::from_utf8_lossy(name).into_owned());
+            } else if key.starts_with(TABLE_PREFIX) {
+                let desc: TableDesc = serde_json::from_slice(value)
+                    .map_err(|e| StateError::Corrupt(format!("table descriptor: {e}")))?;
+                catalog.tables.insert((desc.schema.clone(), desc.name.clone()), Arc::new(desc));
+            } else if key == NEXT_ID_KEY {
+                let bytes: [u8; 4] = value
+                    .try_into()
+                    .map_err(|_| StateError::Corrupt("catalog next id".into()))?;
+                catalog.next_id = TableId::from_be_bytes(bytes);
+            }
+            Ok(())
+        })?;
+        Ok(catalog)
+    }
+
+    pub fn schema_exists(&self, name: &str) -> bool {
+        SYSTEM_SCHEMAS.contains(&name) || self.schemas.contains(name)
+    }
+
+    /// User-visible schemas that hold tables (`public` and the created ones).
+    pub fn schema_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.schemas.iter().cloned().collect();
+        names.push(DEFAULT_SCHEMA.to_string());
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    pub fn table(&self, schema: &str, name: &str) -> Option<&Arc<TableDesc>> {
+        self.tables.get(&(schema.to_string(), name.to_string()))
+    }
+
+    pub fn tables(&self) -> impl Iterator<Item = &Arc<TableDesc>> {
+        self.tables.values()
+    }
+
+    pub fn tables_in(&self, schema: &str) -> impl Iterator<Item = &Arc<TableDesc>> {
+        self.tables.values().filter(move |t| t.schema == schema)
+    }
+
+    /// Hands out the id for a new table.
+    pub fn allocate_table_id(&mut self) -> TableId {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    /// Checks `change` against the catalog and applies it in memory.
+    pub fn apply(&mut self, change: &CatalogChange) -> Result<()> {
+        match change {
+            CatalogChange::CreateSchema(name) => {
+                if self.schema_exists(name) {
+                    return Err(Error::new(
+                        SqlState::DuplicateSchema,
+                        format!("schema \"{name}\" already exists"),
+                    ));
+                }
+                self.schemas.insert(name.clone());
+            }
+            CatalogChange::DropSchema(name) => {
+                if SYSTEM_SCHEMAS.contains(&name.as_str()) {
+                    return Err(Error::new(
+                        SqlState::DependentObjectsStillExist,
+                        format!("cannot drop schema {name} because it is required by the database system"),
+                    ));
+                }
+                self.schemas.remove(name);
+            }
+            CatalogChange::CreateTable(desc) => {
+                let key = (desc.schema.clone(), desc.name.clone());
+                if self.tables.contains_key(&key) {
+                    return Err(Error::new(
+                        SqlState::DuplicateTable,
+                        format!("relation \"{}\" already exists", desc.name),
+                    ));
+                }
+                self.tables.insert(key, desc.clone());
+                self.next_id = self.next_id.max(desc.id + 1);
+            }
+            CatalogChange::DropTable(desc) => {
+                self.tables.remove(&(desc.schema.clone(), desc.name.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    /// The meta-table writes that persist `change` (after [`Catalog::apply`]).
+    pub fn persist(&self, change: &CatalogChange, batch: &mut WriteBatch) -> Result<()> {
+        match change {
+            CatalogChange::CreateSchema(name) => {
+                batch.put(META_TABLE, &[SCHEMA_PREFIX, name.as_bytes()].concat(), Vec::new())
+            }
+            CatalogChange::DropSchema(name) => {
+                batch.delete(META_TABLE, &[SCHEMA_PREFIX, name.as_bytes()].concat())
+            }
+            CatalogChange::CreateTable(desc) => {
+                let value = serde_json::to_vec(desc.as_ref())
+                    .map_err(|e| Error::internal(format!("cannot encode table descriptor: {e}")))?;
+                batch.put(META_TABLE, &table_meta_key(desc.id), value);
+                batch.put(META_TABLE, NEXT_ID_KEY, self.next_id.to_be_bytes().to_vec());
+            }
+            CatalogChange::DropTable(desc) => {
+                batch.delete(META_TABLE, &table_meta_key(desc.id));
+                batch.delete_table(desc.id);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn table_meta_key(id: TableId) -> Vec<u8> {
+    [TABLE_PREFIX, &id.to_be_bytes()].concat()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{MemoryStore, StateStore};
+
+    #[test]
+    fn catalog_survives_a_reload() {
+        let store = MemoryStore::default();
+        let mut catalog = Catalog::new();
+        let id = catalog.allocate_table_id();
+        let desc = Arc::new(TableDesc {
+            id,
+            schema: DEFAULT_SCHEMA.into(),
+            name: "t".into(),
+            columns: vec![ColumnDesc {
+                name: "a".into(),
+                sql_type: SqlType::Int32,
+                nullable: false,
+                default: None,
+                hidden: false,
+            }],
+            primary_key: vec![0],
+        });
+        let mut batch = WriteBatch::default();
+        for change in [CatalogChange::CreateSchema("s".into()), CatalogChange::CreateTable(desc.clone())] {
+            catalog.apply(&change).unwrap();
+            catalog.persist(&change, &mut batch).unwrap();
+        }
+        store.commit(batch).unwrap();
+
+        let loaded = Catalog::load(store.snapshot().as_ref()).unwrap();
+        assert!(loaded.schema_exists("s"));
+        assert_eq!(loaded.table("public", "t"), Some(&desc));
+        assert_eq!(loaded.clone().allocate_table_id(), id + 1);
+        let again = CatalogChange::CreateTable(desc);
+        assert_eq!(loaded.clone().apply(&again).unwrap_err().sqlstate().code(), "42P07");
+    }
+}

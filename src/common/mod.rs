@@ -1,0 +1,9 @@
+//! Value types, Arrow schema helpers, row/key encoding, errors and configuration.
+
+pub mod config;
+pub mod error;
+pub mod row;
+pub mod types;
+
+pub use error::{Error, Result, SqlState};
+pub use types::SqlType;

@@ -1,0 +1,307 @@
+//! SQL types: the Postgres types Sabot stores, their Arrow representation and wire OIDs.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field, IntervalUnit, TimeUnit};
+use datafusion::sql::sqlparser::ast::{self, ExactNumberInfo, TimezoneInfo};
+use pgwire::api::Type;
+use serde::{Deserialize, Serialize};
+
+use super::error::{Error, Result, SqlState};
+
+/// Field metadata key marking a Utf8 column that holds JSON (`jsonb`).
+pub const PG_TYPE_METADATA: &str = "sabot.pg_type";
+/// The time zone stored on `timestamptz` columns: values are UTC instants.
+pub const UTC: &str = "+00:00";
+/// `numeric` without precision is stored as `numeric(38, 10)` (see docs/sql/types.md).
+pub const NUMERIC_DEFAULT_PRECISION: u8 = 38;
+pub const NUMERIC_DEFAULT_SCALE: i8 = 10;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SqlType {
+    Boolean,
+    Int16,
+    Int32,
+    Int64,
+    Float32,
+    Float64,
+    Numeric { precision: u8, scale: i8 },
+    Text,
+    Bytea,
+    Date,
+    Time,
+    Timestamp,
+    TimestampTz,
+    Interval,
+    Jsonb,
+}
+
+impl SqlType {
+    /// The type named in a column definition or cast.
+    pub fn from_ast(data_type: &ast::DataType) -> Result<SqlType> {
+        use ast::DataType as D;
+        Ok(match data_type {
+            D::Bool | D::Boolean => SqlType::Boolean,
+            D::SmallInt(_) | D::Int2(_) => SqlType::Int16,
+            D::Int(_) | D::Integer(_) | D::Int4(_) => SqlType::Int32,
+            D::BigInt(_) | D::Int8(_) => SqlType::Int64,
+            D::Real | D::Float4 => SqlType::Float32,
+            D::Float(ExactNumberInfo::Precision(p)) if *p <= 24 => SqlType::Float32,
+            D::Float(_) | D::Double(_) | D::DoublePrecision | D::Float8 | D::Float64 => {
+                SqlType::Float64
+            }
+            D::Numeric(info) | D::Decimal(info) | D::Dec(info) => numeric_from_info(info)?,
+            D::Text | D::String(_) | D::Varchar(_) | D::CharacterVarying(_)
+            | D::CharVarying(_) | D::Char(_) | D::Character(_) => SqlType::Text,
+            D::Bytea => SqlType::Bytea,
+            D::Date => SqlType::Date,
+            D::Time(_, TimezoneInfo::None | TimezoneInfo::WithoutTimeZone) => SqlType::Time,
+            D::Timestamp(_, TimezoneInfo::None | TimezoneInfo::WithoutTimeZone) => {
+                SqlType::Timestamp
+            }
+            D::Timestamp(_, TimezoneInfo::WithTimeZone | TimezoneInfo::Tz) => SqlType::TimestampTz,
+            D::Interval { .. } => SqlType::Interval,
+            D::JSON | D::JSONB => SqlType::Jsonb,
+            D::Custom(name, _) => match name.to_string().to_ascii_lowercase().as_str() {
+                "timestamptz" => SqlType::TimestampTz,
+                "float4" => SqlType::Float32,
+                "int2" => SqlType::Int16,
+                "int4" => SqlType::Int32,
+                "serial" | "serial4" => {
+                    return Err(Error::unsupported("type serial")
+                        .with_hint("declare a PRIMARY KEY column or omit it: tables without a key get a hidden row id"));
+                }
+                other => {
+                    return Err(Error::new(
+                        SqlState::UndefinedObject,
+                        format!("type \"{other}\" does not exist"),
+                    ));
+                }
+            },
+            other => return Err(Error::unsupported(format!("type {other}"))),
+        })
+    }
+
+    pub fn to_arrow(&self) -> DataType {
+        match self {
+            SqlType::Boolean => DataType::Boolean,
+            SqlType::Int16 => DataType::Int16,
+            SqlType::Int32 => DataType::Int32,
+            SqlType::Int64 => DataType::Int64,
+            SqlType::Float32 => DataType::Float32,
+            SqlType::Float64 => DataType::Float64,
+            SqlType::Numeric { precision, scale } => DataType::Decimal128(*precision, *scale),
+            SqlType::Text | SqlType::Jsonb => DataType::Utf8,
+            SqlType::Bytea => DataType::Binary,
+            SqlType::Date => DataType::Date32,
+            SqlType::Time => DataType::Time64(TimeUnit::Microsecond),
+            SqlType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
+            SqlType::TimestampTz => DataType::Timestamp(TimeUnit::Microsecond, Some(UTC.into())),
+            SqlType::Interval => DataType::Interval(IntervalUnit::MonthDayNano),
+        }
+    }
+
+    /// The Arrow field for a column of this type.
+    pub fn to_field(&self, name: &str, nullable: bool) -> Field {
+        let field = Field::new(name, self.to_arrow(), nullable);
+        if *self == SqlType::Jsonb {
+            field.with_metadata(HashMap::from([(PG_TYPE_METADATA.into(), "jsonb".into())]))
+        } else {
+            field
+        }
+    }
+
+    /// The SQL type that represents an Arrow field in results. Arrow types Sabot does not
+    /// store (unsigned integers, lists, ...) map to the nearest Postgres type; values are
+    /// cast to [`SqlType::to_arrow`] before they are encoded.
+    pub fn from_arrow(field: &Field) -> SqlType {
+        if field.metadata().get(PG_TYPE_METADATA).is_some_and(|t| t == "jsonb") {
+            return SqlType::Jsonb;
+        }
+        Self::from_arrow_type(field.data_type())
+    }
+
+    fn from_arrow_type(data_type: &DataType) -> SqlType {
+        match data_type {
+            DataType::Boolean => SqlType::Boolean,
+            DataType::Int8 | DataType::Int16 | DataType::UInt8 => SqlType::Int16,
+            DataType::Int32 | DataType::UInt16 => SqlType::Int32,
+            DataType::Int64 | DataType::UInt32 => SqlType::Int64,
+            DataType::UInt64 => SqlType::Numeric { precision: 20, scale: 0 },
+            DataType::Float16 | DataType::Float32 => SqlType::Float32,
+            DataType::Float64 => SqlType::Float64,
+            DataType::Decimal32(p, s) | DataType::Decimal64(p, s) | DataType::Decimal128(p, s) => {
+                SqlType::Numeric { precision: *p, scale: *s }
+            }
+            DataType::Decimal256(_, s) => SqlType::Numeric { precision: 38, scale: *s },
+            DataType::Binary | DataType::LargeBinary | DataType::BinaryView => SqlType::Bytea,
+            DataType::FixedSizeBinary(_) => SqlType::Bytea,
+            DataType::Date32 | DataType::Date64 => SqlType::Date,
+            DataType::Time32(_) | DataType::Time64(_) => SqlType::Time,
+            DataType::Timestamp(_, None) => SqlType::Timestamp,
+            DataType::Timestamp(_, Some(_)) => SqlType::TimestampTz,
+            DataType::Interval(_) | DataType::Duration(_) => SqlType::Interval,
+            DataType::Dictionary(_, value) => Self::from_arrow_type(value),
+            _ => SqlType::Text,
+        }
+    }
+
+    pub fn pg_type(&self) -> Type {
+        match self {
+            SqlType::Boolean => Type::BOOL,
+            SqlType::Int16 => Type::INT2,
+            SqlType::Int32 => Type::INT4,
+            SqlType::Int64 => Type::INT8,
+            SqlType::Float32 => Type::FLOAT4,
+            SqlType::Float64 => Type::FLOAT8,
+            SqlType::Numeric { .. } => Type::NUMERIC,
+            SqlType::Text => Type::TEXT,
+            SqlType::Bytea => Type::BYTEA,
+            SqlType::Date => Type::DATE,
+            SqlType::Time => Type::TIME,
+            SqlType::Timestamp => Type::TIMESTAMP,
+            SqlType::TimestampTz => Type::TIMESTAMPTZ,
+            SqlType::Interval => Type::INTERVAL,
+            SqlType::Jsonb => Type::JSONB,
+        }
+    }
+
+    /// The SQL type a client names by OID (parameter types in Parse messages).
+    pub fn from_pg_type(pg_type: &Type) -> Option<SqlType> {
+        Some(match *pg_type {
+            Type::BOOL => SqlType::Boolean,
+            Type::INT2 => SqlType::Int16,
+            Type::INT4 => SqlType::Int32,
+            Type::INT8 | Type::OID => SqlType::Int64,
+            Type::FLOAT4 => SqlType::Float32,
+            Type::FLOAT8 => SqlType::Float64,
+            Type::NUMERIC => SqlType::Numeric {
+                precision: NUMERIC_DEFAULT_PRECISION,
+                scale: NUMERIC_DEFAULT_SCALE,
+            },
+            Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME => SqlType::Text,
+            Type::BYTEA => SqlType::Bytea,
+            Type::DATE => SqlType::Date,
+            Type::TIME => SqlType::Time,
+            Type::TIMESTAMP => SqlType::Timestamp,
+            Type::TIMESTAMPTZ => SqlType::TimestampTz,
+            Type::INTERVAL => SqlType::Interval,
+            Type::JSON | Type::JSONB => SqlType::Jsonb,
+            _ => return None,
+        })
+    }
+
+    /// The name Postgres prints for this type (information_schema, error messages).
+    pub fn name(&self) -> String {
+        match self {
+            SqlType::Boolean => "boolean".into(),
+            SqlType::Int16 => "smallint".into(),
+            SqlType::Int32 => "integer".into(),
+            SqlType::Int64 => "bigint".into(),
+            SqlType::Float32 => "real".into(),
+            SqlType::Float64 => "double precision".into(),
+            SqlType::Numeric { precision, scale } => format!("numeric({precision},{scale})"),
+            SqlType::Text => "text".into(),
+            SqlType::Bytea => "bytea".into(),
+            SqlType::Date => "date".into(),
+            SqlType::Time => "time without time zone".into(),
+            SqlType::Timestamp => "timestamp without time zone".into(),
+            SqlType::TimestampTz => "timestamp with time zone".into(),
+            SqlType::Interval => "interval".into(),
+            SqlType::Jsonb => "jsonb".into(),
+        }
+    }
+
+    /// Whether a value of `self` may be stored into a column of type `target` without an
+    /// explicit cast (Postgres' assignment casts). Text literals are coerced by parsing.
+    pub fn assignable_to(&self, target: &SqlType) -> bool {
+        use SqlType::*;
+        let numeric = |t: &SqlType| {
+            matches!(t, Int16 | Int32 | Int64 | Float32 | Float64 | Numeric { .. })
+        };
+        match (self, target) {
+            (a, b) if a == b => true,
+            (Text, _) | (_, Text) => true,
+            (a, b) if numeric(a) && numeric(b) => true,
+            (Jsonb, _) | (_, Jsonb) => false,
+            (Date | Timestamp | TimestampTz, Date | Timestamp | TimestampTz) => true,
+            (Time, Time) | (Interval, Interval) | (Bytea, Bytea) | (Boolean, Boolean) => true,
+            _ => false,
+        }
+    }
+}
+
+fn numeric_from_info(info: &ExactNumberInfo) -> Result<SqlType> {
+    let (precision, scale) = match info {
+        ExactNumberInfo::None => (NUMERIC_DEFAULT_PRECISION, NUMERIC_DEFAULT_SCALE),
+        ExactNumberInfo::Precision(p) => (checked_precision(*p)?, 0),
+        ExactNumberInfo::PrecisionAndScale(p, s) => {
+            let precision = checked_precision(*p)?;
+            if *s < 0 || *s > i64::from(precision) {
+                return Err(Error::new(
+                    SqlState::InvalidParameterValue,
+                    format!("numeric scale {s} must be between 0 and precision {precision}"),
+                ));
+            }
+            (precision, *s as i8)
+        }
+    };
+    Ok(SqlType::Numeric { precision, scale })
+}
+
+fn checked_precision(p: u64) -> Result<u8> {
+    if (1..=38).contains(&p) {
+        Ok(p as u8)
+    } else {
+        Err(Error::new(
+            SqlState::InvalidParameterValue,
+            format!("numeric precision {p} must be between 1 and 38"),
+        ))
+    }
+}
+
+/// An Arrow schema built from named SQL types.
+pub fn arrow_schema(columns: &[(String, SqlType, bool)]) -> Arc<datafusion::arrow::datatypes::Schema> {
+    let fields: Vec<Field> =
+        columns.iter().map(|(name, ty, nullable)| ty.to_field(name, *nullable)).collect();
+    Arc::new(datafusion::arrow::datatypes::Schema::new(fields))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_type_round_trips_through_arrow() {
+        let all = [
+            SqlType::Boolean,
+            SqlType::Int16,
+            SqlType::Int32,
+            SqlType::Int64,
+            SqlType::Float32,
+            SqlType::Float64,
+            SqlType::Numeric { precision: 10, scale: 2 },
+            SqlType::Text,
+            SqlType::Bytea,
+            SqlType::Date,
+            SqlType::Time,
+            SqlType::Timestamp,
+            SqlType::TimestampTz,
+            SqlType::Interval,
+            SqlType::Jsonb,
+        ];
+        for ty in all {
+            assert_eq!(SqlType::from_arrow(&ty.to_field("c", true)), ty);
+            assert_eq!(SqlType::from_pg_type(&ty.pg_type()).map(|t| t.pg_type()), Some(ty.pg_type()));
+        }
+    }
+
+    #[test]
+    fn assignment_rules_follow_postgres() {
+        assert!(SqlType::Int64.assignable_to(&SqlType::Int16));
+        assert!(SqlType::Text.assignable_to(&SqlType::Date));
+        assert!(!SqlType::Boolean.assignable_to(&SqlType::Int32));
+        assert!(!SqlType::Int32.assignable_to(&SqlType::Boolean));
+    }
+}

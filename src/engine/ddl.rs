@@ -1,0 +1,134 @@
+//! CREATE / DROP of schemas and tables.
+
+use std::sync::Arc;
+
+use datafusion::common::DFSchema;
+use datafusion::sql::sqlparser::ast::{CreateTable, ObjectName, ObjectType, SchemaName};
+
+use super::Database;
+use super::session::Outcome;
+use crate::catalog::{CatalogChange, TableDesc};
+use crate::common::{Error, Result, SqlState, SqlType};
+use crate::sql::ddl::{bind_create_table, normalize_ident, resolve_drop_targets};
+
+impl Database {
+    pub(super) async fn create_table(&self, create: &CreateTable, schema: &str) -> Result<Outcome> {
+        let _ddl = self.ddl_lock.lock().await;
+        let mut catalog = (*self.catalog()).clone();
+        let desc = bind_create_table(create, &mut catalog, schema)?;
+        if catalog.table(&desc.schema, &desc.name).is_some() {
+            if create.if_not_exists {
+                return Ok(Outcome::command("CREATE TABLE")
+                    .with_notice(format!("relation \"{}\" already exists, skipping", desc.name)));
+            }
+            return Err(Error::new(
+                SqlState::DuplicateTable,
+                format!("relation \"{}\" already exists", desc.name),
+            ));
+        }
+        check_defaults(&desc)?;
+        // DDL is serialized by `ddl_lock`, so the id handed out by this copy of the catalog
+        // is still free; applying the change moves the live id counter past it.
+        self.change_catalog(vec![CatalogChange::CreateTable(Arc::new(desc))]).await?;
+        Ok(Outcome::command("CREATE TABLE"))
+    }
+
+    pub(super) async fn create_schema(&self, name: &SchemaName, if_not_exists: bool) -> Result<Outcome> {
+        let _ddl = self.ddl_lock.lock().await;
+        let name = match name {
+            SchemaName::Simple(name) if name.0.len() == 1 => name.0[0]
+                .as_ident()
+                .map(normalize_ident)
+                .ok_or_else(|| Error::new(SqlState::SyntaxError, format!("invalid schema name {name}")))?,
+            other => return Err(Error::unsupported(format!("schema name {other}"))),
+        };
+        if self.catalog().schema_exists(&name) {
+            if if_not_exists {
+                return Ok(Outcome::command("CREATE SCHEMA")
+                    .with_notice(format!("schema \"{name}\" already exists, skipping")));
+            }
+            return Err(Error::new(SqlState::DuplicateSchema, format!("schema \"{name}\" already exists")));
+        }
+        self.change_catalog(vec![CatalogChange::CreateSchema(name)]).await?;
+        Ok(Outcome::command("CREATE SCHEMA"))
+    }
+
+    pub(super) async fn drop_objects(
+        &self,
+        object_type: ObjectType,
+        names: &[ObjectName],
+        if_exists: bool,
+        cascade: bool,
+        schema: &str,
+    ) -> Result<Outcome> {
+        let _ddl = self.ddl_lock.lock().await;
+        match object_type {
+            ObjectType::Table => {
+                let mut notices = Vec::new();
+                let targets = resolve_drop_targets(names, &self.catalog(), schema, if_exists, &mut notices)?;
+                let changes = targets.into_iter().map(CatalogChange::DropTable).collect();
+                self.change_catalog(changes).await?;
+                Ok(Outcome::command("DROP TABLE").with_notices(notices))
+            }
+            ObjectType::Schema => self.drop_schemas(names, if_exists, cascade).await,
+            other => Err(Error::unsupported(format!("DROP {other}"))),
+        }
+    }
+
+    async fn drop_schemas(&self, names: &[ObjectName], if_exists: bool, cascade: bool) -> Result<Outcome> {
+        let catalog = self.catalog();
+        let mut changes = Vec::new();
+        let mut notices = Vec::new();
+        for name in names {
+            let name = name.to_string().trim_matches('"').to_string();
+            if !catalog.schema_exists(&name) {
+                if if_exists {
+                    notices.push(format!("schema \"{name}\" does not exist, skipping"));
+                    continue;
+                }
+                return Err(Error::new(SqlState::UndefinedSchema, format!("schema \"{name}\" does not exist")));
+            }
+            let tables: Vec<Arc<TableDesc>> = catalog.tables_in(&name).cloned().collect();
+            if !tables.is_empty() && !cascade {
+                let names: Vec<String> = tables.iter().map(|t| format!("table {}", t.qualified_name())).collect();
+                return Err(Error::new(
+                    SqlState::DependentObjectsStillExist,
+                    format!("cannot drop schema {name} because other objects depend on it"),
+                )
+                .with_detail(names.join("\n"))
+                .with_hint("Use DROP ... CASCADE to drop the dependent objects too."));
+            }
+            changes.extend(tables.into_iter().map(CatalogChange::DropTable));
+            changes.push(CatalogChange::DropSchema(name));
+        }
+        self.change_catalog(changes).await?;
+        Ok(Outcome::command("DROP SCHEMA").with_notices(notices))
+    }
+}
+
+/// Rejects DEFAULT expressions that do not parse, refer to columns, or cannot be stored in
+/// their column, when the table is created rather than at the first INSERT.
+fn check_defaults(desc: &TableDesc) -> Result<()> {
+    let ctx = datafusion::execution::context::SessionContext::new();
+    let empty = DFSchema::empty();
+    for column in &desc.columns {
+        let Some(sql) = &column.default else { continue };
+        let expr = ctx.parse_sql_expr(sql, &empty).map_err(|e| {
+            Error::new(SqlState::SyntaxError, format!("invalid DEFAULT for column \"{}\": {}", column.name, Error::from(e)))
+        })?;
+        let data_type = datafusion::logical_expr::ExprSchemable::get_type(&expr, &empty)?;
+        let source = SqlType::from_arrow(&datafusion::arrow::datatypes::Field::new("", data_type, true));
+        if !source.assignable_to(&column.sql_type) {
+            return Err(Error::new(
+                SqlState::DatatypeMismatch,
+                format!(
+                    "column \"{}\" is of type {} but default expression is of type {}",
+                    column.name,
+                    column.sql_type.name(),
+                    source.name()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,675 @@
+//! INSERT, UPDATE, DELETE and COPY FROM STDIN.
+//!
+//! DataFusion plans each statement (casts, defaults, placeholders, joins in UPDATE ... FROM
+//! and DELETE ... USING); Sabot runs the plan's input to get the affected rows, validates
+//! them (NOT NULL, keys, JSON) and hands one chunk to the table's writer. A statement is
+//! all or nothing: it is checked completely before its chunk is applied.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, UInt32Array};
+use datafusion::arrow::compute::{concat_batches, take_record_batch};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::row::Rows;
+use datafusion::arrow::util::display::array_value_to_string;
+use datafusion::catalog::TableProvider;
+use datafusion::common::{Column, ScalarValue};
+use datafusion::datasource::MemTable;
+use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan, Projection};
+use datafusion::sql::sqlparser::ast::{
+    self, CopyLegacyOption, CopyOption, CopySource, CopyTarget, Delete, Insert, SelectItem,
+    SetExpr, TableFactor, TableObject, Update,
+};
+
+use super::query;
+use super::session::{Outcome, OutcomeKind, Session};
+use crate::batch::StoredTable;
+use crate::catalog::TableDesc;
+use crate::common::{Error, Result, SqlState, SqlType};
+use crate::sql::copy::{CopyOptions, parse_copy_data};
+use crate::sql::ddl::normalize_ident;
+use crate::state::Snapshot;
+use crate::stream::{Chunk, Op, TableWriter};
+
+/// Name under which COPY data is visible to the INSERT it becomes.
+const COPY_INPUT: &str = "__sabot_copy_input";
+/// Prefix of the extra columns UPDATE adds to carry each row's old values.
+const OLD_COLUMN_PREFIX: &str = "__sabot_old_";
+/// Upper bound of buffered COPY data, in bytes.
+const COPY_BYTES_MAX: usize = 1 << 30;
+
+/// A COPY FROM STDIN waiting for its data.
+pub struct CopyIn {
+    desc: Arc<TableDesc>,
+    columns: Vec<String>,
+    options: CopyOptions,
+    data: Vec<u8>,
+}
+
+impl Session {
+    pub(super) async fn insert(
+        &mut self,
+        statement: &ast::Statement,
+        insert: &Insert,
+        params: &[ScalarValue],
+        extra_input: Option<Arc<dyn TableProvider>>,
+    ) -> Result<Outcome> {
+        let (ctx, desc, input) = self.plan_insert(statement, insert, extra_input).await?;
+        let input = query::bind(input, params)?;
+        let (_, batches) = query::collect(&ctx, input).await?;
+        let rows = checked_rows(&desc, &desc.visible_schema(), &batches)?;
+        let count = rows.num_rows();
+        let writer = self.db.writer(&desc)?;
+        let (full, epoch) = {
+            let mut writer = writer.lock().await;
+            self.db.coordinator.check_healthy()?;
+            let snapshot = self.db.coordinator.store().snapshot();
+            let full = with_hidden_columns(&mut writer, &desc, rows)?;
+            if !desc.has_row_id() {
+                let keys = writer.encode_keys(&full)?;
+                check_unique(&writer, snapshot.as_ref(), &desc, &full, &keys, &HashSet::new())?;
+            }
+            writer.apply(Chunk::inserts(full.clone())).await?;
+            (full, self.db.coordinator.pending_epoch())
+        };
+        self.finish_write(epoch).await?;
+        self.returning("INSERT 0", &desc, full, count, insert.returning.as_deref()).await
+    }
+
+    /// Plans an INSERT; returns the plan of the rows to insert (in the visible schema).
+    async fn plan_insert(
+        &self,
+        statement: &ast::Statement,
+        insert: &Insert,
+        extra_input: Option<Arc<dyn TableProvider>>,
+    ) -> Result<(datafusion::execution::context::SessionContext, Arc<TableDesc>, LogicalPlan)> {
+        reject_unsupported_insert(insert)?;
+        let TableObject::TableName(name) = &insert.table else {
+            return Err(Error::unsupported("INSERT into a table function"));
+        };
+        let desc = self.target_table(name)?;
+        let mut insert = insert.clone();
+        insert.returning = None; // computed by Sabot over the written rows
+        fill_implicit_columns(&mut insert, &desc);
+        let snapshot = self.db.coordinator.store().snapshot();
+        let ctx = self.snapshot_context();
+        let defaults = query::column_defaults(&ctx, &desc)?;
+        let target =
+            StoredTable::committed(desc.clone(), snapshot.clone()).with_defaults(defaults).with_nullable_columns();
+        let mut catalog = query::snapshot_catalog(self.db.catalog(), snapshot).with_override(&desc, Arc::new(target));
+        if let Some(input) = extra_input {
+            catalog = catalog.with_input(&self.settings.current_schema(), COPY_INPUT, input);
+        }
+        ctx.register_catalog(query::CATALOG_NAME, Arc::new(catalog));
+        let _ = statement;
+        let plan = query::plan(&ctx, &ast::Statement::Insert(insert)).await.map_err(column_count_error)?;
+        let input = dml_input(plan)?;
+        check_assignment_types(&input, &desc)?;
+        Ok((ctx, desc, input))
+    }
+
+    pub(super) async fn update(&mut self, statement: &ast::Statement, update: &Update, params: &[ScalarValue]) -> Result<Outcome> {
+        let desc = self.update_target(update)?;
+        let writer = self.db.writer(&desc)?;
+        let mut writer = writer.lock().await;
+        self.db.coordinator.check_healthy()?;
+        let snapshot = self.db.coordinator.store().snapshot();
+        let ctx = self.current_state_context(&writer, &desc, snapshot.as_ref())?;
+        let plan = dml_input(query::plan(&ctx, &without_returning(statement)).await?)?;
+        check_assignment_types(&plan, &desc)?;
+        let plan = with_old_columns(plan, &desc, &target_qualifier(&update.table.relation, &desc))?;
+        let (_, batches) = query::collect(&ctx, query::bind(plan, params)?).await?;
+        let width = desc.columns.len();
+        let schema = desc.full_schema();
+        let all = concat_batches(&batches_schema(&batches, &schema, 2 * width), &batches)?;
+        let old = RecordBatch::try_new(schema.clone(), all.columns()[width..].to_vec())?;
+        let old_keys = writer.encode_keys(&old)?;
+        let first = first_per_key(&old_keys);
+        let old = take_record_batch(&old, &first)?;
+        let new = checked_rows(&desc, &schema, &[take_record_batch(&all, &first)?.project(&(0..width).collect::<Vec<_>>())?])?;
+        let old_keys = writer.encode_keys(&old)?;
+        let new_keys = writer.encode_keys(&new)?;
+        if (0..old.num_rows()).any(|i| old_keys.row(i) != new_keys.row(i)) {
+            let freed: HashSet<Vec<u8>> = old_keys.iter().map(|r| r.data().to_vec()).collect();
+            check_unique(&writer, snapshot.as_ref(), &desc, &new, &new_keys, &freed)?;
+        }
+        let count = new.num_rows();
+        writer.apply(update_pairs(&old, &new)?).await?;
+        let epoch = self.db.coordinator.pending_epoch();
+        drop(writer);
+        self.finish_write(epoch).await?;
+        self.returning("UPDATE", &desc, new, count, update.returning.as_deref()).await
+    }
+
+    pub(super) async fn delete(&mut self, statement: &ast::Statement, delete: &Delete, params: &[ScalarValue]) -> Result<Outcome> {
+        let (desc, relation) = self.delete_target(delete)?;
+        let writer = self.db.writer(&desc)?;
+        let mut writer = writer.lock().await;
+        self.db.coordinator.check_healthy()?;
+        let snapshot = self.db.coordinator.store().snapshot();
+        let ctx = self.current_state_context(&writer, &desc, snapshot.as_ref())?;
+        let plan = dml_input(query::plan(&ctx, &without_returning(statement)).await?)?;
+        let plan = target_columns(plan, &desc, &target_qualifier(&relation, &desc))?;
+        let (_, batches) = query::collect(&ctx, query::bind(plan, params)?).await?;
+        let schema = desc.full_schema();
+        let all = concat_batches(&batches_schema(&batches, &schema, schema.fields().len()), &batches)?;
+        let old = RecordBatch::try_new(schema.clone(), all.columns().to_vec())?;
+        let old = take_record_batch(&old, &first_per_key(&writer.encode_keys(&old)?))?;
+        let count = old.num_rows();
+        writer.apply(Chunk::new(vec![Op::Delete; count], old.clone())).await?;
+        let epoch = self.db.coordinator.pending_epoch();
+        drop(writer);
+        self.finish_write(epoch).await?;
+        self.returning("DELETE", &desc, old, count, delete.returning.as_deref()).await
+    }
+
+    /// Parameter types and RETURNING columns of a DML statement.
+    pub(super) async fn describe_dml(&mut self, statement: &ast::Statement) -> Result<(Vec<Option<DataType>>, Option<SchemaRef>)> {
+        let (desc, plan, returning) = match statement {
+            ast::Statement::Insert(insert) => {
+                let (_, desc, plan) = self.plan_insert(statement, insert, None).await?;
+                (desc, plan, insert.returning.clone())
+            }
+            ast::Statement::Update(update) => {
+                let desc = self.update_target(update)?;
+                let ctx = self.empty_table_context(&desc);
+                (desc, query::plan(&ctx, &without_returning(statement)).await?, update.returning.clone())
+            }
+            ast::Statement::Delete(delete) => {
+                let (desc, _) = self.delete_target(delete)?;
+                let ctx = self.empty_table_context(&desc);
+                (desc, query::plan(&ctx, &without_returning(statement)).await?, delete.returning.clone())
+            }
+            _ => return Err(Error::internal("not a DML statement")),
+        };
+        let params = query::parameter_types(&plan)?;
+        let schema = match returning {
+            Some(items) => {
+                let empty = RecordBatch::new_empty(desc.full_schema());
+                let ctx = self.rows_context(&desc, empty);
+                let plan = query::plan(&ctx, &returning_query(&desc, &items)?).await?;
+                Some(Arc::new(plan.schema().as_arrow().clone()))
+            }
+            None => None,
+        };
+        Ok((params, schema))
+    }
+
+    pub(super) fn copy_from(
+        &mut self,
+        source: &CopySource,
+        to: bool,
+        target: &CopyTarget,
+        options: &[CopyOption],
+        legacy_options: &[CopyLegacyOption],
+    ) -> Result<Outcome> {
+        if to {
+            return Err(Error::unsupported("COPY TO").with_hint("use SELECT, or psql's \\copy (SELECT ...) TO"));
+        }
+        if *target != CopyTarget::Stdin {
+            return Err(Error::unsupported(format!("COPY FROM {target}"))
+                .with_hint("the server reads no files: use COPY FROM STDIN (psql's \\copy)"));
+        }
+        let CopySource::Table { table_name, columns } = source else {
+            return Err(Error::new(SqlState::SyntaxError, "COPY FROM needs a table"));
+        };
+        let desc = self.target_table(table_name)?;
+        let columns: Vec<String> = if columns.is_empty() {
+            desc.columns.iter().filter(|c| !c.hidden).map(|c| c.name.clone()).collect()
+        } else {
+            columns.iter().map(normalize_ident).collect()
+        };
+        for column in &columns {
+            if desc.column_index(column).is_none_or(|i| desc.columns[i].hidden) {
+                return Err(Error::new(
+                    SqlState::UndefinedColumn,
+                    format!("column \"{column}\" of relation \"{}\" does not exist", desc.name),
+                ));
+            }
+        }
+        let options = CopyOptions::from_ast(options, legacy_options)?;
+        let count = columns.len();
+        self.copy = Some(CopyIn { desc, columns, options, data: Vec::new() });
+        Ok(Outcome { kind: OutcomeKind::CopyIn { columns: count }, ..Outcome::command("COPY") })
+    }
+
+    /// Buffers a piece of COPY data.
+    pub fn copy_data(&mut self, data: &[u8]) -> Result<()> {
+        let copy = self.copy.as_mut().ok_or_else(|| Error::new(SqlState::ProtocolViolation, "no COPY in progress"))?;
+        if copy.data.len() + data.len() > COPY_BYTES_MAX {
+            self.copy = None;
+            return Err(Error::new(SqlState::ProgramLimitExceeded, "COPY data exceeds the 1 GiB limit of one statement")
+                .with_hint("split the load into several COPY statements"));
+        }
+        copy.data.extend_from_slice(data);
+        Ok(())
+    }
+
+    /// Ends COPY: parses everything received and inserts it as one statement.
+    pub async fn copy_done(&mut self) -> Result<Outcome> {
+        let copy = self.copy.take().ok_or_else(|| Error::new(SqlState::ProtocolViolation, "no COPY in progress"))?;
+        let strings = parse_copy_data(&copy.data, &copy.options, &copy.columns)?;
+        self.insert_strings(&copy.desc, &copy.columns, strings).await
+    }
+
+    /// Inserts text columns into `desc`, cast to the column types as INSERT would.
+    async fn insert_strings(&mut self, desc: &TableDesc, columns: &[String], strings: Vec<ArrayRef>) -> Result<Outcome> {
+        let schema = Arc::new(Schema::new(
+            columns.iter().map(|c| Field::new(c, DataType::Utf8, true)).collect::<Vec<_>>(),
+        ));
+        let batch = RecordBatch::try_new(schema.clone(), strings)?;
+        let input: Arc<dyn TableProvider> = Arc::new(MemTable::try_new(schema, vec![vec![batch]])?);
+        let sql = format!(
+            "INSERT INTO {} ({}) SELECT * FROM {COPY_INPUT}",
+            quoted_name(desc),
+            columns.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ")
+        );
+        let statement = match crate::sql::parse(&sql)?.pop() {
+            Some(crate::sql::Statement::Sql(statement)) => *statement,
+            _ => return Err(Error::internal("COPY produced no INSERT")),
+        };
+        let ast::Statement::Insert(insert) = &statement else {
+            return Err(Error::internal("COPY produced no INSERT"));
+        };
+        let outcome = self.insert(&statement, insert, &[], Some(input)).await?;
+        Ok(Outcome::affected("COPY", outcome.rows_affected.unwrap_or(0)))
+    }
+
+    /// Abandons a COPY (client sent CopyFail or went away): nothing is applied.
+    pub fn copy_fail(&mut self) {
+        self.copy = None;
+    }
+
+    async fn finish_write(&self, epoch: crate::state::Epoch) -> Result<()> {
+        if self.settings.implicit_flush() {
+            self.db.coordinator.wait_committed(epoch).await?;
+        }
+        Ok(())
+    }
+
+    /// The statement's outcome, with RETURNING rows computed over `rows` (full schema).
+    async fn returning(
+        &self,
+        tag: &str,
+        desc: &Arc<TableDesc>,
+        rows: RecordBatch,
+        count: usize,
+        items: Option<&[SelectItem]>,
+    ) -> Result<Outcome> {
+        let Some(items) = items else { return Ok(Outcome::affected(tag, count)) };
+        let ctx = self.rows_context(desc, rows);
+        let plan = query::plan(&ctx, &returning_query(desc, items)?).await?;
+        let (schema, batches) = query::collect(&ctx, plan).await?;
+        Ok(Outcome::rows(tag, schema, batches))
+    }
+
+    /// A context in which `desc` holds its current rows (pending writes included), with the
+    /// hidden row id visible so DML can address rows.
+    fn current_state_context(
+        &self,
+        writer: &TableWriter,
+        desc: &Arc<TableDesc>,
+        snapshot: &dyn Snapshot,
+    ) -> Result<datafusion::execution::context::SessionContext> {
+        let current = writer.scan(snapshot)?;
+        let table = StoredTable::materialized(desc.clone(), current, true).with_nullable_columns();
+        Ok(self.context_with(desc, Arc::new(table)))
+    }
+
+    fn empty_table_context(&self, desc: &Arc<TableDesc>) -> datafusion::execution::context::SessionContext {
+        let table = StoredTable::materialized(desc.clone(), RecordBatch::new_empty(desc.full_schema()), true);
+        self.context_with(desc, Arc::new(table))
+    }
+
+    fn rows_context(&self, desc: &Arc<TableDesc>, rows: RecordBatch) -> datafusion::execution::context::SessionContext {
+        self.context_with(desc, Arc::new(StoredTable::materialized(desc.clone(), rows, false)))
+    }
+
+    fn context_with(&self, desc: &TableDesc, table: Arc<dyn TableProvider>) -> datafusion::execution::context::SessionContext {
+        let snapshot = self.db.coordinator.store().snapshot();
+        let catalog = query::snapshot_catalog(self.db.catalog(), snapshot).with_override(desc, table);
+        query::context(catalog, &self.settings.current_schema())
+    }
+
+    fn update_target(&self, update: &Update) -> Result<Arc<TableDesc>> {
+        if update.or.is_some() || !update.order_by.is_empty() || update.limit.is_some() {
+            return Err(Error::unsupported("this form of UPDATE"));
+        }
+        let TableFactor::Table { name, .. } = &update.table.relation else {
+            return Err(Error::unsupported("UPDATE of something other than a table"));
+        };
+        let desc = self.target_table(name)?;
+        for assignment in &update.assignments {
+            let ast::AssignmentTarget::ColumnName(column) = &assignment.target else {
+                return Err(Error::unsupported("UPDATE of a column tuple"));
+            };
+            let column = column.0.last().and_then(|p| p.as_ident()).map(normalize_ident).unwrap_or_default();
+            match desc.column_index(&column) {
+                Some(i) if !desc.columns[i].hidden => {}
+                _ => {
+                    return Err(Error::new(
+                        SqlState::UndefinedColumn,
+                        format!("column \"{column}\" of relation \"{}\" does not exist", desc.name),
+                    ));
+                }
+            }
+        }
+        Ok(desc)
+    }
+
+    fn delete_target(&self, delete: &Delete) -> Result<(Arc<TableDesc>, TableFactor)> {
+        if !delete.tables.is_empty() || !delete.order_by.is_empty() || delete.limit.is_some() {
+            return Err(Error::unsupported("this form of DELETE"));
+        }
+        let (ast::FromTable::WithFromKeyword(from) | ast::FromTable::WithoutKeyword(from)) = &delete.from;
+        let [target] = from.as_slice() else {
+            return Err(Error::unsupported("DELETE from several tables"));
+        };
+        let TableFactor::Table { name, .. } = &target.relation else {
+            return Err(Error::unsupported("DELETE from something other than a table"));
+        };
+        Ok((self.target_table(name)?, target.relation.clone()))
+    }
+}
+
+impl crate::batch::SabotCatalog {
+    /// Makes an extra relation (COPY data) visible under `schema.name`.
+    pub fn with_input(self, schema: &str, name: &str, table: Arc<dyn TableProvider>) -> Self {
+        let desc = TableDesc {
+            id: 0,
+            schema: schema.to_string(),
+            name: name.to_string(),
+            columns: vec![],
+            primary_key: vec![],
+        };
+        self.with_override(&desc, table)
+    }
+}
+
+/// The statement with its RETURNING clause removed: Sabot evaluates RETURNING itself over
+/// the rows it wrote, DataFusion plans the rest.
+fn without_returning(statement: &ast::Statement) -> ast::Statement {
+    let mut statement = statement.clone();
+    match &mut statement {
+        ast::Statement::Insert(insert) => insert.returning = None,
+        ast::Statement::Update(update) => update.returning = None,
+        ast::Statement::Delete(delete) => delete.returning = None,
+        _ => {}
+    }
+    statement
+}
+
+fn reject_unsupported_insert(insert: &Insert) -> Result<()> {
+    if insert.on.is_some() {
+        return Err(Error::unsupported("INSERT ... ON CONFLICT"));
+    }
+    if insert.overwrite || insert.replace_into || insert.or.is_some() || insert.ignore {
+        return Err(Error::unsupported("this form of INSERT"));
+    }
+    if insert.source.is_none() {
+        return Err(Error::unsupported("INSERT without VALUES or SELECT"));
+    }
+    Ok(())
+}
+
+/// Postgres lets `INSERT INTO t VALUES (...)` give fewer values than columns: the rest
+/// take their defaults. DataFusion wants them named, so name the leading columns.
+fn fill_implicit_columns(insert: &mut Insert, desc: &TableDesc) {
+    if !insert.columns.is_empty() {
+        return;
+    }
+    let Some(SetExpr::Values(values)) = insert.source.as_ref().map(|q| q.body.as_ref()) else { return };
+    let width = values.rows.first().map_or(0, |r| r.content.len());
+    let visible: Vec<&str> = desc.columns.iter().filter(|c| !c.hidden).map(|c| c.name.as_str()).collect();
+    if width < visible.len() {
+        insert.columns = visible[..width]
+            .iter()
+            .map(|name| ast::ObjectName::from(vec![ast::Ident::with_quote('"', *name)]))
+            .collect();
+    }
+}
+
+fn column_count_error(error: Error) -> Error {
+    if error.to_string().contains("Column count doesn't match") {
+        Error::new(SqlState::SyntaxError, "INSERT has more expressions than target columns")
+    } else {
+        error
+    }
+}
+
+fn dml_input(plan: LogicalPlan) -> Result<LogicalPlan> {
+    match plan {
+        LogicalPlan::Dml(dml) => Ok(Arc::unwrap_or_clone(dml.input)),
+        other => Err(Error::internal(format!("expected a DML plan, got {}", other.display()))),
+    }
+}
+
+/// Rejects values that Postgres would not store without an explicit cast (a boolean into an
+/// integer column, ...): DataFusion would cast them silently.
+fn check_assignment_types(plan: &LogicalPlan, desc: &TableDesc) -> Result<()> {
+    let LogicalPlan::Projection(projection) = plan else { return Ok(()) };
+    let input_schema = projection.input.schema();
+    for (expr, field) in projection.expr.iter().zip(projection.schema.fields()) {
+        let Some(column) = desc.column_index(field.name()).map(|i| &desc.columns[i]) else { continue };
+        for source_type in assigned_types(unalias(expr), &projection.input)? {
+            let source = SqlType::from_arrow(&Field::new("", source_type.clone(), true));
+            if source_type != DataType::Null && !source.assignable_to(&column.sql_type) {
+                return Err(Error::new(
+                    SqlState::DatatypeMismatch,
+                    format!(
+                        "column \"{}\" is of type {} but expression is of type {}",
+                        column.name,
+                        column.sql_type.name(),
+                        source.name()
+                    ),
+                )
+                .with_hint("You will need to rewrite or cast the expression."));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The types of the values an expression casts into a column. DataFusion casts either in
+/// the projection or, for `VALUES`, inside each row of the Values node.
+fn assigned_types(expr: &Expr, input: &LogicalPlan) -> Result<Vec<DataType>> {
+    let cast_source = |expr: &Expr, schema: &datafusion::common::DFSchema| -> Result<Option<DataType>> {
+        match unalias(expr) {
+            Expr::Cast(datafusion::logical_expr::Cast { expr: inner, .. })
+            | Expr::TryCast(datafusion::logical_expr::TryCast { expr: inner, .. }) => Ok(Some(inner.get_type(schema)?)),
+            _ => Ok(None),
+        }
+    };
+    if let Some(source) = cast_source(expr, input.schema())? {
+        return Ok(vec![source]);
+    }
+    let (Expr::Column(column), LogicalPlan::Values(values)) = (expr, input) else { return Ok(vec![]) };
+    let Ok(index) = input.schema().index_of_column(column) else { return Ok(vec![]) };
+    let empty = datafusion::common::DFSchema::empty();
+    let mut types = Vec::new();
+    for row in &values.values {
+        if let Some(source) = row.get(index).map(|e| cast_source(e, &empty)).transpose()?.flatten() {
+            types.push(source);
+        }
+    }
+    Ok(types)
+}
+
+fn unalias(expr: &Expr) -> &Expr {
+    match expr {
+        Expr::Alias(alias) => unalias(&alias.expr),
+        other => other,
+    }
+}
+
+/// The name under which the target table's columns appear in a DML plan.
+fn target_qualifier(relation: &TableFactor, desc: &TableDesc) -> String {
+    match relation {
+        TableFactor::Table { alias: Some(alias), .. } => normalize_ident(&alias.name),
+        _ => desc.name.clone(),
+    }
+}
+
+/// The target table's column `name` in `plan`'s output.
+fn target_column(plan: &LogicalPlan, qualifier: &str, name: &str) -> Result<Expr> {
+    plan.schema()
+        .iter()
+        .find(|(q, f)| f.name() == name && q.is_none_or(|q| q.table() == qualifier))
+        .map(|(q, f)| Expr::Column(Column::new(q.cloned(), f.name())))
+        .ok_or_else(|| Error::internal(format!("column {qualifier}.{name} missing from DML plan")))
+}
+
+/// UPDATE's plan yields the new rows; add the old values of every column after them.
+fn with_old_columns(plan: LogicalPlan, desc: &TableDesc, qualifier: &str) -> Result<LogicalPlan> {
+    let LogicalPlan::Projection(projection) = plan else {
+        return Err(Error::internal("UPDATE plan is not a projection"));
+    };
+    let mut exprs = projection.expr.clone();
+    for (i, column) in desc.columns.iter().enumerate() {
+        let old = target_column(&projection.input, qualifier, &column.name)?;
+        exprs.push(old.alias(format!("{OLD_COLUMN_PREFIX}{i}")));
+    }
+    Ok(LogicalPlan::Projection(Projection::try_new(exprs, projection.input)?))
+}
+
+/// DELETE's plan yields the joined input; keep the target table's columns.
+fn target_columns(plan: LogicalPlan, desc: &TableDesc, qualifier: &str) -> Result<LogicalPlan> {
+    let exprs = desc
+        .columns
+        .iter()
+        .map(|c| target_column(&plan, qualifier, &c.name))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(LogicalPlan::Projection(Projection::try_new(exprs, Arc::new(plan))?))
+}
+
+/// The schema to concatenate query output under (the batches' own, which may differ from
+/// the table's in nullability), or `fallback` when there are no batches.
+fn batches_schema(batches: &[RecordBatch], fallback: &SchemaRef, width: usize) -> SchemaRef {
+    match batches.first() {
+        Some(batch) => batch.schema(),
+        None => {
+            let mut fields: Vec<Field> = fallback.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect();
+            while fields.len() < width {
+                let i = fields.len() - fallback.fields().len();
+                fields.push(fallback.field(i).clone().with_name(format!("{OLD_COLUMN_PREFIX}{i}")).with_nullable(true));
+            }
+            Arc::new(Schema::new(fields))
+        }
+    }
+}
+
+/// Concatenates rows for `desc` into `schema` (visible or full), checking NOT NULL and
+/// JSON columns on the way.
+fn checked_rows(desc: &TableDesc, schema: &SchemaRef, batches: &[RecordBatch]) -> Result<RecordBatch> {
+    let columns: Vec<ArrayRef> = if batches.is_empty() {
+        schema.fields().iter().map(|f| datafusion::arrow::array::new_empty_array(f.data_type())).collect()
+    } else {
+        let all = concat_batches(&batches[0].schema(), batches)?;
+        all.columns().to_vec()
+    };
+    for (field, array) in schema.fields().iter().zip(&columns) {
+        let Some(column) = desc.column_index(field.name()).map(|i| &desc.columns[i]) else { continue };
+        if !column.nullable && array.null_count() > 0 {
+            return Err(Error::new(
+                SqlState::NotNullViolation,
+                format!("null value in column \"{}\" of relation \"{}\" violates not-null constraint", column.name, desc.name),
+            ));
+        }
+        if column.sql_type == SqlType::Jsonb {
+            check_json(array.as_ref(), &column.name)?;
+        }
+    }
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
+}
+
+fn check_json(array: &dyn Array, column: &str) -> Result<()> {
+    let Some(strings) = array.as_string_opt::<i32>() else { return Ok(()) };
+    for value in strings.iter().flatten() {
+        if let Err(e) = serde_json::from_str::<serde_json::Value>(value) {
+            return Err(Error::new(SqlState::InvalidTextRepresentation, "invalid input syntax for type json")
+                .with_detail(format!("column \"{column}\": {e}")));
+        }
+    }
+    Ok(())
+}
+
+/// Adds the hidden row id to rows in the visible schema.
+fn with_hidden_columns(writer: &mut TableWriter, desc: &TableDesc, rows: RecordBatch) -> Result<RecordBatch> {
+    if !desc.has_row_id() {
+        return Ok(RecordBatch::try_new(desc.full_schema(), rows.columns().to_vec())?);
+    }
+    let mut columns = rows.columns().to_vec();
+    columns.push(Arc::new(writer.allocate_row_ids(rows.num_rows())));
+    Ok(RecordBatch::try_new(desc.full_schema(), columns)?)
+}
+
+/// Fails with 23505 if a key repeats within `keys` or already exists in the table (keys in
+/// `freed` are being removed by the same statement).
+fn check_unique(
+    writer: &TableWriter,
+    snapshot: &dyn Snapshot,
+    desc: &TableDesc,
+    rows: &RecordBatch,
+    keys: &Rows,
+    freed: &HashSet<Vec<u8>>,
+) -> Result<()> {
+    let mut seen = HashSet::with_capacity(keys.num_rows());
+    for (i, key) in keys.iter().enumerate() {
+        let bytes = key.data();
+        let taken = !freed.contains(bytes) && writer.get(snapshot, bytes)?.is_some();
+        if !seen.insert(bytes) || taken {
+            return Err(duplicate_key(desc, rows, i));
+        }
+    }
+    Ok(())
+}
+
+fn duplicate_key(desc: &TableDesc, rows: &RecordBatch, row: usize) -> Error {
+    let names: Vec<&str> = desc.primary_key.iter().map(|&i| desc.columns[i].name.as_str()).collect();
+    let values: Vec<String> = desc
+        .primary_key
+        .iter()
+        .map(|&i| array_value_to_string(rows.column(i), row).unwrap_or_default())
+        .collect();
+    Error::new(
+        SqlState::UniqueViolation,
+        format!("duplicate key value violates unique constraint \"{}\"", desc.primary_key_name()),
+    )
+    .with_detail(format!("Key ({})=({}) already exists.", names.join(", "), values.join(", ")))
+}
+
+/// Indexes of the first row of each distinct key (UPDATE ... FROM and DELETE ... USING can
+/// match a row several times; it changes once).
+fn first_per_key(keys: &Rows) -> UInt32Array {
+    let mut seen = HashSet::with_capacity(keys.num_rows());
+    UInt32Array::from_iter_values(
+        keys.iter().enumerate().filter(|(_, key)| seen.insert(key.data())).map(|(i, _)| i as u32),
+    )
+}
+
+/// Interleaves old and new rows into update pairs.
+fn update_pairs(old: &RecordBatch, new: &RecordBatch) -> Result<Chunk> {
+    let both = concat_batches(&old.schema(), [old, new])?;
+    let n = old.num_rows() as u32;
+    let order = UInt32Array::from_iter_values((0..n).flat_map(|i| [i, n + i]));
+    let ops = (0..n).flat_map(|_| [Op::UpdateDelete, Op::UpdateInsert]).collect();
+    Ok(Chunk::new(ops, take_record_batch(&both, &order)?))
+}
+
+fn returning_query(desc: &TableDesc, items: &[SelectItem]) -> Result<ast::Statement> {
+    let list: Vec<String> = items.iter().map(ToString::to_string).collect();
+    let sql = format!("SELECT {} FROM {}", list.join(", "), quoted_name(desc));
+    match crate::sql::parse(&sql)?.pop() {
+        Some(crate::sql::Statement::Sql(statement)) => Ok(*statement),
+        _ => Err(Error::internal("RETURNING produced no query")),
+    }
+}
+
+fn quoted_name(desc: &TableDesc) -> String {
+    format!("{}.{}", quote_ident(&desc.schema), quote_ident(&desc.name))
+}
+
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}

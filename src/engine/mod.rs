@@ -1,0 +1,152 @@
+//! `Database`: one handle that owns the state store, the catalog and the barrier
+//! coordinator, and hands out [`Session`]s that execute SQL. This is the embeddable API;
+//! the pgwire server is one client of it.
+
+mod ddl;
+mod dml;
+mod query;
+pub mod session;
+mod settings;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::mpsc;
+
+use crate::catalog::{Catalog, CatalogChange, TableDesc};
+use crate::common::config::Config;
+use crate::common::{Error, Result, SqlState};
+use crate::state::{Epoch, MemoryStore, RocksStore, StateStore, WriteBatch};
+use crate::stream::coordinator::SharedWriter;
+use crate::stream::{Coordinator, Message, TableWriter};
+
+pub use session::{Outcome, Prepared, Session};
+pub use settings::Settings;
+
+pub struct Database {
+    config: Config,
+    catalog: RwLock<Arc<Catalog>>,
+    /// Serializes DDL so that catalog changes are applied in commit order.
+    ddl_lock: tokio::sync::Mutex<()>,
+    coordinator: Arc<Coordinator>,
+    commit_loop: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Database {
+    /// Opens (or creates) the database described by `config` and starts committing epochs.
+    /// Must be called inside a Tokio runtime.
+    pub fn open(config: Config) -> Result<Arc<Database>> {
+        let store: Arc<dyn StateStore> = if config.ephemeral {
+            Arc::new(MemoryStore::default())
+        } else {
+            Arc::new(RocksStore::open(&config.data_dir)?)
+        };
+        let snapshot = store.snapshot();
+        let catalog = Catalog::load(snapshot.as_ref())?;
+        let coordinator = Arc::new(Coordinator::open(store, snapshot.as_ref())?);
+        for desc in catalog.tables() {
+            coordinator.add_writer(TableWriter::open(desc.clone(), snapshot.as_ref())?);
+        }
+        tracing::info!(
+            epoch = coordinator.committed_epoch(),
+            tables = catalog.tables().count(),
+            ephemeral = config.ephemeral,
+            "database opened"
+        );
+        let commit_loop = coordinator.spawn(Duration::from_millis(config.barrier_interval_ms.max(1)));
+        Ok(Arc::new(Database {
+            config,
+            catalog: RwLock::new(Arc::new(catalog)),
+            ddl_lock: tokio::sync::Mutex::new(()),
+            coordinator,
+            commit_loop: Mutex::new(Some(commit_loop)),
+        }))
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn session(self: &Arc<Self>) -> Session {
+        Session::new(self.clone())
+    }
+
+    /// The catalog as of now.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog.read().clone()
+    }
+
+    pub fn committed_epoch(&self) -> Epoch {
+        self.coordinator.committed_epoch()
+    }
+
+    /// Commits a barrier and waits for it: every earlier write is then durable and visible.
+    pub async fn flush(&self) -> Result<Epoch> {
+        self.coordinator.flush().await
+    }
+
+    /// Subscribes to the change stream of a table: every chunk written from now on, and a
+    /// barrier after each epoch that committed changes.
+    pub async fn subscribe(&self, schema: &str, table: &str) -> Result<mpsc::Receiver<Message>> {
+        let desc = self.table(schema, table)?;
+        let writer = self.writer(&desc)?;
+        let mut guard = writer.lock().await;
+        Ok(guard.subscribe(self.config.change_channel_messages_max))
+    }
+
+    /// Commits what is pending and stops the commit loop. Writes after this fail.
+    pub async fn shutdown(&self) -> Result<()> {
+        let result = self.coordinator.flush().await;
+        if let Some(handle) = self.commit_loop.lock().take() {
+            handle.abort();
+        }
+        tracing::info!(epoch = self.coordinator.committed_epoch(), "database closed");
+        result.map(|_| ())
+    }
+
+    fn table(&self, schema: &str, name: &str) -> Result<Arc<TableDesc>> {
+        self.catalog().table(schema, name).cloned().ok_or_else(|| {
+            Error::new(SqlState::UndefinedTable, format!("relation \"{name}\" does not exist"))
+        })
+    }
+
+    fn writer(&self, desc: &TableDesc) -> Result<SharedWriter> {
+        self.coordinator.writer(desc.id).ok_or_else(|| {
+            Error::new(SqlState::UndefinedTable, format!("relation \"{}\" does not exist", desc.name))
+        })
+    }
+
+    /// Applies catalog changes in memory, stages them for the next epoch and waits for it.
+    async fn change_catalog(&self, changes: Vec<CatalogChange>) -> Result<()> {
+        self.coordinator.check_healthy()?;
+        let epoch = {
+            let mut current = self.catalog.write();
+            let mut next = Catalog::clone(&current);
+            let mut batch = WriteBatch::default();
+            for change in &changes {
+                next.apply(change)?;
+                next.persist(change, &mut batch)?;
+            }
+            let snapshot = self.coordinator.store().snapshot();
+            for change in &changes {
+                match change {
+                    CatalogChange::CreateTable(desc) => {
+                        self.coordinator.add_writer(TableWriter::open(desc.clone(), snapshot.as_ref())?);
+                    }
+                    CatalogChange::DropTable(desc) => {
+                        self.coordinator.remove_writer(desc.id);
+                        batch.delete(
+                            crate::state::META_TABLE,
+                            &crate::stream::table_writer::row_id_key(desc.id),
+                        );
+                    }
+                    CatalogChange::CreateSchema(_) | CatalogChange::DropSchema(_) => {}
+                }
+            }
+            *current = Arc::new(next);
+            self.coordinator.stage_meta(batch)
+        };
+        self.coordinator.wait_committed(epoch).await
+    }
+}

@@ -1,0 +1,370 @@
+//! `Session`: executes statements for one client, with its own settings.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::common::ScalarValue;
+use datafusion::sql::sqlparser::ast::{self, Set};
+
+use super::Database;
+use super::dml::CopyIn;
+use super::query;
+use super::settings::Settings;
+use crate::catalog::TableDesc;
+use crate::common::{Error, Result, SqlState};
+use crate::sql::{Statement, parse};
+
+/// What a statement produced.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// The command tag, without the row count (`SELECT`, `INSERT 0`, `CREATE TABLE`).
+    pub tag: String,
+    /// Rows affected or returned, for tags that carry a count.
+    pub rows_affected: Option<usize>,
+    /// Result rows, for statements that return them.
+    pub rows: Option<(SchemaRef, Vec<RecordBatch>)>,
+    pub kind: OutcomeKind,
+    /// NOTICE / WARNING messages for the client, as `(severity, message)`.
+    pub notices: Vec<(&'static str, String)>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum OutcomeKind {
+    #[default]
+    Done,
+    TransactionStart,
+    TransactionEnd,
+    /// The client should now send COPY data for this many columns.
+    CopyIn { columns: usize },
+}
+
+impl Outcome {
+    pub fn command(tag: &str) -> Self {
+        Outcome { tag: tag.to_string(), ..Default::default() }
+    }
+
+    pub fn affected(tag: &str, rows: usize) -> Self {
+        Outcome { tag: tag.to_string(), rows_affected: Some(rows), ..Default::default() }
+    }
+
+    pub fn rows(tag: &str, schema: SchemaRef, batches: Vec<RecordBatch>) -> Self {
+        let count = batches.iter().map(RecordBatch::num_rows).sum();
+        Outcome { tag: tag.to_string(), rows_affected: Some(count), rows: Some((schema, batches)), ..Default::default() }
+    }
+
+    pub fn with_notice(mut self, message: String) -> Self {
+        self.notices.push(("NOTICE", message));
+        self
+    }
+
+    pub fn with_notices(mut self, messages: Vec<String>) -> Self {
+        self.notices.extend(messages.into_iter().map(|m| ("NOTICE", m)));
+        self
+    }
+
+    fn kind(mut self, kind: OutcomeKind) -> Self {
+        self.kind = kind;
+        self
+    }
+}
+
+/// A statement parsed (and checked) once, executed many times with parameters.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    /// `None` for an empty query string.
+    pub statement: Option<Statement>,
+    /// The type of each `$n`, where the statement determines it.
+    pub param_types: Vec<Option<DataType>>,
+    /// The columns the statement returns, if it returns rows.
+    pub schema: Option<SchemaRef>,
+}
+
+pub struct Session {
+    pub(super) db: Arc<Database>,
+    pub(super) settings: Settings,
+    in_transaction: bool,
+    /// Statements run since BEGIN (each already committed on its own).
+    statements_in_transaction: usize,
+    pub(super) copy: Option<CopyIn>,
+}
+
+impl Session {
+    pub(super) fn new(db: Arc<Database>) -> Self {
+        Session {
+            db,
+            settings: Settings::default(),
+            in_transaction: false,
+            statements_in_transaction: 0,
+            copy: None,
+        }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn database(&self) -> &Arc<Database> {
+        &self.db
+    }
+
+    /// Runs every statement of `sql` in order, stopping at the first error (which is the
+    /// last element). A COPY FROM STDIN must be the last statement.
+    pub async fn execute(&mut self, sql: &str) -> Vec<Result<Outcome>> {
+        let statements = match parse(sql) {
+            Ok(statements) => statements,
+            Err(e) => return vec![Err(e)],
+        };
+        let mut outcomes = Vec::with_capacity(statements.len());
+        for statement in &statements {
+            let outcome = self.run(statement, &[]).await;
+            let stop = outcome.is_err() || matches!(outcome, Ok(Outcome { kind: OutcomeKind::CopyIn { .. }, .. }));
+            outcomes.push(outcome);
+            if stop {
+                break;
+            }
+        }
+        outcomes
+    }
+
+    /// Parses and checks one statement for the extended protocol.
+    pub async fn prepare(&mut self, sql: &str) -> Result<Prepared> {
+        let mut statements = parse(sql)?;
+        if statements.len() > 1 {
+            return Err(Error::new(
+                SqlState::SyntaxError,
+                "cannot insert multiple commands into a prepared statement",
+            ));
+        }
+        let Some(statement) = statements.pop() else {
+            return Ok(Prepared { statement: None, param_types: vec![], schema: None });
+        };
+        let (param_types, schema) = self.describe(&statement).await?;
+        Ok(Prepared { statement: Some(statement), param_types, schema })
+    }
+
+    /// Executes a prepared statement with bound parameter values.
+    pub async fn execute_prepared(&mut self, prepared: &Prepared, params: &[ScalarValue]) -> Result<Outcome> {
+        match &prepared.statement {
+            Some(statement) => self.run(statement, params).await,
+            None => Ok(Outcome::command("")),
+        }
+    }
+
+    /// Runs one statement.
+    pub async fn run(&mut self, statement: &Statement, params: &[ScalarValue]) -> Result<Outcome> {
+        if self.in_transaction {
+            self.statements_in_transaction += 1;
+        }
+        let statement = match statement {
+            Statement::Flush => {
+                self.db.flush().await?;
+                return Ok(Outcome::command("FLUSH"));
+            }
+            Statement::CopyInline { copy, data } => {
+                let ast::Statement::Copy { source, to, target, options, legacy_options, .. } = copy.as_ref() else {
+                    return Err(Error::internal("inline COPY data without COPY"));
+                };
+                self.copy_from(source, *to, target, options, legacy_options)?;
+                self.copy_data(data.as_bytes())?;
+                return self.copy_done().await;
+            }
+            Statement::Sql(statement) => statement.as_ref(),
+        };
+        let schema = self.settings.current_schema();
+        use ast::Statement as S;
+        match statement {
+            S::Query(_) | S::Explain { .. } => self.query(statement, params).await,
+            S::Insert(insert) => self.insert(statement, insert, params, None).await,
+            S::Update(update) => self.update(statement, update, params).await,
+            S::Delete(delete) => self.delete(statement, delete, params).await,
+            S::Copy { source, to, target, options, legacy_options, .. } => {
+                self.copy_from(source, *to, target, options, legacy_options)
+            }
+            S::CreateTable(create) => self.db.create_table(create, &schema).await,
+            S::CreateSchema { schema_name, if_not_exists, .. } => {
+                self.db.create_schema(schema_name, *if_not_exists).await
+            }
+            S::Drop { object_type, if_exists, names, cascade, .. } => {
+                self.db.drop_objects(*object_type, names, *if_exists, *cascade, &schema).await
+            }
+            S::StartTransaction { .. } => Ok(self.begin()),
+            S::Commit { .. } => Ok(self.end_transaction("COMMIT", false)),
+            S::Rollback { .. } => Ok(self.end_transaction("ROLLBACK", true)),
+            S::Set(set) => self.set(set),
+            S::ShowVariable { variable } => self.show(variable),
+            S::ShowTables { .. } => Ok(self.show_tables()),
+            other => Err(Error::unsupported(format!("statement {}", statement_kind(other)))),
+        }
+    }
+
+    async fn query(&mut self, statement: &ast::Statement, params: &[ScalarValue]) -> Result<Outcome> {
+        let ctx = self.snapshot_context();
+        let plan = query::plan(&ctx, &query::name_subqueries(statement)).await?;
+        let plan = query::bind(plan, params)?;
+        let (schema, batches) = query::collect(&ctx, plan).await?;
+        let schema = query::postgres_column_names(statement, &schema);
+        let batches = batches
+            .into_iter()
+            .map(|b| RecordBatch::try_new(schema.clone(), b.columns().to_vec()))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let tag = if matches!(statement, ast::Statement::Explain { .. }) { "EXPLAIN" } else { "SELECT" };
+        Ok(Outcome::rows(tag, schema, batches))
+    }
+
+    /// A DataFusion context over the newest committed snapshot.
+    pub(super) fn snapshot_context(&self) -> datafusion::execution::context::SessionContext {
+        let snapshot = self.db.coordinator.store().snapshot();
+        let catalog = query::snapshot_catalog(self.db.catalog(), snapshot);
+        query::context(catalog, &self.settings.current_schema())
+    }
+
+    /// Parameter types and result columns of a statement, without running it.
+    async fn describe(&mut self, statement: &Statement) -> Result<(Vec<Option<DataType>>, Option<SchemaRef>)> {
+        let Statement::Sql(statement) = statement else { return Ok((vec![], None)) };
+        use ast::Statement as S;
+        match statement.as_ref() {
+            S::Query(_) | S::Explain { .. } => {
+                let ctx = self.snapshot_context();
+                let plan = query::plan(&ctx, &query::name_subqueries(statement)).await?;
+                let schema = Arc::new(plan.schema().as_arrow().clone());
+                Ok((query::parameter_types(&plan)?, Some(query::postgres_column_names(statement, &schema))))
+            }
+            S::Insert(_) | S::Update(_) | S::Delete(_) => self.describe_dml(statement).await,
+            S::ShowVariable { variable } => {
+                let ([only], false) = (variable.as_slice(), false) else {
+                    return Ok((vec![], Some(show_all_schema())));
+                };
+                if only.value.eq_ignore_ascii_case("all") {
+                    Ok((vec![], Some(show_all_schema())))
+                } else {
+                    Ok((vec![], Some(text_schema(&[&only.value.to_lowercase()]))))
+                }
+            }
+            S::ShowTables { .. } => Ok((vec![], Some(text_schema(&["name"])))),
+            _ => Ok((vec![], None)),
+        }
+    }
+
+    pub(super) fn target_table(&self, name: &ast::ObjectName) -> Result<Arc<TableDesc>> {
+        let (schema, table) = crate::sql::ddl::resolve_name(name, &self.settings.current_schema())?;
+        self.db.catalog().table(&schema, &table).cloned().ok_or_else(|| {
+            Error::new(SqlState::UndefinedTable, format!("relation \"{table}\" does not exist"))
+        })
+    }
+
+    fn begin(&mut self) -> Outcome {
+        let outcome = Outcome::command("BEGIN").kind(OutcomeKind::TransactionStart);
+        if self.in_transaction {
+            return outcome.with_warning("there is already a transaction in progress".into());
+        }
+        self.in_transaction = true;
+        self.statements_in_transaction = 0;
+        outcome
+    }
+
+    fn end_transaction(&mut self, tag: &str, rollback: bool) -> Outcome {
+        let outcome = Outcome::command(tag).kind(OutcomeKind::TransactionEnd);
+        if !self.in_transaction {
+            return outcome.with_warning("there is no transaction in progress".into());
+        }
+        self.in_transaction = false;
+        let done = std::mem::take(&mut self.statements_in_transaction);
+        // The COMMIT/ROLLBACK itself was counted.
+        let done = done.saturating_sub(1);
+        if rollback && done > 0 {
+            return outcome.with_warning(format!(
+                "ROLLBACK cannot undo the {done} statement(s) run since BEGIN: Sabot commits every statement on its own"
+            ));
+        }
+        outcome
+    }
+
+    fn set(&mut self, set: &Set) -> Result<Outcome> {
+        match set {
+            Set::SingleAssignment { variable, values, .. } => {
+                let name = variable.to_string();
+                let value = values.iter().map(set_value_text).collect::<Vec<_>>().join(", ");
+                if value.eq_ignore_ascii_case("default") {
+                    self.settings.reset(&name)?;
+                } else {
+                    self.settings.set(&name, &value)?;
+                }
+            }
+            Set::SetTimeZone { value, .. } => self.settings.set("timezone", &set_value_text(value))?,
+            Set::SetNames { charset_name, .. } => self.settings.set("client_encoding", &charset_name.value)?,
+            other => return Err(Error::unsupported(format!("{other}"))),
+        }
+        Ok(Outcome::command("SET"))
+    }
+
+    fn show(&self, variable: &[ast::Ident]) -> Result<Outcome> {
+        let name = variable.iter().map(|i| i.value.as_str()).collect::<Vec<_>>().join(" ");
+        if name.eq_ignore_ascii_case("all") {
+            let all = self.settings.all();
+            let columns = [
+                string_column(all.iter().map(|(n, _, _)| n.to_string())),
+                string_column(all.iter().map(|(_, v, _)| v.clone())),
+                string_column(all.iter().map(|(_, _, d)| d.to_string())),
+            ];
+            let schema = show_all_schema();
+            let batch = RecordBatch::try_new(schema.clone(), columns.to_vec())?;
+            return Ok(Outcome::rows("SHOW", schema, vec![batch]));
+        }
+        let value = self.settings.get(&name)?.to_string();
+        let schema = text_schema(&[&name.to_lowercase()]);
+        let batch = RecordBatch::try_new(schema.clone(), vec![string_column([value])])?;
+        Ok(Outcome::rows("SHOW", schema, vec![batch]))
+    }
+
+    fn show_tables(&self) -> Outcome {
+        let catalog = self.db.catalog();
+        let schema_name = self.settings.current_schema();
+        let names = catalog.tables_in(&schema_name).map(|t| t.name.clone());
+        let schema = text_schema(&["name"]);
+        let batch = RecordBatch::try_new(schema.clone(), vec![string_column(names)])
+            .expect("one text column matches its schema");
+        Outcome::rows("SHOW", schema, vec![batch])
+    }
+}
+
+impl Outcome {
+    fn with_warning(mut self, message: String) -> Self {
+        self.notices.push(("WARNING", message));
+        self
+    }
+}
+
+fn set_value_text(expr: &ast::Expr) -> String {
+    match expr {
+        ast::Expr::Value(v) => match &v.value {
+            ast::Value::SingleQuotedString(s) | ast::Value::DoubleQuotedString(s) => s.clone(),
+            other => other.to_string(),
+        },
+        ast::Expr::Identifier(ident) => ident.value.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn string_column(values: impl IntoIterator<Item = String>) -> Arc<dyn datafusion::arrow::array::Array> {
+    Arc::new(StringArray::from_iter_values(values))
+}
+
+fn text_schema(names: &[&str]) -> SchemaRef {
+    Arc::new(Schema::new(names.iter().map(|n| Field::new(*n, DataType::Utf8, false)).collect::<Vec<_>>()))
+}
+
+fn show_all_schema() -> SchemaRef {
+    text_schema(&["name", "setting", "description"])
+}
+
+/// A short name of a statement for "is not supported" errors.
+fn statement_kind(statement: &ast::Statement) -> String {
+    let text = statement.to_string();
+    let words: Vec<&str> = text.split_whitespace().take(3).collect();
+    let keywords: Vec<&str> = words
+        .into_iter()
+        .take_while(|w| w.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
+        .collect();
+    if keywords.is_empty() { "this statement".into() } else { keywords.join(" ") }
+}

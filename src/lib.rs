@@ -1,0 +1,16 @@
+//! Sabot: a streaming SQL database. See `docs/architecture.md` for how the modules fit.
+//!
+//! Modules are listed lowest first; each uses only those above it (DESIGN.md §2).
+
+pub mod common;
+pub mod state;
+pub mod catalog;
+pub mod stream;
+pub mod sql;
+pub mod batch;
+pub mod engine;
+pub mod server;
+
+pub use common::config::Config;
+pub use common::{Error, Result};
+pub use engine::{Database, Session};

@@ -1,0 +1,7 @@
+//! SQL front end: parsing with Sabot's extensions and binding of DDL against the catalog.
+
+pub mod copy;
+pub mod ddl;
+pub mod parser;
+
+pub use parser::{Statement, parse};

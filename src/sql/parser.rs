@@ -1,0 +1,197 @@
+//! Parsing: sqlparser's PostgreSQL dialect plus Sabot's own statements (DESIGN §1).
+//!
+//! Extensions are recognised by their leading keyword before sqlparser sees the statement,
+//! so they never need a fork of the parser: `FLUSH` today, `CREATE SOURCE`, `SUBSCRIBE`, ...
+//! later.
+
+use datafusion::sql::sqlparser::ast;
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::{Parser, ParserError};
+use datafusion::sql::sqlparser::tokenizer::Token;
+
+use crate::common::{Error, Result, SqlState};
+
+/// Nesting limit for expressions; deeper input is rejected with 54001 rather than
+/// exhausting the stack.
+const RECURSION_LIMIT: usize = 200;
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Statement {
+    /// A statement sqlparser understands.
+    Sql(Box<ast::Statement>),
+    /// `FLUSH`: wait until every earlier write is committed and visible everywhere.
+    Flush,
+    /// `COPY ... FROM STDIN;` followed in the same text by its data and a `\.` line, as in
+    /// psql scripts and test files.
+    CopyInline { copy: Box<ast::Statement>, data: String },
+}
+
+/// Parses one or more `;`-separated statements.
+pub fn parse(sql: &str) -> Result<Vec<Statement>> {
+    if let Some((head, data, rest)) = split_inline_copy(sql) {
+        let mut statements = parse_statements(head)?;
+        match statements.pop() {
+            Some(Statement::Sql(copy)) if matches!(copy.as_ref(), ast::Statement::Copy { .. }) => {
+                statements.push(Statement::CopyInline { copy, data: data.to_string() });
+            }
+            _ => return Err(Error::new(SqlState::SyntaxError, "COPY data without a COPY ... FROM STDIN statement")),
+        }
+        statements.extend(parse(rest)?);
+        return Ok(statements);
+    }
+    parse_statements(sql)
+}
+
+/// Splits `COPY ... FROM STDIN;\n<data>\n\\.\n<rest>` into its three parts.
+fn split_inline_copy(sql: &str) -> Option<(&str, &str, &str)> {
+    let start = sql.len() - sql.trim_start().len();
+    if !sql[start..].get(..4).is_some_and(|w| w.eq_ignore_ascii_case("copy")) {
+        return None;
+    }
+    let semicolon = sql.find(';')?;
+    let newline = semicolon + 1 + sql[semicolon + 1..].find('\n')?;
+    if !sql[semicolon + 1..newline].trim().is_empty() {
+        return None;
+    }
+    let data_start = newline + 1;
+    let mut offset = data_start;
+    for line in sql[data_start..].split_inclusive('\n') {
+        if line.trim_end_matches(['\n', '\r']) == "\\." {
+            return Some((&sql[..=semicolon], &sql[data_start..offset], &sql[offset + line.len()..]));
+        }
+        offset += line.len();
+    }
+    None
+}
+
+fn parse_statements(sql: &str) -> Result<Vec<Statement>> {
+    let dialect = PostgreSqlDialect {};
+    let mut parser = Parser::new(&dialect)
+        .with_recursion_limit(RECURSION_LIMIT)
+        .try_with_sql(sql)
+        .map_err(|e| syntax_error(sql, e))?;
+    let mut statements = Vec::new();
+    loop {
+        while parser.consume_token(&Token::SemiColon) {}
+        if parser.peek_token_ref().token == Token::EOF {
+            break;
+        }
+        let statement = if peek_keyword(&parser, "FLUSH") {
+            parser.next_token();
+            Statement::Flush
+        } else {
+            Statement::Sql(Box::new(parser.parse_statement().map_err(|e| syntax_error(sql, e))?))
+        };
+        statements.push(statement);
+        match &parser.peek_token_ref().token {
+            Token::SemiColon | Token::EOF => {}
+            _ => {
+                let found = parser.peek_token();
+                let error = ParserError::ParserError(format!(
+                    "Expected: end of statement, found: {} at {}",
+                    found.token, found.span.start
+                ));
+                return Err(syntax_error(sql, error));
+            }
+        }
+    }
+    Ok(statements)
+}
+
+fn peek_keyword(parser: &Parser, keyword: &str) -> bool {
+    matches!(&parser.peek_token_ref().token, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(keyword))
+}
+
+/// Turns a sqlparser error into 42601 with a Postgres-style message and cursor position.
+fn syntax_error(sql: &str, error: ParserError) -> Error {
+    let text = match error {
+        ParserError::RecursionLimitExceeded => {
+            return Error::new(SqlState::ProgramLimitExceeded, "statement is too deeply nested")
+                .with_hint(format!("expressions may nest at most {RECURSION_LIMIT} levels"));
+        }
+        ParserError::TokenizerError(m) | ParserError::ParserError(m) => m,
+    };
+    let (message, location) = match text.rfind(" at Line: ") {
+        Some(at) => (&text[..at], Some(&text[at + " at Line: ".len()..])),
+        None => (text.as_str(), None),
+    };
+    let at_end = message.ends_with(", found: EOF");
+    let position = location
+        .and_then(|loc| {
+            let (line, column) = loc.split_once(", Column: ")?;
+            char_offset(sql, line.trim().parse().ok()?, column.trim().parse().ok()?)
+        })
+        .or_else(|| at_end.then(|| sql.trim_end().chars().count() + 1));
+    let message = describe(message);
+    let error = Error::new(SqlState::SyntaxError, message);
+    match position {
+        Some(p) => error.with_position(p),
+        None => error,
+    }
+}
+
+/// "Expected: X, found: Y" becomes Postgres' `syntax error at or near "Y"` with the detail.
+fn describe(message: &str) -> String {
+    match message.split_once(", found: ") {
+        Some((expected, found)) if found.trim() == "EOF" => {
+            format!("syntax error at end of input ({})", lower(expected))
+        }
+        Some((expected, found)) => {
+            format!("syntax error at or near \"{}\" ({})", found.trim(), lower(expected))
+        }
+        None => format!("syntax error: {}", lower(message)),
+    }
+}
+
+fn lower(text: &str) -> String {
+    text.replacen("Expected: ", "expected ", 1)
+}
+
+/// 1-based character offset of a 1-based line/column.
+fn char_offset(sql: &str, line: usize, column: usize) -> Option<usize> {
+    let mut offset = 0;
+    for (index, text) in sql.split('\n').enumerate() {
+        if index + 1 == line {
+            return Some(offset + column.min(text.chars().count() + 1));
+        }
+        offset += text.chars().count() + 1;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flush_mixes_with_ordinary_statements() {
+        let statements = parse("INSERT INTO t VALUES (1); FLUSH; select 1;").unwrap();
+        assert_eq!(statements.len(), 3);
+        assert_eq!(statements[1], Statement::Flush);
+    }
+
+    #[test]
+    fn syntax_errors_carry_a_position() {
+        let error = parse("SELECT 1 FROM\nt WHERE )").unwrap_err();
+        assert_eq!(error.sqlstate().code(), "42601");
+        assert_eq!(error.position(), Some(23));
+        assert!(error.to_string().starts_with("syntax error at or near \")\""), "{error}");
+        let error = parse("SELEC 1").unwrap_err();
+        assert_eq!(error.position(), Some(1));
+        let error = parse("SELECT * FROM t WHERE").unwrap_err();
+        assert_eq!(error.position(), Some(22));
+    }
+
+    #[test]
+    fn copy_data_can_follow_its_statement() {
+        let statements = parse("COPY t FROM STDIN;\n1\ta\n2\t\\N\n\\.\nSELECT 1").unwrap();
+        assert_eq!(statements.len(), 2);
+        let Statement::CopyInline { data, .. } = &statements[0] else { panic!("{statements:?}") };
+        assert_eq!(data, "1\ta\n2\t\\N\n");
+    }
+
+    #[test]
+    fn garbage_after_a_statement_is_an_error() {
+        assert_eq!(parse("FLUSH now").unwrap_err().sqlstate().code(), "42601");
+    }
+}

@@ -1,0 +1,69 @@
+//! The in-memory backend, for tests and `--ephemeral`.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+
+use super::{Snapshot, StateResult, StateStore, TableId, WriteBatch, WriteOp, table_key, table_range};
+
+type Map = BTreeMap<Vec<u8>, Vec<u8>>;
+
+/// Keeps committed state in a copy-on-write map: a snapshot is a cheap `Arc` clone and a
+/// commit copies the map only while an older snapshot is still alive.
+#[derive(Default)]
+pub struct MemoryStore {
+    map: RwLock<Arc<Map>>,
+}
+
+struct MemorySnapshot(Arc<Map>);
+
+impl Snapshot for MemorySnapshot {
+    fn get(&self, table_id: TableId, key: &[u8]) -> StateResult<Option<Vec<u8>>> {
+        Ok(self.0.get(&table_key(table_id, key)).cloned())
+    }
+
+    fn scan(
+        &self,
+        table_id: TableId,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> StateResult<()>,
+    ) -> StateResult<()> {
+        let (start, end) = table_range(table_id);
+        for (key, value) in self.0.range::<Vec<u8>, _>((Bound::Included(start), Bound::Excluded(end))) {
+            visit(&key[4..], value)?;
+        }
+        Ok(())
+    }
+}
+
+impl StateStore for MemoryStore {
+    fn snapshot(&self) -> Arc<dyn Snapshot> {
+        Arc::new(MemorySnapshot(self.map.read().clone()))
+    }
+
+    fn commit(&self, batch: WriteBatch) -> StateResult<()> {
+        let mut guard = self.map.write();
+        let map = Arc::make_mut(&mut guard);
+        for op in batch.ops {
+            match op {
+                WriteOp::Put(key, value) => {
+                    map.insert(key, value);
+                }
+                WriteOp::Delete(key) => {
+                    map.remove(&key);
+                }
+                WriteOp::DeleteRange(start, end) => {
+                    let doomed: Vec<Vec<u8>> = map
+                        .range::<Vec<u8>, _>((Bound::Included(start), Bound::Excluded(end)))
+                        .map(|(k, _)| k.clone())
+                        .collect();
+                    for key in doomed {
+                        map.remove(&key);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,97 @@
+//! What flows between operators: change chunks, barriers and watermarks (DESIGN §3).
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::common::ScalarValue;
+
+use crate::state::Epoch;
+
+/// The change a row of a chunk makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    Insert,
+    Delete,
+    /// The old version of an updated row; always immediately followed by its `UpdateInsert`.
+    UpdateDelete,
+    UpdateInsert,
+}
+
+/// An Arrow batch with one op per row.
+#[derive(Clone, Debug)]
+pub struct Chunk {
+    pub ops: Vec<Op>,
+    pub data: RecordBatch,
+}
+
+impl Chunk {
+    pub fn new(ops: Vec<Op>, data: RecordBatch) -> Self {
+        let chunk = Chunk { ops, data };
+        debug_assert!(chunk.is_well_formed(), "malformed chunk: {:?}", chunk.ops);
+        chunk
+    }
+
+    pub fn inserts(data: RecordBatch) -> Self {
+        Chunk::new(vec![Op::Insert; data.num_rows()], data)
+    }
+
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// One op per row, and every update pair adjacent.
+    pub fn is_well_formed(&self) -> bool {
+        if self.ops.len() != self.data.num_rows() {
+            return false;
+        }
+        let mut ops = self.ops.iter().peekable();
+        while let Some(op) = ops.next() {
+            match op {
+                Op::UpdateDelete => {
+                    if ops.next() != Some(&Op::UpdateInsert) {
+                        return false;
+                    }
+                }
+                Op::UpdateInsert => return false,
+                Op::Insert | Op::Delete => {}
+            }
+        }
+        true
+    }
+}
+
+#[derive(Clone, Debug)]
+pub enum Message {
+    Chunk(Chunk),
+    /// Everything before this message belongs to epoch `Epoch` or earlier.
+    Barrier(Epoch),
+    /// No later row has a smaller value in `column`.
+    Watermark { column: usize, value: ScalarValue },
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::Int32Array;
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+
+    fn batch(n: i32) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![Field::new("a", DataType::Int32, false)]));
+        RecordBatch::try_new(schema, vec![Arc::new(Int32Array::from_iter_values(0..n))]).unwrap()
+    }
+
+    #[test]
+    fn update_pairs_must_be_adjacent() {
+        let good = Chunk { ops: vec![Op::UpdateDelete, Op::UpdateInsert, Op::Insert], data: batch(3) };
+        assert!(good.is_well_formed());
+        let split = Chunk { ops: vec![Op::UpdateDelete, Op::Insert, Op::UpdateInsert], data: batch(3) };
+        assert!(!split.is_well_formed());
+        let short = Chunk { ops: vec![Op::Insert], data: batch(2) };
+        assert!(!short.is_well_formed());
+    }
+}

@@ -1,0 +1,150 @@
+//! `TableWriter`: the head of a table's change stream.
+//!
+//! DML statements hand it validated [`Chunk`]s in the table's full schema (hidden row id
+//! included). It applies each chunk to the table's [`StateTable`] (committed with the next
+//! epoch) and forwards it to every subscriber; the coordinator then sends each subscriber
+//! the `Barrier` of the epoch that committed it. Inserts put the row under its key, deletes
+//! remove the key, an update pair removes the old key and puts the new row.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Int64Array, RecordBatch};
+use datafusion::arrow::row::Rows;
+use tokio::sync::mpsc;
+
+use super::message::{Chunk, Message, Op};
+use crate::catalog::{TableCodec, TableDesc};
+use crate::common::Result;
+use crate::state::{Epoch, META_TABLE, Snapshot, StateTable, WriteBatch};
+
+const ROW_ID_PREFIX: &[u8] = b"row_id/";
+
+pub struct TableWriter {
+    desc: Arc<TableDesc>,
+    codec: TableCodec,
+    state: StateTable,
+    next_row_id: i64,
+    row_id_dirty: bool,
+    subscribers: Vec<mpsc::Sender<Message>>,
+}
+
+impl TableWriter {
+    /// A writer for `desc`, resuming the row-id counter stored in `snapshot`.
+    pub fn open(desc: Arc<TableDesc>, snapshot: &dyn Snapshot) -> Result<Self> {
+        let next_row_id = match snapshot.get(META_TABLE, &row_id_key(desc.id))? {
+            Some(bytes) => i64::from_be_bytes(bytes.as_slice().try_into().map_err(|_| {
+                crate::state::StateError::Corrupt(format!("row id counter of {}", desc.name))
+            })?),
+            None => 1,
+        };
+        Ok(TableWriter {
+            codec: TableCodec::new(&desc)?,
+            state: StateTable::new(desc.id),
+            desc,
+            next_row_id,
+            row_id_dirty: false,
+            subscribers: Vec::new(),
+        })
+    }
+
+    pub fn desc(&self) -> &Arc<TableDesc> {
+        &self.desc
+    }
+
+    pub fn codec(&self) -> &TableCodec {
+        &self.codec
+    }
+
+    /// The stored row under `key`, pending writes included.
+    pub fn get(&self, snapshot: &dyn Snapshot, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.state.get(snapshot, key)?)
+    }
+
+    /// Every current row (committed and pending), in key order.
+    pub fn scan(&self, snapshot: &dyn Snapshot) -> Result<RecordBatch> {
+        let mut values: Vec<Vec<u8>> = Vec::new();
+        self.state.scan(snapshot, &mut |_, value| {
+            values.push(value.to_vec());
+            Ok(())
+        })?;
+        self.codec.decode_rows(values.iter().map(Vec::as_slice))
+    }
+
+    /// `count` fresh values for the hidden row id.
+    pub fn allocate_row_ids(&mut self, count: usize) -> Int64Array {
+        let start = self.next_row_id;
+        self.next_row_id += count as i64;
+        self.row_id_dirty = true;
+        Int64Array::from_iter_values(start..self.next_row_id)
+    }
+
+    pub fn encode_keys(&self, batch: &RecordBatch) -> Result<Rows> {
+        self.codec.encode_keys(batch)
+    }
+
+    /// Applies a validated chunk to the table state and sends it downstream.
+    pub async fn apply(&mut self, chunk: Chunk) -> Result<()> {
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        let keys = self.codec.encode_keys(&chunk.data)?;
+        let rows = self.codec.encode_rows(&chunk.data)?;
+        // Deletes first: in `UPDATE t SET id = id + 1` one pair's new key is another pair's
+        // old key, and a valid chunk never deletes a key it also inserts after.
+        for (i, op) in chunk.ops.iter().enumerate() {
+            if matches!(op, Op::Delete | Op::UpdateDelete) {
+                self.state.delete(keys.row(i).data().to_vec());
+            }
+        }
+        for (i, op) in chunk.ops.iter().enumerate() {
+            if matches!(op, Op::Insert | Op::UpdateInsert) {
+                self.state.put(keys.row(i).data().to_vec(), rows.row(i).data().to_vec());
+            }
+        }
+        self.publish(Message::Chunk(chunk)).await;
+        Ok(())
+    }
+
+    /// A new subscriber to this table's changes, from the next chunk on.
+    pub fn subscribe(&mut self, capacity: usize) -> mpsc::Receiver<Message> {
+        let (sender, receiver) = mpsc::channel(capacity);
+        self.subscribers.push(sender);
+        receiver
+    }
+
+    pub fn has_pending(&self) -> bool {
+        self.state.has_pending() || self.row_id_dirty
+    }
+
+    /// Moves the epoch's writes (rows and the row-id counter) into `batch`.
+    pub fn drain_into(&mut self, batch: &mut WriteBatch) {
+        self.state.drain_into(batch);
+        if self.row_id_dirty {
+            batch.put(META_TABLE, &row_id_key(self.desc.id), self.next_row_id.to_be_bytes().to_vec());
+            self.row_id_dirty = false;
+        }
+    }
+
+    pub async fn barrier(&mut self, epoch: Epoch) {
+        self.publish(Message::Barrier(epoch)).await;
+    }
+
+    async fn publish(&mut self, message: Message) {
+        if self.subscribers.is_empty() {
+            return;
+        }
+        let mut live = Vec::with_capacity(self.subscribers.len());
+        for subscriber in self.subscribers.drain(..) {
+            // A subscriber that went away is dropped; a slow one applies backpressure.
+            if subscriber.send(message.clone()).await.is_ok() {
+                live.push(subscriber);
+            }
+        }
+        self.subscribers = live;
+    }
+}
+
+/// The meta key of a table's row-id counter; deleted with the table.
+pub fn row_id_key(table_id: crate::state::TableId) -> Vec<u8> {
+    [ROW_ID_PREFIX, &table_id.to_be_bytes()].concat()
+}

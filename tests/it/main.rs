@@ -1,0 +1,9 @@
+//! The one integration-test binary (STYLE.md rule 12): every test starts what it needs
+//! in-process on port 0, or spawns the real `sabot` binary where a test kills it.
+
+mod changes;
+mod durability;
+mod harness;
+mod protocol;
+mod robustness;
+mod slt;

@@ -1,0 +1,157 @@
+//! Clients over the wire: tokio-postgres (extended protocol, binary results), psql and
+//! psycopg 3 (server-side parameters).
+
+use std::process::Command;
+
+use tokio_postgres::error::ErrorPosition;
+use tokio_postgres::types::Type;
+
+use crate::harness::{TestServer, error_code, repo_root, rows};
+
+const ALL_TYPES: &str = "CREATE TABLE every_type (
+    b BOOLEAN, i2 SMALLINT, i4 INT, i8 BIGINT, f4 REAL, f8 DOUBLE PRECISION, n NUMERIC(12,3),
+    t TEXT, vc VARCHAR(10), by BYTEA, d DATE, tm TIME, ts TIMESTAMP, tz TIMESTAMPTZ,
+    iv INTERVAL, j JSONB)";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_descriptions_carry_postgres_type_oids() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    client.batch_execute(ALL_TYPES).await.unwrap();
+    let statement = client.prepare("SELECT * FROM every_type").await.unwrap();
+    let types: Vec<Type> = statement.columns().iter().map(|c| c.type_().clone()).collect();
+    assert_eq!(
+        types,
+        [
+            Type::BOOL, Type::INT2, Type::INT4, Type::INT8, Type::FLOAT4, Type::FLOAT8, Type::NUMERIC,
+            Type::TEXT, Type::TEXT, Type::BYTEA, Type::DATE, Type::TIME, Type::TIMESTAMP,
+            Type::TIMESTAMPTZ, Type::INTERVAL, Type::JSONB
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extended_protocol_binds_parameters_and_returns_binary_values() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    client.batch_execute("CREATE TABLE p (id INT PRIMARY KEY, name TEXT, score DOUBLE PRECISION, at TIMESTAMP, raw BYTEA, ok BOOLEAN, big BIGINT)").await.unwrap();
+    let insert = client.prepare("INSERT INTO p VALUES ($1, $2, $3, $4, $5, $6, $7)").await.unwrap();
+    assert_eq!(insert.params(), [Type::INT4, Type::TEXT, Type::FLOAT8, Type::TIMESTAMP, Type::BYTEA, Type::BOOL, Type::INT8]);
+    let at = chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap().and_hms_micro_opt(12, 30, 0, 250).unwrap();
+    for id in 0..3i32 {
+        let name = format!("n{id}");
+        let raw = vec![id as u8, 255];
+        let n = client
+            .execute(&insert, &[&id, &name, &(id as f64 * 1.5), &at, &raw, &(id % 2 == 0), &(i64::from(id) << 40)])
+            .await
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+    let row = client.query_one("SELECT name, score, at, raw, ok, big FROM p WHERE id = $1", &[&2i32]).await.unwrap();
+    assert_eq!(row.get::<_, String>(0), "n2");
+    assert_eq!(row.get::<_, f64>(1), 3.0);
+    assert_eq!(row.get::<_, chrono::NaiveDateTime>(2), at);
+    assert_eq!(row.get::<_, Vec<u8>>(3), vec![2u8, 255]);
+    assert!(row.get::<_, bool>(4));
+    assert_eq!(row.get::<_, i64>(5), 2i64 << 40);
+    // Parameters in UPDATE SET and WHERE, RETURNING through a portal.
+    let updated = client.query("UPDATE p SET name = $1 WHERE id > $2 RETURNING id", &[&"renamed", &0i32]).await.unwrap();
+    let mut ids: Vec<i32> = updated.iter().map(|r| r.get(0)).collect();
+    ids.sort();
+    assert_eq!(ids, [1, 2]);
+    assert_eq!(client.execute("DELETE FROM p WHERE name = $1", &[&"renamed"]).await.unwrap(), 2);
+    // NULL parameters.
+    client.execute("INSERT INTO p (id, name) VALUES ($1, $2)", &[&9i32, &None::<String>]).await.unwrap();
+    let row = client.query_one("SELECT name IS NULL FROM p WHERE id = 9", &[]).await.unwrap();
+    assert!(row.get::<_, bool>(0));
+    // Portals fetched in pieces.
+    let tx_rows = client.query("SELECT id FROM p ORDER BY id", &[]).await.unwrap();
+    assert_eq!(tx_rows.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_carry_sqlstate_and_position() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    client.batch_execute("CREATE TABLE e (id INT PRIMARY KEY, v INT NOT NULL)").await.unwrap();
+    let error = client.simple_query("SELECT * FROM e WHERE").await.unwrap_err();
+    let db = error.as_db_error().expect("server error");
+    assert_eq!(db.code().code(), "42601");
+    assert_eq!(db.position(), Some(&ErrorPosition::Original(22)));
+    assert_eq!(error_code(&client, "SELECT * FROM missing").await, "42P01");
+    assert_eq!(error_code(&client, "SELECT nope FROM e").await, "42703");
+    assert_eq!(error_code(&client, "INSERT INTO e VALUES (true, 1)").await, "42804");
+    assert_eq!(error_code(&client, "INSERT INTO e VALUES ('abc', 1)").await, "22P02");
+    assert_eq!(error_code(&client, "INSERT INTO e VALUES (1, NULL)").await, "23502");
+    client.batch_execute("INSERT INTO e VALUES (1, 1)").await.unwrap();
+    assert_eq!(error_code(&client, "INSERT INTO e VALUES (1, 2)").await, "23505");
+    assert_eq!(error_code(&client, "CREATE TABLE e (x INT)").await, "42P07");
+    assert_eq!(error_code(&client, "CREATE INDEX i ON e (v)").await, "0A000");
+    assert_eq!(error_code(&client, "SELECT 1/0").await, "22012");
+    // The session is still usable after every error.
+    assert_eq!(rows(&client, "SELECT count(*) FROM e").await, [["1"]]);
+    // Errors in the extended protocol too.
+    let error = client.query("SELECT * FROM e WHERE id = $1", &[&"x"]).await.unwrap_err();
+    assert!(error.to_string().contains("error serializing") || error.code().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_connects_and_runs_scripts() {
+    let server = TestServer::start().await;
+    let port = server.addr.port().to_string();
+    let psql = move |args: &[&str], stdin: Option<&str>| {
+        let mut command = Command::new("psql");
+        command
+            .args(["-h", "127.0.0.1", "-p", &port, "-U", "sabot", "-d", "sabot", "-X", "-v", "ON_ERROR_STOP=1"])
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = command.spawn().expect("psql is installed (.ci/run installs postgresql-client)");
+        if let Some(input) = stdin {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        }
+        child.wait_with_output().unwrap()
+    };
+    let output = tokio::task::spawn_blocking(move || {
+        let script = "CREATE TABLE fruit (name TEXT PRIMARY KEY, qty INT);\n\
+                      COPY fruit FROM STDIN WITH (FORMAT csv);\napple,3\npear,5\n\\.\n\
+                      SELECT name, qty FROM fruit ORDER BY qty DESC;\n";
+        let first = psql(&["-A", "-t"], Some(script));
+        let second = psql(&["-c", "SELECT sum(qty) AS total FROM fruit"], None);
+        let third = psql(&["-c", "SELECT * FROM fruit WHERE"], None);
+        (first, second, third)
+    })
+    .await
+    .unwrap();
+    let (first, second, third) = output;
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    assert!(stdout.contains("COPY 2"), "{stdout}");
+    assert!(stdout.contains("pear|5\napple|3"), "{stdout}");
+    let table = String::from_utf8_lossy(&second.stdout);
+    assert!(table.contains(" total \n-------\n     8\n(1 row)"), "{table}");
+    assert!(!third.status.success());
+    let error = String::from_utf8_lossy(&third.stderr);
+    assert!(error.contains("ERROR:  syntax error at end of input"), "{error}");
+    assert!(error.contains("LINE 1: SELECT * FROM fruit WHERE"), "psql shows the error position: {error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psycopg_uses_server_side_parameters() {
+    let server = TestServer::start().await;
+    let script = repo_root().join("tests/it/clients/psycopg_check.py");
+    let port = server.addr.port().to_string();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("python3").arg(script).arg(port).output().expect("python3 runs")
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !stderr.contains("No module named 'psycopg'"),
+        "psycopg is missing: .ci/run installs it (pip install 'psycopg[binary]')"
+    );
+    assert!(output.status.success(), "psycopg check failed:\n{}{stderr}", String::from_utf8_lossy(&output.stdout));
+}

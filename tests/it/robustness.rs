@@ -1,0 +1,111 @@
+//! Bad input never takes the server down.
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::harness::{TestServer, connect, error_code, rows};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_and_oversized_input_gets_errors_not_crashes() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    client.batch_execute("CREATE TABLE big (id INT PRIMARY KEY, body TEXT, n SMALLINT)").await.unwrap();
+    for sql in ["SELEC 1", "SELECT (((1", "INSERT INTO big VALUES", "SELECT 'unterminated", ";;;SELECT"] {
+        let code = error_code(&client, sql).await;
+        assert!(code == "42601" || code == "54000" || code == "22021", "{sql:?} gave {code}");
+    }
+    let deep = format!("SELECT {}1{}", "(".repeat(5000), ")".repeat(5000));
+    assert_eq!(error_code(&client, &deep).await, "54000");
+    assert_eq!(error_code(&client, "INSERT INTO big VALUES (1, 'x', 99999)").await, "22003");
+    assert_eq!(error_code(&client, "INSERT INTO big VALUES (99999999999, 'x', 1)").await, "22003");
+    // A 16 MiB value is stored and read back.
+    let body = "x".repeat(16 << 20);
+    client.execute("INSERT INTO big VALUES (1, $1, 1)", &[&body]).await.unwrap();
+    assert_eq!(rows(&client, "SELECT length(body) FROM big").await, [["16777216"]]);
+}
+
+/// Speaks just enough of the wire protocol to start a session on a raw socket.
+async fn raw_session(addr: std::net::SocketAddr) -> tokio::net::TcpStream {
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut startup = Vec::new();
+    startup.extend_from_slice(&196608i32.to_be_bytes());
+    for part in ["user", "sabot", "database", "sabot"] {
+        startup.extend_from_slice(part.as_bytes());
+        startup.push(0);
+    }
+    startup.push(0);
+    let mut message = ((startup.len() + 4) as i32).to_be_bytes().to_vec();
+    message.extend_from_slice(&startup);
+    socket.write_all(&message).await.unwrap();
+    // Read until ReadyForQuery ('Z').
+    let mut seen = Vec::new();
+    while !seen.windows(6).any(|w| w[0] == b'Z' && w[1..5] == 5i32.to_be_bytes()) {
+        let mut buf = [0u8; 1024];
+        let n = socket.read(&mut buf).await.unwrap();
+        assert!(n > 0, "server closed during startup");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    socket
+}
+
+fn query_message(sql: &str) -> Vec<u8> {
+    let mut message = vec![b'Q'];
+    message.extend_from_slice(&((sql.len() + 5) as i32).to_be_bytes());
+    message.extend_from_slice(sql.as_bytes());
+    message.push(0);
+    message
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_vanish_mid_query_or_mid_copy_leave_no_trace() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    client.batch_execute("CREATE TABLE c (id INT PRIMARY KEY)").await.unwrap();
+
+    // Start a COPY, send half the data, disappear.
+    let mut socket = raw_session(server.addr).await;
+    socket.write_all(&query_message("COPY c FROM STDIN")).await.unwrap();
+    let mut data = vec![b'd'];
+    let payload = b"1\n2\n";
+    data.extend_from_slice(&((payload.len() + 4) as i32).to_be_bytes());
+    data.extend_from_slice(payload);
+    socket.write_all(&data).await.unwrap();
+    drop(socket);
+
+    // Send a query and hang up before reading the answer.
+    let mut socket = raw_session(server.addr).await;
+    socket.write_all(&query_message("SELECT * FROM c, c AS c2, c AS c3")).await.unwrap();
+    drop(socket);
+
+    // Garbage instead of a startup message.
+    let mut socket = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    socket.write_all(&[0xff; 64]).await.unwrap();
+    drop(socket);
+
+    server.db.flush().await.unwrap();
+    assert_eq!(rows(&client, "SELECT count(*) FROM c").await, [["0"]]);
+    client.batch_execute("INSERT INTO c VALUES (1)").await.unwrap();
+    assert_eq!(rows(&client, "SELECT count(*) FROM c").await, [["1"]]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_concurrent_connections_all_get_served() {
+    let server = TestServer::start().await;
+    server.client().await.batch_execute("CREATE TABLE hits (id INT PRIMARY KEY, conn INT)").await.unwrap();
+    let mut tasks = Vec::new();
+    for conn in 0..100i32 {
+        let addr = server.addr;
+        tasks.push(tokio::spawn(async move {
+            let client = connect(addr).await;
+            for i in 0..5i32 {
+                client.execute("INSERT INTO hits VALUES ($1, $2)", &[&(conn * 5 + i), &conn]).await.unwrap();
+            }
+            // Every connection also sees an error and keeps going.
+            assert!(client.simple_query("INSERT INTO hits VALUES (0, 0)").await.is_err());
+            client.query_one("SELECT count(*) FROM hits WHERE conn = $1", &[&conn]).await.unwrap().get::<_, i64>(0)
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), 5);
+    }
+    assert_eq!(rows(&server.client().await, "SELECT count(*), count(DISTINCT conn) FROM hits").await, [["500", "100"]]);
+}
