@@ -2,14 +2,14 @@
 //!
 //! Modules are listed lowest first; each uses only those above it (DESIGN.md §2).
 
-pub mod common;
-pub mod state;
-pub mod catalog;
-pub mod stream;
-pub mod sql;
 pub mod batch;
+pub mod catalog;
+pub mod common;
 pub mod engine;
 pub mod server;
+pub mod sql;
+pub mod state;
+pub mod stream;
 
 pub use common::config::Config;
 pub use common::{Error, Result};

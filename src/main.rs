@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 use sabot::{Config, Database};
 
 #[derive(Parser)]
-#[command(name = "sabot", version, about = "Sabot: a streaming SQL database that speaks the Postgres protocol")]
+#[command(
+    name = "sabot",
+    version,
+    about = "Sabot: a streaming SQL database that speaks the Postgres protocol"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -69,8 +69,12 @@ impl StoredTable {
     /// Declares every column nullable, so that NULLs reach Sabot's own NOT NULL check
     /// (which names the column) instead of failing inside DataFusion.
     pub fn with_nullable_columns(mut self) -> Self {
-        let fields: Vec<_> = self.schema.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect();
-        self.schema = Arc::new(datafusion::arrow::datatypes::Schema::new_with_metadata(fields, self.schema.metadata().clone()));
+        let fields: Vec<_> =
+            self.schema.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect();
+        self.schema = Arc::new(datafusion::arrow::datatypes::Schema::new_with_metadata(
+            fields,
+            self.schema.metadata().clone(),
+        ));
         self
     }
 
@@ -91,9 +95,8 @@ impl StoredTable {
         if full.schema().fields().len() == self.schema.fields().len() {
             return Ok(full);
         }
-        let visible: Vec<usize> = (0..self.desc.columns.len())
-            .filter(|&i| !self.desc.columns[i].hidden)
-            .collect();
+        let visible: Vec<usize> =
+            (0..self.desc.columns.len()).filter(|&i| !self.desc.columns[i].hidden).collect();
         let projected = full.project(&visible)?;
         Ok(RecordBatch::try_new(self.schema.clone(), projected.columns().to_vec())?)
     }

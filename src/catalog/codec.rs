@@ -34,8 +34,7 @@ impl TableCodec {
 
     /// The primary-key bytes of each row of `batch`.
     pub fn encode_keys(&self, batch: &RecordBatch) -> Result<Rows> {
-        let key_columns: Vec<ArrayRef> =
-            self.primary_key.iter().map(|&i| batch.column(i).clone()).collect();
+        let key_columns: Vec<ArrayRef> = self.primary_key.iter().map(|&i| batch.column(i).clone()).collect();
         self.keys.encode(&key_columns)
     }
 

@@ -68,8 +68,7 @@ impl TableDesc {
     }
 
     fn schema_of<'a>(&self, columns: impl Iterator<Item = &'a ColumnDesc>) -> SchemaRef {
-        let columns: Vec<_> =
-            columns.map(|c| (c.name.clone(), c.sql_type.clone(), c.nullable)).collect();
+        let columns: Vec<_> = columns.map(|c| (c.name.clone(), c.sql_type.clone(), c.nullable)).collect();
         arrow_schema(&columns)
     }
 
@@ -123,9 +122,8 @@ impl Catalog {
                     .map_err(|e| StateError::Corrupt(format!("table descriptor: {e}")))?;
                 catalog.tables.insert((desc.schema.clone(), desc.name.clone()), Arc::new(desc));
             } else if key == NEXT_ID_KEY {
-                let bytes: [u8; 4] = value
-                    .try_into()
-                    .map_err(|_| StateError::Corrupt("catalog next id".into()))?;
+                let bytes: [u8; 4] =
+                    value.try_into().map_err(|_| StateError::Corrupt("catalog next id".into()))?;
                 catalog.next_id = TableId::from_be_bytes(bytes);
             }
             Ok(())

@@ -173,8 +173,9 @@ fn datafusion_state(error: &DataFusionError) -> SqlState {
         DataFusionError::ArrowError(e, _) => arrow_state(e),
         DataFusionError::SchemaError(e, _) => match e.as_ref() {
             SchemaError::FieldNotFound { .. } => SqlState::UndefinedColumn,
-            SchemaError::DuplicateQualifiedField { .. }
-            | SchemaError::DuplicateUnqualifiedField { .. } => SqlState::DuplicateColumn,
+            SchemaError::DuplicateQualifiedField { .. } | SchemaError::DuplicateUnqualifiedField { .. } => {
+                SqlState::DuplicateColumn
+            }
             SchemaError::AmbiguousReference { .. } => SqlState::InvalidColumnReference,
         },
         DataFusionError::NotImplemented(_) => SqlState::FeatureNotSupported,
@@ -248,23 +249,20 @@ fn arrow_state(error: &ArrowError) -> SqlState {
         ArrowError::DivideByZero => SqlState::DivisionByZero,
         ArrowError::ArithmeticOverflow(_) => SqlState::NumericValueOutOfRange,
         ArrowError::CastError(message) | ArrowError::ParseError(message)
-            if message.contains("overflow") || message.contains("out of range")
+            if message.contains("overflow")
+                || message.contains("out of range")
                 || message.contains("too large")
                 || is_numeric_cast_overflow(&message.to_ascii_lowercase()) =>
         {
             SqlState::NumericValueOutOfRange
         }
-        ArrowError::CastError(_) | ArrowError::ParseError(_) => {
-            SqlState::InvalidTextRepresentation
-        }
+        ArrowError::CastError(_) | ArrowError::ParseError(_) => SqlState::InvalidTextRepresentation,
         ArrowError::InvalidArgumentError(message)
             if message.contains("overflow") || message.contains("too large") =>
         {
             SqlState::NumericValueOutOfRange
         }
-        ArrowError::ComputeError(message) if message.contains("verflow") => {
-            SqlState::NumericValueOutOfRange
-        }
+        ArrowError::ComputeError(message) if message.contains("verflow") => SqlState::NumericValueOutOfRange,
         ArrowError::ExternalError(e) => match e.downcast_ref::<Error>() {
             Some(inner) => inner.sqlstate(),
             None => SqlState::Internal,
@@ -288,7 +286,9 @@ fn clean_datafusion_message(error: &DataFusionError) -> String {
 
 fn clean_arrow_message(error: &ArrowError) -> String {
     match error {
-        ArrowError::CastError(m) | ArrowError::ParseError(m) | ArrowError::ComputeError(m)
+        ArrowError::CastError(m)
+        | ArrowError::ParseError(m)
+        | ArrowError::ComputeError(m)
         | ArrowError::InvalidArgumentError(m) => lower_first(m),
         ArrowError::DivideByZero => "division by zero".into(),
         ArrowError::ExternalError(e) => e.to_string(),

@@ -48,18 +48,19 @@ impl SqlType {
             D::BigInt(_) | D::Int8(_) => SqlType::Int64,
             D::Real | D::Float4 => SqlType::Float32,
             D::Float(ExactNumberInfo::Precision(p)) if *p <= 24 => SqlType::Float32,
-            D::Float(_) | D::Double(_) | D::DoublePrecision | D::Float8 | D::Float64 => {
-                SqlType::Float64
-            }
+            D::Float(_) | D::Double(_) | D::DoublePrecision | D::Float8 | D::Float64 => SqlType::Float64,
             D::Numeric(info) | D::Decimal(info) | D::Dec(info) => numeric_from_info(info)?,
-            D::Text | D::String(_) | D::Varchar(_) | D::CharacterVarying(_)
-            | D::CharVarying(_) | D::Char(_) | D::Character(_) => SqlType::Text,
+            D::Text
+            | D::String(_)
+            | D::Varchar(_)
+            | D::CharacterVarying(_)
+            | D::CharVarying(_)
+            | D::Char(_)
+            | D::Character(_) => SqlType::Text,
             D::Bytea => SqlType::Bytea,
             D::Date => SqlType::Date,
             D::Time(_, TimezoneInfo::None | TimezoneInfo::WithoutTimeZone) => SqlType::Time,
-            D::Timestamp(_, TimezoneInfo::None | TimezoneInfo::WithoutTimeZone) => {
-                SqlType::Timestamp
-            }
+            D::Timestamp(_, TimezoneInfo::None | TimezoneInfo::WithoutTimeZone) => SqlType::Timestamp,
             D::Timestamp(_, TimezoneInfo::WithTimeZone | TimezoneInfo::Tz) => SqlType::TimestampTz,
             D::Interval { .. } => SqlType::Interval,
             D::JSON | D::JSONB => SqlType::Jsonb,
@@ -69,8 +70,9 @@ impl SqlType {
                 "int2" => SqlType::Int16,
                 "int4" => SqlType::Int32,
                 "serial" | "serial4" => {
-                    return Err(Error::unsupported("type serial")
-                        .with_hint("declare a PRIMARY KEY column or omit it: tables without a key get a hidden row id"));
+                    return Err(Error::unsupported("type serial").with_hint(
+                        "declare a PRIMARY KEY column or omit it: tables without a key get a hidden row id",
+                    ));
                 }
                 other => {
                     return Err(Error::new(
@@ -176,10 +178,9 @@ impl SqlType {
             Type::INT8 | Type::OID => SqlType::Int64,
             Type::FLOAT4 => SqlType::Float32,
             Type::FLOAT8 => SqlType::Float64,
-            Type::NUMERIC => SqlType::Numeric {
-                precision: NUMERIC_DEFAULT_PRECISION,
-                scale: NUMERIC_DEFAULT_SCALE,
-            },
+            Type::NUMERIC => {
+                SqlType::Numeric { precision: NUMERIC_DEFAULT_PRECISION, scale: NUMERIC_DEFAULT_SCALE }
+            }
             Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME => SqlType::Text,
             Type::BYTEA => SqlType::Bytea,
             Type::DATE => SqlType::Date,
@@ -217,9 +218,7 @@ impl SqlType {
     /// explicit cast (Postgres' assignment casts). Text literals are coerced by parsing.
     pub fn assignable_to(&self, target: &SqlType) -> bool {
         use SqlType::*;
-        let numeric = |t: &SqlType| {
-            matches!(t, Int16 | Int32 | Int64 | Float32 | Float64 | Numeric { .. })
-        };
+        let numeric = |t: &SqlType| matches!(t, Int16 | Int32 | Int64 | Float32 | Float64 | Numeric { .. });
         match (self, target) {
             (a, b) if a == b => true,
             (Text, _) | (_, Text) => true,

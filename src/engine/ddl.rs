@@ -86,11 +86,15 @@ impl Database {
                     notices.push(format!("schema \"{name}\" does not exist, skipping"));
                     continue;
                 }
-                return Err(Error::new(SqlState::UndefinedSchema, format!("schema \"{name}\" does not exist")));
+                return Err(Error::new(
+                    SqlState::UndefinedSchema,
+                    format!("schema \"{name}\" does not exist"),
+                ));
             }
             let tables: Vec<Arc<TableDesc>> = catalog.tables_in(&name).cloned().collect();
             if !tables.is_empty() && !cascade {
-                let names: Vec<String> = tables.iter().map(|t| format!("table {}", t.qualified_name())).collect();
+                let names: Vec<String> =
+                    tables.iter().map(|t| format!("table {}", t.qualified_name())).collect();
                 return Err(Error::new(
                     SqlState::DependentObjectsStillExist,
                     format!("cannot drop schema {name} because other objects depend on it"),
@@ -114,7 +118,10 @@ fn check_defaults(desc: &TableDesc) -> Result<()> {
     for column in &desc.columns {
         let Some(sql) = &column.default else { continue };
         let expr = ctx.parse_sql_expr(sql, &empty).map_err(|e| {
-            Error::new(SqlState::SyntaxError, format!("invalid DEFAULT for column \"{}\": {}", column.name, Error::from(e)))
+            Error::new(
+                SqlState::SyntaxError,
+                format!("invalid DEFAULT for column \"{}\": {}", column.name, Error::from(e)),
+            )
         })?;
         let data_type = datafusion::logical_expr::ExprSchemable::get_type(&expr, &empty)?;
         let source = SqlType::from_arrow(&datafusion::arrow::datatypes::Field::new("", data_type, true));

@@ -16,10 +16,11 @@ use datafusion::arrow::util::display::array_value_to_string;
 use datafusion::catalog::TableProvider;
 use datafusion::common::{Column, ScalarValue};
 use datafusion::datasource::MemTable;
+use datafusion::execution::context::SessionContext;
 use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan, Projection};
 use datafusion::sql::sqlparser::ast::{
-    self, CopyLegacyOption, CopyOption, CopySource, CopyTarget, Delete, Insert, SelectItem,
-    SetExpr, TableFactor, TableObject, Update,
+    self, CopyLegacyOption, CopyOption, CopySource, CopyTarget, Delete, Insert, SelectItem, SetExpr,
+    TableFactor, TableObject, Update,
 };
 
 use super::query;
@@ -50,12 +51,11 @@ pub struct CopyIn {
 impl Session {
     pub(super) async fn insert(
         &mut self,
-        statement: &ast::Statement,
         insert: &Insert,
         params: &[ScalarValue],
         extra_input: Option<Arc<dyn TableProvider>>,
     ) -> Result<Outcome> {
-        let (ctx, desc, input) = self.plan_insert(statement, insert, extra_input).await?;
+        let (ctx, desc, input) = self.plan_insert(insert, extra_input).await?;
         let input = query::bind(input, params)?;
         let (_, batches) = query::collect(&ctx, input).await?;
         let rows = checked_rows(&desc, &desc.visible_schema(), &batches)?;
@@ -80,10 +80,9 @@ impl Session {
     /// Plans an INSERT; returns the plan of the rows to insert (in the visible schema).
     async fn plan_insert(
         &self,
-        statement: &ast::Statement,
         insert: &Insert,
         extra_input: Option<Arc<dyn TableProvider>>,
-    ) -> Result<(datafusion::execution::context::SessionContext, Arc<TableDesc>, LogicalPlan)> {
+    ) -> Result<(SessionContext, Arc<TableDesc>, LogicalPlan)> {
         reject_unsupported_insert(insert)?;
         let TableObject::TableName(name) = &insert.table else {
             return Err(Error::unsupported("INSERT into a table function"));
@@ -95,28 +94,31 @@ impl Session {
         let snapshot = self.db.coordinator.store().snapshot();
         let ctx = self.snapshot_context();
         let defaults = query::column_defaults(&ctx, &desc)?;
-        let target =
-            StoredTable::committed(desc.clone(), snapshot.clone()).with_defaults(defaults).with_nullable_columns();
-        let mut catalog = query::snapshot_catalog(self.db.catalog(), snapshot).with_override(&desc, Arc::new(target));
+        let target = StoredTable::committed(desc.clone(), snapshot.clone())
+            .with_defaults(defaults)
+            .with_nullable_columns();
+        let mut catalog =
+            query::snapshot_catalog(self.db.catalog(), snapshot).with_override(&desc, Arc::new(target));
         if let Some(input) = extra_input {
             catalog = catalog.with_input(&self.settings.current_schema(), COPY_INPUT, input);
         }
         ctx.register_catalog(query::CATALOG_NAME, Arc::new(catalog));
-        let _ = statement;
         let plan = query::plan(&ctx, &ast::Statement::Insert(insert)).await.map_err(column_count_error)?;
         let input = dml_input(plan)?;
         check_assignment_types(&input, &desc)?;
         Ok((ctx, desc, input))
     }
 
-    pub(super) async fn update(&mut self, statement: &ast::Statement, update: &Update, params: &[ScalarValue]) -> Result<Outcome> {
+    pub(super) async fn update(
+        &mut self,
+        statement: &ast::Statement,
+        update: &Update,
+        params: &[ScalarValue],
+    ) -> Result<Outcome> {
         let desc = self.update_target(update)?;
         let writer = self.db.writer(&desc)?;
         let mut writer = writer.lock().await;
-        self.db.coordinator.check_healthy()?;
-        let snapshot = self.db.coordinator.store().snapshot();
-        let ctx = self.current_state_context(&writer, &desc, snapshot.as_ref())?;
-        let plan = dml_input(query::plan(&ctx, &without_returning(statement)).await?)?;
+        let (ctx, plan, snapshot) = self.plan_on_current_state(&writer, &desc, statement).await?;
         check_assignment_types(&plan, &desc)?;
         let plan = with_old_columns(plan, &desc, &target_qualifier(&update.table.relation, &desc))?;
         let (_, batches) = query::collect(&ctx, query::bind(plan, params)?).await?;
@@ -127,7 +129,11 @@ impl Session {
         let old_keys = writer.encode_keys(&old)?;
         let first = first_per_key(&old_keys);
         let old = take_record_batch(&old, &first)?;
-        let new = checked_rows(&desc, &schema, &[take_record_batch(&all, &first)?.project(&(0..width).collect::<Vec<_>>())?])?;
+        let new = checked_rows(
+            &desc,
+            &schema,
+            &[take_record_batch(&all, &first)?.project(&(0..width).collect::<Vec<_>>())?],
+        )?;
         let old_keys = writer.encode_keys(&old)?;
         let new_keys = writer.encode_keys(&new)?;
         if (0..old.num_rows()).any(|i| old_keys.row(i) != new_keys.row(i)) {
@@ -142,14 +148,16 @@ impl Session {
         self.returning("UPDATE", &desc, new, count, update.returning.as_deref()).await
     }
 
-    pub(super) async fn delete(&mut self, statement: &ast::Statement, delete: &Delete, params: &[ScalarValue]) -> Result<Outcome> {
+    pub(super) async fn delete(
+        &mut self,
+        statement: &ast::Statement,
+        delete: &Delete,
+        params: &[ScalarValue],
+    ) -> Result<Outcome> {
         let (desc, relation) = self.delete_target(delete)?;
         let writer = self.db.writer(&desc)?;
         let mut writer = writer.lock().await;
-        self.db.coordinator.check_healthy()?;
-        let snapshot = self.db.coordinator.store().snapshot();
-        let ctx = self.current_state_context(&writer, &desc, snapshot.as_ref())?;
-        let plan = dml_input(query::plan(&ctx, &without_returning(statement)).await?)?;
+        let (ctx, plan, _) = self.plan_on_current_state(&writer, &desc, statement).await?;
         let plan = target_columns(plan, &desc, &target_qualifier(&relation, &desc))?;
         let (_, batches) = query::collect(&ctx, query::bind(plan, params)?).await?;
         let schema = desc.full_schema();
@@ -165,10 +173,13 @@ impl Session {
     }
 
     /// Parameter types and RETURNING columns of a DML statement.
-    pub(super) async fn describe_dml(&mut self, statement: &ast::Statement) -> Result<(Vec<Option<DataType>>, Option<SchemaRef>)> {
+    pub(super) async fn describe_dml(
+        &mut self,
+        statement: &ast::Statement,
+    ) -> Result<(Vec<Option<DataType>>, Option<SchemaRef>)> {
         let (desc, plan, returning) = match statement {
             ast::Statement::Insert(insert) => {
-                let (_, desc, plan) = self.plan_insert(statement, insert, None).await?;
+                let (_, desc, plan) = self.plan_insert(insert, None).await?;
                 (desc, plan, insert.returning.clone())
             }
             ast::Statement::Update(update) => {
@@ -205,7 +216,9 @@ impl Session {
         legacy_options: &[CopyLegacyOption],
     ) -> Result<Outcome> {
         if to {
-            return Err(Error::unsupported("COPY TO").with_hint("use SELECT, or psql's \\copy (SELECT ...) TO"));
+            return Err(
+                Error::unsupported("COPY TO").with_hint("use SELECT, or psql's \\copy (SELECT ...) TO")
+            );
         }
         if *target != CopyTarget::Stdin {
             return Err(Error::unsupported(format!("COPY FROM {target}"))
@@ -236,11 +249,17 @@ impl Session {
 
     /// Buffers a piece of COPY data.
     pub fn copy_data(&mut self, data: &[u8]) -> Result<()> {
-        let copy = self.copy.as_mut().ok_or_else(|| Error::new(SqlState::ProtocolViolation, "no COPY in progress"))?;
+        let copy = self
+            .copy
+            .as_mut()
+            .ok_or_else(|| Error::new(SqlState::ProtocolViolation, "no COPY in progress"))?;
         if copy.data.len() + data.len() > COPY_BYTES_MAX {
             self.copy = None;
-            return Err(Error::new(SqlState::ProgramLimitExceeded, "COPY data exceeds the 1 GiB limit of one statement")
-                .with_hint("split the load into several COPY statements"));
+            return Err(Error::new(
+                SqlState::ProgramLimitExceeded,
+                "COPY data exceeds the 1 GiB limit of one statement",
+            )
+            .with_hint("split the load into several COPY statements"));
         }
         copy.data.extend_from_slice(data);
         Ok(())
@@ -248,13 +267,19 @@ impl Session {
 
     /// Ends COPY: parses everything received and inserts it as one statement.
     pub async fn copy_done(&mut self) -> Result<Outcome> {
-        let copy = self.copy.take().ok_or_else(|| Error::new(SqlState::ProtocolViolation, "no COPY in progress"))?;
+        let copy =
+            self.copy.take().ok_or_else(|| Error::new(SqlState::ProtocolViolation, "no COPY in progress"))?;
         let strings = parse_copy_data(&copy.data, &copy.options, &copy.columns)?;
         self.insert_strings(&copy.desc, &copy.columns, strings).await
     }
 
     /// Inserts text columns into `desc`, cast to the column types as INSERT would.
-    async fn insert_strings(&mut self, desc: &TableDesc, columns: &[String], strings: Vec<ArrayRef>) -> Result<Outcome> {
+    async fn insert_strings(
+        &mut self,
+        desc: &TableDesc,
+        columns: &[String],
+        strings: Vec<ArrayRef>,
+    ) -> Result<Outcome> {
         let schema = Arc::new(Schema::new(
             columns.iter().map(|c| Field::new(c, DataType::Utf8, true)).collect::<Vec<_>>(),
         ));
@@ -272,7 +297,7 @@ impl Session {
         let ast::Statement::Insert(insert) = &statement else {
             return Err(Error::internal("COPY produced no INSERT"));
         };
-        let outcome = self.insert(&statement, insert, &[], Some(input)).await?;
+        let outcome = self.insert(insert, &[], Some(input)).await?;
         Ok(Outcome::affected("COPY", outcome.rows_affected.unwrap_or(0)))
     }
 
@@ -304,6 +329,21 @@ impl Session {
         Ok(Outcome::rows(tag, schema, batches))
     }
 
+    /// Plans UPDATE or DELETE over the table's current state (committed rows and the open
+    /// epoch's writes), read under the writer lock the caller holds.
+    async fn plan_on_current_state(
+        &self,
+        writer: &TableWriter,
+        desc: &Arc<TableDesc>,
+        statement: &ast::Statement,
+    ) -> Result<(SessionContext, LogicalPlan, Arc<dyn Snapshot>)> {
+        self.db.coordinator.check_healthy()?;
+        let snapshot = self.db.coordinator.store().snapshot();
+        let ctx = self.current_state_context(writer, desc, snapshot.as_ref())?;
+        let plan = dml_input(query::plan(&ctx, &without_returning(statement)).await?)?;
+        Ok((ctx, plan, snapshot))
+    }
+
     /// A context in which `desc` holds its current rows (pending writes included), with the
     /// hidden row id visible so DML can address rows.
     fn current_state_context(
@@ -311,22 +351,22 @@ impl Session {
         writer: &TableWriter,
         desc: &Arc<TableDesc>,
         snapshot: &dyn Snapshot,
-    ) -> Result<datafusion::execution::context::SessionContext> {
+    ) -> Result<SessionContext> {
         let current = writer.scan(snapshot)?;
         let table = StoredTable::materialized(desc.clone(), current, true).with_nullable_columns();
         Ok(self.context_with(desc, Arc::new(table)))
     }
 
-    fn empty_table_context(&self, desc: &Arc<TableDesc>) -> datafusion::execution::context::SessionContext {
+    fn empty_table_context(&self, desc: &Arc<TableDesc>) -> SessionContext {
         let table = StoredTable::materialized(desc.clone(), RecordBatch::new_empty(desc.full_schema()), true);
         self.context_with(desc, Arc::new(table))
     }
 
-    fn rows_context(&self, desc: &Arc<TableDesc>, rows: RecordBatch) -> datafusion::execution::context::SessionContext {
+    fn rows_context(&self, desc: &Arc<TableDesc>, rows: RecordBatch) -> SessionContext {
         self.context_with(desc, Arc::new(StoredTable::materialized(desc.clone(), rows, false)))
     }
 
-    fn context_with(&self, desc: &TableDesc, table: Arc<dyn TableProvider>) -> datafusion::execution::context::SessionContext {
+    fn context_with(&self, desc: &TableDesc, table: Arc<dyn TableProvider>) -> SessionContext {
         let snapshot = self.db.coordinator.store().snapshot();
         let catalog = query::snapshot_catalog(self.db.catalog(), snapshot).with_override(desc, table);
         query::context(catalog, &self.settings.current_schema())
@@ -449,7 +489,6 @@ fn dml_input(plan: LogicalPlan) -> Result<LogicalPlan> {
 /// integer column, ...): DataFusion would cast them silently.
 fn check_assignment_types(plan: &LogicalPlan, desc: &TableDesc) -> Result<()> {
     let LogicalPlan::Projection(projection) = plan else { return Ok(()) };
-    let input_schema = projection.input.schema();
     for (expr, field) in projection.expr.iter().zip(projection.schema.fields()) {
         let Some(column) = desc.column_index(field.name()).map(|i| &desc.columns[i]) else { continue };
         for source_type in assigned_types(unalias(expr), &projection.input)? {
@@ -477,7 +516,9 @@ fn assigned_types(expr: &Expr, input: &LogicalPlan) -> Result<Vec<DataType>> {
     let cast_source = |expr: &Expr, schema: &datafusion::common::DFSchema| -> Result<Option<DataType>> {
         match unalias(expr) {
             Expr::Cast(datafusion::logical_expr::Cast { expr: inner, .. })
-            | Expr::TryCast(datafusion::logical_expr::TryCast { expr: inner, .. }) => Ok(Some(inner.get_type(schema)?)),
+            | Expr::TryCast(datafusion::logical_expr::TryCast { expr: inner, .. }) => {
+                Ok(Some(inner.get_type(schema)?))
+            }
             _ => Ok(None),
         }
     };
@@ -535,11 +576,8 @@ fn with_old_columns(plan: LogicalPlan, desc: &TableDesc, qualifier: &str) -> Res
 
 /// DELETE's plan yields the joined input; keep the target table's columns.
 fn target_columns(plan: LogicalPlan, desc: &TableDesc, qualifier: &str) -> Result<LogicalPlan> {
-    let exprs = desc
-        .columns
-        .iter()
-        .map(|c| target_column(&plan, qualifier, &c.name))
-        .collect::<Result<Vec<_>>>()?;
+    let exprs =
+        desc.columns.iter().map(|c| target_column(&plan, qualifier, &c.name)).collect::<Result<Vec<_>>>()?;
     Ok(LogicalPlan::Projection(Projection::try_new(exprs, Arc::new(plan))?))
 }
 
@@ -549,10 +587,17 @@ fn batches_schema(batches: &[RecordBatch], fallback: &SchemaRef, width: usize) -
     match batches.first() {
         Some(batch) => batch.schema(),
         None => {
-            let mut fields: Vec<Field> = fallback.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect();
+            let mut fields: Vec<Field> =
+                fallback.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect();
             while fields.len() < width {
                 let i = fields.len() - fallback.fields().len();
-                fields.push(fallback.field(i).clone().with_name(format!("{OLD_COLUMN_PREFIX}{i}")).with_nullable(true));
+                fields.push(
+                    fallback
+                        .field(i)
+                        .clone()
+                        .with_name(format!("{OLD_COLUMN_PREFIX}{i}"))
+                        .with_nullable(true),
+                );
             }
             Arc::new(Schema::new(fields))
         }
@@ -573,7 +618,10 @@ fn checked_rows(desc: &TableDesc, schema: &SchemaRef, batches: &[RecordBatch]) -
         if !column.nullable && array.null_count() > 0 {
             return Err(Error::new(
                 SqlState::NotNullViolation,
-                format!("null value in column \"{}\" of relation \"{}\" violates not-null constraint", column.name, desc.name),
+                format!(
+                    "null value in column \"{}\" of relation \"{}\" violates not-null constraint",
+                    column.name, desc.name
+                ),
             ));
         }
         if column.sql_type == SqlType::Jsonb {
@@ -587,8 +635,11 @@ fn check_json(array: &dyn Array, column: &str) -> Result<()> {
     let Some(strings) = array.as_string_opt::<i32>() else { return Ok(()) };
     for value in strings.iter().flatten() {
         if let Err(e) = serde_json::from_str::<serde_json::Value>(value) {
-            return Err(Error::new(SqlState::InvalidTextRepresentation, "invalid input syntax for type json")
-                .with_detail(format!("column \"{column}\": {e}")));
+            return Err(Error::new(
+                SqlState::InvalidTextRepresentation,
+                "invalid input syntax for type json",
+            )
+            .with_detail(format!("column \"{column}\": {e}")));
         }
     }
     Ok(())

@@ -144,12 +144,9 @@ fn expression_name(expr: &ast::Expr) -> Option<String> {
     match expr {
         E::Identifier(ident) => Some(crate::sql::ddl::normalize_ident(ident)),
         E::CompoundIdentifier(parts) => parts.last().map(crate::sql::ddl::normalize_ident),
-        E::Function(function) => function
-            .name
-            .0
-            .last()
-            .and_then(|part| part.as_ident())
-            .map(crate::sql::ddl::normalize_ident),
+        E::Function(function) => {
+            function.name.0.last().and_then(|part| part.as_ident()).map(crate::sql::ddl::normalize_ident)
+        }
         E::Cast { expr, .. } | E::Nested(expr) => expression_name(expr),
         _ => None,
     }

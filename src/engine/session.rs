@@ -36,7 +36,9 @@ pub enum OutcomeKind {
     TransactionStart,
     TransactionEnd,
     /// The client should now send COPY data for this many columns.
-    CopyIn { columns: usize },
+    CopyIn {
+        columns: usize,
+    },
 }
 
 impl Outcome {
@@ -50,7 +52,12 @@ impl Outcome {
 
     pub fn rows(tag: &str, schema: SchemaRef, batches: Vec<RecordBatch>) -> Self {
         let count = batches.iter().map(RecordBatch::num_rows).sum();
-        Outcome { tag: tag.to_string(), rows_affected: Some(count), rows: Some((schema, batches)), ..Default::default() }
+        Outcome {
+            tag: tag.to_string(),
+            rows_affected: Some(count),
+            rows: Some((schema, batches)),
+            ..Default::default()
+        }
     }
 
     pub fn with_notice(mut self, message: String) -> Self {
@@ -118,7 +125,8 @@ impl Session {
         let mut outcomes = Vec::with_capacity(statements.len());
         for statement in &statements {
             let outcome = self.run(statement, &[]).await;
-            let stop = outcome.is_err() || matches!(outcome, Ok(Outcome { kind: OutcomeKind::CopyIn { .. }, .. }));
+            let stop =
+                outcome.is_err() || matches!(outcome, Ok(Outcome { kind: OutcomeKind::CopyIn { .. }, .. }));
             outcomes.push(outcome);
             if stop {
                 break;
@@ -162,7 +170,8 @@ impl Session {
                 return Ok(Outcome::command("FLUSH"));
             }
             Statement::CopyInline { copy, data } => {
-                let ast::Statement::Copy { source, to, target, options, legacy_options, .. } = copy.as_ref() else {
+                let ast::Statement::Copy { source, to, target, options, legacy_options, .. } = copy.as_ref()
+                else {
                     return Err(Error::internal("inline COPY data without COPY"));
                 };
                 self.copy_from(source, *to, target, options, legacy_options)?;
@@ -175,7 +184,7 @@ impl Session {
         use ast::Statement as S;
         match statement {
             S::Query(_) | S::Explain { .. } => self.query(statement, params).await,
-            S::Insert(insert) => self.insert(statement, insert, params, None).await,
+            S::Insert(insert) => self.insert(insert, params, None).await,
             S::Update(update) => self.update(statement, update, params).await,
             S::Delete(delete) => self.delete(statement, delete, params).await,
             S::Copy { source, to, target, options, legacy_options, .. } => {
@@ -220,7 +229,10 @@ impl Session {
     }
 
     /// Parameter types and result columns of a statement, without running it.
-    async fn describe(&mut self, statement: &Statement) -> Result<(Vec<Option<DataType>>, Option<SchemaRef>)> {
+    async fn describe(
+        &mut self,
+        statement: &Statement,
+    ) -> Result<(Vec<Option<DataType>>, Option<SchemaRef>)> {
         let Statement::Sql(statement) = statement else { return Ok((vec![], None)) };
         use ast::Statement as S;
         match statement.as_ref() {
@@ -292,7 +304,9 @@ impl Session {
                 }
             }
             Set::SetTimeZone { value, .. } => self.settings.set("timezone", &set_value_text(value))?,
-            Set::SetNames { charset_name, .. } => self.settings.set("client_encoding", &charset_name.value)?,
+            Set::SetNames { charset_name, .. } => {
+                self.settings.set("client_encoding", &charset_name.value)?
+            }
             other => return Err(Error::unsupported(format!("{other}"))),
         }
         Ok(Outcome::command("SET"))
@@ -362,9 +376,7 @@ fn show_all_schema() -> SchemaRef {
 fn statement_kind(statement: &ast::Statement) -> String {
     let text = statement.to_string();
     let words: Vec<&str> = text.split_whitespace().take(3).collect();
-    let keywords: Vec<&str> = words
-        .into_iter()
-        .take_while(|w| w.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
-        .collect();
+    let keywords: Vec<&str> =
+        words.into_iter().take_while(|w| w.chars().all(|c| c.is_ascii_uppercase() || c == '_')).collect();
     if keywords.is_empty() { "this statement".into() } else { keywords.join(" ") }
 }

@@ -92,12 +92,7 @@ const VARIABLES: &[Variable] = &[
         description: "server_version as a number.",
         check: None,
     },
-    Variable {
-        name: "server_encoding",
-        default: "UTF8",
-        description: "Server character set.",
-        check: None,
-    },
+    Variable { name: "server_encoding", default: "UTF8", description: "Server character set.", check: None },
     Variable {
         name: "integer_datetimes",
         default: "on",
@@ -126,7 +121,10 @@ impl Settings {
     pub fn set(&mut self, name: &str, value: &str) -> Result<()> {
         let variable = lookup(name)?;
         let check = variable.check.ok_or_else(|| {
-            Error::new(SqlState::FeatureNotSupported, format!("parameter \"{}\" cannot be changed", variable.name))
+            Error::new(
+                SqlState::FeatureNotSupported,
+                format!("parameter \"{}\" cannot be changed", variable.name),
+            )
         })?;
         let value = check(value).map_err(|e| match e {
             Error::Sql { state: SqlState::InvalidParameterValue, message, .. } => Error::new(

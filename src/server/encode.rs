@@ -114,15 +114,22 @@ impl<'a> PgValue<'a> {
                 value: array.as_primitive::<Decimal128Type>().value(row),
                 scale: *scale,
                 trim: (*precision, *scale)
-                    == (crate::common::types::NUMERIC_DEFAULT_PRECISION, crate::common::types::NUMERIC_DEFAULT_SCALE),
+                    == (
+                        crate::common::types::NUMERIC_DEFAULT_PRECISION,
+                        crate::common::types::NUMERIC_DEFAULT_SCALE,
+                    ),
             },
             SqlType::Text => PgValue::Text(array.as_string::<i32>().value(row)),
             SqlType::Jsonb => PgValue::Json(array.as_string::<i32>().value(row)),
             SqlType::Bytea => PgValue::Bytes(array.as_binary::<i32>().value(row)),
             SqlType::Date => PgValue::Date(array.as_primitive::<Date32Type>().value(row)),
             SqlType::Time => PgValue::Time(array.as_primitive::<Time64MicrosecondType>().value(row)),
-            SqlType::Timestamp => PgValue::Timestamp(array.as_primitive::<TimestampMicrosecondType>().value(row)),
-            SqlType::TimestampTz => PgValue::TimestampTz(array.as_primitive::<TimestampMicrosecondType>().value(row)),
+            SqlType::Timestamp => {
+                PgValue::Timestamp(array.as_primitive::<TimestampMicrosecondType>().value(row))
+            }
+            SqlType::TimestampTz => {
+                PgValue::TimestampTz(array.as_primitive::<TimestampMicrosecondType>().value(row))
+            }
             SqlType::Interval => {
                 let v = array.as_primitive::<IntervalMonthDayNanoType>().value(row);
                 PgValue::Interval { months: v.months, days: v.days, nanos: v.nanoseconds }
@@ -161,7 +168,12 @@ impl<'a> PgValue<'a> {
 }
 
 impl ToSqlText for PgValue<'_> {
-    fn to_sql_text(&self, _ty: &Type, out: &mut BytesMut, _options: &FormatOptions) -> Result<IsNull, BoxError> {
+    fn to_sql_text(
+        &self,
+        _ty: &Type,
+        out: &mut BytesMut,
+        _options: &FormatOptions,
+    ) -> Result<IsNull, BoxError> {
         match self.to_text() {
             None => Ok(IsNull::Yes),
             Some(text) => {
@@ -281,7 +293,10 @@ fn encode_numeric(value: i128, scale: i8, out: &mut BytesMut) {
     let frac_pad = (4 - frac_part.len() % 4) % 4;
     let frac_part = format!("{}{}", frac_part, "0".repeat(frac_pad));
     let group = |s: &str| -> Vec<i16> {
-        s.as_bytes().chunks(4).map(|c| std::str::from_utf8(c).ok().and_then(|t| t.parse().ok()).unwrap_or(0)).collect()
+        s.as_bytes()
+            .chunks(4)
+            .map(|c| std::str::from_utf8(c).ok().and_then(|t| t.parse().ok()).unwrap_or(0))
+            .collect()
     };
     let int_groups = group(&int_part);
     let frac_groups = group(&frac_part);
@@ -314,11 +329,7 @@ fn format_date(days: i32) -> String {
 }
 
 fn format_fraction(micros: u32) -> String {
-    if micros == 0 {
-        String::new()
-    } else {
-        format!(".{micros:06}").trim_end_matches('0').to_string()
-    }
+    if micros == 0 { String::new() } else { format!(".{micros:06}").trim_end_matches('0').to_string() }
 }
 
 fn format_time_of_day(micros: i64) -> String {

@@ -28,8 +28,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{Mutex, Semaphore};
 
 use crate::common::{Error, SqlType};
-use crate::engine::{Database, Outcome, Prepared, Session};
 use crate::engine::session::OutcomeKind;
+use crate::engine::{Database, Outcome, Prepared, Session};
 
 /// Serves pgwire connections on `listener` until `shutdown` resolves.
 pub async fn serve(
@@ -81,7 +81,12 @@ struct Handlers {
 impl Handlers {
     fn new(session: Session) -> Self {
         let session = Arc::new(Mutex::new(session));
-        Handlers { connection: Arc::new(Connection { parser: Arc::new(Parser { session: session.clone() }), session }) }
+        Handlers {
+            connection: Arc::new(Connection {
+                parser: Arc::new(Parser { session: session.clone() }),
+                session,
+            }),
+        }
     }
 }
 
@@ -204,7 +209,12 @@ struct Parser {
 impl QueryParser for Parser {
     type Statement = Prepared;
 
-    async fn parse_sql<C>(&self, _client: &C, sql: &str, _types: &[Option<Type>]) -> PgWireResult<Option<Prepared>>
+    async fn parse_sql<C>(
+        &self,
+        _client: &C,
+        sql: &str,
+        _types: &[Option<Type>],
+    ) -> PgWireResult<Option<Prepared>>
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
@@ -216,7 +226,11 @@ impl QueryParser for Parser {
         Ok(statement.param_types.iter().map(|t| parameter_pg_type(t.as_ref())).collect())
     }
 
-    fn get_result_schema(&self, statement: &Prepared, format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
+    fn get_result_schema(
+        &self,
+        statement: &Prepared,
+        format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
         Ok(statement.schema.as_ref().map(|s| encode::field_infos(s, format)).unwrap_or_default())
     }
 }
@@ -224,7 +238,8 @@ impl QueryParser for Parser {
 fn parameter_pg_type(data_type: Option<&datafusion::arrow::datatypes::DataType>) -> Type {
     match data_type {
         Some(data_type) => {
-            SqlType::from_arrow(&datafusion::arrow::datatypes::Field::new("", data_type.clone(), true)).pg_type()
+            SqlType::from_arrow(&datafusion::arrow::datatypes::Field::new("", data_type.clone(), true))
+                .pg_type()
         }
         None => Type::TEXT,
     }
@@ -262,18 +277,28 @@ impl ExtendedQueryHandler for Connection {
         Ok(DescribeStatementResponse::new(types, fields))
     }
 
-    async fn do_describe_portal<C>(&self, _client: &mut C, portal: &Portal<Prepared>) -> PgWireResult<DescribePortalResponse>
+    async fn do_describe_portal<C>(
+        &self,
+        _client: &mut C,
+        portal: &Portal<Prepared>,
+    ) -> PgWireResult<DescribePortalResponse>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore<Statement = Prepared>,
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let fields = self.parser.get_result_schema(&portal.statement.statement, Some(&portal.result_column_format))?;
+        let fields =
+            self.parser.get_result_schema(&portal.statement.statement, Some(&portal.result_column_format))?;
         Ok(DescribePortalResponse::new(fields))
     }
 
-    async fn do_query<C>(&self, client: &mut C, portal: &Portal<Prepared>, _max_rows: usize) -> PgWireResult<Response>
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Prepared>,
+        _max_rows: usize,
+    ) -> PgWireResult<Response>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore<Statement = Prepared>,
@@ -297,12 +322,8 @@ fn bind_parameters(portal: &Portal<Prepared>) -> Result<Vec<datafusion::common::
     let inferred = &portal.statement.statement.param_types;
     (0..portal.parameters.len())
         .map(|i| {
-            let sql_type = declared
-                .get(i)
-                .cloned()
-                .flatten()
-                .and_then(|t| SqlType::from_pg_type(&t))
-                .or_else(|| {
+            let sql_type =
+                declared.get(i).cloned().flatten().and_then(|t| SqlType::from_pg_type(&t)).or_else(|| {
                     inferred.get(i).and_then(Option::as_ref).map(|t| {
                         SqlType::from_arrow(&datafusion::arrow::datatypes::Field::new("", t.clone(), true))
                     })
@@ -343,7 +364,10 @@ impl CopyHandler for Connection {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         self.session.lock().await.copy_fail();
-        let error = Error::new(crate::common::SqlState::QueryCanceled, format!("COPY from stdin failed: {}", fail.message));
+        let error = Error::new(
+            crate::common::SqlState::QueryCanceled,
+            format!("COPY from stdin failed: {}", fail.message),
+        );
         user_error(&error)
     }
 }

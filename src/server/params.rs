@@ -76,13 +76,16 @@ fn from_sql<'a, T: FromSql<'a>>(ty: &Type, bytes: &'a [u8]) -> Result<T> {
 }
 
 fn read_i32(bytes: &[u8]) -> Result<i32> {
-    let array: [u8; 4] = bytes.get(..4).and_then(|b| b.try_into().ok()).ok_or_else(|| invalid("short binary parameter"))?;
+    let array: [u8; 4] =
+        bytes.get(..4).and_then(|b| b.try_into().ok()).ok_or_else(|| invalid("short binary parameter"))?;
     Ok(i32::from_be_bytes(array))
 }
 
 fn read_i64(bytes: &[u8], at: usize) -> Result<i64> {
-    let array: [u8; 8] =
-        bytes.get(at..at + 8).and_then(|b| b.try_into().ok()).ok_or_else(|| invalid("short binary parameter"))?;
+    let array: [u8; 8] = bytes
+        .get(at..at + 8)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| invalid("short binary parameter"))?;
     Ok(i64::from_be_bytes(array))
 }
 

@@ -30,8 +30,7 @@ pub struct CopyOptions {
 impl CopyOptions {
     pub fn from_ast(options: &[CopyOption], legacy: &[CopyLegacyOption]) -> Result<Self> {
         let mut format = CopyFormat::Text;
-        let (mut delimiter, mut null, mut header, mut quote, mut escape) =
-            (None, None, false, '"', None);
+        let (mut delimiter, mut null, mut header, mut quote, mut escape) = (None, None, false, '"', None);
         for option in options {
             match option {
                 CopyOption::Format(name) => {
@@ -46,7 +45,8 @@ impl CopyOptions {
                 CopyOption::Header(h) => header = *h,
                 CopyOption::Quote(c) => quote = *c,
                 CopyOption::Escape(c) => escape = Some(*c),
-                CopyOption::Encoding(e) if e.eq_ignore_ascii_case("utf8") || e.eq_ignore_ascii_case("utf-8") => {}
+                CopyOption::Encoding(e)
+                    if e.eq_ignore_ascii_case("utf8") || e.eq_ignore_ascii_case("utf-8") => {}
                 CopyOption::Freeze(_) => {}
                 other => return Err(Error::unsupported(format!("COPY option {other}"))),
             }
@@ -71,8 +71,7 @@ impl CopyOptions {
             }
         }
         if header && format == CopyFormat::Text {
-            return Err(Error::unsupported("COPY HEADER in text format")
-                .with_hint("use FORMAT csv"));
+            return Err(Error::unsupported("COPY HEADER in text format").with_hint("use FORMAT csv"));
         }
         let csv = format == CopyFormat::Csv;
         Ok(CopyOptions {
@@ -304,11 +303,9 @@ mod tests {
 
     #[test]
     fn csv_distinguishes_empty_strings_from_nulls() {
-        let options = CopyOptions::from_ast(
-            &[CopyOption::Format("csv".into()), CopyOption::Header(true)],
-            &[],
-        )
-        .unwrap();
+        let options =
+            CopyOptions::from_ast(&[CopyOption::Format("csv".into()), CopyOption::Header(true)], &[])
+                .unwrap();
         let data = b"a,b\n1,\"x,\"\"y\"\"\nz\"\n2,\n3,\"\"\n";
         let arrays = parse_copy_data(data, &options, &columns(2)).unwrap();
         assert_eq!(

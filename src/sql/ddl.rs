@@ -2,9 +2,7 @@
 
 use std::collections::HashSet;
 
-use datafusion::sql::sqlparser::ast::{
-    ColumnOption, CreateTable, Expr, Ident, ObjectName, TableConstraint,
-};
+use datafusion::sql::sqlparser::ast::{ColumnOption, CreateTable, Expr, Ident, ObjectName, TableConstraint};
 
 use crate::catalog::{Catalog, ColumnDesc, ROW_ID_COLUMN, TableDesc};
 use crate::common::{Error, Result, SqlState, SqlType};
@@ -47,10 +45,7 @@ pub fn bind_create_table(
     reject_unsupported_table_options(create)?;
     let (schema, name) = resolve_name(&create.name, default_schema)?;
     if !catalog.schema_exists(&schema) {
-        return Err(Error::new(
-            SqlState::UndefinedSchema,
-            format!("schema \"{schema}\" does not exist"),
-        ));
+        return Err(Error::new(SqlState::UndefinedSchema, format!("schema \"{schema}\" does not exist")));
     }
     if create.columns.is_empty() {
         return Err(Error::unsupported("a table without columns"));
@@ -141,10 +136,7 @@ fn set_primary_key(current: &mut Option<Vec<usize>>, key: Vec<usize>, table: &st
     }
     let unique: HashSet<_> = key.iter().collect();
     if unique.len() != key.len() {
-        return Err(Error::new(
-            SqlState::DuplicateColumn,
-            "column appears twice in primary key constraint",
-        ));
+        return Err(Error::new(SqlState::DuplicateColumn, "column appears twice in primary key constraint"));
     }
     *current = Some(key);
     Ok(())
@@ -156,10 +148,7 @@ fn key_column_index(expr: &Expr, columns: &[ColumnDesc]) -> Result<usize> {
         other => return Err(Error::unsupported(format!("primary key expression {other}"))),
     };
     columns.iter().position(|c| c.name == name).ok_or_else(|| {
-        Error::new(
-            SqlState::UndefinedColumn,
-            format!("column \"{name}\" named in key does not exist"),
-        )
+        Error::new(SqlState::UndefinedColumn, format!("column \"{name}\" named in key does not exist"))
     })
 }
 
@@ -196,7 +185,9 @@ mod tests {
 
     fn bind(sql: &str) -> Result<TableDesc> {
         let Statement::Sql(statement) = parse(sql)?.remove(0) else { panic!("not sql") };
-        let datafusion::sql::sqlparser::ast::Statement::CreateTable(create) = *statement else { panic!("not create") };
+        let datafusion::sql::sqlparser::ast::Statement::CreateTable(create) = *statement else {
+            panic!("not create")
+        };
         bind_create_table(&create, &mut Catalog::new(), "public")
     }
 

@@ -34,7 +34,12 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>> {
             Some(Statement::Sql(copy)) if matches!(copy.as_ref(), ast::Statement::Copy { .. }) => {
                 statements.push(Statement::CopyInline { copy, data: data.to_string() });
             }
-            _ => return Err(Error::new(SqlState::SyntaxError, "COPY data without a COPY ... FROM STDIN statement")),
+            _ => {
+                return Err(Error::new(
+                    SqlState::SyntaxError,
+                    "COPY data without a COPY ... FROM STDIN statement",
+                ));
+            }
         }
         statements.extend(parse(rest)?);
         return Ok(statements);

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use rocksdb::{DB, Direction, IteratorMode, Options, ReadOptions, SnapshotWithThreadMode, WriteOptions};
 
-use super::{Snapshot, StateError, StateResult, StateStore, TableId, WriteBatch, WriteOp, table_key, table_range};
+use super::{
+    Snapshot, StateError, StateResult, StateStore, TableId, WriteBatch, WriteOp, table_key, table_range,
+};
 
 pub struct RocksStore {
     db: Arc<DB>,

@@ -46,10 +46,7 @@ impl Coordinator {
     pub fn open(store: Arc<dyn StateStore>, snapshot: &dyn Snapshot) -> Result<Self> {
         let epoch = match snapshot.get(META_TABLE, EPOCH_KEY)? {
             Some(bytes) => Epoch::from_be_bytes(
-                bytes
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| crate::state::StateError::Corrupt("epoch".into()))?,
+                bytes.as_slice().try_into().map_err(|_| crate::state::StateError::Corrupt("epoch".into()))?,
             ),
             None => 0,
         };

@@ -68,7 +68,10 @@ pub enum Message {
     /// Everything before this message belongs to epoch `Epoch` or earlier.
     Barrier(Epoch),
     /// No later row has a smaller value in `column`.
-    Watermark { column: usize, value: ScalarValue },
+    Watermark {
+        column: usize,
+        value: ScalarValue,
+    },
 }
 
 #[cfg(test)]

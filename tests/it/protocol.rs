@@ -23,9 +23,22 @@ async fn row_descriptions_carry_postgres_type_oids() {
     assert_eq!(
         types,
         [
-            Type::BOOL, Type::INT2, Type::INT4, Type::INT8, Type::FLOAT4, Type::FLOAT8, Type::NUMERIC,
-            Type::TEXT, Type::TEXT, Type::BYTEA, Type::DATE, Type::TIME, Type::TIMESTAMP,
-            Type::TIMESTAMPTZ, Type::INTERVAL, Type::JSONB
+            Type::BOOL,
+            Type::INT2,
+            Type::INT4,
+            Type::INT8,
+            Type::FLOAT4,
+            Type::FLOAT8,
+            Type::NUMERIC,
+            Type::TEXT,
+            Type::TEXT,
+            Type::BYTEA,
+            Type::DATE,
+            Type::TIME,
+            Type::TIMESTAMP,
+            Type::TIMESTAMPTZ,
+            Type::INTERVAL,
+            Type::JSONB
         ]
     );
 }
@@ -36,18 +49,27 @@ async fn extended_protocol_binds_parameters_and_returns_binary_values() {
     let client = server.client().await;
     client.batch_execute("CREATE TABLE p (id INT PRIMARY KEY, name TEXT, score DOUBLE PRECISION, at TIMESTAMP, raw BYTEA, ok BOOLEAN, big BIGINT)").await.unwrap();
     let insert = client.prepare("INSERT INTO p VALUES ($1, $2, $3, $4, $5, $6, $7)").await.unwrap();
-    assert_eq!(insert.params(), [Type::INT4, Type::TEXT, Type::FLOAT8, Type::TIMESTAMP, Type::BYTEA, Type::BOOL, Type::INT8]);
+    assert_eq!(
+        insert.params(),
+        [Type::INT4, Type::TEXT, Type::FLOAT8, Type::TIMESTAMP, Type::BYTEA, Type::BOOL, Type::INT8]
+    );
     let at = chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap().and_hms_micro_opt(12, 30, 0, 250).unwrap();
     for id in 0..3i32 {
         let name = format!("n{id}");
         let raw = vec![id as u8, 255];
         let n = client
-            .execute(&insert, &[&id, &name, &(id as f64 * 1.5), &at, &raw, &(id % 2 == 0), &(i64::from(id) << 40)])
+            .execute(
+                &insert,
+                &[&id, &name, &(id as f64 * 1.5), &at, &raw, &(id % 2 == 0), &(i64::from(id) << 40)],
+            )
             .await
             .unwrap();
         assert_eq!(n, 1);
     }
-    let row = client.query_one("SELECT name, score, at, raw, ok, big FROM p WHERE id = $1", &[&2i32]).await.unwrap();
+    let row = client
+        .query_one("SELECT name, score, at, raw, ok, big FROM p WHERE id = $1", &[&2i32])
+        .await
+        .unwrap();
     assert_eq!(row.get::<_, String>(0), "n2");
     assert_eq!(row.get::<_, f64>(1), 3.0);
     assert_eq!(row.get::<_, chrono::NaiveDateTime>(2), at);
@@ -55,7 +77,10 @@ async fn extended_protocol_binds_parameters_and_returns_binary_values() {
     assert!(row.get::<_, bool>(4));
     assert_eq!(row.get::<_, i64>(5), 2i64 << 40);
     // Parameters in UPDATE SET and WHERE, RETURNING through a portal.
-    let updated = client.query("UPDATE p SET name = $1 WHERE id > $2 RETURNING id", &[&"renamed", &0i32]).await.unwrap();
+    let updated = client
+        .query("UPDATE p SET name = $1 WHERE id > $2 RETURNING id", &[&"renamed", &0i32])
+        .await
+        .unwrap();
     let mut ids: Vec<i32> = updated.iter().map(|r| r.get(0)).collect();
     ids.sort();
     assert_eq!(ids, [1, 2]);
@@ -64,9 +89,23 @@ async fn extended_protocol_binds_parameters_and_returns_binary_values() {
     client.execute("INSERT INTO p (id, name) VALUES ($1, $2)", &[&9i32, &None::<String>]).await.unwrap();
     let row = client.query_one("SELECT name IS NULL FROM p WHERE id = 9", &[]).await.unwrap();
     assert!(row.get::<_, bool>(0));
-    // Portals fetched in pieces.
-    let tx_rows = client.query("SELECT id FROM p ORDER BY id", &[]).await.unwrap();
-    assert_eq!(tx_rows.len(), 2);
+    assert_eq!(client.query("SELECT id FROM p ORDER BY id", &[]).await.unwrap().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn portals_return_rows_in_pieces() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    client.batch_execute("CREATE TABLE n (i INT PRIMARY KEY)").await.unwrap();
+    client.execute("INSERT INTO n SELECT CAST(value AS INT) FROM generate_series(1, 5)", &[]).await.unwrap();
+    let transaction = client.transaction().await.unwrap();
+    let portal = transaction.bind("SELECT i FROM n WHERE i > $1 ORDER BY i", &[&1i32]).await.unwrap();
+    let first = transaction.query_portal(&portal, 3).await.unwrap();
+    let rest = transaction.query_portal(&portal, 3).await.unwrap();
+    let values = |rows: &[tokio_postgres::Row]| rows.iter().map(|r| r.get::<_, i32>(0)).collect::<Vec<_>>();
+    assert_eq!(values(&first), [2, 3, 4]);
+    assert_eq!(values(&rest), [5]);
+    transaction.commit().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -102,7 +141,19 @@ async fn psql_connects_and_runs_scripts() {
     let psql = move |args: &[&str], stdin: Option<&str>| {
         let mut command = Command::new("psql");
         command
-            .args(["-h", "127.0.0.1", "-p", &port, "-U", "sabot", "-d", "sabot", "-X", "-v", "ON_ERROR_STOP=1"])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-U",
+                "sabot",
+                "-d",
+                "sabot",
+                "-X",
+                "-v",
+                "ON_ERROR_STOP=1",
+            ])
             .args(args)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
@@ -153,5 +204,9 @@ async fn psycopg_uses_server_side_parameters() {
         !stderr.contains("No module named 'psycopg'"),
         "psycopg is missing: .ci/run installs it (pip install 'psycopg[binary]')"
     );
-    assert!(output.status.success(), "psycopg check failed:\n{}{stderr}", String::from_utf8_lossy(&output.stdout));
+    assert!(
+        output.status.success(),
+        "psycopg check failed:\n{}{stderr}",
+        String::from_utf8_lossy(&output.stdout)
+    );
 }

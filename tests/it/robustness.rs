@@ -101,11 +101,18 @@ async fn a_hundred_concurrent_connections_all_get_served() {
             }
             // Every connection also sees an error and keeps going.
             assert!(client.simple_query("INSERT INTO hits VALUES (0, 0)").await.is_err());
-            client.query_one("SELECT count(*) FROM hits WHERE conn = $1", &[&conn]).await.unwrap().get::<_, i64>(0)
+            client
+                .query_one("SELECT count(*) FROM hits WHERE conn = $1", &[&conn])
+                .await
+                .unwrap()
+                .get::<_, i64>(0)
         }));
     }
     for task in tasks {
         assert_eq!(task.await.unwrap(), 5);
     }
-    assert_eq!(rows(&server.client().await, "SELECT count(*), count(DISTINCT conn) FROM hits").await, [["500", "100"]]);
+    assert_eq!(
+        rows(&server.client().await, "SELECT count(*), count(DISTINCT conn) FROM hits").await,
+        [["500", "100"]]
+    );
 }

@@ -35,7 +35,9 @@ impl std::error::Error for SltError {}
 impl From<tokio_postgres::Error> for SltError {
     fn from(error: tokio_postgres::Error) -> Self {
         match error.as_db_error() {
-            Some(db) => SltError { message: db.message().to_string(), sqlstate: Some(db.code().code().to_string()) },
+            Some(db) => {
+                SltError { message: db.message().to_string(), sqlstate: Some(db.code().code().to_string()) }
+            }
             None => SltError { message: error.to_string(), sqlstate: None },
         }
     }
@@ -47,7 +49,11 @@ impl AsyncDB for Sabot {
     type ColumnType = DefaultColumnType;
 
     async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, Self::Error> {
-        let output = if self.extended { run_extended(&self.client, sql).await } else { run_simple(&self.client, sql).await };
+        let output = if self.extended {
+            run_extended(&self.client, sql).await
+        } else {
+            run_simple(&self.client, sql).await
+        };
         Ok(output?)
     }
 
@@ -74,7 +80,10 @@ fn cell(value: Option<&str>) -> String {
     }
 }
 
-async fn run_simple(client: &Client, sql: &str) -> Result<DBOutput<DefaultColumnType>, tokio_postgres::Error> {
+async fn run_simple(
+    client: &Client,
+    sql: &str,
+) -> Result<DBOutput<DefaultColumnType>, tokio_postgres::Error> {
     let mut rows = Vec::new();
     let mut width = None;
     let mut count = 0;
@@ -98,7 +107,10 @@ async fn run_simple(client: &Client, sql: &str) -> Result<DBOutput<DefaultColumn
     })
 }
 
-async fn run_extended(client: &Client, sql: &str) -> Result<DBOutput<DefaultColumnType>, tokio_postgres::Error> {
+async fn run_extended(
+    client: &Client,
+    sql: &str,
+) -> Result<DBOutput<DefaultColumnType>, tokio_postgres::Error> {
     let statement = client.prepare(sql).await?;
     if statement.columns().is_empty() {
         return Ok(DBOutput::StatementComplete(client.execute(&statement, &[]).await?));
@@ -109,7 +121,9 @@ async fn run_extended(client: &Client, sql: &str) -> Result<DBOutput<DefaultColu
         .iter()
         .map(|row| {
             (0..types.len())
-                .map(|i| cell(row.get::<_, Option<Binary>>(i).map(|b| format_binary(&types[i], &b.0)).as_deref()))
+                .map(|i| {
+                    cell(row.get::<_, Option<Binary>>(i).map(|b| format_binary(&types[i], &b.0)).as_deref())
+                })
                 .collect()
         })
         .collect();
@@ -133,7 +147,10 @@ impl<'a> FromSql<'a> for Binary {
 /// serves both protocols.
 fn format_binary(ty: &Type, raw: &[u8]) -> String {
     let mut buf = raw;
-    let micros_epoch = chrono::NaiveDate::from_ymd_opt(2000, 1, 1).expect("valid date").and_hms_opt(0, 0, 0).expect("valid time");
+    let micros_epoch = chrono::NaiveDate::from_ymd_opt(2000, 1, 1)
+        .expect("valid date")
+        .and_hms_opt(0, 0, 0)
+        .expect("valid time");
     match *ty {
         Type::BOOL => if raw[0] == 1 { "t" } else { "f" }.into(),
         Type::INT2 => buf.get_i16().to_string(),
@@ -191,7 +208,8 @@ fn format_numeric(raw: &[u8]) -> String {
 }
 
 fn slt_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let mut entries: Vec<_> = std::fs::read_dir(dir).expect("sql-tests is readable").flatten().map(|e| e.path()).collect();
+    let mut entries: Vec<_> =
+        std::fs::read_dir(dir).expect("sql-tests is readable").flatten().map(|e| e.path()).collect();
     entries.sort();
     for path in entries {
         if path.is_dir() {
@@ -209,35 +227,39 @@ async fn run_file(path: &Path, extended: bool) -> Option<String> {
     let mut runner = Runner::new(move || async move { Ok(Sabot { client: connect(addr).await, extended }) });
     let result = runner.run_file_async(path).await;
     server.stop().await;
-    result.err().map(|e| format!("{} ({}): {}", path.display(), if extended { "extended" } else { "simple" }, e.display(true)))
+    result.err().map(|e| {
+        format!("{} ({}): {}", path.display(), if extended { "extended" } else { "simple" }, e.display(true))
+    })
+}
+
+/// Runs every slt file under `dir`, each against a fresh server, and reports all failures.
+async fn run_all(dir: &Path, extended: bool, at_least: usize) {
+    let mut files = Vec::new();
+    slt_files(dir, &mut files);
+    assert!(files.len() >= at_least, "{} holds only {} slt files", dir.display(), files.len());
+    let mut failures = Vec::new();
+    for file in &files {
+        if let Some(failure) = run_file(file, extended).await {
+            failures.push(failure);
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} slt files failed:\n{}",
+        failures.len(),
+        files.len(),
+        failures.join("\n\n")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sql_tests_pass_over_the_simple_protocol() {
-    let mut files = Vec::new();
-    slt_files(&repo_root().join("sql-tests"), &mut files);
-    assert!(files.len() >= 5, "sql-tests/ holds the spec: found only {} files", files.len());
-    let mut failures = Vec::new();
-    for file in &files {
-        if let Some(failure) = run_file(file, false).await {
-            failures.push(failure);
-        }
-    }
-    assert!(failures.is_empty(), "{} of {} slt files failed:\n{}", failures.len(), files.len(), failures.join("\n\n"));
+    run_all(&repo_root().join("sql-tests"), false, 5).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sql_tests_pass_over_the_extended_protocol() {
-    let mut files = Vec::new();
-    slt_files(&repo_root().join("sql-tests").join("extended"), &mut files);
-    assert!(!files.is_empty(), "sql-tests/extended/ has no files");
-    let mut failures = Vec::new();
-    for file in &files {
-        if let Some(failure) = run_file(file, true).await {
-            failures.push(failure);
-        }
-    }
-    assert!(failures.is_empty(), "{} of {} slt files failed:\n{}", failures.len(), files.len(), failures.join("\n\n"));
+    run_all(&repo_root().join("sql-tests").join("extended"), true, 1).await;
 }
 
 /// The SQLite corpus file that Postgres 15 passes whole. It lives in `shared/`, beside the
@@ -251,7 +273,8 @@ async fn sqlite_select1_conformance() {
         .unwrap_or_else(|| repo_root().join("..").join("shared").join("conformance"));
     let file = dir.join("sqlite").join("select1.test");
     assert!(file.exists(), "conformance corpus not found at {} (set SABOT_CONFORMANCE_DIR)", file.display());
-    let skip_list = std::fs::read_to_string(repo_root().join("tests/it/conformance/select1.skip")).expect("skip list");
+    let skip_list =
+        std::fs::read_to_string(repo_root().join("tests/it/conformance/select1.skip")).expect("skip list");
     let skipped: std::collections::BTreeMap<u32, &str> = skip_list
         .lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
@@ -263,12 +286,15 @@ async fn sqlite_select1_conformance() {
 
     let server = TestServer::start().await;
     let addr = server.addr;
-    let mut runner = Runner::new(move || async move { Ok(Sabot { client: connect(addr).await, extended: false }) });
+    let mut runner =
+        Runner::new(move || async move { Ok(Sabot { client: connect(addr).await, extended: false }) });
     let records = sqllogictest::parse_file::<DefaultColumnType>(&file).expect("corpus parses");
     let (mut unexpected, mut fixed, mut ran) = (Vec::new(), Vec::new(), 0);
     for record in records {
         let line = match &record {
-            sqllogictest::Record::Statement { loc, .. } | sqllogictest::Record::Query { loc, .. } => Some(loc.line()),
+            sqllogictest::Record::Statement { loc, .. } | sqllogictest::Record::Query { loc, .. } => {
+                Some(loc.line())
+            }
             _ => None,
         };
         let result = runner.run_async(record).await;
