@@ -57,7 +57,7 @@ impl Session {
     ) -> Result<Outcome> {
         let (ctx, desc, input) = self.plan_insert(insert, extra_input).await?;
         let input = query::bind(input, params)?;
-        let (_, batches) = query::collect(&ctx, input).await?;
+        let (_, batches) = self.db.compute.collect(&ctx, input).await?;
         let rows = checked_rows(&desc, &desc.visible_schema(), &batches)?;
         let count = rows.num_rows();
         let writer = self.db.writer(&desc)?;
@@ -121,7 +121,7 @@ impl Session {
         let (ctx, plan, snapshot) = self.plan_on_current_state(&writer, &desc, statement).await?;
         check_assignment_types(&plan, &desc)?;
         let plan = with_old_columns(plan, &desc, &target_qualifier(&update.table.relation, &desc))?;
-        let (_, batches) = query::collect(&ctx, query::bind(plan, params)?).await?;
+        let (_, batches) = self.db.compute.collect(&ctx, query::bind(plan, params)?).await?;
         let width = desc.columns.len();
         let schema = desc.full_schema();
         let all = concat_batches(&batches_schema(&batches, &schema, 2 * width), &batches)?;
@@ -159,7 +159,7 @@ impl Session {
         let mut writer = writer.lock().await;
         let (ctx, plan, _) = self.plan_on_current_state(&writer, &desc, statement).await?;
         let plan = target_columns(plan, &desc, &target_qualifier(&relation, &desc))?;
-        let (_, batches) = query::collect(&ctx, query::bind(plan, params)?).await?;
+        let (_, batches) = self.db.compute.collect(&ctx, query::bind(plan, params)?).await?;
         let schema = desc.full_schema();
         let all = concat_batches(&batches_schema(&batches, &schema, schema.fields().len()), &batches)?;
         let old = RecordBatch::try_new(schema.clone(), all.columns().to_vec())?;
@@ -325,7 +325,7 @@ impl Session {
         let Some(items) = items else { return Ok(Outcome::affected(tag, count)) };
         let ctx = self.rows_context(desc, rows);
         let plan = query::plan(&ctx, &returning_query(desc, items)?).await?;
-        let (schema, batches) = query::collect(&ctx, plan).await?;
+        let (schema, batches) = self.db.compute.collect(&ctx, plan).await?;
         Ok(Outcome::rows(tag, schema, batches))
     }
 

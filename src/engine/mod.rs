@@ -31,6 +31,7 @@ pub struct Database {
     ddl_lock: tokio::sync::Mutex<()>,
     coordinator: Arc<Coordinator>,
     commit_loop: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    compute: query::ComputeRuntime,
 }
 
 impl Database {
@@ -61,6 +62,7 @@ impl Database {
             ddl_lock: tokio::sync::Mutex::new(()),
             coordinator,
             commit_loop: Mutex::new(Some(commit_loop)),
+            compute: query::ComputeRuntime::new()?,
         }))
     }
 

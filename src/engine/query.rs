@@ -81,12 +81,61 @@ pub fn bind(plan: LogicalPlan, params: &[ScalarValue]) -> Result<LogicalPlan> {
     Ok(plan.with_param_values(values)?)
 }
 
-/// Runs a query plan to completion.
-pub async fn collect(ctx: &SessionContext, plan: LogicalPlan) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-    let schema: SchemaRef = Arc::new(plan.schema().as_arrow().clone());
-    let frame = ctx.execute_logical_plan(plan).await?;
-    let batches = frame.collect().await?;
-    Ok((schema, batches))
+/// The runtime that executes query plans, apart from the one serving connections and
+/// committing epochs: a heavy query must not starve the accept loop, cancel requests or
+/// the barrier coordinator.
+pub struct ComputeRuntime {
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl ComputeRuntime {
+    pub fn new() -> Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .thread_name("sabot-compute")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::internal(format!("cannot start the compute runtime: {e}")))?;
+        Ok(ComputeRuntime { runtime: Some(runtime) })
+    }
+
+    /// Runs a query plan to completion on the compute runtime. Dropping the returned future
+    /// (a cancelled statement, a vanished client) stops the query.
+    pub async fn collect(
+        &self,
+        ctx: &SessionContext,
+        plan: LogicalPlan,
+    ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+        let schema: SchemaRef = Arc::new(plan.schema().as_arrow().clone());
+        let ctx = ctx.clone();
+        let runtime = self.runtime.as_ref().expect("the compute runtime lives until drop");
+        let task =
+            AbortOnDrop(runtime.spawn(async move { ctx.execute_logical_plan(plan).await?.collect().await }));
+        let batches = task.join().await??;
+        Ok((schema, batches))
+    }
+}
+
+impl Drop for ComputeRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            // Dropping a runtime blocks, which is not allowed inside async code.
+            runtime.shutdown_background();
+        }
+    }
+}
+
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> AbortOnDrop<T> {
+    async fn join(mut self) -> Result<T> {
+        (&mut self.0).await.map_err(|e| Error::internal(format!("query task failed: {e}")))
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Column names the way Postgres prints them: an unaliased expression is named after its

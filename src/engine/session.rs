@@ -211,7 +211,7 @@ impl Session {
         let ctx = self.snapshot_context();
         let plan = query::plan(&ctx, &query::name_subqueries(statement)).await?;
         let plan = query::bind(plan, params)?;
-        let (schema, batches) = query::collect(&ctx, plan).await?;
+        let (schema, batches) = self.db.compute.collect(&ctx, plan).await?;
         let schema = query::postgres_column_names(statement, &schema);
         let batches = batches
             .into_iter()

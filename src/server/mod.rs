@@ -11,6 +11,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures::{Sink, SinkExt, stream};
 use pgwire::api::auth::noop::NoopStartupHandler;
+use pgwire::api::cancel::DefaultCancelHandler;
 use pgwire::api::copy::CopyHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
@@ -19,7 +20,7 @@ use pgwire::api::results::{
 };
 use pgwire::api::stmt::{QueryParser, StoredStatement};
 use pgwire::api::store::PortalStore;
-use pgwire::api::{ClientInfo, ClientPortalStore, PgWireServerHandlers, Type};
+use pgwire::api::{ClientInfo, ClientPortalStore, ConnectionManager, PgWireServerHandlers, Type};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
@@ -38,6 +39,8 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
     let limit = Arc::new(Semaphore::new(db.config().connections_max));
+    // Tracks live connections so a CancelRequest (psql's Ctrl-C) can stop their query.
+    let connections = Arc::new(ConnectionManager::new());
     tokio::pin!(shutdown);
     loop {
         let (socket, peer) = tokio::select! {
@@ -55,7 +58,7 @@ pub async fn serve(
             drop(socket);
             continue;
         };
-        let handlers = Arc::new(Handlers::new(db.session()));
+        let handlers = Arc::new(Handlers::new(db.session(), connections.clone()));
         tokio::spawn(async move {
             let _permit = permit;
             tracing::debug!(%peer, "connection opened");
@@ -76,16 +79,16 @@ pub async fn bind(address: SocketAddr) -> std::io::Result<(TcpListener, SocketAd
 /// The handlers of one connection, all sharing its session.
 struct Handlers {
     connection: Arc<Connection>,
+    cancel: Arc<DefaultCancelHandler>,
 }
 
 impl Handlers {
-    fn new(session: Session) -> Self {
+    fn new(session: Session, connections: Arc<ConnectionManager>) -> Self {
         let session = Arc::new(Mutex::new(session));
+        let parser = Arc::new(Parser { session: session.clone() });
         Handlers {
-            connection: Arc::new(Connection {
-                parser: Arc::new(Parser { session: session.clone() }),
-                session,
-            }),
+            connection: Arc::new(Connection { session, parser, connections: connections.clone() }),
+            cancel: Arc::new(DefaultCancelHandler::new(connections)),
         }
     }
 }
@@ -106,14 +109,23 @@ impl PgWireServerHandlers for Handlers {
     fn copy_handler(&self) -> Arc<impl CopyHandler> {
         self.connection.clone()
     }
+
+    fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
+        self.cancel.clone()
+    }
 }
 
 struct Connection {
     session: Arc<Mutex<Session>>,
     parser: Arc<Parser>,
+    connections: Arc<ConnectionManager>,
 }
 
-impl NoopStartupHandler for Connection {}
+impl NoopStartupHandler for Connection {
+    fn connection_manager(&self) -> Option<Arc<ConnectionManager>> {
+        Some(self.connections.clone())
+    }
+}
 
 /// The error a client sees: message, SQLSTATE, detail, hint and position.
 fn error_info(error: &Error) -> ErrorInfo {

@@ -116,3 +116,25 @@ async fn a_hundred_concurrent_connections_all_get_served() {
         [["500", "100"]]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_query_can_be_cancelled() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    let cancel = client.cancel_token();
+    let canceller = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        cancel.cancel_query(tokio_postgres::NoTls).await.unwrap();
+    });
+    let started = std::time::Instant::now();
+    let error = client
+        .simple_query("SELECT count(*) FROM generate_series(1, 1000000) a, generate_series(1, 1000000) b")
+        .await
+        .unwrap_err();
+    canceller.await.unwrap();
+    assert_eq!(error.code().map(|c| c.code()), Some("57014"), "{error}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+    // The session stays usable. (DataFusion may finish some already-spawned work of the
+    // cancelled plan in the background, so this checks with a statement that needs none.)
+    assert_eq!(rows(&client, "SHOW implicit_flush").await, [["on"]]);
+}
