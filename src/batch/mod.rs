@@ -10,26 +10,33 @@ use async_trait::async_trait;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, Session, TableProvider};
+use datafusion::common::ScalarValue;
 use datafusion::datasource::TableType;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::error::Result as DfResult;
-use datafusion::logical_expr::Expr;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 
 use crate::catalog::{Catalog, TableCodec, TableDesc};
 use crate::common::Error;
-use crate::state::Snapshot;
+use crate::state::{Snapshot, StateTable};
 
 /// Where a table's rows come from.
 #[derive(Clone)]
 enum Rows {
-    /// Decoded from the snapshot when the table is scanned.
+    /// Read from a committed snapshot when the table is scanned.
     Committed(Arc<dyn Snapshot>),
-    /// Already materialized (DML reads the current, not yet committed, state).
+    /// Committed rows with the open epoch's writes on top (what DML reads).
+    Current { state: StateTable, snapshot: Arc<dyn Snapshot> },
+    /// Already materialized rows (RETURNING, COPY input).
     Materialized(RecordBatch),
 }
 
 /// A stored table as DataFusion sees it.
+///
+/// Scans read the whole table, except when the filters pin every primary-key column to
+/// literals (`id = 5`, `id IN (1, 2)`): then only those keys are read. Filters are
+/// reported as inexact, so DataFusion still applies them to what the scan returns.
 pub struct StoredTable {
     desc: Arc<TableDesc>,
     rows: Rows,
@@ -55,8 +62,18 @@ impl StoredTable {
         }
     }
 
-    /// The given rows (in the full schema); hidden columns are shown when `show_hidden`
-    /// (UPDATE and DELETE read the row id to know which rows they change).
+    /// The table's current state — `state` (a copy of its writer's open epoch) over
+    /// `snapshot` — with the hidden row id visible so that DML can address rows.
+    pub fn current(desc: Arc<TableDesc>, state: StateTable, snapshot: Arc<dyn Snapshot>) -> Self {
+        StoredTable {
+            schema: desc.full_schema(),
+            desc,
+            rows: Rows::Current { state, snapshot },
+            defaults: HashMap::new(),
+        }
+    }
+
+    /// The given rows (in the full schema); hidden columns are shown when `show_hidden`.
     pub fn materialized(desc: Arc<TableDesc>, rows: RecordBatch, show_hidden: bool) -> Self {
         StoredTable {
             schema: if show_hidden { desc.full_schema() } else { desc.visible_schema() },
@@ -84,21 +101,112 @@ impl StoredTable {
         self
     }
 
-    fn load(&self) -> DfResult<RecordBatch> {
-        let full = match &self.rows {
-            Rows::Materialized(batch) => batch.clone(),
-            Rows::Committed(snapshot) => {
-                let codec = TableCodec::new(&self.desc).map_err(external)?;
-                codec.scan(snapshot.as_ref(), self.desc.id).map_err(external)?
+    /// The rows (full schema) of the whole table, or of the given keys only.
+    fn read(&self, keys: Option<Vec<Vec<u8>>>) -> crate::common::Result<RecordBatch> {
+        let codec = TableCodec::new(&self.desc)?;
+        let mut values: Vec<Vec<u8>> = Vec::new();
+        match (&self.rows, keys) {
+            (Rows::Materialized(batch), _) => return Ok(batch.clone()),
+            (Rows::Committed(snapshot), None) => snapshot.scan(self.desc.id, &mut |_, v| {
+                values.push(v.to_vec());
+                Ok(())
+            })?,
+            (Rows::Current { state, snapshot }, None) => state.scan(snapshot.as_ref(), &mut |_, v| {
+                values.push(v.to_vec());
+                Ok(())
+            })?,
+            (Rows::Committed(snapshot), Some(keys)) => {
+                for key in keys {
+                    values.extend(snapshot.get(self.desc.id, &key)?);
+                }
             }
-        };
+            (Rows::Current { state, snapshot }, Some(keys)) => {
+                for key in keys {
+                    values.extend(state.get(snapshot.as_ref(), &key)?);
+                }
+            }
+        }
+        codec.decode_rows(values.iter().map(Vec::as_slice))
+    }
+
+    /// The keys a scan with `filters` can be limited to, if the filters pin every
+    /// primary-key column to literals.
+    fn pinned_keys(&self, filters: &[Expr]) -> Option<Vec<Vec<u8>>> {
+        if matches!(self.rows, Rows::Materialized(_)) {
+            return None;
+        }
+        let mut choices: Vec<Vec<ScalarValue>> = Vec::new();
+        for &index in &self.desc.primary_key {
+            let column = &self.desc.columns[index];
+            let values = filters.iter().find_map(|f| pinned_values(f, &column.name))?;
+            let target = column.sql_type.to_arrow();
+            let cast: Vec<ScalarValue> =
+                values.iter().map(|v| v.cast_to(&target).ok()).collect::<Option<_>>()?;
+            choices.push(cast);
+        }
+        // Every combination of the pinned values (a cross product, bounded by its size).
+        let combinations: usize = choices.iter().map(Vec::len).product();
+        if combinations == 0 || combinations > PINNED_KEYS_MAX {
+            return None;
+        }
+        let mut columns: Vec<Vec<ScalarValue>> = vec![Vec::with_capacity(combinations); choices.len()];
+        for n in 0..combinations {
+            let mut rest = n;
+            for (i, values) in choices.iter().enumerate() {
+                columns[i].push(values[rest % values.len()].clone());
+                rest /= values.len();
+            }
+        }
+        let arrays: Vec<_> = columns
+            .into_iter()
+            .map(|values| ScalarValue::iter_to_array(values).ok())
+            .collect::<Option<_>>()?;
+        let codec = TableCodec::new(&self.desc).ok()?;
+        let keys = codec.encode_key_columns(&arrays).ok()?;
+        let mut keys: Vec<Vec<u8>> = keys.iter().map(|k| k.data().to_vec()).collect();
+        keys.sort();
+        keys.dedup();
+        Some(keys)
+    }
+
+    fn load(&self, filters: &[Expr]) -> DfResult<RecordBatch> {
+        let full = self.read(self.pinned_keys(filters)).map_err(external)?;
         if full.schema().fields().len() == self.schema.fields().len() {
-            return Ok(full);
+            return Ok(RecordBatch::try_new(self.schema.clone(), full.columns().to_vec())?);
         }
         let visible: Vec<usize> =
             (0..self.desc.columns.len()).filter(|&i| !self.desc.columns[i].hidden).collect();
         let projected = full.project(&visible)?;
         Ok(RecordBatch::try_new(self.schema.clone(), projected.columns().to_vec())?)
+    }
+}
+
+/// Upper bound on the keys a pinned scan reads one by one; more scan the table.
+const PINNED_KEYS_MAX: usize = 1024;
+
+/// The literal values `filter` pins `column` to (`column = v`, `v = column`,
+/// `column IN (v, ...)`).
+fn pinned_values(filter: &Expr, column: &str) -> Option<Vec<ScalarValue>> {
+    use datafusion::logical_expr::{BinaryExpr, Operator, expr::InList};
+    let is_column = |e: &Expr| matches!(e, Expr::Column(c) if c.name == column);
+    let literal = |e: &Expr| match e {
+        Expr::Literal(value, _) if !value.is_null() => Some(value.clone()),
+        _ => None,
+    };
+    match filter {
+        Expr::BinaryExpr(BinaryExpr { left, op: Operator::Eq, right }) => {
+            if is_column(left) {
+                literal(right).map(|v| vec![v])
+            } else if is_column(right) {
+                literal(left).map(|v| vec![v])
+            } else {
+                None
+            }
+        }
+        Expr::InList(InList { expr, list, negated: false }) if is_column(expr) => {
+            list.iter().map(literal).collect()
+        }
+        _ => None,
     }
 }
 
@@ -120,14 +228,18 @@ impl TableProvider for StoredTable {
         self.defaults.get(column)
     }
 
+    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> DfResult<Vec<TableProviderFilterPushDown>> {
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
     async fn scan(
         &self,
         _state: &dyn Session,
         projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
+        filters: &[Expr],
         _limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let batch = self.load()?;
+        let batch = self.load(filters)?;
         let partitions = if batch.num_rows() == 0 { vec![vec![]] } else { vec![vec![batch]] };
         Ok(MemorySourceConfig::try_new_exec(&partitions, self.schema.clone(), projection.cloned())?)
     }
@@ -197,5 +309,61 @@ impl SchemaProvider for SabotSchema {
 
     fn table_exist(&self, name: &str) -> bool {
         self.catalog.catalog.table(&self.name, name).is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::array::{Int32Array, StringArray};
+    use datafusion::logical_expr::{col, lit};
+
+    use super::*;
+    use crate::catalog::ColumnDesc;
+    use crate::common::SqlType;
+    use crate::state::{MemoryStore, StateStore, WriteBatch};
+
+    fn table() -> (Arc<TableDesc>, MemoryStore) {
+        let column = |name: &str, sql_type| ColumnDesc {
+            name: name.into(),
+            sql_type,
+            nullable: false,
+            default: None,
+            hidden: false,
+        };
+        let desc = Arc::new(TableDesc {
+            id: 2000,
+            schema: "public".into(),
+            name: "t".into(),
+            columns: vec![column("id", SqlType::Int32), column("v", SqlType::Text)],
+            primary_key: vec![0],
+        });
+        let codec = TableCodec::new(&desc).unwrap();
+        let batch = RecordBatch::try_new(
+            desc.full_schema(),
+            vec![Arc::new(Int32Array::from(vec![1, 2, 3])), Arc::new(StringArray::from(vec!["a", "b", "c"]))],
+        )
+        .unwrap();
+        let (keys, rows) = (codec.encode_keys(&batch).unwrap(), codec.encode_rows(&batch).unwrap());
+        let mut write = WriteBatch::default();
+        for i in 0..3 {
+            write.put(desc.id, keys.row(i).data(), rows.row(i).data().to_vec());
+        }
+        let store = MemoryStore::default();
+        store.commit(write).unwrap();
+        (desc, store)
+    }
+
+    #[test]
+    fn key_equality_filters_read_only_those_keys() {
+        let (desc, store) = table();
+        let table = StoredTable::committed(desc, store.snapshot());
+        assert_eq!(table.pinned_keys(&[col("id").eq(lit(2i64))]).map(|k| k.len()), Some(1));
+        assert_eq!(table.load(&[col("id").eq(lit(2i64))]).unwrap().num_rows(), 1);
+        let in_list = col("id").in_list(vec![lit(1), lit(3), lit(9)], false);
+        assert_eq!(table.load(&[in_list]).unwrap().num_rows(), 2);
+        // Anything else scans the whole table (DataFusion applies the filter afterwards).
+        assert_eq!(table.pinned_keys(&[col("v").eq(lit("a"))]), None);
+        assert_eq!(table.pinned_keys(&[col("id").gt(lit(1))]), None);
+        assert_eq!(table.load(&[col("id").gt(lit(1))]).unwrap().num_rows(), 3);
     }
 }

@@ -7,7 +7,6 @@ use datafusion::arrow::row::Rows;
 use super::TableDesc;
 use crate::common::Result;
 use crate::common::row::RowCodec;
-use crate::state::Snapshot;
 
 /// Key and row encoding of one table. Batches are in the table's full schema.
 #[derive(Debug)]
@@ -38,6 +37,11 @@ impl TableCodec {
         self.keys.encode(&key_columns)
     }
 
+    /// Key bytes of already projected key columns (in primary-key order).
+    pub fn encode_key_columns(&self, key_columns: &[ArrayRef]) -> Result<Rows> {
+        self.keys.encode(key_columns)
+    }
+
     pub fn encode_rows(&self, batch: &RecordBatch) -> Result<Rows> {
         self.rows.encode(batch.columns())
     }
@@ -45,15 +49,5 @@ impl TableCodec {
     pub fn decode_rows<'a>(&self, rows: impl IntoIterator<Item = &'a [u8]>) -> Result<RecordBatch> {
         let columns = self.rows.decode(rows)?;
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
-    }
-
-    /// Reads the whole table as committed in `snapshot`, in key order.
-    pub fn scan(&self, snapshot: &dyn Snapshot, table_id: crate::state::TableId) -> Result<RecordBatch> {
-        let mut values: Vec<Vec<u8>> = Vec::new();
-        snapshot.scan(table_id, &mut |_, value| {
-            values.push(value.to_vec());
-            Ok(())
-        })?;
-        self.decode_rows(values.iter().map(Vec::as_slice))
     }
 }

@@ -339,7 +339,7 @@ impl Session {
     ) -> Result<(SessionContext, LogicalPlan, Arc<dyn Snapshot>)> {
         self.db.coordinator.check_healthy()?;
         let snapshot = self.db.coordinator.store().snapshot();
-        let ctx = self.current_state_context(writer, desc, snapshot.as_ref())?;
+        let ctx = self.current_state_context(writer, desc, snapshot.clone());
         let plan = dml_input(query::plan(&ctx, &without_returning(statement)).await?)?;
         Ok((ctx, plan, snapshot))
     }
@@ -350,11 +350,11 @@ impl Session {
         &self,
         writer: &TableWriter,
         desc: &Arc<TableDesc>,
-        snapshot: &dyn Snapshot,
-    ) -> Result<SessionContext> {
-        let current = writer.scan(snapshot)?;
-        let table = StoredTable::materialized(desc.clone(), current, true).with_nullable_columns();
-        Ok(self.context_with(desc, Arc::new(table)))
+        snapshot: Arc<dyn Snapshot>,
+    ) -> SessionContext {
+        let table =
+            StoredTable::current(desc.clone(), writer.state().clone(), snapshot).with_nullable_columns();
+        self.context_with(desc, Arc::new(table))
     }
 
     fn empty_table_context(&self, desc: &Arc<TableDesc>) -> SessionContext {

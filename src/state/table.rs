@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use super::{Snapshot, StateResult, TableId, WriteBatch};
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct StateTable {
     table_id: TableId,
     /// Writes of the epoch in progress: `Some(value)` is a put, `None` a delete.

@@ -60,14 +60,9 @@ impl TableWriter {
         Ok(self.state.get(snapshot, key)?)
     }
 
-    /// Every current row (committed and pending), in key order.
-    pub fn scan(&self, snapshot: &dyn Snapshot) -> Result<RecordBatch> {
-        let mut values: Vec<Vec<u8>> = Vec::new();
-        self.state.scan(snapshot, &mut |_, value| {
-            values.push(value.to_vec());
-            Ok(())
-        })?;
-        self.codec.decode_rows(values.iter().map(Vec::as_slice))
+    /// The table's state as of now: the open epoch's writes over `snapshot`.
+    pub fn state(&self) -> &StateTable {
+        &self.state
     }
 
     /// `count` fresh values for the hidden row id.
