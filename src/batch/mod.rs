@@ -17,6 +17,8 @@ use datafusion::error::Result as DfResult;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 
+mod information_schema;
+
 use crate::catalog::{Catalog, TableCodec, TableDesc};
 use crate::common::Error;
 use crate::state::{Snapshot, StateTable};
@@ -273,11 +275,16 @@ impl SabotCatalog {
 
 impl CatalogProvider for SabotCatalog {
     fn schema_names(&self) -> Vec<String> {
-        self.catalog.schema_names()
+        let mut names = self.catalog.schema_names();
+        names.push(information_schema::NAME.to_string());
+        names
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
-        if !self.catalog.schema_exists(name) || name == "information_schema" {
+        if name == information_schema::NAME {
+            return information_schema::provider(&self.catalog).ok();
+        }
+        if !self.catalog.schema_exists(name) || name == "pg_catalog" {
             return None;
         }
         Some(Arc::new(SabotSchema { name: name.to_string(), catalog: self.clone() }))

@@ -214,6 +214,27 @@ impl SqlType {
         }
     }
 
+    /// The type's name without modifiers, as `information_schema.columns.data_type` shows it.
+    pub fn base_name(&self) -> &'static str {
+        match self {
+            SqlType::Boolean => "boolean",
+            SqlType::Int16 => "smallint",
+            SqlType::Int32 => "integer",
+            SqlType::Int64 => "bigint",
+            SqlType::Float32 => "real",
+            SqlType::Float64 => "double precision",
+            SqlType::Numeric { .. } => "numeric",
+            SqlType::Text => "text",
+            SqlType::Bytea => "bytea",
+            SqlType::Date => "date",
+            SqlType::Time => "time without time zone",
+            SqlType::Timestamp => "timestamp without time zone",
+            SqlType::TimestampTz => "timestamp with time zone",
+            SqlType::Interval => "interval",
+            SqlType::Jsonb => "jsonb",
+        }
+    }
+
     /// Whether a value of `self` may be stored into a column of type `target` without an
     /// explicit cast (Postgres' assignment casts). Text literals are coerced by parsing.
     pub fn assignable_to(&self, target: &SqlType) -> bool {

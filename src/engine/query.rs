@@ -21,7 +21,7 @@ pub const CATALOG_NAME: &str = "sabot";
 /// A DataFusion context whose `sabot` catalog reads `snapshot`.
 pub fn context(catalog: SabotCatalog, default_schema: &str) -> SessionContext {
     let config = SessionConfig::new()
-        .with_information_schema(true)
+        .with_information_schema(false)
         .with_create_default_catalog_and_schema(false)
         .with_default_catalog_and_schema(CATALOG_NAME, default_schema);
     let ctx = SessionContext::new_with_config(config);
