@@ -70,7 +70,7 @@ impl Outcome {
         self
     }
 
-    fn kind(mut self, kind: OutcomeKind) -> Self {
+    fn with_kind(mut self, kind: OutcomeKind) -> Self {
         self.kind = kind;
         self
     }
@@ -244,13 +244,11 @@ impl Session {
             }
             S::Insert(_) | S::Update(_) | S::Delete(_) => self.describe_dml(statement).await,
             S::ShowVariable { variable } => {
-                let ([only], false) = (variable.as_slice(), false) else {
-                    return Ok((vec![], Some(show_all_schema())));
-                };
-                if only.value.eq_ignore_ascii_case("all") {
+                let name = variable.iter().map(|i| i.value.as_str()).collect::<Vec<_>>().join(" ");
+                if name.eq_ignore_ascii_case("all") {
                     Ok((vec![], Some(show_all_schema())))
                 } else {
-                    Ok((vec![], Some(text_schema(&[&only.value.to_lowercase()]))))
+                    Ok((vec![], Some(text_schema(&[&name.to_lowercase()]))))
                 }
             }
             S::ShowTables { .. } => Ok((vec![], Some(text_schema(&["name"])))),
@@ -266,7 +264,7 @@ impl Session {
     }
 
     fn begin(&mut self) -> Outcome {
-        let outcome = Outcome::command("BEGIN").kind(OutcomeKind::TransactionStart);
+        let outcome = Outcome::command("BEGIN").with_kind(OutcomeKind::TransactionStart);
         if self.in_transaction {
             return outcome.with_warning("there is already a transaction in progress".into());
         }
@@ -276,7 +274,7 @@ impl Session {
     }
 
     fn end_transaction(&mut self, tag: &str, rollback: bool) -> Outcome {
-        let outcome = Outcome::command(tag).kind(OutcomeKind::TransactionEnd);
+        let outcome = Outcome::command(tag).with_kind(OutcomeKind::TransactionEnd);
         if !self.in_transaction {
             return outcome.with_warning("there is no transaction in progress".into());
         }
