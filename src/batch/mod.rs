@@ -85,6 +85,12 @@ impl StoredTable {
         }
     }
 
+    /// Shows hidden columns (the row id) too, for queries that join on a table's key.
+    pub fn with_hidden_columns(mut self) -> Self {
+        self.schema = self.desc.full_schema();
+        self
+    }
+
     /// Declares every column nullable, so that NULLs reach Sabot's own NOT NULL check
     /// (which names the column) instead of failing inside DataFusion.
     pub fn with_nullable_columns(mut self) -> Self {

@@ -209,9 +209,18 @@ impl Session {
 
     async fn query(&mut self, statement: &ast::Statement, params: &[ScalarValue]) -> Result<Outcome> {
         let ctx = self.snapshot_context();
-        let plan = query::plan(&ctx, &query::name_subqueries(statement)).await?;
-        let plan = query::bind(plan, params)?;
-        let (schema, batches) = self.db.compute.collect(&ctx, plan).await?;
+        let result = self.collect(&ctx, &query::name_subqueries(statement), params).await;
+        let (schema, batches) = match result {
+            // DataFusion cannot run correlated subqueries whose correlation is not an
+            // equality; retry the shapes that can be rewritten into joins.
+            Err(e) if e.to_string().contains("does not support logical expression ScalarSubquery") => {
+                match self.decorrelated(statement) {
+                    Some((ctx, rewritten)) => self.collect(&ctx, &rewritten, params).await?,
+                    None => return Err(e),
+                }
+            }
+            other => other?,
+        };
         let schema = query::postgres_column_names(statement, &schema);
         let batches = batches
             .into_iter()
@@ -219,6 +228,43 @@ impl Session {
             .collect::<std::result::Result<Vec<_>, _>>()?;
         let tag = if matches!(statement, ast::Statement::Explain { .. }) { "EXPLAIN" } else { "SELECT" };
         Ok(Outcome::rows(tag, schema, batches))
+    }
+
+    async fn collect(
+        &self,
+        ctx: &datafusion::execution::context::SessionContext,
+        statement: &ast::Statement,
+        params: &[ScalarValue],
+    ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+        let plan = query::bind(query::plan(ctx, statement).await?, params)?;
+        self.db.compute.collect(ctx, plan).await
+    }
+
+    /// The statement with its correlated scalar subqueries rewritten into joins, and a
+    /// context in which the outer table's key (the hidden row id too) can be joined on.
+    fn decorrelated(
+        &self,
+        statement: &ast::Statement,
+    ) -> Option<(datafusion::execution::context::SessionContext, ast::Statement)> {
+        use crate::sql::decorrelate::{TableColumns, decorrelate};
+        let outer = std::cell::RefCell::new(None);
+        let columns_of = |name: &ast::ObjectName| {
+            let desc = self.target_table(name).ok()?;
+            let columns = TableColumns {
+                key: desc.primary_key.iter().map(|&i| desc.columns[i].name.clone()).collect(),
+                visible: desc.columns.iter().filter(|c| !c.hidden).map(|c| c.name.clone()).collect(),
+            };
+            *outer.borrow_mut() = Some(desc);
+            Some(columns)
+        };
+        let rewritten = decorrelate(statement, &columns_of)?;
+        let desc = outer.into_inner()?;
+        let snapshot = self.db.coordinator.store().snapshot();
+        let table =
+            crate::batch::StoredTable::committed(desc.clone(), snapshot.clone()).with_hidden_columns();
+        let catalog =
+            query::snapshot_catalog(self.db.catalog(), snapshot).with_override(&desc, Arc::new(table));
+        Some((query::context(catalog, &self.settings.current_schema()), rewritten))
     }
 
     /// A DataFusion context over the newest committed snapshot.

@@ -2,6 +2,7 @@
 
 pub mod copy;
 pub mod ddl;
+pub mod decorrelate;
 pub mod parser;
 
 pub use parser::{Statement, parse};
