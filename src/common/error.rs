@@ -210,7 +210,10 @@ fn plan_state(message: &str) -> SqlState {
         || lower.contains("coercion from")
     {
         SqlState::DatatypeMismatch
-    } else if lower.contains("not supported") || lower.contains("unsupported") {
+    } else if lower.contains("not supported")
+        || lower.contains("unsupported")
+        || lower.contains("does not support logical expression")
+    {
         SqlState::FeatureNotSupported
     } else if lower.contains("ambiguous") {
         SqlState::InvalidColumnReference

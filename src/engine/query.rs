@@ -58,8 +58,49 @@ pub fn parameter_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>> {
     Ok(ordered)
 }
 
-/// Replaces `$n` placeholders with `params`, each cast to the type the plan expects.
+/// Replaces `$n` placeholders with `params`, each cast to the type the plan expects, and
+/// applies Postgres' input rules that DataFusion's casts lack (see [`bytea_input`]).
 pub fn bind(plan: LogicalPlan, params: &[ScalarValue]) -> Result<LogicalPlan> {
+    bytea_input(bind_parameters(plan, params)?)
+}
+
+/// Text cast to bytea is Postgres' bytea input: `'\x0aff'` is hex, anything else its
+/// bytes. (Arrow's cast always takes the bytes.)
+fn bytea_input(plan: LogicalPlan) -> Result<LogicalPlan> {
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    use datafusion::functions::expr_fn::{decode, starts_with, substr};
+    use datafusion::logical_expr::{Cast, ExprSchemable, cast, lit, when};
+    let is_text = |t: &DataType| matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
+    let rewritten = plan.transform_up_with_subqueries(|node| {
+        let input_schema = node.inputs().first().map(|input| input.schema().clone());
+        node.map_expressions(|expr| {
+            expr.transform_up(|e| {
+                let Expr::Cast(Cast { expr: inner, field }) = &e else {
+                    return Ok(Transformed::no(e));
+                };
+                if field.data_type() != &DataType::Binary {
+                    return Ok(Transformed::no(e));
+                }
+                let source = match (inner.as_ref(), &input_schema) {
+                    (Expr::Literal(value, _), _) => value.data_type(),
+                    (other, Some(schema)) => other.get_type(schema)?,
+                    (_, None) => return Ok(Transformed::no(e)),
+                };
+                if !is_text(&source) {
+                    return Ok(Transformed::no(e));
+                }
+                let text = inner.as_ref().clone();
+                let hex = decode(substr(text.clone(), lit(3i64)), lit("hex"));
+                let decoded = when(starts_with(text.clone(), lit("\\x")), hex)
+                    .otherwise(cast(text, DataType::Binary))?;
+                Ok(Transformed::yes(decoded))
+            })
+        })
+    })?;
+    Ok(rewritten.data)
+}
+
+fn bind_parameters(plan: LogicalPlan, params: &[ScalarValue]) -> Result<LogicalPlan> {
     let expected = parameter_types(&plan)?;
     if expected.len() > params.len() {
         return Err(Error::new(
