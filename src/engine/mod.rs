@@ -100,8 +100,11 @@ impl Database {
     /// Commits what is pending and stops the commit loop. Writes after this fail.
     pub async fn shutdown(&self) -> Result<()> {
         let result = self.coordinator.flush().await;
-        if let Some(handle) = self.commit_loop.lock().take() {
+        let commit_loop = self.commit_loop.lock().take();
+        if let Some(handle) = commit_loop {
             handle.abort();
+            // Wait until the task is gone, so that it no longer holds the store open.
+            let _ = handle.await;
         }
         tracing::info!(epoch = self.coordinator.committed_epoch(), "database closed");
         result.map(|_| ())

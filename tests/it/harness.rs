@@ -22,6 +22,11 @@ impl TestServer {
         Self::start_with(Config { ephemeral: true, ..test_config() }).await
     }
 
+    /// A RocksDB-backed server whose state lives in `dir`.
+    pub async fn start_in(dir: &Path) -> TestServer {
+        Self::start_with(Config { data_dir: dir.to_path_buf(), ..test_config() }).await
+    }
+
     pub async fn start_with(config: Config) -> TestServer {
         let db = Database::open(config.clone()).expect("database opens");
         let (listener, addr) = sabot::server::bind(config.listen).await.expect("port 0 binds");
@@ -50,6 +55,14 @@ impl TestServer {
             let _ = task.await;
         }
         self.db.shutdown().await.expect("clean shutdown");
+        // Connection tasks notice their closed sockets and drop their sessions; the store
+        // is closed once the last handle on the database is gone.
+        for _ in 0..100 {
+            if Arc::strong_count(&self.db) == 1 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
 }
 

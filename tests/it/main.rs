@@ -2,6 +2,7 @@
 //! in-process on port 0, or spawns the real `sabot` binary where a test kills it.
 
 mod changes;
+mod differential;
 mod durability;
 mod harness;
 mod protocol;
