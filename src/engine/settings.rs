@@ -82,7 +82,7 @@ const VARIABLES: &[Variable] = &[
     },
     Variable {
         name: "server_version",
-        default: "16.6",
+        default: concat!("16.6 (Sabot ", env!("CARGO_PKG_VERSION"), ")"),
         description: "The Postgres version whose protocol and catalog Sabot follows.",
         check: None,
     },

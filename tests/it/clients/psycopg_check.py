@@ -10,6 +10,9 @@ import psycopg
 
 port = int(sys.argv[1])
 with psycopg.connect(host="127.0.0.1", port=port, user="sabot", dbname="sabot", autocommit=True) as conn:
+    # The server reports a Postgres version drivers can parse, and says it is Sabot.
+    assert conn.info.server_version == 160006, conn.info.server_version
+    assert conn.info.parameter_status("server_version").startswith("16.6 (Sabot"), conn.info.parameter_status("server_version")
     cur = conn.cursor()
     cur.execute(
         "CREATE TABLE items (id BIGINT PRIMARY KEY, name TEXT, price NUMERIC(10,2), ok BOOLEAN, at TIMESTAMP)"
