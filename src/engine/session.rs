@@ -186,7 +186,14 @@ impl Session {
             S::Query(_) | S::Explain { .. } => self.query(statement, params).await,
             S::Insert(insert) => self.insert(insert, params, None).await,
             S::Update(update) => self.update(statement, update, params).await,
-            S::Delete(delete) => self.delete(statement, delete, params).await,
+            S::Delete(_) => {
+                let statement = crate::sql::decorrelate::delete_using_as_exists(statement)
+                    .unwrap_or_else(|| statement.clone());
+                match &statement {
+                    ast::Statement::Delete(delete) => self.delete(&statement, delete, params).await,
+                    _ => Err(Error::internal("the DELETE rewrite lost the DELETE")),
+                }
+            }
             S::Copy { source, to, target, options, legacy_options, .. } => {
                 self.copy_from(source, *to, target, options, legacy_options)
             }
@@ -288,7 +295,12 @@ impl Session {
                 let schema = Arc::new(plan.schema().as_arrow().clone());
                 Ok((query::parameter_types(&plan)?, Some(query::postgres_column_names(statement, &schema))))
             }
-            S::Insert(_) | S::Update(_) | S::Delete(_) => self.describe_dml(statement).await,
+            S::Insert(_) | S::Update(_) => self.describe_dml(statement).await,
+            S::Delete(_) => {
+                let statement = crate::sql::decorrelate::delete_using_as_exists(statement)
+                    .unwrap_or_else(|| statement.as_ref().clone());
+                self.describe_dml(&statement).await
+            }
             S::ShowVariable { variable } => {
                 let name = variable.iter().map(|i| i.value.as_str()).collect::<Vec<_>>().join(" ");
                 if name.eq_ignore_ascii_case("all") {

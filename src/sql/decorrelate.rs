@@ -140,6 +140,24 @@ pub fn decorrelate(
     Some(ast::Statement::Query(query))
 }
 
+/// `DELETE FROM t USING u, ... WHERE cond` as `DELETE FROM t WHERE EXISTS (SELECT 1 FROM
+/// u, ... WHERE cond)`: the rows of `t` for which some row of the USING tables matches —
+/// what Postgres deletes. DataFusion plans the EXISTS as a semi join.
+pub fn delete_using_as_exists(statement: &ast::Statement) -> Option<ast::Statement> {
+    let ast::Statement::Delete(delete) = statement else { return None };
+    let using = delete.using.as_ref()?;
+    let tables: Vec<String> = using.iter().map(ToString::to_string).collect();
+    let condition = match &delete.selection {
+        Some(selection) => format!(" WHERE {selection}"),
+        None => String::new(),
+    };
+    let exists = parse_expr(&format!("EXISTS (SELECT 1 FROM {}{condition})", tables.join(", ")))?;
+    let mut delete = delete.clone();
+    delete.using = None;
+    delete.selection = Some(exists);
+    Some(ast::Statement::Delete(delete))
+}
+
 /// A scalar subquery of the supported shape.
 struct Subquery {
     aggregate: String,

@@ -226,6 +226,7 @@ async fn run_file(path: &Path, extended: bool) -> Option<String> {
     let addr = server.addr;
     let mut runner = Runner::new(move || async move { Ok(Sabot { client: connect(addr).await, extended }) });
     let result = runner.run_file_async(path).await;
+    drop(runner);
     server.stop().await;
     result.err().map(|e| {
         format!("{} ({}): {}", path.display(), if extended { "extended" } else { "simple" }, e.display(true))
@@ -306,6 +307,7 @@ async fn sqlite_select1_conformance() {
             _ => {}
         }
     }
+    drop(runner);
     server.stop().await;
     println!("select1.test: {ran} records, {} skipped (listed in select1.skip)", skipped.len());
     assert!(unexpected.is_empty(), "{} records failed:\n{}", unexpected.len(), unexpected.join("\n"));
