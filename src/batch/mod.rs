@@ -273,8 +273,9 @@ impl SabotCatalog {
         SabotCatalog { catalog, snapshot, overrides: HashMap::new() }
     }
 
-    pub fn with_override(mut self, desc: &TableDesc, table: Arc<dyn TableProvider>) -> Self {
-        self.overrides.insert((desc.schema.clone(), desc.name.clone()), table);
+    /// Serves `schema.name` from `table` instead of the catalog (a DML target, COPY input).
+    pub fn with_table(mut self, schema: &str, name: &str, table: Arc<dyn TableProvider>) -> Self {
+        self.overrides.insert((schema.to_string(), name.to_string()), table);
         self
     }
 }

@@ -27,10 +27,6 @@ impl TableCodec {
         })
     }
 
-    pub fn schema(&self) -> &SchemaRef {
-        &self.schema
-    }
-
     /// The primary-key bytes of each row of `batch`.
     pub fn encode_keys(&self, batch: &RecordBatch) -> Result<Rows> {
         let key_columns: Vec<ArrayRef> = self.primary_key.iter().map(|&i| batch.column(i).clone()).collect();

@@ -25,7 +25,7 @@ use datafusion::sql::sqlparser::ast::{
 
 use super::query;
 use super::session::{Outcome, OutcomeKind, Session};
-use crate::batch::StoredTable;
+use crate::batch::{SabotCatalog, StoredTable};
 use crate::catalog::TableDesc;
 use crate::common::{Error, Result, SqlState, SqlType};
 use crate::sql::copy::{CopyOptions, parse_copy_data};
@@ -97,10 +97,13 @@ impl Session {
         let target = StoredTable::committed(desc.clone(), snapshot.clone())
             .with_defaults(defaults)
             .with_nullable_columns();
-        let mut catalog =
-            query::snapshot_catalog(self.db.catalog(), snapshot).with_override(&desc, Arc::new(target));
+        let mut catalog = SabotCatalog::new(self.db.catalog(), snapshot).with_table(
+            &desc.schema,
+            &desc.name,
+            Arc::new(target),
+        );
         if let Some(input) = extra_input {
-            catalog = catalog.with_input(&self.settings.current_schema(), COPY_INPUT, input);
+            catalog = catalog.with_table(&self.settings.current_schema(), COPY_INPUT, input);
         }
         ctx.register_catalog(query::CATALOG_NAME, Arc::new(catalog));
         let plan = query::plan(&ctx, &ast::Statement::Insert(insert)).await.map_err(column_count_error)?;
@@ -368,7 +371,8 @@ impl Session {
 
     fn context_with(&self, desc: &TableDesc, table: Arc<dyn TableProvider>) -> SessionContext {
         let snapshot = self.db.coordinator.store().snapshot();
-        let catalog = query::snapshot_catalog(self.db.catalog(), snapshot).with_override(desc, table);
+        let catalog =
+            SabotCatalog::new(self.db.catalog(), snapshot).with_table(&desc.schema, &desc.name, table);
         query::context(catalog, &self.settings.current_schema())
     }
 
@@ -410,20 +414,6 @@ impl Session {
             return Err(Error::unsupported("DELETE from something other than a table"));
         };
         Ok((self.target_table(name)?, target.relation.clone()))
-    }
-}
-
-impl crate::batch::SabotCatalog {
-    /// Makes an extra relation (COPY data) visible under `schema.name`.
-    pub fn with_input(self, schema: &str, name: &str, table: Arc<dyn TableProvider>) -> Self {
-        let desc = TableDesc {
-            id: 0,
-            schema: schema.to_string(),
-            name: name.to_string(),
-            columns: vec![],
-            primary_key: vec![],
-        };
-        self.with_override(&desc, table)
     }
 }
 

@@ -12,9 +12,8 @@ use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{self, SelectItem, SetExpr};
 
 use crate::batch::SabotCatalog;
-use crate::catalog::{Catalog, TableDesc};
+use crate::catalog::TableDesc;
 use crate::common::{Error, Result, SqlState};
-use crate::state::Snapshot;
 
 pub const CATALOG_NAME: &str = "sabot";
 
@@ -27,10 +26,6 @@ pub fn context(catalog: SabotCatalog, default_schema: &str) -> SessionContext {
     let ctx = SessionContext::new_with_config(config);
     ctx.register_catalog(CATALOG_NAME, Arc::new(catalog));
     ctx
-}
-
-pub fn snapshot_catalog(catalog: Arc<Catalog>, snapshot: Arc<dyn Snapshot>) -> SabotCatalog {
-    SabotCatalog::new(catalog, snapshot)
 }
 
 pub async fn plan(ctx: &SessionContext, statement: &ast::Statement) -> Result<LogicalPlan> {

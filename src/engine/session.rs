@@ -269,15 +269,18 @@ impl Session {
         let snapshot = self.db.coordinator.store().snapshot();
         let table =
             crate::batch::StoredTable::committed(desc.clone(), snapshot.clone()).with_hidden_columns();
-        let catalog =
-            query::snapshot_catalog(self.db.catalog(), snapshot).with_override(&desc, Arc::new(table));
+        let catalog = crate::batch::SabotCatalog::new(self.db.catalog(), snapshot).with_table(
+            &desc.schema,
+            &desc.name,
+            Arc::new(table),
+        );
         Some((query::context(catalog, &self.settings.current_schema()), rewritten))
     }
 
     /// A DataFusion context over the newest committed snapshot.
     pub(super) fn snapshot_context(&self) -> datafusion::execution::context::SessionContext {
         let snapshot = self.db.coordinator.store().snapshot();
-        let catalog = query::snapshot_catalog(self.db.catalog(), snapshot);
+        let catalog = crate::batch::SabotCatalog::new(self.db.catalog(), snapshot);
         query::context(catalog, &self.settings.current_schema())
     }
 

@@ -51,10 +51,6 @@ impl TableWriter {
         &self.desc
     }
 
-    pub fn codec(&self) -> &TableCodec {
-        &self.codec
-    }
-
     /// The stored row under `key`, pending writes included.
     pub fn get(&self, snapshot: &dyn Snapshot, key: &[u8]) -> Result<Option<Vec<u8>>> {
         Ok(self.state.get(snapshot, key)?)
