@@ -6,6 +6,7 @@ pub mod batch;
 pub mod catalog;
 pub mod common;
 pub mod engine;
+pub mod plan;
 pub mod server;
 pub mod sql;
 pub mod state;

@@ -66,7 +66,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         connections_max: args.connections_max,
         ..Config::default()
     };
-    let db = Database::open(config.clone()).context("cannot open the database")?;
+    let db = Database::open(config.clone()).await.context("cannot open the database")?;
     let (listener, address) = sabot::server::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;

@@ -140,6 +140,9 @@ impl StoredTable {
     /// The keys a scan with `filters` can be limited to, if the filters pin every
     /// primary-key column to literals.
     fn pinned_keys(&self, filters: &[Expr]) -> Option<Vec<Vec<u8>>> {
+        if self.desc.primary_key.is_empty() {
+            return None; // a one-row view
+        }
         if matches!(self.rows, Rows::Materialized(_)) {
             return None;
         }
@@ -350,6 +353,7 @@ mod tests {
             name: "t".into(),
             columns: vec![column("id", SqlType::Int32), column("v", SqlType::Text)],
             primary_key: vec![0],
+            view: None,
         });
         let codec = TableCodec::new(&desc).unwrap();
         let batch = RecordBatch::try_new(

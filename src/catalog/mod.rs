@@ -44,13 +44,42 @@ pub struct TableDesc {
     pub schema: String,
     pub name: String,
     pub columns: Vec<ColumnDesc>,
-    /// Indexes into `columns` of the primary key (the row id when none was declared).
+    /// Indexes into `columns` of the primary key (the row id when none was declared; a
+    /// view's stream key).
     pub primary_key: Vec<usize>,
+    /// Set for materialized views.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub view: Option<ViewDef>,
+}
+
+/// What the catalog keeps of a materialized view besides its columns.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ViewDef {
+    /// The query, as SQL text; the dataflow is planned from it again at start-up.
+    pub query: String,
+    /// The schema unqualified names were resolved in.
+    pub schema_search: String,
+    /// Tables and views the query reads.
+    pub dependencies: Vec<TableId>,
+    /// The state tables of its operators, in plan order (the view's own id included).
+    pub state_tables: Vec<TableId>,
+    pub parallelism: usize,
+    /// The streaming plan as EXPLAIN prints it: a re-planned query must match it.
+    pub plan: Vec<String>,
 }
 
 impl TableDesc {
     pub fn qualified_name(&self) -> String {
         format!("{}.{}", self.schema, self.name)
+    }
+
+    pub fn is_view(&self) -> bool {
+        self.view.is_some()
+    }
+
+    /// "table" or "materialized view", for messages.
+    pub fn kind_name(&self) -> &'static str {
+        if self.is_view() { "materialized view" } else { "table" }
     }
 
     pub fn has_row_id(&self) -> bool {
@@ -152,6 +181,36 @@ impl Catalog {
         self.tables.values()
     }
 
+    pub fn table_by_id(&self, id: TableId) -> Option<&Arc<TableDesc>> {
+        self.tables.values().find(|t| t.id == id)
+    }
+
+    /// Views that read `id` directly.
+    pub fn dependents(&self, id: TableId) -> Vec<Arc<TableDesc>> {
+        self.tables
+            .values()
+            .filter(|t| t.view.as_ref().is_some_and(|v| v.dependencies.contains(&id)))
+            .cloned()
+            .collect()
+    }
+
+    /// `id`'s dependents, theirs, and so on, each once, in an order that drops a view
+    /// before the views it reads.
+    pub fn dependents_closure(&self, id: TableId) -> Vec<Arc<TableDesc>> {
+        let mut out: Vec<Arc<TableDesc>> = Vec::new();
+        let mut stack = self.dependents(id);
+        while let Some(view) = stack.pop() {
+            if out.iter().any(|v| v.id == view.id) {
+                continue;
+            }
+            stack.extend(self.dependents(view.id));
+            out.push(view);
+        }
+        // Views are created after what they read, so higher ids drop first.
+        out.sort_by_key(|v| std::cmp::Reverse(v.id));
+        out
+    }
+
     pub fn tables_in(&self, schema: &str) -> impl Iterator<Item = &Arc<TableDesc>> {
         self.tables.values().filter(move |t| t.schema == schema)
     }
@@ -193,7 +252,9 @@ impl Catalog {
                     ));
                 }
                 self.tables.insert(key, desc.clone());
-                self.next_id = self.next_id.max(desc.id + 1);
+                let last =
+                    desc.view.iter().flat_map(|v| v.state_tables.iter()).copied().max().unwrap_or(desc.id);
+                self.next_id = self.next_id.max(desc.id.max(last) + 1);
             }
             CatalogChange::DropTable(desc) => {
                 self.tables.remove(&(desc.schema.clone(), desc.name.clone()));
@@ -220,6 +281,11 @@ impl Catalog {
             CatalogChange::DropTable(desc) => {
                 batch.delete(META_TABLE, &table_meta_key(desc.id));
                 batch.delete_table(desc.id);
+                for table in desc.view.iter().flat_map(|v| v.state_tables.iter()) {
+                    if *table != desc.id {
+                        batch.delete_table(*table);
+                    }
+                }
             }
         }
         Ok(())
@@ -252,6 +318,7 @@ mod tests {
                 hidden: false,
             }],
             primary_key: vec![0],
+            view: None,
         });
         let mut batch = WriteBatch::default();
         for change in [CatalogChange::CreateSchema("s".into()), CatalogChange::CreateTable(desc.clone())] {

@@ -63,12 +63,35 @@ impl Database {
     ) -> Result<Outcome> {
         let _ddl = self.ddl_lock.lock().await;
         match object_type {
-            ObjectType::Table => {
+            ObjectType::Table | ObjectType::MaterializedView => {
+                let views = object_type == ObjectType::MaterializedView;
+                let (kind, tag) = if views {
+                    ("materialized view", "DROP MATERIALIZED VIEW")
+                } else {
+                    ("table", "DROP TABLE")
+                };
                 let mut notices = Vec::new();
-                let targets = resolve_drop_targets(names, &self.catalog(), schema, if_exists, &mut notices)?;
-                let changes = targets.into_iter().map(CatalogChange::DropTable).collect();
-                self.change_catalog(changes).await?;
-                Ok(Outcome::command("DROP TABLE").with_notices(notices))
+                let catalog = self.catalog();
+                let targets = resolve_drop_targets(names, &catalog, schema, if_exists, kind, &mut notices)?;
+                if let Some(wrong) = targets.iter().find(|t| t.is_view() != views) {
+                    let hint = if wrong.is_view() {
+                        "Use DROP MATERIALIZED VIEW to remove a materialized view."
+                    } else {
+                        "Use DROP TABLE to remove a table."
+                    };
+                    return Err(Error::new(
+                        SqlState::WrongObjectType,
+                        format!("\"{}\" is not a {kind}", wrong.name),
+                    )
+                    .with_hint(hint));
+                }
+                if views || targets.iter().any(|t| !catalog.dependents(t.id).is_empty()) {
+                    notices.extend(self.drop_with_views(targets, cascade, Vec::new()).await?);
+                } else {
+                    let changes = targets.into_iter().map(CatalogChange::DropTable).collect();
+                    self.change_catalog(changes).await?;
+                }
+                Ok(Outcome::command(tag).with_notices(notices))
             }
             ObjectType::Schema => self.drop_schemas(names, if_exists, cascade).await,
             other => Err(Error::unsupported(format!("DROP {other}"))),
@@ -78,6 +101,7 @@ impl Database {
     async fn drop_schemas(&self, names: &[ObjectName], if_exists: bool, cascade: bool) -> Result<Outcome> {
         let catalog = self.catalog();
         let mut changes = Vec::new();
+        let mut relations: Vec<Arc<TableDesc>> = Vec::new();
         let mut notices = Vec::new();
         for name in names {
             let name = name.to_string().trim_matches('"').to_string();
@@ -94,7 +118,7 @@ impl Database {
             let tables: Vec<Arc<TableDesc>> = catalog.tables_in(&name).cloned().collect();
             if !tables.is_empty() && !cascade {
                 let names: Vec<String> =
-                    tables.iter().map(|t| format!("table {}", t.qualified_name())).collect();
+                    tables.iter().map(|t| format!("{} {}", t.kind_name(), t.qualified_name())).collect();
                 return Err(Error::new(
                     SqlState::DependentObjectsStillExist,
                     format!("cannot drop schema {name} because other objects depend on it"),
@@ -102,10 +126,17 @@ impl Database {
                 .with_detail(names.join("\n"))
                 .with_hint("Use DROP ... CASCADE to drop the dependent objects too."));
             }
-            changes.extend(tables.into_iter().map(CatalogChange::DropTable));
+            relations.extend(tables);
             changes.push(CatalogChange::DropSchema(name));
         }
-        self.change_catalog(changes).await?;
+        let with_views = relations.iter().any(|t| t.is_view() || !catalog.dependents(t.id).is_empty());
+        if with_views {
+            notices.extend(self.drop_with_views(relations, cascade, changes).await?);
+        } else {
+            let mut all: Vec<CatalogChange> = relations.into_iter().map(CatalogChange::DropTable).collect();
+            all.extend(changes);
+            self.change_catalog(all).await?;
+        }
         Ok(Outcome::command("DROP SCHEMA").with_notices(notices))
     }
 }

@@ -87,7 +87,7 @@ impl Session {
         let TableObject::TableName(name) = &insert.table else {
             return Err(Error::unsupported("INSERT into a table function"));
         };
-        let desc = self.target_table(name)?;
+        let desc = self.writable_table(name)?;
         let mut insert = insert.clone();
         insert.returning = None; // computed by Sabot over the written rows
         fill_implicit_columns(&mut insert, &desc);
@@ -230,7 +230,7 @@ impl Session {
         let CopySource::Table { table_name, columns } = source else {
             return Err(Error::new(SqlState::SyntaxError, "COPY FROM needs a table"));
         };
-        let desc = self.target_table(table_name)?;
+        let desc = self.writable_table(table_name)?;
         let columns: Vec<String> = if columns.is_empty() {
             desc.columns.iter().filter(|c| !c.hidden).map(|c| c.name.clone()).collect()
         } else {
@@ -383,7 +383,7 @@ impl Session {
         let TableFactor::Table { name, .. } = &update.table.relation else {
             return Err(Error::unsupported("UPDATE of something other than a table"));
         };
-        let desc = self.target_table(name)?;
+        let desc = self.writable_table(name)?;
         for assignment in &update.assignments {
             let ast::AssignmentTarget::ColumnName(column) = &assignment.target else {
                 return Err(Error::unsupported("UPDATE of a column tuple"));
@@ -413,7 +413,7 @@ impl Session {
         let TableFactor::Table { name, .. } = &target.relation else {
             return Err(Error::unsupported("DELETE from something other than a table"));
         };
-        Ok((self.target_table(name)?, target.relation.clone()))
+        Ok((self.writable_table(name)?, target.relation.clone()))
     }
 }
 

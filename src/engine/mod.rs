@@ -7,6 +7,7 @@ mod dml;
 mod query;
 pub mod session;
 mod settings;
+mod views;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,12 +33,14 @@ pub struct Database {
     coordinator: Arc<Coordinator>,
     commit_loop: Mutex<Option<tokio::task::JoinHandle<()>>>,
     compute: query::ComputeRuntime,
+    dataflows: views::Dataflows,
 }
 
 impl Database {
     /// Opens (or creates) the database described by `config` and starts committing epochs.
-    /// Must be called inside a Tokio runtime.
-    pub fn open(config: Config) -> Result<Arc<Database>> {
+    /// Must be called inside a Tokio runtime. Materialized views resume from their
+    /// committed state.
+    pub async fn open(config: Config) -> Result<Arc<Database>> {
         let store: Arc<dyn StateStore> = if config.ephemeral {
             Arc::new(MemoryStore::default())
         } else {
@@ -56,14 +59,20 @@ impl Database {
             "database opened"
         );
         let commit_loop = coordinator.spawn(Duration::from_millis(config.barrier_interval_ms.max(1)));
-        Ok(Arc::new(Database {
+        let db = Arc::new(Database {
             config,
             catalog: RwLock::new(Arc::new(catalog)),
             ddl_lock: tokio::sync::Mutex::new(()),
             coordinator,
             commit_loop: Mutex::new(Some(commit_loop)),
             compute: query::ComputeRuntime::new()?,
-        }))
+            dataflows: Default::default(),
+        });
+        if let Err(e) = db.restore_views().await {
+            let _ = db.shutdown().await;
+            return Err(e);
+        }
+        Ok(db)
     }
 
     pub fn config(&self) -> &Config {
@@ -125,6 +134,13 @@ impl Database {
     /// Applies catalog changes in memory, stages them for the next epoch and waits for it.
     async fn change_catalog(&self, changes: Vec<CatalogChange>) -> Result<()> {
         self.coordinator.check_healthy()?;
+        let epoch = self.stage_catalog_changes(changes)?;
+        self.coordinator.wait_committed(epoch).await
+    }
+
+    /// Applies catalog changes in memory and stages them for the next epoch, which it
+    /// returns; table writers come and go with their tables.
+    fn stage_catalog_changes(&self, changes: Vec<CatalogChange>) -> Result<Epoch> {
         let epoch = {
             let mut current = self.catalog.write();
             let mut next = Catalog::clone(&current);
@@ -136,6 +152,7 @@ impl Database {
             let snapshot = self.coordinator.store().snapshot();
             for change in &changes {
                 match change {
+                    CatalogChange::CreateTable(desc) if desc.is_view() => {}
                     CatalogChange::CreateTable(desc) => {
                         self.coordinator.add_writer(TableWriter::open(desc.clone(), snapshot.as_ref())?);
                     }
@@ -152,6 +169,6 @@ impl Database {
             *current = Arc::new(next);
             self.coordinator.stage_meta(batch)
         };
-        self.coordinator.wait_committed(epoch).await
+        Ok(epoch)
     }
 }

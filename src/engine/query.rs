@@ -134,6 +134,11 @@ impl ComputeRuntime {
         Ok(ComputeRuntime { runtime: Some(runtime) })
     }
 
+    /// The runtime view dataflows run on.
+    pub fn handle(&self) -> tokio::runtime::Handle {
+        self.runtime.as_ref().expect("the compute runtime lives until drop").handle().clone()
+    }
+
     /// Runs a query plan to completion on the compute runtime. Dropping the returned future
     /// (a cancelled statement, a vanished client) stops the query.
     pub async fn collect(

@@ -60,6 +60,14 @@ impl Outcome {
         }
     }
 
+    /// One text column of lines (EXPLAIN output).
+    pub fn text_rows(tag: &str, column: &str, lines: Vec<String>) -> Self {
+        let schema = text_schema(&[column]);
+        let batch = RecordBatch::try_new(schema.clone(), vec![string_column(lines.into_iter())])
+            .expect("one text column matches its schema");
+        Outcome::rows(tag, schema, vec![batch])
+    }
+
     pub fn with_notice(mut self, message: String) -> Self {
         self.notices.push(("NOTICE", message));
         self
@@ -183,7 +191,20 @@ impl Session {
         let schema = self.settings.current_schema();
         use ast::Statement as S;
         match statement {
+            S::Explain { statement: inner, .. } if matches!(inner.as_ref(), S::CreateView(v) if v.materialized) =>
+            {
+                let S::CreateView(create) = inner.as_ref() else { unreachable!("matched above") };
+                self.db.create_materialized_view(self.create_view(create), true).await
+            }
             S::Query(_) | S::Explain { .. } => self.query(statement, params).await,
+            S::CreateView(create) if create.materialized => {
+                if create.or_replace || create.or_alter {
+                    return Err(Error::unsupported("CREATE OR REPLACE MATERIALIZED VIEW"));
+                }
+                self.db.create_materialized_view(self.create_view(create), false).await
+            }
+            S::CreateView(_) => Err(Error::unsupported("CREATE VIEW (use CREATE MATERIALIZED VIEW)")),
+            S::ShowViews { materialized: true, .. } => Ok(self.show_views()),
             S::Insert(insert) => self.insert(insert, params, None).await,
             S::Update(update) => self.update(statement, update, params).await,
             S::Delete(_) => {
@@ -312,9 +333,21 @@ impl Session {
                     Ok((vec![], Some(text_schema(&[&name.to_lowercase()]))))
                 }
             }
-            S::ShowTables { .. } => Ok((vec![], Some(text_schema(&["name"])))),
+            S::ShowTables { .. } | S::ShowViews { .. } => Ok((vec![], Some(text_schema(&["name"])))),
             _ => Ok((vec![], None)),
         }
+    }
+
+    /// The table a DML statement writes: views are read-only.
+    pub(super) fn writable_table(&self, name: &ast::ObjectName) -> Result<Arc<TableDesc>> {
+        let desc = self.target_table(name)?;
+        if desc.is_view() {
+            return Err(Error::new(
+                SqlState::WrongObjectType,
+                format!("cannot change materialized view \"{}\"", desc.name),
+            ));
+        }
+        Ok(desc)
     }
 
     pub(super) fn target_table(&self, name: &ast::ObjectName) -> Result<Arc<TableDesc>> {
@@ -390,10 +423,31 @@ impl Session {
         Ok(Outcome::rows("SHOW", schema, vec![batch]))
     }
 
+    fn create_view<'a>(&self, create: &'a ast::CreateView) -> super::views::CreateView<'a> {
+        super::views::CreateView {
+            name: &create.name,
+            columns: super::views::view_column_names(&create.columns),
+            query: &create.query,
+            if_not_exists: create.if_not_exists,
+            schema: self.settings.current_schema(),
+            parallelism: self.settings.streaming_parallelism(),
+        }
+    }
+
+    fn show_views(&self) -> Outcome {
+        let catalog = self.db.catalog();
+        let schema_name = self.settings.current_schema();
+        let names = catalog.tables_in(&schema_name).filter(|t| t.is_view()).map(|t| t.name.clone());
+        let schema = text_schema(&["name"]);
+        let batch = RecordBatch::try_new(schema.clone(), vec![string_column(names)])
+            .expect("one text column matches its schema");
+        Outcome::rows("SHOW", schema, vec![batch])
+    }
+
     fn show_tables(&self) -> Outcome {
         let catalog = self.db.catalog();
         let schema_name = self.settings.current_schema();
-        let names = catalog.tables_in(&schema_name).map(|t| t.name.clone());
+        let names = catalog.tables_in(&schema_name).filter(|t| !t.is_view()).map(|t| t.name.clone());
         let schema = text_schema(&["name"]);
         let batch = RecordBatch::try_new(schema.clone(), vec![string_column(names)])
             .expect("one text column matches its schema");

@@ -21,6 +21,12 @@ const VARIABLES: &[Variable] = &[
         check: Some(check_bool),
     },
     Variable {
+        name: "streaming_parallelism",
+        default: "",
+        description: "Parallel instances of each stateful operator of a new materialized view (default: the number of CPU cores).",
+        check: Some(check_parallelism),
+    },
+    Variable {
         name: "search_path",
         default: "public",
         description: "Schema for unqualified names (the first schema listed is used).",
@@ -108,7 +114,7 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { values: VARIABLES.iter().map(|v| (v.name, v.default.to_string())).collect() }
+        Settings { values: VARIABLES.iter().map(|v| (v.name, default_of(v))).collect() }
     }
 }
 
@@ -140,7 +146,7 @@ impl Settings {
 
     pub fn reset(&mut self, name: &str) -> Result<()> {
         let variable = lookup(name)?;
-        self.values.insert(variable.name, variable.default.to_string());
+        self.values.insert(variable.name, default_of(variable));
         Ok(())
     }
 
@@ -150,6 +156,10 @@ impl Settings {
             .iter()
             .map(|v| (v.name, self.values.get(v.name).cloned().unwrap_or_default(), v.description))
             .collect()
+    }
+
+    pub fn streaming_parallelism(&self) -> usize {
+        self.values.get("streaming_parallelism").and_then(|v| v.parse().ok()).unwrap_or(1)
     }
 
     pub fn implicit_flush(&self) -> bool {
@@ -180,6 +190,22 @@ fn lookup(name: &str) -> Result<&'static Variable> {
 
 fn check_any(value: &str) -> Result<String> {
     Ok(value.to_string())
+}
+
+fn default_of(variable: &Variable) -> String {
+    match variable.name {
+        "streaming_parallelism" => {
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).to_string()
+        }
+        _ => variable.default.to_string(),
+    }
+}
+
+fn check_parallelism(value: &str) -> Result<String> {
+    match value.trim().parse::<usize>() {
+        Ok(n) if (1..=256).contains(&n) => Ok(n.to_string()),
+        _ => Err(Error::new(SqlState::InvalidParameterValue, "expected an integer from 1 to 256")),
+    }
 }
 
 fn check_bool(value: &str) -> Result<String> {

@@ -110,7 +110,7 @@ pub fn bind_create_table(
             vec![columns.len() - 1]
         }
     };
-    Ok(TableDesc { id: catalog.allocate_table_id(), schema, name, columns, primary_key })
+    Ok(TableDesc { id: catalog.allocate_table_id(), schema, name, columns, primary_key, view: None })
 }
 
 fn reject_unsupported_table_options(create: &CreateTable) -> Result<()> {
@@ -159,6 +159,7 @@ pub fn resolve_drop_targets(
     catalog: &Catalog,
     default_schema: &str,
     if_exists: bool,
+    kind: &str,
     notices: &mut Vec<String>,
 ) -> Result<Vec<std::sync::Arc<TableDesc>>> {
     let mut targets = Vec::new();
@@ -166,11 +167,11 @@ pub fn resolve_drop_targets(
         let (schema, table) = resolve_name(name, default_schema)?;
         match catalog.table(&schema, &table) {
             Some(desc) => targets.push(desc.clone()),
-            None if if_exists => notices.push(format!("table \"{table}\" does not exist, skipping")),
+            None if if_exists => notices.push(format!("{kind} \"{table}\" does not exist, skipping")),
             None => {
                 return Err(Error::new(
                     SqlState::UndefinedTable,
-                    format!("table \"{table}\" does not exist"),
+                    format!("{kind} \"{table}\" does not exist"),
                 ));
             }
         }

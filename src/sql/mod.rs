@@ -4,5 +4,6 @@ pub mod copy;
 pub mod ddl;
 pub mod decorrelate;
 pub mod parser;
+pub mod stream_plan;
 
 pub use parser::{Statement, parse};

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
-use super::{Snapshot, StateResult, StateStore, TableId, WriteBatch, WriteOp, table_key, table_range};
+use super::{Snapshot, StateResult, StateStore, TableId, WriteBatch, WriteOp, store_range, table_key};
 
 type Map = BTreeMap<Vec<u8>, Vec<u8>>;
 
@@ -24,14 +24,21 @@ impl Snapshot for MemorySnapshot {
         Ok(self.0.get(&table_key(table_id, key)).cloned())
     }
 
-    fn scan(
+    fn scan_range(
         &self,
         table_id: TableId,
-        visit: &mut dyn FnMut(&[u8], &[u8]) -> StateResult<()>,
+        start: &[u8],
+        end: Option<&[u8]>,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> StateResult<bool>,
     ) -> StateResult<()> {
-        let (start, end) = table_range(table_id);
+        let (start, end) = store_range(table_id, start, end);
+        if start >= end {
+            return Ok(());
+        }
         for (key, value) in self.0.range::<Vec<u8>, _>((Bound::Included(start), Bound::Excluded(end))) {
-            visit(&key[4..], value)?;
+            if !visit(&key[4..], value)? {
+                break;
+            }
         }
         Ok(())
     }

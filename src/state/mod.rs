@@ -94,13 +94,47 @@ impl WriteBatch {
 pub trait Snapshot: Send + Sync {
     fn get(&self, table_id: TableId, key: &[u8]) -> StateResult<Option<Vec<u8>>>;
 
-    /// Calls `visit` with every `(key, value)` of the table in key order; keys are the
-    /// table's own key bytes (without the table id).
+    /// Calls `visit` with every `(key, value)` of the table whose key lies in
+    /// `[start, end)` (`end = None`: to the end of the table), in key order, until `visit`
+    /// returns `false`. Keys are the table's own key bytes (without the table id).
+    fn scan_range(
+        &self,
+        table_id: TableId,
+        start: &[u8],
+        end: Option<&[u8]>,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> StateResult<bool>,
+    ) -> StateResult<()>;
+
+    /// Calls `visit` with every `(key, value)` of the table in key order.
     fn scan(
         &self,
         table_id: TableId,
         visit: &mut dyn FnMut(&[u8], &[u8]) -> StateResult<()>,
-    ) -> StateResult<()>;
+    ) -> StateResult<()> {
+        self.scan_range(table_id, &[], None, &mut |k, v| visit(k, v).map(|()| true))
+    }
+}
+
+/// The smallest key greater than every key that starts with `prefix` (`None`: no bound).
+pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+/// The full-store `[start, end)` of table keys in `[start, end)`.
+fn store_range(table_id: TableId, start: &[u8], end: Option<&[u8]>) -> (Vec<u8>, Vec<u8>) {
+    let full_start = table_key(table_id, start);
+    let full_end = match end {
+        Some(end) => table_key(table_id, end),
+        None => table_range(table_id).1,
+    };
+    (full_start, full_end)
 }
 
 pub trait StateStore: Send + Sync {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use rocksdb::{DB, Direction, IteratorMode, Options, ReadOptions, SnapshotWithThreadMode, WriteOptions};
 
 use super::{
-    Snapshot, StateError, StateResult, StateStore, TableId, WriteBatch, WriteOp, table_key, table_range,
+    Snapshot, StateError, StateResult, StateStore, TableId, WriteBatch, WriteOp, store_range, table_key,
 };
 
 pub struct RocksStore {
@@ -52,18 +52,25 @@ impl Snapshot for RocksSnapshot {
         Ok(self.snapshot.get(table_key(table_id, key))?)
     }
 
-    fn scan(
+    fn scan_range(
         &self,
         table_id: TableId,
-        visit: &mut dyn FnMut(&[u8], &[u8]) -> StateResult<()>,
+        start: &[u8],
+        end: Option<&[u8]>,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> StateResult<bool>,
     ) -> StateResult<()> {
-        let (start, end) = table_range(table_id);
+        let (start, end) = store_range(table_id, start, end);
+        if start >= end {
+            return Ok(());
+        }
         let mut read = ReadOptions::default();
         read.set_iterate_upper_bound(end);
         let iter = self.snapshot.iterator_opt(IteratorMode::From(&start, Direction::Forward), read);
         for item in iter {
             let (key, value) = item?;
-            visit(&key[4..], &value)?;
+            if !visit(&key[4..], &value)? {
+                break;
+            }
         }
         Ok(())
     }

@@ -2,19 +2,28 @@
 //! current epoch's uncommitted writes layered on top.
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 
 use super::{Snapshot, StateResult, TableId, WriteBatch};
 
+/// Writes not yet committed: `Some(value)` is a put, `None` a delete.
+type Overlay = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+
+/// Reads go through three layers, newest first: the writes of the epoch in progress, the
+/// writes of the last sealed epoch (handed to the coordinator, maybe not yet committed),
+/// and the committed snapshot the caller passes in. Table writers drain their writes at
+/// commit time and never use the sealed layer; dataflow operators seal at each barrier and
+/// drop the sealed layer at the next one, once they read from a snapshot that holds it.
 #[derive(Clone, Debug)]
 pub struct StateTable {
     table_id: TableId,
-    /// Writes of the epoch in progress: `Some(value)` is a put, `None` a delete.
-    pending: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    pending: Overlay,
+    sealed: Overlay,
 }
 
 impl StateTable {
     pub fn new(table_id: TableId) -> Self {
-        StateTable { table_id, pending: BTreeMap::new() }
+        StateTable { table_id, pending: BTreeMap::new(), sealed: BTreeMap::new() }
     }
 
     pub fn table_id(&self) -> TableId {
@@ -22,7 +31,7 @@ impl StateTable {
     }
 
     pub fn get(&self, snapshot: &dyn Snapshot, key: &[u8]) -> StateResult<Option<Vec<u8>>> {
-        match self.pending.get(key) {
+        match self.pending.get(key).or_else(|| self.sealed.get(key)) {
             Some(value) => Ok(value.clone()),
             None => snapshot.get(self.table_id, key),
         }
@@ -36,55 +45,123 @@ impl StateTable {
         self.pending.insert(key, None);
     }
 
-    /// Visits every live `(key, value)` in key order, pending writes included.
+    /// Visits every live `(key, value)` in key order, uncommitted writes included.
     pub fn scan(
         &self,
         snapshot: &dyn Snapshot,
         visit: &mut dyn FnMut(&[u8], &[u8]) -> StateResult<()>,
     ) -> StateResult<()> {
-        let mut pending = self.pending.iter().peekable();
-        snapshot.scan(self.table_id, &mut |key, value| {
-            // Emit pending keys that sort before this committed key.
-            while let Some((pending_key, pending_value)) = pending.peek() {
-                if pending_key.as_slice() >= key {
+        self.scan_range(snapshot, &[], None, &mut |k, v| visit(k, v).map(|()| true))
+    }
+
+    /// Visits the live `(key, value)`s with keys in `[start, end)` in key order until
+    /// `visit` returns `false`.
+    pub fn scan_range(
+        &self,
+        snapshot: &dyn Snapshot,
+        start: &[u8],
+        end: Option<&[u8]>,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> StateResult<bool>,
+    ) -> StateResult<()> {
+        let overlay = self.overlay_range(start, end);
+        let mut overlay = overlay.into_iter().peekable();
+        let mut stopped = false;
+        snapshot.scan_range(self.table_id, start, end, &mut |key, value| {
+            // Overlay keys that sort before this committed key come first.
+            while let Some((overlay_key, overlay_value)) = overlay.peek() {
+                if overlay_key.as_slice() >= key {
                     break;
                 }
-                if let Some(v) = pending_value {
-                    visit(pending_key, v)?;
+                if let Some(v) = overlay_value
+                    && !visit(overlay_key, v)?
+                {
+                    stopped = true;
+                    return Ok(false);
                 }
-                pending.next();
+                overlay.next();
             }
-            match pending.peek() {
-                Some((pending_key, pending_value)) if pending_key.as_slice() == key => {
-                    if let Some(v) = pending_value {
-                        visit(key, v)?;
-                    }
-                    pending.next();
-                    Ok(())
+            let keep_going = match overlay.peek() {
+                Some((overlay_key, overlay_value)) if overlay_key.as_slice() == key => {
+                    let keep_going = match overlay_value {
+                        Some(v) => visit(key, v)?,
+                        None => true,
+                    };
+                    overlay.next();
+                    keep_going
                 }
-                _ => visit(key, value),
-            }
+                _ => visit(key, value)?,
+            };
+            stopped = !keep_going;
+            Ok(keep_going)
         })?;
-        for (key, value) in pending {
-            if let Some(v) = value {
-                visit(key, v)?;
+        if stopped {
+            return Ok(());
+        }
+        for (key, value) in overlay {
+            if let Some(v) = value
+                && !visit(key, v)?
+            {
+                break;
             }
         }
         Ok(())
+    }
+
+    /// The pending and sealed writes in `[start, end)`, pending winning.
+    fn overlay_range<'a>(
+        &'a self,
+        start: &[u8],
+        end: Option<&[u8]>,
+    ) -> Vec<(&'a Vec<u8>, &'a Option<Vec<u8>>)> {
+        let range = |map: &'a Overlay| {
+            let upper = match end {
+                Some(end) => Bound::Excluded(end),
+                None => Bound::Unbounded,
+            };
+            if matches!(upper, Bound::Excluded(e) if e <= start) {
+                return Vec::new();
+            }
+            map.range::<[u8], _>((Bound::Included(start), upper)).collect::<Vec<_>>()
+        };
+        let pending = range(&self.pending);
+        if self.sealed.is_empty() {
+            return pending;
+        }
+        let mut merged: BTreeMap<&Vec<u8>, &Option<Vec<u8>>> = range(&self.sealed).into_iter().collect();
+        merged.extend(pending);
+        merged.into_iter().collect()
     }
 
     pub fn has_pending(&self) -> bool {
         !self.pending.is_empty()
     }
 
-    /// Moves this epoch's writes into `batch`.
+    /// Moves this epoch's writes into `batch` (table writers, at commit time).
     pub fn drain_into(&mut self, batch: &mut WriteBatch) {
         for (key, value) in std::mem::take(&mut self.pending) {
-            match value {
-                Some(v) => batch.put(self.table_id, &key, v),
-                None => batch.delete(self.table_id, &key),
-            }
+            push_write(batch, self.table_id, &key, &value);
         }
+    }
+
+    /// Copies this epoch's writes into `batch` and keeps them readable as the sealed layer
+    /// until [`StateTable::committed`] (dataflow operators, at a barrier).
+    pub fn seal_into(&mut self, batch: &mut WriteBatch) {
+        for (key, value) in &self.pending {
+            push_write(batch, self.table_id, key, value);
+        }
+        self.sealed = std::mem::take(&mut self.pending);
+    }
+
+    /// The sealed writes are now in the snapshot the caller reads from.
+    pub fn committed(&mut self) {
+        self.sealed.clear();
+    }
+}
+
+fn push_write(batch: &mut WriteBatch, table_id: TableId, key: &[u8], value: &Option<Vec<u8>>) {
+    match value {
+        Some(v) => batch.put(table_id, key, v.clone()),
+        None => batch.delete(table_id, key),
     }
 }
 
@@ -123,5 +200,37 @@ mod tests {
         store.commit(batch).unwrap();
         assert!(!table.has_pending());
         assert_eq!(store.snapshot().get(7, b"b").unwrap(), Some(b"B".to_vec()));
+    }
+
+    #[test]
+    fn range_scans_merge_sealed_and_pending_layers() {
+        let store = MemoryStore::default();
+        let mut batch = WriteBatch::default();
+        for key in [b"a1", b"a3", b"b1"] {
+            batch.put(9, key, key.to_vec());
+        }
+        store.commit(batch).unwrap();
+        let mut table = StateTable::new(9);
+        table.put(b"a2".to_vec(), b"x".to_vec());
+        table.delete(b"a3".to_vec());
+        let mut sealed = WriteBatch::default();
+        table.seal_into(&mut sealed);
+        table.put(b"a3".to_vec(), b"again".to_vec());
+        table.put(b"a4".to_vec(), b"y".to_vec());
+        let snapshot = store.snapshot();
+        let mut seen = Vec::new();
+        table
+            .scan_range(snapshot.as_ref(), b"a", Some(b"b"), &mut |k, v| {
+                seen.push(format!("{}={}", String::from_utf8_lossy(k), String::from_utf8_lossy(v)));
+                Ok(seen.len() < 3)
+            })
+            .unwrap();
+        assert_eq!(seen, ["a1=a1", "a2=x", "a3=again"]);
+        assert_eq!(sealed.ops.len(), 2);
+        // Once the sealed writes are committed, the fresh snapshot serves them.
+        store.commit(sealed).unwrap();
+        table.committed();
+        assert_eq!(table.get(store.snapshot().as_ref(), b"a2").unwrap(), Some(b"x".to_vec()));
+        assert_eq!(table.get(snapshot.as_ref(), b"a2").unwrap(), None);
     }
 }

@@ -1,20 +1,32 @@
 //! The barrier coordinator: commits an epoch every `barrier_interval_ms`, or at once when a
-//! writer or `FLUSH` asks, as one atomic write of every table's pending rows, the catalog
-//! changes staged since the last commit and the new epoch number (DESIGN §4).
+//! writer or `FLUSH` asks, as one atomic write of every table's pending rows, every view
+//! operator's state, the catalog changes staged since the last commit and the new epoch
+//! number (DESIGN §4).
+//!
+//! A commit of epoch `e`:
+//! 1. locks every table writer (in table-id order), so no DML runs during the commit;
+//! 2. moves the tables' pending rows and the staged catalog changes into one batch;
+//! 3. sends `Barrier(e)` down every table's change stream; it flows through every view
+//!    dataflow, and each operator actor, once the barrier is aligned on its inputs, seals its
+//!    state writes and acknowledges;
+//! 4. waits for the acknowledgement of every actor of every running dataflow, adds their
+//!    writes to the batch, and commits it atomically; only then is `e` visible.
 //!
 //! Ordering: a DML statement applies its chunk while holding its table's writer lock and
-//! reads [`Coordinator::pending_epoch`] under that lock; a commit holds every writer lock
-//! (and the staged-meta lock) while it writes and advances the epoch. So a statement's
-//! changes are always part of the epoch it waits for.
+//! reads [`Coordinator::pending_epoch`] under that lock, so its changes are always part of
+//! the epoch it waits for, in its table and in every view. Operators read the state of
+//! epoch `e - 1` from a fresh snapshot when barrier `e` arrives: `e - 1` was committed
+//! before barrier `e` was sent.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, OwnedMutexGuard, mpsc, watch};
 
+use super::actor::{Ack, DataflowId};
 use super::table_writer::TableWriter;
 use crate::common::{Error, Result, SqlState};
 use crate::state::{Epoch, META_TABLE, Snapshot, StateStore, TableId, WriteBatch};
@@ -39,6 +51,40 @@ pub struct Coordinator {
     force: AtomicBool,
     wake: Notify,
     committed: watch::Sender<Committed>,
+    ack_sender: mpsc::UnboundedSender<Ack>,
+    acks: tokio::sync::Mutex<mpsc::UnboundedReceiver<Ack>>,
+    /// Running dataflows and how many actors of each acknowledge a barrier.
+    dataflows: Mutex<HashMap<DataflowId, usize>>,
+}
+
+/// The coordinator paused right after a commit: every table writer is locked and every
+/// dataflow has acknowledged the last epoch, so the committed snapshot is exactly the
+/// state of every table and view. DDL that starts or stops dataflows runs here.
+pub struct Boundary<'a> {
+    coordinator: &'a Coordinator,
+    _commit: tokio::sync::MutexGuard<'a, ()>,
+    writers: BTreeMap<TableId, OwnedMutexGuard<TableWriter>>,
+    pub epoch: Epoch,
+    pub snapshot: Arc<dyn Snapshot>,
+}
+
+impl Boundary<'_> {
+    pub fn writer(&mut self, table_id: TableId) -> Option<&mut TableWriter> {
+        self.writers.get_mut(&table_id).map(|guard| &mut **guard)
+    }
+
+    /// From the next epoch on, commits wait for `actors` acknowledgements of `dataflow`.
+    pub fn register(&self, dataflow: DataflowId, actors: usize) {
+        self.coordinator.dataflows.lock().insert(dataflow, actors);
+    }
+
+    pub fn unregister(&self, dataflow: DataflowId) {
+        self.coordinator.dataflows.lock().remove(&dataflow);
+    }
+
+    pub fn ack_sender(&self) -> mpsc::UnboundedSender<Ack> {
+        self.coordinator.ack_sender.clone()
+    }
 }
 
 impl Coordinator {
@@ -51,7 +97,11 @@ impl Coordinator {
             None => 0,
         };
         let (committed, _) = watch::channel(Committed { epoch, failure: None });
+        let (ack_sender, acks) = mpsc::unbounded_channel();
         Ok(Coordinator {
+            ack_sender,
+            acks: tokio::sync::Mutex::new(acks),
+            dataflows: Mutex::new(HashMap::new()),
             store,
             writers: Mutex::new(BTreeMap::new()),
             staged_meta: Mutex::new(WriteBatch::default()),
@@ -153,38 +203,117 @@ impl Coordinator {
     /// Commits the next epoch if anything is pending (or `force`). Returns the new epoch.
     pub async fn commit_epoch(&self, force: bool) -> Result<Option<Epoch>> {
         let _one_at_a_time = self.commit_lock.lock().await;
-        let writers: Vec<SharedWriter> = self.writers.lock().values().cloned().collect();
-        let mut guards = Vec::with_capacity(writers.len());
-        for writer in &writers {
-            guards.push(writer.lock().await);
+        let mut writers = self.lock_writers().await;
+        self.commit_locked(force, &mut writers).await
+    }
+
+    /// Commits an epoch (even an empty one) and stays at the boundary after it until the
+    /// returned guard is dropped.
+    pub async fn boundary(&self) -> Result<Boundary<'_>> {
+        let commit = self.commit_lock.lock().await;
+        let mut writers = self.lock_writers().await;
+        self.check_healthy()?;
+        self.commit_locked(true, &mut writers).await?;
+        Ok(Boundary {
+            coordinator: self,
+            _commit: commit,
+            writers,
+            epoch: self.committed_epoch(),
+            snapshot: self.store.snapshot(),
+        })
+    }
+
+    async fn lock_writers(&self) -> BTreeMap<TableId, OwnedMutexGuard<TableWriter>> {
+        let writers: Vec<(TableId, SharedWriter)> =
+            self.writers.lock().iter().map(|(id, w)| (*id, w.clone())).collect();
+        let mut guards = BTreeMap::new();
+        for (id, writer) in writers {
+            guards.insert(id, writer.lock_owned().await);
         }
+        guards
+    }
+
+    async fn commit_locked(
+        &self,
+        force: bool,
+        writers: &mut BTreeMap<TableId, OwnedMutexGuard<TableWriter>>,
+    ) -> Result<Option<Epoch>> {
         // The staged-meta guard is not held across an await: this block ends first.
-        let (epoch, rows) = {
+        let (epoch, mut batch) = {
             let mut staged = self.staged_meta.lock();
-            let dirty = !staged.is_empty() || guards.iter().any(|g| g.has_pending());
+            let dirty = !staged.is_empty() || writers.values().any(|g| g.has_pending());
             if !dirty && !force {
                 return Ok(None);
             }
-            let epoch = self.pending_epoch();
             let mut batch = std::mem::take(&mut *staged);
-            for guard in guards.iter_mut() {
+            for guard in writers.values_mut() {
                 guard.drain_into(&mut batch);
             }
-            batch.put(META_TABLE, EPOCH_KEY, epoch.to_be_bytes().to_vec());
-            let rows = batch.ops.len();
-            if let Err(e) = self.store.commit(batch) {
-                let failure: Arc<str> = Arc::from(e.to_string());
-                self.committed.send_modify(|c| c.failure = Some(failure.clone()));
-                return Err(commit_failed(&failure));
-            }
-            self.committed.send_modify(|c| c.epoch = epoch);
-            (epoch, rows)
+            (self.pending_epoch(), batch)
         };
-        tracing::debug!(epoch, writes = rows, "committed epoch");
-        for guard in guards.iter_mut() {
+        let expected = self.dataflows.lock().clone();
+        for guard in writers.values_mut() {
             guard.barrier(epoch).await;
         }
+        if let Err(failure) = self.collect_acks(epoch, &expected, &mut batch).await {
+            return Err(self.fail(failure));
+        }
+        batch.put(META_TABLE, EPOCH_KEY, epoch.to_be_bytes().to_vec());
+        let writes = batch.ops.len();
+        if let Err(e) = self.store.commit(batch) {
+            return Err(self.fail(Arc::from(e.to_string())));
+        }
+        self.committed.send_modify(|c| c.epoch = epoch);
+        tracing::debug!(epoch, writes, "committed epoch");
         Ok(Some(epoch))
+    }
+
+    /// Waits until every actor of every dataflow in `expected` acknowledged `epoch`.
+    async fn collect_acks(
+        &self,
+        epoch: Epoch,
+        expected: &HashMap<DataflowId, usize>,
+        batch: &mut WriteBatch,
+    ) -> std::result::Result<(), Arc<str>> {
+        let mut remaining: usize = expected.values().sum();
+        let mut acks = self.acks.lock().await;
+        let started = std::time::Instant::now();
+        let mut warned = false;
+        while remaining > 0 {
+            let ack = match tokio::time::timeout(Duration::from_secs(10), acks.recv()).await {
+                Ok(Some(ack)) => ack,
+                Ok(None) => return Err(Arc::from("the acknowledgement channel closed")),
+                Err(_) => {
+                    if !warned {
+                        tracing::warn!(
+                            epoch,
+                            remaining,
+                            waited_s = started.elapsed().as_secs(),
+                            "epoch waits for view operators"
+                        );
+                        warned = true;
+                    }
+                    continue;
+                }
+            };
+            if !expected.contains_key(&ack.dataflow) {
+                continue; // a dataflow that was stopped
+            }
+            match ack.result {
+                Err(failure) => return Err(failure),
+                Ok(writes) if ack.epoch == epoch => {
+                    batch.ops.extend(writes.ops);
+                    remaining -= 1;
+                }
+                Ok(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn fail(&self, failure: Arc<str>) -> Error {
+        self.committed.send_modify(|c| c.failure = Some(failure.clone()));
+        commit_failed(&failure)
     }
 }
 

@@ -41,6 +41,43 @@ impl Chunk {
         self.ops.is_empty()
     }
 
+    /// The rows where `keep` is true. An update pair that loses one half becomes a plain
+    /// insert or delete.
+    pub fn filter(&self, keep: &[bool]) -> Result<Chunk, datafusion::arrow::error::ArrowError> {
+        let mut ops = Vec::with_capacity(self.ops.len());
+        let mut indices = Vec::with_capacity(self.ops.len());
+        let mut i = 0;
+        while i < self.ops.len() {
+            if self.ops[i] == Op::UpdateDelete {
+                match (keep[i], keep[i + 1]) {
+                    (true, true) => ops.extend([Op::UpdateDelete, Op::UpdateInsert]),
+                    (true, false) => ops.push(Op::Delete),
+                    (false, true) => ops.push(Op::Insert),
+                    (false, false) => {}
+                }
+                indices.extend([i, i + 1].into_iter().filter(|&j| keep[j]).map(|j| j as u32));
+                i += 2;
+                continue;
+            }
+            if keep[i] {
+                ops.push(self.ops[i]);
+                indices.push(i as u32);
+            }
+            i += 1;
+        }
+        if indices.len() == self.ops.len() {
+            return Ok(self.clone());
+        }
+        let indices = datafusion::arrow::array::UInt32Array::from(indices);
+        let data = datafusion::arrow::compute::take_record_batch(&self.data, &indices)?;
+        Ok(Chunk::new(ops, data))
+    }
+
+    /// True when the op adds its row (insert or the new half of an update).
+    pub fn is_insert(op: Op) -> bool {
+        matches!(op, Op::Insert | Op::UpdateInsert)
+    }
+
     /// One op per row, and every update pair adjacent.
     pub fn is_well_formed(&self) -> bool {
         if self.ops.len() != self.data.num_rows() {

@@ -1,8 +1,13 @@
-//! The dataflow runtime. For now: the change data model, table writers (the entry point of
-//! every table's change stream) and the barrier coordinator that commits epochs.
+//! The dataflow runtime: the change data model, table writers (the entry point of every
+//! table's change stream), operators and the actors that run them, exchanges between
+//! actors, view dataflows, and the barrier coordinator that commits epochs.
 
+pub mod actor;
 pub mod coordinator;
+pub mod dataflow;
+pub mod exchange;
 pub mod message;
+pub mod operator;
 pub mod table_writer;
 
 pub use coordinator::Coordinator;

@@ -28,7 +28,7 @@ impl TestServer {
     }
 
     pub async fn start_with(config: Config) -> TestServer {
-        let db = Database::open(config.clone()).expect("database opens");
+        let db = Database::open(config.clone()).await.expect("database opens");
         let (listener, addr) = sabot::server::bind(config.listen).await.expect("port 0 binds");
         let (stop, stopped) = oneshot::channel::<()>();
         let server_db = db.clone();

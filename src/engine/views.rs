@@ -1,0 +1,394 @@
+//! CREATE / DROP / SHOW MATERIALIZED VIEW, EXPLAIN CREATE MATERIALIZED VIEW, and the
+//! restart of every view's dataflow from its checkpointed state.
+//!
+//! A view is created at an epoch boundary ([`crate::stream::coordinator::Boundary`]):
+//! with every table writer locked right after a commit, the committed snapshot holds
+//! exactly every table and view, so the new dataflow backfills from that snapshot and
+//! subscribes to the change streams at the same instant — no gap, no duplicate. The
+//! catalog entry and the backfilled state commit together in the next epoch, which the
+//! statement waits for.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::DataType;
+use datafusion::execution::context::SessionContext;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::expressions::{CastExpr, Column};
+use datafusion::sql::sqlparser::ast::{self, ObjectName};
+
+use super::session::Outcome;
+use super::{Database, query};
+use crate::batch::SabotCatalog;
+use crate::catalog::{Catalog, CatalogChange, ColumnDesc, TableDesc, ViewDef};
+use crate::common::{Error, Result, SqlState, SqlType};
+use crate::plan::{NodeKind, StreamNode};
+use crate::sql::ddl::{normalize_ident, resolve_name};
+use crate::sql::parser::{Statement, parse};
+use crate::sql::stream_plan::{StreamPlanner, TableIds, nullable_schema, stored_type, unsupported};
+use crate::state::{Epoch, Snapshot, TableId};
+use crate::stream::coordinator::Boundary;
+use crate::stream::dataflow::{Dataflow, DataflowEnv};
+
+/// The running dataflows, by view id.
+pub(super) type Dataflows = parking_lot::Mutex<HashMap<TableId, Dataflow>>;
+
+/// What CREATE MATERIALIZED VIEW asks for.
+pub(super) struct CreateView<'a> {
+    pub name: &'a ObjectName,
+    pub columns: Vec<String>,
+    pub query: &'a ast::Query,
+    pub if_not_exists: bool,
+    pub schema: String,
+    pub parallelism: usize,
+}
+
+impl Database {
+    pub(super) async fn create_materialized_view(
+        &self,
+        create: CreateView<'_>,
+        explain: bool,
+    ) -> Result<Outcome> {
+        let _ddl = self.ddl_lock.lock().await;
+        let (schema, name) = resolve_name(create.name, &create.schema)?;
+        let lookup = self.catalog();
+        if !lookup.schema_exists(&schema) {
+            return Err(Error::new(SqlState::UndefinedSchema, format!("schema \"{schema}\" does not exist")));
+        }
+        if lookup.table(&schema, &name).is_some() && !explain {
+            if create.if_not_exists {
+                return Ok(Outcome::command("CREATE MATERIALIZED VIEW")
+                    .with_notice(format!("relation \"{name}\" already exists, skipping")));
+            }
+            return Err(Error::new(SqlState::DuplicateTable, format!("relation \"{name}\" already exists")));
+        }
+        let mut next = (*lookup).clone();
+        let id = next.allocate_table_id();
+        let query_sql = create.query.to_string();
+        let ctx = self.planning_context(&lookup, &create.schema);
+        let ids = TableIds::Fresh { catalog: &mut next, allocated: Vec::new() };
+        let planned =
+            plan_view(&ctx, &lookup, ids, &query_sql, &create.schema, &create.columns, create.parallelism)
+                .await?;
+        let desc = Arc::new(TableDesc {
+            id,
+            schema,
+            name,
+            columns: planned.columns,
+            primary_key: planned.key,
+            view: Some(ViewDef {
+                query: query_sql,
+                schema_search: create.schema.clone(),
+                dependencies: planned.dependencies,
+                state_tables: planned.state_tables,
+                parallelism: create.parallelism,
+                plan: Vec::new(),
+            }),
+        });
+        let root = materialize(planned.body, desc.clone());
+        let explain_lines = root.explain();
+        if explain {
+            return Ok(Outcome::text_rows("EXPLAIN", "QUERY PLAN", explain_lines));
+        }
+        let mut desc = Arc::unwrap_or_clone(desc);
+        if let Some(view) = desc.view.as_mut() {
+            view.plan = explain_lines;
+        }
+        let desc = Arc::new(desc);
+        let root =
+            materialize(root.inputs.into_iter().next().expect("materialize has an input"), desc.clone());
+
+        let epoch = {
+            let mut boundary = self.coordinator.boundary().await?;
+            let epoch = self.stage_catalog_changes(vec![CatalogChange::CreateTable(desc.clone())])?;
+            let snapshot = boundary.snapshot.clone();
+            let start = boundary.epoch;
+            self.start_dataflow(&root, &mut boundary, Some(snapshot), start)?;
+            epoch
+        };
+        self.coordinator.wait_committed(epoch).await?;
+        tracing::info!(view = %desc.qualified_name(), epoch, "materialized view created");
+        Ok(Outcome::command("CREATE MATERIALIZED VIEW"))
+    }
+
+    fn planning_context(&self, catalog: &Arc<Catalog>, schema: &str) -> SessionContext {
+        let snapshot = self.coordinator.store().snapshot();
+        query::context(SabotCatalog::new(catalog.clone(), snapshot), schema)
+    }
+
+    /// Starts a view's dataflow at a boundary and registers its actors.
+    fn start_dataflow(
+        &self,
+        root: &StreamNode,
+        boundary: &mut Boundary<'_>,
+        backfill: Option<Arc<dyn Snapshot>>,
+        start_epoch: Epoch,
+    ) -> Result<()> {
+        let capacity = self.config.change_channel_messages_max;
+        let dataflow = {
+            let dataflows = self.dataflows.lock();
+            let acks = boundary.ack_sender();
+            let mut subscribe = |relation: &Arc<TableDesc>| -> Result<_> {
+                if relation.is_view() {
+                    let upstream = dataflows.get(&relation.id).ok_or_else(|| {
+                        Error::internal(format!("the dataflow of {} is not running", relation.name))
+                    })?;
+                    Ok(upstream.outlet.subscribe(capacity))
+                } else {
+                    let writer = boundary.writer(relation.id).ok_or_else(|| {
+                        Error::new(
+                            SqlState::UndefinedTable,
+                            format!("relation \"{}\" does not exist", relation.name),
+                        )
+                    })?;
+                    Ok(writer.subscribe(capacity))
+                }
+            };
+            let mut env = DataflowEnv {
+                store: self.coordinator.store().clone(),
+                acks,
+                channel_capacity: capacity,
+                backfill,
+                start_epoch,
+                subscribe: &mut subscribe,
+                runtime: self.compute.handle(),
+            };
+            Dataflow::start(root, &mut env)?
+        };
+        boundary.register(dataflow.id, dataflow.actors);
+        self.dataflows.lock().insert(dataflow.view.id, dataflow);
+        Ok(())
+    }
+
+    /// Re-plans every view from its SQL and starts its dataflow over its committed state.
+    pub(super) async fn restore_views(&self) -> Result<()> {
+        let catalog = self.catalog();
+        let mut views: Vec<Arc<TableDesc>> = catalog.tables().filter(|t| t.is_view()).cloned().collect();
+        views.sort_by_key(|v| v.id);
+        if views.is_empty() {
+            return Ok(());
+        }
+        let mut boundary = self.coordinator.boundary().await?;
+        for desc in views {
+            let view = desc.view.as_ref().expect("filtered to views");
+            let ctx = self.planning_context(&catalog, &view.schema_search);
+            let ids = TableIds::Replay(view.state_tables.clone().into_iter());
+            let columns: Vec<String> =
+                desc.columns.iter().filter(|c| !c.hidden).map(|c| c.name.clone()).collect();
+            let planned =
+                plan_view(&ctx, &catalog, ids, &view.query, &view.schema_search, &columns, view.parallelism)
+                    .await?;
+            let root = materialize(planned.body, desc.clone());
+            if root.explain() != view.plan {
+                return Err(Error::internal(format!(
+                    "the plan of materialized view {} changed since it was created; this version cannot resume it from its state",
+                    desc.qualified_name()
+                ))
+                .with_detail(format!("created as:\n{}\nplanned now:\n{}", view.plan.join("\n"), root.explain().join("\n"))));
+            }
+            let epoch = boundary.epoch;
+            self.start_dataflow(&root, &mut boundary, None, epoch)?;
+            tracing::info!(view = %desc.qualified_name(), epoch, "view resumed from its checkpoint; no backfill");
+        }
+        Ok(())
+    }
+
+    /// Drops views (with `cascade`, their dependents too) at a boundary, with the other
+    /// catalog changes of the statement.
+    pub(super) async fn drop_with_views(
+        &self,
+        targets: Vec<Arc<TableDesc>>,
+        cascade: bool,
+        mut others: Vec<CatalogChange>,
+    ) -> Result<Vec<String>> {
+        let catalog = self.catalog();
+        let mut doomed: Vec<Arc<TableDesc>> = Vec::new();
+        let mut notices = Vec::new();
+        for target in &targets {
+            let dependents: Vec<Arc<TableDesc>> = catalog
+                .dependents_closure(target.id)
+                .into_iter()
+                .filter(|d| !targets.iter().any(|t| t.id == d.id))
+                .collect();
+            if !dependents.is_empty() && !cascade {
+                let detail: Vec<String> = dependents
+                    .iter()
+                    .map(|d| {
+                        format!(
+                            "materialized view {} depends on {} {}",
+                            d.name,
+                            target.kind_name(),
+                            target.name
+                        )
+                    })
+                    .collect();
+                return Err(Error::new(
+                    SqlState::DependentObjectsStillExist,
+                    format!(
+                        "cannot drop {} {} because other objects depend on it",
+                        target.kind_name(),
+                        target.name
+                    ),
+                )
+                .with_detail(detail.join("\n"))
+                .with_hint("Use DROP ... CASCADE to drop the dependent objects too."));
+            }
+            for dependent in dependents {
+                if !doomed.iter().any(|d| d.id == dependent.id) {
+                    notices.push(format!("drop cascades to materialized view {}", dependent.name));
+                    doomed.push(dependent);
+                }
+            }
+        }
+        doomed.extend(targets.iter().filter(|t| t.is_view()).cloned());
+        doomed.sort_by_key(|v| std::cmp::Reverse(v.id));
+        doomed.dedup_by_key(|v| v.id);
+        let mut changes: Vec<CatalogChange> = doomed.iter().cloned().map(CatalogChange::DropTable).collect();
+        changes.extend(targets.iter().filter(|t| !t.is_view()).cloned().map(CatalogChange::DropTable));
+        changes.append(&mut others);
+        let epoch = {
+            let boundary = self.coordinator.boundary().await?;
+            for view in &doomed {
+                if let Some(dataflow) = self.dataflows.lock().remove(&view.id) {
+                    boundary.unregister(dataflow.id);
+                }
+            }
+            self.stage_catalog_changes(changes)?
+        };
+        self.coordinator.wait_committed(epoch).await?;
+        Ok(notices)
+    }
+}
+
+struct PlannedView {
+    body: StreamNode,
+    columns: Vec<ColumnDesc>,
+    key: Vec<usize>,
+    dependencies: Vec<TableId>,
+    state_tables: Vec<TableId>,
+}
+
+/// Plans `query_sql` into the body of a view's dataflow and the view's columns.
+async fn plan_view(
+    ctx: &SessionContext,
+    catalog: &Catalog,
+    mut ids: TableIds<'_>,
+    query_sql: &str,
+    schema: &str,
+    column_names: &[String],
+    parallelism: usize,
+) -> Result<PlannedView> {
+    let statement = match parse(query_sql)?.pop() {
+        Some(Statement::Sql(statement)) if matches!(statement.as_ref(), ast::Statement::Query(_)) => {
+            *statement
+        }
+        _ => return Err(Error::new(SqlState::SyntaxError, "a materialized view needs a query")),
+    };
+    let logical = query::plan(ctx, &query::name_subqueries(&statement)).await?;
+    let optimized = ctx.state().optimize(&logical)?;
+    let state = ctx.state();
+    let mut planner = StreamPlanner {
+        state: &state,
+        catalog,
+        default_schema: schema,
+        parallelism: parallelism.max(1),
+        ids: std::mem::replace(&mut ids, TableIds::Replay(Vec::new().into_iter())),
+        dependencies: Vec::new(),
+    };
+    let body = planner.convert(&optimized)?;
+    let dependencies = std::mem::take(&mut planner.dependencies);
+    let state_tables = match planner.ids {
+        TableIds::Fresh { allocated, .. } => allocated,
+        TableIds::Replay(rest) => {
+            if rest.len() > 0 {
+                return Err(Error::internal("the view's plan needs fewer state tables than were recorded"));
+            }
+            Vec::new()
+        }
+    };
+    let Some(key) = body.stream_key.clone() else { return Err(unsupported("a query without a row key")) };
+    // Visible names: the explicit column list, else Postgres' names for the query's columns.
+    let arrow = optimized.schema().as_arrow().clone();
+    let names = query::postgres_column_names(&statement, &arrow);
+    let mut visible: Vec<String> = names.fields().iter().map(|f| f.name().clone()).collect();
+    if !column_names.is_empty() {
+        if column_names.len() > visible.len() {
+            return Err(Error::new(
+                SqlState::SyntaxError,
+                "CREATE MATERIALIZED VIEW specifies more column names than columns",
+            ));
+        }
+        visible.splice(..column_names.len(), column_names.iter().cloned());
+    }
+    for (i, name) in visible.iter().enumerate() {
+        if visible[..i].contains(name) {
+            return Err(Error::new(
+                SqlState::DuplicateColumn,
+                format!("column \"{name}\" specified more than once"),
+            ));
+        }
+    }
+    let body = cast_to_stored(body);
+    let columns = body
+        .schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, field)| ColumnDesc {
+            name: if i < body.visible { visible[i].clone() } else { format!("_hidden{i}") },
+            sql_type: SqlType::from_arrow(field),
+            nullable: true,
+            default: None,
+            hidden: i >= body.visible,
+        })
+        .collect();
+    Ok(PlannedView { body, columns, key, dependencies, state_tables })
+}
+
+/// A Project casting columns to the types the view stores, when any differs.
+fn cast_to_stored(body: StreamNode) -> StreamNode {
+    let types: Vec<DataType> = body.schema.fields().iter().map(|f| stored_type(f.data_type())).collect();
+    if body.schema.fields().iter().zip(&types).all(|(f, t)| f.data_type() == t) {
+        return body;
+    }
+    let exprs: Vec<Arc<dyn PhysicalExpr>> = body
+        .schema
+        .fields()
+        .iter()
+        .zip(&types)
+        .enumerate()
+        .map(|(i, (field, t))| {
+            let column: Arc<dyn PhysicalExpr> = Arc::new(Column::new(field.name(), i));
+            if field.data_type() == t {
+                column
+            } else {
+                Arc::new(CastExpr::new(column, t.clone(), None)) as Arc<dyn PhysicalExpr>
+            }
+        })
+        .collect();
+    let fields = body.schema.fields().iter().zip(types).map(|(f, t)| (f.name().clone(), t));
+    StreamNode {
+        kind: NodeKind::Project { exprs },
+        schema: nullable_schema(fields),
+        visible: body.visible,
+        stream_key: body.stream_key.clone(),
+        parallelism: body.parallelism,
+        inputs: vec![body],
+    }
+}
+
+fn materialize(body: StreamNode, view: Arc<TableDesc>) -> StreamNode {
+    StreamNode {
+        kind: NodeKind::Materialize { view: view.clone() },
+        schema: view.full_schema(),
+        visible: body.visible,
+        stream_key: Some(view.primary_key.clone()),
+        parallelism: 1,
+        inputs: vec![body],
+    }
+}
+
+/// The column names of `CREATE MATERIALIZED VIEW v (a, b) AS ...`.
+pub(super) fn view_column_names(columns: &[ast::ViewColumnDef]) -> Vec<String> {
+    columns.iter().map(|c| normalize_ident(&c.name)).collect()
+}

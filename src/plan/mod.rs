@@ -1,0 +1,298 @@
+//! The streaming plan IR: what `sql::stream_plan` builds from a DataFusion logical plan and
+//! what `stream::dataflow` instantiates as operators.
+//!
+//! Every node knows its output schema, how many of its leading columns the query shows
+//! (the rest are hidden key columns carried along so that every row stays addressable),
+//! its stream key (columns that identify a row: `Some(vec![])` means "at most one row",
+//! `None` means "no key: a multiset"), how many parallel instances run it, and which state
+//! tables it keeps. The IR holds DataFusion `PhysicalExpr`s, so it is not serialized: a
+//! view's plan is rebuilt from its SQL at start-up and checked against the fingerprint
+//! (the EXPLAIN text) stored in the catalog.
+
+use std::fmt::Write;
+use std::sync::Arc;
+
+use datafusion::arrow::compute::SortOptions;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::logical_expr::JoinType;
+use datafusion::physical_expr::PhysicalExpr;
+
+use crate::catalog::TableDesc;
+use crate::state::TableId;
+
+#[derive(Debug, Clone)]
+pub struct StreamNode {
+    pub kind: NodeKind,
+    pub schema: SchemaRef,
+    /// The leading columns the query shows; the others are hidden key columns.
+    pub visible: usize,
+    pub stream_key: Option<Vec<usize>>,
+    pub parallelism: usize,
+    pub inputs: Vec<StreamNode>,
+}
+
+#[derive(Debug, Clone)]
+pub enum NodeKind {
+    /// The change stream of a table or view, after a backfill of its current rows.
+    Source {
+        relation: Arc<TableDesc>,
+    },
+    Filter {
+        predicate: Arc<dyn PhysicalExpr>,
+    },
+    Project {
+        exprs: Vec<Arc<dyn PhysicalExpr>>,
+    },
+    HashAgg(HashAggNode),
+    HashJoin(HashJoinNode),
+    /// UNION ALL: the inputs' visible columns plus a branch number and the input's key.
+    Union,
+    TopN(TopNNode),
+    Materialize {
+        view: Arc<TableDesc>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct HashAggNode {
+    /// The first `group_len` input columns are the group key.
+    pub group_len: usize,
+    pub calls: Vec<AggCall>,
+    /// Per group: row count and inline accumulator state.
+    pub group_table: TableId,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum AggKind {
+    /// count(*): every row.
+    CountRows,
+    Count,
+    CountDistinct,
+    Sum,
+    Avg,
+    Min,
+    Max,
+    BoolAnd,
+    BoolOr,
+    StringAgg {
+        delimiter: String,
+    },
+}
+
+impl AggKind {
+    /// Aggregates that keep the multiset of their input values in a state table.
+    pub fn keeps_values(&self) -> bool {
+        matches!(self, AggKind::CountDistinct | AggKind::Min | AggKind::Max | AggKind::StringAgg { .. })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AggCall {
+    pub kind: AggKind,
+    /// The input column (None for count(*)).
+    pub input: Option<usize>,
+    pub input_type: DataType,
+    pub output_type: DataType,
+    /// The value multiset of min / max / count(DISTINCT) / string_agg.
+    pub value_table: Option<TableId>,
+}
+
+#[derive(Debug, Clone)]
+pub struct HashJoinNode {
+    pub join_type: JoinType,
+    pub left_keys: Vec<usize>,
+    pub right_keys: Vec<usize>,
+    /// Non-equi conditions, over the joined row (left visible, right visible, hidden).
+    pub residual: Option<Arc<dyn PhysicalExpr>>,
+    /// NOT IN: a NULL on the right makes the anti join empty.
+    pub null_aware: bool,
+    pub left_table: TableId,
+    pub right_table: TableId,
+}
+
+#[derive(Debug, Clone)]
+pub struct TopNNode {
+    /// Partition columns (empty: one global top-N).
+    pub group_by: Vec<usize>,
+    pub order_by: Vec<(usize, SortOptions)>,
+    pub offset: usize,
+    pub limit: usize,
+    /// Appends the 1-based rank within the group (ROW_NUMBER) as the last visible column.
+    pub with_rank: bool,
+    pub table: TableId,
+}
+
+impl StreamNode {
+    pub fn name(&self) -> &'static str {
+        match &self.kind {
+            NodeKind::Source { .. } => "Source",
+            NodeKind::Filter { .. } => "Filter",
+            NodeKind::Project { .. } => "Project",
+            NodeKind::HashAgg(_) => "HashAgg",
+            NodeKind::HashJoin(_) => "HashJoin",
+            NodeKind::Union => "Union",
+            NodeKind::TopN(_) => "TopN",
+            NodeKind::Materialize { .. } => "Materialize",
+        }
+    }
+
+    /// True for operators that keep state (their instances are hash-partitioned).
+    pub fn is_stateful(&self) -> bool {
+        matches!(
+            self.kind,
+            NodeKind::HashAgg(_) | NodeKind::HashJoin(_) | NodeKind::TopN(_) | NodeKind::Materialize { .. }
+        )
+    }
+
+    /// The columns of input `input` that route its rows to this node's instances, when
+    /// this node runs several instances fed by a hash exchange.
+    pub fn distribution(&self, input: usize) -> Option<Vec<usize>> {
+        match &self.kind {
+            NodeKind::HashAgg(agg) => Some((0..agg.group_len).collect()),
+            NodeKind::HashJoin(join) => {
+                Some(if input == 0 { join.left_keys.clone() } else { join.right_keys.clone() })
+            }
+            NodeKind::TopN(top) => Some(top.group_by.clone()),
+            _ => None,
+        }
+    }
+
+    /// Every state table of this node and its inputs.
+    pub fn state_tables(&self) -> Vec<TableId> {
+        let mut tables = Vec::new();
+        self.walk(&mut |node| tables.extend(node.own_state_tables()));
+        tables
+    }
+
+    pub fn own_state_tables(&self) -> Vec<TableId> {
+        match &self.kind {
+            NodeKind::HashAgg(agg) => std::iter::once(agg.group_table)
+                .chain(agg.calls.iter().filter_map(|c| c.value_table))
+                .collect(),
+            NodeKind::HashJoin(join) => vec![join.left_table, join.right_table],
+            NodeKind::TopN(top) => vec![top.table],
+            NodeKind::Materialize { view } => vec![view.id],
+            _ => Vec::new(),
+        }
+    }
+
+    pub fn walk(&self, visit: &mut dyn FnMut(&StreamNode)) {
+        visit(self);
+        for input in &self.inputs {
+            input.walk(visit);
+        }
+    }
+
+    /// The tree as EXPLAIN prints it: one operator per line with its keys, parallelism and
+    /// state.
+    pub fn explain(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        self.explain_into(0, &mut lines);
+        lines
+    }
+
+    fn explain_into(&self, depth: usize, lines: &mut Vec<String>) {
+        let mut line = format!("{}{}", "  ".repeat(depth), self.name());
+        let column = |i: usize| self.column_name(i);
+        match &self.kind {
+            NodeKind::Source { relation } => {
+                let _ = write!(line, " {}", relation.qualified_name());
+            }
+            NodeKind::Filter { predicate } => {
+                let _ = write!(line, " {predicate}");
+            }
+            NodeKind::Project { exprs } => {
+                let list: Vec<String> = exprs.iter().map(|e| e.to_string()).collect();
+                let _ = write!(line, " {}", list.join(", "));
+            }
+            NodeKind::HashAgg(agg) => {
+                let input = &self.inputs[0];
+                let group: Vec<String> = (0..agg.group_len).map(|i| input.column_name(i)).collect();
+                let calls: Vec<String> = agg.calls.iter().map(|c| c.describe(input)).collect();
+                let _ = write!(line, " group by [{}] aggregates [{}]", group.join(", "), calls.join(", "));
+            }
+            NodeKind::HashJoin(join) => {
+                let keys: Vec<String> = join
+                    .left_keys
+                    .iter()
+                    .zip(&join.right_keys)
+                    .map(|(&l, &r)| {
+                        format!("{} = {}", self.inputs[0].column_name(l), self.inputs[1].column_name(r))
+                    })
+                    .collect();
+                let _ = write!(line, " {:?} on [{}]", join.join_type, keys.join(", "));
+                if let Some(residual) = &join.residual {
+                    let _ = write!(line, " filter {residual}");
+                }
+                if join.null_aware {
+                    line.push_str(" null-aware");
+                }
+            }
+            NodeKind::Union => {}
+            NodeKind::TopN(top) => {
+                let input = &self.inputs[0];
+                let order: Vec<String> = top
+                    .order_by
+                    .iter()
+                    .map(|(i, o)| {
+                        format!("{}{}", input.column_name(*i), if o.descending { " DESC" } else { "" })
+                    })
+                    .collect();
+                if !top.group_by.is_empty() {
+                    let group: Vec<String> = top.group_by.iter().map(|&i| input.column_name(i)).collect();
+                    let _ = write!(line, " partition by [{}]", group.join(", "));
+                }
+                let _ = write!(
+                    line,
+                    " order by [{}] limit {} offset {}",
+                    order.join(", "),
+                    top.limit,
+                    top.offset
+                );
+            }
+            NodeKind::Materialize { view } => {
+                let _ = write!(line, " {}", view.qualified_name());
+            }
+        }
+        match &self.stream_key {
+            Some(key) => {
+                let names: Vec<String> = key.iter().map(|&i| column(i)).collect();
+                let _ = write!(line, " key=[{}]", names.join(", "));
+            }
+            None => line.push_str(" key=none"),
+        }
+        let _ = write!(line, " parallelism={}", self.parallelism);
+        let tables = self.own_state_tables();
+        if !tables.is_empty() {
+            let ids: Vec<String> = tables.iter().map(|t| t.to_string()).collect();
+            let _ = write!(line, " state=[{}]", ids.join(", "));
+        }
+        lines.push(line);
+        for input in &self.inputs {
+            input.explain_into(depth + 1, lines);
+        }
+    }
+
+    pub fn column_name(&self, i: usize) -> String {
+        self.schema.fields().get(i).map(|f| f.name().clone()).unwrap_or_else(|| format!("#{i}"))
+    }
+}
+
+impl AggCall {
+    fn describe(&self, input: &StreamNode) -> String {
+        let name = match &self.kind {
+            AggKind::CountRows => return "count(*)".into(),
+            AggKind::Count => "count",
+            AggKind::CountDistinct => "count distinct",
+            AggKind::Sum => "sum",
+            AggKind::Avg => "avg",
+            AggKind::Min => "min",
+            AggKind::Max => "max",
+            AggKind::BoolAnd => "bool_and",
+            AggKind::BoolOr => "bool_or",
+            AggKind::StringAgg { .. } => "string_agg",
+        };
+        let arg = self.input.map(|i| input.column_name(i)).unwrap_or_default();
+        format!("{name}({arg})")
+    }
+}

@@ -1,0 +1,75 @@
+//! Joins → a HashJoin over both converted inputs, equi-keys as columns (computed into
+//! hidden columns when they are expressions), the rest of the condition as a residual.
+
+use datafusion::common::NullEquality;
+use datafusion::logical_expr::{Expr, Join, JoinType};
+
+use super::{StreamPlanner, fields_of, nullable_schema, unsupported};
+use crate::common::Result;
+use crate::plan::{HashJoinNode, NodeKind, StreamNode};
+
+pub fn join(planner: &mut StreamPlanner<'_>, join: &Join) -> Result<StreamNode> {
+    if matches!(join.join_type, JoinType::LeftMark | JoinType::RightMark) {
+        return Err(unsupported("this subquery form (a mark join)"));
+    }
+    if join.null_equality == NullEquality::NullEqualsNull {
+        return Err(unsupported("a join on IS NOT DISTINCT FROM"));
+    }
+    if join.on.is_empty() {
+        return Err(unsupported("a join without an equality condition (a cross join)"));
+    }
+    let left = planner.convert(&join.left)?;
+    let right = planner.convert(&join.right)?;
+    let (left_exprs, right_exprs): (Vec<Expr>, Vec<Expr>) = join.on.iter().cloned().unzip();
+    let (left, left_keys) = planner.columns_for(left, &left_exprs, join.left.schema())?;
+    let (right, right_keys) = planner.columns_for(right, &right_exprs, join.right.schema())?;
+    for (&l, &r) in left_keys.iter().zip(&right_keys) {
+        let (lt, rt) = (left.schema.field(l).data_type(), right.schema.field(r).data_type());
+        if lt != rt {
+            return Err(unsupported(format!("a join of keys of different types ({lt} and {rt})")));
+        }
+    }
+    let residual = match &join.filter {
+        Some(filter) => {
+            let both = join.left.schema().join(join.right.schema())?;
+            Some(planner.physical(filter, &both)?)
+        }
+        None => None,
+    };
+    let (Some(left_key), Some(right_key)) = (left.stream_key.clone(), right.stream_key.clone()) else {
+        return Err(unsupported("a join over an input without a key"));
+    };
+    let (lv, rv) = (left.visible, right.visible);
+    let (ln, rn) = (left.schema.fields().len(), right.schema.fields().len());
+    let (schema, visible, stream_key) = match join.join_type {
+        JoinType::LeftSemi | JoinType::LeftAnti => (left.schema.clone(), lv, left_key),
+        JoinType::RightSemi | JoinType::RightAnti => (right.schema.clone(), rv, right_key),
+        _ => {
+            let (lf, rf) = (fields_of(&left.schema), fields_of(&right.schema));
+            let fields = lf[..lv].iter().chain(&rf[..rv]).chain(&lf[lv..]).chain(&rf[rv..]).cloned();
+            let left_at = |i: usize| if i < lv { i } else { lv + rv + (i - lv) };
+            let right_at = |j: usize| if j < rv { lv + j } else { lv + rv + (ln - lv) + (j - rv) };
+            let key =
+                left_key.iter().map(|&i| left_at(i)).chain(right_key.iter().map(|&j| right_at(j))).collect();
+            (nullable_schema(fields), lv + rv, key)
+        }
+    };
+    debug_assert!(rn >= rv);
+    let node = HashJoinNode {
+        join_type: join.join_type,
+        left_keys,
+        right_keys,
+        residual,
+        null_aware: join.null_aware,
+        left_table: planner.ids.next()?,
+        right_table: planner.ids.next()?,
+    };
+    Ok(StreamNode {
+        kind: NodeKind::HashJoin(node),
+        schema,
+        visible,
+        stream_key: Some(stream_key),
+        parallelism: planner.parallelism,
+        inputs: vec![left, right],
+    })
+}

@@ -1,0 +1,347 @@
+//! Logical → streaming plan (DESIGN §5 step 4): turns DataFusion's optimized logical plan
+//! of a view's query into [`StreamNode`]s, deriving each node's stream key and carrying
+//! hidden key columns so that every row stays addressable. A query that cannot be
+//! maintained incrementally is rejected with 0A000 naming the construct.
+//!
+//! Column layout invariant: a node's output starts with exactly the columns of the logical
+//! plan node it implements (so DataFusion expressions compiled against the logical input
+//! schema index correctly), followed by hidden columns.
+
+mod agg;
+mod join;
+mod window;
+
+use std::sync::Arc;
+
+use datafusion::arrow::compute::SortOptions;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::common::DFSchema;
+use datafusion::execution::session_state::SessionState;
+use datafusion::logical_expr::{Expr, FetchType, LogicalPlan, SkipType, SortExpr};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::expressions::Column;
+
+use crate::catalog::{Catalog, TableDesc};
+use crate::common::{Error, Result, SqlState, SqlType};
+use crate::plan::{NodeKind, StreamNode, TopNNode};
+use crate::state::TableId;
+
+/// Hands out state table ids: fresh ones for a new view, the recorded ones when a view is
+/// planned again at start-up.
+pub enum TableIds<'a> {
+    Fresh { catalog: &'a mut Catalog, allocated: Vec<TableId> },
+    Replay(std::vec::IntoIter<TableId>),
+}
+
+impl TableIds<'_> {
+    fn next(&mut self) -> Result<TableId> {
+        match self {
+            TableIds::Fresh { catalog, allocated } => {
+                let id = catalog.allocate_table_id();
+                allocated.push(id);
+                Ok(id)
+            }
+            TableIds::Replay(ids) => ids
+                .next()
+                .ok_or_else(|| Error::internal("the view's plan needs more state tables than were recorded")),
+        }
+    }
+}
+
+pub struct StreamPlanner<'a> {
+    pub state: &'a SessionState,
+    pub catalog: &'a Catalog,
+    pub default_schema: &'a str,
+    pub parallelism: usize,
+    pub ids: TableIds<'a>,
+    /// Relations the query reads.
+    pub dependencies: Vec<TableId>,
+}
+
+pub fn unsupported(what: impl std::fmt::Display) -> Error {
+    Error::new(
+        SqlState::FeatureNotSupported,
+        format!("{what} is not supported in a materialized view: it cannot be maintained incrementally"),
+    )
+}
+
+/// A schema of `fields`, every column nullable (a retraction or a padded join row can
+/// carry NULL anywhere).
+pub fn nullable_schema(fields: impl IntoIterator<Item = (String, DataType)>) -> SchemaRef {
+    Arc::new(Schema::new(fields.into_iter().map(|(name, t)| Field::new(name, t, true)).collect::<Vec<_>>()))
+}
+
+fn fields_of(schema: &SchemaRef) -> Vec<(String, DataType)> {
+    schema.fields().iter().map(|f| (f.name().clone(), f.data_type().clone())).collect()
+}
+
+impl StreamPlanner<'_> {
+    /// The streaming plan of the query's body (without the Materialize on top).
+    pub fn convert(&mut self, plan: &LogicalPlan) -> Result<StreamNode> {
+        match plan {
+            LogicalPlan::TableScan(scan) => self.table_scan(scan),
+            LogicalPlan::Projection(projection) => {
+                let input = self.convert(&projection.input)?;
+                self.project(input, &projection.expr, projection.input.schema(), projection.schema.as_ref())
+            }
+            LogicalPlan::Filter(filter) => {
+                if let Some(node) = window::group_top_n(self, filter)? {
+                    return Ok(node);
+                }
+                let input = self.convert(&filter.input)?;
+                let predicate = self.physical(&filter.predicate, filter.input.schema())?;
+                Ok(StreamNode {
+                    kind: NodeKind::Filter { predicate },
+                    schema: input.schema.clone(),
+                    visible: input.visible,
+                    stream_key: input.stream_key.clone(),
+                    parallelism: input.parallelism,
+                    inputs: vec![input],
+                })
+            }
+            LogicalPlan::SubqueryAlias(alias) => self.convert(&alias.input),
+            LogicalPlan::Aggregate(aggregate) => agg::aggregate(self, aggregate),
+            LogicalPlan::Join(join) => join::join(self, join),
+            LogicalPlan::Union(union) => self.union(union),
+            LogicalPlan::Sort(sort) => match sort.fetch {
+                // Without LIMIT, ORDER BY does not change which rows a view holds.
+                None => self.convert(&sort.input),
+                Some(limit) => self.top_n(&sort.input, &sort.expr, 0, limit),
+            },
+            LogicalPlan::Limit(limit) => {
+                let skip = match limit.get_skip_type()? {
+                    SkipType::Literal(n) => n,
+                    SkipType::UnsupportedExpr => return Err(unsupported("a non-constant OFFSET")),
+                };
+                let fetch = match limit.get_fetch_type()? {
+                    FetchType::Literal(Some(n)) => n,
+                    FetchType::Literal(None) => return Err(unsupported("OFFSET without LIMIT")),
+                    FetchType::UnsupportedExpr => return Err(unsupported("a non-constant LIMIT")),
+                };
+                match limit.input.as_ref() {
+                    LogicalPlan::Sort(sort) => self.top_n(&sort.input, &sort.expr, skip, fetch),
+                    _ => Err(unsupported("LIMIT without ORDER BY")),
+                }
+            }
+            LogicalPlan::Window(_) => Err(unsupported(
+                "a window function other than ROW_NUMBER() filtered by <= N (per-group top-N)",
+            )),
+            LogicalPlan::Distinct(_) => Err(unsupported("DISTINCT ON")),
+            LogicalPlan::Values(_) | LogicalPlan::EmptyRelation(_) => {
+                Err(unsupported("a query part that reads no table (VALUES or a constant SELECT)"))
+            }
+            other => Err(unsupported(format!("the plan node {}", other.display()))),
+        }
+    }
+
+    pub fn physical(&self, expr: &Expr, schema: &DFSchema) -> Result<Arc<dyn PhysicalExpr>> {
+        if expr.is_volatile() {
+            return Err(unsupported(format!("the volatile expression {expr}")));
+        }
+        Ok(self.state.create_physical_expr(expr.clone(), schema)?)
+    }
+
+    fn table_scan(&mut self, scan: &datafusion::logical_expr::TableScan) -> Result<StreamNode> {
+        let schema_name = scan.table_name.schema().unwrap_or(self.default_schema);
+        let desc = self.catalog.table(schema_name, scan.table_name.table()).cloned().ok_or_else(|| {
+            Error::new(SqlState::UndefinedTable, format!("relation \"{}\" does not exist", scan.table_name))
+        })?;
+        if !self.dependencies.contains(&desc.id) {
+            self.dependencies.push(desc.id);
+        }
+        let source = source_node(&desc)?;
+        let Some(projection) = &scan.projection else { return Ok(source) };
+        let exprs: Vec<Arc<dyn PhysicalExpr>> = projection
+            .iter()
+            .map(|&i| Arc::new(Column::new(source.schema.field(i).name(), i)) as Arc<dyn PhysicalExpr>)
+            .collect();
+        let names: Vec<(String, DataType)> =
+            projection.iter().map(|&i| fields_of(&source.schema)[i].clone()).collect();
+        Ok(keep_keys(source, exprs, names))
+    }
+
+    /// A projection of `input`: `exprs` over the logical input schema, then the input's
+    /// key columns the projection drops, hidden.
+    fn project(
+        &mut self,
+        input: StreamNode,
+        exprs: &[Expr],
+        input_schema: &DFSchema,
+        output: &DFSchema,
+    ) -> Result<StreamNode> {
+        let physical: Vec<Arc<dyn PhysicalExpr>> =
+            exprs.iter().map(|e| self.physical(e, input_schema)).collect::<Result<_>>()?;
+        let names: Vec<(String, DataType)> =
+            output.fields().iter().map(|f| (f.name().clone(), f.data_type().clone())).collect();
+        Ok(keep_keys(input, physical, names))
+    }
+
+    fn union(&mut self, union: &datafusion::logical_expr::Union) -> Result<StreamNode> {
+        let inputs: Vec<StreamNode> = union.inputs.iter().map(|i| self.convert(i)).collect::<Result<_>>()?;
+        let mut fields: Vec<(String, DataType)> =
+            union.schema.fields().iter().map(|f| (f.name().clone(), f.data_type().clone())).collect();
+        let visible = fields.len();
+        fields.push(("_union_input".into(), DataType::Int32));
+        fields.push(("_union_key".into(), DataType::Binary));
+        Ok(StreamNode {
+            kind: NodeKind::Union,
+            schema: nullable_schema(fields),
+            visible,
+            stream_key: Some(vec![visible, visible + 1]),
+            parallelism: 1,
+            inputs,
+        })
+    }
+
+    /// ORDER BY ... LIMIT: a global top-N, one instance.
+    fn top_n(
+        &mut self,
+        input: &LogicalPlan,
+        order: &[SortExpr],
+        offset: usize,
+        limit: usize,
+    ) -> Result<StreamNode> {
+        let node = self.convert(input)?;
+        let (node, order_by) = self.sort_columns(node, order, input.schema())?;
+        let table = self.ids.next()?;
+        Ok(StreamNode {
+            kind: NodeKind::TopN(TopNNode {
+                group_by: Vec::new(),
+                order_by,
+                offset,
+                limit,
+                with_rank: false,
+                table,
+            }),
+            schema: node.schema.clone(),
+            visible: node.visible,
+            stream_key: node.stream_key.clone(),
+            parallelism: 1,
+            inputs: vec![node],
+        })
+    }
+
+    /// Sort keys as input columns; expressions that are not columns are computed into
+    /// hidden columns first.
+    fn sort_columns(
+        &mut self,
+        node: StreamNode,
+        order: &[SortExpr],
+        schema: &DFSchema,
+    ) -> Result<(StreamNode, Vec<(usize, SortOptions)>)> {
+        let exprs: Vec<Expr> = order.iter().map(|s| s.expr.clone()).collect();
+        let (node, columns) = self.columns_for(node, &exprs, schema)?;
+        let order_by = columns
+            .into_iter()
+            .zip(order)
+            .map(|(column, sort)| {
+                (column, SortOptions { descending: !sort.asc, nulls_first: sort.nulls_first })
+            })
+            .collect();
+        Ok((node, order_by))
+    }
+
+    /// The input column of each expression, adding hidden computed columns for those
+    /// that are not plain columns.
+    pub fn columns_for(
+        &mut self,
+        node: StreamNode,
+        exprs: &[Expr],
+        schema: &DFSchema,
+    ) -> Result<(StreamNode, Vec<usize>)> {
+        let mut extra: Vec<(Arc<dyn PhysicalExpr>, DataType)> = Vec::new();
+        let mut columns = Vec::with_capacity(exprs.len());
+        for expr in exprs {
+            let physical = self.physical(expr, schema)?;
+            match physical.downcast_ref::<Column>() {
+                Some(column) => columns.push(column.index()),
+                None => {
+                    columns.push(node.schema.fields().len() + extra.len());
+                    let data_type = physical.data_type(node.schema.as_ref())?;
+                    extra.push((physical, data_type));
+                }
+            }
+        }
+        if extra.is_empty() {
+            return Ok((node, columns));
+        }
+        let mut exprs: Vec<Arc<dyn PhysicalExpr>> = (0..node.schema.fields().len())
+            .map(|i| Arc::new(Column::new(node.schema.field(i).name(), i)) as Arc<dyn PhysicalExpr>)
+            .collect();
+        let mut fields = fields_of(&node.schema);
+        for (i, (expr, data_type)) in extra.into_iter().enumerate() {
+            exprs.push(expr);
+            fields.push((format!("_computed{i}"), data_type));
+        }
+        let projected = StreamNode {
+            kind: NodeKind::Project { exprs },
+            schema: nullable_schema(fields),
+            visible: node.visible,
+            stream_key: node.stream_key.clone(),
+            parallelism: node.parallelism,
+            inputs: vec![node],
+        };
+        Ok((projected, columns))
+    }
+}
+
+/// The source of a table or view: its stored rows (hidden columns last) and its key.
+fn source_node(desc: &Arc<TableDesc>) -> Result<StreamNode> {
+    let visible = desc.columns.iter().filter(|c| !c.hidden).count();
+    if desc.columns[..visible].iter().any(|c| c.hidden) {
+        return Err(Error::internal(format!("hidden columns of {} are not last", desc.name)));
+    }
+    let fields = desc.columns.iter().map(|c| (c.name.clone(), c.sql_type.to_arrow()));
+    Ok(StreamNode {
+        kind: NodeKind::Source { relation: desc.clone() },
+        schema: nullable_schema(fields),
+        visible,
+        stream_key: Some(desc.primary_key.clone()),
+        parallelism: 1,
+        inputs: Vec::new(),
+    })
+}
+
+/// A Project computing `exprs` (named `names`), followed by the input's key columns that
+/// the expressions do not already pass through, hidden.
+fn keep_keys(
+    input: StreamNode,
+    mut exprs: Vec<Arc<dyn PhysicalExpr>>,
+    mut names: Vec<(String, DataType)>,
+) -> StreamNode {
+    let visible = exprs.len();
+    let stream_key = input.stream_key.as_ref().map(|key| {
+        key.iter()
+            .map(|&k| {
+                let passed = exprs[..visible]
+                    .iter()
+                    .position(|e| e.downcast_ref::<Column>().is_some_and(|c| c.index() == k));
+                passed.unwrap_or_else(|| {
+                    exprs.push(Arc::new(Column::new(input.schema.field(k).name(), k)));
+                    names.push((
+                        format!("_key{}", exprs.len() - 1),
+                        input.schema.field(k).data_type().clone(),
+                    ));
+                    exprs.len() - 1
+                })
+            })
+            .collect::<Vec<usize>>()
+    });
+    StreamNode {
+        kind: NodeKind::Project { exprs },
+        schema: nullable_schema(names),
+        visible,
+        stream_key,
+        parallelism: input.parallelism,
+        inputs: vec![input],
+    }
+}
+
+/// The column type a view stores for a query column of type `data_type`.
+pub fn stored_type(data_type: &DataType) -> DataType {
+    match data_type {
+        // ROW_NUMBER() and other unsigned results are bigint in Postgres.
+        DataType::UInt64 | DataType::UInt32 => DataType::Int64,
+        other => SqlType::from_arrow(&Field::new("", other.clone(), true)).to_arrow(),
+    }
+}

@@ -1,0 +1,210 @@
+//! Turns a view's streaming plan into running actors: `parallelism` instances per node,
+//! joined by bounded channels. A stateful node with several instances gets its input
+//! hash-partitioned on its keys; a stateless node runs one instance per input instance
+//! (forwarded 1:1); a single-instance node gathers its inputs.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::mpsc;
+
+use super::actor::{Ack, Actor, DataflowId, SourceActor};
+use super::exchange::{Dispatcher, InputSet, Outlet};
+use super::message::Message;
+use super::operator::Operator;
+use super::operator::filter::FilterOperator;
+use super::operator::hash_agg::HashAggOperator;
+use super::operator::hash_join::{HashJoinOperator, Side};
+use super::operator::materialize::MaterializeOperator;
+use super::operator::project::ProjectOperator;
+use super::operator::top_n::TopNOperator;
+use super::operator::union::{UnionInput, UnionOperator};
+use crate::catalog::TableDesc;
+use crate::common::row::RowCodec;
+use crate::common::{Error, Result};
+use crate::plan::{NodeKind, StreamNode};
+use crate::state::{Epoch, Snapshot, StateStore};
+
+static NEXT_DATAFLOW: AtomicU64 = AtomicU64::new(1);
+
+/// What a dataflow needs from its environment while it is built.
+pub struct DataflowEnv<'a> {
+    pub store: Arc<dyn StateStore>,
+    pub acks: mpsc::UnboundedSender<Ack>,
+    pub channel_capacity: usize,
+    /// Rows to backfill from (a new view), or None (a view resuming from its state).
+    pub backfill: Option<Arc<dyn Snapshot>>,
+    /// The epoch the dataflow starts after: earlier barriers are skipped.
+    pub start_epoch: Epoch,
+    /// The change stream of a relation, from now on.
+    pub subscribe: &'a mut dyn FnMut(&Arc<TableDesc>) -> Result<mpsc::Receiver<Message>>,
+    pub runtime: tokio::runtime::Handle,
+}
+
+/// A running view dataflow; dropping it stops every actor.
+pub struct Dataflow {
+    pub id: DataflowId,
+    pub view: Arc<TableDesc>,
+    /// Operator actors: each acknowledges every barrier.
+    pub actors: usize,
+    pub outlet: Arc<Outlet>,
+    handles: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Dataflow {
+    fn drop(&mut self) {
+        for handle in &self.handles {
+            handle.abort();
+        }
+    }
+}
+
+impl Dataflow {
+    /// Starts the actors of `plan`, whose root is the view's Materialize node.
+    pub fn start(plan: &StreamNode, env: &mut DataflowEnv<'_>) -> Result<Dataflow> {
+        let NodeKind::Materialize { view } = &plan.kind else {
+            return Err(Error::internal("a view's plan must end in Materialize"));
+        };
+        let mut builder = Builder {
+            id: NEXT_DATAFLOW.fetch_add(1, Ordering::Relaxed),
+            view_name: Arc::from(view.qualified_name()),
+            env,
+            actors: 0,
+            handles: Vec::new(),
+        };
+        let outlet = Arc::new(Outlet::default());
+        let result = builder.spawn(plan, vec![Dispatcher::Outlet(outlet.clone())]);
+        let dataflow = Dataflow {
+            id: builder.id,
+            view: view.clone(),
+            actors: builder.actors,
+            outlet,
+            handles: std::mem::take(&mut builder.handles),
+        };
+        // On error, dropping `dataflow` stops what was already started.
+        result.map(|()| dataflow)
+    }
+}
+
+struct Builder<'e, 'a> {
+    id: DataflowId,
+    view_name: Arc<str>,
+    env: &'e mut DataflowEnv<'a>,
+    actors: usize,
+    handles: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Builder<'_, '_> {
+    /// Starts `node`'s instances, instance `i` sending to `outputs[i]`, and its inputs.
+    fn spawn(&mut self, node: &StreamNode, outputs: Vec<Dispatcher>) -> Result<()> {
+        debug_assert_eq!(outputs.len(), node.parallelism);
+        if let NodeKind::Source { relation } = &node.kind {
+            let changes = (self.env.subscribe)(relation)?;
+            let output = outputs.into_iter().next().expect("a source runs one instance");
+            let source = SourceActor {
+                relation: relation.clone(),
+                backfill: self.env.backfill.clone(),
+                changes,
+                start_epoch: self.env.start_epoch,
+                output,
+                view: self.view_name.clone(),
+            };
+            self.handles.push(self.env.runtime.spawn(source.run()));
+            return Ok(());
+        }
+        let parallelism = node.parallelism;
+        let mut receivers: Vec<Vec<(usize, mpsc::Receiver<Message>)>> =
+            (0..parallelism).map(|_| Vec::new()).collect();
+        for (side, input) in node.inputs.iter().enumerate() {
+            let mut input_outputs = Vec::with_capacity(input.parallelism);
+            for i in 0..input.parallelism {
+                let dispatcher =
+                    if parallelism == 1 || (!node.is_stateful() && parallelism == input.parallelism) {
+                        let target = if parallelism == 1 { 0 } else { i };
+                        let (sender, receiver) = mpsc::channel(self.env.channel_capacity);
+                        receivers[target].push((side, receiver));
+                        Dispatcher::Forward(sender)
+                    } else {
+                        let keys = node
+                            .distribution(side)
+                            .ok_or_else(|| Error::internal("parallel node without keys"))?;
+                        let mut senders = Vec::with_capacity(parallelism);
+                        for target in receivers.iter_mut() {
+                            let (sender, receiver) = mpsc::channel(self.env.channel_capacity);
+                            target.push((side, receiver));
+                            senders.push(sender);
+                        }
+                        Dispatcher::Hash { keys, outputs: senders }
+                    };
+                input_outputs.push(dispatcher);
+            }
+            self.spawn(input, input_outputs)?;
+        }
+        for (output, inputs) in outputs.into_iter().zip(receivers) {
+            let actor = Actor {
+                operator: build_operator(node)?,
+                inputs: InputSet::new(inputs),
+                output,
+                store: self.env.store.clone(),
+                acks: self.env.acks.clone(),
+                dataflow: self.id,
+                view: self.view_name.clone(),
+            };
+            self.actors += 1;
+            self.handles.push(self.env.runtime.spawn(actor.run()));
+        }
+        Ok(())
+    }
+}
+
+fn types(node: &StreamNode) -> Vec<datafusion::arrow::datatypes::DataType> {
+    node.schema.fields().iter().map(|f| f.data_type().clone()).collect()
+}
+
+/// The operator for one instance of `node`.
+pub fn build_operator(node: &StreamNode) -> Result<Box<dyn Operator>> {
+    Ok(match &node.kind {
+        NodeKind::Source { .. } => return Err(Error::internal("sources are not operators")),
+        NodeKind::Filter { predicate } => Box::new(FilterOperator::new(predicate.clone())),
+        NodeKind::Project { exprs } => Box::new(ProjectOperator::new(exprs.clone(), node.schema.clone())),
+        NodeKind::HashAgg(agg) => {
+            Box::new(HashAggOperator::new(agg, &types(&node.inputs[0]), node.schema.clone())?)
+        }
+        NodeKind::HashJoin(join) => {
+            let side = |i: usize, keys: &Vec<usize>, table| {
+                let input = &node.inputs[i];
+                let key =
+                    input.stream_key.clone().ok_or_else(|| Error::internal("join input without a key"))?;
+                Side::new(keys.clone(), key, input.visible, types(input), table)
+            };
+            let left = side(0, &join.left_keys, join.left_table)?;
+            let right = side(1, &join.right_keys, join.right_table)?;
+            Box::new(HashJoinOperator::new(join, left, right, node.schema.clone()))
+        }
+        NodeKind::Union => {
+            let inputs = node
+                .inputs
+                .iter()
+                .map(|input| {
+                    let key = input
+                        .stream_key
+                        .clone()
+                        .ok_or_else(|| Error::internal("union input without a key"))?;
+                    let key_types: Vec<_> = key.iter().map(|&i| types(input)[i].clone()).collect();
+                    Ok(UnionInput {
+                        visible: input.visible,
+                        key_codec: if key.is_empty() { None } else { Some(RowCodec::new(&key_types)?) },
+                        stream_key: key,
+                    })
+                })
+                .collect::<Result<_>>()?;
+            Box::new(UnionOperator::new(inputs, node.schema.clone()))
+        }
+        NodeKind::TopN(top) => {
+            let input = &node.inputs[0];
+            let key = input.stream_key.clone().ok_or_else(|| Error::internal("top-n input without a key"))?;
+            Box::new(TopNOperator::new(top, &types(input), input.visible, key, node.schema.clone())?)
+        }
+        NodeKind::Materialize { view } => Box::new(MaterializeOperator::new(view.clone())?),
+    })
+}

@@ -1,0 +1,268 @@
+//! Per-group accumulator state of the hash aggregate and its byte encoding.
+//!
+//! Every accumulator is retractable: counts and sums move both ways, bool_and / bool_or
+//! count trues and falses. min, max, count(DISTINCT) and string_agg keep the multiset of
+//! their values in a value table instead (see `mod.rs`).
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray};
+use datafusion::arrow::datatypes::{DataType, Decimal128Type, Float64Type, Int64Type};
+use datafusion::common::ScalarValue;
+
+use crate::common::{Error, Result};
+use crate::plan::{AggCall, AggKind};
+use crate::state::StateError;
+
+/// A running sum: exact for integers and decimals (unscaled), floating for floats.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Sum {
+    Exact(i128),
+    Float(f64),
+}
+
+/// The inline state of one aggregate call.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Accumulator {
+    /// count(*), min, max, string_agg: nothing inline.
+    None,
+    /// count(x) non-null values, count(DISTINCT x) distinct values.
+    Count(i64),
+    /// sum / avg: non-null values and their sum.
+    Sum { count: i64, sum: Sum },
+    /// bool_and / bool_or.
+    Bools { trues: i64, falses: i64 },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct GroupState {
+    /// Input rows in the group: the group exists while this is positive.
+    pub rows: i64,
+    pub accumulators: Vec<Accumulator>,
+}
+
+impl GroupState {
+    pub fn empty(calls: &[AggCall]) -> Self {
+        let accumulators = calls
+            .iter()
+            .map(|call| match call.kind {
+                AggKind::CountRows | AggKind::Min | AggKind::Max | AggKind::StringAgg { .. } => {
+                    Accumulator::None
+                }
+                AggKind::Count | AggKind::CountDistinct => Accumulator::Count(0),
+                AggKind::Sum | AggKind::Avg => Accumulator::Sum {
+                    count: 0,
+                    sum: if is_float(&call.input_type) { Sum::Float(0.0) } else { Sum::Exact(0) },
+                },
+                AggKind::BoolAnd | AggKind::BoolOr => Accumulator::Bools { trues: 0, falses: 0 },
+            })
+            .collect();
+        GroupState { rows: 0, accumulators }
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(8 + 24 * self.accumulators.len());
+        out.extend_from_slice(&self.rows.to_le_bytes());
+        for acc in &self.accumulators {
+            match acc {
+                Accumulator::None => out.push(0),
+                Accumulator::Count(n) => {
+                    out.push(1);
+                    out.extend_from_slice(&n.to_le_bytes());
+                }
+                Accumulator::Sum { count, sum } => {
+                    out.push(2);
+                    out.extend_from_slice(&count.to_le_bytes());
+                    match sum {
+                        Sum::Exact(v) => {
+                            out.push(0);
+                            out.extend_from_slice(&v.to_le_bytes());
+                        }
+                        Sum::Float(v) => {
+                            out.push(1);
+                            out.extend_from_slice(&v.to_le_bytes());
+                        }
+                    }
+                }
+                Accumulator::Bools { trues, falses } => {
+                    out.push(3);
+                    out.extend_from_slice(&trues.to_le_bytes());
+                    out.extend_from_slice(&falses.to_le_bytes());
+                }
+            }
+        }
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self> {
+        let mut reader = Reader { bytes, at: 0 };
+        let rows = reader.i64()?;
+        let mut accumulators = Vec::new();
+        while reader.at < bytes.len() {
+            accumulators.push(match reader.u8()? {
+                0 => Accumulator::None,
+                1 => Accumulator::Count(reader.i64()?),
+                2 => {
+                    let count = reader.i64()?;
+                    let sum = match reader.u8()? {
+                        0 => Sum::Exact(i128::from_le_bytes(reader.take::<16>()?)),
+                        _ => Sum::Float(f64::from_le_bytes(reader.take::<8>()?)),
+                    };
+                    Accumulator::Sum { count, sum }
+                }
+                3 => Accumulator::Bools { trues: reader.i64()?, falses: reader.i64()? },
+                tag => return Err(corrupt(format!("accumulator tag {tag}"))),
+            });
+        }
+        Ok(GroupState { rows, accumulators })
+    }
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl Reader<'_> {
+    fn take<const N: usize>(&mut self) -> Result<[u8; N]> {
+        let slice =
+            self.bytes.get(self.at..self.at + N).ok_or_else(|| corrupt("truncated group state".into()))?;
+        self.at += N;
+        Ok(slice.try_into().expect("slice has length N"))
+    }
+
+    fn u8(&mut self) -> Result<u8> {
+        Ok(self.take::<1>()?[0])
+    }
+
+    fn i64(&mut self) -> Result<i64> {
+        Ok(i64::from_le_bytes(self.take::<8>()?))
+    }
+}
+
+fn corrupt(what: String) -> Error {
+    StateError::Corrupt(format!("aggregate state: {what}")).into()
+}
+
+pub fn is_float(data_type: &DataType) -> bool {
+    matches!(data_type, DataType::Float16 | DataType::Float32 | DataType::Float64)
+}
+
+/// An aggregate's input column in the form its accumulator adds: Int64 for integers,
+/// Decimal128 for decimals, Float64 for floats, Boolean for booleans.
+pub fn normalize_input(array: &ArrayRef) -> Result<ArrayRef> {
+    use datafusion::arrow::compute::cast;
+    Ok(match array.data_type() {
+        DataType::Decimal128(_, _) | DataType::Boolean | DataType::Int64 | DataType::Float64 => array.clone(),
+        t if is_float(t) => cast(array, &DataType::Float64)?,
+        t if t.is_integer() => cast(array, &DataType::Int64)?,
+        _ => array.clone(),
+    })
+}
+
+/// Adds (`sign` = 1) or retracts (`sign` = -1) row `row` of `input` (normalized) to `acc`.
+pub fn accumulate(acc: &mut Accumulator, kind: &AggKind, input: Option<&ArrayRef>, row: usize, sign: i64) {
+    let Some(input) = input else { return };
+    if input.is_null(row) {
+        return;
+    }
+    match (acc, kind) {
+        (Accumulator::Count(n), AggKind::Count) => *n += sign,
+        (Accumulator::Sum { count, sum }, _) => {
+            *count += sign;
+            match (sum, input.data_type()) {
+                (Sum::Exact(s), DataType::Int64) => {
+                    *s += sign as i128 * input.as_primitive::<Int64Type>().value(row) as i128
+                }
+                (Sum::Exact(s), DataType::Decimal128(_, _)) => {
+                    *s += sign as i128 * input.as_primitive::<Decimal128Type>().value(row)
+                }
+                (Sum::Float(s), DataType::Float64) => {
+                    *s += sign as f64 * input.as_primitive::<Float64Type>().value(row)
+                }
+                (sum, t) => debug_assert!(false, "sum state {sum:?} cannot take {t}"),
+            }
+        }
+        (Accumulator::Bools { trues, falses }, _) => {
+            if input.as_boolean().value(row) {
+                *trues += sign;
+            } else {
+                *falses += sign;
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The aggregate's value from its inline state (not for value-table aggregates).
+pub fn inline_output(acc: &Accumulator, call: &AggCall, rows: i64) -> ScalarValue {
+    match (&call.kind, acc) {
+        (AggKind::CountRows, _) => ScalarValue::Int64(Some(rows)),
+        (AggKind::Count | AggKind::CountDistinct, Accumulator::Count(n)) => ScalarValue::Int64(Some(*n)),
+        (AggKind::Sum, Accumulator::Sum { count, sum }) if *count > 0 => sum_output(*sum, call),
+        (AggKind::Avg, Accumulator::Sum { count, sum }) if *count > 0 => avg_output(*sum, *count, call),
+        (AggKind::BoolAnd, Accumulator::Bools { trues, falses }) if trues + falses > 0 => {
+            ScalarValue::Boolean(Some(*falses == 0))
+        }
+        (AggKind::BoolOr, Accumulator::Bools { trues, falses }) if trues + falses > 0 => {
+            ScalarValue::Boolean(Some(*trues > 0))
+        }
+        _ => ScalarValue::try_from(&call.output_type).unwrap_or(ScalarValue::Null),
+    }
+}
+
+fn sum_output(sum: Sum, call: &AggCall) -> ScalarValue {
+    let value = match (sum, &call.output_type) {
+        (Sum::Exact(v), DataType::Decimal128(p, s)) => Some(ScalarValue::Decimal128(Some(v), *p, *s)),
+        (Sum::Exact(v), DataType::UInt64) => u64::try_from(v).ok().map(|v| ScalarValue::UInt64(Some(v))),
+        (Sum::Exact(v), _) => i64::try_from(v).ok().map(|v| ScalarValue::Int64(Some(v))),
+        (Sum::Float(v), _) => Some(ScalarValue::Float64(Some(v))),
+    };
+    cast_output(value, call)
+}
+
+fn avg_output(sum: Sum, count: i64, call: &AggCall) -> ScalarValue {
+    let value = match (sum, &call.output_type, &call.input_type) {
+        (Sum::Exact(v), DataType::Decimal128(p, s), DataType::Decimal128(_, input_scale)) => {
+            // As DataFusion does: rescale to the output scale, then truncate.
+            let factor = 10i128.checked_pow((*s as i32 - *input_scale as i32).max(0) as u32);
+            factor
+                .and_then(|f| v.checked_mul(f))
+                .map(|scaled| ScalarValue::Decimal128(Some(scaled / count as i128), *p, *s))
+        }
+        (Sum::Exact(v), _, _) => Some(ScalarValue::Float64(Some(v as f64 / count as f64))),
+        (Sum::Float(v), _, _) => Some(ScalarValue::Float64(Some(v / count as f64))),
+    };
+    cast_output(value, call)
+}
+
+/// Casts to the call's output type; a value that does not fit becomes NULL with a warning.
+fn cast_output(value: Option<ScalarValue>, call: &AggCall) -> ScalarValue {
+    let null = ScalarValue::try_from(&call.output_type).unwrap_or(ScalarValue::Null);
+    match value.map(|v| v.cast_to(&call.output_type)) {
+        Some(Ok(v)) => v,
+        _ => {
+            tracing::warn!(aggregate = ?call.kind, "aggregate result out of range for {}; NULL", call.output_type);
+            null
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn group_state_round_trips() {
+        let state = GroupState {
+            rows: 3,
+            accumulators: vec![
+                Accumulator::None,
+                Accumulator::Count(-2),
+                Accumulator::Sum { count: 2, sum: Sum::Exact(-170141183460469231731687303715884105728) },
+                Accumulator::Sum { count: 1, sum: Sum::Float(0.5) },
+                Accumulator::Bools { trues: 1, falses: 4 },
+            ],
+        };
+        assert_eq!(GroupState::decode(&state.encode()).unwrap(), state);
+        assert!(GroupState::decode(&[1, 2, 3]).is_err());
+    }
+}

@@ -1,0 +1,93 @@
+//! The operator contract (STYLE rule 4) and the operators, one per file.
+//!
+//! An operator is driven by its actor (`stream::actor`): `on_chunk` for every change chunk
+//! of an input, `on_barrier` once a barrier has arrived on every input, then `checkpoint`
+//! to seal the epoch's state writes into the coordinator's batch. Operators read state
+//! through [`OperatorContext::snapshot`], the last committed epoch; their `StateTable`s
+//! layer the uncommitted writes on top. Stateless operators use the default hooks.
+
+pub mod filter;
+pub mod hash_agg;
+pub mod hash_join;
+pub mod materialize;
+pub mod project;
+pub mod top_n;
+pub mod union;
+
+#[cfg(test)]
+pub mod testing;
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, RecordBatch, new_null_array};
+use datafusion::physical_expr::PhysicalExpr;
+
+use super::message::Chunk;
+use crate::common::Result;
+use crate::state::{Epoch, Snapshot, TableId, WriteBatch};
+
+pub struct OperatorContext {
+    /// Everything committed up to the last epoch this operator sealed.
+    pub snapshot: Arc<dyn Snapshot>,
+    /// The view this operator maintains, for log messages.
+    pub view: Arc<str>,
+}
+
+pub trait Operator: Send {
+    fn name(&self) -> &'static str;
+
+    /// The state tables this operator writes.
+    fn state_tables(&self) -> Vec<TableId> {
+        Vec::new()
+    }
+
+    /// Maps one input chunk (from input `input`) to output chunks.
+    fn on_chunk(&mut self, ctx: &OperatorContext, input: usize, chunk: Chunk) -> Result<Vec<Chunk>>;
+
+    /// Called when barrier `epoch` has arrived on every input, before it is passed on.
+    fn on_barrier(&mut self, _ctx: &OperatorContext, _epoch: Epoch) -> Result<Vec<Chunk>> {
+        Ok(Vec::new())
+    }
+
+    /// Seals the epoch's state writes into `batch`; they stay readable until `committed`.
+    fn checkpoint(&mut self, _batch: &mut WriteBatch) {}
+
+    /// Everything sealed so far is in the snapshot the next `OperatorContext` carries.
+    fn committed(&mut self) {}
+}
+
+/// Evaluates `expr` over `batch`. When the batch fails as a whole (division by zero, a
+/// failing cast), rows are evaluated one at a time and each failing row gets NULL, with a
+/// warning: a view keeps following its inputs rather than stopping every write.
+pub fn evaluate(expr: &Arc<dyn PhysicalExpr>, batch: &RecordBatch, view: &str) -> Result<ArrayRef> {
+    match expr.evaluate(batch).and_then(|v| v.into_array(batch.num_rows())) {
+        Ok(array) => Ok(array),
+        Err(batch_error) => {
+            let data_type = expr.data_type(batch.schema().as_ref())?;
+            let mut pieces = Vec::with_capacity(batch.num_rows());
+            let mut failures = 0usize;
+            for row in 0..batch.num_rows() {
+                let one = batch.slice(row, 1);
+                match expr.evaluate(&one).and_then(|v| v.into_array(1)) {
+                    Ok(array) => pieces.push(array),
+                    Err(_) => {
+                        failures += 1;
+                        pieces.push(new_null_array(&data_type, 1));
+                    }
+                }
+            }
+            tracing::warn!(
+                view,
+                expression = %expr,
+                rows = failures,
+                error = %crate::common::Error::from(batch_error),
+                "expression failed while maintaining a view; the value is NULL for those rows"
+            );
+            let refs: Vec<&dyn datafusion::arrow::array::Array> = pieces.iter().map(|a| a.as_ref()).collect();
+            if refs.is_empty() {
+                return Ok(new_null_array(&data_type, 0));
+            }
+            Ok(datafusion::arrow::compute::concat(&refs)?)
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! Operator tests in text form (STYLE rule 11): a chunk is one line per row, an op then the
+//! values — `+` insert, `-` delete, `U-` / `U+` an update pair, `.` a NULL.
+//!
+//! ```text
+//! + 1 10
+//! U- 1 10
+//! U+ 1 11
+//! ```
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::common::ScalarValue;
+
+use super::OperatorContext;
+use crate::state::{MemoryStore, StateStore, WriteBatch};
+use crate::stream::message::{Chunk, Op};
+
+/// `"a:int b:text c:float d:bool"`: columns with short type names, all nullable.
+pub fn schema(spec: &str) -> SchemaRef {
+    let fields: Vec<Field> = spec
+        .split_whitespace()
+        .map(|column| {
+            let (name, ty) = column.split_once(':').expect("name:type");
+            let data_type = match ty {
+                "int" => DataType::Int64,
+                "int4" => DataType::Int32,
+                "text" => DataType::Utf8,
+                "float" => DataType::Float64,
+                "bool" => DataType::Boolean,
+                other => panic!("unknown test type {other}"),
+            };
+            Field::new(name, data_type, true)
+        })
+        .collect();
+    Arc::new(Schema::new(fields))
+}
+
+pub fn chunk(schema: &SchemaRef, text: &str) -> Chunk {
+    let mut ops = Vec::new();
+    let mut rows: Vec<Vec<&str>> = Vec::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let mut parts = line.split_whitespace();
+        ops.push(match parts.next().expect("op") {
+            "+" => Op::Insert,
+            "-" => Op::Delete,
+            "U-" => Op::UpdateDelete,
+            "U+" => Op::UpdateInsert,
+            other => panic!("unknown op {other}"),
+        });
+        rows.push(parts.collect());
+    }
+    let columns: Vec<ArrayRef> = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, field)| {
+            let values = rows.iter().map(|row| {
+                let text = row[i];
+                if text == "." {
+                    ScalarValue::try_from(field.data_type()).unwrap()
+                } else {
+                    ScalarValue::try_from_string(text.to_string(), field.data_type()).unwrap()
+                }
+            });
+            if rows.is_empty() {
+                datafusion::arrow::array::new_empty_array(field.data_type())
+            } else {
+                ScalarValue::iter_to_array(values).unwrap()
+            }
+        })
+        .collect();
+    let data = RecordBatch::try_new(schema.clone(), columns).unwrap();
+    Chunk::new(ops, data)
+}
+
+/// The chunks in text form, one row per line.
+pub fn pretty(chunks: &[Chunk]) -> String {
+    let options = FormatOptions::default().with_null(".");
+    let mut lines = Vec::new();
+    for chunk in chunks {
+        let formatters: Vec<ArrayFormatter> = chunk
+            .data
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap())
+            .collect();
+        for (row, op) in chunk.ops.iter().enumerate() {
+            let mut line = match op {
+                Op::Insert => "+".to_string(),
+                Op::Delete => "-".to_string(),
+                Op::UpdateDelete => "U-".to_string(),
+                Op::UpdateInsert => "U+".to_string(),
+            };
+            for formatter in &formatters {
+                line.push(' ');
+                line.push_str(&formatter.value(row).to_string());
+            }
+            lines.push(line);
+        }
+    }
+    lines.join("\n")
+}
+
+/// Normalizes an expected text block (trims indentation and blank lines).
+pub fn lines(text: &str) -> String {
+    text.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("\n")
+}
+
+/// A store and a context to drive an operator through epochs.
+pub struct Harness {
+    pub store: Arc<MemoryStore>,
+    pub ctx: OperatorContext,
+}
+
+impl Harness {
+    pub fn new() -> Self {
+        let store = Arc::new(MemoryStore::default());
+        let ctx = OperatorContext { snapshot: store.snapshot(), view: Arc::from("test") };
+        Harness { store, ctx }
+    }
+
+    /// Ends an epoch: seals the operator's state, commits it and moves to a new snapshot.
+    pub fn commit(&mut self, operator: &mut dyn super::Operator) {
+        let mut batch = WriteBatch::default();
+        operator.checkpoint(&mut batch);
+        self.store.commit(batch).unwrap();
+        self.ctx.snapshot = self.store.snapshot();
+        operator.committed();
+    }
+}
