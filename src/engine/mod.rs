@@ -109,6 +109,10 @@ impl Database {
     /// Commits what is pending and stops the commit loop. Writes after this fail.
     pub async fn shutdown(&self) -> Result<()> {
         let result = self.coordinator.flush().await;
+        let dataflows: Vec<_> = self.dataflows.lock().drain().map(|(_, d)| d).collect();
+        for dataflow in dataflows {
+            dataflow.stop().await;
+        }
         let commit_loop = self.commit_loop.lock().take();
         if let Some(handle) = commit_loop {
             handle.abort();

@@ -60,6 +60,17 @@ impl Drop for Dataflow {
 }
 
 impl Dataflow {
+    /// Stops every actor and waits until they are gone (they hold the state store open).
+    pub async fn stop(mut self) {
+        let handles = std::mem::take(&mut self.handles);
+        for handle in &handles {
+            handle.abort();
+        }
+        for handle in handles {
+            let _ = handle.await;
+        }
+    }
+
     /// Starts the actors of `plan`, whose root is the view's Materialize node.
     pub fn start(plan: &StreamNode, env: &mut DataflowEnv<'_>) -> Result<Dataflow> {
         let NodeKind::Materialize { view } = &plan.kind else {

@@ -9,10 +9,10 @@ use tokio_postgres::Client;
 use crate::harness::{TestServer, rows};
 
 /// A small deterministic generator (xorshift64*), so failures reproduce.
-struct Random(u64);
+pub struct Random(pub u64);
 
 impl Random {
-    fn below(&mut self, n: u64) -> i64 {
+    pub fn below(&mut self, n: u64) -> i64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;

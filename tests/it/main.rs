@@ -8,3 +8,4 @@ mod harness;
 mod protocol;
 mod robustness;
 mod slt;
+mod views;

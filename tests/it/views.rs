@@ -1,0 +1,234 @@
+//! Differential test of materialized views: random INSERT / UPDATE / DELETE sequences over
+//! three tables (NULLs, duplicate rows, key updates, deletes of the current extremes),
+//! and after every FLUSH each view must equal its query evaluated in batch by DataFusion
+//! over the current tables. Midway the server restarts and the views must resume.
+
+use tokio_postgres::Client;
+
+use crate::differential::Random;
+use crate::harness::{TestServer, rows};
+
+/// (name, CREATE MATERIALIZED VIEW query, the same query over base tables only).
+const VIEWS: &[(&str, &str, Option<&str>)] = &[
+    (
+        "filter_project",
+        "SELECT id, v * 2 AS v2, CASE WHEN v > 50 THEN 'hi' ELSE 'lo' END AS band, COALESCE(s, 'none') AS s2, \
+         upper(s) AS su, length(s) AS l, CAST(v AS TEXT) AS vt FROM a WHERE v IS NULL OR v % 3 <> 0",
+        None,
+    ),
+    (
+        "agg_basic",
+        "SELECT g, count(*) AS n, count(v) AS nv, sum(v) AS sv, min(v) AS mn, max(v) AS mx FROM a GROUP BY g",
+        None,
+    ),
+    ("agg_having", "SELECT g, sum(v) AS sv FROM a GROUP BY g HAVING count(*) > 1", None),
+    ("agg_avg", "SELECT g, avg(v) AS av FROM a GROUP BY g", None),
+    ("agg_distinct", "SELECT g, count(DISTINCT v) AS dv, count(DISTINCT s) AS ds FROM a GROUP BY g", None),
+    (
+        "agg_bool_string",
+        "SELECT g, bool_and(v > 10) AS all_big, bool_or(v > 90) AS any_huge, string_agg(s, ',' ORDER BY s) AS ss \
+         FROM a GROUP BY g",
+        None,
+    ),
+    ("agg_global", "SELECT count(*) AS n, sum(v) AS sv, max(v) AS mx, min(s) AS ms FROM a", None),
+    ("agg_global_filtered", "SELECT count(*) AS n, avg(w) AS aw FROM b WHERE w > 8", None),
+    (
+        "agg_expr_keys",
+        "SELECT g % 2 AS parity, s IS NULL AS no_s, sum(v) AS sv FROM a GROUP BY g % 2, s IS NULL",
+        None,
+    ),
+    ("distinct_rows", "SELECT DISTINCT g, s FROM a", None),
+    ("inner_join", "SELECT a.id, b.id AS bid, a.v + b.w AS t FROM a JOIN b ON a.g = b.g", None),
+    ("left_join", "SELECT a.id, b.w FROM a LEFT JOIN b ON a.g = b.g", None),
+    ("right_join", "SELECT a.v, b.id FROM a RIGHT JOIN b ON a.g = b.g", None),
+    ("full_join", "SELECT a.id, b.id AS bid FROM a FULL JOIN b ON a.g = b.g", None),
+    ("multi_join", "SELECT a.id, b.id AS bid, c.y FROM a JOIN b ON a.g = b.g JOIN c ON b.w = c.x", None),
+    ("self_join", "SELECT x.id, y.id AS yid FROM a x JOIN a y ON x.g = y.g AND x.id < y.id", None),
+    ("residual_join", "SELECT a.id, b.id AS bid FROM a JOIN b ON a.g = b.g AND a.v > b.w * 10", None),
+    ("left_join_residual", "SELECT a.id, b.id AS bid FROM a LEFT JOIN b ON a.g = b.g AND b.w > 5", None),
+    ("semi_exists", "SELECT id, v FROM a WHERE EXISTS (SELECT 1 FROM b WHERE b.g = a.g AND b.w > 5)", None),
+    ("anti_not_exists", "SELECT id FROM a WHERE NOT EXISTS (SELECT 1 FROM b WHERE b.g = a.g)", None),
+    ("semi_in", "SELECT id FROM a WHERE g IN (SELECT x FROM c)", None),
+    ("anti_not_in", "SELECT id FROM a WHERE g NOT IN (SELECT x FROM c)", None),
+    ("union_all", "SELECT g FROM a UNION ALL SELECT g FROM b", None),
+    ("union_distinct", "SELECT g FROM a UNION SELECT x FROM c", None),
+    ("top_n", "SELECT id, v FROM a ORDER BY v DESC NULLS LAST, id LIMIT 3", None),
+    ("top_n_offset", "SELECT id, v FROM a ORDER BY v, id LIMIT 2 OFFSET 1", None),
+    (
+        "group_top_n",
+        "SELECT g, id, v, rn FROM (SELECT g, id, v, ROW_NUMBER() OVER (PARTITION BY g ORDER BY v DESC, id) AS rn FROM a) t \
+         WHERE rn <= 2",
+        None,
+    ),
+    (
+        "agg_over_join",
+        "SELECT b.g, count(*) AS n, sum(a.v) AS s FROM a JOIN b ON a.g = b.g GROUP BY b.g",
+        None,
+    ),
+    ("bag_counts", "SELECT x, count(*) AS n, sum(y) AS sy FROM c GROUP BY x", None),
+    ("bag_rows", "SELECT x, y FROM c WHERE y > 0", None),
+    (
+        "view_on_view",
+        "SELECT g, n * 10 AS n10, mx FROM agg_basic WHERE n > 1",
+        Some(
+            "SELECT g, n * 10 AS n10, mx FROM (SELECT g, count(*) AS n, max(v) AS mx FROM a GROUP BY g) s WHERE n > 1",
+        ),
+    ),
+    (
+        "view_on_view_join",
+        "SELECT l.id, l.w, v.sv FROM left_join l JOIN agg_basic v ON l.w = v.g WHERE l.w IS NOT NULL",
+        None,
+    ),
+];
+
+async fn create_tables(client: &Client) {
+    client
+        .batch_execute(
+            "CREATE TABLE a (id INT PRIMARY KEY, g INT, v INT, s TEXT);
+             CREATE TABLE b (id INT PRIMARY KEY, g INT, w INT);
+             CREATE TABLE c (x INT, y INT);",
+        )
+        .await
+        .unwrap();
+}
+
+fn value(random: &mut Random, range: u64, null_one_in: u64) -> String {
+    if random.below(null_one_in) == 0 { "NULL".into() } else { random.below(range).to_string() }
+}
+
+fn text(random: &mut Random) -> String {
+    match random.below(5) {
+        0 => "NULL".into(),
+        n => format!("'{}'", ["x", "ab", "b", "abc"][n as usize - 1]),
+    }
+}
+
+/// One random change; statements that fail (a key collision) change nothing.
+async fn step(client: &Client, random: &mut Random, next_id: &mut i64) {
+    let id = random.below(*next_id as u64 + 1);
+    let sql = match random.below(14) {
+        0..=2 => {
+            *next_id += 1;
+            format!(
+                "INSERT INTO a VALUES ({}, {}, {}, {})",
+                next_id,
+                value(random, 4, 6),
+                value(random, 101, 8),
+                text(random)
+            )
+        }
+        3 => format!("UPDATE a SET v = {} WHERE id = {id}", value(random, 101, 8)),
+        4 => format!("UPDATE a SET g = {}, s = {} WHERE id = {id}", value(random, 4, 6), text(random)),
+        5 => format!("UPDATE a SET id = id + {} WHERE id = {id}", 1 + random.below(3)),
+        6 => format!("DELETE FROM a WHERE id = {id}"),
+        7 => "DELETE FROM a WHERE v = (SELECT max(v) FROM a)".into(),
+        8 => format!(
+            "INSERT INTO b VALUES ({}, {}, {})",
+            random.below(30),
+            value(random, 4, 6),
+            value(random, 11, 8)
+        ),
+        9 => format!(
+            "UPDATE b SET w = {}, g = {} WHERE id = {}",
+            value(random, 11, 8),
+            value(random, 4, 6),
+            random.below(30)
+        ),
+        10 => format!("DELETE FROM b WHERE id = {}", random.below(30)),
+        11 => {
+            let row = format!("({}, {})", value(random, 11, 5), value(random, 5, 5));
+            format!("INSERT INTO c VALUES {row}, {row}")
+        }
+        12 => format!("DELETE FROM c WHERE x = {}", random.below(11)),
+        _ => format!("UPDATE c SET y = y + 1 WHERE x = {}", random.below(11)),
+    };
+    let _ = client.simple_query(&sql).await;
+}
+
+/// Rows as sorted text lines; floats rounded so that sums in different orders compare.
+fn normalized(rows: Vec<Vec<String>>) -> Vec<String> {
+    let mut lines: Vec<String> = rows
+        .into_iter()
+        .map(|row| {
+            row.into_iter()
+                .map(|cell| match cell.parse::<f64>() {
+                    Ok(f) if cell.contains('.') || cell.contains('e') => format!("{f:.6}"),
+                    _ => cell,
+                })
+                .collect::<Vec<_>>()
+                .join("|")
+        })
+        .collect();
+    lines.sort();
+    lines
+}
+
+async fn check(client: &Client, at: &str) {
+    for (name, query, batch) in VIEWS {
+        let view = normalized(rows(client, &format!("SELECT * FROM {name}")).await);
+        let expected = normalized(rows(client, batch.unwrap_or(query)).await);
+        assert_eq!(view, expected, "view {name} after {at}: {query}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn views_equal_their_queries_under_random_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(dir.path()).await;
+    let client = server.client().await;
+    create_tables(&client).await;
+    let mut random = Random(0x7e57_0f_5ab0_71e5);
+    let mut next_id = 0;
+    // Some rows exist before the views: they are backfilled.
+    for _ in 0..30 {
+        step(&client, &mut random, &mut next_id).await;
+    }
+    for (i, (name, query, _)) in VIEWS.iter().enumerate() {
+        // Exercise single-instance and hash-partitioned plans.
+        let parallelism = 1 + i % 3;
+        client
+            .batch_execute(&format!(
+                "SET streaming_parallelism = {parallelism}; CREATE MATERIALIZED VIEW {name} AS {query}"
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    check(&client, "the backfill").await;
+    client.batch_execute("SET implicit_flush = off").await.unwrap();
+    for round in 0..24 {
+        for _ in 0..1 + random.below(12) {
+            step(&client, &mut random, &mut next_id).await;
+        }
+        client.batch_execute("FLUSH").await.unwrap();
+        check(&client, &format!("round {round}")).await;
+        if round == 12 {
+            drop(client);
+            server.stop().await;
+            let restarted = TestServer::start_in(dir.path()).await;
+            let client = restarted.client().await;
+            check(&client, "the restart").await;
+            return continue_after_restart(restarted, client, random, next_id).await;
+        }
+    }
+}
+
+async fn continue_after_restart(server: TestServer, client: Client, mut random: Random, mut next_id: i64) {
+    client.batch_execute("SET implicit_flush = off").await.unwrap();
+    for round in 13..24 {
+        for _ in 0..1 + random.below(12) {
+            step(&client, &mut random, &mut next_id).await;
+        }
+        client.batch_execute("FLUSH").await.unwrap();
+        check(&client, &format!("round {round} (after the restart)")).await;
+    }
+    // The sequence must leave the views something to compare.
+    let mut empty = Vec::new();
+    for (name, _, _) in VIEWS {
+        if rows(&client, &format!("SELECT * FROM {name}")).await.is_empty() {
+            empty.push(*name);
+        }
+    }
+    assert!(empty.len() <= 3, "views left empty: {empty:?}");
+    drop(client);
+    server.stop().await;
+}
