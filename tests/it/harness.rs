@@ -93,7 +93,10 @@ pub async fn connect(addr: SocketAddr) -> Client {
 
 /// Runs `sql` and returns every row as text (NULL as "NULL"), through the simple protocol.
 pub async fn rows(client: &Client, sql: &str) -> Vec<Vec<String>> {
-    let messages = client.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let messages = client.simple_query(sql).await.unwrap_or_else(|e| match e.as_db_error() {
+        Some(db) => panic!("{sql}: {} ({})", db.message(), db.code().code()),
+        None => panic!("{sql}: {e}"),
+    });
     messages
         .into_iter()
         .filter_map(|m| match m {

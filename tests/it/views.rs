@@ -165,9 +165,11 @@ fn normalized(rows: Vec<Vec<String>>) -> Vec<String> {
 
 async fn check(client: &Client, at: &str) {
     for (name, query, batch) in VIEWS {
-        let view = normalized(rows(client, &format!("SELECT * FROM {name}")).await);
         let expected = normalized(rows(client, batch.unwrap_or(query)).await);
-        assert_eq!(view, expected, "view {name} after {at}: {query}");
+        for suffix in ["", "_serial"] {
+            let view = normalized(rows(client, &format!("SELECT * FROM {name}{suffix}")).await);
+            assert_eq!(view, expected, "view {name}{suffix} after {at}: {query}");
+        }
     }
 }
 
@@ -184,14 +186,16 @@ async fn views_equal_their_queries_under_random_changes() {
         step(&client, &mut random, &mut next_id).await;
     }
     for (i, (name, query, _)) in VIEWS.iter().enumerate() {
-        // Exercise single-instance and hash-partitioned plans.
-        let parallelism = 1 + i % 3;
-        client
-            .batch_execute(&format!(
-                "SET streaming_parallelism = {parallelism}; CREATE MATERIALIZED VIEW {name} AS {query}"
-            ))
-            .await
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        // Every view twice: hash-partitioned (2 or 3 instances per stateful operator) and
+        // with single instances.
+        for (suffix, parallelism) in [("", 2 + i % 2), ("_serial", 1)] {
+            client
+                .batch_execute(&format!(
+                    "SET streaming_parallelism = {parallelism}; CREATE MATERIALIZED VIEW {name}{suffix} AS {query}"
+                ))
+                .await
+                .unwrap_or_else(|e| panic!("{name}{suffix}: {e}"));
+        }
     }
     check(&client, "the backfill").await;
     client.batch_execute("SET implicit_flush = off").await.unwrap();

@@ -69,7 +69,8 @@ pub fn join(planner: &mut StreamPlanner<'_>, join: &Join) -> Result<StreamNode> 
         schema,
         visible,
         stream_key: Some(stream_key),
-        parallelism: planner.parallelism,
+        // NOT IN's counts of right rows and NULL keys must see the whole right side.
+        parallelism: if join.null_aware { 1 } else { planner.parallelism },
         inputs: vec![left, right],
     })
 }
