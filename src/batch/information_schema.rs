@@ -51,8 +51,9 @@ fn schemata(catalog: &Catalog) -> Result<Arc<MemTable>> {
     )
 }
 
+/// As in Postgres, materialized views are not listed in information_schema.
 fn tables(catalog: &Catalog) -> Result<Arc<MemTable>> {
-    let tables: Vec<_> = catalog.tables().collect();
+    let tables: Vec<_> = catalog.tables().filter(|t| !t.is_view()).collect();
     let count = tables.len();
     table(
         text_fields(&["table_catalog", "table_schema", "table_name", "table_type"]),
@@ -68,6 +69,7 @@ fn tables(catalog: &Catalog) -> Result<Arc<MemTable>> {
 fn columns(catalog: &Catalog) -> Result<Arc<MemTable>> {
     let rows: Vec<_> = catalog
         .tables()
+        .filter(|t| !t.is_view())
         .flat_map(|t| {
             t.columns
                 .iter()

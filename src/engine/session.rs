@@ -313,6 +313,9 @@ impl Session {
         let Statement::Sql(statement) = statement else { return Ok((vec![], None)) };
         use ast::Statement as S;
         match statement.as_ref() {
+            S::Explain { statement: inner, .. } if matches!(inner.as_ref(), S::CreateView(_)) => {
+                Ok((vec![], Some(text_schema(&["QUERY PLAN"]))))
+            }
             S::Query(_) | S::Explain { .. } => {
                 let ctx = self.snapshot_context();
                 let plan = query::plan(&ctx, &query::name_subqueries(statement)).await?;

@@ -207,7 +207,10 @@ async fn views_resume_after_kill_9_without_rescanning() {
     let restart_log = std::fs::read_to_string(&log).unwrap()[before_restart..].to_string();
     for (name, _) in RECOVERY_VIEWS {
         assert!(
-            restart_log.lines().any(|l| l.contains("view resumed from its checkpoint") && l.contains(&format!("public.{name}"))),
+            restart_log
+                .lines()
+                .any(|l| l.contains("view resumed from its checkpoint")
+                    && l.contains(&format!("public.{name}"))),
             "no resume line for {name} in:\n{restart_log}"
         );
     }
