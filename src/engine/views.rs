@@ -100,11 +100,18 @@ impl Database {
 
         let epoch = {
             let mut boundary = self.coordinator.boundary().await?;
-            let epoch = self.stage_catalog_changes(vec![CatalogChange::CreateTable(desc.clone())])?;
             let snapshot = boundary.snapshot.clone();
             let start = boundary.epoch;
             self.start_dataflow(&root, &mut boundary, Some(snapshot), start)?;
-            epoch
+            match self.stage_catalog_changes(vec![CatalogChange::CreateTable(desc.clone())]) {
+                Ok(epoch) => epoch,
+                Err(e) => {
+                    if let Some(dataflow) = self.dataflows.lock().remove(&desc.id) {
+                        boundary.unregister(dataflow.id);
+                    }
+                    return Err(e);
+                }
+            }
         };
         self.coordinator.wait_committed(epoch).await?;
         tracing::info!(view = %desc.qualified_name(), epoch, "materialized view created");

@@ -176,6 +176,26 @@ impl StreamNode {
         }
     }
 
+    /// What each state table of this node holds, with its id, for EXPLAIN.
+    fn state_description(&self) -> Vec<String> {
+        match &self.kind {
+            NodeKind::HashAgg(agg) => {
+                let input = &self.inputs[0];
+                let values = agg
+                    .calls
+                    .iter()
+                    .filter_map(|c| c.value_table.map(|t| format!("{} values {t}", c.describe(input))));
+                std::iter::once(format!("groups {}", agg.group_table)).chain(values).collect()
+            }
+            NodeKind::HashJoin(join) => {
+                vec![format!("left rows {}", join.left_table), format!("right rows {}", join.right_table)]
+            }
+            NodeKind::TopN(top) => vec![format!("rows {}", top.table)],
+            NodeKind::Materialize { view } => vec![format!("view rows {}", view.id)],
+            _ => Vec::new(),
+        }
+    }
+
     pub fn walk(&self, visit: &mut dyn FnMut(&StreamNode)) {
         visit(self);
         for input in &self.inputs {
@@ -262,10 +282,9 @@ impl StreamNode {
             None => line.push_str(" key=none"),
         }
         let _ = write!(line, " parallelism={}", self.parallelism);
-        let tables = self.own_state_tables();
-        if !tables.is_empty() {
-            let ids: Vec<String> = tables.iter().map(|t| t.to_string()).collect();
-            let _ = write!(line, " state=[{}]", ids.join(", "));
+        let state = self.state_description();
+        if !state.is_empty() {
+            let _ = write!(line, " state=[{}]", state.join(", "));
         }
         lines.push(line);
         for input in &self.inputs {

@@ -24,7 +24,7 @@ pub fn aggregate(planner: &mut StreamPlanner<'_>, aggregate: &Aggregate) -> Resu
     let mut fields: Vec<(String, DataType)> = Vec::new();
     for (i, expr) in aggregate.group_expr.iter().enumerate() {
         exprs.push(planner.physical(expr, input_schema)?);
-        fields.push((format!("_group{i}"), expr.get_type(input_schema)?));
+        fields.push((aggregate.schema.field(i).name().clone(), expr.get_type(input_schema)?));
     }
     let group_len = exprs.len();
     let mut calls = Vec::new();
