@@ -152,8 +152,28 @@ impl ComputeRuntime {
         let task =
             AbortOnDrop(runtime.spawn(async move { ctx.execute_logical_plan(plan).await?.collect().await }));
         let batches = task.join().await??;
+        let batches = batches.into_iter().map(|b| conform(b, &schema)).collect::<Result<_>>()?;
         Ok((schema, batches))
     }
+}
+
+/// DataFusion's physical plan can produce a wider type than the logical plan declared (a
+/// UNION whose branches the optimizer coerces differently); clients were told the
+/// declared types, so results are cast to them (failing, not truncating, on overflow).
+fn conform(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+    if batch.schema().fields().iter().zip(schema.fields()).all(|(a, b)| a.data_type() == b.data_type()) {
+        return Ok(batch);
+    }
+    let options = datafusion::arrow::compute::CastOptions { safe: false, ..Default::default() };
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(column, field)| {
+            datafusion::arrow::compute::cast_with_options(column, field.data_type(), &options)
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }
 
 impl Drop for ComputeRuntime {
