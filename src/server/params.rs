@@ -116,7 +116,6 @@ fn decode_numeric(bytes: &[u8]) -> Result<String> {
     frac_part.insert_str(0, &"0000".repeat(leading_frac_groups as usize));
     let int_part = int_part.trim_start_matches('0');
     let int_part = if int_part.is_empty() { "0" } else { int_part };
-    let mut frac_part = frac_part;
     frac_part.truncate(scale);
     while frac_part.len() < scale {
         frac_part.push('0');

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
-use super::{Snapshot, StateResult, StateStore, TableId, WriteBatch, WriteOp, store_range, table_key};
+use super::{
+    RangeVisitor, Snapshot, StateResult, StateStore, TableId, WriteBatch, WriteOp, store_range, table_key,
+};
 
 type Map = BTreeMap<Vec<u8>, Vec<u8>>;
 
@@ -29,7 +31,7 @@ impl Snapshot for MemorySnapshot {
         table_id: TableId,
         start: &[u8],
         end: Option<&[u8]>,
-        visit: &mut dyn FnMut(&[u8], &[u8]) -> StateResult<bool>,
+        visit: &mut RangeVisitor<'_>,
     ) -> StateResult<()> {
         let (start, end) = store_range(table_id, start, end);
         if start >= end {

@@ -90,6 +90,11 @@ impl WriteBatch {
     }
 }
 
+/// Called with each `(key, value)` of a range scan; returns whether to go on.
+pub type RangeVisitor<'a> = dyn FnMut(&[u8], &[u8]) -> StateResult<bool> + 'a;
+/// Called with each `(key, value)` of a full scan.
+pub type Visitor<'a> = dyn FnMut(&[u8], &[u8]) -> StateResult<()> + 'a;
+
 /// A consistent, read-only view of the store as of one commit.
 pub trait Snapshot: Send + Sync {
     fn get(&self, table_id: TableId, key: &[u8]) -> StateResult<Option<Vec<u8>>>;
@@ -102,15 +107,11 @@ pub trait Snapshot: Send + Sync {
         table_id: TableId,
         start: &[u8],
         end: Option<&[u8]>,
-        visit: &mut dyn FnMut(&[u8], &[u8]) -> StateResult<bool>,
+        visit: &mut RangeVisitor<'_>,
     ) -> StateResult<()>;
 
     /// Calls `visit` with every `(key, value)` of the table in key order.
-    fn scan(
-        &self,
-        table_id: TableId,
-        visit: &mut dyn FnMut(&[u8], &[u8]) -> StateResult<()>,
-    ) -> StateResult<()> {
+    fn scan(&self, table_id: TableId, visit: &mut Visitor<'_>) -> StateResult<()> {
         self.scan_range(table_id, &[], None, &mut |k, v| visit(k, v).map(|()| true))
     }
 }

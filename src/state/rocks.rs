@@ -6,7 +6,8 @@ use std::sync::Arc;
 use rocksdb::{DB, Direction, IteratorMode, Options, ReadOptions, SnapshotWithThreadMode, WriteOptions};
 
 use super::{
-    Snapshot, StateError, StateResult, StateStore, TableId, WriteBatch, WriteOp, store_range, table_key,
+    RangeVisitor, Snapshot, StateError, StateResult, StateStore, TableId, WriteBatch, WriteOp, store_range,
+    table_key,
 };
 
 pub struct RocksStore {
@@ -57,7 +58,7 @@ impl Snapshot for RocksSnapshot {
         table_id: TableId,
         start: &[u8],
         end: Option<&[u8]>,
-        visit: &mut dyn FnMut(&[u8], &[u8]) -> StateResult<bool>,
+        visit: &mut RangeVisitor<'_>,
     ) -> StateResult<()> {
         let (start, end) = store_range(table_id, start, end);
         if start >= end {

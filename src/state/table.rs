@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
-use super::{Snapshot, StateResult, TableId, WriteBatch};
+use super::{RangeVisitor, Snapshot, StateResult, TableId, Visitor, WriteBatch};
 
 /// Writes not yet committed: `Some(value)` is a put, `None` a delete.
 type Overlay = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
@@ -46,11 +46,7 @@ impl StateTable {
     }
 
     /// Visits every live `(key, value)` in key order, uncommitted writes included.
-    pub fn scan(
-        &self,
-        snapshot: &dyn Snapshot,
-        visit: &mut dyn FnMut(&[u8], &[u8]) -> StateResult<()>,
-    ) -> StateResult<()> {
+    pub fn scan(&self, snapshot: &dyn Snapshot, visit: &mut Visitor<'_>) -> StateResult<()> {
         self.scan_range(snapshot, &[], None, &mut |k, v| visit(k, v).map(|()| true))
     }
 
@@ -61,7 +57,7 @@ impl StateTable {
         snapshot: &dyn Snapshot,
         start: &[u8],
         end: Option<&[u8]>,
-        visit: &mut dyn FnMut(&[u8], &[u8]) -> StateResult<bool>,
+        visit: &mut RangeVisitor<'_>,
     ) -> StateResult<()> {
         let overlay = self.overlay_range(start, end);
         let mut overlay = overlay.into_iter().peekable();

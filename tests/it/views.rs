@@ -179,7 +179,7 @@ async fn views_equal_their_queries_under_random_changes() {
     let server = TestServer::start_in(dir.path()).await;
     let client = server.client().await;
     create_tables(&client).await;
-    let mut random = Random(0x7e57_0f_5ab0_71e5);
+    let mut random = Random(0x007e_570f_5ab0_71e5);
     let mut next_id = 0;
     // Some rows exist before the views: they are backfilled.
     for _ in 0..30 {

@@ -96,7 +96,7 @@ fn bounded(
         LogicalPlan::Window(window) => {
             let [Expr::WindowFunction(function)] = window.window_expr.as_slice() else { return Ok(None) };
             let output = window.schema.field(window.schema.fields().len() - 1);
-            if output.name() != column || function.fun.name().to_ascii_lowercase() != "row_number" {
+            if output.name() != column || !function.fun.name().eq_ignore_ascii_case("row_number") {
                 return Ok(None);
             }
             let params = &function.params;

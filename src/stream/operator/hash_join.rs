@@ -3,8 +3,9 @@
 //!
 //! Each side keeps its rows in a state table keyed by (join key, row's stream key); the
 //! value is the row and its degree, the number of rows on the other side it matches
-//! (equal keys and a true residual). A row arriving on one side probes the other side's
-//! rows with the same key:
+//! (equal keys and a true residual). Degrees are kept up to date only where they decide
+//! something: on a preserved side of an outer join and on the output side of a semi or
+//! anti join. A row arriving on one side probes the other side's rows with the same key:
 //! - inner pairs are inserted (or deleted, for a deletion) for every match;
 //! - a preserved (outer) side emits its row NULL-padded while its degree is 0: the first
 //!   match retracts the padded row, the last unmatch re-inserts it;
@@ -12,6 +13,7 @@
 //!   the other way round;
 //! - null-aware anti also counts the right side's rows and NULL keys: a NULL on the right
 //!   empties the result, an empty right side shows every left row.
+//!
 //! Update pairs are handled as a delete and an insert. Rows with a NULL key never match.
 //! Output columns: left visible, right visible, left hidden, right hidden (semi / anti:
 //! the output side's columns only).
@@ -275,6 +277,7 @@ impl HashJoinOperator {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn process_row(
         &mut self,
         ctx: &OperatorContext,
@@ -339,7 +342,10 @@ impl HashJoinOperator {
                         let (l, r) = padded(other, &m.row);
                         out.push(Op::Insert, l, r);
                     }
-                    self.put(other, m.key.clone(), degree, &m.row);
+                    // Degrees matter only for a preserved side's NULL-padded row.
+                    if self.preserves(other) {
+                        self.put(other, m.key.clone(), degree, &m.row);
+                    }
                 }
                 if self.preserves(side) && matches.is_empty() {
                     let (l, r) = padded(side, row);

@@ -115,6 +115,12 @@ pub struct Harness {
     pub ctx: OperatorContext,
 }
 
+impl Default for Harness {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Harness {
     pub fn new() -> Self {
         let store = Arc::new(MemoryStore::default());
