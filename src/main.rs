@@ -41,6 +41,12 @@ struct ServeArgs {
     /// Most concurrent client connections; more are refused.
     #[arg(long, env = "SABOT_CONNECTIONS_MAX", default_value_t = 1000)]
     connections_max: usize,
+    /// Messages each change channel (tables to views, between view operators) holds.
+    #[arg(long, env = "SABOT_CHANGE_CHANNEL_MESSAGES_MAX", default_value_t = 1024)]
+    change_channel_messages_max: usize,
+    /// RocksDB block cache for state reads, in bytes.
+    #[arg(long, env = "SABOT_STATE_CACHE_BYTES_MAX", default_value_t = 256 << 20)]
+    state_cache_bytes_max: usize,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -64,7 +70,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ephemeral: args.ephemeral,
         barrier_interval_ms: args.barrier_interval_ms,
         connections_max: args.connections_max,
-        ..Config::default()
+        change_channel_messages_max: args.change_channel_messages_max.max(1),
+        state_cache_bytes_max: args.state_cache_bytes_max,
     };
     let db = Database::open(config.clone()).await.context("cannot open the database")?;
     let (listener, address) = sabot::server::bind(config.listen)

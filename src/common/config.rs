@@ -14,8 +14,12 @@ pub struct Config {
     pub ephemeral: bool,
     /// How often the barrier coordinator commits an epoch. Default 100 ms.
     pub barrier_interval_ms: u64,
-    /// Bound of each change-stream channel from a table to its subscribers, in messages.
+    /// Bound of each change-stream channel (a table to its subscribers, and between view
+    /// operators), in messages. Default 1024.
     pub change_channel_messages_max: usize,
+    /// RocksDB's block cache for state reads (tables, view operators), in bytes.
+    /// Default 256 MiB.
+    pub state_cache_bytes_max: usize,
     /// Bound on concurrent client connections. Default 1000.
     pub connections_max: usize,
 }
@@ -28,6 +32,7 @@ impl Default for Config {
             ephemeral: false,
             barrier_interval_ms: 100,
             change_channel_messages_max: 1024,
+            state_cache_bytes_max: 256 << 20,
             connections_max: 1000,
         }
     }

@@ -44,7 +44,7 @@ impl Database {
         let store: Arc<dyn StateStore> = if config.ephemeral {
             Arc::new(MemoryStore::default())
         } else {
-            Arc::new(RocksStore::open(&config.data_dir)?)
+            Arc::new(RocksStore::open(&config.data_dir, config.state_cache_bytes_max)?)
         };
         let snapshot = store.snapshot();
         let catalog = Catalog::load(snapshot.as_ref())?;

@@ -195,6 +195,6 @@ mod tests {
     #[test]
     fn rocks_store_meets_contract() {
         let dir = tempfile::tempdir().unwrap();
-        check_store_contract(&RocksStore::open(dir.path()).unwrap());
+        check_store_contract(&RocksStore::open(dir.path(), 8 << 20).unwrap());
     }
 }

@@ -15,12 +15,20 @@ pub struct RocksStore {
 }
 
 impl RocksStore {
-    pub fn open(path: &Path) -> StateResult<Self> {
+    /// Opens (or creates) the store in `path` with a block cache of `cache_bytes`.
+    pub fn open(path: &Path, cache_bytes: usize) -> StateResult<Self> {
         std::fs::create_dir_all(path)
             .map_err(|e| StateError::Backend(format!("cannot create {}: {e}", path.display())))?;
         let mut options = Options::default();
         options.create_if_missing(true);
         options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        // Operators and DML read single keys all the time: cache blocks, and keep bloom
+        // filters (10 bits per key) so that a read of an absent key rarely touches disk.
+        let mut table = rocksdb::BlockBasedOptions::default();
+        table.set_block_cache(&rocksdb::Cache::new_lru_cache(cache_bytes));
+        table.set_bloom_filter(10.0, false);
+        table.set_cache_index_and_filter_blocks(true);
+        options.set_block_based_table_factory(&table);
         let db = DB::open(&options, path)?;
         Ok(RocksStore { db: Arc::new(db) })
     }
