@@ -90,14 +90,7 @@ impl StreamPlanner<'_> {
                 }
                 let input = self.convert(&filter.input)?;
                 let predicate = self.physical(&filter.predicate, filter.input.schema())?;
-                Ok(StreamNode {
-                    kind: NodeKind::Filter { predicate },
-                    schema: input.schema.clone(),
-                    visible: input.visible,
-                    stream_key: input.stream_key.clone(),
-                    parallelism: input.parallelism,
-                    inputs: vec![input],
-                })
+                Ok(filter_node(input, predicate))
             }
             LogicalPlan::SubqueryAlias(alias) => self.convert(&alias.input),
             LogicalPlan::Aggregate(aggregate) => agg::aggregate(self, aggregate),
@@ -282,6 +275,18 @@ impl StreamPlanner<'_> {
             inputs: vec![node],
         };
         Ok((projected, columns))
+    }
+}
+
+/// A Filter over `input`: same columns, key and parallelism.
+fn filter_node(input: StreamNode, predicate: Arc<dyn PhysicalExpr>) -> StreamNode {
+    StreamNode {
+        kind: NodeKind::Filter { predicate },
+        schema: input.schema.clone(),
+        visible: input.visible,
+        stream_key: input.stream_key.clone(),
+        parallelism: input.parallelism,
+        inputs: vec![input],
     }
 }
 

@@ -15,14 +15,7 @@ pub fn group_top_n(planner: &mut StreamPlanner<'_>, filter: &Filter) -> Result<O
     let Some((column, limit)) = row_number_bound(&filter.predicate) else { return Ok(None) };
     let Some(input) = bounded(planner, &filter.input, &column, limit)? else { return Ok(None) };
     let predicate = planner.physical(&filter.predicate, filter.input.schema())?;
-    Ok(Some(StreamNode {
-        kind: NodeKind::Filter { predicate },
-        schema: input.schema.clone(),
-        visible: input.visible,
-        stream_key: input.stream_key.clone(),
-        parallelism: input.parallelism,
-        inputs: vec![input],
-    }))
+    Ok(Some(super::filter_node(input, predicate)))
 }
 
 /// `rn <= N`, `rn < N`, `N >= rn`, `rn = 1`: the column name and N.

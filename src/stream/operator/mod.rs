@@ -56,6 +56,20 @@ pub trait Operator: Send {
     fn committed(&mut self) {}
 }
 
+/// The rows of each distinct key, keys in order of first appearance.
+pub fn rows_by_key(keys: &[Vec<u8>]) -> Vec<(&[u8], Vec<usize>)> {
+    let mut index: std::collections::HashMap<&[u8], usize> = std::collections::HashMap::new();
+    let mut groups: Vec<(&[u8], Vec<usize>)> = Vec::new();
+    for (row, key) in keys.iter().enumerate() {
+        let at = *index.entry(key.as_slice()).or_insert_with(|| {
+            groups.push((key.as_slice(), Vec::new()));
+            groups.len() - 1
+        });
+        groups[at].1.push(row);
+    }
+    groups
+}
+
 /// Evaluates `expr` over `batch`. When the batch fails as a whole (division by zero, a
 /// failing cast), rows are evaluated one at a time and each failing row gets NULL, with a
 /// warning: a view keeps following its inputs rather than stopping every write.

@@ -117,21 +117,10 @@ impl Operator for TopNOperator {
         let keys = self.converter.convert_columns(&columns)?;
         let rows = self.rows.encode(chunk.data.columns())?;
 
-        let mut order: Vec<&[u8]> = Vec::new();
-        let mut rows_of: HashMap<&[u8], Vec<usize>> = HashMap::new();
-        for (row, group) in groups.iter().enumerate() {
-            rows_of
-                .entry(group.as_slice())
-                .or_insert_with(|| {
-                    order.push(group.as_slice());
-                    Vec::new()
-                })
-                .push(row);
-        }
         let (mut deletes, mut updates, mut inserts) = (Vec::new(), Vec::new(), Vec::new());
-        for group in order {
+        for (group, group_rows) in super::rows_by_key(&groups) {
             let before = self.window(ctx, group)?;
-            for &row in &rows_of[group] {
+            for &row in &group_rows {
                 let key = keys.row(row).data().to_vec();
                 if Chunk::is_insert(chunk.ops[row]) {
                     self.state.put(key, rows.row(row).data().to_vec());

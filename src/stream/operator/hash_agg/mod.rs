@@ -15,8 +15,6 @@
 
 mod state;
 
-use std::collections::HashMap;
-
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, RecordBatchOptions, new_empty_array};
 use datafusion::arrow::compute::SortOptions;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
@@ -331,23 +329,11 @@ impl Operator for HashAggOperator {
                 _ => None,
             });
         }
-        // Rows by group, groups in order of first appearance.
-        let mut order: Vec<&[u8]> = Vec::new();
-        let mut rows_of: HashMap<&[u8], Vec<usize>> = HashMap::new();
-        for (row, key) in keys.iter().enumerate() {
-            rows_of
-                .entry(key.as_slice())
-                .or_insert_with(|| {
-                    order.push(key.as_slice());
-                    Vec::new()
-                })
-                .push(row);
-        }
-        for key in order {
+        for (key, rows) in super::rows_by_key(&keys) {
             let old_state = self.load(ctx, key)?;
             let old = self.output(ctx, key, old_state.as_ref())?;
             let mut state = old_state.unwrap_or_else(|| GroupState::empty(&self.calls));
-            for &row in &rows_of[key] {
+            for &row in &rows {
                 let sign = if Chunk::is_insert(chunk.ops[row]) { 1 } else { -1 };
                 state.rows += sign;
                 for (i, call) in self.calls.iter().enumerate() {
