@@ -25,7 +25,7 @@ use crate::common::{Error, Result, SqlState, SqlType};
 use crate::plan::{NodeKind, StreamNode};
 use crate::sql::ddl::{normalize_ident, resolve_name};
 use crate::sql::parser::{Statement, parse};
-use crate::sql::stream_plan::{StreamPlanner, TableIds, nullable_schema, stored_type, unsupported};
+use crate::sql::stream_plan::{StreamPlanner, TableIds, project_in_place, stored_type, unsupported};
 use crate::state::{Epoch, Snapshot, TableId};
 use crate::stream::coordinator::Boundary;
 use crate::stream::dataflow::{Dataflow, DataflowEnv};
@@ -373,15 +373,9 @@ fn cast_to_stored(body: StreamNode) -> StreamNode {
             }
         })
         .collect();
-    let fields = body.schema.fields().iter().zip(types).map(|(f, t)| (f.name().clone(), t));
-    StreamNode {
-        kind: NodeKind::Project { exprs },
-        schema: nullable_schema(fields),
-        visible: body.visible,
-        stream_key: body.stream_key.clone(),
-        parallelism: body.parallelism,
-        inputs: vec![body],
-    }
+    let fields: Vec<(String, DataType)> =
+        body.schema.fields().iter().zip(types).map(|(f, t)| (f.name().clone(), t)).collect();
+    project_in_place(body, exprs, fields)
 }
 
 fn materialize(body: StreamNode, view: Arc<TableDesc>) -> StreamNode {

@@ -266,15 +266,24 @@ impl StreamPlanner<'_> {
             exprs.push(expr);
             fields.push((format!("_computed{i}"), data_type));
         }
-        let projected = StreamNode {
-            kind: NodeKind::Project { exprs },
-            schema: nullable_schema(fields),
-            visible: node.visible,
-            stream_key: node.stream_key.clone(),
-            parallelism: node.parallelism,
-            inputs: vec![node],
-        };
-        Ok((projected, columns))
+        Ok((project_in_place(node, exprs, fields), columns))
+    }
+}
+
+/// A Project over `input` that keeps its visible columns, key positions and parallelism
+/// (it recomputes or appends columns).
+pub fn project_in_place(
+    input: StreamNode,
+    exprs: Vec<Arc<dyn PhysicalExpr>>,
+    fields: impl IntoIterator<Item = (String, DataType)>,
+) -> StreamNode {
+    StreamNode {
+        kind: NodeKind::Project { exprs },
+        schema: nullable_schema(fields),
+        visible: input.visible,
+        stream_key: input.stream_key.clone(),
+        parallelism: input.parallelism,
+        inputs: vec![input],
     }
 }
 

@@ -107,6 +107,16 @@ pub struct HashJoinOperator {
     schema: SchemaRef,
 }
 
+/// One input row as the join sees it.
+struct Probe<'a> {
+    side: usize,
+    row: &'a [u8],
+    /// None when a key column is NULL: the row matches nothing.
+    join_key: Option<Vec<u8>>,
+    stream_key: &'a [u8],
+    insert: bool,
+}
+
 /// Output rows: an op and each side's encoded row (None: NULL-padded or not shown).
 #[derive(Default)]
 struct Pending {
@@ -277,20 +287,11 @@ impl HashJoinOperator {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn process_row(
-        &mut self,
-        ctx: &OperatorContext,
-        side: usize,
-        row: &[u8],
-        join_key: Option<Vec<u8>>,
-        stream_key: &[u8],
-        insert: bool,
-        out: &mut Pending,
-    ) -> Result<()> {
+    fn process_row(&mut self, ctx: &OperatorContext, probe: Probe<'_>, out: &mut Pending) -> Result<()> {
         if self.null_aware {
-            return self.process_null_aware(ctx, side, row, join_key, stream_key, insert, out);
+            return self.process_null_aware(ctx, probe, out);
         }
+        let Probe { side, row, join_key, stream_key, insert } = probe;
         let other = 1 - side;
         let matches = match &join_key {
             Some(key) => self.matches(ctx, other, key, row)?,
@@ -364,17 +365,13 @@ impl HashJoinOperator {
         Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn process_null_aware(
         &mut self,
         ctx: &OperatorContext,
-        side: usize,
-        row: &[u8],
-        join_key: Option<Vec<u8>>,
-        stream_key: &[u8],
-        insert: bool,
+        probe: Probe<'_>,
         out: &mut Pending,
     ) -> Result<()> {
+        let Probe { side, row, join_key, stream_key, insert } = probe;
         let counters = self.counters(ctx)?;
         let sign = if insert { 1 } else { -1 };
         if side == 0 {
@@ -472,15 +469,14 @@ impl Operator for HashJoinOperator {
         for (i, op) in chunk.ops.iter().enumerate() {
             let has_null = key_columns.iter().any(|c| c.is_null(i));
             let join_key = if has_null { None } else { Some(join_keys.row(i).data().to_vec()) };
-            self.process_row(
-                ctx,
-                input,
-                rows.row(i).data(),
+            let probe = Probe {
+                side: input,
+                row: rows.row(i).data(),
                 join_key,
-                &stream_keys[i],
-                Chunk::is_insert(*op),
-                &mut out,
-            )?;
+                stream_key: &stream_keys[i],
+                insert: Chunk::is_insert(*op),
+            };
+            self.process_row(ctx, probe, &mut out)?;
         }
         self.build(out)
     }
