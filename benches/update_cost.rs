@@ -15,9 +15,16 @@ const SIZES: [usize; 2] = [100_000, 1_000_000];
 const CHANGE_ROWS: usize = 1000;
 const GROUPS: usize = 1000;
 
+/// Runs `sql` and reads every result row (results stream: a query runs as it is read).
 async fn run(session: &mut Session, sql: &str) {
     for result in session.execute(sql).await {
-        if let Err(e) = result {
+        let rows = result.map(|outcome| outcome.rows);
+        let read = match rows {
+            Ok(Some(rows)) => rows.collect().await.map(|_| ()),
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = read {
             panic!("{}: {e}", &sql[..sql.len().min(120)]);
         }
     }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use sabot::common::config::{AuthMode, Secret};
 use sabot::{Config, Database};
 
 #[derive(Parser)]
@@ -38,9 +39,34 @@ struct ServeArgs {
     /// How often an epoch is committed, in milliseconds.
     #[arg(long, env = "SABOT_BARRIER_INTERVAL_MS", default_value_t = 100)]
     barrier_interval_ms: u64,
-    /// Most concurrent client connections; more are refused.
+    /// Most established client connections; one more is refused with 53300. As many may
+    /// be starting up at once (the oldest makes way for a new one).
     #[arg(long, env = "SABOT_CONNECTIONS_MAX", default_value_t = 1000)]
     connections_max: usize,
+    /// Milliseconds a connection may take to complete its startup and authentication.
+    #[arg(long, env = "SABOT_STARTUP_TIMEOUT_MS", default_value_t = 10_000)]
+    startup_timeout_ms: u64,
+    /// Bytes of the largest protocol message a client may send after authenticating.
+    #[arg(long, env = "SABOT_MESSAGE_BYTES_MAX", default_value_t = 64 << 20)]
+    message_bytes_max: usize,
+    /// Bytes of memory one statement may hold (sorts, hash tables, collected results,
+    /// COPY data); more fails with 53200.
+    #[arg(long, env = "SABOT_STATEMENT_MEMORY_BYTES_MAX", default_value_t = 1 << 30)]
+    statement_memory_bytes_max: usize,
+    /// How clients log in: `trust` (any existing role, no password) or `password`
+    /// (SCRAM-SHA-256). Default: trust when listening on loopback, password otherwise.
+    #[arg(long, env = "SABOT_AUTH", value_parser = ["trust", "password"])]
+    auth: Option<String>,
+    /// A file holding the password of the superuser `sabot` (trailing newline ignored);
+    /// the environment variable SABOT_PASSWORD gives it directly.
+    #[arg(long, env = "SABOT_PASSWORD_FILE")]
+    password_file: Option<PathBuf>,
+    /// PEM certificate chain for TLS (with --tls-key).
+    #[arg(long, env = "SABOT_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for TLS (with --tls-cert).
+    #[arg(long, env = "SABOT_TLS_KEY")]
+    tls_key: Option<PathBuf>,
     /// Messages each change channel (tables to views, between view operators) holds.
     #[arg(long, env = "SABOT_CHANGE_CHANNEL_MESSAGES_MAX", default_value_t = 1024)]
     change_channel_messages_max: usize,
@@ -55,7 +81,9 @@ fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_env("SABOT_LOG").unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    sabot::server::install_panic_hook();
     let cli = Cli::parse();
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     match cli.command {
@@ -64,16 +92,34 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let auth = match args.auth.as_deref() {
+        Some("password") => AuthMode::Password,
+        Some(_) => AuthMode::Trust,
+        None => AuthMode::default_for(&args.listen),
+    };
     let config = Config {
         listen: args.listen,
         data_dir: args.data_dir,
         ephemeral: args.ephemeral,
         barrier_interval_ms: args.barrier_interval_ms,
-        connections_max: args.connections_max,
+        connections_max: args.connections_max.max(1),
         change_channel_messages_max: args.change_channel_messages_max.max(1),
         state_cache_bytes_max: args.state_cache_bytes_max,
+        startup_timeout_ms: args.startup_timeout_ms.max(1),
+        message_bytes_max: args.message_bytes_max,
+        statement_memory_bytes_max: args.statement_memory_bytes_max.max(1),
+        auth,
+        superuser_password: superuser_password(args.password_file.as_deref())?,
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
     };
     let db = Database::open(config.clone()).await.context("cannot open the database")?;
+    if auth == AuthMode::Password && !db.catalog().roles().any(|r| r.login && r.password.is_some()) {
+        db.shutdown().await?;
+        anyhow::bail!(
+            "--auth password, but no role has a password: set the superuser's with SABOT_PASSWORD or --password-file"
+        );
+    }
     let (listener, address) = sabot::server::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -84,6 +130,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!("shutting down");
     db.shutdown().await?;
     Ok(())
+}
+
+/// The superuser password from SABOT_PASSWORD or the file given.
+fn superuser_password(file: Option<&std::path::Path>) -> anyhow::Result<Option<Secret>> {
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the password file {}", path.display()))?;
+        return Ok(Some(Secret(text.trim_end_matches(['\n', '\r']).to_string())));
+    }
+    Ok(std::env::var("SABOT_PASSWORD").ok().filter(|p| !p.is_empty()).map(Secret))
 }
 
 async fn shutdown_signal() {

@@ -2,6 +2,7 @@
 //! store and changed only through [`CatalogChange`]s committed with an epoch.
 
 mod codec;
+mod role;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use crate::common::{Error, Result, SqlState, SqlType};
 use crate::state::{META_TABLE, Snapshot, StateError, TableId, WriteBatch};
 
 pub use codec::TableCodec;
+pub use role::{RoleDesc, SCRAM_ITERATIONS, SUPERUSER, ScramVerifier, password_verifier};
 
 pub const DEFAULT_SCHEMA: &str = "public";
 /// Name of the hidden key column of tables declared without a primary key.
@@ -24,6 +26,7 @@ const SYSTEM_SCHEMAS: [&str; 3] = ["information_schema", "pg_catalog", DEFAULT_S
 const SCHEMA_PREFIX: &[u8] = b"catalog/schema/";
 const TABLE_PREFIX: &[u8] = b"catalog/table/";
 const NEXT_ID_KEY: &[u8] = b"catalog/next_id";
+const ROLE_PREFIX: &[u8] = b"catalog/role/";
 /// First id handed to a user table; lower ids are reserved for system tables.
 const FIRST_TABLE_ID: TableId = 1024;
 
@@ -126,18 +129,29 @@ pub enum CatalogChange {
     DropSchema(String),
     CreateTable(Arc<TableDesc>),
     DropTable(Arc<TableDesc>),
+    CreateRole(Arc<RoleDesc>),
+    /// Replaces a role's attributes (same name).
+    AlterRole(Arc<RoleDesc>),
+    DropRole(Arc<RoleDesc>),
 }
 
 #[derive(Clone, Debug, Default)]
 pub struct Catalog {
     schemas: BTreeSet<String>,
     tables: BTreeMap<(String, String), Arc<TableDesc>>,
+    roles: BTreeMap<String, Arc<RoleDesc>>,
     next_id: TableId,
 }
 
 impl Catalog {
     pub fn new() -> Self {
-        Catalog { schemas: BTreeSet::new(), tables: BTreeMap::new(), next_id: FIRST_TABLE_ID }
+        let superuser = Arc::new(RoleDesc::bootstrap_superuser());
+        Catalog {
+            schemas: BTreeSet::new(),
+            tables: BTreeMap::new(),
+            roles: BTreeMap::from([(superuser.name.clone(), superuser)]),
+            next_id: FIRST_TABLE_ID,
+        }
     }
 
     /// Loads the catalog committed in `snapshot`.
@@ -150,6 +164,10 @@ impl Catalog {
                 let desc: TableDesc = serde_json::from_slice(value)
                     .map_err(|e| StateError::Corrupt(format!("table descriptor: {e}")))?;
                 catalog.tables.insert((desc.schema.clone(), desc.name.clone()), Arc::new(desc));
+            } else if key.starts_with(ROLE_PREFIX) {
+                let role: RoleDesc = serde_json::from_slice(value)
+                    .map_err(|e| StateError::Corrupt(format!("role descriptor: {e}")))?;
+                catalog.roles.insert(role.name.clone(), Arc::new(role));
             } else if key == NEXT_ID_KEY {
                 let bytes: [u8; 4] =
                     value.try_into().map_err(|_| StateError::Corrupt("catalog next id".into()))?;
@@ -171,6 +189,14 @@ impl Catalog {
         names.sort();
         names.dedup();
         names
+    }
+
+    pub fn role(&self, name: &str) -> Option<&Arc<RoleDesc>> {
+        self.roles.get(name)
+    }
+
+    pub fn roles(&self) -> impl Iterator<Item = &Arc<RoleDesc>> {
+        self.roles.values()
     }
 
     pub fn table(&self, schema: &str, name: &str) -> Option<&Arc<TableDesc>> {
@@ -259,6 +285,30 @@ impl Catalog {
             CatalogChange::DropTable(desc) => {
                 self.tables.remove(&(desc.schema.clone(), desc.name.clone()));
             }
+            CatalogChange::CreateRole(role) => {
+                if self.roles.contains_key(&role.name) {
+                    return Err(Error::new(
+                        SqlState::DuplicateObject,
+                        format!("role \"{}\" already exists", role.name),
+                    ));
+                }
+                self.roles.insert(role.name.clone(), role.clone());
+            }
+            CatalogChange::AlterRole(role) => {
+                if !self.roles.contains_key(&role.name) {
+                    return Err(undefined_role(&role.name));
+                }
+                self.roles.insert(role.name.clone(), role.clone());
+            }
+            CatalogChange::DropRole(role) => {
+                if role.name == SUPERUSER {
+                    return Err(Error::new(
+                        SqlState::DependentObjectsStillExist,
+                        format!("cannot drop role {SUPERUSER} because it is required by the database system"),
+                    ));
+                }
+                self.roles.remove(&role.name).ok_or_else(|| undefined_role(&role.name))?;
+            }
         }
         Ok(())
     }
@@ -278,6 +328,14 @@ impl Catalog {
                 batch.put(META_TABLE, &table_meta_key(desc.id), value);
                 batch.put(META_TABLE, NEXT_ID_KEY, self.next_id.to_be_bytes().to_vec());
             }
+            CatalogChange::CreateRole(role) | CatalogChange::AlterRole(role) => {
+                let value = serde_json::to_vec(role.as_ref())
+                    .map_err(|e| Error::internal(format!("cannot encode role descriptor: {e}")))?;
+                batch.put(META_TABLE, &[ROLE_PREFIX, role.name.as_bytes()].concat(), value);
+            }
+            CatalogChange::DropRole(role) => {
+                batch.delete(META_TABLE, &[ROLE_PREFIX, role.name.as_bytes()].concat())
+            }
             CatalogChange::DropTable(desc) => {
                 batch.delete(META_TABLE, &table_meta_key(desc.id));
                 batch.delete_table(desc.id);
@@ -290,6 +348,10 @@ impl Catalog {
         }
         Ok(())
     }
+}
+
+pub fn undefined_role(name: &str) -> Error {
+    Error::new(SqlState::UndefinedObject, format!("role \"{name}\" does not exist"))
 }
 
 fn table_meta_key(id: TableId) -> Vec<u8> {
@@ -333,5 +395,29 @@ mod tests {
         assert_eq!(loaded.clone().allocate_table_id(), id + 1);
         let again = CatalogChange::CreateTable(desc);
         assert_eq!(loaded.clone().apply(&again).unwrap_err().sqlstate().code(), "42P07");
+    }
+
+    #[test]
+    fn roles_survive_a_reload_and_the_superuser_stays() {
+        let store = MemoryStore::default();
+        let mut catalog = Catalog::new();
+        assert!(catalog.role(SUPERUSER).is_some_and(|r| r.superuser && r.login));
+        let alice = Arc::new(RoleDesc {
+            name: "alice".into(),
+            superuser: false,
+            login: true,
+            password: Some(password_verifier("pw").unwrap()),
+        });
+        let mut batch = WriteBatch::default();
+        let change = CatalogChange::CreateRole(alice.clone());
+        catalog.apply(&change).unwrap();
+        catalog.persist(&change, &mut batch).unwrap();
+        store.commit(batch).unwrap();
+        let mut loaded = Catalog::load(store.snapshot().as_ref()).unwrap();
+        assert_eq!(loaded.role("alice"), Some(&alice));
+        assert!(loaded.role(SUPERUSER).is_some());
+        assert_eq!(loaded.apply(&change).unwrap_err().sqlstate().code(), "42710");
+        let drop_superuser = CatalogChange::DropRole(loaded.role(SUPERUSER).unwrap().clone());
+        assert_eq!(loaded.apply(&drop_superuser).unwrap_err().sqlstate().code(), "2BP01");
     }
 }

@@ -37,8 +37,6 @@ use crate::stream::{Chunk, Op, TableWriter};
 const COPY_INPUT: &str = "__sabot_copy_input";
 /// Prefix of the extra columns UPDATE adds to carry each row's old values.
 const OLD_COLUMN_PREFIX: &str = "__sabot_old_";
-/// Upper bound of buffered COPY data, in bytes.
-const COPY_BYTES_MAX: usize = 1 << 30;
 
 /// A COPY FROM STDIN waiting for its data.
 pub struct CopyIn {
@@ -123,7 +121,8 @@ impl Session {
         let mut writer = writer.lock().await;
         let (ctx, plan, snapshot) = self.plan_on_current_state(&writer, &desc, statement).await?;
         check_assignment_types(&plan, &desc)?;
-        let plan = with_old_columns(plan, &desc, &target_qualifier(&update.table.relation, &desc))?;
+        let qualifier = target_qualifier(&plan, &update.table.relation, &desc);
+        let plan = with_old_columns(plan, &desc, &qualifier)?;
         let (_, batches) = self.db.compute.collect(&ctx, query::bind(plan, params)?).await?;
         let width = desc.columns.len();
         let schema = desc.full_schema();
@@ -161,7 +160,8 @@ impl Session {
         let writer = self.db.writer(&desc)?;
         let mut writer = writer.lock().await;
         let (ctx, plan, _) = self.plan_on_current_state(&writer, &desc, statement).await?;
-        let plan = target_columns(plan, &desc, &target_qualifier(&relation, &desc))?;
+        let qualifier = target_qualifier(&plan, &relation, &desc);
+        let plan = target_columns(plan, &desc, &qualifier)?;
         let (_, batches) = self.db.compute.collect(&ctx, query::bind(plan, params)?).await?;
         let schema = desc.full_schema();
         let all = concat_batches(&batches_schema(&batches, &schema, schema.fields().len()), &batches)?;
@@ -256,11 +256,12 @@ impl Session {
             .copy
             .as_mut()
             .ok_or_else(|| Error::new(SqlState::ProtocolViolation, "no COPY in progress"))?;
-        if copy.data.len() + data.len() > COPY_BYTES_MAX {
+        let limit = self.settings.statement_memory_bytes_max();
+        if copy.data.len() + data.len() > limit {
             self.copy = None;
             return Err(Error::new(
-                SqlState::ProgramLimitExceeded,
-                "COPY data exceeds the 1 GiB limit of one statement",
+                SqlState::OutOfMemory,
+                format!("COPY data exceeds statement_memory_bytes_max ({limit} bytes)"),
             )
             .with_hint("split the load into several COPY statements"));
         }
@@ -373,7 +374,7 @@ impl Session {
         let snapshot = self.db.coordinator.store().snapshot();
         let catalog =
             SabotCatalog::new(self.db.catalog(), snapshot).with_table(&desc.schema, &desc.name, table);
-        query::context(catalog, &self.settings.current_schema())
+        query::context(catalog, &self.settings.current_schema(), self.memory_pool())
     }
 
     fn update_target(&self, update: &Update) -> Result<Arc<TableDesc>> {
@@ -534,10 +535,15 @@ fn unalias(expr: &Expr) -> &Expr {
     }
 }
 
-/// The name under which the target table's columns appear in a DML plan.
-fn target_qualifier(relation: &TableFactor, desc: &TableDesc) -> String {
+/// The name under which the target table's columns appear in a DML plan: its alias,
+/// where the plan uses it (DataFusion's DELETE plans the table under its own name).
+fn target_qualifier(plan: &LogicalPlan, relation: &TableFactor, desc: &TableDesc) -> String {
     match relation {
-        TableFactor::Table { alias: Some(alias), .. } => normalize_ident(&alias.name),
+        TableFactor::Table { alias: Some(alias), .. } => {
+            let alias = normalize_ident(&alias.name);
+            let used = plan.schema().iter().any(|(q, _)| q.is_some_and(|q| q.table() == alias));
+            if used { alias } else { desc.name.clone() }
+        }
         _ => desc.name.clone(),
     }
 }

@@ -4,7 +4,10 @@
 
 mod ddl;
 mod dml;
+pub mod execute;
+pub mod memory;
 mod query;
+mod roles;
 pub mod session;
 mod settings;
 mod views;
@@ -32,7 +35,15 @@ pub struct Database {
     ddl_lock: tokio::sync::Mutex<()>,
     coordinator: Arc<Coordinator>,
     commit_loop: Mutex<Option<tokio::task::JoinHandle<()>>>,
-    compute: query::ComputeRuntime,
+    /// Runs query plans and view dataflows, apart from the runtime serving connections
+    /// and committing epochs: a heavy query must not starve the accept loop, cancel
+    /// requests or the barrier coordinator.
+    compute: execute::Runtime,
+    /// Runs client sessions (parsing, planning, sending results), on threads whose stacks
+    /// are sized for deep statements.
+    sessions: execute::Runtime,
+    /// Memory reserved by running statements.
+    memory: Arc<memory::MemoryGauge>,
     dataflows: views::Dataflows,
 }
 
@@ -65,10 +76,18 @@ impl Database {
             ddl_lock: tokio::sync::Mutex::new(()),
             coordinator,
             commit_loop: Mutex::new(Some(commit_loop)),
-            compute: query::ComputeRuntime::new()?,
+            compute: execute::Runtime::new("sabot-compute")?,
+            sessions: execute::Runtime::new("sabot-session")?,
+            memory: Default::default(),
             dataflows: Default::default(),
         });
         if let Err(e) = db.restore_views().await {
+            let _ = db.shutdown().await;
+            return Err(e);
+        }
+        if let Some(password) = &db.config.superuser_password
+            && let Err(e) = db.set_superuser_password(password).await
+        {
             let _ = db.shutdown().await;
             return Err(e);
         }
@@ -79,8 +98,34 @@ impl Database {
         &self.config
     }
 
+    /// A session of the superuser `sabot` (for embedding Sabot in a program).
     pub fn session(self: &Arc<Self>) -> Session {
-        Session::new(self.clone())
+        Session::new(self.clone(), crate::catalog::SUPERUSER)
+    }
+
+    /// A session of `user`, who has logged in.
+    pub fn session_as(self: &Arc<Self>, user: &str) -> Session {
+        Session::new(self.clone(), user)
+    }
+
+    /// The runtime client sessions run on (`server` spawns each connection there).
+    pub fn session_runtime(&self) -> tokio::runtime::Handle {
+        self.sessions.handle()
+    }
+
+    /// Bytes of memory reserved by the statements running now.
+    pub fn statement_memory_bytes(&self) -> usize {
+        self.memory.reserved_bytes()
+    }
+
+    /// A memory pool for one statement: `limit_bytes`, or the server's
+    /// `statement_memory_bytes_max`, at most.
+    fn statement_pool(
+        &self,
+        limit_bytes: Option<usize>,
+    ) -> Arc<dyn datafusion::execution::memory_pool::MemoryPool> {
+        let limit = limit_bytes.unwrap_or(self.config.statement_memory_bytes_max);
+        Arc::new(memory::StatementPool::new(limit, self.memory.clone()))
     }
 
     /// The catalog as of now.
@@ -167,7 +212,11 @@ impl Database {
                             &crate::stream::table_writer::row_id_key(desc.id),
                         );
                     }
-                    CatalogChange::CreateSchema(_) | CatalogChange::DropSchema(_) => {}
+                    CatalogChange::CreateSchema(_)
+                    | CatalogChange::DropSchema(_)
+                    | CatalogChange::CreateRole(_)
+                    | CatalogChange::AlterRole(_)
+                    | CatalogChange::DropRole(_) => {}
                 }
             }
             *current = Arc::new(next);

@@ -3,10 +3,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::{DFSchema, ScalarValue};
 use datafusion::execution::context::{SessionConfig, SessionContext};
+use datafusion::execution::memory_pool::MemoryPool;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{self, SelectItem, SetExpr};
@@ -17,21 +18,100 @@ use crate::common::{Error, Result, SqlState};
 
 pub const CATALOG_NAME: &str = "sabot";
 
-/// A DataFusion context whose `sabot` catalog reads `snapshot`.
-pub fn context(catalog: SabotCatalog, default_schema: &str) -> SessionContext {
+/// A DataFusion context whose `sabot` catalog reads `snapshot`, and whose operators
+/// reserve memory from `memory` (one pool per statement).
+pub fn context(catalog: SabotCatalog, default_schema: &str, memory: Arc<dyn MemoryPool>) -> SessionContext {
     let config = SessionConfig::new()
         .with_information_schema(false)
         .with_create_default_catalog_and_schema(false)
         .with_default_catalog_and_schema(CATALOG_NAME, default_schema);
-    let ctx = SessionContext::new_with_config(config);
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_pool(memory)
+        .build_arc()
+        .expect("a runtime environment with default disk and cache settings builds");
+    let ctx = SessionContext::new_with_config_rt(config, runtime);
     ctx.register_catalog(CATALOG_NAME, Arc::new(catalog));
     ctx
 }
 
 pub async fn plan(ctx: &SessionContext, statement: &ast::Statement) -> Result<LogicalPlan> {
+    reject_null_aggregate_arguments(ctx, statement)?;
     let statement = DfStatement::Statement(Box::new(statement.clone()));
-    Ok(ctx.state().statement_to_plan(statement).await?)
+    let plan = ctx.state().statement_to_plan(statement).await?;
+    reject_untyped_aggregates(&plan)?;
+    Ok(plan)
 }
+
+/// An aggregate (other than count) called on a bare NULL literal: see
+/// [`reject_untyped_aggregates`]; DataFusion fails on some of these while planning.
+fn reject_null_aggregate_arguments(ctx: &SessionContext, statement: &ast::Statement) -> Result<()> {
+    use datafusion::execution::FunctionRegistry;
+    use datafusion::sql::sqlparser::ast::{
+        FunctionArg, FunctionArgExpr, FunctionArguments, Value, Visit, Visitor,
+    };
+    struct NullArguments<'a> {
+        ctx: &'a SessionContext,
+    }
+    impl Visitor for NullArguments<'_> {
+        type Break = String;
+        fn pre_visit_expr(&mut self, expr: &ast::Expr) -> std::ops::ControlFlow<String> {
+            let ast::Expr::Function(function) = expr else { return std::ops::ControlFlow::Continue(()) };
+            let name = function.name.to_string().to_lowercase();
+            let FunctionArguments::List(list) = &function.args else {
+                return std::ops::ControlFlow::Continue(());
+            };
+            let null_argument = list.args.iter().any(|arg| {
+                matches!(arg, FunctionArg::Unnamed(FunctionArgExpr::Expr(ast::Expr::Value(v))) if v.value == Value::Null)
+            });
+            if null_argument && name != "count" && self.ctx.udaf(&name).is_ok() {
+                return std::ops::ControlFlow::Break(name);
+            }
+            std::ops::ControlFlow::Continue(())
+        }
+    }
+    match statement.visit(&mut NullArguments { ctx }) {
+        std::ops::ControlFlow::Break(name) => Err(ambiguous_aggregate(&name)),
+        std::ops::ControlFlow::Continue(()) => Ok(()),
+    }
+}
+
+fn ambiguous_aggregate(name: &str) -> Error {
+    Error::new(SqlState::AmbiguousFunction, format!("function {name}(unknown) is not unique"))
+        .with_hint("Could not choose a best candidate function. You might need to add explicit type casts.")
+}
+
+/// `avg(NULL)`, `sum(NULL)`, `max(NULL)`: an aggregate of an untyped NULL has no type to
+/// work in. Postgres refuses these as ambiguous (42725); DataFusion would fail later with
+/// an internal error. `count(NULL)` is fine.
+fn reject_untyped_aggregates(plan: &LogicalPlan) -> Result<()> {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::logical_expr::ExprSchemable;
+    let mut found = None;
+    plan.apply_with_subqueries(|node| {
+        let Some(input) = node.inputs().first().map(|i| i.schema().clone()) else {
+            return Ok(TreeNodeRecursion::Continue);
+        };
+        node.apply_expressions(|expr| {
+            expr.apply(|e| {
+                if let Expr::AggregateFunction(aggregate) = e
+                    && aggregate.func.name() != "count"
+                    && aggregate.params.args.iter().any(|a| matches!(a.get_type(&input), Ok(DataType::Null)))
+                {
+                    found = Some(aggregate.func.name().to_string());
+                    return Ok(TreeNodeRecursion::Stop);
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    })?;
+    match found {
+        Some(name) => Err(ambiguous_aggregate(&name)),
+        None => Ok(()),
+    }
+}
+
+/// Most parameters a statement may have: the Bind message counts them in 16 bits.
+pub const PARAMETERS_MAX: usize = u16::MAX as usize;
 
 /// The inferred type of each `$n` parameter, in order (`None` where nothing constrains it).
 pub fn parameter_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>> {
@@ -41,8 +121,11 @@ pub fn parameter_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>> {
         let index = id
             .strip_prefix('$')
             .and_then(|n| n.parse::<usize>().ok())
-            .filter(|&n| n > 0)
-            .ok_or_else(|| Error::unsupported(format!("parameter {id}")))?;
+            .filter(|&n| (1..=PARAMETERS_MAX).contains(&n))
+            .ok_or_else(|| {
+                Error::new(SqlState::UndefinedParameter, format!("there is no parameter {id}"))
+                    .with_detail(format!("parameters are numbered $1 to ${PARAMETERS_MAX}"))
+            })?;
         indexed.push((index, data_type));
     }
     let count = indexed.iter().map(|(i, _)| *i).max().unwrap_or(0);
@@ -98,10 +181,8 @@ fn bytea_input(plan: LogicalPlan) -> Result<LogicalPlan> {
 fn bind_parameters(plan: LogicalPlan, params: &[ScalarValue]) -> Result<LogicalPlan> {
     let expected = parameter_types(&plan)?;
     if expected.len() > params.len() {
-        return Err(Error::new(
-            SqlState::ProtocolViolation,
-            format!("statement requires {} parameters, {} given", expected.len(), params.len()),
-        ));
+        let missing = params.len() + 1;
+        return Err(Error::new(SqlState::UndefinedParameter, format!("there is no parameter ${missing}")));
     }
     if expected.is_empty() && params.is_empty() {
         return Ok(plan);
@@ -115,88 +196,6 @@ fn bind_parameters(plan: LogicalPlan, params: &[ScalarValue]) -> Result<LogicalP
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(plan.with_param_values(values)?)
-}
-
-/// The runtime that executes query plans, apart from the one serving connections and
-/// committing epochs: a heavy query must not starve the accept loop, cancel requests or
-/// the barrier coordinator.
-pub struct ComputeRuntime {
-    runtime: Option<tokio::runtime::Runtime>,
-}
-
-impl ComputeRuntime {
-    pub fn new() -> Result<Self> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .thread_name("sabot-compute")
-            .enable_all()
-            .build()
-            .map_err(|e| Error::internal(format!("cannot start the compute runtime: {e}")))?;
-        Ok(ComputeRuntime { runtime: Some(runtime) })
-    }
-
-    /// The runtime view dataflows run on.
-    pub fn handle(&self) -> tokio::runtime::Handle {
-        self.runtime.as_ref().expect("the compute runtime lives until drop").handle().clone()
-    }
-
-    /// Runs a query plan to completion on the compute runtime. Dropping the returned future
-    /// (a cancelled statement, a vanished client) stops the query.
-    pub async fn collect(
-        &self,
-        ctx: &SessionContext,
-        plan: LogicalPlan,
-    ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-        let schema: SchemaRef = Arc::new(plan.schema().as_arrow().clone());
-        let ctx = ctx.clone();
-        let runtime = self.runtime.as_ref().expect("the compute runtime lives until drop");
-        let task =
-            AbortOnDrop(runtime.spawn(async move { ctx.execute_logical_plan(plan).await?.collect().await }));
-        let batches = task.join().await??;
-        let batches = batches.into_iter().map(|b| conform(b, &schema)).collect::<Result<_>>()?;
-        Ok((schema, batches))
-    }
-}
-
-/// DataFusion's physical plan can produce a wider type than the logical plan declared (a
-/// UNION whose branches the optimizer coerces differently); clients were told the
-/// declared types, so results are cast to them (failing, not truncating, on overflow).
-fn conform(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
-    if batch.schema().fields().iter().zip(schema.fields()).all(|(a, b)| a.data_type() == b.data_type()) {
-        return Ok(batch);
-    }
-    let options = datafusion::arrow::compute::CastOptions { safe: false, ..Default::default() };
-    let columns = batch
-        .columns()
-        .iter()
-        .zip(schema.fields())
-        .map(|(column, field)| {
-            datafusion::arrow::compute::cast_with_options(column, field.data_type(), &options)
-        })
-        .collect::<std::result::Result<Vec<_>, _>>()?;
-    Ok(RecordBatch::try_new(schema.clone(), columns)?)
-}
-
-impl Drop for ComputeRuntime {
-    fn drop(&mut self) {
-        if let Some(runtime) = self.runtime.take() {
-            // Dropping a runtime blocks, which is not allowed inside async code.
-            runtime.shutdown_background();
-        }
-    }
-}
-
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl<T> AbortOnDrop<T> {
-    async fn join(mut self) -> Result<T> {
-        (&mut self.0).await.map_err(|e| Error::internal(format!("query task failed: {e}")))
-    }
-}
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 /// Column names the way Postgres prints them: an unaliased expression is named after its

@@ -5,15 +5,17 @@ use std::sync::Arc;
 use datafusion::arrow::array::{RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::ScalarValue;
+use datafusion::execution::memory_pool::MemoryPool;
 use datafusion::sql::sqlparser::ast::{self, Set};
 
 use super::Database;
 use super::dml::CopyIn;
+use super::execute::Rows;
 use super::query;
 use super::settings::Settings;
 use crate::catalog::TableDesc;
 use crate::common::{Error, Result, SqlState};
-use crate::sql::{Statement, parse};
+use crate::sql::Statement;
 
 /// What a statement produced.
 #[derive(Debug, Default)]
@@ -23,7 +25,7 @@ pub struct Outcome {
     /// Rows affected or returned, for tags that carry a count.
     pub rows_affected: Option<usize>,
     /// Result rows, for statements that return them.
-    pub rows: Option<(SchemaRef, Vec<RecordBatch>)>,
+    pub rows: Option<Rows>,
     pub kind: OutcomeKind,
     /// NOTICE / WARNING messages for the client, as `(severity, message)`.
     pub notices: Vec<(&'static str, String)>,
@@ -55,9 +57,14 @@ impl Outcome {
         Outcome {
             tag: tag.to_string(),
             rows_affected: Some(count),
-            rows: Some((schema, batches)),
+            rows: Some(Rows::from_batches(schema, batches)),
             ..Default::default()
         }
+    }
+
+    /// Rows that are still being computed; the reader counts them.
+    pub fn stream(tag: &str, rows: Rows) -> Self {
+        Outcome { tag: tag.to_string(), rows: Some(rows), ..Default::default() }
     }
 
     /// One text column of lines (EXPLAIN output).
@@ -102,16 +109,41 @@ pub struct Session {
     /// Statements run since BEGIN (each already committed on its own).
     statements_in_transaction: usize,
     pub(super) copy: Option<CopyIn>,
+    /// The memory pool of the statement running now.
+    memory: Option<Arc<dyn MemoryPool>>,
+    /// The role this session runs as.
+    user: String,
 }
 
 impl Session {
-    pub(super) fn new(db: Arc<Database>) -> Self {
+    pub(super) fn new(db: Arc<Database>, user: &str) -> Self {
+        let settings = Settings::new(db.config());
         Session {
             db,
-            settings: Settings::default(),
+            settings,
             in_transaction: false,
             statements_in_transaction: 0,
             copy: None,
+            memory: None,
+            user: user.to_string(),
+        }
+    }
+
+    /// The role this session runs as.
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// How long a statement may run (`SET statement_timeout`), if bounded.
+    pub fn statement_timeout(&self) -> Option<std::time::Duration> {
+        self.settings.statement_timeout()
+    }
+
+    /// The memory pool of the running statement (a fresh one outside a statement).
+    pub(super) fn memory_pool(&self) -> Arc<dyn MemoryPool> {
+        match &self.memory {
+            Some(pool) => pool.clone(),
+            None => self.db.statement_pool(Some(self.settings.statement_memory_bytes_max())),
         }
     }
 
@@ -126,7 +158,7 @@ impl Session {
     /// Runs every statement of `sql` in order, stopping at the first error (which is the
     /// last element). A COPY FROM STDIN must be the last statement.
     pub async fn execute(&mut self, sql: &str) -> Vec<Result<Outcome>> {
-        let statements = match parse(sql) {
+        let statements = match self.parse(sql) {
             Ok(statements) => statements,
             Err(e) => return vec![Err(e)],
         };
@@ -143,9 +175,14 @@ impl Session {
         outcomes
     }
 
+    /// Splits `sql` into statements (for running them one at a time with [`Session::run`]).
+    pub fn parse(&self, sql: &str) -> Result<Vec<Statement>> {
+        crate::sql::parse_within(sql, self.settings.statement_memory_bytes_max())
+    }
+
     /// Parses and checks one statement for the extended protocol.
     pub async fn prepare(&mut self, sql: &str) -> Result<Prepared> {
-        let mut statements = parse(sql)?;
+        let mut statements = self.parse(sql)?;
         if statements.len() > 1 {
             return Err(Error::new(
                 SqlState::SyntaxError,
@@ -169,6 +206,13 @@ impl Session {
 
     /// Runs one statement.
     pub async fn run(&mut self, statement: &Statement, params: &[ScalarValue]) -> Result<Outcome> {
+        self.memory = Some(self.db.statement_pool(Some(self.settings.statement_memory_bytes_max())));
+        let outcome = self.run_statement(statement, params).await;
+        self.memory = None;
+        outcome
+    }
+
+    async fn run_statement(&mut self, statement: &Statement, params: &[ScalarValue]) -> Result<Outcome> {
         if self.in_transaction {
             self.statements_in_transaction += 1;
         }
@@ -208,8 +252,7 @@ impl Session {
             S::Insert(insert) => self.insert(insert, params, None).await,
             S::Update(update) => self.update(statement, update, params).await,
             S::Delete(_) => {
-                let statement = crate::sql::decorrelate::delete_using_as_exists(statement)
-                    .unwrap_or_else(|| statement.clone());
+                let statement = crate::sql::decorrelate::plannable_delete(statement);
                 match &statement {
                     ast::Statement::Delete(delete) => self.delete(&statement, delete, params).await,
                     _ => Err(Error::internal("the DELETE rewrite lost the DELETE")),
@@ -222,6 +265,11 @@ impl Session {
             S::CreateSchema { schema_name, if_not_exists, .. } => {
                 self.db.create_schema(schema_name, *if_not_exists).await
             }
+            S::CreateRole(create) => self.db.create_role(create, &self.user).await,
+            S::AlterRole { name, operation } => self.db.alter_role(name, operation, &self.user).await,
+            S::Drop {
+                object_type: ast::ObjectType::Role | ast::ObjectType::User, if_exists, names, ..
+            } => self.db.drop_roles(names, *if_exists, &self.user).await,
             S::Drop { object_type, if_exists, names, cascade, .. } => {
                 self.db.drop_objects(*object_type, names, *if_exists, *cascade, &schema).await
             }
@@ -237,35 +285,32 @@ impl Session {
 
     async fn query(&mut self, statement: &ast::Statement, params: &[ScalarValue]) -> Result<Outcome> {
         let ctx = self.snapshot_context();
-        let result = self.collect(&ctx, &query::name_subqueries(statement), params).await;
-        let (schema, batches) = match result {
+        let result = self.start(&ctx, &query::name_subqueries(statement), params).await;
+        let rows = match result {
             // DataFusion cannot run correlated subqueries whose correlation is not an
             // equality; retry the shapes that can be rewritten into joins.
             Err(e) if e.to_string().contains("does not support logical expression ScalarSubquery") => {
                 match self.decorrelated(statement) {
-                    Some((ctx, rewritten)) => self.collect(&ctx, &rewritten, params).await?,
+                    Some((ctx, rewritten)) => self.start(&ctx, &rewritten, params).await?,
                     None => return Err(e),
                 }
             }
             other => other?,
         };
-        let schema = query::postgres_column_names(statement, &schema);
-        let batches = batches
-            .into_iter()
-            .map(|b| RecordBatch::try_new(schema.clone(), b.columns().to_vec()))
-            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let schema = query::postgres_column_names(statement, &rows.schema);
         let tag = if matches!(statement, ast::Statement::Explain { .. }) { "EXPLAIN" } else { "SELECT" };
-        Ok(Outcome::rows(tag, schema, batches))
+        Ok(Outcome::stream(tag, rows.renamed(schema)))
     }
 
-    async fn collect(
+    /// Plans a query and starts it; its rows stream to the reader.
+    async fn start(
         &self,
         ctx: &datafusion::execution::context::SessionContext,
         statement: &ast::Statement,
         params: &[ScalarValue],
-    ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    ) -> Result<Rows> {
         let plan = query::bind(query::plan(ctx, statement).await?, params)?;
-        self.db.compute.collect(ctx, plan).await
+        self.db.compute.stream(ctx, plan).await
     }
 
     /// The statement with its correlated scalar subqueries rewritten into joins, and a
@@ -295,14 +340,14 @@ impl Session {
             &desc.name,
             Arc::new(table),
         );
-        Some((query::context(catalog, &self.settings.current_schema()), rewritten))
+        Some((query::context(catalog, &self.settings.current_schema(), self.memory_pool()), rewritten))
     }
 
     /// A DataFusion context over the newest committed snapshot.
     pub(super) fn snapshot_context(&self) -> datafusion::execution::context::SessionContext {
         let snapshot = self.db.coordinator.store().snapshot();
         let catalog = crate::batch::SabotCatalog::new(self.db.catalog(), snapshot);
-        query::context(catalog, &self.settings.current_schema())
+        query::context(catalog, &self.settings.current_schema(), self.memory_pool())
     }
 
     /// Parameter types and result columns of a statement, without running it.
@@ -324,8 +369,7 @@ impl Session {
             }
             S::Insert(_) | S::Update(_) => self.describe_dml(statement).await,
             S::Delete(_) => {
-                let statement = crate::sql::decorrelate::delete_using_as_exists(statement)
-                    .unwrap_or_else(|| statement.as_ref().clone());
+                let statement = crate::sql::decorrelate::plannable_delete(statement);
                 self.describe_dml(&statement).await
             }
             S::ShowVariable { variable } => {

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::common::config::Config;
 use crate::common::{Error, Result, SqlState};
 
 /// A variable every session has, with its default and meaning.
@@ -77,8 +78,68 @@ const VARIABLES: &[Variable] = &[
     Variable {
         name: "statement_timeout",
         default: "0",
-        description: "Accepted for compatibility; statements are not timed out.",
-        check: Some(check_int_or_duration),
+        description: "Statements running longer are cancelled (57014), in milliseconds or with a unit ('5s', '2min'); 0 means no limit.",
+        check: Some(check_duration),
+    },
+    Variable {
+        name: "statement_memory_bytes_max",
+        default: "",
+        description: "Memory one statement may hold (sorts, hash tables, collected results, COPY data), in bytes or with a unit ('64MB'); more fails with 53200. At most the server's limit.",
+        check: Some(check_bytes),
+    },
+    Variable {
+        name: "connections_max",
+        default: "",
+        description: "Server limit: established client connections; one more is refused with 53300.",
+        check: None,
+    },
+    Variable {
+        name: "startup_timeout_ms",
+        default: "",
+        description: "Server limit: milliseconds a connection may take to complete its startup and authentication.",
+        check: None,
+    },
+    Variable {
+        name: "message_bytes_max",
+        default: "",
+        description: "Server limit: bytes of the largest protocol message after authentication (10000 before).",
+        check: None,
+    },
+    Variable {
+        name: "expression_depth_max",
+        default: "",
+        description: "Server limit: levels expressions and set operations may nest; deeper statements fail with 54001.",
+        check: None,
+    },
+    Variable {
+        name: "barrier_interval_ms",
+        default: "",
+        description: "Server setting: milliseconds between epoch commits.",
+        check: None,
+    },
+    Variable {
+        name: "change_channel_messages_max",
+        default: "",
+        description: "Server limit: messages each change channel between tables and view operators holds.",
+        check: None,
+    },
+    Variable {
+        name: "state_cache_bytes_max",
+        default: "",
+        description: "Server limit: bytes of the RocksDB block cache for state reads.",
+        check: None,
+    },
+    Variable {
+        name: "authentication_method",
+        default: "",
+        description: "Server setting: how clients log in (trust or password, verified with SCRAM-SHA-256).",
+        check: None,
+    },
+    Variable {
+        name: "ssl",
+        default: "off",
+        description: "Server setting: whether the server accepts TLS connections.",
+        check: None,
     },
     Variable {
         name: "transaction_isolation",
@@ -110,15 +171,37 @@ const VARIABLES: &[Variable] = &[
 #[derive(Clone, Debug)]
 pub struct Settings {
     values: BTreeMap<&'static str, String>,
+    /// The server's `statement_memory_bytes_max`: sessions may only lower it.
+    memory_bytes_max: usize,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { values: VARIABLES.iter().map(|v| (v.name, default_of(v))).collect() }
+        Settings::new(&Config::default())
     }
 }
 
 impl Settings {
+    /// The settings of a new session on a server configured by `config`.
+    pub fn new(config: &Config) -> Self {
+        let mut values: BTreeMap<&'static str, String> =
+            VARIABLES.iter().map(|v| (v.name, default_of(v))).collect();
+        let server = [
+            ("statement_memory_bytes_max", config.statement_memory_bytes_max.to_string()),
+            ("connections_max", config.connections_max.to_string()),
+            ("startup_timeout_ms", config.startup_timeout_ms.to_string()),
+            ("message_bytes_max", config.message_bytes_max.to_string()),
+            ("expression_depth_max", crate::sql::depth::EXPRESSION_DEPTH_MAX.to_string()),
+            ("barrier_interval_ms", config.barrier_interval_ms.to_string()),
+            ("change_channel_messages_max", config.change_channel_messages_max.to_string()),
+            ("state_cache_bytes_max", config.state_cache_bytes_max.to_string()),
+            ("authentication_method", config.auth.name().to_string()),
+            ("ssl", if config.tls_cert.is_some() { "on" } else { "off" }.to_string()),
+        ];
+        values.extend(server);
+        Settings { values, memory_bytes_max: config.statement_memory_bytes_max }
+    }
+
     pub fn get(&self, name: &str) -> Result<&str> {
         let variable = lookup(name)?;
         Ok(self.values.get(variable.name).map(String::as_str).unwrap_or(variable.default))
@@ -140,14 +223,42 @@ impl Settings {
             .with_detail(message),
             other => other,
         })?;
+        if variable.name == "statement_memory_bytes_max" && parse_bytes(&value) > Some(self.memory_bytes_max)
+        {
+            return Err(Error::new(
+                SqlState::InvalidParameterValue,
+                format!(
+                    "statement_memory_bytes_max cannot exceed the server's limit of {} bytes",
+                    self.memory_bytes_max
+                ),
+            ));
+        }
         self.values.insert(variable.name, value);
         Ok(())
     }
 
     pub fn reset(&mut self, name: &str) -> Result<()> {
         let variable = lookup(name)?;
-        self.values.insert(variable.name, default_of(variable));
+        let value = match variable.name {
+            "statement_memory_bytes_max" => self.memory_bytes_max.to_string(),
+            _ => default_of(variable),
+        };
+        self.values.insert(variable.name, value);
         Ok(())
+    }
+
+    /// Memory the next statement may reserve, in bytes.
+    pub fn statement_memory_bytes_max(&self) -> usize {
+        self.values
+            .get("statement_memory_bytes_max")
+            .and_then(|v| parse_bytes(v))
+            .unwrap_or(self.memory_bytes_max)
+    }
+
+    /// `statement_timeout`, unless it is 0 (no limit).
+    pub fn statement_timeout(&self) -> Option<std::time::Duration> {
+        let millis = self.values.get("statement_timeout").and_then(|v| parse_millis(v))?;
+        (millis > 0).then(|| std::time::Duration::from_millis(millis))
     }
 
     /// `(name, setting, description)` of every variable, for `SHOW ALL`.
@@ -224,9 +335,55 @@ fn check_int(value: &str) -> Result<String> {
         .map_err(|_| Error::new(SqlState::InvalidParameterValue, "expected an integer"))
 }
 
-fn check_int_or_duration(value: &str) -> Result<String> {
-    let digits = value.trim().trim_end_matches(|c: char| c.is_ascii_alphabetic()).trim();
-    check_int(digits).map(|_| value.trim().to_string())
+/// A duration as Postgres writes it: milliseconds, or a number with a unit.
+fn parse_millis(value: &str) -> Option<u64> {
+    let value = value.trim();
+    let digits_end = value.find(|c: char| !c.is_ascii_digit()).unwrap_or(value.len());
+    let number: u64 = value[..digits_end].parse().ok()?;
+    let scale = match value[digits_end..].trim().to_ascii_lowercase().as_str() {
+        "" | "ms" => 1,
+        "s" => 1_000,
+        "min" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return None,
+    };
+    number.checked_mul(scale)
+}
+
+fn check_duration(value: &str) -> Result<String> {
+    parse_millis(value).map(|ms| ms.to_string()).ok_or_else(|| {
+        Error::new(
+            SqlState::InvalidParameterValue,
+            "expected milliseconds, or a number with ms, s, min, h or d",
+        )
+    })
+}
+
+/// A size as Postgres writes it: bytes, or a number with kB, MB, GB or TB (powers of 1024).
+fn parse_bytes(value: &str) -> Option<usize> {
+    let value = value.trim();
+    let digits_end = value.find(|c: char| !c.is_ascii_digit()).unwrap_or(value.len());
+    let number: usize = value[..digits_end].parse().ok()?;
+    let scale: usize = match value[digits_end..].trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1 << 10,
+        "mb" => 1 << 20,
+        "gb" => 1 << 30,
+        "tb" => 1 << 40,
+        _ => return None,
+    };
+    number.checked_mul(scale)
+}
+
+fn check_bytes(value: &str) -> Result<String> {
+    match parse_bytes(value) {
+        Some(bytes) if bytes > 0 => Ok(bytes.to_string()),
+        _ => Err(Error::new(
+            SqlState::InvalidParameterValue,
+            "expected a positive number of bytes, or a number with kB, MB, GB or TB",
+        )),
+    }
 }
 
 fn check_utf8(value: &str) -> Result<String> {
@@ -267,5 +424,24 @@ mod tests {
         assert_eq!(settings.set("server_version", "1").unwrap_err().sqlstate().code(), "0A000");
         settings.set("search_path", "\"$user\", analytics").unwrap();
         assert_eq!(settings.current_schema(), "analytics");
+    }
+
+    #[test]
+    fn limits_read_units_and_stay_within_the_server_limit() {
+        let config = Config { statement_memory_bytes_max: 1 << 30, ..Config::default() };
+        let mut settings = Settings::new(&config);
+        assert_eq!(settings.statement_memory_bytes_max(), 1 << 30);
+        settings.set("statement_memory_bytes_max", "64MB").unwrap();
+        assert_eq!(settings.statement_memory_bytes_max(), 64 << 20);
+        assert_eq!(settings.set("statement_memory_bytes_max", "2GB").unwrap_err().sqlstate().code(), "22023");
+        settings.reset("statement_memory_bytes_max").unwrap();
+        assert_eq!(settings.statement_memory_bytes_max(), 1 << 30);
+        assert_eq!(settings.statement_timeout(), None);
+        settings.set("statement_timeout", "2s").unwrap();
+        assert_eq!(settings.statement_timeout(), Some(std::time::Duration::from_secs(2)));
+        settings.set("statement_timeout", "250").unwrap();
+        assert_eq!(settings.statement_timeout(), Some(std::time::Duration::from_millis(250)));
+        assert_eq!(settings.set("connections_max", "5").unwrap_err().sqlstate().code(), "0A000");
+        assert!(settings.all().iter().any(|(name, value, _)| *name == "message_bytes_max" && value == &(64usize << 20).to_string()));
     }
 }

@@ -143,6 +143,85 @@ pub fn decorrelate(
 /// `DELETE FROM t USING u, ... WHERE cond` as `DELETE FROM t WHERE EXISTS (SELECT 1 FROM
 /// u, ... WHERE cond)`: the rows of `t` for which some row of the USING tables matches —
 /// what Postgres deletes. DataFusion plans the EXISTS as a semi join.
+/// A DELETE in the shape DataFusion plans: without a target alias (see
+/// [`delete_without_alias`]) and with `USING` as `EXISTS` (see
+/// [`delete_using_as_exists`]).
+pub fn plannable_delete(statement: &ast::Statement) -> ast::Statement {
+    let statement = delete_without_alias(statement).unwrap_or_else(|| statement.clone());
+    delete_using_as_exists(&statement).unwrap_or(statement)
+}
+
+/// `DELETE FROM t AS a WHERE a.x = 1` as `DELETE FROM t WHERE t.x = 1`: DataFusion plans
+/// the target of a DELETE under its own name only. `None` when there is no alias, or when
+/// a relation inside the statement is also named like the alias (renaming would change
+/// what its columns refer to).
+pub fn delete_without_alias(statement: &ast::Statement) -> Option<ast::Statement> {
+    use ast::{Visit, VisitMut};
+    let ast::Statement::Delete(delete) = statement else { return None };
+    let (ast::FromTable::WithFromKeyword(from) | ast::FromTable::WithoutKeyword(from)) = &delete.from;
+    let [target] = from.as_slice() else { return None };
+    let TableFactor::Table { name, alias: Some(alias), .. } = &target.relation else { return None };
+    let alias_name = normalize_ident(&alias.name);
+    let table_name = name.0.last()?.as_ident()?.clone();
+    let mut inner = delete.clone();
+    let (ast::FromTable::WithFromKeyword(from) | ast::FromTable::WithoutKeyword(from)) = &mut inner.from;
+    if let TableFactor::Table { alias, .. } = &mut from[0].relation {
+        *alias = None;
+    }
+    // Relations bound inside the statement (subqueries, USING) must not reuse the name.
+    let mut rebound = false;
+    let mut names = RelationNames(|relation: &str| rebound |= relation == alias_name);
+    let _ = Visit::visit(&inner.using, &mut names);
+    let _ = Visit::visit(&inner.selection, &mut names);
+    if rebound {
+        return None;
+    }
+    let _ = VisitMut::visit(&mut inner.selection, &mut QualifierRename { from: alias_name, to: table_name });
+    Some(ast::Statement::Delete(inner))
+}
+
+/// Calls its function with the name (alias, or last name part) of every relation visited.
+struct RelationNames<F>(F);
+
+impl<F: FnMut(&str)> ast::Visitor for RelationNames<F> {
+    type Break = ();
+
+    fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
+        if let TableFactor::Table { name, alias, .. } = factor {
+            let bound = match alias {
+                Some(alias) => Some(normalize_ident(&alias.name)),
+                None => name.0.last().and_then(|p| p.as_ident()).map(normalize_ident),
+            };
+            if let Some(bound) = bound {
+                (self.0)(&bound);
+            }
+        } else if let TableFactor::Derived { alias: Some(alias), .. } = factor {
+            (self.0)(&normalize_ident(&alias.name));
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// Rewrites `from.column` to `to.column`.
+struct QualifierRename {
+    from: String,
+    to: ast::Ident,
+}
+
+impl ast::VisitorMut for QualifierRename {
+    type Break = ();
+
+    fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        if let Expr::CompoundIdentifier(parts) = expr
+            && parts.len() == 2
+            && normalize_ident(&parts[0]) == self.from
+        {
+            parts[0] = self.to.clone();
+        }
+        ControlFlow::Continue(())
+    }
+}
+
 pub fn delete_using_as_exists(statement: &ast::Statement) -> Option<ast::Statement> {
     let ast::Statement::Delete(delete) = statement else { return None };
     let using = delete.using.as_ref()?;

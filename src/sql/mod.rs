@@ -3,7 +3,8 @@
 pub mod copy;
 pub mod ddl;
 pub mod decorrelate;
+pub mod depth;
 pub mod parser;
 pub mod stream_plan;
 
-pub use parser::{Statement, parse};
+pub use parser::{Statement, parse, parse_within};

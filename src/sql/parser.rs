@@ -7,12 +7,13 @@
 use datafusion::sql::sqlparser::ast;
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
-use datafusion::sql::sqlparser::tokenizer::Token;
+use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 
 use crate::common::{Error, Result, SqlState};
 
-/// Nesting limit for expressions; deeper input is rejected with 54001 rather than
-/// exhausting the stack.
+/// Nesting limit of sqlparser's recursive descent (parentheses, subqueries, prefix
+/// operators); deeper input is rejected with 54001 rather than exhausting the stack.
+/// Operator chains are bounded separately (`sql::depth`).
 const RECURSION_LIMIT: usize = 200;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -26,9 +27,21 @@ pub enum Statement {
     CopyInline { copy: Box<ast::Statement>, data: String },
 }
 
+/// Memory the parser needs per byte of statement text, at worst (a token per byte, each
+/// a `TokenWithSpan` of about 90 bytes plus its string); measured with
+/// `select 1+1+...` (see the test below).
+pub const PARSE_BYTES_PER_TEXT_BYTE: usize = 128;
+
 /// Parses one or more `;`-separated statements.
 pub fn parse(sql: &str) -> Result<Vec<Statement>> {
+    parse_within(sql, usize::MAX)
+}
+
+/// Parses `sql` if parsing it fits in `memory_bytes` (COPY data inlined after its
+/// statement is not parsed, and does not count); 54000 otherwise.
+pub fn parse_within(sql: &str, memory_bytes: usize) -> Result<Vec<Statement>> {
     if let Some((head, data, rest)) = split_inline_copy(sql) {
+        check_text_size(head, memory_bytes)?;
         let mut statements = parse_statements(head)?;
         match statements.pop() {
             Some(Statement::Sql(copy)) if matches!(copy.as_ref(), ast::Statement::Copy { .. }) => {
@@ -41,10 +54,25 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>> {
                 ));
             }
         }
-        statements.extend(parse(rest)?);
+        statements.extend(parse_within(rest, memory_bytes)?);
         return Ok(statements);
     }
+    check_text_size(sql, memory_bytes)?;
     parse_statements(sql)
+}
+
+fn check_text_size(sql: &str, memory_bytes: usize) -> Result<()> {
+    if sql.len().saturating_mul(PARSE_BYTES_PER_TEXT_BYTE) <= memory_bytes {
+        return Ok(());
+    }
+    Err(Error::new(
+        SqlState::ProgramLimitExceeded,
+        format!("statement text of {} bytes is too long to parse within statement_memory_bytes_max", sql.len()),
+    )
+    .with_detail(format!(
+        "parsing may take {PARSE_BYTES_PER_TEXT_BYTE} bytes of memory per byte of text; the limit is {memory_bytes} bytes"
+    ))
+    .with_hint("split the statement, load bulk data with COPY, or raise statement_memory_bytes_max"))
 }
 
 /// Splits `COPY ... FROM STDIN;\n<data>\n\\.\n<rest>` into its three parts.
@@ -71,10 +99,11 @@ fn split_inline_copy(sql: &str) -> Option<(&str, &str, &str)> {
 
 fn parse_statements(sql: &str) -> Result<Vec<Statement>> {
     let dialect = PostgreSqlDialect {};
-    let mut parser = Parser::new(&dialect)
-        .with_recursion_limit(RECURSION_LIMIT)
-        .try_with_sql(sql)
-        .map_err(|e| syntax_error(sql, e))?;
+    let tokens =
+        Tokenizer::new(&dialect, sql).tokenize_with_location().map_err(|e| syntax_error(sql, e.into()))?;
+    super::depth::check_tokens(&tokens)?;
+    let mut parser =
+        Parser::new(&dialect).with_recursion_limit(RECURSION_LIMIT).with_tokens_with_locations(tokens);
     let mut statements = Vec::new();
     loop {
         while parser.consume_token(&Token::SemiColon) {}
@@ -84,8 +113,14 @@ fn parse_statements(sql: &str) -> Result<Vec<Statement>> {
         let statement = if peek_keyword(&parser, "FLUSH") {
             parser.next_token();
             Statement::Flush
+        } else if peek_keywords(&parser, &["CREATE", "USER"]) || peek_keywords(&parser, &["ALTER", "USER"]) {
+            let mut statement = parse_user_statement(&mut parser).map_err(|e| syntax_error(sql, e))?;
+            super::depth::balance_and_check(&mut statement)?;
+            Statement::Sql(Box::new(statement))
         } else {
-            Statement::Sql(Box::new(parser.parse_statement().map_err(|e| syntax_error(sql, e))?))
+            let mut statement = parser.parse_statement().map_err(|e| syntax_error(sql, e))?;
+            super::depth::balance_and_check(&mut statement)?;
+            Statement::Sql(Box::new(statement))
         };
         statements.push(statement);
         match &parser.peek_token_ref().token {
@@ -103,6 +138,27 @@ fn parse_statements(sql: &str) -> Result<Vec<Statement>> {
     Ok(statements)
 }
 
+fn peek_keywords(parser: &Parser, keywords: &[&str]) -> bool {
+    keywords.iter().enumerate().all(|(i, keyword)| {
+        matches!(&parser.peek_nth_token_ref(i).token, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(keyword))
+    })
+}
+
+/// Postgres' `CREATE USER` is `CREATE ROLE` that can log in by default, and `ALTER USER`
+/// is `ALTER ROLE` (sqlparser reads both as Snowflake's statements).
+fn parse_user_statement(parser: &mut Parser) -> Result<ast::Statement, ParserError> {
+    let create = peek_keywords(parser, &["CREATE"]);
+    parser.next_token();
+    parser.next_token();
+    if create {
+        let mut role = parser.parse_create_role()?;
+        role.login = role.login.or(Some(true));
+        Ok(ast::Statement::CreateRole(role))
+    } else {
+        parser.parse_alter_role()
+    }
+}
+
 fn peek_keyword(parser: &Parser, keyword: &str) -> bool {
     matches!(&parser.peek_token_ref().token, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(keyword))
 }
@@ -111,8 +167,11 @@ fn peek_keyword(parser: &Parser, keyword: &str) -> bool {
 fn syntax_error(sql: &str, error: ParserError) -> Error {
     let text = match error {
         ParserError::RecursionLimitExceeded => {
-            return Error::new(SqlState::ProgramLimitExceeded, "statement is too deeply nested")
-                .with_hint(format!("expressions may nest at most {RECURSION_LIMIT} levels"));
+            return Error::new(
+                SqlState::StatementTooComplex,
+                "statement is too complex: it nests too deeply",
+            )
+            .with_detail(format!("parentheses and subqueries may nest at most {RECURSION_LIMIT} levels"));
         }
         ParserError::TokenizerError(m) | ParserError::ParserError(m) => m,
     };
@@ -193,6 +252,19 @@ mod tests {
         assert_eq!(statements.len(), 2);
         let Statement::CopyInline { data, .. } = &statements[0] else { panic!("{statements:?}") };
         assert_eq!(data, "1\ta\n2\t\\N\n");
+    }
+
+    #[test]
+    fn parsing_memory_per_text_byte_is_bounded() {
+        // The worst case: one token per byte of text.
+        let token_bytes = std::mem::size_of::<datafusion::sql::sqlparser::tokenizer::TokenWithSpan>();
+        assert!(token_bytes + 32 <= PARSE_BYTES_PER_TEXT_BYTE, "a token takes {token_bytes} bytes");
+        let error = parse_within("select 1", 8 * PARSE_BYTES_PER_TEXT_BYTE - 1).unwrap_err();
+        assert_eq!(error.sqlstate().code(), "54000");
+        parse_within("select 1", 8 * PARSE_BYTES_PER_TEXT_BYTE).unwrap();
+        // Inline COPY data does not count.
+        parse_within("COPY t FROM STDIN;\n1\t2\n3\t4\n5\t6\n7\t8\n\\.\n", 19 * PARSE_BYTES_PER_TEXT_BYTE)
+            .unwrap();
     }
 
     #[test]

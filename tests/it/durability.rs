@@ -1,61 +1,8 @@
 //! Acknowledged writes survive `kill -9`; a failing statement applies nothing.
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::harness::{connect, error_code, rows};
-
-/// The real `sabot` binary, serving a data directory on a free port.
-struct Process {
-    child: Child,
-    addr: std::net::SocketAddr,
-}
-
-impl Process {
-    fn start(dir: &std::path::Path) -> Process {
-        Self::start_with_log(dir, Stdio::null())
-    }
-
-    /// Appends the server's log (info level) to `log`.
-    fn start_logged(dir: &std::path::Path, log: &std::path::Path) -> Process {
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("log file opens");
-        Self::start_with_log(dir, Stdio::from(file))
-    }
-
-    fn start_with_log(dir: &std::path::Path, stderr: Stdio) -> Process {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sabot"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir)
-            .env("SABOT_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .expect("sabot starts");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut line = String::new();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
-            .expect("sabot prints its address");
-        let addr = line
-            .trim()
-            .rsplit(' ')
-            .next()
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("no address in {line:?}"));
-        Process { child, addr }
-    }
-
-    fn kill_9(mut self) {
-        let status =
-            Command::new("kill").args(["-9", &self.child.id().to_string()]).status().expect("kill runs");
-        assert!(status.success());
-        let _ = self.child.wait();
-    }
-
-    fn signal(mut self, signal: &str) -> std::process::ExitStatus {
-        Command::new("kill").args([signal, &self.child.id().to_string()]).status().expect("kill runs");
-        self.child.wait().expect("sabot exits")
-    }
-}
+use crate::harness::{Process, connect, error_code, rows};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_kill_9() {

@@ -4,8 +4,11 @@
 mod changes;
 mod differential;
 mod durability;
+mod fuzz;
+mod hardening;
 mod harness;
 mod protocol;
 mod robustness;
+mod security;
 mod slt;
 mod views;
