@@ -36,6 +36,20 @@ const RECURSION_SEGMENT_BYTES: usize = 8 << 20;
 /// Batches a result stream holds between the query and the client.
 pub const RESULT_BATCHES_BUFFERED: usize = 2;
 
+/// The client a task works for, for log lines written while it runs (the server's panic
+/// hook reads it). Set by the server for each connection; carried into the tasks that
+/// run its statements on the compute runtime.
+#[derive(Debug)]
+pub struct ClientContext {
+    pub peer: std::net::SocketAddr,
+    /// The role, once the client has logged in.
+    pub user: Arc<parking_lot::Mutex<Option<String>>>,
+}
+
+tokio::task_local! {
+    pub static CLIENT: Arc<ClientContext>;
+}
+
 /// A multi-threaded Tokio runtime owned by the database.
 pub struct Runtime {
     runtime: Option<tokio::runtime::Runtime>,
@@ -58,13 +72,17 @@ impl Runtime {
         self.runtime.as_ref().expect("the runtime lives until drop").handle().clone()
     }
 
-    /// Runs `future` on this runtime; dropping the returned handle aborts it.
+    /// Runs `future` on this runtime, for the same client as the caller; dropping the
+    /// returned handle aborts it.
     pub fn spawn<F>(&self, future: F) -> AbortOnDrop<F::Output>
     where
         F: std::future::Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        AbortOnDrop(self.handle().spawn(future))
+        match CLIENT.try_with(Arc::clone) {
+            Ok(client) => AbortOnDrop(self.handle().spawn(CLIENT.scope(client, future))),
+            Err(_) => AbortOnDrop(self.handle().spawn(future)),
+        }
     }
 
     /// Plans `plan` and starts it; planning errors are returned here, before any row.
@@ -134,6 +152,46 @@ impl Drop for Runtime {
             // Dropping a runtime blocks, which is not allowed inside async code.
             runtime.shutdown_background();
         }
+    }
+}
+
+/// Makes joins and unions give way to the scheduler as they produce batches.
+///
+/// A query is stopped (cancel, timeout, hang-up) by aborting its task, which takes effect
+/// when the task next yields. DataFusion's leaves yield every so many batches, but a join
+/// can emit batch after batch for one input batch (a cross join of millions of rows
+/// against each batch of its other side) without polling them, so the query would run on
+/// for minutes after it was stopped. Wrapped in a `CooperativeExec`, each batch a join
+/// emits spends from the task's budget, and the task yields within a few hundred batches.
+#[derive(Debug)]
+pub struct CooperativeJoins;
+
+impl datafusion::physical_optimizer::PhysicalOptimizerRule for CooperativeJoins {
+    fn optimize(
+        &self,
+        plan: Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+        _config: &datafusion::config::ConfigOptions,
+    ) -> datafusion::common::Result<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+        use datafusion::common::tree_node::{Transformed, TreeNode};
+        use datafusion::physical_plan::coop::CooperativeExec;
+        use datafusion::physical_plan::execution_plan::SchedulingType;
+        plan.transform_up(|node| {
+            let multiplies = node.children().len() >= 2;
+            if multiplies && node.properties().scheduling_type != SchedulingType::Cooperative {
+                Ok(Transformed::yes(Arc::new(CooperativeExec::new(node)) as _))
+            } else {
+                Ok(Transformed::no(node))
+            }
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "cooperative_joins"
+    }
+
+    fn schema_check(&self) -> bool {
+        true
     }
 }
 

@@ -1,7 +1,9 @@
 //! Memory of running statements: each statement gets its own DataFusion memory pool,
 //! bounded by `statement_memory_bytes_max`, and every pool reports to one gauge of the
 //! whole server, so that a cancelled or abandoned statement visibly gives its memory
-//! back.
+//! back — to the operating system too: when a statement that reserved much ends, the
+//! allocator is asked to return its free pages (glibc keeps them otherwise, and the
+//! server's resident memory would stay at its high-water mark).
 
 use std::fmt;
 use std::sync::Arc;
@@ -22,16 +24,48 @@ impl MemoryGauge {
     }
 }
 
+/// A statement that reserved at least this much gives its pages back to the operating
+/// system when it ends, in bytes.
+const TRIM_AFTER_BYTES: usize = 32 << 20;
+
 /// The memory pool of one statement: at most `limit` bytes, counted in the gauge too.
 #[derive(Debug)]
 pub struct StatementPool {
     inner: GreedyMemoryPool,
     gauge: Arc<MemoryGauge>,
+    /// The most this statement had reserved at once.
+    peak_bytes: AtomicUsize,
 }
 
 impl StatementPool {
     pub fn new(limit_bytes: usize, gauge: Arc<MemoryGauge>) -> Self {
-        StatementPool { inner: GreedyMemoryPool::new(limit_bytes), gauge }
+        StatementPool { inner: GreedyMemoryPool::new(limit_bytes), gauge, peak_bytes: AtomicUsize::new(0) }
+    }
+
+    fn grown(&self) {
+        self.peak_bytes.fetch_max(self.inner.reserved(), Ordering::Relaxed);
+    }
+}
+
+impl Drop for StatementPool {
+    fn drop(&mut self) {
+        let peak_bytes = self.peak_bytes.load(Ordering::Relaxed);
+        tracing::debug!(peak_bytes, "statement memory pool released");
+        if peak_bytes >= TRIM_AFTER_BYTES {
+            return_free_memory();
+        }
+    }
+}
+
+/// Asks the allocator to give free pages back to the operating system.
+fn return_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: malloc_trim only releases memory the allocator holds free; it touches no
+        // live allocation and may be called from any thread.
+        unsafe {
+            libc::malloc_trim(0);
+        }
     }
 }
 
@@ -49,6 +83,7 @@ impl MemoryPool for StatementPool {
     fn grow(&self, reservation: &MemoryReservation, additional: usize) {
         self.inner.grow(reservation, additional);
         self.gauge.reserved_bytes.fetch_add(additional, Ordering::Relaxed);
+        self.grown();
     }
 
     fn shrink(&self, reservation: &MemoryReservation, shrink: usize) {
@@ -59,6 +94,7 @@ impl MemoryPool for StatementPool {
     fn try_grow(&self, reservation: &MemoryReservation, additional: usize) -> DfResult<()> {
         self.inner.try_grow(reservation, additional)?;
         self.gauge.reserved_bytes.fetch_add(additional, Ordering::Relaxed);
+        self.grown();
         Ok(())
     }
 

@@ -8,6 +8,7 @@ use datafusion::common::{DFSchema, ScalarValue};
 use datafusion::execution::context::{SessionConfig, SessionContext};
 use datafusion::execution::memory_pool::MemoryPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{self, SelectItem, SetExpr};
@@ -29,7 +30,13 @@ pub fn context(catalog: SabotCatalog, default_schema: &str, memory: Arc<dyn Memo
         .with_memory_pool(memory)
         .build_arc()
         .expect("a runtime environment with default disk and cache settings builds");
-    let ctx = SessionContext::new_with_config_rt(config, runtime);
+    let state = SessionStateBuilder::new()
+        .with_config(config)
+        .with_runtime_env(runtime)
+        .with_default_features()
+        .with_physical_optimizer_rule(Arc::new(super::execute::CooperativeJoins))
+        .build();
+    let ctx = SessionContext::new_with_state(state);
     ctx.register_catalog(CATALOG_NAME, Arc::new(catalog));
     ctx
 }

@@ -30,6 +30,7 @@ use super::frames::{FrameError, FrameGuard, FrameLimits};
 use super::handlers::Connection;
 use super::{Shared, Starting};
 use crate::engine::Prepared;
+use crate::engine::execute::{CLIENT, ClientContext};
 
 const SSL_REQUEST_CODE: u32 = 80_877_103;
 const GSSENC_REQUEST_CODE: u32 = 80_877_104;
@@ -38,25 +39,12 @@ const TLS_HANDSHAKE: u8 = 0x16;
 
 type Socket = Framed<FrameGuard<ClientStream>, PgWireMessageServerCodec<Prepared>>;
 
-/// Who is on the other end, for log lines written while serving them (the panic hook
-/// reads it).
-#[derive(Debug)]
-pub struct ConnectionContext {
-    pub peer: SocketAddr,
-    pub user: Arc<parking_lot::Mutex<Option<String>>>,
-}
-
-tokio::task_local! {
-    /// The connection the current task serves.
-    pub static CONNECTION: Arc<ConnectionContext>;
-}
-
 /// Serves one accepted socket until it closes. `starting` holds its place among the
 /// connections still starting up; it fires when a newer connection needs that place.
 pub async fn serve(socket: TcpStream, peer: SocketAddr, shared: Arc<Shared>, starting: Starting) {
     let user = Arc::new(parking_lot::Mutex::new(None));
-    let context = Arc::new(ConnectionContext { peer, user: user.clone() });
-    CONNECTION.scope(context, run(socket, peer, shared, starting, user)).await;
+    let client = Arc::new(ClientContext { peer, user: user.clone() });
+    CLIENT.scope(client, run(socket, peer, shared, starting, user)).await;
 }
 
 async fn run(

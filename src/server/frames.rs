@@ -109,46 +109,58 @@ impl<S> FrameGuard<S> {
     pub fn new(inner: S, prefix: &[u8], limits: Arc<FrameLimits>) -> Self {
         FrameGuard { inner, buffer: BytesMut::from(prefix), ready: 0, phase: Phase::Startup, limits }
     }
+}
 
-    pub fn get_ref(&self) -> &S {
-        &self.inner
+/// The next whole message at the front of `buffer` in `phase`: its length and the phase
+/// after it, once all of it has arrived; `Ok(None)` while it is incomplete.
+fn next_frame(buffer: &[u8], phase: Phase, max: usize) -> Result<Option<(usize, Phase)>, FrameError> {
+    let type_bytes = match phase {
+        Phase::Startup => 0,
+        Phase::Messages { .. } => 1,
+        Phase::Done => return Err(FrameError::protocol("unexpected data after a cancel request")),
+    };
+    let Some(header) = buffer.get(type_bytes..type_bytes + 4) else { return Ok(None) };
+    let declared = i32::from_be_bytes(header.try_into().expect("four bytes"));
+    if declared < 4 {
+        return Err(FrameError::protocol(format!("invalid message length {declared}")));
     }
-
-    /// The length of the next whole message, once its header has arrived.
-    fn next_length(&self) -> Result<Option<usize>, FrameError> {
-        let (header, type_bytes) = match self.phase {
-            Phase::Startup => (4, 0),
-            Phase::Messages { .. } => (5, 1),
-            Phase::Done => return Err(FrameError::protocol("unexpected data after a cancel request")),
-        };
-        if self.buffer.len() < header {
-            return Ok(None);
-        }
-        let declared = i32::from_be_bytes(self.buffer[type_bytes..header].try_into().expect("four bytes"));
-        let max = self.limits.message_bytes_max();
-        if declared < 4 {
-            return Err(FrameError::protocol(format!("invalid message length {declared}")));
-        }
-        if declared as usize > max {
-            return Err(FrameError::protocol(format!(
-                "message of {declared} bytes exceeds the limit of {max} bytes"
-            )));
-        }
-        Ok(Some(type_bytes + declared as usize))
+    if declared as usize > max {
+        return Err(FrameError::protocol(format!(
+            "message of {declared} bytes exceeds the limit of {max} bytes"
+        )));
     }
+    let length = type_bytes + declared as usize;
+    let Some(message) = buffer.get(..length) else { return Ok(None) };
+    let next = match phase {
+        Phase::Startup => check_startup(&message[4..])?,
+        Phase::Messages { sasl_started } => {
+            check_message(message[0], &message[5..], sasl_started)?;
+            Phase::Messages { sasl_started: sasl_started || message[0] == b'p' }
+        }
+        Phase::Done => unreachable!("refused above"),
+    };
+    Ok(Some((length, next)))
+}
 
-    /// Checks the whole message at the front of the buffer and moves to the next phase.
-    fn check(&mut self, length: usize) -> Result<(), FrameError> {
-        let message = &self.buffer[..length];
-        self.phase = match self.phase {
-            Phase::Startup => check_startup(&message[4..])?,
-            Phase::Messages { sasl_started } => {
-                check_message(message[0], &message[5..], sasl_started)?;
-                Phase::Messages { sasl_started: sasl_started || message[0] == b'p' }
+/// Splits a client's byte stream into the messages the guard would pass on (a startup
+/// packet, then typed messages, allowed up to `message_bytes_max` bytes), stopping at the
+/// first it refuses; an incomplete last message is left out. For fuzzing the guard
+/// without a socket.
+pub fn split_frames(input: &[u8], message_bytes_max: usize) -> (Vec<&[u8]>, Option<FrameError>) {
+    let mut frames = Vec::new();
+    let mut phase = Phase::Startup;
+    let mut rest = input;
+    loop {
+        let max = if phase == Phase::Startup { STARTUP_MESSAGE_BYTES_MAX } else { message_bytes_max };
+        match next_frame(rest, phase, max) {
+            Ok(Some((length, next))) => {
+                frames.push(&rest[..length]);
+                rest = &rest[length..];
+                phase = next;
             }
-            Phase::Done => unreachable!("next_length refuses data after a cancel request"),
-        };
-        Ok(())
+            Ok(None) => return (frames, None),
+            Err(error) => return (frames, Some(error)),
+        }
     }
 }
 
@@ -167,16 +179,16 @@ impl<S: AsyncRead + Unpin> AsyncRead for FrameGuard<S> {
                 this.ready -= n;
                 return Poll::Ready(Ok(()));
             }
-            let length = this.next_length().map_err(invalid)?;
-            if let Some(length) = length
-                && this.buffer.len() >= length
-            {
-                this.check(length).map_err(invalid)?;
+            let max = this.limits.message_bytes_max();
+            if let Some((length, next)) = next_frame(&this.buffer, this.phase, max).map_err(invalid)? {
                 this.ready = length;
+                this.phase = next;
                 continue;
             }
             // Read no more than the current message still needs (or a header).
-            let needed = length.unwrap_or(5).saturating_sub(this.buffer.len()).clamp(1, READ_CHUNK_BYTES);
+            let needed =
+                declared_length(&this.buffer, this.phase).unwrap_or(5).saturating_sub(this.buffer.len());
+            let needed = needed.clamp(1, READ_CHUNK_BYTES);
             this.buffer.reserve(needed);
             let read =
                 ready!(tokio_util::io::poll_read_buf(Pin::new(&mut this.inner), cx, &mut this.buffer))?;
@@ -200,6 +212,13 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for FrameGuard<S> {
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
+}
+
+/// The total length the message at the front of `buffer` declares, once its header is in.
+fn declared_length(buffer: &[u8], phase: Phase) -> Option<usize> {
+    let type_bytes = usize::from(matches!(phase, Phase::Messages { .. }));
+    let header = buffer.get(type_bytes..type_bytes + 4)?;
+    usize::try_from(i32::from_be_bytes(header.try_into().expect("four bytes"))).ok().map(|n| n + type_bytes)
 }
 
 fn invalid(error: FrameError) -> io::Error {
@@ -394,19 +413,6 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Checks one message as the guard would; for fuzzing the guard without a socket.
-/// `startup` selects the untyped startup layout.
-pub fn check_frame(frame: &[u8], startup: bool) -> Result<(), FrameError> {
-    if startup {
-        let body = frame.get(4..).ok_or_else(|| FrameError::protocol("short startup packet"))?;
-        check_startup(body).map(|_| ())
-    } else {
-        let (&kind, rest) = frame.split_first().ok_or_else(|| FrameError::protocol("empty message"))?;
-        let body = rest.get(4..).ok_or_else(|| FrameError::protocol("short message"))?;
-        check_message(kind, body, false)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use tokio::io::AsyncReadExt;
@@ -493,7 +499,10 @@ mod tests {
         let mut out = Vec::new();
         let error = guard.read_to_end(&mut out).await.unwrap_err();
         assert!(FrameError::of(&error).unwrap().message.contains("exceeds the limit of 10000"));
-        assert_eq!(check_frame(&[0, 0, 0, 8, 0, 1, 0, 0], true).unwrap_err().code, "0A000");
-        assert!(check_frame(&[0, 0, 0, 12, 0, 3, 0, 0, b'u', 0, b'x', 0], true).is_err());
+        let (frames, error) = split_frames(&[0, 0, 0, 8, 0, 1, 0, 0], 1 << 20);
+        assert!(frames.is_empty());
+        assert_eq!(error.unwrap().code, "0A000");
+        let (_, error) = split_frames(&[0, 0, 0, 12, 0, 3, 0, 0, b'u', 0, b'x', 0], 1 << 20);
+        assert!(error.unwrap().message.contains("NUL"));
     }
 }

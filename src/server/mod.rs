@@ -168,9 +168,10 @@ impl Drop for Starting {
     }
 }
 
-/// Logs panics through `tracing`, once, with the connection they happened in (peer and
-/// role) when there is one. The process keeps running: a panic ends only the task it
-/// happened in, and a connection's task answers its client with XX000 and closes.
+/// Logs panics through `tracing`, once, with the client they happened for (peer and role)
+/// when there is one. The process keeps running: a panic ends only the task it happened
+/// in; in a connection's task the client gets XX000 and the connection closes, in a
+/// statement's task on the compute runtime the statement fails with XX000.
 pub fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
         let location = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
@@ -181,12 +182,12 @@ pub fn install_panic_hook() {
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "(no message)".into());
         let thread = std::thread::current().name().unwrap_or("unnamed").to_string();
-        let connection =
-            connection::CONNECTION.try_with(|c| (c.peer.to_string(), c.user.lock().clone())).ok();
-        match connection {
+        let client =
+            crate::engine::execute::CLIENT.try_with(|c| (c.peer.to_string(), c.user.lock().clone())).ok();
+        match client {
             Some((peer, user)) => tracing::error!(
                 %message, %location, %thread, %peer, user = %user.as_deref().unwrap_or("(not logged in)"),
-                "panic while serving a connection; the connection is closed, the server keeps running"
+                "panic while serving a client; its statement or connection ends, the server keeps running"
             ),
             None => tracing::error!(%message, %location, %thread, "panic"),
         }

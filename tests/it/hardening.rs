@@ -289,3 +289,40 @@ async fn a_panic_in_a_connection_is_contained_and_logged_once() {
     assert_eq!(panics.len(), 1, "{text}");
     assert!(panics[0].contains("peer=127.0.0.1") && panics[0].contains("user=sabot"), "{}", panics[0]);
 }
+
+/// A statement stopped by its timeout stops computing at once, even inside a join that
+/// emits batch after batch, and the server's resident memory falls back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_statement_stops_and_gives_memory_back_to_the_system() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Process::start(dir.path());
+    let client = connect(server.addr).await;
+    assert_eq!(rows(&client, "select 1").await, [["1"]]);
+    let baseline = server.resident_bytes();
+    client.batch_execute("set statement_timeout = '4s'").await.unwrap();
+    let heavy = "select count(*) from generate_series(1, 8000000) a join generate_series(1, 8000000) b \
+                 on a.value = b.value cross join generate_series(1, 1000000000) c";
+    let running = tokio::spawn(async move { crate::harness::error_code(&client, heavy).await });
+    let mut peak = baseline;
+    while !running.is_finished() {
+        peak = peak.max(server.resident_bytes());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(running.await.unwrap(), "57014");
+    assert!(peak > baseline + (100 << 20), "the query never used much memory ({baseline} -> {peak})");
+    let cpu = |pid: u32| -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let fields: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
+        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = cpu(server.child.id());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let spent = cpu(server.child.id()) - before;
+    assert!(spent < 50, "the server kept computing after the timeout: {spent} ticks in 2 s");
+    let after = server.resident_bytes();
+    assert!(
+        after < baseline + (peak - baseline) / 2,
+        "resident memory stayed high: {baseline} before, {peak} at the peak, {after} after"
+    );
+}
