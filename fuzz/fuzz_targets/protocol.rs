@@ -11,7 +11,8 @@ use pgwire::messages::{DecodeContext, PgWireFrontendMessage, ProtocolVersion};
 fuzz_target!(|data: &[u8]| {
     let (frames, _refused) = sabot::server::frames::split_frames(data, 1 << 20);
     for (i, frame) in frames.iter().enumerate() {
-        let mut context = DecodeContext::new(ProtocolVersion::PROTOCOL3_0);
+        // A new connection decodes with pgwire's default version, as the server does.
+        let mut context = DecodeContext::new(ProtocolVersion::default());
         context.awaiting_frontend_ssl = false;
         context.awaiting_frontend_startup = i == 0;
         let mut buffer = BytesMut::from(*frame);

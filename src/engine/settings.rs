@@ -136,6 +136,12 @@ const VARIABLES: &[Variable] = &[
         check: None,
     },
     Variable {
+        name: "password_encryption",
+        default: "scram-sha-256",
+        description: "How passwords are stored: as SCRAM-SHA-256 verifiers (psql's \\password reads this).",
+        check: None,
+    },
+    Variable {
         name: "ssl",
         default: "off",
         description: "Server setting: whether the server accepts TLS connections.",

@@ -145,8 +145,11 @@ impl Process {
 
     /// Starts `sabot serve` with extra arguments and environment variables.
     pub fn start_with(dir: &Path, args: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Process {
+        let listen: &[&str] = if args.contains(&"--listen") { &[] } else { &["--listen", "127.0.0.1:0"] };
         let mut child = Command::new(env!("CARGO_BIN_EXE_sabot"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg("serve")
+            .args(listen)
+            .arg("--data-dir")
             .arg(dir)
             .args(args)
             .env("SABOT_LOG", "info")

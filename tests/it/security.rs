@@ -6,7 +6,7 @@ use std::process::Command;
 use sabot::Config;
 use sabot::common::config::{AuthMode, Secret};
 
-use crate::harness::{TestServer, connect_as, error_code, repo_root, rows};
+use crate::harness::{Process, TestServer, connect_as, error_code, repo_root, rows};
 
 fn password_config() -> Config {
     Config {
@@ -168,4 +168,55 @@ async fn tls_needs_both_files_and_readable_ones() {
     let error = sabot::server::serve(db.clone(), listener, async {}).await.unwrap_err();
     assert!(error.to_string().contains("private key"), "{error}");
     db.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_auth_off_loopback_warns_without_tls_and_needs_a_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let sabot = || Command::new(env!("CARGO_BIN_EXE_sabot"));
+    // Nobody could log in: the server refuses to start.
+    let refused = sabot()
+        .args(["serve", "--ephemeral", "--auth", "password", "--listen", "127.0.0.1:0"])
+        .env_remove("SABOT_PASSWORD")
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("no role has a password"));
+    // Off loopback, password is the default, and without TLS the server warns.
+    let log = dir.path().join("server.log");
+    let password = dir.path().join("password");
+    std::fs::write(&password, "from a file\n").unwrap();
+    let server = Process::start_with(
+        &dir.path().join("data"),
+        &["--listen", "0.0.0.0:0", "--password-file", password.to_str().unwrap()],
+        &[],
+        Process::log_file(&log),
+    );
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], server.addr.port()));
+    assert_eq!(connect_as(addr, "sabot", "wrong", "sabot").await.err().as_deref(), Some("28P01"));
+    connect_as(addr, "sabot", "from a file", "sabot").await.expect("the password from the file works");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("not encrypted"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_password_command_sets_a_verifier_that_works() {
+    let server = TestServer::start_with(password_config()).await;
+    let port = server.addr.port().to_string();
+    let script = repo_root().join("tests/it/clients/psql_password_check.py");
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("python3")
+            .arg(script)
+            .args([port.as_str(), "sup3r secret"])
+            .output()
+            .expect("python3 runs")
+    })
+    .await
+    .unwrap();
+    assert!(
+        output.status.success(),
+        "psql's \\password failed:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
