@@ -5,6 +5,7 @@
 pub mod batch;
 pub mod catalog;
 pub mod common;
+pub mod connector;
 pub mod engine;
 pub mod plan;
 pub mod server;

@@ -73,6 +73,9 @@ struct ServeArgs {
     /// RocksDB block cache for state reads, in bytes.
     #[arg(long, env = "SABOT_STATE_CACHE_BYTES_MAX", default_value_t = 256 << 20)]
     state_cache_bytes_max: usize,
+    /// Rows a source reader emits per chunk, at most.
+    #[arg(long, env = "SABOT_SOURCE_CHUNK_ROWS_MAX", default_value_t = 1024)]
+    source_chunk_rows_max: usize,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -105,6 +108,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         connections_max: args.connections_max.max(1),
         change_channel_messages_max: args.change_channel_messages_max.max(1),
         state_cache_bytes_max: args.state_cache_bytes_max,
+        source_chunk_rows_max: args.source_chunk_rows_max.max(1),
         startup_timeout_ms: args.startup_timeout_ms.max(1),
         message_bytes_max: args.message_bytes_max,
         statement_memory_bytes_max: args.statement_memory_bytes_max.max(1),

@@ -18,6 +18,7 @@ use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 
 mod information_schema;
+pub mod system;
 
 use crate::catalog::{Catalog, TableCodec, TableDesc};
 use crate::common::Error;
@@ -250,6 +251,16 @@ impl TableProvider for StoredTable {
         filters: &[Expr],
         _limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        if self.desc.is_source() {
+            // Views read sources through their own readers; a query has nothing to read.
+            return Err(external(
+                crate::common::Error::new(
+                    crate::common::SqlState::FeatureNotSupported,
+                    format!("source \"{}\" is not stored, so it cannot be queried", self.desc.name),
+                )
+                .with_hint("create a materialized view over it, or a table with the connector (CREATE TABLE ... WITH (connector = ...))"),
+            ));
+        }
         let batch = self.load(filters)?;
         let partitions = if batch.num_rows() == 0 { vec![vec![]] } else { vec![vec![batch]] };
         Ok(MemorySourceConfig::try_new_exec(&partitions, self.schema.clone(), projection.cloned())?)
@@ -263,6 +274,7 @@ pub struct SabotCatalog {
     catalog: Arc<Catalog>,
     snapshot: Arc<dyn Snapshot>,
     overrides: HashMap<(String, String), Arc<dyn TableProvider>>,
+    system: system::SystemState,
 }
 
 impl std::fmt::Debug for SabotCatalog {
@@ -273,7 +285,13 @@ impl std::fmt::Debug for SabotCatalog {
 
 impl SabotCatalog {
     pub fn new(catalog: Arc<Catalog>, snapshot: Arc<dyn Snapshot>) -> Self {
-        SabotCatalog { catalog, snapshot, overrides: HashMap::new() }
+        SabotCatalog { catalog, snapshot, overrides: HashMap::new(), system: Default::default() }
+    }
+
+    /// What `sabot_catalog`'s relations show.
+    pub fn with_system(mut self, system: system::SystemState) -> Self {
+        self.system = system;
+        self
     }
 
     /// Serves `schema.name` from `table` instead of the catalog (a DML target, COPY input).
@@ -287,12 +305,16 @@ impl CatalogProvider for SabotCatalog {
     fn schema_names(&self) -> Vec<String> {
         let mut names = self.catalog.schema_names();
         names.push(information_schema::NAME.to_string());
+        names.push(system::NAME.to_string());
         names
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
         if name == information_schema::NAME {
             return information_schema::provider(&self.catalog).ok();
+        }
+        if name == system::NAME {
+            return system::provider(&self.system).ok();
         }
         if !self.catalog.schema_exists(name) || name == "pg_catalog" {
             return None;
@@ -354,6 +376,7 @@ mod tests {
             columns: vec![column("id", SqlType::Int32), column("v", SqlType::Text)],
             primary_key: vec![0],
             view: None,
+            connector: None,
         });
         let codec = TableCodec::new(&desc).unwrap();
         let batch = RecordBatch::try_new(

@@ -21,7 +21,7 @@ pub const DEFAULT_SCHEMA: &str = "public";
 /// Name of the hidden key column of tables declared without a primary key.
 pub const ROW_ID_COLUMN: &str = "_row_id";
 /// Schemas that exist in every database and cannot be created or dropped.
-const SYSTEM_SCHEMAS: [&str; 3] = ["information_schema", "pg_catalog", DEFAULT_SCHEMA];
+const SYSTEM_SCHEMAS: [&str; 4] = ["information_schema", "pg_catalog", "sabot_catalog", DEFAULT_SCHEMA];
 
 const SCHEMA_PREFIX: &[u8] = b"catalog/schema/";
 const TABLE_PREFIX: &[u8] = b"catalog/table/";
@@ -53,6 +53,33 @@ pub struct TableDesc {
     /// Set for materialized views.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub view: Option<ViewDef>,
+    /// Set for sources, and for tables fed by a connector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connector: Option<ConnectorDef>,
+}
+
+/// Where a source's (or a connector table's) rows come from: `WITH (connector = ...)`
+/// and `FORMAT ... ENCODE ...`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectorDef {
+    /// The connector's name (`connector = 'nexmark'`).
+    pub name: String,
+    /// The other `WITH` options, keys lower-cased.
+    pub options: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<FormatDef>,
+    /// True for a table with a connector (its rows are stored); false for a source.
+    pub stored: bool,
+}
+
+/// `FORMAT <format> ENCODE <encode> (<options>)`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FormatDef {
+    /// `PLAIN`, ... (upper-cased).
+    pub format: String,
+    /// `CSV`, `JSON`, `PARQUET`, ... (upper-cased).
+    pub encode: String,
+    pub options: BTreeMap<String, String>,
 }
 
 /// What the catalog keeps of a materialized view besides its columns.
@@ -80,9 +107,20 @@ impl TableDesc {
         self.view.is_some()
     }
 
-    /// "table" or "materialized view", for messages.
+    /// A source: rows come from its connector and are not stored.
+    pub fn is_source(&self) -> bool {
+        self.connector.as_ref().is_some_and(|c| !c.stored)
+    }
+
+    /// "table", "materialized view" or "source", for messages.
     pub fn kind_name(&self) -> &'static str {
-        if self.is_view() { "materialized view" } else { "table" }
+        if self.is_view() {
+            "materialized view"
+        } else if self.is_source() {
+            "source"
+        } else {
+            "table"
+        }
     }
 
     pub fn has_row_id(&self) -> bool {
@@ -381,6 +419,7 @@ mod tests {
             }],
             primary_key: vec![0],
             view: None,
+            connector: None,
         });
         let mut batch = WriteBatch::default();
         for change in [CatalogChange::CreateSchema("s".into()), CatalogChange::CreateTable(desc.clone())] {

@@ -20,6 +20,9 @@ pub struct Config {
     /// RocksDB's block cache for state reads (tables, view operators), in bytes.
     /// Default 256 MiB.
     pub state_cache_bytes_max: usize,
+    /// Rows a source reader emits per chunk, at most (a connector may ask for fewer).
+    /// Default 1024.
+    pub source_chunk_rows_max: usize,
     /// Bound on established client connections; one more is refused with 53300.
     /// Connections still in their startup handshake are bounded by the same number, the
     /// oldest making way for a new one. Default 1000.
@@ -86,6 +89,7 @@ impl Default for Config {
             barrier_interval_ms: 100,
             change_channel_messages_max: 1024,
             state_cache_bytes_max: 256 << 20,
+            source_chunk_rows_max: 1024,
             connections_max: 1000,
             startup_timeout_ms: 10_000,
             message_bytes_max: 64 << 20,

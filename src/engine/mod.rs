@@ -10,6 +10,7 @@ mod query;
 mod roles;
 pub mod session;
 mod settings;
+mod sources;
 mod views;
 
 use std::sync::Arc;
@@ -44,6 +45,8 @@ pub struct Database {
     sessions: execute::Runtime,
     /// Memory reserved by running statements.
     memory: Arc<memory::MemoryGauge>,
+    /// Readers of sources, for their progress.
+    source_readers: sources::SourceReaders,
     dataflows: views::Dataflows,
 }
 
@@ -79,6 +82,7 @@ impl Database {
             compute: execute::Runtime::new("sabot-compute")?,
             sessions: execute::Runtime::new("sabot-session")?,
             memory: Default::default(),
+            source_readers: Default::default(),
             dataflows: Default::default(),
         });
         if let Err(e) = db.restore_views().await {

@@ -230,6 +230,16 @@ impl Session {
                 self.copy_data(data.as_bytes())?;
                 return self.copy_done().await;
             }
+            Statement::CreateSource(create) => {
+                return self.db.create_source(create, &self.settings.current_schema()).await;
+            }
+            Statement::DropSource { names, if_exists, cascade } => {
+                return self
+                    .db
+                    .drop_sources(names, *if_exists, *cascade, &self.settings.current_schema())
+                    .await;
+            }
+            Statement::ShowSources => return Ok(self.show_relations(|t| t.is_source())),
             Statement::Sql(statement) => statement.as_ref(),
         };
         let schema = self.settings.current_schema();
@@ -248,7 +258,7 @@ impl Session {
                 self.db.create_materialized_view(self.create_view(create), false).await
             }
             S::CreateView(_) => Err(Error::unsupported("CREATE VIEW (use CREATE MATERIALIZED VIEW)")),
-            S::ShowViews { materialized: true, .. } => Ok(self.show_views()),
+            S::ShowViews { materialized: true, .. } => Ok(self.show_relations(|t| t.is_view())),
             S::Insert(insert) => self.insert(insert, params, None).await,
             S::Update(update) => self.update(statement, update, params).await,
             S::Delete(_) => {
@@ -278,7 +288,7 @@ impl Session {
             S::Rollback { .. } => Ok(self.end_transaction("ROLLBACK", true)),
             S::Set(set) => self.set(set),
             S::ShowVariable { variable } => self.show(variable),
-            S::ShowTables { .. } => Ok(self.show_tables()),
+            S::ShowTables { .. } => Ok(self.show_relations(|t| !t.is_view() && !t.is_source())),
             other => Err(Error::unsupported(format!("statement {}", statement_kind(other)))),
         }
     }
@@ -346,7 +356,8 @@ impl Session {
     /// A DataFusion context over the newest committed snapshot.
     pub(super) fn snapshot_context(&self) -> datafusion::execution::context::SessionContext {
         let snapshot = self.db.coordinator.store().snapshot();
-        let catalog = crate::batch::SabotCatalog::new(self.db.catalog(), snapshot);
+        let system = crate::batch::system::SystemState { sources: self.db.source_progress() };
+        let catalog = crate::batch::SabotCatalog::new(self.db.catalog(), snapshot).with_system(system);
         query::context(catalog, &self.settings.current_schema(), self.memory_pool())
     }
 
@@ -385,13 +396,13 @@ impl Session {
         }
     }
 
-    /// The table a DML statement writes: views are read-only.
+    /// The table a DML statement writes: views and sources are read-only.
     pub(super) fn writable_table(&self, name: &ast::ObjectName) -> Result<Arc<TableDesc>> {
         let desc = self.target_table(name)?;
-        if desc.is_view() {
+        if desc.is_view() || desc.is_source() {
             return Err(Error::new(
                 SqlState::WrongObjectType,
-                format!("cannot change materialized view \"{}\"", desc.name),
+                format!("cannot change {} \"{}\"", desc.kind_name(), desc.name),
             ));
         }
         Ok(desc)
@@ -481,20 +492,11 @@ impl Session {
         }
     }
 
-    fn show_views(&self) -> Outcome {
+    /// `SHOW TABLES` and friends: the names of the current schema's relations of a kind.
+    fn show_relations(&self, kind: impl Fn(&TableDesc) -> bool) -> Outcome {
         let catalog = self.db.catalog();
         let schema_name = self.settings.current_schema();
-        let names = catalog.tables_in(&schema_name).filter(|t| t.is_view()).map(|t| t.name.clone());
-        let schema = text_schema(&["name"]);
-        let batch = RecordBatch::try_new(schema.clone(), vec![string_column(names)])
-            .expect("one text column matches its schema");
-        Outcome::rows("SHOW", schema, vec![batch])
-    }
-
-    fn show_tables(&self) -> Outcome {
-        let catalog = self.db.catalog();
-        let schema_name = self.settings.current_schema();
-        let names = catalog.tables_in(&schema_name).filter(|t| !t.is_view()).map(|t| t.name.clone());
+        let names = catalog.tables_in(&schema_name).filter(|t| kind(t)).map(|t| t.name.clone());
         let schema = text_schema(&["name"]);
         let batch = RecordBatch::try_new(schema.clone(), vec![string_column(names)])
             .expect("one text column matches its schema");

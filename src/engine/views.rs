@@ -84,6 +84,7 @@ impl Database {
                 parallelism: create.parallelism,
                 plan: Vec::new(),
             }),
+            connector: None,
         });
         let root = materialize(planned.body, desc.clone());
         let explain_lines = root.explain();
@@ -151,6 +152,12 @@ impl Database {
                     Ok(writer.subscribe(capacity))
                 }
             };
+            let reader = match &root.kind {
+                NodeKind::Materialize { view } => view.qualified_name(),
+                _ => String::new(),
+            };
+            let mut open_source =
+                |relation: &Arc<TableDesc>, dataflow| self.source_setup(relation, dataflow, &reader);
             let mut env = DataflowEnv {
                 store: self.coordinator.store().clone(),
                 acks,
@@ -158,6 +165,7 @@ impl Database {
                 backfill,
                 start_epoch,
                 subscribe: &mut subscribe,
+                open_source: &mut open_source,
                 runtime: self.compute.handle(),
             };
             Dataflow::start(root, &mut env)?

@@ -33,9 +33,12 @@ pub struct StreamNode {
 
 #[derive(Debug, Clone)]
 pub enum NodeKind {
-    /// The change stream of a table or view, after a backfill of its current rows.
+    /// The change stream of a table or view, after a backfill of its current rows; or the
+    /// rows of a connector source, read by this dataflow with its own positions.
     Source {
         relation: Arc<TableDesc>,
+        /// A connector source's split positions (None for tables and views).
+        positions: Option<TableId>,
     },
     Filter {
         predicate: Arc<dyn PhysicalExpr>,
@@ -172,6 +175,7 @@ impl StreamNode {
             NodeKind::HashJoin(join) => vec![join.left_table, join.right_table],
             NodeKind::TopN(top) => vec![top.table],
             NodeKind::Materialize { view } => vec![view.id],
+            NodeKind::Source { positions: Some(table), .. } => vec![*table],
             _ => Vec::new(),
         }
     }
@@ -192,6 +196,7 @@ impl StreamNode {
             }
             NodeKind::TopN(top) => vec![format!("rows {}", top.table)],
             NodeKind::Materialize { view } => vec![format!("view rows {}", view.id)],
+            NodeKind::Source { positions: Some(table), .. } => vec![format!("split positions {table}")],
             _ => Vec::new(),
         }
     }
@@ -215,7 +220,7 @@ impl StreamNode {
         let mut line = format!("{}{}", "  ".repeat(depth), self.name());
         let column = |i: usize| self.column_name(i);
         match &self.kind {
-            NodeKind::Source { relation } => {
+            NodeKind::Source { relation, .. } => {
                 let _ = write!(line, " {}", relation.qualified_name());
             }
             NodeKind::Filter { predicate } => {

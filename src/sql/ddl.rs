@@ -2,7 +2,9 @@
 
 use std::collections::HashSet;
 
-use datafusion::sql::sqlparser::ast::{ColumnOption, CreateTable, Expr, Ident, ObjectName, TableConstraint};
+use datafusion::sql::sqlparser::ast::{
+    ColumnDef, ColumnOption, CreateTable, Expr, Ident, ObjectName, TableConstraint,
+};
 
 use crate::catalog::{Catalog, ColumnDesc, ROW_ID_COLUMN, TableDesc};
 use crate::common::{Error, Result, SqlState, SqlType};
@@ -50,10 +52,40 @@ pub fn bind_create_table(
     if create.columns.is_empty() {
         return Err(Error::unsupported("a table without columns"));
     }
-    let mut columns = Vec::with_capacity(create.columns.len() + 1);
+    let (mut columns, primary_key) = bind_columns(&create.columns, &create.constraints, &name)?;
+    let primary_key = match primary_key {
+        Some(key) => {
+            for &i in &key {
+                columns[i].nullable = false;
+            }
+            key
+        }
+        None => {
+            columns.push(row_id_column());
+            vec![columns.len() - 1]
+        }
+    };
+    Ok(TableDesc {
+        id: catalog.allocate_table_id(),
+        schema,
+        name,
+        columns,
+        primary_key,
+        view: None,
+        connector: None,
+    })
+}
+
+/// The columns of a `CREATE TABLE` (or `CREATE SOURCE`) and its primary key, if declared.
+pub fn bind_columns(
+    definitions: &[ColumnDef],
+    constraints: &[TableConstraint],
+    name: &str,
+) -> Result<(Vec<ColumnDesc>, Option<Vec<usize>>)> {
+    let mut columns = Vec::with_capacity(definitions.len() + 1);
     let mut primary_key: Option<Vec<usize>> = None;
     let mut seen = HashSet::new();
-    for (index, column) in create.columns.iter().enumerate() {
+    for (index, column) in definitions.iter().enumerate() {
         let column_name = normalize_ident(&column.name);
         if !seen.insert(column_name.clone()) || column_name == ROW_ID_COLUMN {
             return Err(Error::new(
@@ -73,13 +105,13 @@ pub fn bind_create_table(
                 ColumnOption::Null => desc.nullable = true,
                 ColumnOption::NotNull => desc.nullable = false,
                 ColumnOption::Default(expr) => desc.default = Some(expr.to_string()),
-                ColumnOption::PrimaryKey(_) => set_primary_key(&mut primary_key, vec![index], &name)?,
+                ColumnOption::PrimaryKey(_) => set_primary_key(&mut primary_key, vec![index], name)?,
                 other => return Err(Error::unsupported(format!("column constraint {other}"))),
             }
         }
         columns.push(desc);
     }
-    for constraint in &create.constraints {
+    for constraint in constraints {
         match constraint {
             TableConstraint::PrimaryKey(pk) => {
                 let indexes = pk
@@ -87,30 +119,23 @@ pub fn bind_create_table(
                     .iter()
                     .map(|c| key_column_index(&c.column.expr, &columns))
                     .collect::<Result<Vec<_>>>()?;
-                set_primary_key(&mut primary_key, indexes, &name)?;
+                set_primary_key(&mut primary_key, indexes, name)?;
             }
             other => return Err(Error::unsupported(format!("table constraint {other}"))),
         }
     }
-    let primary_key = match primary_key {
-        Some(key) => {
-            for &i in &key {
-                columns[i].nullable = false;
-            }
-            key
-        }
-        None => {
-            columns.push(ColumnDesc {
-                name: ROW_ID_COLUMN.into(),
-                sql_type: SqlType::Int64,
-                nullable: false,
-                default: None,
-                hidden: true,
-            });
-            vec![columns.len() - 1]
-        }
-    };
-    Ok(TableDesc { id: catalog.allocate_table_id(), schema, name, columns, primary_key, view: None })
+    Ok((columns, primary_key))
+}
+
+/// The hidden row id column that keys a table (or source) declared without a key.
+pub fn row_id_column() -> ColumnDesc {
+    ColumnDesc {
+        name: ROW_ID_COLUMN.into(),
+        sql_type: SqlType::Int64,
+        nullable: false,
+        default: None,
+        hidden: true,
+    }
 }
 
 fn reject_unsupported_table_options(create: &CreateTable) -> Result<()> {

@@ -5,6 +5,7 @@ pub mod ddl;
 pub mod decorrelate;
 pub mod depth;
 pub mod parser;
+pub mod source_ddl;
 pub mod stream_plan;
 
 pub use parser::{Statement, parse, parse_within};

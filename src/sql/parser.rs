@@ -9,6 +9,7 @@ use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 
+use super::source_ddl::{self, CreateSource};
 use crate::common::{Error, Result, SqlState};
 
 /// Nesting limit of sqlparser's recursive descent (parentheses, subqueries, prefix
@@ -25,6 +26,12 @@ pub enum Statement {
     /// `COPY ... FROM STDIN;` followed in the same text by its data and a `\.` line, as in
     /// psql scripts and test files.
     CopyInline { copy: Box<ast::Statement>, data: String },
+    /// `CREATE SOURCE`, or `CREATE TABLE` with a connector or `APPEND ONLY`.
+    CreateSource(Box<CreateSource>),
+    /// `DROP SOURCE [IF EXISTS] names [CASCADE | RESTRICT]`.
+    DropSource { names: Vec<ast::ObjectName>, if_exists: bool, cascade: bool },
+    /// `SHOW SOURCES`.
+    ShowSources,
 }
 
 /// Memory the parser needs per byte of statement text, at worst (a token per byte, each
@@ -113,6 +120,10 @@ fn parse_statements(sql: &str) -> Result<Vec<Statement>> {
         let statement = if peek_keyword(&parser, "FLUSH") {
             parser.next_token();
             Statement::Flush
+        } else if let Some(statement) =
+            parse_source_statement(&mut parser).map_err(|e| syntax_error(sql, e))?
+        {
+            statement
         } else if peek_keywords(&parser, &["CREATE", "USER"]) || peek_keywords(&parser, &["ALTER", "USER"]) {
             let mut statement = parse_user_statement(&mut parser).map_err(|e| syntax_error(sql, e))?;
             super::depth::balance_and_check(&mut statement)?;
@@ -136,6 +147,36 @@ fn parse_statements(sql: &str) -> Result<Vec<Statement>> {
         }
     }
     Ok(statements)
+}
+
+/// Sabot's connector statements (`sql::source_ddl`), or `None` for anything else.
+fn parse_source_statement(parser: &mut Parser) -> std::result::Result<Option<Statement>, ParserError> {
+    if peek_keywords(parser, &["CREATE", "SOURCE"]) {
+        parser.next_token();
+        parser.next_token();
+        let create = source_ddl::parse_create_source(parser, false)?;
+        return Ok(Some(Statement::CreateSource(Box::new(create))));
+    }
+    if peek_keywords(parser, &["CREATE", "TABLE"]) {
+        let table = parser.maybe_parse(|p| {
+            p.next_token();
+            p.next_token();
+            source_ddl::parse_create_source(p, true)
+        })?;
+        return Ok(table.map(|t| Statement::CreateSource(Box::new(t))));
+    }
+    if peek_keywords(parser, &["DROP", "SOURCE"]) {
+        parser.next_token();
+        parser.next_token();
+        let (names, if_exists, cascade) = source_ddl::parse_drop(parser)?;
+        return Ok(Some(Statement::DropSource { names, if_exists, cascade }));
+    }
+    if peek_keywords(parser, &["SHOW", "SOURCES"]) {
+        parser.next_token();
+        parser.next_token();
+        return Ok(Some(Statement::ShowSources));
+    }
+    Ok(None)
 }
 
 fn peek_keywords(parser: &Parser, keywords: &[&str]) -> bool {

@@ -103,29 +103,24 @@ impl StateTable {
         Ok(())
     }
 
-    /// The pending and sealed writes in `[start, end)`, pending winning.
-    fn overlay_range<'a>(
-        &'a self,
-        start: &[u8],
-        end: Option<&[u8]>,
-    ) -> Vec<(&'a Vec<u8>, &'a Option<Vec<u8>>)> {
-        let range = |map: &'a Overlay| {
-            let upper = match end {
-                Some(end) => Bound::Excluded(end),
-                None => Bound::Unbounded,
-            };
-            if matches!(upper, Bound::Excluded(e) if e <= start) {
-                return Vec::new();
-            }
-            map.range::<[u8], _>((Bound::Included(start), upper)).collect::<Vec<_>>()
+    /// The pending and sealed writes in `[start, end)` in key order, pending winning; a
+    /// lazy merge, so that a scan that stops early (the first value of a range) costs
+    /// O(log n), not a copy of the range.
+    fn overlay_range<'a>(&'a self, start: &[u8], end: Option<&[u8]>) -> OverlayRange<'a> {
+        let upper = match end {
+            Some(end) => Bound::Excluded(end.to_vec()),
+            None => Bound::Unbounded,
         };
-        let pending = range(&self.pending);
-        if self.sealed.is_empty() {
-            return pending;
-        }
-        let mut merged: BTreeMap<&Vec<u8>, &Option<Vec<u8>>> = range(&self.sealed).into_iter().collect();
-        merged.extend(pending);
-        merged.into_iter().collect()
+        let empty = matches!(&upper, Bound::Excluded(e) if e.as_slice() <= start);
+        let range = |map: &'a Overlay| {
+            let range = if empty {
+                map.range::<Vec<u8>, _>((Bound::Included(start.to_vec()), Bound::Excluded(start.to_vec())))
+            } else {
+                map.range::<Vec<u8>, _>((Bound::Included(start.to_vec()), upper.clone()))
+            };
+            range.peekable()
+        };
+        OverlayRange { pending: range(&self.pending), sealed: range(&self.sealed) }
     }
 
     pub fn has_pending(&self) -> bool {
@@ -151,6 +146,28 @@ impl StateTable {
     /// The sealed writes are now in the snapshot the caller reads from.
     pub fn committed(&mut self) {
         self.sealed.clear();
+    }
+}
+
+/// The merge of the pending and sealed writes of a range (see `overlay_range`).
+struct OverlayRange<'a> {
+    pending: std::iter::Peekable<std::collections::btree_map::Range<'a, Vec<u8>, Option<Vec<u8>>>>,
+    sealed: std::iter::Peekable<std::collections::btree_map::Range<'a, Vec<u8>, Option<Vec<u8>>>>,
+}
+
+impl<'a> Iterator for OverlayRange<'a> {
+    type Item = (&'a Vec<u8>, &'a Option<Vec<u8>>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match (self.pending.peek(), self.sealed.peek()) {
+            (Some((p, _)), Some((s, _))) if p == s => {
+                self.sealed.next();
+                self.pending.next()
+            }
+            (Some((p, _)), Some((s, _))) if s < p => self.sealed.next(),
+            (Some(_), _) => self.pending.next(),
+            (None, _) => self.sealed.next(),
+        }
     }
 }
 

@@ -55,6 +55,17 @@ pub struct Coordinator {
     acks: tokio::sync::Mutex<mpsc::UnboundedReceiver<Ack>>,
     /// Running dataflows and how many actors of each acknowledge a barrier.
     dataflows: Mutex<HashMap<DataflowId, usize>>,
+    /// Readers of connector sources: each epoch's barrier is injected into them, as into
+    /// the table writers.
+    sources: Mutex<Vec<SourceInjector>>,
+}
+
+/// Where the coordinator sends a source reader its barriers.
+struct SourceInjector {
+    dataflow: DataflowId,
+    barriers: mpsc::UnboundedSender<Epoch>,
+    /// Set by the reader when it emitted rows: the next tick commits an epoch.
+    active: Arc<AtomicBool>,
 }
 
 /// The coordinator paused right after a commit: every table writer is locked and every
@@ -80,6 +91,7 @@ impl Boundary<'_> {
 
     pub fn unregister(&self, dataflow: DataflowId) {
         self.coordinator.dataflows.lock().remove(&dataflow);
+        self.coordinator.sources.lock().retain(|s| s.dataflow != dataflow);
     }
 
     pub fn ack_sender(&self) -> mpsc::UnboundedSender<Ack> {
@@ -102,6 +114,7 @@ impl Coordinator {
             ack_sender,
             acks: tokio::sync::Mutex::new(acks),
             dataflows: Mutex::new(HashMap::new()),
+            sources: Mutex::new(Vec::new()),
             store,
             writers: Mutex::new(BTreeMap::new()),
             staged_meta: Mutex::new(WriteBatch::default()),
@@ -124,6 +137,16 @@ impl Coordinator {
     /// table's writer lock (DML) or the staged-meta lock (DDL).
     pub fn pending_epoch(&self) -> Epoch {
         self.committed_epoch() + 1
+    }
+
+    /// A source reader of `dataflow`: it receives the barrier of every epoch after the
+    /// committed one, and sets the returned flag when it has rows to commit. Registered at
+    /// an epoch boundary (while a [`Boundary`] is held), like the dataflow.
+    pub fn register_source(&self, dataflow: DataflowId) -> (mpsc::UnboundedReceiver<Epoch>, Arc<AtomicBool>) {
+        let (barriers, receiver) = mpsc::unbounded_channel();
+        let active = Arc::new(AtomicBool::new(false));
+        self.sources.lock().push(SourceInjector { dataflow, barriers, active: active.clone() });
+        (receiver, active)
     }
 
     pub fn add_writer(&self, writer: TableWriter) -> SharedWriter {
@@ -241,7 +264,9 @@ impl Coordinator {
         // The staged-meta guard is not held across an await: this block ends first.
         let (epoch, mut batch) = {
             let mut staged = self.staged_meta.lock();
-            let dirty = !staged.is_empty() || writers.values().any(|g| g.has_pending());
+            let reading =
+                self.sources.lock().iter().fold(false, |any, s| s.active.swap(false, Ordering::AcqRel) | any);
+            let dirty = reading || !staged.is_empty() || writers.values().any(|g| g.has_pending());
             if !dirty && !force {
                 return Ok(None);
             }
@@ -254,6 +279,10 @@ impl Coordinator {
         let expected = self.dataflows.lock().clone();
         for guard in writers.values_mut() {
             guard.barrier(epoch).await;
+        }
+        for source in self.sources.lock().iter() {
+            // A reader that stopped is unregistered with its dataflow.
+            let _ = source.barriers.send(epoch);
         }
         if let Err(failure) = self.collect_acks(epoch, &expected, &mut batch).await {
             return Err(self.fail(failure));

@@ -19,6 +19,7 @@ use super::operator::materialize::MaterializeOperator;
 use super::operator::project::ProjectOperator;
 use super::operator::top_n::TopNOperator;
 use super::operator::union::{UnionInput, UnionOperator};
+use super::source::{ReadLimits, SourceConnector, SourceProgress, SourceReader};
 use crate::catalog::TableDesc;
 use crate::common::row::RowCodec;
 use crate::common::{Error, Result};
@@ -38,7 +39,19 @@ pub struct DataflowEnv<'a> {
     pub start_epoch: Epoch,
     /// The change stream of a relation, from now on.
     pub subscribe: &'a mut dyn FnMut(&Arc<TableDesc>) -> Result<mpsc::Receiver<Message>>,
+    /// What a reader of a connector source needs: its connector, the coordinator's
+    /// barriers for it, its limits and where it reports progress.
+    pub open_source: &'a mut dyn FnMut(&Arc<TableDesc>, DataflowId) -> Result<SourceSetup>,
     pub runtime: tokio::runtime::Handle,
+}
+
+/// Everything a [`SourceReader`] gets from its environment.
+pub struct SourceSetup {
+    pub connector: Arc<dyn SourceConnector>,
+    pub barriers: mpsc::UnboundedReceiver<Epoch>,
+    pub active: Arc<std::sync::atomic::AtomicBool>,
+    pub limits: ReadLimits,
+    pub progress: Arc<SourceProgress>,
 }
 
 /// A running view dataflow; dropping it stops every actor.
@@ -109,7 +122,27 @@ impl Builder<'_, '_> {
     /// Starts `node`'s instances, instance `i` sending to `outputs[i]`, and its inputs.
     fn spawn(&mut self, node: &StreamNode, outputs: Vec<Dispatcher>) -> Result<()> {
         debug_assert_eq!(outputs.len(), node.parallelism);
-        if let NodeKind::Source { relation } = &node.kind {
+        if let NodeKind::Source { relation, positions: Some(positions) } = &node.kind {
+            let setup = (self.env.open_source)(relation, self.id)?;
+            let reader = SourceReader {
+                relation: relation.clone(),
+                connector: setup.connector,
+                positions_table: *positions,
+                store: self.env.store.clone(),
+                barriers: setup.barriers,
+                active: setup.active,
+                output: outputs.into_iter().next().expect("a source runs one instance"),
+                acks: self.env.acks.clone(),
+                dataflow: self.id,
+                view: self.view_name.clone(),
+                limits: setup.limits,
+                progress: setup.progress,
+            };
+            self.actors += 1;
+            self.handles.push(self.env.runtime.spawn(reader.run()));
+            return Ok(());
+        }
+        if let NodeKind::Source { relation, positions: None } = &node.kind {
             let changes = (self.env.subscribe)(relation)?;
             let output = outputs.into_iter().next().expect("a source runs one instance");
             let source = SourceActor {

@@ -11,4 +11,5 @@ mod protocol;
 mod robustness;
 mod security;
 mod slt;
+mod sources;
 mod views;

@@ -142,7 +142,8 @@ impl StreamPlanner<'_> {
         if !self.dependencies.contains(&desc.id) {
             self.dependencies.push(desc.id);
         }
-        let source = source_node(&desc)?;
+        let positions = if desc.is_source() { Some(self.ids.next()?) } else { None };
+        let source = source_node(&desc, positions)?;
         let Some(projection) = &scan.projection else { return Ok(source) };
         let exprs: Vec<Arc<dyn PhysicalExpr>> = projection
             .iter()
@@ -299,15 +300,16 @@ fn filter_node(input: StreamNode, predicate: Arc<dyn PhysicalExpr>) -> StreamNod
     }
 }
 
-/// The source of a table or view: its stored rows (hidden columns last) and its key.
-fn source_node(desc: &Arc<TableDesc>) -> Result<StreamNode> {
+/// The source of a table or view: its stored rows (hidden columns last) and its key; or of
+/// a connector source, whose split positions this dataflow keeps in `positions`.
+fn source_node(desc: &Arc<TableDesc>, positions: Option<TableId>) -> Result<StreamNode> {
     let visible = desc.columns.iter().filter(|c| !c.hidden).count();
     if desc.columns[..visible].iter().any(|c| c.hidden) {
         return Err(Error::internal(format!("hidden columns of {} are not last", desc.name)));
     }
     let fields = desc.columns.iter().map(|c| (c.name.clone(), c.sql_type.to_arrow()));
     Ok(StreamNode {
-        kind: NodeKind::Source { relation: desc.clone() },
+        kind: NodeKind::Source { relation: desc.clone(), positions },
         schema: nullable_schema(fields),
         visible,
         stream_key: Some(desc.primary_key.clone()),

@@ -97,6 +97,7 @@ mod tests {
             columns: vec![column("k"), column("v")],
             primary_key: vec![0],
             view: None,
+            connector: None,
         });
         let mut op = MaterializeOperator::new(desc.clone()).unwrap();
         let mut harness = Harness::new();

@@ -1,0 +1,136 @@
+//! CREATE / DROP / SHOW SOURCE, and what a dataflow's reader of a source is given.
+//!
+//! A source is a relation in the catalog whose rows come from its connector and are not
+//! stored: a materialized view (or sink) over it runs its own reader, with its own split
+//! positions committed with the view's state (`stream::source`).
+
+use std::sync::{Arc, Weak};
+
+use datafusion::sql::sqlparser::ast::ObjectName;
+
+use super::Database;
+use super::session::Outcome;
+use crate::catalog::{CatalogChange, TableDesc};
+use crate::common::{Error, Result, SqlState};
+use crate::sql::ddl::resolve_drop_targets;
+use crate::sql::source_ddl::{CreateSource, bind_source};
+use crate::stream::actor::DataflowId;
+use crate::stream::dataflow::SourceSetup;
+use crate::stream::source::{ReadLimits, SourceProgress};
+
+/// The readers of sources running now, for `sabot_catalog.source_splits`.
+pub(super) type SourceReaders = parking_lot::Mutex<Vec<Weak<SourceProgress>>>;
+
+impl Database {
+    pub(super) async fn create_source(&self, create: &CreateSource, schema: &str) -> Result<Outcome> {
+        if create.table {
+            return Err(Error::unsupported(
+                "a table fed by a connector (CREATE TABLE ... WITH (connector = ...))",
+            )
+            .with_hint("for now, create a source and a materialized view over it"));
+        }
+        let _ddl = self.ddl_lock.lock().await;
+        let mut catalog = (*self.catalog()).clone();
+        let mut desc = bind_source(create, &mut catalog, schema)?;
+        if catalog.table(&desc.schema, &desc.name).is_some() {
+            if create.if_not_exists {
+                return Ok(Outcome::command("CREATE SOURCE")
+                    .with_notice(format!("relation \"{}\" already exists, skipping", desc.name)));
+            }
+            return Err(Error::new(
+                SqlState::DuplicateTable,
+                format!("relation \"{}\" already exists", desc.name),
+            ));
+        }
+        let visible = desc.visible_schema();
+        let def = desc.connector.as_mut().expect("a source has a connector");
+        source_rate_limit(def)?;
+        def.options = crate::connector::prepare_source(def, &visible)?;
+        self.change_catalog(vec![CatalogChange::CreateTable(Arc::new(desc))]).await?;
+        Ok(Outcome::command("CREATE SOURCE"))
+    }
+
+    pub(super) async fn drop_sources(
+        &self,
+        names: &[ObjectName],
+        if_exists: bool,
+        cascade: bool,
+        schema: &str,
+    ) -> Result<Outcome> {
+        let _ddl = self.ddl_lock.lock().await;
+        let catalog = self.catalog();
+        let mut notices = Vec::new();
+        let targets = resolve_drop_targets(names, &catalog, schema, if_exists, "source", &mut notices)?;
+        if let Some(wrong) = targets.iter().find(|t| !t.is_source()) {
+            return Err(Error::new(SqlState::WrongObjectType, format!("\"{}\" is not a source", wrong.name))
+                .with_hint(format!(
+                    "Use DROP {} to remove a {}.",
+                    wrong.kind_name().to_uppercase(),
+                    wrong.kind_name()
+                )));
+        }
+        if targets.iter().any(|t| !catalog.dependents(t.id).is_empty()) {
+            notices.extend(self.drop_with_views(targets, cascade, Vec::new()).await?);
+        } else if !targets.is_empty() {
+            self.change_catalog(targets.into_iter().map(CatalogChange::DropTable).collect()).await?;
+        }
+        Ok(Outcome::command("DROP SOURCE").with_notices(notices))
+    }
+
+    /// What the reader of `relation` in `dataflow` (feeding `reader`) is given. Called at
+    /// an epoch boundary, so that the reader's first barrier is the next epoch's.
+    pub(super) fn source_setup(
+        &self,
+        relation: &Arc<TableDesc>,
+        dataflow: DataflowId,
+        reader: &str,
+    ) -> Result<SourceSetup> {
+        let def = relation
+            .connector
+            .as_ref()
+            .ok_or_else(|| Error::internal(format!("{} has no connector", relation.name)))?;
+        let connector = crate::connector::source(def, &relation.visible_schema())?;
+        let rows_per_second = match (source_rate_limit(def)?, connector.rows_per_second()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let (barriers, active) = self.coordinator.register_source(dataflow);
+        let progress = Arc::new(SourceProgress {
+            source: relation.qualified_name(),
+            reader: reader.to_string(),
+            splits: Default::default(),
+            rows_read: Default::default(),
+        });
+        let mut readers = self.source_readers.lock();
+        readers.retain(|r| r.strong_count() > 0);
+        readers.push(Arc::downgrade(&progress));
+        Ok(SourceSetup {
+            connector,
+            barriers,
+            active,
+            limits: ReadLimits { chunk_rows_max: self.config.source_chunk_rows_max.max(1), rows_per_second },
+            progress,
+        })
+    }
+
+    /// The readers of sources running now.
+    pub fn source_progress(&self) -> Vec<Arc<SourceProgress>> {
+        self.source_readers.lock().iter().filter_map(Weak::upgrade).collect()
+    }
+}
+
+/// `source_rate_limit`: rows per second for the whole source, if limited.
+fn source_rate_limit(def: &crate::catalog::ConnectorDef) -> Result<Option<u64>> {
+    match def.options.get("source_rate_limit") {
+        None => Ok(None),
+        Some(text) => match text.trim().parse::<u64>() {
+            Ok(rate) if rate > 0 => Ok(Some(rate)),
+            _ => Err(Error::new(
+                SqlState::InvalidParameterValue,
+                format!(
+                    "invalid value \"{text}\" for option \"source_rate_limit\": expected rows per second, a positive integer"
+                ),
+            )),
+        },
+    }
+}

@@ -1,0 +1,309 @@
+//! DDL for connectors, in RisingWave's syntax, parsed beside sqlparser (which does not
+//! know it):
+//!
+//! ```sql
+//! CREATE SOURCE [IF NOT EXISTS] name (column type, ...)
+//!   WITH (connector = 'nexmark', nexmark.table.type = 'Bid', ...)
+//!   [FORMAT PLAIN ENCODE CSV (delimiter = ',')];
+//! CREATE TABLE name (...) [APPEND ONLY] WITH (connector = ...) [FORMAT ... ENCODE ...];
+//! DROP SOURCE [IF EXISTS] name [, ...] [CASCADE | RESTRICT];
+//! SHOW SOURCES;
+//! ```
+//!
+//! Option keys are dotted words (`nexmark.table.type`), folded to lower case; values are
+//! string literals, numbers or words; a trailing comma is allowed.
+
+use std::collections::BTreeMap;
+
+use datafusion::sql::sqlparser::ast::{ColumnDef, Expr, Ident, ObjectName, TableConstraint};
+use datafusion::sql::sqlparser::keywords::Keyword;
+use datafusion::sql::sqlparser::parser::{Parser, ParserError};
+use datafusion::sql::sqlparser::tokenizer::Token;
+
+use super::ddl::{bind_columns, resolve_name, row_id_column};
+use crate::catalog::{Catalog, ConnectorDef, FormatDef, TableDesc};
+use crate::common::{Error, Result, SqlState};
+
+/// `CREATE SOURCE`, or `CREATE TABLE` with a connector (or `APPEND ONLY`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct CreateSource {
+    /// `CREATE TABLE`: the rows are stored (and accept DML).
+    pub table: bool,
+    pub name: ObjectName,
+    pub if_not_exists: bool,
+    pub columns: Vec<ColumnDef>,
+    pub constraints: Vec<TableConstraint>,
+    /// `WATERMARK FOR column AS expression` clauses.
+    pub watermarks: Vec<(Ident, Expr)>,
+    /// `APPEND ONLY`: rows are only ever inserted.
+    pub append_only: bool,
+    /// `WITH (...)`, keys lower-cased, in the order written.
+    pub options: Vec<(String, String)>,
+    pub format: Option<FormatClause>,
+}
+
+/// `FORMAT format ENCODE encode (options)`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FormatClause {
+    pub format: String,
+    pub encode: String,
+    pub options: Vec<(String, String)>,
+}
+
+/// Parses what follows `CREATE SOURCE` (`table` false) or `CREATE TABLE` (`table` true).
+/// For a table, fails unless it has `APPEND ONLY`, `WITH` or `FORMAT` (then it is an
+/// ordinary `CREATE TABLE` for sqlparser).
+pub fn parse_create_source(parser: &mut Parser, table: bool) -> Result<CreateSource, ParserError> {
+    let if_not_exists = parser.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+    let name = parser.parse_object_name(false)?;
+    let (columns, constraints, watermarks) = parse_columns(parser)?;
+    let append_only = is_word(parser, "APPEND") && {
+        parser.next_token();
+        parser.expect_keyword_is(Keyword::ONLY)?;
+        true
+    };
+    let options = if parser.parse_keyword(Keyword::WITH) { parse_options(parser)? } else { Vec::new() };
+    let format = parse_format(parser)?;
+    if table && !append_only && options.is_empty() && format.is_none() {
+        return parser.expected("WITH (connector = ...) or APPEND ONLY", parser.peek_token());
+    }
+    Ok(CreateSource {
+        table,
+        name,
+        if_not_exists,
+        columns,
+        constraints,
+        watermarks,
+        append_only,
+        options,
+        format,
+    })
+}
+
+type Columns = (Vec<ColumnDef>, Vec<TableConstraint>, Vec<(Ident, Expr)>);
+
+/// `(column type, ..., [PRIMARY KEY (...)], [WATERMARK FOR column AS expression])`.
+fn parse_columns(parser: &mut Parser) -> Result<Columns, ParserError> {
+    let (mut columns, mut constraints, mut watermarks) = (Vec::new(), Vec::new(), Vec::new());
+    if !parser.consume_token(&Token::LParen) || parser.consume_token(&Token::RParen) {
+        return Ok((columns, constraints, watermarks));
+    }
+    loop {
+        if is_word(parser, "WATERMARK") {
+            parser.next_token();
+            parser.expect_keyword_is(Keyword::FOR)?;
+            let column = parser.parse_identifier()?;
+            parser.expect_keyword_is(Keyword::AS)?;
+            watermarks.push((column, parser.parse_expr()?));
+        } else if let Some(constraint) = parser.parse_optional_table_constraint()? {
+            constraints.push(constraint);
+        } else {
+            columns.push(parser.parse_column_def()?);
+        }
+        let comma = parser.consume_token(&Token::Comma);
+        if parser.consume_token(&Token::RParen) {
+            return Ok((columns, constraints, watermarks));
+        }
+        if !comma {
+            return parser.expected("',' or ')' after a column definition", parser.peek_token());
+        }
+    }
+}
+
+/// `(key = value, ...)`, keys lower-cased; a trailing comma is allowed.
+pub fn parse_options(parser: &mut Parser) -> Result<Vec<(String, String)>, ParserError> {
+    parser.expect_token(&Token::LParen)?;
+    let mut options = Vec::new();
+    loop {
+        if parser.consume_token(&Token::RParen) {
+            return Ok(options);
+        }
+        let key = parse_key(parser)?;
+        parser.expect_token(&Token::Eq)?;
+        let value = parse_option_value(parser)?;
+        options.push((key, value));
+        if !parser.consume_token(&Token::Comma) {
+            parser.expect_token(&Token::RParen)?;
+            return Ok(options);
+        }
+    }
+}
+
+/// A dotted option key (`nexmark.table.type`), or a quoted one.
+fn parse_key(parser: &mut Parser) -> Result<String, ParserError> {
+    let mut parts = Vec::new();
+    loop {
+        let token = parser.next_token();
+        match &token.token {
+            Token::Word(word) => parts.push(if word.quote_style.is_some() {
+                word.value.clone()
+            } else {
+                word.value.to_lowercase()
+            }),
+            Token::SingleQuotedString(text) if parts.is_empty() => return Ok(text.to_lowercase()),
+            _ => return parser.expected("an option name", token),
+        }
+        if !parser.consume_token(&Token::Period) {
+            return Ok(parts.join("."));
+        }
+    }
+}
+
+/// A string, a number (optionally negative) or a word, as text.
+fn parse_option_value(parser: &mut Parser) -> Result<String, ParserError> {
+    let negative = parser.consume_token(&Token::Minus);
+    let token = parser.next_token();
+    let text = match &token.token {
+        Token::SingleQuotedString(text) | Token::DoubleQuotedString(text) => text.clone(),
+        Token::Number(number, _) => number.clone(),
+        Token::Word(word) if !negative => word.value.clone(),
+        _ => return parser.expected("an option value (a string, a number or a word)", token),
+    };
+    Ok(if negative { format!("-{text}") } else { text })
+}
+
+/// `FORMAT format ENCODE encode [(options)]`.
+fn parse_format(parser: &mut Parser) -> Result<Option<FormatClause>, ParserError> {
+    if !parser.parse_keyword(Keyword::FORMAT) {
+        return Ok(None);
+    }
+    let format = parser.parse_identifier()?.value.to_uppercase();
+    if !is_word(parser, "ENCODE") {
+        return parser.expected("ENCODE", parser.peek_token());
+    }
+    parser.next_token();
+    let encode = parser.parse_identifier()?.value.to_uppercase();
+    let options =
+        if parser.peek_token_ref().token == Token::LParen { parse_options(parser)? } else { Vec::new() };
+    Ok(Some(FormatClause { format, encode, options }))
+}
+
+/// `DROP SOURCE`'s names and flags, after `DROP SOURCE`.
+pub fn parse_drop(parser: &mut Parser) -> Result<(Vec<ObjectName>, bool, bool), ParserError> {
+    let if_exists = parser.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
+    let names = parser.parse_comma_separated(|p| p.parse_object_name(false))?;
+    let cascade = parser.parse_keyword(Keyword::CASCADE);
+    if !cascade {
+        let _ = parser.parse_keyword(Keyword::RESTRICT);
+    }
+    Ok((names, if_exists, cascade))
+}
+
+/// The descriptor of a new source (its rows keyed by a hidden row id), with its
+/// connector's options as written; `connector::prepare_source` checks them.
+pub fn bind_source(create: &CreateSource, catalog: &mut Catalog, default_schema: &str) -> Result<TableDesc> {
+    let (schema, name) = resolve_name(&create.name, default_schema)?;
+    if !catalog.schema_exists(&schema) {
+        return Err(Error::new(SqlState::UndefinedSchema, format!("schema \"{schema}\" does not exist")));
+    }
+    if !create.watermarks.is_empty() {
+        return Err(Error::unsupported("WATERMARK FOR")
+            .with_hint("event time and watermarks come in a later release"));
+    }
+    if create.columns.is_empty() {
+        return Err(Error::unsupported("a source without columns")
+            .with_hint("declare the columns the connector produces"));
+    }
+    let (mut columns, primary_key) = bind_columns(&create.columns, &create.constraints, &name)?;
+    if primary_key.is_some() {
+        return Err(Error::unsupported("a primary key on a source")
+            .with_hint("a source's rows are only ever inserted"));
+    }
+    if let Some(column) = columns.iter().find(|c| c.default.is_some() || !c.nullable) {
+        return Err(Error::unsupported(format!("DEFAULT or NOT NULL on source column \"{}\"", column.name)));
+    }
+    columns.push(row_id_column());
+    let primary_key = vec![columns.len() - 1];
+    let connector = connector_def(create)?;
+    Ok(TableDesc {
+        id: catalog.allocate_table_id(),
+        schema,
+        name,
+        columns,
+        primary_key,
+        view: None,
+        connector: Some(connector),
+    })
+}
+
+/// `WITH` and `FORMAT` as a [`ConnectorDef`]: `connector` is required, keys are unique.
+fn connector_def(create: &CreateSource) -> Result<ConnectorDef> {
+    let options = unique_options(&create.options)?;
+    let mut options = options;
+    let name = options.remove("connector").ok_or_else(|| {
+        Error::new(SqlState::InvalidParameterValue, "option \"connector\" is required")
+            .with_hint("for example WITH (connector = 'datagen')")
+    })?;
+    let format = match &create.format {
+        Some(format) => Some(FormatDef {
+            format: format.format.clone(),
+            encode: format.encode.clone(),
+            options: unique_options(&format.options)?,
+        }),
+        None => None,
+    };
+    Ok(ConnectorDef { name: name.to_lowercase(), options, format, stored: create.table })
+}
+
+fn unique_options(options: &[(String, String)]) -> Result<BTreeMap<String, String>> {
+    let mut unique = BTreeMap::new();
+    for (key, value) in options {
+        if unique.insert(key.clone(), value.clone()).is_some() {
+            return Err(Error::new(
+                SqlState::SyntaxError,
+                format!("option \"{key}\" is given more than once"),
+            ));
+        }
+    }
+    Ok(unique)
+}
+
+/// Whether the next token is the unquoted word `word` (which need not be a keyword).
+pub fn is_word(parser: &Parser, word: &str) -> bool {
+    matches!(&parser.peek_token_ref().token, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(word))
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+
+    use super::*;
+
+    fn parse(sql: &str, table: bool) -> Result<CreateSource, ParserError> {
+        let dialect = PostgreSqlDialect {};
+        let mut parser = Parser::new(&dialect).try_with_sql(sql)?;
+        parse_create_source(&mut parser, table)
+    }
+
+    #[test]
+    fn sources_with_dotted_options_and_a_format() {
+        let source = parse(
+            "s (a BIGINT, b VARCHAR, WATERMARK FOR b AS b) WITH (connector = 'nexmark', Nexmark.Table.Type = 'Bid',
+             nexmark.split.num = 2, flag = true,) FORMAT plain ENCODE csv (without_header = 'true')",
+            false,
+        )
+        .unwrap();
+        assert_eq!(source.columns.len(), 2);
+        assert_eq!(source.watermarks.len(), 1);
+        assert_eq!(
+            source.options,
+            [
+                ("connector".to_string(), "nexmark".to_string()),
+                ("nexmark.table.type".into(), "Bid".into()),
+                ("nexmark.split.num".into(), "2".into()),
+                ("flag".into(), "true".into())
+            ]
+        );
+        let format = source.format.unwrap();
+        assert_eq!((format.format.as_str(), format.encode.as_str()), ("PLAIN", "CSV"));
+        assert_eq!(format.options, [("without_header".to_string(), "true".to_string())]);
+    }
+
+    #[test]
+    fn a_plain_create_table_is_left_to_sqlparser() {
+        assert!(parse("t (a INT PRIMARY KEY)", true).is_err());
+        let table = parse("t (a INT) APPEND ONLY", true).unwrap();
+        assert!(table.append_only && table.options.is_empty());
+        assert!(parse("s (a INT) WITH (connector = )", false).is_err());
+    }
+}

@@ -1,0 +1,136 @@
+//! Connector sources against the real binary: exactly once across `kill -9`, bounded
+//! memory over a large input, the rate limit.
+
+use std::time::{Duration, Instant};
+
+use tokio_postgres::Client;
+
+use crate::harness::{Process, connect, rows};
+
+/// Waits until `sql` (one row, one column) gives `expected`; the last value otherwise.
+async fn wait_for(client: &Client, sql: &str, expected: &str, timeout: Duration) -> String {
+    let started = Instant::now();
+    loop {
+        let value = rows(client, sql).await.remove(0).remove(0);
+        if value == expected || started.elapsed() > timeout {
+            return value;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn views_over_sources_are_exactly_once_across_kill_9() {
+    const IDS: u64 = 200_000;
+    const BIDS: u64 = 100_000;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Process::start(dir.path());
+    let client = connect(server.addr).await;
+    let bid_source = |name: &str| {
+        format!(
+            "CREATE SOURCE {name} (auction BIGINT, price BIGINT) WITH (connector = 'nexmark',
+               nexmark.table.type = 'Bid', nexmark.event.num = '{BIDS}', nexmark.split.num = '2',
+               nexmark.base.time = '1700000000000', source_rate_limit = '40000')"
+        )
+    };
+    client
+        .batch_execute(&format!(
+            "CREATE SOURCE gen (id BIGINT, v INT) WITH (connector = 'datagen', fields.id.kind = 'sequence',
+               fields.id.end = '{IDS}', datagen.rows.per.second = '80000');
+             CREATE MATERIALIZED VIEW gen_total AS SELECT count(*) AS n, sum(id) AS s FROM gen;
+             {};
+             CREATE MATERIALIZED VIEW hot AS SELECT auction, count(*) AS bids, sum(price) AS total FROM bid GROUP BY auction;",
+            bid_source("bid")
+        ))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before = rows(&client, "SELECT n FROM gen_total").await.remove(0).remove(0);
+    assert_ne!(before, IDS.to_string(), "the sources should still be running when the server is killed");
+    drop(client);
+    server.kill_9();
+
+    let server = Process::start(dir.path());
+    let client = connect(server.addr).await;
+    let timeout = Duration::from_secs(120);
+    let n = wait_for(&client, "SELECT n FROM gen_total", &IDS.to_string(), timeout).await;
+    assert_eq!(n, IDS.to_string());
+    // The sum of 1..=N: every id exactly once.
+    assert_eq!(rows(&client, "SELECT s FROM gen_total").await, [[(IDS * (IDS + 1) / 2).to_string()]]);
+    let bids = wait_for(&client, "SELECT sum(bids) FROM hot", &BIDS.to_string(), timeout).await;
+    assert_eq!(bids, BIDS.to_string());
+    // The same source read without a crash gives the same view.
+    client
+        .batch_execute(&format!(
+            "{}; CREATE MATERIALIZED VIEW hot2 AS SELECT auction, count(*) AS bids, sum(price) AS total FROM bid2 GROUP BY auction",
+            bid_source("bid2")
+        ))
+        .await
+        .unwrap();
+    let bids = wait_for(&client, "SELECT sum(bids) FROM hot2", &BIDS.to_string(), timeout).await;
+    assert_eq!(bids, BIDS.to_string());
+    let differ = "SELECT count(*) FROM (SELECT * FROM hot EXCEPT SELECT * FROM hot2) d";
+    assert_eq!(rows(&client, differ).await, [["0"]]);
+    assert_eq!(
+        rows(
+            &client,
+            "SELECT count(*), bool_and(done) FROM sabot_catalog.source_splits WHERE object = 'public.bid'"
+        )
+        .await,
+        [["2", "t"]]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ten_million_row_source_keeps_memory_bounded() {
+    const ROWS: u64 = 10_000_000;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Process::start(dir.path());
+    let client = connect(server.addr).await;
+    let baseline = server.resident_bytes();
+    client
+        .batch_execute(&format!(
+            "CREATE SOURCE big (id BIGINT, v INT) WITH (connector = 'datagen', fields.id.kind = 'sequence',
+               fields.id.end = '{ROWS}', datagen.rows.per.second = '1000000000', datagen.split.num = '2');
+             CREATE MATERIALIZED VIEW big_count AS SELECT v % 10 AS k, count(*) AS n FROM big GROUP BY v % 10"
+        ))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut peak = baseline;
+    loop {
+        peak = peak.max(server.resident_bytes());
+        let n = rows(&client, "SELECT coalesce(sum(n), 0) FROM big_count").await.remove(0).remove(0);
+        if n == ROWS.to_string() || started.elapsed() > Duration::from_secs(300) {
+            assert_eq!(n, ROWS.to_string(), "the source did not finish");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        peak < baseline + (300 << 20),
+        "reading {ROWS} rows grew the server from {baseline} to {peak} bytes"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_never_reads_faster_than_its_rate_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Process::start(dir.path());
+    let client = connect(server.addr).await;
+    client
+        .batch_execute(
+            "CREATE SOURCE paced (id BIGINT) WITH (connector = 'datagen', fields.id.kind = 'sequence',
+               datagen.rows.per.second = '1000000', source_rate_limit = '500', datagen.split.num = '3');
+             CREATE MATERIALIZED VIEW paced_count AS SELECT count(*) AS n FROM paced",
+        )
+        .await
+        .unwrap();
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let n: f64 = rows(&client, "SELECT n FROM paced_count").await[0][0].parse().unwrap();
+    // At most the rate over the elapsed time, plus one burst of a second.
+    let bound = 500.0 * (started.elapsed().as_secs_f64() + 1.0);
+    assert!(n <= bound, "{n} rows in {:?} at 500 rows per second", started.elapsed());
+    assert!(n > 0.0, "the source read nothing");
+}
