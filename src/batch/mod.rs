@@ -377,6 +377,7 @@ mod tests {
             primary_key: vec![0],
             view: None,
             connector: None,
+            append_only: false,
         });
         let codec = TableCodec::new(&desc).unwrap();
         let batch = RecordBatch::try_new(

@@ -56,6 +56,9 @@ pub struct TableDesc {
     /// Set for sources, and for tables fed by a connector.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connector: Option<ConnectorDef>,
+    /// `APPEND ONLY`: rows are only ever inserted (UPDATE and DELETE are refused).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub append_only: bool,
 }
 
 /// Where a source's (or a connector table's) rows come from: `WITH (connector = ...)`
@@ -420,6 +423,7 @@ mod tests {
             primary_key: vec![0],
             view: None,
             connector: None,
+            append_only: false,
         });
         let mut batch = WriteBatch::default();
         for change in [CatalogChange::CreateSchema("s".into()), CatalogChange::CreateTable(desc.clone())] {

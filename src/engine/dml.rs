@@ -384,7 +384,7 @@ impl Session {
         let TableFactor::Table { name, .. } = &update.table.relation else {
             return Err(Error::unsupported("UPDATE of something other than a table"));
         };
-        let desc = self.writable_table(name)?;
+        let desc = self.changeable_table(name, "update")?;
         for assignment in &update.assignments {
             let ast::AssignmentTarget::ColumnName(column) = &assignment.target else {
                 return Err(Error::unsupported("UPDATE of a column tuple"));
@@ -414,7 +414,7 @@ impl Session {
         let TableFactor::Table { name, .. } = &target.relation else {
             return Err(Error::unsupported("DELETE from something other than a table"));
         };
-        Ok((self.writable_table(name)?, target.relation.clone()))
+        Ok((self.changeable_table(name, "delete from")?, target.relation.clone()))
     }
 }
 

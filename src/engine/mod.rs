@@ -47,6 +47,9 @@ pub struct Database {
     memory: Arc<memory::MemoryGauge>,
     /// Readers of sources, for their progress.
     source_readers: sources::SourceReaders,
+    /// The connector readers of tables with a connector, by table id, with their progress
+    /// (kept after a bounded connector is exhausted).
+    ingests: Mutex<std::collections::HashMap<crate::state::TableId, sources::Ingest>>,
     dataflows: views::Dataflows,
 }
 
@@ -63,7 +66,7 @@ impl Database {
         let snapshot = store.snapshot();
         let catalog = Catalog::load(snapshot.as_ref())?;
         let coordinator = Arc::new(Coordinator::open(store, snapshot.as_ref())?);
-        for desc in catalog.tables() {
+        for desc in catalog.tables().filter(|t| !t.is_source()) {
             coordinator.add_writer(TableWriter::open(desc.clone(), snapshot.as_ref())?);
         }
         tracing::info!(
@@ -83,11 +86,20 @@ impl Database {
             sessions: execute::Runtime::new("sabot-session")?,
             memory: Default::default(),
             source_readers: Default::default(),
+            ingests: Default::default(),
             dataflows: Default::default(),
         });
         if let Err(e) = db.restore_views().await {
             let _ = db.shutdown().await;
             return Err(e);
+        }
+        let connector_tables: Vec<_> =
+            db.catalog().tables().filter(|t| t.connector.is_some() && !t.is_source()).cloned().collect();
+        for table in connector_tables {
+            if let Err(e) = db.start_ingest(&table) {
+                let _ = db.shutdown().await;
+                return Err(e);
+            }
         }
         if let Some(password) = &db.config.superuser_password
             && let Err(e) = db.set_superuser_password(password).await
@@ -157,6 +169,9 @@ impl Database {
 
     /// Commits what is pending and stops the commit loop. Writes after this fail.
     pub async fn shutdown(&self) -> Result<()> {
+        for (_, ingest) in self.ingests.lock().drain() {
+            ingest.task.abort();
+        }
         let result = self.coordinator.flush().await;
         let dataflows: Vec<_> = self.dataflows.lock().drain().map(|(_, d)| d).collect();
         for dataflow in dataflows {
@@ -205,15 +220,22 @@ impl Database {
             let snapshot = self.coordinator.store().snapshot();
             for change in &changes {
                 match change {
-                    CatalogChange::CreateTable(desc) if desc.is_view() => {}
+                    CatalogChange::CreateTable(desc) if desc.is_view() || desc.is_source() => {}
                     CatalogChange::CreateTable(desc) => {
                         self.coordinator.add_writer(TableWriter::open(desc.clone(), snapshot.as_ref())?);
                     }
                     CatalogChange::DropTable(desc) => {
+                        if let Some(ingest) = self.ingests.lock().remove(&desc.id) {
+                            ingest.task.abort();
+                        }
                         self.coordinator.remove_writer(desc.id);
                         batch.delete(
                             crate::state::META_TABLE,
                             &crate::stream::table_writer::row_id_key(desc.id),
+                        );
+                        batch.delete_prefix(
+                            crate::state::META_TABLE,
+                            &crate::stream::table_writer::split_prefix(desc.id),
                         );
                     }
                     CatalogChange::CreateSchema(_)

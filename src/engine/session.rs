@@ -408,6 +408,19 @@ impl Session {
         Ok(desc)
     }
 
+    /// The table an UPDATE or DELETE changes: not an append-only one.
+    pub(super) fn changeable_table(&self, name: &ast::ObjectName, action: &str) -> Result<Arc<TableDesc>> {
+        let desc = self.writable_table(name)?;
+        if desc.append_only {
+            return Err(Error::new(
+                SqlState::WrongObjectType,
+                format!("cannot {action} append-only table \"{}\"", desc.name),
+            )
+            .with_hint("rows of an APPEND ONLY table are only ever inserted"));
+        }
+        Ok(desc)
+    }
+
     pub(super) fn target_table(&self, name: &ast::ObjectName) -> Result<Arc<TableDesc>> {
         let (schema, table) = crate::sql::ddl::resolve_name(name, &self.settings.current_schema())?;
         self.db.catalog().table(&schema, &table).cloned().ok_or_else(|| {

@@ -16,25 +16,28 @@ use crate::sql::ddl::resolve_drop_targets;
 use crate::sql::source_ddl::{CreateSource, bind_source};
 use crate::stream::actor::DataflowId;
 use crate::stream::dataflow::SourceSetup;
-use crate::stream::source::{ReadLimits, SourceProgress};
+use crate::stream::source::ingest::TableIngest;
+use crate::stream::source::{ReadLimits, SourceConnector, SourceProgress, SplitState};
 
 /// The readers of sources running now, for `sabot_catalog.source_splits`.
 pub(super) type SourceReaders = parking_lot::Mutex<Vec<Weak<SourceProgress>>>;
 
+/// The reader of a table's connector.
+pub(super) struct Ingest {
+    pub task: tokio::task::JoinHandle<()>,
+    /// Held here too, so that the splits stay listed once the reader is done.
+    _progress: Arc<SourceProgress>,
+}
+
 impl Database {
     pub(super) async fn create_source(&self, create: &CreateSource, schema: &str) -> Result<Outcome> {
-        if create.table {
-            return Err(Error::unsupported(
-                "a table fed by a connector (CREATE TABLE ... WITH (connector = ...))",
-            )
-            .with_hint("for now, create a source and a materialized view over it"));
-        }
+        let tag = if create.table { "CREATE TABLE" } else { "CREATE SOURCE" };
         let _ddl = self.ddl_lock.lock().await;
         let mut catalog = (*self.catalog()).clone();
         let mut desc = bind_source(create, &mut catalog, schema)?;
         if catalog.table(&desc.schema, &desc.name).is_some() {
             if create.if_not_exists {
-                return Ok(Outcome::command("CREATE SOURCE")
+                return Ok(Outcome::command(tag)
                     .with_notice(format!("relation \"{}\" already exists, skipping", desc.name)));
             }
             return Err(Error::new(
@@ -43,11 +46,60 @@ impl Database {
             ));
         }
         let visible = desc.visible_schema();
-        let def = desc.connector.as_mut().expect("a source has a connector");
-        source_rate_limit(def)?;
-        def.options = crate::connector::prepare_source(def, &visible)?;
-        self.change_catalog(vec![CatalogChange::CreateTable(Arc::new(desc))]).await?;
-        Ok(Outcome::command("CREATE SOURCE"))
+        if let Some(def) = desc.connector.as_mut() {
+            source_rate_limit(def)?;
+            def.options = crate::connector::prepare_source(def, &visible)?;
+        }
+        let desc = Arc::new(desc);
+        self.change_catalog(vec![CatalogChange::CreateTable(desc.clone())]).await?;
+        if desc.connector.is_some() && create.table {
+            self.start_ingest(&desc)?;
+        }
+        Ok(Outcome::command(tag))
+    }
+
+    /// Starts reading `table`'s connector into the table, from the committed split states.
+    pub(super) fn start_ingest(&self, table: &Arc<TableDesc>) -> Result<()> {
+        let def = table
+            .connector
+            .as_ref()
+            .ok_or_else(|| Error::internal(format!("{} has no connector", table.name)))?;
+        let connector = crate::connector::source(def, &table.visible_schema())?;
+        let writer = self.writer(table)?;
+        let prefix = crate::stream::table_writer::split_prefix(table.id);
+        let mut saved = std::collections::BTreeMap::new();
+        let mut failed = None;
+        self.coordinator.store().snapshot().scan_range(
+            crate::state::META_TABLE,
+            &prefix,
+            None,
+            &mut |key, value| {
+                let Some(split) = key.strip_prefix(prefix.as_slice()) else { return Ok(false) };
+                match SplitState::decode(value) {
+                    Ok(state) => {
+                        saved.insert(String::from_utf8_lossy(split).into_owned(), state);
+                    }
+                    Err(e) => failed = Some(e),
+                }
+                Ok(true)
+            },
+        )?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        let progress = self.register_reader(table, &table.qualified_name());
+        let ingest = TableIngest {
+            table: table.clone(),
+            limits: self.read_limits(def, connector.as_ref())?,
+            connector,
+            writer,
+            store: self.coordinator.store().clone(),
+            saved,
+            progress: progress.clone(),
+        };
+        let task = self.compute.handle().spawn(ingest.run());
+        self.ingests.lock().insert(table.id, Ingest { task, _progress: progress });
+        Ok(())
     }
 
     pub(super) async fn drop_sources(
@@ -90,11 +142,29 @@ impl Database {
             .as_ref()
             .ok_or_else(|| Error::internal(format!("{} has no connector", relation.name)))?;
         let connector = crate::connector::source(def, &relation.visible_schema())?;
+        let limits = self.read_limits(def, connector.as_ref())?;
+        let (barriers, active) = self.coordinator.register_source(dataflow);
+        let progress = self.register_reader(relation, reader);
+        Ok(SourceSetup { connector, barriers, active, limits, progress })
+    }
+
+    /// A reader's limits: the server's chunk size, and the lower of `source_rate_limit`
+    /// and the connector's own pace.
+    fn read_limits(
+        &self,
+        def: &crate::catalog::ConnectorDef,
+        connector: &dyn SourceConnector,
+    ) -> Result<ReadLimits> {
         let rows_per_second = match (source_rate_limit(def)?, connector.rows_per_second()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let (barriers, active) = self.coordinator.register_source(dataflow);
+        Ok(ReadLimits { chunk_rows_max: self.config.source_chunk_rows_max.max(1), rows_per_second })
+    }
+
+    /// A progress record for a reader of `relation` feeding `reader`, listed in
+    /// `sabot_catalog.source_splits` while the reader holds it.
+    fn register_reader(&self, relation: &TableDesc, reader: &str) -> Arc<SourceProgress> {
         let progress = Arc::new(SourceProgress {
             source: relation.qualified_name(),
             reader: reader.to_string(),
@@ -104,13 +174,7 @@ impl Database {
         let mut readers = self.source_readers.lock();
         readers.retain(|r| r.strong_count() > 0);
         readers.push(Arc::downgrade(&progress));
-        Ok(SourceSetup {
-            connector,
-            barriers,
-            active,
-            limits: ReadLimits { chunk_rows_max: self.config.source_chunk_rows_max.max(1), rows_per_second },
-            progress,
-        })
+        progress
     }
 
     /// The readers of sources running now.

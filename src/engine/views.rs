@@ -85,6 +85,7 @@ impl Database {
                 plan: Vec::new(),
             }),
             connector: None,
+            append_only: false,
         });
         let root = materialize(planned.body, desc.clone());
         let explain_lines = root.explain();

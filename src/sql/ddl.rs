@@ -73,6 +73,7 @@ pub fn bind_create_table(
         primary_key,
         view: None,
         connector: None,
+        append_only: false,
     })
 }
 

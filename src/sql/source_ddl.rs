@@ -189,8 +189,9 @@ pub fn parse_drop(parser: &mut Parser) -> Result<(Vec<ObjectName>, bool, bool), 
     Ok((names, if_exists, cascade))
 }
 
-/// The descriptor of a new source (its rows keyed by a hidden row id), with its
-/// connector's options as written; `connector::prepare_source` checks them.
+/// The descriptor of a new source (its rows keyed by a hidden row id) or table (keyed by
+/// its primary key, or a hidden row id), with its connector's options as written;
+/// `connector::prepare_source` checks them.
 pub fn bind_source(create: &CreateSource, catalog: &mut Catalog, default_schema: &str) -> Result<TableDesc> {
     let (schema, name) = resolve_name(&create.name, default_schema)?;
     if !catalog.schema_exists(&schema) {
@@ -200,21 +201,45 @@ pub fn bind_source(create: &CreateSource, catalog: &mut Catalog, default_schema:
         return Err(Error::unsupported("WATERMARK FOR")
             .with_hint("event time and watermarks come in a later release"));
     }
+    let what = if create.table { "table" } else { "source" };
     if create.columns.is_empty() {
-        return Err(Error::unsupported("a source without columns")
+        return Err(Error::unsupported(format!("a {what} without columns"))
             .with_hint("declare the columns the connector produces"));
     }
     let (mut columns, primary_key) = bind_columns(&create.columns, &create.constraints, &name)?;
-    if primary_key.is_some() {
-        return Err(Error::unsupported("a primary key on a source")
-            .with_hint("a source's rows are only ever inserted"));
+    if !create.table {
+        if primary_key.is_some() {
+            return Err(Error::unsupported("a primary key on a source")
+                .with_hint("a source's rows are only ever inserted; a table with a connector may have one"));
+        }
+        if let Some(column) = columns.iter().find(|c| c.default.is_some() || !c.nullable) {
+            return Err(Error::unsupported(format!(
+                "DEFAULT or NOT NULL on source column \"{}\"",
+                column.name
+            )));
+        }
     }
-    if let Some(column) = columns.iter().find(|c| c.default.is_some() || !c.nullable) {
-        return Err(Error::unsupported(format!("DEFAULT or NOT NULL on source column \"{}\"", column.name)));
+    if create.append_only && primary_key.is_some() {
+        return Err(Error::unsupported("a primary key on an APPEND ONLY table")
+            .with_hint("rows of an append-only table are only ever inserted, never replaced"));
     }
-    columns.push(row_id_column());
-    let primary_key = vec![columns.len() - 1];
-    let connector = connector_def(create)?;
+    let primary_key = match primary_key {
+        Some(key) => {
+            for &i in &key {
+                columns[i].nullable = false;
+            }
+            key
+        }
+        None => {
+            columns.push(row_id_column());
+            vec![columns.len() - 1]
+        }
+    };
+    let connector = if create.table && create.options.is_empty() && create.format.is_none() {
+        None
+    } else {
+        Some(connector_def(create)?)
+    };
     Ok(TableDesc {
         id: catalog.allocate_table_id(),
         schema,
@@ -222,7 +247,8 @@ pub fn bind_source(create: &CreateSource, catalog: &mut Catalog, default_schema:
         columns,
         primary_key,
         view: None,
-        connector: Some(connector),
+        connector,
+        append_only: create.append_only || !create.table,
     })
 }
 

@@ -85,6 +85,24 @@ impl WriteBatch {
         self.ops.push(WriteOp::DeleteRange(start, end));
     }
 
+    /// Deletes every key of table `table_id` that starts with `prefix`.
+    pub fn delete_prefix(&mut self, table_id: TableId, prefix: &[u8]) {
+        let start = table_key(table_id, prefix);
+        let mut end = start.clone();
+        // The first key after every key with the prefix: increment the last byte that can be.
+        while let Some(last) = end.pop() {
+            if last < 0xff {
+                end.push(last + 1);
+                break;
+            }
+        }
+        if end.is_empty() {
+            let (_, table_end) = table_range(table_id);
+            end = table_end;
+        }
+        self.ops.push(WriteOp::DeleteRange(start, end));
+    }
+
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
     }

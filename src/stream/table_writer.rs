@@ -18,6 +18,9 @@ use crate::common::Result;
 use crate::state::{Epoch, META_TABLE, Snapshot, StateTable, WriteBatch};
 
 const ROW_ID_PREFIX: &[u8] = b"row_id/";
+/// Meta-table keys of the split states of a table's connector: this prefix, the table id,
+/// then the split's name.
+const SPLIT_PREFIX: &[u8] = b"source_split/";
 
 pub struct TableWriter {
     desc: Arc<TableDesc>,
@@ -25,6 +28,8 @@ pub struct TableWriter {
     state: StateTable,
     next_row_id: i64,
     row_id_dirty: bool,
+    /// Split states of the table's connector, staged with the rows they produced.
+    splits: Vec<(String, Vec<u8>)>,
     subscribers: Vec<mpsc::Sender<Message>>,
 }
 
@@ -43,6 +48,7 @@ impl TableWriter {
             desc,
             next_row_id,
             row_id_dirty: false,
+            splits: Vec::new(),
             subscribers: Vec::new(),
         })
     }
@@ -104,16 +110,70 @@ impl TableWriter {
     }
 
     pub fn has_pending(&self) -> bool {
-        self.state.has_pending() || self.row_id_dirty
+        self.state.has_pending() || self.row_id_dirty || !self.splits.is_empty()
     }
 
-    /// Moves the epoch's writes (rows and the row-id counter) into `batch`.
+    /// Moves the epoch's writes (rows, the row-id counter, split states) into `batch`.
     pub fn drain_into(&mut self, batch: &mut WriteBatch) {
         self.state.drain_into(batch);
         if self.row_id_dirty {
             batch.put(META_TABLE, &row_id_key(self.desc.id), self.next_row_id.to_be_bytes().to_vec());
             self.row_id_dirty = false;
         }
+        for (split, state) in self.splits.drain(..) {
+            batch.put(META_TABLE, &[split_prefix(self.desc.id), split.into_bytes()].concat(), state);
+        }
+    }
+
+    /// Stages the state of a split of the table's connector, to commit with the rows.
+    pub fn stage_split(&mut self, split: &str, state: Vec<u8>) {
+        self.splits.push((split.to_string(), state));
+    }
+
+    /// Rows read by the table's connector (in the visible columns) as a chunk to apply:
+    /// with fresh row ids when the table has no key; as upserts when it has one (a row
+    /// whose key exists, or appeared earlier in the batch, updates it).
+    pub fn connector_chunk(&mut self, snapshot: &dyn Snapshot, data: RecordBatch) -> Result<Chunk> {
+        if self.desc.has_row_id() {
+            let ids = self.allocate_row_ids(data.num_rows());
+            let mut columns = data.columns().to_vec();
+            columns.push(std::sync::Arc::new(ids));
+            let data = RecordBatch::try_new(self.desc.full_schema(), columns)?;
+            return Ok(Chunk::inserts(data));
+        }
+        let data = RecordBatch::try_new(self.desc.full_schema(), data.columns().to_vec())?;
+        let keys = self.codec.encode_keys(&data)?;
+        // Rows of the output: (from the batch, row) or (an old stored row, its index).
+        let mut ops = Vec::with_capacity(data.num_rows());
+        let mut sources: Vec<(bool, usize)> = Vec::with_capacity(data.num_rows());
+        let mut old_rows: Vec<Vec<u8>> = Vec::new();
+        let mut seen: std::collections::HashMap<&[u8], usize> = std::collections::HashMap::new();
+        for row in 0..data.num_rows() {
+            let key = keys.row(row).data();
+            if let Some(&previous) = seen.get(key) {
+                ops.extend([Op::UpdateDelete, Op::UpdateInsert]);
+                sources.extend([(true, previous), (true, row)]);
+            } else if let Some(old) = self.state.get(snapshot, key)? {
+                ops.extend([Op::UpdateDelete, Op::UpdateInsert]);
+                sources.extend([(false, old_rows.len()), (true, row)]);
+                old_rows.push(old);
+            } else {
+                ops.push(Op::Insert);
+                sources.push((true, row));
+            }
+            seen.insert(key, row);
+        }
+        let old = self.codec.decode_rows(old_rows.iter().map(Vec::as_slice))?;
+        let both = datafusion::arrow::compute::concat_batches(&data.schema(), [&data, &old])?;
+        let indices: Vec<u32> = sources
+            .iter()
+            .map(|&(new, i)| if new { i as u32 } else { (data.num_rows() + i) as u32 })
+            .collect();
+        let rows = datafusion::arrow::compute::take_record_batch(
+            &both,
+            &datafusion::arrow::array::UInt32Array::from(indices),
+        )?;
+        Ok(Chunk::new(ops, rows))
     }
 
     pub async fn barrier(&mut self, epoch: Epoch) {
@@ -138,4 +198,9 @@ impl TableWriter {
 /// The meta key of a table's row-id counter; deleted with the table.
 pub fn row_id_key(table_id: crate::state::TableId) -> Vec<u8> {
     [ROW_ID_PREFIX, &table_id.to_be_bytes()].concat()
+}
+
+/// The meta-key prefix of the split states of a table's connector; deleted with the table.
+pub fn split_prefix(table_id: crate::state::TableId) -> Vec<u8> {
+    [SPLIT_PREFIX, &table_id.to_be_bytes()[..], b"/"].concat()
 }

@@ -39,7 +39,10 @@ async fn views_over_sources_are_exactly_once_across_kill_9() {
                fields.id.end = '{IDS}', datagen.rows.per.second = '80000');
              CREATE MATERIALIZED VIEW gen_total AS SELECT count(*) AS n, sum(id) AS s FROM gen;
              {};
-             CREATE MATERIALIZED VIEW hot AS SELECT auction, count(*) AS bids, sum(price) AS total FROM bid GROUP BY auction;",
+             CREATE MATERIALIZED VIEW hot AS SELECT auction, count(*) AS bids, sum(price) AS total FROM bid GROUP BY auction;
+             CREATE TABLE stored (id BIGINT, v INT) WITH (connector = 'datagen', fields.id.kind = 'sequence',
+               fields.id.end = '{IDS}', datagen.rows.per.second = '60000');
+             CREATE MATERIALIZED VIEW stored_total AS SELECT count(*) AS n, sum(id) AS s FROM stored;",
             bid_source("bid")
         ))
         .await
@@ -59,6 +62,15 @@ async fn views_over_sources_are_exactly_once_across_kill_9() {
     assert_eq!(rows(&client, "SELECT s FROM gen_total").await, [[(IDS * (IDS + 1) / 2).to_string()]]);
     let bids = wait_for(&client, "SELECT sum(bids) FROM hot", &BIDS.to_string(), timeout).await;
     assert_eq!(bids, BIDS.to_string());
+    // A table fed by the connector: its stored rows, and the view over it.
+    let stored = wait_for(&client, "SELECT count(*) FROM stored", &IDS.to_string(), timeout).await;
+    assert_eq!(stored, IDS.to_string());
+    let sum = (IDS * (IDS + 1) / 2).to_string();
+    assert_eq!(
+        rows(&client, "SELECT sum(id), count(DISTINCT id) FROM stored").await,
+        [[sum.clone(), IDS.to_string()]]
+    );
+    assert_eq!(rows(&client, "SELECT n, s FROM stored_total").await, [[IDS.to_string(), sum]]);
     // The same source read without a crash gives the same view.
     client
         .batch_execute(&format!(

@@ -98,6 +98,7 @@ mod tests {
             primary_key: vec![0],
             view: None,
             connector: None,
+            append_only: false,
         });
         let mut op = MaterializeOperator::new(desc.clone()).unwrap();
         let mut harness = Harness::new();

@@ -1,0 +1,151 @@
+//! The reader of a source in one dataflow (a materialized view over the source): its
+//! rows become insert chunks with the hidden row id `split << 40 | row`, unique in the
+//! source and the same when a row is read again after a restart; at each barrier the
+//! coordinator injects, the reader acknowledges with the state of the splits it read, kept
+//! in a positions table of the dataflow, and passes the barrier on.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch};
+use tokio::sync::mpsc;
+
+use super::{ReadLimits, SourceConnector, SourceProgress, SplitSet, SplitState, Step};
+use crate::catalog::TableDesc;
+use crate::common::{Error, Result};
+use crate::state::{Epoch, StateStore, TableId, WriteBatch};
+use crate::stream::actor::{Ack, DataflowId};
+use crate::stream::exchange::Dispatcher;
+use crate::stream::message::{Chunk, Message};
+
+/// Rows of one split get ids `number << SPLIT_SHIFT | row`.
+const SPLIT_SHIFT: u32 = 40;
+
+/// Reads a source's splits for one dataflow and emits their rows as insert chunks,
+/// barriers as the coordinator injects them.
+pub struct SourceReader {
+    /// The source relation (its hidden row id is the last column).
+    pub relation: Arc<TableDesc>,
+    pub connector: Arc<dyn SourceConnector>,
+    pub positions_table: TableId,
+    pub store: Arc<dyn StateStore>,
+    /// Barriers from the coordinator.
+    pub barriers: mpsc::UnboundedReceiver<Epoch>,
+    /// Set whenever rows were emitted, so that the coordinator commits them.
+    pub active: Arc<AtomicBool>,
+    pub output: Dispatcher,
+    pub acks: mpsc::UnboundedSender<Ack>,
+    pub dataflow: DataflowId,
+    pub view: Arc<str>,
+    pub limits: ReadLimits,
+    pub progress: Arc<SourceProgress>,
+}
+
+impl SourceReader {
+    pub async fn run(mut self) {
+        let mut splits = match self.open() {
+            Ok(splits) => splits,
+            Err(e) => return self.fail(Epoch::MAX, &e),
+        };
+        loop {
+            while let Ok(epoch) = self.barriers.try_recv() {
+                if !self.barrier(epoch, &mut splits).await {
+                    return;
+                }
+            }
+            let step = match splits.step().await {
+                Ok(step) => step,
+                Err(e) => return self.fail(Epoch::MAX, &e),
+            };
+            match step {
+                Step::Rows { data, split, first_row } => {
+                    if data.num_rows() == 0 {
+                        continue;
+                    }
+                    let data = match self.with_row_ids(data, split, first_row) {
+                        Ok(data) => data,
+                        Err(e) => return self.fail(Epoch::MAX, &e),
+                    };
+                    self.active.store(true, Ordering::Release);
+                    if self.output.send(Message::Chunk(Chunk::inserts(data))).await.is_err() {
+                        return;
+                    }
+                }
+                Step::Changed => self.active.store(true, Ordering::Release),
+                Step::Wait(wait) => {
+                    tokio::select! {
+                        epoch = self.barriers.recv() => match epoch {
+                            Some(epoch) => if !self.barrier(epoch, &mut splits).await { return },
+                            None => return,
+                        },
+                        () = tokio::time::sleep(wait) => {}
+                    }
+                }
+                Step::Finished => match self.barriers.recv().await {
+                    Some(epoch) => {
+                        if !self.barrier(epoch, &mut splits).await {
+                            return;
+                        }
+                    }
+                    None => return,
+                },
+            }
+        }
+    }
+
+    /// The splits with the state committed in the positions table.
+    fn open(&self) -> Result<SplitSet> {
+        let mut saved = BTreeMap::new();
+        let mut failed = None;
+        self.store.snapshot().scan(self.positions_table, &mut |key, value| {
+            match SplitState::decode(value) {
+                Ok(state) => {
+                    saved.insert(String::from_utf8_lossy(key).into_owned(), state);
+                }
+                Err(e) => failed = Some(e),
+            }
+            Ok(())
+        })?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        SplitSet::open(self.connector.as_ref(), saved, self.limits, self.progress.clone())
+    }
+
+    /// The rows with the hidden row id appended (the relation's last column).
+    fn with_row_ids(&self, data: RecordBatch, split: u64, first: u64) -> Result<RecordBatch> {
+        let base = (split << SPLIT_SHIFT) + first;
+        let ids: ArrayRef =
+            Arc::new(Int64Array::from_iter_values((0..data.num_rows() as u64).map(|i| (base + i) as i64)));
+        let mut columns = data.columns().to_vec();
+        columns.push(ids);
+        Ok(RecordBatch::try_new(self.relation.full_schema(), columns)?)
+    }
+
+    /// Passes barrier `epoch` on and acknowledges it with the state of the splits read
+    /// since the last one. Returns false when the dataflow is gone.
+    async fn barrier(&mut self, epoch: Epoch, splits: &mut SplitSet) -> bool {
+        let mut batch = WriteBatch::default();
+        match splits.take_dirty() {
+            Ok(dirty) => {
+                for (split, value) in dirty {
+                    batch.put(self.positions_table, split.as_bytes(), value);
+                }
+            }
+            Err(e) => {
+                self.fail(epoch, &e);
+                return false;
+            }
+        }
+        let _ = self.acks.send(Ack { dataflow: self.dataflow, epoch, result: Ok(batch) });
+        self.output.send(Message::Barrier(epoch)).await.is_ok()
+    }
+
+    fn fail(&self, epoch: Epoch, error: &Error) {
+        tracing::error!(view = %self.view, source = %self.relation.name, %error, "source reader failed");
+        let failure: Arc<str> =
+            Arc::from(format!("reading source {} for {} failed: {error}", self.relation.name, self.view));
+        let _ = self.acks.send(Ack { dataflow: self.dataflow, epoch, result: Err(failure) });
+    }
+}
