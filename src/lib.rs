@@ -3,6 +3,7 @@
 //! Modules are listed lowest first; each uses only those above it (DESIGN.md §2).
 
 pub mod batch;
+pub mod bench;
 pub mod catalog;
 pub mod common;
 pub mod connector;

@@ -23,6 +23,35 @@ struct Cli {
 enum Command {
     /// Start the server (pgwire on --listen). Stops cleanly on SIGINT or SIGTERM.
     Serve(ServeArgs),
+    /// Run a benchmark on an embedded database.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Nexmark queries over the Nexmark generator, each into a blackhole sink: events,
+    /// seconds, CPU seconds, events per second and per CPU-second, peak RSS.
+    Nexmark(NexmarkArgs),
+}
+
+#[derive(clap::Args)]
+struct NexmarkArgs {
+    /// Queries to run (q0, q1, ...; repeat or separate with commas); default: all.
+    #[arg(long = "query", value_delimiter = ',')]
+    queries: Vec<String>,
+    /// Rows each source generates.
+    #[arg(long, default_value_t = 1_000_000)]
+    events: u64,
+    /// Splits of each source.
+    #[arg(long, default_value_t = 1)]
+    splits: u64,
+    /// `text` (a table) or `json` (one object per query and line).
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    format: String,
+    /// Where the temporary databases go.
+    #[arg(long, default_value_os_t = std::env::temp_dir())]
+    work_dir: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -91,7 +120,38 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::Bench(BenchCommand::Nexmark(args)) => runtime.block_on(bench_nexmark(args)),
     }
+}
+
+async fn bench_nexmark(args: NexmarkArgs) -> anyhow::Result<()> {
+    let queries = sabot::bench::select_queries(&args.queries)?;
+    let json = args.format == "json";
+    let bench = sabot::bench::NexmarkBench {
+        queries: args.queries,
+        events: args.events,
+        splits: args.splits.max(1),
+        work_dir: args.work_dir,
+        progress: true,
+    };
+    let mut results = Vec::new();
+    for (name, sql) in queries {
+        let result = sabot::bench::run_query(&bench, name, sql).await?;
+        // Each result as soon as it is known (a line of JSON, or the table so far).
+        if json {
+            print!("{}", sabot::bench::report(std::slice::from_ref(&result), true));
+        } else {
+            eprintln!(
+                "{}",
+                sabot::bench::report(std::slice::from_ref(&result), false).lines().nth(1).unwrap_or("")
+            );
+        }
+        results.push(result);
+    }
+    if !json {
+        print!("{}", sabot::bench::report(&results, false));
+    }
+    Ok(())
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {

@@ -251,6 +251,9 @@ impl TableProvider for StoredTable {
         filters: &[Expr],
         _limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        if self.desc.is_sink() {
+            return Err(external(sink_not_readable(&self.desc.name)));
+        }
         if self.desc.is_source() {
             // Views read sources through their own readers; a query has nothing to read.
             return Err(external(
@@ -314,7 +317,7 @@ impl CatalogProvider for SabotCatalog {
             return information_schema::provider(&self.catalog).ok();
         }
         if name == system::NAME {
-            return system::provider(&self.system).ok();
+            return system::provider(&self.system, self.snapshot.as_ref()).ok();
         }
         if !self.catalog.schema_exists(name) || name == "pg_catalog" {
             return None;
@@ -327,6 +330,15 @@ impl CatalogProvider for SabotCatalog {
 struct SabotSchema {
     name: String,
     catalog: SabotCatalog,
+}
+
+/// The error for reading a sink, which keeps no rows.
+pub fn sink_not_readable(name: &str) -> crate::common::Error {
+    crate::common::Error::new(
+        crate::common::SqlState::WrongObjectType,
+        format!("\"{name}\" is a sink; its rows go to its connector and cannot be queried"),
+    )
+    .with_hint("query the materialized view or the query the sink is defined on")
 }
 
 #[async_trait]

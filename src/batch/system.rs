@@ -4,40 +4,93 @@
 //! - `source_splits`: one row per split of every running reader of a source — the source,
 //!   the view it feeds, the split, its position and rows as of the last barrier (what
 //!   commits with it), and whether a bounded split is exhausted.
+//! - `dead_letters`: every record a source could not read, with where it was and why
+//!   (committed with the rows read around it, so as of the statement's snapshot).
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray};
-use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::array::{
+    ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::catalog::{MemorySchemaProvider, SchemaProvider};
 use datafusion::datasource::MemTable;
 
 use crate::common::Result;
-use crate::stream::source::SourceProgress;
+use crate::state::Snapshot;
+use crate::stream::source::{DEAD_LETTERS_TABLE, DeadLetterRecord, SourceProgress};
 
 pub const NAME: &str = "sabot_catalog";
 
 /// What the system relations show, captured when the statement starts.
 #[derive(Clone, Debug, Default)]
 pub struct SystemState {
+    /// The epoch of the statement's snapshot (or an older one).
+    pub epoch: crate::state::Epoch,
     pub sources: Vec<Arc<SourceProgress>>,
 }
 
-pub fn provider(state: &SystemState) -> Result<Arc<dyn SchemaProvider>> {
+pub fn provider(state: &SystemState, snapshot: &dyn Snapshot) -> Result<Arc<dyn SchemaProvider>> {
     let schema = MemorySchemaProvider::new();
     schema.register_table("source_splits".into(), source_splits(state)?)?;
+    schema.register_table("dead_letters".into(), dead_letters(snapshot)?)?;
     Ok(Arc::new(schema))
+}
+
+fn dead_letters(snapshot: &dyn Snapshot) -> Result<Arc<MemTable>> {
+    let mut keys: Vec<[String; 3]> = Vec::new();
+    let mut records: Vec<DeadLetterRecord> = Vec::new();
+    let mut failed = None;
+    snapshot.scan(DEAD_LETTERS_TABLE, &mut |key, value| {
+        let mut parts = key.splitn(3, |b| *b == 0).map(|p| String::from_utf8_lossy(p).into_owned());
+        let key = [(); 3].map(|()| parts.next().unwrap_or_default());
+        match serde_json::from_slice::<DeadLetterRecord>(value) {
+            Ok(record) => {
+                keys.push(key);
+                records.push(record);
+            }
+            Err(e) => failed = Some(e),
+        }
+        Ok(())
+    })?;
+    if let Some(e) = failed {
+        return Err(crate::state::StateError::Corrupt(format!("dead letter: {e}")).into());
+    }
+    let text = |values: Vec<&str>| -> ArrayRef { Arc::new(StringArray::from(values)) };
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("object", DataType::Utf8, false),
+        Field::new("reader", DataType::Utf8, false),
+        Field::new("position", DataType::Utf8, false),
+        Field::new("payload", DataType::Utf8, false),
+        Field::new("error", DataType::Utf8, false),
+        Field::new("reason", DataType::Utf8, false),
+        Field::new("recorded_at", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false),
+    ]));
+    let columns: Vec<ArrayRef> = vec![
+        text(keys.iter().map(|k| k[0].as_str()).collect()),
+        text(keys.iter().map(|k| k[1].as_str()).collect()),
+        text(keys.iter().map(|k| k[2].as_str()).collect()),
+        text(records.iter().map(|r| r.payload.as_str()).collect()),
+        text(records.iter().map(|r| r.error.as_str()).collect()),
+        text(records.iter().map(|r| r.reason.as_str()).collect()),
+        Arc::new(
+            TimestampMicrosecondArray::from_iter_values(records.iter().map(|r| r.recorded_at))
+                .with_timezone("UTC"),
+        ),
+    ];
+    let batch = RecordBatch::try_new(schema.clone(), columns)?;
+    Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
 }
 
 fn source_splits(state: &SystemState) -> Result<Arc<MemTable>> {
     let mut rows: Vec<(String, String, String, Option<String>, i64, bool)> = Vec::new();
     for reader in &state.sources {
-        for split in reader.splits.lock().iter() {
+        for split in reader.splits_as_of(state.epoch) {
             rows.push((
                 reader.source.clone(),
                 reader.reader.clone(),
-                split.split.clone(),
-                split.position.clone(),
+                split.split,
+                split.position,
                 split.rows as i64,
                 split.done,
             ));

@@ -99,6 +99,10 @@ pub struct ViewDef {
     pub parallelism: usize,
     /// The streaming plan as EXPLAIN prints it: a re-planned query must match it.
     pub plan: Vec<String>,
+    /// Set for a sink: its changes go to this connector instead of a state table (a sink
+    /// is a view whose rows are not stored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sink: Option<ConnectorDef>,
 }
 
 impl TableDesc {
@@ -106,8 +110,19 @@ impl TableDesc {
         format!("{}.{}", self.schema, self.name)
     }
 
+    /// A materialized view or a sink: a relation maintained by a dataflow.
     pub fn is_view(&self) -> bool {
         self.view.is_some()
+    }
+
+    /// A sink: its dataflow's changes go to a connector; it cannot be queried.
+    pub fn is_sink(&self) -> bool {
+        self.view.as_ref().is_some_and(|v| v.sink.is_some())
+    }
+
+    /// A materialized view (not a sink): its rows are stored and can be queried.
+    pub fn is_materialized_view(&self) -> bool {
+        self.is_view() && !self.is_sink()
     }
 
     /// A source: rows come from its connector and are not stored.
@@ -115,9 +130,11 @@ impl TableDesc {
         self.connector.as_ref().is_some_and(|c| !c.stored)
     }
 
-    /// "table", "materialized view" or "source", for messages.
+    /// "table", "materialized view", "sink" or "source", for messages.
     pub fn kind_name(&self) -> &'static str {
-        if self.is_view() {
+        if self.is_sink() {
+            "sink"
+        } else if self.is_view() {
             "materialized view"
         } else if self.is_source() {
             "source"
@@ -380,6 +397,10 @@ impl Catalog {
             CatalogChange::DropTable(desc) => {
                 batch.delete(META_TABLE, &table_meta_key(desc.id));
                 batch.delete_table(desc.id);
+                if desc.connector.is_some() {
+                    use crate::stream::source::{DEAD_LETTERS_TABLE, dead_letter_prefix};
+                    batch.delete_prefix(DEAD_LETTERS_TABLE, &dead_letter_prefix(&desc.qualified_name()));
+                }
                 for table in desc.view.iter().flat_map(|v| v.state_tables.iter()) {
                     if *table != desc.id {
                         batch.delete_table(*table);

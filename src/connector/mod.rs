@@ -8,8 +8,12 @@
 //! defaults that must not change across restarts (a generator's base time), so that a
 //! source read again after a crash produces the same rows.
 
+pub mod blackhole;
 pub mod datagen;
+pub mod file;
+pub mod format;
 pub mod nexmark;
+pub mod posix_fs;
 mod random;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -19,16 +23,24 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::SchemaRef;
 use parking_lot::Mutex;
 
-use crate::catalog::ConnectorDef;
+use crate::catalog::{ConnectorDef, FormatDef};
 use crate::common::{Error, Result, SqlState};
+use crate::stream::sink::SinkConnector;
 use crate::stream::source::SourceConnector;
 
-/// Builds a connector from its options and the source's visible columns; `prepare`
-/// is true at `CREATE`, when defaults may still be frozen into the options.
-type BuildSource = fn(&mut Options, &SchemaRef) -> Result<Arc<dyn SourceConnector>>;
+/// Builds a connector from its options, the source's visible columns and its `FORMAT`
+/// clause (`Options::preparing` is true at `CREATE`, when defaults may still be frozen).
+type BuildSource = fn(&mut Options, &SchemaRef, Option<&FormatDef>) -> Result<Arc<dyn SourceConnector>>;
 
 /// The source connectors, by `connector = '...'` name.
-const SOURCES: &[(&str, BuildSource)] = &[("datagen", datagen::build), ("nexmark", nexmark::build)];
+const SOURCES: &[(&str, BuildSource)] =
+    &[("datagen", datagen::build), ("nexmark", nexmark::build), ("posix_fs", posix_fs::build)];
+
+/// Builds a sink connector from its options and the sink's name.
+type BuildSink = fn(&mut Options, &str) -> Result<Arc<dyn SinkConnector>>;
+
+/// The sink connectors, by `connector = '...'` name.
+const SINKS: &[(&str, BuildSink)] = &[("blackhole", blackhole::build), ("file", file::build)];
 
 /// Options every source accepts, whatever its connector; read by the engine.
 pub const GENERIC_SOURCE_OPTIONS: &[&str] = &["source_rate_limit"];
@@ -49,14 +61,42 @@ pub fn prepare_source(def: &ConnectorDef, schema: &SchemaRef) -> Result<BTreeMap
     Ok(options.into_values())
 }
 
-fn build(def: &ConnectorDef, options: &mut Options, schema: &SchemaRef) -> Result<Arc<dyn SourceConnector>> {
-    if let Some(format) = &def.format {
+/// The sink connector `def` describes, for the sink named `name`.
+pub fn sink(def: &ConnectorDef, name: &str) -> Result<Arc<dyn SinkConnector>> {
+    build_sink(def, &mut Options::new(def.options.clone()), name)
+}
+
+/// Validates a new sink's definition; returns its options with defaults frozen.
+pub fn prepare_sink(def: &ConnectorDef, name: &str) -> Result<BTreeMap<String, String>> {
+    let mut options = Options::new(def.options.clone());
+    options.preparing = true;
+    build_sink(def, &mut options, name)?;
+    options.finish()?;
+    Ok(options.into_values())
+}
+
+fn build_sink(def: &ConnectorDef, options: &mut Options, name: &str) -> Result<Arc<dyn SinkConnector>> {
+    if let Some(format) = &def.format
+        && !(format.format == "PLAIN" && format.encode == "JSON" && format.options.is_empty())
+    {
         return Err(Error::unsupported(format!(
-            "FORMAT {} ENCODE {} with connector {}",
-            format.format, format.encode, def.name
+            "FORMAT {} ENCODE {} for a sink",
+            format.format, format.encode
         ))
-        .with_hint("generators (datagen, nexmark) take no FORMAT clause"));
+        .with_hint("sinks write FORMAT PLAIN ENCODE JSON"));
     }
+    let Some((_, build)) = SINKS.iter().find(|(n, _)| *n == def.name) else {
+        let known: Vec<&str> = SINKS.iter().map(|(n, _)| *n).collect();
+        return Err(Error::new(
+            SqlState::InvalidParameterValue,
+            format!("unknown sink connector \"{}\"", def.name),
+        )
+        .with_hint(format!("sink connectors: {}", known.join(", "))));
+    };
+    build(options, name)
+}
+
+fn build(def: &ConnectorDef, options: &mut Options, schema: &SchemaRef) -> Result<Arc<dyn SourceConnector>> {
     let Some((_, build)) = SOURCES.iter().find(|(name, _)| *name == def.name) else {
         let known: Vec<&str> = SOURCES.iter().map(|(name, _)| *name).collect();
         return Err(Error::new(
@@ -68,7 +108,19 @@ fn build(def: &ConnectorDef, options: &mut Options, schema: &SchemaRef) -> Resul
     for key in GENERIC_SOURCE_OPTIONS {
         options.get(key);
     }
-    build(options, schema)
+    build(options, schema, def.format.as_ref())
+}
+
+/// Refuses a `FORMAT` clause, for connectors that make rows rather than read bytes.
+pub fn no_format(connector: &str, format: Option<&FormatDef>) -> Result<()> {
+    match format {
+        None => Ok(()),
+        Some(format) => Err(Error::unsupported(format!(
+            "FORMAT {} ENCODE {} with connector {connector}",
+            format.format, format.encode
+        ))
+        .with_hint("generators (datagen, nexmark) take no FORMAT clause")),
+    }
 }
 
 /// A connector's `WITH` options: typed reads with Postgres-style errors, and a check that
@@ -135,6 +187,13 @@ impl Options {
             return Some(value);
         }
         None
+    }
+
+    /// Sets `key` to `value` at `CREATE` (a value made canonical, such as a path).
+    pub fn freeze(&mut self, key: &str, value: String) {
+        if self.preparing {
+            self.values.insert(key.to_string(), value);
+        }
     }
 
     /// Fails on the first option that no one read.

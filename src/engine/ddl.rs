@@ -73,8 +73,12 @@ impl Database {
                 let mut notices = Vec::new();
                 let catalog = self.catalog();
                 let targets = resolve_drop_targets(names, &catalog, schema, if_exists, kind, &mut notices)?;
-                if let Some(wrong) = targets.iter().find(|t| t.is_view() != views || t.is_source()) {
-                    let hint = if wrong.is_view() {
+                if let Some(wrong) =
+                    targets.iter().find(|t| t.is_view() != views || t.is_source() || t.is_sink())
+                {
+                    let hint = if wrong.is_sink() {
+                        "Use DROP SINK to remove a sink."
+                    } else if wrong.is_view() {
                         "Use DROP MATERIALIZED VIEW to remove a materialized view."
                     } else if wrong.is_source() {
                         "Use DROP SOURCE to remove a source."

@@ -10,6 +10,7 @@ mod query;
 mod roles;
 pub mod session;
 mod settings;
+mod sinks;
 mod sources;
 mod views;
 

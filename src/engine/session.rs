@@ -240,6 +240,14 @@ impl Session {
                     .await;
             }
             Statement::ShowSources => return Ok(self.show_relations(|t| t.is_source())),
+            Statement::CreateSink(create) => return self.create_sink(create).await,
+            Statement::DropSink { names, if_exists, cascade } => {
+                return self
+                    .db
+                    .drop_sinks(names, *if_exists, *cascade, &self.settings.current_schema())
+                    .await;
+            }
+            Statement::ShowSinks => return Ok(self.show_relations(|t| t.is_sink())),
             Statement::Sql(statement) => statement.as_ref(),
         };
         let schema = self.settings.current_schema();
@@ -258,7 +266,7 @@ impl Session {
                 self.db.create_materialized_view(self.create_view(create), false).await
             }
             S::CreateView(_) => Err(Error::unsupported("CREATE VIEW (use CREATE MATERIALIZED VIEW)")),
-            S::ShowViews { materialized: true, .. } => Ok(self.show_relations(|t| t.is_view())),
+            S::ShowViews { materialized: true, .. } => Ok(self.show_relations(|t| t.is_materialized_view())),
             S::Insert(insert) => self.insert(insert, params, None).await,
             S::Update(update) => self.update(statement, update, params).await,
             S::Delete(_) => {
@@ -355,8 +363,10 @@ impl Session {
 
     /// A DataFusion context over the newest committed snapshot.
     pub(super) fn snapshot_context(&self) -> datafusion::execution::context::SessionContext {
+        // The epoch is read before the snapshot is taken: progress is never ahead of the data.
+        let epoch = self.db.coordinator.committed_epoch();
         let snapshot = self.db.coordinator.store().snapshot();
-        let system = crate::batch::system::SystemState { sources: self.db.source_progress() };
+        let system = crate::batch::system::SystemState { epoch, sources: self.db.source_progress() };
         let catalog = crate::batch::SabotCatalog::new(self.db.catalog(), snapshot).with_system(system);
         query::context(catalog, &self.settings.current_schema(), self.memory_pool())
     }
@@ -494,6 +504,40 @@ impl Session {
         Ok(Outcome::rows("SHOW", schema, vec![batch]))
     }
 
+    /// `CREATE SINK ... FROM relation | AS query`: a view whose changes go to the sink's
+    /// connector (`FROM r` is `AS SELECT * FROM r`).
+    async fn create_sink(&mut self, create: &crate::sql::source_ddl::CreateSink) -> Result<Outcome> {
+        use crate::sql::source_ddl::SinkInput;
+        let mut def = crate::sql::source_ddl::sink_connector(create)?;
+        let (_, name) = crate::sql::ddl::resolve_name(&create.name, &self.settings.current_schema())?;
+        def.options = crate::connector::prepare_sink(&def, &name)?;
+        let from;
+        let query = match &create.input {
+            SinkInput::Query(query) => query.as_ref(),
+            SinkInput::From(relation) => {
+                let sql = format!("SELECT * FROM {relation}");
+                let Some(Statement::Sql(statement)) = crate::sql::parser::parse(&sql)?.pop() else {
+                    return Err(Error::internal("SELECT * FROM did not parse"));
+                };
+                let ast::Statement::Query(query) = *statement else {
+                    return Err(Error::internal("SELECT * FROM is not a query"));
+                };
+                from = query;
+                from.as_ref()
+            }
+        };
+        let view = super::views::CreateView {
+            name: &create.name,
+            columns: Vec::new(),
+            query,
+            if_not_exists: create.if_not_exists,
+            schema: self.settings.current_schema(),
+            parallelism: self.settings.streaming_parallelism(),
+            sink: Some(def),
+        };
+        self.db.create_materialized_view(view, false).await
+    }
+
     fn create_view<'a>(&self, create: &'a ast::CreateView) -> super::views::CreateView<'a> {
         super::views::CreateView {
             name: &create.name,
@@ -502,6 +546,7 @@ impl Session {
             if_not_exists: create.if_not_exists,
             schema: self.settings.current_schema(),
             parallelism: self.settings.streaming_parallelism(),
+            sink: None,
         }
     }
 

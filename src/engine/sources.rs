@@ -93,7 +93,7 @@ impl Database {
             limits: self.read_limits(def, connector.as_ref())?,
             connector,
             writer,
-            store: self.coordinator.store().clone(),
+            coordinator: self.coordinator.clone(),
             saved,
             progress: progress.clone(),
         };
@@ -109,24 +109,40 @@ impl Database {
         cascade: bool,
         schema: &str,
     ) -> Result<Outcome> {
+        let notices =
+            self.drop_of_kind(names, if_exists, cascade, schema, "source", TableDesc::is_source).await?;
+        Ok(Outcome::command("DROP SOURCE").with_notices(notices))
+    }
+
+    /// Drops relations of one kind (`is_kind`, named `kind` in messages), with the views
+    /// and sinks on them when `cascade`; returns the notices.
+    pub(super) async fn drop_of_kind(
+        &self,
+        names: &[ObjectName],
+        if_exists: bool,
+        cascade: bool,
+        schema: &str,
+        kind: &str,
+        is_kind: fn(&TableDesc) -> bool,
+    ) -> Result<Vec<String>> {
         let _ddl = self.ddl_lock.lock().await;
         let catalog = self.catalog();
         let mut notices = Vec::new();
-        let targets = resolve_drop_targets(names, &catalog, schema, if_exists, "source", &mut notices)?;
-        if let Some(wrong) = targets.iter().find(|t| !t.is_source()) {
-            return Err(Error::new(SqlState::WrongObjectType, format!("\"{}\" is not a source", wrong.name))
+        let targets = resolve_drop_targets(names, &catalog, schema, if_exists, kind, &mut notices)?;
+        if let Some(wrong) = targets.iter().find(|t| !is_kind(t)) {
+            return Err(Error::new(SqlState::WrongObjectType, format!("\"{}\" is not a {kind}", wrong.name))
                 .with_hint(format!(
                     "Use DROP {} to remove a {}.",
                     wrong.kind_name().to_uppercase(),
                     wrong.kind_name()
                 )));
         }
-        if targets.iter().any(|t| !catalog.dependents(t.id).is_empty()) {
+        if targets.iter().any(|t| t.is_view() || !catalog.dependents(t.id).is_empty()) {
             notices.extend(self.drop_with_views(targets, cascade, Vec::new()).await?);
         } else if !targets.is_empty() {
             self.change_catalog(targets.into_iter().map(CatalogChange::DropTable).collect()).await?;
         }
-        Ok(Outcome::command("DROP SOURCE").with_notices(notices))
+        Ok(notices)
     }
 
     /// What the reader of `relation` in `dataflow` (feeding `reader`) is given. Called at
@@ -165,12 +181,7 @@ impl Database {
     /// A progress record for a reader of `relation` feeding `reader`, listed in
     /// `sabot_catalog.source_splits` while the reader holds it.
     fn register_reader(&self, relation: &TableDesc, reader: &str) -> Arc<SourceProgress> {
-        let progress = Arc::new(SourceProgress {
-            source: relation.qualified_name(),
-            reader: reader.to_string(),
-            splits: Default::default(),
-            rows_read: Default::default(),
-        });
+        let progress = Arc::new(SourceProgress::new(relation.qualified_name(), reader.to_string()));
         let mut readers = self.source_readers.lock();
         readers.retain(|r| r.strong_count() > 0);
         readers.push(Arc::downgrade(&progress));

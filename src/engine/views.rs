@@ -41,6 +41,9 @@ pub(super) struct CreateView<'a> {
     pub if_not_exists: bool,
     pub schema: String,
     pub parallelism: usize,
+    /// `CREATE SINK`: the sink's connector (its options checked); the view's rows go to
+    /// it instead of a state table.
+    pub sink: Option<crate::catalog::ConnectorDef>,
 }
 
 impl Database {
@@ -50,6 +53,7 @@ impl Database {
         explain: bool,
     ) -> Result<Outcome> {
         let _ddl = self.ddl_lock.lock().await;
+        let tag = if create.sink.is_some() { "CREATE SINK" } else { "CREATE MATERIALIZED VIEW" };
         let (schema, name) = resolve_name(create.name, &create.schema)?;
         let lookup = self.catalog();
         if !lookup.schema_exists(&schema) {
@@ -57,7 +61,7 @@ impl Database {
         }
         if lookup.table(&schema, &name).is_some() && !explain {
             if create.if_not_exists {
-                return Ok(Outcome::command("CREATE MATERIALIZED VIEW")
+                return Ok(Outcome::command(tag)
                     .with_notice(format!("relation \"{name}\" already exists, skipping")));
             }
             return Err(Error::new(SqlState::DuplicateTable, format!("relation \"{name}\" already exists")));
@@ -83,11 +87,15 @@ impl Database {
                 state_tables: planned.state_tables,
                 parallelism: create.parallelism,
                 plan: Vec::new(),
+                sink: create.sink.clone(),
             }),
             connector: None,
             append_only: false,
         });
-        let root = materialize(planned.body, desc.clone());
+        if desc.is_sink() {
+            check_sink_columns(&desc)?;
+        }
+        let root = root_node(planned.body, desc.clone());
         let explain_lines = root.explain();
         if explain {
             return Ok(Outcome::text_rows("EXPLAIN", "QUERY PLAN", explain_lines));
@@ -97,8 +105,7 @@ impl Database {
             view.plan = explain_lines;
         }
         let desc = Arc::new(desc);
-        let root =
-            materialize(root.inputs.into_iter().next().expect("materialize has an input"), desc.clone());
+        let root = root_node(root.inputs.into_iter().next().expect("the root has an input"), desc.clone());
 
         let epoch = {
             let mut boundary = self.coordinator.boundary().await?;
@@ -116,8 +123,8 @@ impl Database {
             }
         };
         self.coordinator.wait_committed(epoch).await?;
-        tracing::info!(view = %desc.qualified_name(), epoch, "materialized view created");
-        Ok(Outcome::command("CREATE MATERIALIZED VIEW"))
+        tracing::info!(relation = %desc.qualified_name(), kind = desc.kind_name(), epoch, "created");
+        Ok(Outcome::command(tag))
     }
 
     fn planning_context(&self, catalog: &Arc<Catalog>, schema: &str) -> SessionContext {
@@ -134,6 +141,7 @@ impl Database {
         start_epoch: Epoch,
     ) -> Result<()> {
         let capacity = self.config.change_channel_messages_max;
+        let snapshot = boundary.snapshot.clone();
         let dataflow = {
             let dataflows = self.dataflows.lock();
             let acks = boundary.ack_sender();
@@ -154,11 +162,19 @@ impl Database {
                 }
             };
             let reader = match &root.kind {
-                NodeKind::Materialize { view } => view.qualified_name(),
+                NodeKind::Materialize { view } | NodeKind::Sink { sink: view } => view.qualified_name(),
                 _ => String::new(),
             };
             let mut open_source =
                 |relation: &Arc<TableDesc>, dataflow| self.source_setup(relation, dataflow, &reader);
+            let mut open_sink = |sink: &Arc<TableDesc>| -> Result<_> {
+                let def = sink.view.as_ref().and_then(|v| v.sink.as_ref()).ok_or_else(|| {
+                    Error::internal(format!("{} has no sink connector", sink.qualified_name()))
+                })?;
+                let sealed = crate::stream::sink::committed_seal(snapshot.as_ref(), sink.id)?;
+                let opened = crate::connector::sink(def, &sink.name)?.open(sealed)?;
+                Ok((opened, self.coordinator.subscribe_committed()))
+            };
             let mut env = DataflowEnv {
                 store: self.coordinator.store().clone(),
                 acks,
@@ -167,6 +183,7 @@ impl Database {
                 start_epoch,
                 subscribe: &mut subscribe,
                 open_source: &mut open_source,
+                open_sink: &mut open_sink,
                 runtime: self.compute.handle(),
             };
             Dataflow::start(root, &mut env)?
@@ -194,7 +211,7 @@ impl Database {
             let planned =
                 plan_view(&ctx, &catalog, ids, &view.query, &view.schema_search, &columns, view.parallelism)
                     .await?;
-            let root = materialize(planned.body, desc.clone());
+            let root = root_node(planned.body, desc.clone());
             if root.explain() != view.plan {
                 return Err(Error::internal(format!(
                     "the plan of materialized view {} changed since it was created; this version cannot resume it from its state",
@@ -231,7 +248,8 @@ impl Database {
                     .iter()
                     .map(|d| {
                         format!(
-                            "materialized view {} depends on {} {}",
+                            "{} {} depends on {} {}",
+                            d.kind_name(),
                             d.name,
                             target.kind_name(),
                             target.name
@@ -387,9 +405,29 @@ fn cast_to_stored(body: StreamNode) -> StreamNode {
     project_in_place(body, exprs, fields)
 }
 
-fn materialize(body: StreamNode, view: Arc<TableDesc>) -> StreamNode {
+/// A sink's changelog has an `op` column beside the sink's own.
+fn check_sink_columns(desc: &TableDesc) -> Result<()> {
+    match desc.columns.iter().find(|c| !c.hidden && c.name == crate::stream::sink::OP_COLUMN) {
+        Some(_) => Err(Error::new(
+            SqlState::DuplicateColumn,
+            format!(
+                "a sink cannot have a column named \"{}\": the changelog's op column has that name",
+                crate::stream::sink::OP_COLUMN
+            ),
+        )
+        .with_hint("rename the column in the sink's query (AS ...)")),
+        None => Ok(()),
+    }
+}
+
+/// The root of a view's dataflow: Materialize, or Sink for a sink.
+fn root_node(body: StreamNode, view: Arc<TableDesc>) -> StreamNode {
     StreamNode {
-        kind: NodeKind::Materialize { view: view.clone() },
+        kind: if view.is_sink() {
+            NodeKind::Sink { sink: view.clone() }
+        } else {
+            NodeKind::Materialize { view: view.clone() }
+        },
         schema: view.full_schema(),
         visible: body.visible,
         stream_key: Some(view.primary_key.clone()),

@@ -54,6 +54,10 @@ pub enum NodeKind {
     Materialize {
         view: Arc<TableDesc>,
     },
+    /// The root of a sink's dataflow: its changes go to the sink's connector.
+    Sink {
+        sink: Arc<TableDesc>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -136,6 +140,7 @@ impl StreamNode {
             NodeKind::Union => "Union",
             NodeKind::TopN(_) => "TopN",
             NodeKind::Materialize { .. } => "Materialize",
+            NodeKind::Sink { .. } => "Sink",
         }
     }
 
@@ -277,6 +282,10 @@ impl StreamNode {
             }
             NodeKind::Materialize { view } => {
                 let _ = write!(line, " {}", view.qualified_name());
+            }
+            NodeKind::Sink { sink } => {
+                let connector = sink.view.as_ref().and_then(|v| v.sink.as_ref()).map(|c| c.name.as_str());
+                let _ = write!(line, " {} connector={}", sink.qualified_name(), connector.unwrap_or("?"));
             }
         }
         match &self.stream_key {

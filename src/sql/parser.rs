@@ -32,6 +32,12 @@ pub enum Statement {
     DropSource { names: Vec<ast::ObjectName>, if_exists: bool, cascade: bool },
     /// `SHOW SOURCES`.
     ShowSources,
+    /// `CREATE SINK name FROM relation | AS query WITH (...)`.
+    CreateSink(Box<super::source_ddl::CreateSink>),
+    /// `DROP SINK [IF EXISTS] names [CASCADE | RESTRICT]`.
+    DropSink { names: Vec<ast::ObjectName>, if_exists: bool, cascade: bool },
+    /// `SHOW SINKS`.
+    ShowSinks,
 }
 
 /// Memory the parser needs per byte of statement text, at worst (a token per byte, each
@@ -170,6 +176,22 @@ fn parse_source_statement(parser: &mut Parser) -> std::result::Result<Option<Sta
         parser.next_token();
         let (names, if_exists, cascade) = source_ddl::parse_drop(parser)?;
         return Ok(Some(Statement::DropSource { names, if_exists, cascade }));
+    }
+    if peek_keywords(parser, &["CREATE", "SINK"]) {
+        parser.next_token();
+        parser.next_token();
+        return Ok(Some(Statement::CreateSink(Box::new(source_ddl::parse_create_sink(parser)?))));
+    }
+    if peek_keywords(parser, &["DROP", "SINK"]) {
+        parser.next_token();
+        parser.next_token();
+        let (names, if_exists, cascade) = source_ddl::parse_drop(parser)?;
+        return Ok(Some(Statement::DropSink { names, if_exists, cascade }));
+    }
+    if peek_keywords(parser, &["SHOW", "SINKS"]) {
+        parser.next_token();
+        parser.next_token();
+        return Ok(Some(Statement::ShowSinks));
     }
     if peek_keywords(parser, &["SHOW", "SOURCES"]) {
         parser.next_token();

@@ -178,6 +178,87 @@ fn parse_format(parser: &mut Parser) -> Result<Option<FormatClause>, ParserError
     Ok(Some(FormatClause { format, encode, options }))
 }
 
+/// `CREATE SINK`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CreateSink {
+    pub name: ObjectName,
+    pub if_not_exists: bool,
+    /// `FROM relation`, or `AS query`.
+    pub input: SinkInput,
+    pub options: Vec<(String, String)>,
+    pub format: Option<FormatClause>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum SinkInput {
+    From(ObjectName),
+    Query(Box<datafusion::sql::sqlparser::ast::Query>),
+}
+
+/// Parses what follows `CREATE SINK`: `[IF NOT EXISTS] name FROM relation | AS query
+/// WITH (...) [FORMAT ... ENCODE ...]`.
+pub fn parse_create_sink(parser: &mut Parser) -> Result<CreateSink, ParserError> {
+    let if_not_exists = parser.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+    let name = parser.parse_object_name(false)?;
+    let input = if parser.parse_keyword(Keyword::FROM) {
+        SinkInput::From(parser.parse_object_name(false)?)
+    } else if parser.parse_keyword(Keyword::AS) {
+        SinkInput::Query(parse_query_before_with(parser)?)
+    } else {
+        return parser.expected("FROM or AS", parser.peek_token());
+    };
+    if !parser.parse_keyword(Keyword::WITH) {
+        return parser.expected("WITH (connector = ...)", parser.peek_token());
+    }
+    let options = parse_options(parser)?;
+    let format = parse_format(parser)?;
+    Ok(CreateSink { name, if_not_exists, input, options, format })
+}
+
+/// The query of `CREATE SINK ... AS query WITH (...)`. It is parsed from the tokens before
+/// the statement's last top-level `WITH (`, since sqlparser would take `FROM t WITH (...)`
+/// for table hints.
+fn parse_query_before_with(
+    parser: &mut Parser,
+) -> Result<Box<datafusion::sql::sqlparser::ast::Query>, ParserError> {
+    let mut depth = 0usize;
+    let mut split = None;
+    let mut i = 0;
+    loop {
+        match &parser.peek_nth_token_ref(i).token {
+            Token::EOF => break,
+            Token::SemiColon if depth == 0 => break,
+            Token::LParen => depth += 1,
+            Token::RParen => depth = depth.saturating_sub(1),
+            Token::Word(w)
+                if depth == 0
+                    && w.keyword == Keyword::WITH
+                    && parser.peek_nth_token_ref(i + 1).token == Token::LParen =>
+            {
+                split = Some(i)
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    let Some(split) = split else {
+        return parser.expected("WITH (connector = ...) after the query", parser.peek_token());
+    };
+    let tokens: Vec<_> = (0..split).map(|_| parser.next_token()).collect();
+    let dialect = datafusion::sql::sqlparser::dialect::PostgreSqlDialect {};
+    let mut inner = Parser::new(&dialect).with_tokens_with_locations(tokens);
+    let query = inner.parse_query()?;
+    if inner.peek_token_ref().token != Token::EOF {
+        return inner.expected("WITH (connector = ...) after the query", inner.peek_token());
+    }
+    Ok(query)
+}
+
+/// A sink's `WITH` and `FORMAT` as a [`ConnectorDef`].
+pub fn sink_connector(create: &CreateSink) -> Result<ConnectorDef> {
+    connector_of(&create.options, create.format.as_ref(), false, "blackhole")
+}
+
 /// `DROP SOURCE`'s names and flags, after `DROP SOURCE`.
 pub fn parse_drop(parser: &mut Parser) -> Result<(Vec<ObjectName>, bool, bool), ParserError> {
     let if_exists = parser.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
@@ -254,13 +335,23 @@ pub fn bind_source(create: &CreateSource, catalog: &mut Catalog, default_schema:
 
 /// `WITH` and `FORMAT` as a [`ConnectorDef`]: `connector` is required, keys are unique.
 fn connector_def(create: &CreateSource) -> Result<ConnectorDef> {
-    let options = unique_options(&create.options)?;
-    let mut options = options;
+    connector_of(&create.options, create.format.as_ref(), create.table, "datagen")
+}
+
+/// `WITH` options and a `FORMAT` clause as a [`ConnectorDef`]; `example` is a connector
+/// for the hint when `connector` is missing.
+fn connector_of(
+    options: &[(String, String)],
+    format: Option<&FormatClause>,
+    stored: bool,
+    example: &str,
+) -> Result<ConnectorDef> {
+    let mut options = unique_options(options)?;
     let name = options.remove("connector").ok_or_else(|| {
         Error::new(SqlState::InvalidParameterValue, "option \"connector\" is required")
-            .with_hint("for example WITH (connector = 'datagen')")
+            .with_hint(format!("for example WITH (connector = '{example}')"))
     })?;
-    let format = match &create.format {
+    let format = match format {
         Some(format) => Some(FormatDef {
             format: format.format.clone(),
             encode: format.encode.clone(),
@@ -268,7 +359,7 @@ fn connector_def(create: &CreateSource) -> Result<ConnectorDef> {
         }),
         None => None,
     };
-    Ok(ConnectorDef { name: name.to_lowercase(), options, format, stored: create.table })
+    Ok(ConnectorDef { name: name.to_lowercase(), options, format, stored })
 }
 
 fn unique_options(options: &[(String, String)]) -> Result<BTreeMap<String, String>> {

@@ -129,6 +129,11 @@ impl Coordinator {
         &self.store
     }
 
+    /// Follows what the coordinator commits.
+    pub fn subscribe_committed(&self) -> watch::Receiver<Committed> {
+        self.committed.subscribe()
+    }
+
     pub fn committed_epoch(&self) -> Epoch {
         self.committed.borrow().epoch
     }

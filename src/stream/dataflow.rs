@@ -6,9 +6,10 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::actor::{Ack, Actor, DataflowId, SourceActor};
+use super::coordinator::Committed;
 use super::exchange::{Dispatcher, InputSet, Outlet};
 use super::message::Message;
 use super::operator::Operator;
@@ -19,6 +20,7 @@ use super::operator::materialize::MaterializeOperator;
 use super::operator::project::ProjectOperator;
 use super::operator::top_n::TopNOperator;
 use super::operator::union::{UnionInput, UnionOperator};
+use super::sink::{Sink, SinkOperator};
 use super::source::reader::SourceReader;
 use super::source::{ReadLimits, SourceConnector, SourceProgress};
 use crate::catalog::TableDesc;
@@ -43,8 +45,13 @@ pub struct DataflowEnv<'a> {
     /// What a reader of a connector source needs: its connector, the coordinator's
     /// barriers for it, its limits and where it reports progress.
     pub open_source: &'a mut dyn FnMut(&Arc<TableDesc>, DataflowId) -> Result<SourceSetup>,
+    /// A sink's connector, opened, and where the coordinator's commits are followed.
+    pub open_sink: &'a mut dyn FnMut(&Arc<TableDesc>) -> Result<OpenedSink>,
     pub runtime: tokio::runtime::Handle,
 }
+
+/// A sink's connector, opened, and where the coordinator's commits are followed.
+pub type OpenedSink = (Box<dyn Sink>, watch::Receiver<Committed>);
 
 /// Everything a [`SourceReader`] gets from its environment.
 pub struct SourceSetup {
@@ -85,10 +92,11 @@ impl Dataflow {
         }
     }
 
-    /// Starts the actors of `plan`, whose root is the view's Materialize node.
+    /// Starts the actors of `plan`, whose root is the view's Materialize node (or a
+    /// sink's Sink node).
     pub fn start(plan: &StreamNode, env: &mut DataflowEnv<'_>) -> Result<Dataflow> {
-        let NodeKind::Materialize { view } = &plan.kind else {
-            return Err(Error::internal("a view's plan must end in Materialize"));
+        let (NodeKind::Materialize { view } | NodeKind::Sink { sink: view }) = &plan.kind else {
+            return Err(Error::internal("a view's plan must end in Materialize or Sink"));
         };
         let mut builder = Builder {
             id: NEXT_DATAFLOW.fetch_add(1, Ordering::Relaxed),
@@ -186,8 +194,22 @@ impl Builder<'_, '_> {
             self.spawn(input, input_outputs)?;
         }
         for (output, inputs) in outputs.into_iter().zip(receivers) {
+            let operator: Box<dyn Operator> = match &node.kind {
+                NodeKind::Sink { sink } => {
+                    let (opened, committed) = (self.env.open_sink)(sink)?;
+                    Box::new(SinkOperator::new(
+                        opened,
+                        sink.id,
+                        &sink.visible_schema(),
+                        committed,
+                        &self.env.runtime,
+                        self.view_name.clone(),
+                    ))
+                }
+                _ => build_operator(node)?,
+            };
             let actor = Actor {
-                operator: build_operator(node)?,
+                operator,
                 inputs: InputSet::new(inputs),
                 output,
                 store: self.env.store.clone(),
@@ -251,5 +273,6 @@ pub fn build_operator(node: &StreamNode) -> Result<Box<dyn Operator>> {
             Box::new(TopNOperator::new(top, &types(input), input.visible, key, node.schema.clone())?)
         }
         NodeKind::Materialize { view } => Box::new(MaterializeOperator::new(view.clone())?),
+        NodeKind::Sink { .. } => return Err(Error::internal("a sink is opened by its dataflow")),
     })
 }

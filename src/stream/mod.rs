@@ -8,6 +8,7 @@ pub mod dataflow;
 pub mod exchange;
 pub mod message;
 pub mod operator;
+pub mod sink;
 pub mod source;
 pub mod table_writer;
 

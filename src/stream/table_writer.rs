@@ -30,6 +30,8 @@ pub struct TableWriter {
     row_id_dirty: bool,
     /// Split states of the table's connector, staged with the rows they produced.
     splits: Vec<(String, Vec<u8>)>,
+    /// Writes of system tables (dead letters) staged with the rows.
+    system: Vec<(crate::state::TableId, Vec<u8>, Vec<u8>)>,
     subscribers: Vec<mpsc::Sender<Message>>,
 }
 
@@ -49,6 +51,7 @@ impl TableWriter {
             next_row_id,
             row_id_dirty: false,
             splits: Vec::new(),
+            system: Vec::new(),
             subscribers: Vec::new(),
         })
     }
@@ -110,7 +113,7 @@ impl TableWriter {
     }
 
     pub fn has_pending(&self) -> bool {
-        self.state.has_pending() || self.row_id_dirty || !self.splits.is_empty()
+        self.state.has_pending() || self.row_id_dirty || !self.splits.is_empty() || !self.system.is_empty()
     }
 
     /// Moves the epoch's writes (rows, the row-id counter, split states) into `batch`.
@@ -123,6 +126,14 @@ impl TableWriter {
         for (split, state) in self.splits.drain(..) {
             batch.put(META_TABLE, &[split_prefix(self.desc.id), split.into_bytes()].concat(), state);
         }
+        for (table, key, value) in self.system.drain(..) {
+            batch.put(table, &key, value);
+        }
+    }
+
+    /// Stages a write of a system table (a dead letter), to commit with the rows.
+    pub fn stage_system_write(&mut self, table: crate::state::TableId, key: Vec<u8>, value: Vec<u8>) {
+        self.system.push((table, key, value));
     }
 
     /// Stages the state of a split of the table's connector, to commit with the rows.

@@ -70,6 +70,11 @@ impl AsyncDB for Sabot {
     fn error_sql_state(error: &Self::Error) -> Option<String> {
         error.sqlstate.clone()
     }
+
+    /// `system` records (files for file sources) run without blocking the runtime.
+    async fn run_command(command: std::process::Command) -> std::io::Result<std::process::Output> {
+        tokio::process::Command::from(command).output().await
+    }
 }
 
 fn cell(value: Option<&str>) -> String {

@@ -146,3 +146,102 @@ async fn a_source_never_reads_faster_than_its_rate_limit() {
     assert!(n <= bound, "{n} rows in {:?} at 500 rows per second", started.elapsed());
     assert!(n > 0.0, "the source read nothing");
 }
+
+/// A file source feeding a view, a table fed by the same files, and a file sink, across
+/// `kill -9`: the view and the table equal the files' contents, and the sink's published
+/// files hold every selected row exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_sources_and_file_sinks_are_exactly_once_across_kill_9() {
+    const FILES: u64 = 20;
+    const ROWS_PER_FILE: u64 = 10_000;
+    const IDS: u64 = FILES * ROWS_PER_FILE;
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("input");
+    let output = dir.path().join("output");
+    std::fs::create_dir_all(&input).unwrap();
+    for f in 0..FILES {
+        let mut text = String::from("id,v\n");
+        for i in 0..ROWS_PER_FILE {
+            let id = f * ROWS_PER_FILE + i + 1;
+            text.push_str(&format!("{id},{}\n", id % 13));
+        }
+        std::fs::write(input.join(format!("part-{f:03}.csv")), text).unwrap();
+    }
+    let server = Process::start(&dir.path().join("data"));
+    let client = connect(server.addr).await;
+    client
+        .batch_execute(&format!(
+            "CREATE SOURCE files (id BIGINT, v INT) WITH (connector = 'posix_fs', posix_fs.root = '{input}',
+               match_pattern = 'part-*.csv', source_rate_limit = '50000') FORMAT PLAIN ENCODE CSV;
+             CREATE MATERIALIZED VIEW file_total AS SELECT count(*) AS n, sum(id) AS s FROM files;
+             CREATE SINK sevens AS SELECT id FROM files WHERE id % 7 = 0
+               WITH (connector = 'file', file.path = '{output}');
+             CREATE TABLE file_rows (id BIGINT PRIMARY KEY, v INT) WITH (connector = 'posix_fs',
+               posix_fs.root = '{input}', source_rate_limit = '50000') FORMAT PLAIN ENCODE CSV;",
+            input = input.display(),
+            output = output.display()
+        ))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before = rows(&client, "SELECT n FROM file_total").await.remove(0).remove(0);
+    assert_ne!(before, IDS.to_string(), "the sources should still be running when the server is killed");
+    drop(client);
+    server.kill_9();
+
+    let server = Process::start(&dir.path().join("data"));
+    let client = connect(server.addr).await;
+    let timeout = Duration::from_secs(120);
+    assert_eq!(
+        wait_for(&client, "SELECT n FROM file_total", &IDS.to_string(), timeout).await,
+        IDS.to_string()
+    );
+    let sum = (IDS * (IDS + 1) / 2).to_string();
+    assert_eq!(rows(&client, "SELECT s FROM file_total").await, [[sum.clone()]]);
+    assert_eq!(
+        wait_for(&client, "SELECT count(*) FROM file_rows", &IDS.to_string(), timeout).await,
+        IDS.to_string()
+    );
+    assert_eq!(rows(&client, "SELECT sum(id) FROM file_rows").await, [[sum]]);
+    // Every split done, committed with the view.
+    let splits =
+        "SELECT count(*), bool_and(done) FROM sabot_catalog.source_splits WHERE reader = 'public.sevens'";
+    assert_eq!(
+        wait_for(
+            &client,
+            "SELECT bool_and(done)::text FROM sabot_catalog.source_splits WHERE reader = 'public.sevens'",
+            "true",
+            timeout
+        )
+        .await,
+        "true"
+    );
+    assert_eq!(rows(&client, splits).await, [[FILES.to_string(), "t".to_string()]]);
+    client.batch_execute("FLUSH").await.unwrap();
+    // The sink: each multiple of 7 exactly once, as an insert, in published files only.
+    let expected: Vec<u64> = (1..=IDS).filter(|id| id % 7 == 0).collect();
+    let started = Instant::now();
+    loop {
+        let mut ids = Vec::new();
+        let mut hidden = 0;
+        for entry in std::fs::read_dir(&output).unwrap().flatten() {
+            let name = entry.file_name().into_string().unwrap();
+            if name.starts_with('.') {
+                hidden += 1;
+                continue;
+            }
+            assert!(name.starts_with("sevens.") && name.ends_with(".jsonl"), "{name}");
+            for line in std::fs::read_to_string(entry.path()).unwrap().lines() {
+                let value: serde_json::Value = serde_json::from_str(line).unwrap();
+                assert_eq!(value["op"], "+I", "{line}");
+                ids.push(value["id"].as_u64().unwrap());
+            }
+        }
+        ids.sort_unstable();
+        if ids.len() >= expected.len() || started.elapsed() > timeout {
+            assert_eq!(ids, expected, "the sink's files ({hidden} not yet published)");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -56,7 +56,12 @@ struct Column {
     values: Values,
 }
 
-pub fn build(options: &mut Options, schema: &SchemaRef) -> Result<Arc<dyn SourceConnector>> {
+pub fn build(
+    options: &mut Options,
+    schema: &SchemaRef,
+    format: Option<&crate::catalog::FormatDef>,
+) -> Result<Arc<dyn SourceConnector>> {
+    super::no_format("datagen", format)?;
     let columns = schema
         .fields()
         .iter()
@@ -283,7 +288,7 @@ impl SplitReader for DatagenReader {
         } else {
             RecordBatch::try_new(self.schema.clone(), columns)?
         };
-        Ok(Read::Chunk(SplitChunk { data, position: self.next.to_string() }))
+        Ok(Read::Chunk(SplitChunk::new(data, self.next.to_string())))
     }
 }
 
@@ -348,7 +353,7 @@ mod tests {
             options.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let mut options = Options::new(values);
         let schema = Arc::new(Schema::new(fields));
-        let connector = build(&mut options, &schema)?;
+        let connector = build(&mut options, &schema, None)?;
         options.finish()?;
         Ok(connector)
     }

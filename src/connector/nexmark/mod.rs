@@ -74,7 +74,12 @@ const BID: &[(&str, Kind)] = &[
 /// Rows per chunk when neither the source nor the server says.
 pub const DEFAULT_CHUNK_ROWS: usize = 1024;
 
-pub fn build(options: &mut Options, schema: &SchemaRef) -> Result<Arc<dyn SourceConnector>> {
+pub fn build(
+    options: &mut Options,
+    schema: &SchemaRef,
+    format: Option<&crate::catalog::FormatDef>,
+) -> Result<Arc<dyn SourceConnector>> {
+    super::no_format("nexmark", format)?;
     let table_type = options.get("nexmark.table.type");
     let (event_type, table) = match table_type.map(str::to_ascii_lowercase).as_deref() {
         Some("person") => (EventType::Person, PERSON),
@@ -255,7 +260,7 @@ impl SplitReader for NexmarkReader {
             rows.push(&event, &self.columns, now);
         }
         let data = rows.finish(&self.schema)?;
-        Ok(Read::Chunk(SplitChunk { data, position: self.generator.offset().to_string() }))
+        Ok(Read::Chunk(SplitChunk::new(data, self.generator.offset().to_string())))
     }
 }
 

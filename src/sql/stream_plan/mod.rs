@@ -139,6 +139,9 @@ impl StreamPlanner<'_> {
         let desc = self.catalog.table(schema_name, scan.table_name.table()).cloned().ok_or_else(|| {
             Error::new(SqlState::UndefinedTable, format!("relation \"{}\" does not exist", scan.table_name))
         })?;
+        if desc.is_sink() {
+            return Err(crate::batch::sink_not_readable(&desc.name));
+        }
         if !self.dependencies.contains(&desc.id) {
             self.dependencies.push(desc.id);
         }

@@ -10,14 +10,13 @@ use std::sync::Arc;
 use super::{ReadLimits, SourceConnector, SourceProgress, SplitId, SplitSet, SplitState, Step};
 use crate::catalog::TableDesc;
 use crate::common::Result;
-use crate::state::StateStore;
-use crate::stream::coordinator::SharedWriter;
+use crate::stream::coordinator::{Coordinator, SharedWriter};
 
 pub struct TableIngest {
     pub table: Arc<TableDesc>,
     pub connector: Arc<dyn SourceConnector>,
     pub writer: SharedWriter,
-    pub store: Arc<dyn StateStore>,
+    pub coordinator: Arc<Coordinator>,
     /// The splits' committed states.
     pub saved: BTreeMap<SplitId, SplitState>,
     pub limits: ReadLimits,
@@ -35,30 +34,38 @@ impl TableIngest {
 
     async fn ingest(self) -> Result<()> {
         let mut splits =
-            SplitSet::open(self.connector.as_ref(), self.saved.clone(), self.limits, self.progress.clone())?;
+            SplitSet::open(self.connector.clone(), self.saved.clone(), self.limits, self.progress.clone())?;
         loop {
             match splits.step().await? {
                 Step::Rows { data, .. } => {
+                    let mut writer = self.writer.lock().await;
                     if data.num_rows() == 0 {
+                        // Only dead letters.
+                        self.stage(&mut writer, &mut splits)?;
                         continue;
                     }
-                    let mut writer = self.writer.lock().await;
-                    let snapshot = self.store.snapshot();
+                    let snapshot = self.coordinator.store().snapshot();
                     let chunk = writer.connector_chunk(snapshot.as_ref(), data)?;
                     writer.apply(chunk).await?;
-                    for (split, state) in splits.take_dirty()? {
-                        writer.stage_split(&split, state);
-                    }
+                    self.stage(&mut writer, &mut splits)?;
                 }
-                Step::Changed => {
-                    let mut writer = self.writer.lock().await;
-                    for (split, state) in splits.take_dirty()? {
-                        writer.stage_split(&split, state);
-                    }
-                }
+                Step::Changed => self.stage(&mut *self.writer.lock().await, &mut splits)?,
                 Step::Wait(wait) => tokio::time::sleep(wait).await,
                 Step::Finished => return Ok(()),
             }
         }
+    }
+
+    /// Stages the split states and dead letters since the last call with the writer's
+    /// rows. A commit holds every writer's lock from draining it until the epoch is
+    /// committed, so while `writer` is locked, what it stages commits with the pending epoch.
+    fn stage(&self, writer: &mut crate::stream::TableWriter, splits: &mut SplitSet) -> Result<()> {
+        for (split, state) in splits.take_dirty(self.coordinator.pending_epoch())? {
+            writer.stage_split(&split, state);
+        }
+        for (key, value) in splits.take_dead_letters()? {
+            writer.stage_system_write(super::DEAD_LETTERS_TABLE, key, value);
+        }
+        Ok(())
     }
 }

@@ -61,6 +61,8 @@ impl SourceReader {
             match step {
                 Step::Rows { data, split, first_row } => {
                     if data.num_rows() == 0 {
+                        // Only dead letters: they commit with the next epoch.
+                        self.active.store(true, Ordering::Release);
                         continue;
                     }
                     let data = match self.with_row_ids(data, split, first_row) {
@@ -110,7 +112,7 @@ impl SourceReader {
         if let Some(e) = failed {
             return Err(e);
         }
-        SplitSet::open(self.connector.as_ref(), saved, self.limits, self.progress.clone())
+        SplitSet::open(self.connector.clone(), saved, self.limits, self.progress.clone())
     }
 
     /// The rows with the hidden row id appended (the relation's last column).
@@ -127,10 +129,14 @@ impl SourceReader {
     /// since the last one. Returns false when the dataflow is gone.
     async fn barrier(&mut self, epoch: Epoch, splits: &mut SplitSet) -> bool {
         let mut batch = WriteBatch::default();
-        match splits.take_dirty() {
-            Ok(dirty) => {
+        let taken = splits.take_dirty(epoch).and_then(|dirty| Ok((dirty, splits.take_dead_letters()?)));
+        match taken {
+            Ok((dirty, dead)) => {
                 for (split, value) in dirty {
                     batch.put(self.positions_table, split.as_bytes(), value);
+                }
+                for (key, value) in dead {
+                    batch.put(super::DEAD_LETTERS_TABLE, &key, value);
                 }
             }
             Err(e) => {
