@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::common::SqlState;
 use crate::common::config::Config;
@@ -172,7 +172,7 @@ pub struct NexmarkBench {
 }
 
 /// One query's figures, or why it could not run.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct QueryResult {
     pub query: String,
     pub events: u64,
@@ -182,7 +182,7 @@ pub struct QueryResult {
     pub events_per_cpu_second: f64,
     pub peak_rss_bytes: u64,
     /// Set when the engine cannot run the query (then the figures are zero).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unsupported: Option<String>,
 }
 

@@ -128,16 +128,21 @@ async fn bench_nexmark(args: NexmarkArgs) -> anyhow::Result<()> {
     let queries = sabot::bench::select_queries(&args.queries)?;
     let json = args.format == "json";
     let bench = sabot::bench::NexmarkBench {
-        queries: args.queries,
+        queries: args.queries.clone(),
         events: args.events,
         splits: args.splits.max(1),
-        work_dir: args.work_dir,
+        work_dir: args.work_dir.clone(),
         progress: true,
     };
     let mut results = Vec::new();
-    for (name, sql) in queries {
-        let result = sabot::bench::run_query(&bench, name, sql).await?;
-        // Each result as soon as it is known (a line of JSON, or the table so far).
+    for (name, sql) in &queries {
+        // With several queries, each runs in a process of its own, so that its CPU time
+        // and peak memory are its own.
+        let result = if queries.len() == 1 {
+            sabot::bench::run_query(&bench, name, sql).await?
+        } else {
+            bench_in_child(&args, name)?
+        };
         if json {
             print!("{}", sabot::bench::report(std::slice::from_ref(&result), true));
         } else {
@@ -152,6 +157,22 @@ async fn bench_nexmark(args: NexmarkArgs) -> anyhow::Result<()> {
         print!("{}", sabot::bench::report(&results, false));
     }
     Ok(())
+}
+
+/// Runs one query in a child `sabot bench nexmark` and reads its JSON line.
+fn bench_in_child(args: &NexmarkArgs, query: &str) -> anyhow::Result<sabot::bench::QueryResult> {
+    let output = std::process::Command::new(std::env::current_exe()?)
+        .args(["bench", "nexmark", "--format", "json", "--query", query])
+        .args(["--events", &args.events.to_string(), "--splits", &args.splits.to_string()])
+        .arg("--work-dir")
+        .arg(&args.work_dir)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("cannot run the benchmark's child process")?;
+    anyhow::ensure!(output.status.success(), "the benchmark of {query} failed ({})", output.status);
+    let line = String::from_utf8_lossy(&output.stdout);
+    serde_json::from_str(line.trim())
+        .with_context(|| format!("bad result from the benchmark of {query}: {line}"))
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {

@@ -25,7 +25,7 @@ use parking_lot::Mutex;
 
 use crate::catalog::{ConnectorDef, FormatDef};
 use crate::common::{Error, Result, SqlState};
-use crate::stream::sink::SinkConnector;
+use crate::stream::sink::{SinkConnector, SinkMode};
 use crate::stream::source::SourceConnector;
 
 /// Builds a connector from its options, the source's visible columns and its `FORMAT`
@@ -93,7 +93,32 @@ fn build_sink(def: &ConnectorDef, options: &mut Options, name: &str) -> Result<A
         )
         .with_hint(format!("sink connectors: {}", known.join(", "))));
     };
+    for key in GENERIC_SINK_OPTIONS {
+        options.get(key);
+    }
     build(options, name)
+}
+
+/// Options every sink accepts, whatever its connector; read by [`sink_mode`].
+pub const GENERIC_SINK_OPTIONS: &[&str] = &["type", "force_append_only"];
+
+/// What a sink writes: `type = 'changelog'` (the default) or `'append-only'`, with
+/// `force_append_only`.
+pub fn sink_mode(def: &ConnectorDef) -> Result<SinkMode> {
+    let options = Options::new(def.options.clone());
+    let force = options.flag("force_append_only", false)?;
+    match options.get("type").map(str::to_ascii_lowercase).as_deref() {
+        None | Some("changelog") if !force => Ok(SinkMode::Changelog),
+        Some("append-only" | "append_only") => Ok(SinkMode::AppendOnly { force }),
+        None | Some("changelog") => Err(Error::new(
+            SqlState::InvalidParameterValue,
+            "option \"force_append_only\" needs type = 'append-only'",
+        )),
+        Some(other) => Err(Error::new(
+            SqlState::InvalidParameterValue,
+            format!("invalid value \"{other}\" for option \"type\": expected 'changelog' or 'append-only'"),
+        )),
+    }
 }
 
 fn build(def: &ConnectorDef, options: &mut Options, schema: &SchemaRef) -> Result<Arc<dyn SourceConnector>> {

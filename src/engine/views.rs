@@ -92,8 +92,8 @@ impl Database {
             connector: None,
             append_only: false,
         });
-        if desc.is_sink() {
-            check_sink_columns(&desc)?;
+        if let Some(def) = &create.sink {
+            check_sink(def, &desc, &root_node(planned.body.clone(), desc.clone()))?;
         }
         let root = root_node(planned.body, desc.clone());
         let explain_lines = root.explain();
@@ -405,18 +405,22 @@ fn cast_to_stored(body: StreamNode) -> StreamNode {
     project_in_place(body, exprs, fields)
 }
 
-/// A sink's changelog has an `op` column beside the sink's own.
-fn check_sink_columns(desc: &TableDesc) -> Result<()> {
-    match desc.columns.iter().find(|c| !c.hidden && c.name == crate::stream::sink::OP_COLUMN) {
-        Some(_) => Err(Error::new(
+/// A changelog sink has an `op` column beside the query's; an append-only sink needs an
+/// append-only query (or `force_append_only`).
+fn check_sink(def: &crate::catalog::ConnectorDef, desc: &TableDesc, root: &StreamNode) -> Result<()> {
+    use crate::stream::sink::{OP_COLUMN, SinkMode};
+    match crate::connector::sink_mode(def)? {
+        SinkMode::Changelog if desc.columns.iter().any(|c| !c.hidden && c.name == OP_COLUMN) => Err(Error::new(
             SqlState::DuplicateColumn,
-            format!(
-                "a sink cannot have a column named \"{}\": the changelog's op column has that name",
-                crate::stream::sink::OP_COLUMN
-            ),
+            format!("a sink cannot have a column named \"{OP_COLUMN}\": the changelog's op column has that name"),
         )
-        .with_hint("rename the column in the sink's query (AS ...)")),
-        None => Ok(()),
+        .with_hint("rename the column in the sink's query (AS ...), or use type = 'append-only'")),
+        SinkMode::AppendOnly { force: false } if !root.is_append_only() => Err(Error::new(
+            SqlState::InvalidParameterValue,
+            "the sink's query is not append-only: it can update or delete rows",
+        )
+        .with_hint("use type = 'changelog', or add force_append_only = 'true' to drop deletes and write updates' new rows")),
+        _ => Ok(()),
     }
 }
 

@@ -144,6 +144,23 @@ impl StreamNode {
         }
     }
 
+    /// Whether this node's output is only ever inserts (an append-only stream): sources
+    /// and APPEND ONLY tables are, filters and projections of them are, and so are unions
+    /// and inner joins of append-only inputs. Aggregates, top-N and outer joins retract.
+    pub fn is_append_only(&self) -> bool {
+        let inputs = || self.inputs.iter().all(StreamNode::is_append_only);
+        match &self.kind {
+            NodeKind::Source { relation, .. } => relation.append_only,
+            NodeKind::Filter { .. }
+            | NodeKind::Project { .. }
+            | NodeKind::Union
+            | NodeKind::Materialize { .. }
+            | NodeKind::Sink { .. } => inputs(),
+            NodeKind::HashJoin(join) => join.join_type == JoinType::Inner && inputs(),
+            NodeKind::HashAgg(_) | NodeKind::TopN(_) => false,
+        }
+    }
+
     /// True for operators that keep state (their instances are hash-partitioned).
     pub fn is_stateful(&self) -> bool {
         matches!(

@@ -197,8 +197,11 @@ impl Builder<'_, '_> {
             let operator: Box<dyn Operator> = match &node.kind {
                 NodeKind::Sink { sink } => {
                     let (opened, committed) = (self.env.open_sink)(sink)?;
+                    let def = sink.view.as_ref().and_then(|v| v.sink.as_ref());
+                    let mode = def.ok_or_else(|| Error::internal("a sink without a connector"))?;
                     Box::new(SinkOperator::new(
                         opened,
+                        crate::connector::sink_mode(mode)?,
                         sink.id,
                         &sink.visible_schema(),
                         committed,

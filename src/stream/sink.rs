@@ -18,7 +18,8 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
+use datafusion::arrow::array::{ArrayRef, BooleanArray, RecordBatch, StringArray};
+use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use tokio::sync::{mpsc, watch};
 
@@ -41,13 +42,24 @@ pub trait SinkConnector: Send + Sync {
 
 /// Where a sink's changelog goes.
 pub trait Sink: Send {
-    /// Takes changes: `data` has the sink's columns, then an `op` column (`+I`, `-D`,
-    /// `-U`, `+U`, Flink's row kinds).
+    /// Takes changes: `data` has the sink's columns, then (in [`SinkMode::Changelog`])
+    /// an `op` column (`+I`, `-D`, `-U`, `+U`, Flink's row kinds).
     fn write(&mut self, data: &RecordBatch) -> Result<()>;
 
     /// Seals what was written since the last seal as epoch `epoch`'s; returns what
     /// publishes it once the epoch commits (nothing when there is nothing to publish).
     fn seal(&mut self, epoch: Epoch) -> Result<Option<Publish>>;
+}
+
+/// What a sink writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SinkMode {
+    /// Every change, with an `op` column (`type = 'changelog'`, the default).
+    Changelog,
+    /// Only the rows inserted, without an op column (`type = 'append-only'`). The query
+    /// must be append-only, unless `force`: then deletes, and the old row of each update,
+    /// are dropped and the new row of an update is written as a row.
+    AppendOnly { force: bool },
 }
 
 /// The key, in a sink's state table, of the epoch of its last committed seal.
@@ -87,7 +99,8 @@ pub struct SinkOperator {
     table: TableId,
     /// The epoch sealed at the last barrier, to commit with it.
     sealed: Option<Epoch>,
-    /// The sink's visible columns, then `op`.
+    mode: SinkMode,
+    /// The sink's visible columns, then `op` in changelog mode.
     schema: SchemaRef,
     visible: usize,
     publisher: mpsc::UnboundedSender<(Epoch, Publish)>,
@@ -98,6 +111,7 @@ impl SinkOperator {
     /// that waits for each epoch's commit on `committed`.
     pub fn new(
         sink: Box<dyn Sink>,
+        mode: SinkMode,
         table: TableId,
         columns: &Schema,
         committed: watch::Receiver<Committed>,
@@ -105,11 +119,14 @@ impl SinkOperator {
         name: Arc<str>,
     ) -> Self {
         let mut fields: Vec<Field> = columns.fields().iter().map(|f| f.as_ref().clone()).collect();
-        fields.push(Field::new(OP_COLUMN, DataType::Utf8, false));
+        if mode == SinkMode::Changelog {
+            fields.push(Field::new(OP_COLUMN, DataType::Utf8, false));
+        }
         let (publisher, publications) = mpsc::unbounded_channel();
         runtime.spawn(publish(publications, committed, name));
         SinkOperator {
             sink,
+            mode,
             table,
             sealed: None,
             visible: columns.fields().len(),
@@ -158,11 +175,22 @@ impl Operator for SinkOperator {
         if chunk.is_empty() {
             return Ok(Vec::new());
         }
-        let ops: ArrayRef = Arc::new(StringArray::from_iter_values(chunk.ops.iter().map(|op| op_name(*op))));
         let mut columns: Vec<ArrayRef> = chunk.data.columns()[..self.visible].to_vec();
-        columns.push(ops);
-        let data = RecordBatch::try_new(self.schema.clone(), columns)?;
-        self.sink.write(&data)?;
+        if self.mode == SinkMode::Changelog {
+            columns.push(Arc::new(StringArray::from_iter_values(chunk.ops.iter().map(|op| op_name(*op)))));
+        }
+        let mut data = RecordBatch::try_new(self.schema.clone(), columns)?;
+        if self.mode != SinkMode::Changelog
+            && chunk.ops.iter().any(|op| !matches!(op, Op::Insert | Op::UpdateInsert))
+        {
+            let keep = BooleanArray::from_iter(
+                chunk.ops.iter().map(|op| Some(matches!(op, Op::Insert | Op::UpdateInsert))),
+            );
+            data = filter_record_batch(&data, &keep)?;
+        }
+        if data.num_rows() > 0 {
+            self.sink.write(&data)?;
+        }
         Ok(Vec::new())
     }
 
