@@ -255,8 +255,20 @@ fn parse_query_before_with(
 }
 
 /// A sink's `WITH` and `FORMAT` as a [`ConnectorDef`].
+/// RisingWave writes `force_append_only` in the sink's `FORMAT` options; it is moved to
+/// the `WITH` options.
 pub fn sink_connector(create: &CreateSink) -> Result<ConnectorDef> {
-    connector_of(&create.options, create.format.as_ref(), false, "blackhole")
+    let mut def = connector_of(&create.options, create.format.as_ref(), false, "blackhole")?;
+    if let Some(format) = def.format.as_mut()
+        && let Some(force) = format.options.remove("force_append_only")
+        && def.options.insert("force_append_only".into(), force).is_some()
+    {
+        return Err(Error::new(
+            SqlState::SyntaxError,
+            "option \"force_append_only\" is given more than once",
+        ));
+    }
+    Ok(def)
 }
 
 /// `DROP SOURCE`'s names and flags, after `DROP SOURCE`.
