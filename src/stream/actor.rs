@@ -159,7 +159,12 @@ impl SourceActor {
         let codec = TableCodec::new(&self.relation)?;
         let mut from: Vec<u8> = Vec::new();
         let mut total = 0;
+        let mut logged = std::time::Instant::now();
         loop {
+            if logged.elapsed() >= std::time::Duration::from_secs(10) {
+                logged = std::time::Instant::now();
+                tracing::info!(view = %self.view, relation = %self.relation.qualified_name(), rows = total, "backfilling");
+            }
             let mut rows: Vec<Vec<u8>> = Vec::new();
             let mut last = None;
             snapshot.scan_range(self.relation.id, &from, None, &mut |key, value| {
