@@ -17,6 +17,9 @@
 //!    that planning and execution (which recurse over, and clone, the same trees) stay
 //!    within the stacks Sabot gives them.
 //!
+//! [`balance_and_check`] also refuses a scalar or `IN` subquery without columns
+//! (`(SELECT FROM t)`), as Postgres does (42601), which DataFusion's planner would panic on.
+//!
 //! The walks here run on sqlparser's stack-growing visitor or carry `#[recursive]`, so
 //! the checks themselves cannot overflow.
 
@@ -104,9 +107,29 @@ impl Group {
 pub fn balance_and_check(statement: &mut Statement) -> Result<()> {
     let _ = VisitMut::visit(statement, &mut Balance);
     let mut depth = Depth::default();
-    match Visit::visit(&*statement, &mut depth) {
-        ControlFlow::Continue(()) => Ok(()),
-        ControlFlow::Break(()) => Err(too_complex()),
+    if Visit::visit(&*statement, &mut depth).is_break() {
+        return Err(too_complex());
+    }
+    if Visit::visit(&*statement, &mut ColumnlessSubquery).is_break() {
+        return Err(Error::new(SqlState::SyntaxError, "subquery must return only one column"));
+    }
+    Ok(())
+}
+
+/// Finds a scalar or `IN` subquery whose select list is empty.
+struct ColumnlessSubquery;
+
+impl Visitor for ColumnlessSubquery {
+    type Break = ();
+
+    fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
+        let (Expr::Subquery(query) | Expr::InSubquery { subquery: query, .. }) = expr else {
+            return ControlFlow::Continue(());
+        };
+        match query.body.as_ref() {
+            SetExpr::Select(select) if select.projection.is_empty() => ControlFlow::Break(()),
+            _ => ControlFlow::Continue(()),
+        }
     }
 }
 

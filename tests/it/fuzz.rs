@@ -311,7 +311,9 @@ async fn sql_mutations_never_panic_or_stop_the_server() {
         assert!(answer.is_ok(), "no answer within 30 s to: {sql}");
         answered += 1;
         if client.is_closed() {
-            panic!("the connection closed after: {sql}");
+            let log = std::fs::read_to_string(&log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(15).collect();
+            panic!("the connection closed after: {sql}\nserver log, last lines first:\n{}", tail.join("\n"));
         }
     }
     assert_eq!(answered + skipped, cases);

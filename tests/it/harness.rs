@@ -146,7 +146,11 @@ impl Process {
     /// Starts `sabot serve` with extra arguments and environment variables.
     pub fn start_with(dir: &Path, args: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Process {
         let listen: &[&str] = if args.contains(&"--listen") { &[] } else { &["--listen", "127.0.0.1:0"] };
+        // Relative paths in statements (a file sink's directory) stay in the test's
+        // directory, not the repository.
+        std::fs::create_dir_all(dir).expect("the data directory can be made");
         let mut child = Command::new(env!("CARGO_BIN_EXE_sabot"))
+            .current_dir(dir)
             .arg("serve")
             .args(listen)
             .arg("--data-dir")
