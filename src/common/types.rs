@@ -26,7 +26,10 @@ pub enum SqlType {
     Int64,
     Float32,
     Float64,
-    Numeric { precision: u8, scale: i8 },
+    Numeric {
+        precision: u8,
+        scale: i8,
+    },
     Text,
     Bytea,
     Date,
@@ -35,6 +38,9 @@ pub enum SqlType {
     TimestampTz,
     Interval,
     Jsonb,
+    /// A struct of named fields (RisingWave's `STRUCT<name type, ...>`): columns of
+    /// sources only, read through field access (`(bid).price`); not stored.
+    Struct(Vec<(String, SqlType)>),
 }
 
 impl SqlType {
@@ -64,6 +70,20 @@ impl SqlType {
             D::Timestamp(_, TimezoneInfo::WithTimeZone | TimezoneInfo::Tz) => SqlType::TimestampTz,
             D::Interval { .. } => SqlType::Interval,
             D::JSON | D::JSONB => SqlType::Jsonb,
+            D::Struct(fields, _) => SqlType::Struct(
+                fields
+                    .iter()
+                    .enumerate()
+                    .map(|(i, f)| {
+                        let name = match &f.field_name {
+                            Some(ident) if ident.quote_style.is_some() => ident.value.clone(),
+                            Some(ident) => ident.value.to_lowercase(),
+                            None => format!("f{}", i + 1),
+                        };
+                        Ok((name, SqlType::from_ast(&f.field_type)?))
+                    })
+                    .collect::<Result<_>>()?,
+            ),
             D::Custom(name, _) => match name.to_string().to_ascii_lowercase().as_str() {
                 "timestamptz" => SqlType::TimestampTz,
                 "float4" => SqlType::Float32,
@@ -101,6 +121,9 @@ impl SqlType {
             SqlType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
             SqlType::TimestampTz => DataType::Timestamp(TimeUnit::Microsecond, Some(UTC.into())),
             SqlType::Interval => DataType::Interval(IntervalUnit::MonthDayNano),
+            SqlType::Struct(fields) => {
+                DataType::Struct(fields.iter().map(|(name, t)| t.to_field(name, true)).collect())
+            }
         }
     }
 
@@ -145,6 +168,7 @@ impl SqlType {
             DataType::Timestamp(_, Some(_)) => SqlType::TimestampTz,
             DataType::Interval(_) | DataType::Duration(_) => SqlType::Interval,
             DataType::Dictionary(_, value) => Self::from_arrow_type(value),
+            // Structs (and lists) are sent as text, as before there were struct columns.
             _ => SqlType::Text,
         }
     }
@@ -166,6 +190,7 @@ impl SqlType {
             SqlType::TimestampTz => Type::TIMESTAMPTZ,
             SqlType::Interval => Type::INTERVAL,
             SqlType::Jsonb => Type::JSONB,
+            SqlType::Struct(_) => Type::RECORD,
         }
     }
 
@@ -211,6 +236,10 @@ impl SqlType {
             SqlType::TimestampTz => "timestamp with time zone".into(),
             SqlType::Interval => "interval".into(),
             SqlType::Jsonb => "jsonb".into(),
+            SqlType::Struct(fields) => {
+                let fields: Vec<String> = fields.iter().map(|(n, t)| format!("{n} {}", t.name())).collect();
+                format!("struct<{}>", fields.join(", "))
+            }
         }
     }
 
@@ -232,6 +261,7 @@ impl SqlType {
             SqlType::TimestampTz => "timestamp with time zone",
             SqlType::Interval => "interval",
             SqlType::Jsonb => "jsonb",
+            SqlType::Struct(_) => "record",
         }
     }
 

@@ -362,8 +362,18 @@ async fn plan_view(
             ));
         }
     }
+    // Struct values are not stored (a cast to text would lose them).
+    if let Some(i) =
+        (0..body.visible).find(|&i| matches!(body.schema.field(i).data_type(), DataType::Struct(_)))
+    {
+        return Err(Error::unsupported(format!(
+            "STRUCT column \"{}\" in a materialized view or sink",
+            visible[i]
+        ))
+        .with_hint("select its fields instead, as (column).field"));
+    }
     let body = cast_to_stored(body);
-    let columns = body
+    let columns: Vec<ColumnDesc> = body
         .schema
         .fields()
         .iter()

@@ -70,6 +70,11 @@ pub fn encode_rows(batches: &[RecordBatch], fields: &Arc<Vec<FieldInfo>>) -> Res
 
 /// Casts an array to the Arrow type Sabot stores for its SQL type (or to text).
 fn canonical(array: &ArrayRef, sql_type: &SqlType) -> Result<ArrayRef> {
+    if let SqlType::Struct(_) = sql_type {
+        return Err(
+            Error::unsupported("sending a STRUCT value").with_hint("select its fields: (column).field")
+        );
+    }
     let target = sql_type.to_arrow();
     if array.data_type() == &target {
         return Ok(array.clone());
@@ -121,6 +126,8 @@ impl<'a> PgValue<'a> {
             },
             SqlType::Text => PgValue::Text(array.as_string::<i32>().value(row)),
             SqlType::Jsonb => PgValue::Json(array.as_string::<i32>().value(row)),
+            // `canonical` refuses struct columns before any value is encoded.
+            SqlType::Struct(_) => PgValue::Null,
             SqlType::Bytea => PgValue::Bytes(array.as_binary::<i32>().value(row)),
             SqlType::Date => PgValue::Date(array.as_primitive::<Date32Type>().value(row)),
             SqlType::Time => PgValue::Time(array.as_primitive::<Time64MicrosecondType>().value(row)),

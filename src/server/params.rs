@@ -40,6 +40,7 @@ pub fn decode(value: Option<&Bytes>, binary: bool, sql_type: Option<&SqlType>) -
 fn decode_binary(bytes: &[u8], sql_type: &SqlType) -> Result<ScalarValue> {
     let ty = sql_type.pg_type();
     Ok(match sql_type {
+        SqlType::Struct(_) => return Err(Error::unsupported("a STRUCT parameter")),
         SqlType::Boolean => ScalarValue::Boolean(Some(from_sql::<bool>(&ty, bytes)?)),
         SqlType::Int16 => ScalarValue::Int16(Some(from_sql::<i16>(&ty, bytes)?)),
         SqlType::Int32 => ScalarValue::Int32(Some(from_sql::<i32>(&ty, bytes)?)),

@@ -4,6 +4,7 @@ pub mod copy;
 pub mod ddl;
 pub mod decorrelate;
 pub mod depth;
+pub mod fields;
 pub mod parser;
 pub mod source_ddl;
 pub mod stream_plan;

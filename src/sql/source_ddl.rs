@@ -15,7 +15,9 @@
 
 use std::collections::BTreeMap;
 
-use datafusion::sql::sqlparser::ast::{ColumnDef, Expr, Ident, ObjectName, TableConstraint};
+use datafusion::sql::sqlparser::ast::{
+    ColumnDef, DataType, Expr, Ident, ObjectName, StructBracketKind, StructField, TableConstraint,
+};
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
 use datafusion::sql::sqlparser::tokenizer::Token;
@@ -97,6 +99,9 @@ fn parse_columns(parser: &mut Parser) -> Result<Columns, ParserError> {
             watermarks.push((column, parser.parse_expr()?));
         } else if let Some(constraint) = parser.parse_optional_table_constraint()? {
             constraints.push(constraint);
+        } else if is_struct_column(parser) {
+            let name = parser.parse_identifier()?;
+            columns.push(ColumnDef { name, data_type: parse_struct_type(parser)?, options: Vec::new() });
         } else {
             columns.push(parser.parse_column_def()?);
         }
@@ -107,6 +112,33 @@ fn parse_columns(parser: &mut Parser) -> Result<Columns, ParserError> {
         if !comma {
             return parser.expected("',' or ')' after a column definition", parser.peek_token());
         }
+    }
+}
+
+/// Whether the next tokens are `name STRUCT <` (RisingWave's struct columns, which
+/// sqlparser reads only in other dialects).
+fn is_struct_column(parser: &Parser) -> bool {
+    matches!(&parser.peek_nth_token_ref(1).token, Token::Word(w) if w.keyword == Keyword::STRUCT)
+        && parser.peek_nth_token_ref(2).token == Token::Lt
+}
+
+/// `STRUCT<field type, ...>`; field names may be quoted. Nested structs are not supported.
+fn parse_struct_type(parser: &mut Parser) -> Result<DataType, ParserError> {
+    parser.expect_keyword_is(Keyword::STRUCT)?;
+    parser.expect_token(&Token::Lt)?;
+    let mut fields = Vec::new();
+    loop {
+        let name = parser.parse_identifier()?;
+        if matches!(&parser.peek_token_ref().token, Token::Word(w) if w.keyword == Keyword::STRUCT) {
+            return parser
+                .expected("a field type (nested STRUCT types are not supported)", parser.peek_token());
+        }
+        let field_type = parser.parse_data_type()?;
+        fields.push(StructField { field_name: Some(name), field_type, options: None });
+        if parser.consume_token(&Token::Gt) {
+            return Ok(DataType::Struct(fields, StructBracketKind::AngleBrackets));
+        }
+        parser.expect_token(&Token::Comma)?;
     }
 }
 
@@ -300,6 +332,12 @@ pub fn bind_source(create: &CreateSource, catalog: &mut Catalog, default_schema:
             .with_hint("declare the columns the connector produces"));
     }
     let (mut columns, primary_key) = bind_columns(&create.columns, &create.constraints, &name)?;
+    if create.table
+        && let Some(column) = columns.iter().find(|c| matches!(c.sql_type, crate::common::SqlType::Struct(_)))
+    {
+        return Err(Error::unsupported(format!("STRUCT column \"{}\" in a table", column.name))
+            .with_hint("struct columns are for sources; a view over the source can select their fields"));
+    }
     if !create.table {
         if primary_key.is_some() {
             return Err(Error::unsupported("a primary key on a source")

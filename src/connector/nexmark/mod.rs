@@ -3,13 +3,17 @@
 //!
 //! | option | default | meaning |
 //! |---|---|---|
-//! | `nexmark.table.type` | (required) | `Person`, `Auction` or `Bid` |
+//! | `nexmark.table.type` | the combined stream | `Person`, `Auction` or `Bid`; when absent, the combined stream of all events (below) |
 //! | `nexmark.event.num` | endless | rows of that type to generate, over all splits |
 //! | `nexmark.split.num` | 1 | splits: split `i` of `n` generates the type's events `i`, `i + n`, ... |
 //! | `nexmark.min.event.gap.in.ns` | 100000 | event-time gap between events (10,000 events per second of event time) |
 //! | `nexmark.max.chunk.size` | the server's chunk size | rows per chunk |
 //! | `nexmark.use.real.time` | false | pace rows to the event rate and stamp them with the current time |
 //! | `nexmark.base.time` | the creation time | event time of the first event, in ms since 1970; frozen at `CREATE` so that rows read again after a crash are the same |
+//!
+//! The combined stream (RisingWave's) has the columns `event_type` (0 person, 1 auction,
+//! 2 bid), `person`, `auction` and `bid` (structs of their type's columns, NULL for the
+//! other types' events) and `date_time` (the event's time), any of them, by name.
 //!
 //! The declared columns must be columns of the table type (a subset, in any order) with a
 //! type of the same kind (any integer or numeric type for ids and prices, text for
@@ -19,9 +23,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{
-    ArrayRef, Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
+    ArrayRef, Int64Array, Int64Builder, RecordBatch, StringArray, StringBuilder, StructArray,
+    TimestampMicrosecondArray, TimestampMicrosecondBuilder,
 };
+use datafusion::arrow::buffer::NullBuffer;
 use datafusion::arrow::compute::{CastOptions, cast_with_options};
+use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::datatypes::SchemaRef;
 use nexmark::EventGenerator;
 use nexmark::config::NexmarkConfig;
@@ -94,12 +101,13 @@ pub fn build(
                 ),
             ));
         }
-        None => {
-            return Err(Error::unsupported("the combined Nexmark stream (struct columns)")
-                .with_hint("set nexmark.table.type to Person, Auction or Bid"));
-        }
+        None => (EventType::Bid, &[][..]),
     };
-    let columns = declared_columns(table, schema)?;
+    let (event_type, columns, combined) = if table_type.is_none() {
+        (None, Vec::new(), combined_columns(schema)?)
+    } else {
+        (Some(event_type), declared_columns(table, schema)?, Vec::new())
+    };
     let gap_ns: u64 = options.parse("nexmark.min.event.gap.in.ns", 100_000)?;
     let events_per_second = (1_000_000_000 / gap_ns.max(1)).max(1) as usize;
     let base_time: u64 = match options.frozen("nexmark.base.time", || now_ms().to_string()) {
@@ -129,6 +137,7 @@ pub fn build(
         config,
         event_type,
         columns,
+        combined,
         schema: schema.clone(),
         events: options.parse("nexmark.event.num", u64::MAX)?,
         splits,
@@ -190,8 +199,12 @@ fn now_ms() -> u64 {
 
 struct Nexmark {
     config: NexmarkConfig,
-    event_type: EventType,
+    /// The table type; `None` for the combined stream.
+    event_type: Option<EventType>,
+    /// A table type's declared columns (indexes into its columns).
     columns: Vec<usize>,
+    /// The combined stream's declared columns.
+    combined: Vec<Combined>,
     schema: SchemaRef,
     events: u64,
     splits: u64,
@@ -213,14 +226,16 @@ impl SourceConnector for Nexmark {
             }
             None => index,
         };
-        let generator = EventGenerator::new(self.config.clone())
-            .with_offset(offset)
-            .with_step(self.splits)
-            .with_type_filter(self.event_type);
+        let mut generator =
+            EventGenerator::new(self.config.clone()).with_offset(offset).with_step(self.splits);
+        if let Some(event_type) = self.event_type {
+            generator = generator.with_type_filter(event_type);
+        }
         Ok(Box::new(NexmarkReader {
             generator,
             end: self.events,
             columns: self.columns.clone(),
+            combined: self.combined.clone(),
             schema: self.schema.clone(),
             chunk_rows: self.chunk_rows,
             real_time: self.real_time,
@@ -237,6 +252,7 @@ struct NexmarkReader {
     /// Offsets at or past this are not generated.
     end: u64,
     columns: Vec<usize>,
+    combined: Vec<Combined>,
     schema: SchemaRef,
     chunk_rows: usize,
     real_time: bool,
@@ -250,21 +266,166 @@ impl SplitReader for NexmarkReader {
             return Ok(Read::Done);
         }
         let wanted = max_rows.min(self.chunk_rows);
-        let mut rows = Rows::default();
         let now = self.real_time.then(now_ms);
-        while rows.len < wanted {
-            if self.generator.offset() >= self.end {
-                break;
-            }
+        let mut events = Vec::with_capacity(wanted);
+        while events.len() < wanted && self.generator.offset() < self.end {
             let Some(event) = self.generator.next() else { break };
-            rows.push(&event, &self.columns, now);
+            events.push(event);
         }
-        let data = rows.finish(&self.schema)?;
+        let data = if self.combined.is_empty() {
+            let mut rows = Rows::default();
+            for event in &events {
+                rows.push(event, &self.columns, now);
+            }
+            rows.finish(&self.schema)?
+        } else {
+            combined_chunk(&events, &self.combined, &self.schema, now)?
+        };
         Ok(Read::Chunk(SplitChunk::new(data, self.generator.offset().to_string())))
     }
 }
 
 /// Column builders for a chunk of events.
+/// A column of the combined stream.
+#[derive(Clone, Debug)]
+enum Combined {
+    /// `event_type`: 0 person, 1 auction, 2 bid (as RisingWave numbers them).
+    EventType,
+    /// `date_time`: the event's time.
+    DateTime,
+    /// `person`, `auction` or `bid`: a struct of the declared fields (indexes into the
+    /// type's columns), NULL for events of the other types.
+    Struct { event: usize, fields: Vec<usize> },
+}
+
+/// The combined stream's declared columns: `event_type`, `date_time` and the structs
+/// `person`, `auction`, `bid` (each with a subset of its type's columns), by name.
+fn combined_columns(schema: &SchemaRef) -> Result<Vec<Combined>> {
+    let tables = [("person", PERSON), ("auction", AUCTION), ("bid", BID)];
+    schema
+        .fields()
+        .iter()
+        .map(|field| {
+            let sql_type = SqlType::from_arrow(field);
+            let mismatch = |hint: &str| {
+                Error::new(
+                    SqlState::DatatypeMismatch,
+                    format!("column \"{}\" cannot be of type {}", field.name(), sql_type.name()),
+                )
+                .with_hint(hint.to_string())
+            };
+            match field.name().as_str() {
+                "event_type" => match sql_type {
+                    SqlType::Int16 | SqlType::Int32 | SqlType::Int64 => Ok(Combined::EventType),
+                    _ => Err(mismatch("declare it BIGINT")),
+                },
+                "date_time" => match sql_type {
+                    SqlType::Timestamp | SqlType::TimestampTz => Ok(Combined::DateTime),
+                    _ => Err(mismatch("declare it TIMESTAMP")),
+                },
+                name => {
+                    let Some(event) = tables.iter().position(|(t, _)| *t == name) else {
+                        return Err(Error::new(
+                            SqlState::UndefinedColumn,
+                            format!("column \"{name}\" is not a column of the combined Nexmark stream"),
+                        )
+                        .with_hint("its columns: event_type, person, auction, bid, date_time (or set nexmark.table.type)"));
+                    };
+                    let DataType::Struct(fields) = field.data_type() else {
+                        return Err(mismatch("declare it STRUCT<...> of the type's columns"));
+                    };
+                    let inner = Arc::new(datafusion::arrow::datatypes::Schema::new(fields.clone()));
+                    Ok(Combined::Struct { event, fields: declared_columns(tables[event].1, &inner)? })
+                }
+            }
+        })
+        .collect()
+}
+
+/// The number of an event's type and the event's time.
+fn event_number(event: &Event) -> (usize, u64) {
+    match event {
+        Event::Person(p) => (0, p.date_time),
+        Event::Auction(a) => (1, a.date_time),
+        Event::Bid(b) => (2, b.date_time),
+    }
+}
+
+/// A chunk of the combined stream.
+fn combined_chunk(
+    events: &[Event],
+    columns: &[Combined],
+    schema: &SchemaRef,
+    now: Option<u64>,
+) -> Result<RecordBatch> {
+    let options = CastOptions { safe: false, ..Default::default() };
+    let arrays = columns
+        .iter()
+        .zip(schema.fields())
+        .map(|(column, field)| -> Result<ArrayRef> {
+            let array: ArrayRef = match column {
+                Combined::EventType => {
+                    Arc::new(Int64Array::from_iter_values(events.iter().map(|e| event_number(e).0 as i64)))
+                }
+                Combined::DateTime => Arc::new(TimestampMicrosecondArray::from_iter_values(
+                    events.iter().map(|e| now.unwrap_or(event_number(e).1) as i64 * 1000),
+                )),
+                Combined::Struct { event, fields } => {
+                    let DataType::Struct(children) = field.data_type() else {
+                        return Err(Error::internal("a combined Nexmark struct column is not a struct"));
+                    };
+                    let valid: Vec<bool> = events.iter().map(|e| event_number(e).0 == *event).collect();
+                    let arrays = fields
+                        .iter()
+                        .zip(children.iter())
+                        .map(|(&index, child)| {
+                            let array = field_array(events, &valid, index, now);
+                            Ok(cast_with_options(&array, child.data_type(), &options)?)
+                        })
+                        .collect::<Result<Vec<_>>>()?;
+                    Arc::new(StructArray::try_new(children.clone(), arrays, Some(NullBuffer::from(valid)))?)
+                }
+            };
+            if array.data_type() == field.data_type() {
+                Ok(array)
+            } else {
+                Ok(cast_with_options(&array, field.data_type(), &options)?)
+            }
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let options = datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(events.len()));
+    Ok(RecordBatch::try_new_with_options(schema.clone(), arrays, &options)?)
+}
+
+/// Column `index` of the events where `valid`, NULL elsewhere.
+fn field_array(events: &[Event], valid: &[bool], index: usize, now: Option<u64>) -> ArrayRef {
+    let Some(first) = events.iter().zip(valid).find(|(_, v)| **v).map(|(e, _)| e) else {
+        return datafusion::arrow::array::new_null_array(&DataType::Int64, events.len());
+    };
+    match kind_of(first, index) {
+        Kind::Integer => Arc::new(Int64Array::from_iter(events.iter().zip(valid).map(|(e, v)| {
+            match (v, field(e, index)) {
+                (true, Value::Integer(x)) => Some(x),
+                _ => None,
+            }
+        }))),
+        Kind::Text => Arc::new(StringArray::from_iter(events.iter().zip(valid).map(|(e, v)| {
+            match (v, field(e, index)) {
+                (true, Value::Text(x)) => Some(x),
+                _ => None,
+            }
+        }))),
+        Kind::Time => {
+            Arc::new(TimestampMicrosecondArray::from_iter(events.iter().zip(valid).map(|(e, v)| {
+                match (v, field(e, index)) {
+                    (true, Value::Time(ms)) => Some(now.unwrap_or(ms) as i64 * 1000),
+                    _ => None,
+                }
+            })))
+        }
+    }
+}
+
 #[derive(Default)]
 struct Rows {
     integers: Vec<Int64Builder>,
