@@ -35,7 +35,11 @@ impl Encode {
     /// The encoding `FORMAT ... ENCODE ...` describes; its options are checked by name.
     pub fn from_def(format: &FormatDef) -> Result<Encode> {
         if format.format != "PLAIN" {
-            return Err(Error::unsupported(format!("FORMAT {}", format.format)).with_hint("use FORMAT PLAIN"));
+            return Err(Error::new(
+                SqlState::InvalidParameterValue,
+                format!("unknown FORMAT {}", format.format),
+            )
+            .with_hint("sources read FORMAT PLAIN"));
         }
         let options = Options::new(format.options.clone());
         let encode = match format.encode.as_str() {
@@ -58,7 +62,7 @@ impl Encode {
             "JSON" => Encode::Json,
             "PARQUET" => Encode::Parquet,
             other => {
-                return Err(Error::unsupported(format!("ENCODE {other}"))
+                return Err(Error::new(SqlState::InvalidParameterValue, format!("unknown ENCODE {other}"))
                     .with_hint("use ENCODE CSV, JSON or PARQUET"));
             }
         };
@@ -248,6 +252,6 @@ mod tests {
             Encode::Csv { delimiter: b'|', header: false }
         ));
         assert!(Encode::from_def(&def("CSV", &[("delim", ",")])).unwrap_err().to_string().contains("delim"));
-        assert_eq!(Encode::from_def(&def("AVRO", &[])).unwrap_err().sqlstate().code(), "0A000");
+        assert_eq!(Encode::from_def(&def("AVRO", &[])).unwrap_err().sqlstate().code(), "22023");
     }
 }

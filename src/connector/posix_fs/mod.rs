@@ -494,6 +494,23 @@ mod tests {
         assert_eq!(error.sqlstate().code(), "42601");
     }
 
+    #[tokio::test]
+    async fn a_file_that_is_not_parquet_is_one_dead_letter() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("bad.parquet"), "not parquet at all").unwrap();
+        let schema = Arc::new(Schema::new(vec![Field::new("auction", DataType::Int64, true)]));
+        let source = connector(dir.path(), "PARQUET", schema);
+        let mut reader = source.reader(&"bad.parquet".to_string(), None).unwrap();
+        let Read::Chunk(chunk) = reader.next(100).await.unwrap() else { panic!("a dead letter expected") };
+        assert_eq!(chunk.data.num_rows(), 0);
+        assert_eq!(chunk.dead_letters.len(), 1);
+        assert_eq!(chunk.dead_letters[0].position, "bad.parquet");
+        assert!(matches!(reader.next(100).await.unwrap(), Read::Done));
+        // Resumed at its position after a crash, it is not read again.
+        let mut resumed = source.reader(&"bad.parquet".to_string(), Some(&chunk.position)).unwrap();
+        assert!(matches!(resumed.next(100).await.unwrap(), Read::Done));
+    }
+
     /// Writes the Parquet file `sql-tests/source/posix_fs.slt` reads.
     #[test]
     #[ignore = "run by hand to write sql-tests/source/data/bids.parquet"]
