@@ -267,18 +267,20 @@ impl SplitReader for NexmarkReader {
         }
         let wanted = max_rows.min(self.chunk_rows);
         let now = self.real_time.then(now_ms);
-        let mut events = Vec::with_capacity(wanted);
-        while events.len() < wanted && self.generator.offset() < self.end {
-            let Some(event) = self.generator.next() else { break };
-            events.push(event);
-        }
         let data = if self.combined.is_empty() {
+            // A table type's rows go straight into the column builders.
             let mut rows = Rows::default();
-            for event in &events {
-                rows.push(event, &self.columns, now);
+            while rows.len < wanted && self.generator.offset() < self.end {
+                let Some(event) = self.generator.next() else { break };
+                rows.push(&event, &self.columns, now);
             }
             rows.finish(&self.schema)?
         } else {
+            let mut events = Vec::with_capacity(wanted);
+            while events.len() < wanted && self.generator.offset() < self.end {
+                let Some(event) = self.generator.next() else { break };
+                events.push(event);
+            }
             combined_chunk(&events, &self.combined, &self.schema, now)?
         };
         Ok(Read::Chunk(SplitChunk::new(data, self.generator.offset().to_string())))
