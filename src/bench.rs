@@ -128,6 +128,8 @@ pub const QUERIES: &[(&str, &str)] = &[
         "SELECT auction, bidder, price, channel, split_part(url, '/', 4) AS dir1, split_part(url, '/', 5) AS dir2, \
          split_part(url, '/', 6) AS dir3 FROM bid",
     ),
+    // The Flink peer's `grp` (../shared/peers/flink): a count and sum per auction.
+    ("grp", "SELECT auction, count(*) AS bids, sum(price) AS total FROM bid GROUP BY auction"),
     (
         "q101",
         "SELECT a.id AS auction_id, a.item_name AS auction_item_name, b.max_price AS current_highest_bid FROM auction a \
