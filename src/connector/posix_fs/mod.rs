@@ -127,6 +127,7 @@ impl SourceConnector for PosixFs {
                     schema: self.schema.clone(),
                     rows,
                     reader: None,
+                    pending: None,
                 })
             }
             _ => {
@@ -301,9 +302,15 @@ struct ParquetFile {
     name: String,
     path: PathBuf,
     schema: SchemaRef,
+    /// Rows handed on so far (the position).
     rows: u64,
     reader: Option<ParquetRecordBatchReader>,
+    /// Rows decoded but not yet handed on (a batch is cut to each call's `max_rows`).
+    pending: Option<RecordBatch>,
 }
+
+/// Rows the Parquet reader decodes at once, whatever one call asks for.
+const PARQUET_BATCH_ROWS: usize = 8192;
 
 impl ParquetFile {
     fn open(&mut self, batch_rows: usize) -> std::result::Result<(), String> {
@@ -322,6 +329,16 @@ impl ParquetFile {
         self.reader = Some(reader);
         Ok(())
     }
+
+    /// Up to `max_rows` rows of `data`, keeping the rest for the next call.
+    fn hand_on(&mut self, data: RecordBatch, max_rows: usize) -> SplitChunk {
+        let take = data.num_rows().min(max_rows.max(1));
+        if take < data.num_rows() {
+            self.pending = Some(data.slice(take, data.num_rows() - take));
+        }
+        self.rows += take as u64;
+        SplitChunk::new(data.slice(0, take), self.rows.to_string())
+    }
 }
 
 #[async_trait]
@@ -330,8 +347,11 @@ impl SplitReader for ParquetFile {
         if self.rows == u64::MAX {
             return Ok(Read::Done);
         }
+        if let Some(pending) = self.pending.take() {
+            return Ok(Read::Chunk(self.hand_on(pending, max_rows)));
+        }
         if self.reader.is_none()
-            && let Err(e) = self.open(max_rows.max(1))
+            && let Err(e) = self.open(PARQUET_BATCH_ROWS)
         {
             self.rows = u64::MAX;
             return Ok(unreadable(&self.name, &self.path, &self.schema, e));
@@ -345,10 +365,7 @@ impl SplitReader for ParquetFile {
                 Ok(unreadable(&self.name, &self.path, &self.schema, e))
             }
             Some(Ok(batch)) => match conform(&batch, &self.schema) {
-                Ok(data) => {
-                    self.rows += data.num_rows() as u64;
-                    Ok(Read::Chunk(SplitChunk::new(data, self.rows.to_string())))
-                }
+                Ok(data) => Ok(Read::Chunk(self.hand_on(data, max_rows))),
                 Err(e) => {
                     // A column that does not cast: the batch's rows are one dead letter.
                     let first = self.rows + 1;
@@ -448,11 +465,14 @@ mod tests {
         let source = connector(dir.path(), "PARQUET", schema);
         assert_eq!(source.splits().unwrap(), ["bids.parquet"]);
         let mut reader = source.reader(&"bids.parquet".to_string(), None).unwrap();
-        let Read::Chunk(first) = reader.next(700).await.unwrap() else { panic!("rows expected") };
-        assert_eq!(first.data.num_rows(), 700);
+        let Read::Chunk(small) = reader.next(3).await.unwrap() else { panic!("rows expected") };
+        assert_eq!((small.data.num_rows(), small.position.as_str()), (3, "3"));
+        let Read::Chunk(first) = reader.next(697).await.unwrap() else { panic!("rows expected") };
+        assert_eq!(first.data.num_rows(), 697);
         assert_eq!(first.position, "700");
-        assert_eq!(first.data.column(0).as_primitive::<Int64Type>().value(0), 10);
-        assert!(first.data.column(2).is_null(0));
+        assert_eq!(first.data.column(0).as_primitive::<Int64Type>().value(0), 40);
+        assert_eq!(small.data.column(0).as_primitive::<Int64Type>().value(0), 10);
+        assert!(small.data.column(2).is_null(0));
         let mut resumed = source.reader(&"bids.parquet".to_string(), Some("700")).unwrap();
         let (prices, positions) = read_all(&mut resumed, 700).await;
         assert_eq!(prices.len(), 1800);
