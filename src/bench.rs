@@ -169,6 +169,10 @@ pub struct NexmarkBench {
     pub splits: u64,
     /// Where the temporary databases go (a directory under it per query).
     pub work_dir: PathBuf,
+    /// Read `bid` from the CSV files of this directory (the Flink peer's `gen_bids.py`
+    /// format: auction, bidder, price, channel, url, date_time; no header) instead of
+    /// the generator.
+    pub bid_dir: Option<PathBuf>,
     /// Show progress on stderr.
     pub progress: bool,
 }
@@ -220,8 +224,9 @@ pub fn select_queries(names: &[String]) -> Result<Vec<(&'static str, &'static st
         .collect()
 }
 
-/// The sources' DDL for `events` rows each in `splits` splits.
-fn sources_ddl(events: u64, splits: u64) -> String {
+/// The sources' DDL for `events` rows each in `splits` splits (`bid` from the files of
+/// `bid_dir` when given).
+fn sources_ddl(events: u64, splits: u64, bid_dir: Option<&std::path::Path>) -> String {
     let with = |table: &str| {
         format!(
             "WITH (connector = 'nexmark', nexmark.table.type = '{table}', nexmark.event.num = '{events}', nexmark.split.num = '{splits}')"
@@ -233,10 +238,17 @@ fn sources_ddl(events: u64, splits: u64) -> String {
          CREATE SOURCE auction (id BIGINT, item_name VARCHAR, description VARCHAR, initial_bid BIGINT, reserve BIGINT, \
          date_time TIMESTAMP, expires TIMESTAMP, seller BIGINT, category BIGINT, extra VARCHAR) {};\n\
          CREATE SOURCE bid (auction BIGINT, bidder BIGINT, price BIGINT, channel VARCHAR, url VARCHAR, \
-         date_time TIMESTAMP, extra VARCHAR) {};",
+         date_time TIMESTAMP{}) {};",
         with("Person"),
         with("Auction"),
-        with("Bid")
+        if bid_dir.is_some() { "" } else { ", extra VARCHAR" },
+        match bid_dir {
+            Some(dir) => format!(
+                "WITH (connector = 'posix_fs', posix_fs.root = '{}') FORMAT PLAIN ENCODE CSV (without_header = 'true')",
+                dir.display().to_string().replace('\'', "''")
+            ),
+            None => with("Bid"),
+        }
     )
 }
 
@@ -254,7 +266,7 @@ pub async fn run_query(bench: &NexmarkBench, name: &str, sql: &str) -> Result<Qu
 
 async fn measure(db: &Arc<Database>, bench: &NexmarkBench, name: &str, sql: &str) -> Result<QueryResult> {
     let mut session = db.session();
-    for outcome in session.execute(&sources_ddl(bench.events, bench.splits)).await {
+    for outcome in session.execute(&sources_ddl(bench.events, bench.splits, bench.bid_dir.as_deref())).await {
         outcome?;
     }
     reset_peak_rss();
@@ -397,14 +409,38 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_query_runs_to_the_end_of_its_sources() {
         let work = std::env::temp_dir();
-        let bench =
-            NexmarkBench { queries: vec![], events: 2000, splits: 2, work_dir: work, progress: false };
+        let bench = NexmarkBench {
+            queries: vec![],
+            events: 2000,
+            splits: 2,
+            work_dir: work,
+            bid_dir: None,
+            progress: false,
+        };
         let result = run_query(&bench, "q0", QUERIES[0].1).await.unwrap();
         assert_eq!(result.unsupported, None);
         assert_eq!(result.events, 2000);
         assert!(result.cpu_seconds > 0.0 && result.peak_rss_bytes > 0, "{result:?}");
         let windows = run_query(&bench, "q5", select_queries(&["q5".into()]).unwrap()[0].1).await.unwrap();
         assert!(windows.unsupported.is_some(), "{windows:?}");
+        // `bid` from files in the Flink peer's format.
+        let dir = tempfile::tempdir().unwrap();
+        let lines: String = (0..300)
+            .map(|i| {
+                format!(
+                    "{},{},{},Google,https://x/y,2024-01-01 00:00:00.{:03}\n",
+                    1000 + i % 7,
+                    i,
+                    i + 1,
+                    i % 1000
+                )
+            })
+            .collect();
+        std::fs::write(dir.path().join("part-00000.csv"), lines).unwrap();
+        let files = NexmarkBench { bid_dir: Some(dir.path().to_path_buf()), ..bench.clone() };
+        let grp = select_queries(&["grp".into()]).unwrap()[0].1;
+        let from_files = run_query(&files, "grp", grp).await.unwrap();
+        assert_eq!((from_files.unsupported.as_deref(), from_files.events), (None, 300));
         let text = report(&[result, windows], false);
         assert!(text.contains("q0") && text.contains("not supported yet"), "{text}");
     }

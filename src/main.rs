@@ -52,6 +52,10 @@ struct NexmarkArgs {
     /// Where the temporary databases go.
     #[arg(long, default_value_os_t = std::env::temp_dir())]
     work_dir: PathBuf,
+    /// Read `bid` from the CSV files of this directory (the Flink peer's gen_bids.py
+    /// format) instead of the generator; `--events` then applies to the other sources.
+    #[arg(long)]
+    bid_dir: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -132,6 +136,7 @@ async fn bench_nexmark(args: NexmarkArgs) -> anyhow::Result<()> {
         events: args.events,
         splits: args.splits.max(1),
         work_dir: args.work_dir.clone(),
+        bid_dir: args.bid_dir.clone(),
         progress: true,
     };
     let mut results = Vec::new();
@@ -166,6 +171,7 @@ fn bench_in_child(args: &NexmarkArgs, query: &str) -> anyhow::Result<sabot::benc
         .args(["--events", &args.events.to_string(), "--splits", &args.splits.to_string()])
         .arg("--work-dir")
         .arg(&args.work_dir)
+        .args(args.bid_dir.iter().flat_map(|dir| [std::ffi::OsStr::new("--bid-dir"), dir.as_os_str()]))
         .stderr(std::process::Stdio::inherit())
         .output()
         .context("cannot run the benchmark's child process")?;
