@@ -1,6 +1,5 @@
 //! The in-memory backend, for tests and `--ephemeral`.
 
-use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::Arc;
 
@@ -10,16 +9,18 @@ use super::{
     RangeVisitor, Snapshot, StateResult, StateStore, TableId, WriteBatch, WriteOp, store_range, table_key,
 };
 
-type Map = BTreeMap<Vec<u8>, Vec<u8>>;
+/// A persistent ordered map: a clone shares every node, an insert copies only its path.
+type Map = imbl::OrdMap<Vec<u8>, Vec<u8>>;
 
-/// Keeps committed state in a copy-on-write map: a snapshot is a cheap `Arc` clone and a
-/// commit copies the map only while an older snapshot is still alive.
+/// Keeps committed state in a persistent map: a snapshot is a clone that shares the
+/// whole map (O(1)), and a commit costs O(log n) per write whether or not snapshots are
+/// alive — never a copy of the whole state.
 #[derive(Default)]
 pub struct MemoryStore {
-    map: RwLock<Arc<Map>>,
+    map: RwLock<Map>,
 }
 
-struct MemorySnapshot(Arc<Map>);
+struct MemorySnapshot(Map);
 
 impl Snapshot for MemorySnapshot {
     fn get(&self, table_id: TableId, key: &[u8]) -> StateResult<Option<Vec<u8>>> {
@@ -37,7 +38,7 @@ impl Snapshot for MemorySnapshot {
         if start >= end {
             return Ok(());
         }
-        for (key, value) in self.0.range::<Vec<u8>, _>((Bound::Included(start), Bound::Excluded(end))) {
+        for (key, value) in self.0.range::<_, Vec<u8>>((Bound::Included(start), Bound::Excluded(end))) {
             if !visit(&key[4..], value)? {
                 break;
             }
@@ -52,8 +53,9 @@ impl StateStore for MemoryStore {
     }
 
     fn commit(&self, batch: WriteBatch) -> StateResult<()> {
-        let mut guard = self.map.write();
-        let map = Arc::make_mut(&mut guard);
+        // Nodes shared with live snapshots are copied on write, along the written paths
+        // only; the write lock makes the commit atomic for readers.
+        let mut map = self.map.write();
         for op in batch.ops {
             match op {
                 WriteOp::Put(key, value) => {
@@ -64,7 +66,7 @@ impl StateStore for MemoryStore {
                 }
                 WriteOp::DeleteRange(start, end) => {
                     let doomed: Vec<Vec<u8>> = map
-                        .range::<Vec<u8>, _>((Bound::Included(start), Bound::Excluded(end)))
+                        .range::<_, Vec<u8>>((Bound::Included(start), Bound::Excluded(end)))
                         .map(|(k, _)| k.clone())
                         .collect();
                     for key in doomed {
