@@ -53,18 +53,7 @@ pub fn bind_create_table(
         return Err(Error::unsupported("a table without columns"));
     }
     let (mut columns, primary_key) = bind_columns(&create.columns, &create.constraints, &name)?;
-    let primary_key = match primary_key {
-        Some(key) => {
-            for &i in &key {
-                columns[i].nullable = false;
-            }
-            key
-        }
-        None => {
-            columns.push(row_id_column());
-            vec![columns.len() - 1]
-        }
-    };
+    let primary_key = key_columns(&mut columns, primary_key);
     Ok(TableDesc {
         id: catalog.allocate_table_id(),
         schema,
@@ -75,6 +64,23 @@ pub fn bind_create_table(
         connector: None,
         append_only: false,
     })
+}
+
+/// The key of a new relation: its declared primary key (whose columns become NOT NULL),
+/// or a hidden row id appended to `columns`.
+pub fn key_columns(columns: &mut Vec<ColumnDesc>, primary_key: Option<Vec<usize>>) -> Vec<usize> {
+    match primary_key {
+        Some(key) => {
+            for &i in &key {
+                columns[i].nullable = false;
+            }
+            key
+        }
+        None => {
+            columns.push(row_id_column());
+            vec![columns.len() - 1]
+        }
+    }
 }
 
 /// The columns of a `CREATE TABLE` (or `CREATE SOURCE`) and its primary key, if declared.

@@ -22,7 +22,7 @@ use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
 use datafusion::sql::sqlparser::tokenizer::Token;
 
-use super::ddl::{bind_columns, resolve_name, row_id_column};
+use super::ddl::{bind_columns, key_columns, resolve_name};
 use crate::catalog::{Catalog, ConnectorDef, FormatDef, TableDesc};
 use crate::common::{Error, Result, SqlState};
 
@@ -354,18 +354,7 @@ pub fn bind_source(create: &CreateSource, catalog: &mut Catalog, default_schema:
         return Err(Error::unsupported("a primary key on an APPEND ONLY table")
             .with_hint("rows of an append-only table are only ever inserted, never replaced"));
     }
-    let primary_key = match primary_key {
-        Some(key) => {
-            for &i in &key {
-                columns[i].nullable = false;
-            }
-            key
-        }
-        None => {
-            columns.push(row_id_column());
-            vec![columns.len() - 1]
-        }
-    };
+    let primary_key = key_columns(&mut columns, primary_key);
     let connector = if create.table && create.options.is_empty() && create.format.is_none() {
         None
     } else {
