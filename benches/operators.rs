@@ -1,6 +1,6 @@
 //! Operator micro-benchmarks: rows per second through the hash aggregate and the hash
-//! join on change batches of 1k-8k rows, state in the in-memory store (an epoch is sealed
-//! and committed every 8 batches, as the coordinator would).
+//! join on change batches of 1k-8k rows, state in the in-memory store and in RocksDB
+//! (an epoch is sealed and committed every 8 batches, as the coordinator would).
 //!
 //! `cargo bench --bench operators`; figures and how to read them: docs/benchmarks.md.
 
@@ -11,7 +11,7 @@ use datafusion::arrow::array::{Int64Array, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::logical_expr::JoinType;
 use sabot::plan::{AggCall, AggKind, HashAggNode, HashJoinNode};
-use sabot::state::{MemoryStore, StateStore, WriteBatch};
+use sabot::state::{MemoryStore, RocksStore, StateMemory, StateStore, WriteBatch};
 use sabot::stream::Chunk;
 use sabot::stream::Op;
 use sabot::stream::operator::hash_agg::HashAggOperator;
@@ -32,11 +32,25 @@ fn batch(schema: &SchemaRef, rows: usize, keys: i64, seed: i64) -> RecordBatch {
     RecordBatch::try_new(schema.clone(), vec![Arc::new(key), Arc::new(value)]).unwrap()
 }
 
+/// The backends a benchmark runs on.
+const STORES: [&str; 2] = ["memory", "rocksdb"];
+
+/// A fresh store of kind `kind` (RocksDB in a temporary directory, kept alive beside it).
+fn store(kind: &str) -> (Arc<dyn StateStore>, Option<tempfile::TempDir>) {
+    match kind {
+        "rocksdb" => {
+            let dir = tempfile::tempdir().unwrap();
+            (Arc::new(RocksStore::open(dir.path(), 64 << 20).unwrap()), Some(dir))
+        }
+        _ => (Arc::new(MemoryStore::default()), None),
+    }
+}
+
 /// Runs `iterations` insert+delete rounds of `data` through `operator`, committing every
 /// few batches; returns the elapsed time.
 fn drive(
     operator: &mut dyn Operator,
-    store: &Arc<MemoryStore>,
+    store: &Arc<dyn StateStore>,
     input: usize,
     data: &RecordBatch,
     iterations: u64,
@@ -48,6 +62,7 @@ fn drive(
         let chunk = Chunk::new(vec![ops; data.num_rows()], data.clone());
         std::hint::black_box(operator.on_chunk(&ctx, input, chunk).unwrap());
         if i % EPOCH_BATCHES == EPOCH_BATCHES - 1 {
+            std::hint::black_box(operator.on_barrier(&ctx, i as u64).unwrap());
             let mut batch = WriteBatch::default();
             operator.checkpoint(&mut batch);
             store.commit(batch).unwrap();
@@ -81,14 +96,15 @@ fn hash_agg(c: &mut Criterion) {
             schema(&["g", "n", "s", "m"]),
         ),
     ] {
-        for rows in BATCH_ROWS {
+        for (kind, rows) in STORES.iter().flat_map(|k| BATCH_ROWS.map(|r| (*k, r))) {
             let data = batch(&input, rows, 1000, 1);
             group.throughput(Throughput::Elements(rows as u64));
-            group.bench_with_input(BenchmarkId::new(name, rows), &data, |b, data| {
+            group.bench_with_input(BenchmarkId::new(format!("{name}/{kind}"), rows), &data, |b, data| {
                 let node = HashAggNode { group_len: 1, calls: calls.clone(), group_table: 10 };
-                let store = Arc::new(MemoryStore::default());
+                let (store, _dir) = store(kind);
+                let types = [DataType::Int64, DataType::Int64];
                 let mut op =
-                    HashAggOperator::new(&node, &[DataType::Int64, DataType::Int64], output.clone()).unwrap();
+                    HashAggOperator::new(&node, &types, output.clone(), StateMemory::default()).unwrap();
                 b.iter_custom(|iterations| drive(&mut op, &store, 0, data, iterations));
             });
         }
@@ -101,7 +117,7 @@ fn hash_join(c: &mut Criterion) {
     let right_schema = schema(&["k", "w"]);
     let output = schema(&["id", "k", "k2", "w"]);
     let mut group = c.benchmark_group("hash_join");
-    for rows in BATCH_ROWS {
+    for (kind, rows) in STORES.iter().flat_map(|k| BATCH_ROWS.map(|r| (*k, r))) {
         // 10k left rows with distinct keys; right batches probe them (one match per row).
         let left_ids = Int64Array::from_iter_values(0..10_000);
         let left =
@@ -109,7 +125,7 @@ fn hash_join(c: &mut Criterion) {
                 .unwrap();
         let data = batch(&right_schema, rows, 10_000, 3);
         group.throughput(Throughput::Elements(rows as u64));
-        group.bench_with_input(BenchmarkId::new("inner_probe", rows), &data, |b, data| {
+        group.bench_with_input(BenchmarkId::new(format!("inner_probe/{kind}"), rows), &data, |b, data| {
             let node = HashJoinNode {
                 join_type: JoinType::Inner,
                 left_keys: vec![1],
@@ -119,10 +135,12 @@ fn hash_join(c: &mut Criterion) {
                 left_table: 1,
                 right_table: 2,
             };
-            let store = Arc::new(MemoryStore::default());
-            let l = Side::new(vec![1], vec![0], 2, vec![DataType::Int64; 2], 1).unwrap();
+            let (store, _dir) = store(kind);
+            let l =
+                Side::new(vec![1], vec![0], 2, vec![DataType::Int64; 2], 1, StateMemory::default()).unwrap();
             // The right rows' key: (k, w) is unique enough for the benchmark's rows.
-            let r = Side::new(vec![0], vec![0, 1], 2, vec![DataType::Int64; 2], 2).unwrap();
+            let r = Side::new(vec![0], vec![0, 1], 2, vec![DataType::Int64; 2], 2, StateMemory::default())
+                .unwrap();
             let mut op = HashJoinOperator::new(&node, l, r, output.clone());
             let ctx = OperatorContext { snapshot: store.snapshot(), view: Arc::from("bench") };
             op.on_chunk(&ctx, 0, Chunk::inserts(left.clone())).unwrap();

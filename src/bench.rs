@@ -130,6 +130,8 @@ pub const QUERIES: &[(&str, &str)] = &[
     ),
     // The Flink peer's `grp` (../shared/peers/flink): a count and sum per auction.
     ("grp", "SELECT auction, count(*) AS bids, sum(price) AS total FROM bid GROUP BY auction"),
+    // The Flink peer's `q2`, which filters with a modulo rather than Nexmark's list.
+    ("q2mod", "SELECT auction, price FROM bid WHERE auction % 123 = 0"),
     (
         "q101",
         "SELECT a.id AS auction_id, a.item_name AS auction_item_name, b.max_price AS current_highest_bid FROM auction a \
@@ -173,6 +175,8 @@ pub struct NexmarkBench {
     /// format: auction, bidder, price, channel, url, date_time; no header) instead of
     /// the generator.
     pub bid_dir: Option<PathBuf>,
+    /// `streaming_parallelism` of the query's sink (None: the default, one per core).
+    pub parallelism: Option<usize>,
     /// Show progress on stderr.
     pub progress: bool,
 }
@@ -271,6 +275,11 @@ async fn measure(db: &Arc<Database>, bench: &NexmarkBench, name: &str, sql: &str
     }
     reset_peak_rss();
     let (cpu_start, started) = (cpu_seconds(), Instant::now());
+    if let Some(parallelism) = bench.parallelism {
+        for outcome in session.execute(&format!("SET streaming_parallelism = {parallelism}")).await {
+            outcome?;
+        }
+    }
     let create = format!("CREATE SINK {name} AS {sql} WITH (connector = 'blackhole')");
     if let Some(Err(e)) = session.execute(&create).await.pop() {
         return Ok(QueryResult::unsupported(name, e.to_string()));
@@ -415,6 +424,7 @@ mod tests {
             splits: 2,
             work_dir: work,
             bid_dir: None,
+            parallelism: Some(2),
             progress: false,
         };
         let result = run_query(&bench, "q0", QUERIES[0].1).await.unwrap();

@@ -56,6 +56,10 @@ struct NexmarkArgs {
     /// format) instead of the generator; `--events` then applies to the other sources.
     #[arg(long)]
     bid_dir: Option<PathBuf>,
+    /// Instances of each stateful operator (`streaming_parallelism`); default: the
+    /// server's default (one per core).
+    #[arg(long)]
+    parallelism: Option<usize>,
 }
 
 #[derive(clap::Args)]
@@ -106,6 +110,13 @@ struct ServeArgs {
     /// RocksDB block cache for state reads, in bytes.
     #[arg(long, env = "SABOT_STATE_CACHE_BYTES_MAX", default_value_t = 256 << 20)]
     state_cache_bytes_max: usize,
+    /// Operator state one stateful operator keeps in memory, in bytes (least recently
+    /// used keys beyond it are evicted to the state store).
+    #[arg(long, env = "SABOT_OPERATOR_CACHE_BYTES_MAX", default_value_t = 256 << 20)]
+    operator_cache_bytes_max: usize,
+    /// Operator state all operators together keep in memory, in bytes.
+    #[arg(long, env = "SABOT_STATE_MEMORY_BYTES_MAX", default_value_t = 2 << 30)]
+    state_memory_bytes_max: usize,
     /// Rows a source reader emits per chunk, at most.
     #[arg(long, env = "SABOT_SOURCE_CHUNK_ROWS_MAX", default_value_t = 1024)]
     source_chunk_rows_max: usize,
@@ -137,6 +148,7 @@ async fn bench_nexmark(args: NexmarkArgs) -> anyhow::Result<()> {
         splits: args.splits.max(1),
         work_dir: args.work_dir.clone(),
         bid_dir: args.bid_dir.clone(),
+        parallelism: args.parallelism,
         progress: true,
     };
     let mut results = Vec::new();
@@ -172,6 +184,7 @@ fn bench_in_child(args: &NexmarkArgs, query: &str) -> anyhow::Result<sabot::benc
         .arg("--work-dir")
         .arg(&args.work_dir)
         .args(args.bid_dir.iter().flat_map(|dir| [std::ffi::OsStr::new("--bid-dir"), dir.as_os_str()]))
+        .args(args.parallelism.iter().flat_map(|p| ["--parallelism".to_string(), p.to_string()]))
         .stderr(std::process::Stdio::inherit())
         .output()
         .context("cannot run the benchmark's child process")?;
@@ -195,6 +208,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         connections_max: args.connections_max.max(1),
         change_channel_messages_max: args.change_channel_messages_max.max(1),
         state_cache_bytes_max: args.state_cache_bytes_max,
+        operator_cache_bytes_max: args.operator_cache_bytes_max,
+        state_memory_bytes_max: args.state_memory_bytes_max,
         source_chunk_rows_max: args.source_chunk_rows_max.max(1),
         startup_timeout_ms: args.startup_timeout_ms.max(1),
         message_bytes_max: args.message_bytes_max,

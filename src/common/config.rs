@@ -20,6 +20,12 @@ pub struct Config {
     /// RocksDB's block cache for state reads (tables, view operators), in bytes.
     /// Default 256 MiB.
     pub state_cache_bytes_max: usize,
+    /// Bytes of operator state one stateful operator keeps in memory (its groups, join
+    /// rows, ...); beyond it the least recently used keys are evicted to the state store
+    /// and reloaded on their next use. Default 256 MiB.
+    pub operator_cache_bytes_max: usize,
+    /// Bytes of operator state all operators together keep in memory. Default 2 GiB.
+    pub state_memory_bytes_max: usize,
     /// Rows a source reader emits per chunk, at most (a connector may ask for fewer).
     /// Default 1024.
     pub source_chunk_rows_max: usize,
@@ -89,6 +95,8 @@ impl Default for Config {
             barrier_interval_ms: 100,
             change_channel_messages_max: 1024,
             state_cache_bytes_max: 256 << 20,
+            operator_cache_bytes_max: 256 << 20,
+            state_memory_bytes_max: 2 << 30,
             source_chunk_rows_max: 1024,
             connections_max: 1000,
             startup_timeout_ms: 10_000,

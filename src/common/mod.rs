@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod error;
+pub mod failpoint;
 pub mod row;
 pub mod types;
 

@@ -52,6 +52,8 @@ pub struct Database {
     /// (kept after a bounded connector is exhausted).
     ingests: Mutex<std::collections::HashMap<crate::state::TableId, sources::Ingest>>,
     dataflows: views::Dataflows,
+    /// The memory budgets of operator state.
+    state_memory: crate::state::StateMemory,
 }
 
 impl Database {
@@ -78,7 +80,7 @@ impl Database {
         );
         let commit_loop = coordinator.spawn(Duration::from_millis(config.barrier_interval_ms.max(1)));
         let db = Arc::new(Database {
-            config,
+            config: config.clone(),
             catalog: RwLock::new(Arc::new(catalog)),
             ddl_lock: tokio::sync::Mutex::new(()),
             coordinator,
@@ -89,6 +91,10 @@ impl Database {
             source_readers: Default::default(),
             ingests: Default::default(),
             dataflows: Default::default(),
+            state_memory: crate::state::StateMemory::new(
+                config.operator_cache_bytes_max,
+                config.state_memory_bytes_max,
+            ),
         });
         if let Err(e) = db.restore_views().await {
             let _ = db.shutdown().await;
@@ -174,15 +180,17 @@ impl Database {
             ingest.task.abort();
         }
         let result = self.coordinator.flush().await;
-        let dataflows: Vec<_> = self.dataflows.lock().drain().map(|(_, d)| d).collect();
-        for dataflow in dataflows {
-            dataflow.stop().await;
-        }
+        // The commit loop goes first: an epoch cut now would wait for the dataflows
+        // stopped next (and fail when they say they stopped).
         let commit_loop = self.commit_loop.lock().take();
         if let Some(handle) = commit_loop {
             handle.abort();
             // Wait until the task is gone, so that it no longer holds the store open.
             let _ = handle.await;
+        }
+        let dataflows: Vec<_> = self.dataflows.lock().drain().map(|(_, d)| d).collect();
+        for dataflow in dataflows {
+            dataflow.stop().await;
         }
         tracing::info!(epoch = self.coordinator.committed_epoch(), "database closed");
         result.map(|_| ())

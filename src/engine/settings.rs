@@ -130,6 +130,18 @@ const VARIABLES: &[Variable] = &[
         check: None,
     },
     Variable {
+        name: "operator_cache_bytes_max",
+        default: "",
+        description: "Server limit: bytes of state one stateful operator keeps in memory before evicting to the state store.",
+        check: None,
+    },
+    Variable {
+        name: "state_memory_bytes_max",
+        default: "",
+        description: "Server limit: bytes of operator state all operators together keep in memory.",
+        check: None,
+    },
+    Variable {
         name: "authentication_method",
         default: "",
         description: "Server setting: how clients log in (trust or password, verified with SCRAM-SHA-256).",
@@ -201,6 +213,8 @@ impl Settings {
             ("barrier_interval_ms", config.barrier_interval_ms.to_string()),
             ("change_channel_messages_max", config.change_channel_messages_max.to_string()),
             ("state_cache_bytes_max", config.state_cache_bytes_max.to_string()),
+            ("operator_cache_bytes_max", config.operator_cache_bytes_max.to_string()),
+            ("state_memory_bytes_max", config.state_memory_bytes_max.to_string()),
             ("authentication_method", config.auth.name().to_string()),
             ("ssl", if config.tls_cert.is_some() { "on" } else { "off" }.to_string()),
         ];

@@ -185,6 +185,7 @@ impl Database {
                 open_source: &mut open_source,
                 open_sink: &mut open_sink,
                 runtime: self.compute.handle(),
+                memory: self.state_memory.clone(),
             };
             Dataflow::start(root, &mut env)?
         };

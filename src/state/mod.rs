@@ -6,12 +6,14 @@
 //! directly: they buffer an epoch's writes in a [`StateTable`] and the barrier coordinator
 //! commits all buffers of an epoch as one [`WriteBatch`].
 
+mod cache;
 mod memory;
 mod rocks;
 mod table;
 
 use std::sync::Arc;
 
+pub use cache::{CacheValue, CachedTable, MemoryBudget, Slot, StateMemory, StoredValue};
 pub use memory::MemoryStore;
 pub use rocks::RocksStore;
 pub use table::StateTable;

@@ -11,9 +11,8 @@ type Overlay = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 
 /// Reads go through three layers, newest first: the writes of the epoch in progress, the
 /// writes of the last sealed epoch (handed to the coordinator, maybe not yet committed),
-/// and the committed snapshot the caller passes in. Table writers drain their writes at
-/// commit time and never use the sealed layer; dataflow operators seal at each barrier and
-/// drop the sealed layer at the next one, once they read from a snapshot that holds it.
+/// and the committed snapshot the caller passes in. Owners seal when an epoch is cut and
+/// drop the sealed layer once it is committed and they read from a snapshot that holds it.
 #[derive(Clone, Debug)]
 pub struct StateTable {
     table_id: TableId,
@@ -127,15 +126,9 @@ impl StateTable {
         !self.pending.is_empty()
     }
 
-    /// Moves this epoch's writes into `batch` (table writers, at commit time).
-    pub fn drain_into(&mut self, batch: &mut WriteBatch) {
-        for (key, value) in std::mem::take(&mut self.pending) {
-            push_write(batch, self.table_id, &key, &value);
-        }
-    }
-
     /// Copies this epoch's writes into `batch` and keeps them readable as the sealed layer
-    /// until [`StateTable::committed`] (dataflow operators, at a barrier).
+    /// until [`StateTable::committed`] (table writers when an epoch is cut, dataflow
+    /// operators at a barrier).
     pub fn seal_into(&mut self, batch: &mut WriteBatch) {
         for (key, value) in &self.pending {
             push_write(batch, self.table_id, key, value);
@@ -209,8 +202,9 @@ mod tests {
         assert_eq!(table.get(snapshot.as_ref(), b"c").unwrap(), None);
 
         let mut batch = WriteBatch::default();
-        table.drain_into(&mut batch);
+        table.seal_into(&mut batch);
         store.commit(batch).unwrap();
+        table.committed();
         assert!(!table.has_pending());
         assert_eq!(store.snapshot().get(7, b"b").unwrap(), Some(b"B".to_vec()));
     }

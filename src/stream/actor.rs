@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use super::exchange::{Dispatcher, Event, InputSet};
+use super::exchange::{Dispatcher, Event, InputSet, SendError};
 use super::message::{Chunk, Message};
 use super::operator::{Operator, OperatorContext};
 use crate::catalog::{TableCodec, TableDesc};
@@ -36,6 +36,9 @@ pub type DataflowId = u64;
 
 impl Actor {
     pub async fn run(mut self) {
+        // Whatever ends this task early (a panic included) fails the epochs it owes.
+        let mut exit =
+            ExitGuard::new(self.acks.clone(), self.dataflow, self.operator.name(), self.view.clone());
         let mut ctx = OperatorContext { snapshot: self.store.snapshot(), view: self.view.clone() };
         let mut failed: Option<Arc<str>> = None;
         loop {
@@ -43,16 +46,12 @@ impl Actor {
                 Ok(Some(event)) => event,
                 Ok(None) => {
                     // An upstream actor stopped: this dataflow can no longer finish an epoch.
-                    let failure = Arc::from(format!("an upstream operator of view {} stopped", self.view));
-                    let _ = self.acks.send(Ack {
-                        dataflow: self.dataflow,
-                        epoch: Epoch::MAX,
-                        result: Err(failure),
-                    });
+                    exit.reason =
+                        Some(Arc::from(format!("an upstream operator of view {} stopped", self.view)));
                     return;
                 }
                 Err(e) => {
-                    failed.get_or_insert_with(|| Arc::from(e.to_string()));
+                    failed.get_or_insert_with(|| self.failure(&e));
                     continue;
                 }
             };
@@ -61,10 +60,17 @@ impl Actor {
                     if failed.is_some() {
                         continue;
                     }
-                    match self.operator.on_chunk(&ctx, input, chunk) {
+                    let result = guarded(|| {
+                        crate::common::failpoint::operator(self.operator.name())?;
+                        self.operator.on_chunk(&ctx, input, chunk)
+                    });
+                    match result {
                         Ok(out) => {
-                            if self.emit(out).await.is_err() {
-                                return;
+                            if let Err(e) = self.emit(out).await {
+                                match e {
+                                    SendError::Closed => return exit.closed(),
+                                    SendError::Failed(e) => failed = Some(self.failure(&e)),
+                                }
                             }
                         }
                         Err(e) => failed = Some(self.failure(&e)),
@@ -75,30 +81,44 @@ impl Actor {
                     // barrier: read from a snapshot that holds it.
                     ctx.snapshot = self.store.snapshot();
                     self.operator.committed();
-                    let result = match &failed {
+                    let mut result = match &failed {
                         Some(failure) => Err(failure.clone()),
-                        None => match self.operator.on_barrier(&ctx, epoch) {
-                            Ok(out) => {
-                                if self.emit(out).await.is_err() {
-                                    return;
+                        None => match self.barrier(&ctx, epoch).await {
+                            Ok(out) => match self.emit(out).await {
+                                Ok(()) => {
+                                    let mut batch = WriteBatch::default();
+                                    match guarded(|| {
+                                        self.operator.checkpoint(&mut batch);
+                                        Ok(())
+                                    }) {
+                                        Ok(()) => Ok(batch),
+                                        Err(e) => Err(self.failure(&e)),
+                                    }
                                 }
-                                let mut batch = WriteBatch::default();
-                                self.operator.checkpoint(&mut batch);
-                                Ok(batch)
-                            }
+                                Err(SendError::Closed) => return exit.closed(),
+                                Err(SendError::Failed(e)) => Err(self.failure(&e)),
+                            },
                             Err(e) => Err(self.failure(&e)),
                         },
                     };
-                    if let Err(failure) = &result {
+                    if let Err(failure) = &mut result {
                         failed = Some(failure.clone());
                     }
                     let _ = self.acks.send(Ack { dataflow: self.dataflow, epoch, result });
-                    if self.output.send(Message::Barrier(epoch)).await.is_err() {
-                        return;
+                    match self.output.send(Message::Barrier(epoch)).await {
+                        Ok(()) => {}
+                        Err(SendError::Closed) => return exit.closed(),
+                        Err(SendError::Failed(e)) => failed = Some(self.failure(&e)),
                     }
                 }
             }
         }
+    }
+
+    /// The operator's barrier hook (after a `block:` failpoint, in tests).
+    async fn barrier(&mut self, ctx: &OperatorContext, epoch: Epoch) -> Result<Vec<Chunk>> {
+        crate::common::failpoint::barrier(self.operator.name()).await;
+        guarded(|| self.operator.on_barrier(ctx, epoch))
     }
 
     fn failure(&self, error: &crate::common::Error) -> Arc<str> {
@@ -106,13 +126,71 @@ impl Actor {
         Arc::from(format!("{} of view {} failed: {error}", self.operator.name(), self.view))
     }
 
-    async fn emit(&mut self, chunks: Vec<Chunk>) -> std::result::Result<(), super::exchange::Closed> {
+    async fn emit(&mut self, chunks: Vec<Chunk>) -> std::result::Result<(), SendError> {
         for chunk in chunks {
             if !chunk.is_empty() {
                 self.output.send(Message::Chunk(chunk)).await?;
             }
         }
         Ok(())
+    }
+}
+
+/// Runs an operator hook, turning a panic into an error that names it: a bug in one
+/// operator fails its view's epoch instead of silently ending the actor.
+fn guarded<T>(hook: impl FnOnce() -> Result<T>) -> Result<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(hook)) {
+        Ok(result) => result,
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(crate::common::Error::internal(format!("panicked: {message}")))
+        }
+    }
+}
+
+/// Sent when an actor task ends other than because its dataflow was dropped: the
+/// coordinator then fails the epoch with the reason instead of waiting for an
+/// acknowledgement that will never come.
+pub struct ExitGuard {
+    acks: mpsc::UnboundedSender<Ack>,
+    dataflow: DataflowId,
+    what: &'static str,
+    view: Arc<str>,
+    /// Why the actor stopped, when it knows.
+    pub reason: Option<Arc<str>>,
+    armed: bool,
+}
+
+impl ExitGuard {
+    pub fn new(
+        acks: mpsc::UnboundedSender<Ack>,
+        dataflow: DataflowId,
+        what: &'static str,
+        view: Arc<str>,
+    ) -> Self {
+        ExitGuard { acks, dataflow, what, view, reason: None, armed: true }
+    }
+
+    /// The downstream end is gone: the dataflow is being dropped, nothing is owed.
+    pub fn closed(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for ExitGuard {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let reason = self.reason.take().unwrap_or_else(|| {
+            let how = if std::thread::panicking() { "panicked" } else { "stopped" };
+            Arc::from(format!("{} of view {} {how}", self.what, self.view))
+        });
+        let _ = self.acks.send(Ack { dataflow: self.dataflow, epoch: Epoch::MAX, result: Err(reason) });
     }
 }
 
@@ -128,19 +206,22 @@ pub struct SourceActor {
     pub start_epoch: Epoch,
     pub output: Dispatcher,
     pub view: Arc<str>,
+    pub acks: mpsc::UnboundedSender<Ack>,
+    pub dataflow: DataflowId,
 }
 
 impl SourceActor {
     pub async fn run(mut self) {
+        let mut exit = ExitGuard::new(self.acks.clone(), self.dataflow, "Source", self.view.clone());
         if let Some(snapshot) = self.backfill.take() {
             match self.backfill(snapshot.as_ref()).await {
                 Ok(rows) => {
                     tracing::info!(view = %self.view, relation = %self.relation.qualified_name(), rows, "backfilled")
                 }
                 Err(e) => {
-                    // The barrier after the backfill is never acknowledged by a failed
-                    // dataflow, so the epoch that would publish a partial view fails.
+                    // The epoch that would publish a partial view fails.
                     tracing::error!(view = %self.view, error = %e, "backfill failed");
+                    exit.reason = Some(Arc::from(format!("the backfill of view {} failed: {e}", self.view)));
                     return;
                 }
             }
@@ -149,10 +230,19 @@ impl SourceActor {
             if matches!(message, Message::Barrier(e) if e <= self.start_epoch) {
                 continue;
             }
-            if self.output.send(message).await.is_err() {
-                return;
+            match self.output.send(message).await {
+                Ok(()) => {}
+                Err(SendError::Closed) => return exit.closed(),
+                Err(SendError::Failed(e)) => {
+                    tracing::error!(view = %self.view, error = %e, "passing on changes failed");
+                    exit.reason =
+                        Some(Arc::from(format!("passing changes to view {} failed: {e}", self.view)));
+                    return;
+                }
             }
         }
+        // The relation's change stream ended: it was dropped with this dataflow.
+        exit.closed();
     }
 
     async fn backfill(&mut self, snapshot: &dyn Snapshot) -> Result<usize> {
@@ -175,8 +265,10 @@ impl SourceActor {
             let Some(mut last) = last else { return Ok(total) };
             total += rows.len();
             let data = codec.decode_rows(rows.iter().map(|r| r.as_slice()))?;
-            if self.output.send(Message::Chunk(Chunk::inserts(data))).await.is_err() {
-                return Ok(total);
+            match self.output.send(Message::Chunk(Chunk::inserts(data))).await {
+                Ok(()) => {}
+                Err(SendError::Closed) => return Ok(total),
+                Err(SendError::Failed(e)) => return Err(e),
             }
             if rows.len() < BACKFILL_CHUNK_ROWS {
                 return Ok(total);

@@ -4,23 +4,31 @@
 //! number (DESIGN §4).
 //!
 //! A commit of epoch `e`:
-//! 1. locks every table writer (in table-id order), so no DML runs during the commit;
-//! 2. moves the tables' pending rows and the staged catalog changes into one batch;
-//! 3. sends `Barrier(e)` down every table's change stream; it flows through every view
-//!    dataflow, and each operator actor, once the barrier is aligned on its inputs, seals its
-//!    state writes and acknowledges;
-//! 4. waits for the acknowledgement of every actor of every running dataflow, adds their
+//! 1. locks every table writer (in table-id order), so no DML runs while the epoch is cut;
+//! 2. moves the tables' pending rows and the staged catalog changes into one batch, and
+//!    opens epoch `e + 1` for writes;
+//! 3. sends `Barrier(e)` down every table's change stream and into every source reader;
+//!    it flows through every view dataflow, and each operator actor, once the barrier is
+//!    aligned on its inputs, seals its state writes and acknowledges;
+//! 4. releases the writers: DML and connector tables go on writing into `e + 1` while the
+//!    barrier travels (a writer keeps `e`'s rows readable, sealed, until `e` commits);
+//! 5. waits for the acknowledgement of every actor of every running dataflow, adds their
 //!    writes to the batch, and commits it atomically; only then is `e` visible.
 //!
+//! So a slow view delays the statements that wait for an epoch to commit (FLUSH, DML
+//! under `implicit_flush`), not the writes themselves. Commits are one at a time: `e + 1`
+//! is cut only after `e` is committed. A [`Boundary`] (DDL) keeps the writers locked
+//! through the whole commit, so that its snapshot is exactly every table's state.
+//!
 //! Ordering: a DML statement applies its chunk while holding its table's writer lock and
-//! reads [`Coordinator::pending_epoch`] under that lock, so its changes are always part of
-//! the epoch it waits for, in its table and in every view. Operators read the state of
-//! epoch `e - 1` from a fresh snapshot when barrier `e` arrives: `e - 1` was committed
-//! before barrier `e` was sent.
+//! reads [`Coordinator::pending_epoch`] (the open epoch) under that lock, so its changes are
+//! always part of the epoch it waits for, in its table and in every view. Operators read
+//! the state of epoch `e - 1` from a fresh snapshot when barrier `e` arrives: `e - 1` was
+//! committed before barrier `e` was sent.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -32,6 +40,12 @@ use crate::common::{Error, Result, SqlState};
 use crate::state::{Epoch, META_TABLE, Snapshot, StateStore, TableId, WriteBatch};
 
 const EPOCH_KEY: &[u8] = b"epoch";
+
+/// How long the coordinator waits for an epoch's acknowledgements before it logs which
+/// epoch is waiting (once). The wait itself ends when every actor has answered, one has
+/// failed, or one has stopped: each actor says so when it ends (`actor::ExitGuard`), so
+/// no wait outlives the actors it waits for.
+const ACK_WAIT_WARNING: Duration = Duration::from_secs(10);
 
 /// What the coordinator has committed.
 #[derive(Clone, Debug)]
@@ -49,6 +63,9 @@ pub struct Coordinator {
     staged_meta: Mutex<WriteBatch>,
     commit_lock: tokio::sync::Mutex<()>,
     force: AtomicBool,
+    /// The epoch writes go into: one past the committed epoch, or two while a commit is
+    /// in flight.
+    open_epoch: AtomicU64,
     wake: Notify,
     committed: watch::Sender<Committed>,
     ack_sender: mpsc::UnboundedSender<Ack>,
@@ -120,6 +137,7 @@ impl Coordinator {
             staged_meta: Mutex::new(WriteBatch::default()),
             commit_lock: tokio::sync::Mutex::new(()),
             force: AtomicBool::new(false),
+            open_epoch: AtomicU64::new(epoch + 1),
             wake: Notify::new(),
             committed,
         })
@@ -138,10 +156,11 @@ impl Coordinator {
         self.committed.borrow().epoch
     }
 
-    /// The epoch that the next commit will create. Writers read it while holding their
-    /// table's writer lock (DML) or the staged-meta lock (DDL).
+    /// The epoch that writes go into now (the one after the epoch being committed, while
+    /// a commit is in flight). Writers read it while holding their table's writer lock
+    /// (DML) or the staged-meta lock (DDL).
     pub fn pending_epoch(&self) -> Epoch {
-        self.committed_epoch() + 1
+        self.open_epoch.load(Ordering::SeqCst)
     }
 
     /// A source reader of `dataflow`: it receives the barrier of every epoch after the
@@ -231,17 +250,18 @@ impl Coordinator {
     /// Commits the next epoch if anything is pending (or `force`). Returns the new epoch.
     pub async fn commit_epoch(&self, force: bool) -> Result<Option<Epoch>> {
         let _one_at_a_time = self.commit_lock.lock().await;
-        let mut writers = self.lock_writers().await;
-        self.commit_locked(force, &mut writers).await
+        let writers = self.lock_writers().await;
+        let (epoch, _) = self.commit_locked(force, writers, false).await?;
+        Ok(epoch)
     }
 
     /// Commits an epoch (even an empty one) and stays at the boundary after it until the
     /// returned guard is dropped.
     pub async fn boundary(&self) -> Result<Boundary<'_>> {
         let commit = self.commit_lock.lock().await;
-        let mut writers = self.lock_writers().await;
+        let writers = self.lock_writers().await;
         self.check_healthy()?;
-        self.commit_locked(true, &mut writers).await?;
+        let (_, writers) = self.commit_locked(true, writers, true).await?;
         Ok(Boundary {
             coordinator: self,
             _commit: commit,
@@ -261,11 +281,15 @@ impl Coordinator {
         guards
     }
 
+    /// Commits an epoch with `writers` locked. With `hold`, the writers stay locked
+    /// until the commit is done and are returned; otherwise they are released once the
+    /// epoch's barriers are sent, and the returned map is empty.
     async fn commit_locked(
         &self,
         force: bool,
-        writers: &mut BTreeMap<TableId, OwnedMutexGuard<TableWriter>>,
-    ) -> Result<Option<Epoch>> {
+        mut writers: BTreeMap<TableId, OwnedMutexGuard<TableWriter>>,
+        hold: bool,
+    ) -> Result<(Option<Epoch>, BTreeMap<TableId, OwnedMutexGuard<TableWriter>>)> {
         // The staged-meta guard is not held across an await: this block ends first.
         let (epoch, mut batch) = {
             let mut staged = self.staged_meta.lock();
@@ -273,13 +297,15 @@ impl Coordinator {
                 self.sources.lock().iter().fold(false, |any, s| s.active.swap(false, Ordering::AcqRel) | any);
             let dirty = reading || !staged.is_empty() || writers.values().any(|g| g.has_pending());
             if !dirty && !force {
-                return Ok(None);
+                return Ok((None, writers));
             }
             let mut batch = std::mem::take(&mut *staged);
             for guard in writers.values_mut() {
-                guard.drain_into(&mut batch);
+                guard.seal_into(&mut batch);
             }
-            (self.pending_epoch(), batch)
+            // Writes from here on belong to the next epoch.
+            let epoch = self.open_epoch.fetch_add(1, Ordering::SeqCst);
+            (epoch, batch)
         };
         let expected = self.dataflows.lock().clone();
         for guard in writers.values_mut() {
@@ -289,6 +315,13 @@ impl Coordinator {
             // A reader that stopped is unregistered with its dataflow.
             let _ = source.barriers.send(epoch);
         }
+        let released: Vec<TableId> = if hold {
+            Vec::new()
+        } else {
+            let ids = writers.keys().copied().collect();
+            writers.clear();
+            ids
+        };
         if let Err(failure) = self.collect_acks(epoch, &expected, &mut batch).await {
             return Err(self.fail(failure));
         }
@@ -299,7 +332,17 @@ impl Coordinator {
         }
         self.committed.send_modify(|c| c.epoch = epoch);
         tracing::debug!(epoch, writes, "committed epoch");
-        Ok(Some(epoch))
+        // The writers' sealed rows are in the store now.
+        for guard in writers.values_mut() {
+            guard.committed();
+        }
+        for id in released {
+            let writer = self.writers.lock().get(&id).cloned();
+            if let Some(writer) = writer {
+                writer.lock().await.committed();
+            }
+        }
+        Ok((Some(epoch), writers))
     }
 
     /// Waits until every actor of every dataflow in `expected` acknowledged `epoch`.
@@ -314,7 +357,7 @@ impl Coordinator {
         let started = std::time::Instant::now();
         let mut warned = false;
         while remaining > 0 {
-            let ack = match tokio::time::timeout(Duration::from_secs(10), acks.recv()).await {
+            let ack = match tokio::time::timeout(ACK_WAIT_WARNING, acks.recv()).await {
                 Ok(Some(ack)) => ack,
                 Ok(None) => return Err(Arc::from("the acknowledgement channel closed")),
                 Err(_) => {

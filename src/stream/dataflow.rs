@@ -27,7 +27,7 @@ use crate::catalog::TableDesc;
 use crate::common::row::RowCodec;
 use crate::common::{Error, Result};
 use crate::plan::{NodeKind, StreamNode};
-use crate::state::{Epoch, Snapshot, StateStore};
+use crate::state::{Epoch, Snapshot, StateMemory, StateStore};
 
 static NEXT_DATAFLOW: AtomicU64 = AtomicU64::new(1);
 
@@ -48,6 +48,8 @@ pub struct DataflowEnv<'a> {
     /// A sink's connector, opened, and where the coordinator's commits are followed.
     pub open_sink: &'a mut dyn FnMut(&Arc<TableDesc>) -> Result<OpenedSink>,
     pub runtime: tokio::runtime::Handle,
+    /// The memory budgets of operator state.
+    pub memory: StateMemory,
 }
 
 /// A sink's connector, opened, and where the coordinator's commits are followed.
@@ -161,6 +163,8 @@ impl Builder<'_, '_> {
                 start_epoch: self.env.start_epoch,
                 output,
                 view: self.view_name.clone(),
+                acks: self.env.acks.clone(),
+                dataflow: self.id,
             };
             self.handles.push(self.env.runtime.spawn(source.run()));
             return Ok(());
@@ -209,7 +213,7 @@ impl Builder<'_, '_> {
                         self.view_name.clone(),
                     ))
                 }
-                _ => build_operator(node)?,
+                _ => build_operator(node, &self.env.memory)?,
             };
             let actor = Actor {
                 operator,
@@ -232,20 +236,20 @@ fn types(node: &StreamNode) -> Vec<datafusion::arrow::datatypes::DataType> {
 }
 
 /// The operator for one instance of `node`.
-pub fn build_operator(node: &StreamNode) -> Result<Box<dyn Operator>> {
+pub fn build_operator(node: &StreamNode, memory: &StateMemory) -> Result<Box<dyn Operator>> {
     Ok(match &node.kind {
         NodeKind::Source { .. } => return Err(Error::internal("sources are not operators")),
         NodeKind::Filter { predicate } => Box::new(FilterOperator::new(predicate.clone())),
         NodeKind::Project { exprs } => Box::new(ProjectOperator::new(exprs.clone(), node.schema.clone())),
         NodeKind::HashAgg(agg) => {
-            Box::new(HashAggOperator::new(agg, &types(&node.inputs[0]), node.schema.clone())?)
+            Box::new(HashAggOperator::new(agg, &types(&node.inputs[0]), node.schema.clone(), memory.clone())?)
         }
         NodeKind::HashJoin(join) => {
             let side = |i: usize, keys: &Vec<usize>, table| {
                 let input = &node.inputs[i];
                 let key =
                     input.stream_key.clone().ok_or_else(|| Error::internal("join input without a key"))?;
-                Side::new(keys.clone(), key, input.visible, types(input), table)
+                Side::new(keys.clone(), key, input.visible, types(input), table, memory.clone())
             };
             let left = side(0, &join.left_keys, join.left_table)?;
             let right = side(1, &join.right_keys, join.right_table)?;

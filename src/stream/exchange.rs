@@ -28,9 +28,14 @@ use super::message::{Chunk, Message, Op};
 use crate::common::Result;
 use crate::state::Epoch;
 
-/// The downstream end of a channel has gone (its dataflow was dropped).
+/// Why a message could not be passed on.
 #[derive(Debug)]
-pub struct Closed;
+pub enum SendError {
+    /// The downstream end of a channel has gone (its dataflow was dropped).
+    Closed,
+    /// Dispatching failed (partitioning a chunk); the dataflow cannot go on.
+    Failed(crate::common::Error),
+}
 
 /// The subscribers of a view's changes (views defined on it).
 ///
@@ -68,26 +73,26 @@ pub enum Dispatcher {
 }
 
 impl Dispatcher {
-    pub async fn send(&mut self, message: Message) -> std::result::Result<(), Closed> {
+    pub async fn send(&mut self, message: Message) -> std::result::Result<(), SendError> {
         match self {
-            Dispatcher::Forward(sender) => sender.send(message).await.map_err(|_| Closed),
+            Dispatcher::Forward(sender) => sender.send(message).await.map_err(|_| SendError::Closed),
             Dispatcher::Outlet(outlet) => {
                 outlet.publish(message).await;
                 Ok(())
             }
             Dispatcher::Hash { keys, outputs } => match message {
                 Message::Chunk(chunk) => {
-                    let parts = partition(&chunk, keys, outputs.len()).map_err(|_| Closed)?;
+                    let parts = partition(&chunk, keys, outputs.len()).map_err(SendError::Failed)?;
                     for (part, sender) in parts.into_iter().zip(outputs.iter()) {
                         if let Some(part) = part {
-                            sender.send(Message::Chunk(part)).await.map_err(|_| Closed)?;
+                            sender.send(Message::Chunk(part)).await.map_err(|_| SendError::Closed)?;
                         }
                     }
                     Ok(())
                 }
                 other => {
                     for sender in outputs.iter() {
-                        sender.send(other.clone()).await.map_err(|_| Closed)?;
+                        sender.send(other.clone()).await.map_err(|_| SendError::Closed)?;
                     }
                     Ok(())
                 }
@@ -240,7 +245,7 @@ pub fn consolidate(chunks: Vec<Chunk>) -> Result<Option<Chunk>> {
     let fields = schema.fields().iter().map(|f| SortField::new(f.data_type().clone())).collect();
     let converter = RowConverter::new(fields)?;
     let rows = converter.convert_columns(data.columns())?;
-    let mut weights: HashMap<&[u8], (i64, u32)> = HashMap::new();
+    let mut weights: HashMap<&[u8], (i64, u32), foldhash::fast::FixedState> = HashMap::default();
     let mut order = Vec::new();
     for (i, op) in ops.iter().enumerate() {
         let entry = weights.entry(rows.row(i).data()).or_insert_with(|| {

@@ -1,6 +1,7 @@
 //! What flows between operators: change chunks, barriers and watermarks (DESIGN §3).
 
-use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::array::{Array, BooleanArray, RecordBatch};
+use datafusion::arrow::compute::{filter_record_batch, prep_null_mask_filter};
 use datafusion::common::ScalarValue;
 
 use crate::state::Epoch;
@@ -70,6 +71,27 @@ impl Chunk {
         }
         let indices = datafusion::arrow::array::UInt32Array::from(indices);
         let data = datafusion::arrow::compute::take_record_batch(&self.data, &indices)?;
+        Ok(Chunk::new(ops, data))
+    }
+
+    /// The rows where `mask` is true (NULL counts as false): Arrow's filter kernel, unless
+    /// the chunk has update pairs, which may lose one half (see [`Chunk::filter`]).
+    pub fn filter_mask(&self, mask: &BooleanArray) -> Result<Chunk, datafusion::arrow::error::ArrowError> {
+        if self.ops.contains(&Op::UpdateDelete) {
+            let keep: Vec<bool> = (0..mask.len()).map(|i| mask.is_valid(i) && mask.value(i)).collect();
+            return self.filter(&keep);
+        }
+        let mask = if mask.null_count() > 0 { prep_null_mask_filter(mask) } else { mask.clone() };
+        let kept = mask.true_count();
+        if kept == self.len() {
+            return Ok(self.clone());
+        }
+        let data = filter_record_batch(&self.data, &mask)?;
+        let ops = if self.ops.iter().all(|op| *op == Op::Insert) {
+            vec![Op::Insert; kept]
+        } else {
+            self.ops.iter().zip(mask.values().iter()).filter(|(_, keep)| *keep).map(|(op, _)| *op).collect()
+        };
         Ok(Chunk::new(ops, data))
     }
 

@@ -117,8 +117,11 @@ impl TableWriter {
     }
 
     /// Moves the epoch's writes (rows, the row-id counter, split states) into `batch`.
-    pub fn drain_into(&mut self, batch: &mut WriteBatch) {
-        self.state.drain_into(batch);
+    /// Moves the epoch's writes into `batch`. The table's rows stay readable (as the
+    /// state table's sealed layer) until [`TableWriter::committed`]: statements of the
+    /// next epoch run while this one commits and must see them.
+    pub fn seal_into(&mut self, batch: &mut WriteBatch) {
+        self.state.seal_into(batch);
         if self.row_id_dirty {
             batch.put(META_TABLE, &row_id_key(self.desc.id), self.next_row_id.to_be_bytes().to_vec());
             self.row_id_dirty = false;
@@ -185,6 +188,11 @@ impl TableWriter {
             &datafusion::arrow::array::UInt32Array::from(indices),
         )?;
         Ok(Chunk::new(ops, rows))
+    }
+
+    /// The sealed writes are committed: reads now find them in the store.
+    pub fn committed(&mut self) {
+        self.state.committed();
     }
 
     pub async fn barrier(&mut self, epoch: Epoch) {

@@ -75,7 +75,7 @@ impl Drop for TestServer {
     }
 }
 
-fn test_config() -> Config {
+pub fn test_config() -> Config {
     Config { listen: "127.0.0.1:0".parse().expect("valid address"), ..Config::default() }
 }
 

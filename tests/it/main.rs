@@ -4,6 +4,7 @@
 mod changes;
 mod differential;
 mod durability;
+mod epochs;
 mod fuzz;
 mod hardening;
 mod harness;

@@ -6,7 +6,9 @@
 use tokio_postgres::Client;
 
 use crate::differential::Random;
-use crate::harness::{TestServer, rows};
+use sabot::Config;
+
+use crate::harness::{TestServer, rows, test_config};
 
 /// (name, CREATE MATERIALIZED VIEW query, the same query over base tables only).
 const VIEWS: &[(&str, &str, Option<&str>)] = &[
@@ -175,8 +177,23 @@ async fn check(client: &Client, at: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn views_equal_their_queries_under_random_changes() {
+    views_equal_their_queries(Config::default().operator_cache_bytes_max, None).await;
+}
+
+/// The same, with operator caches of 4 KiB (a few groups or join keys each: state is
+/// evicted and reloaded all the time) and 3 instances of every stateful operator.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn views_equal_their_queries_with_a_tiny_cache_budget() {
+    views_equal_their_queries(4096, Some(3)).await;
+}
+
+/// Creates every view twice — hash-partitioned (`parallelism`, or 2 or 3 instances per
+/// stateful operator) and with single instances — and checks them against their queries
+/// through random changes and a restart.
+async fn views_equal_their_queries(operator_cache_bytes_max: usize, parallelism: Option<usize>) {
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start_in(dir.path()).await;
+    let config = Config { data_dir: dir.path().to_path_buf(), operator_cache_bytes_max, ..test_config() };
+    let server = TestServer::start_with(config.clone()).await;
     let client = server.client().await;
     create_tables(&client).await;
     let mut random = Random(0x007e_570f_5ab0_71e5);
@@ -186,9 +203,7 @@ async fn views_equal_their_queries_under_random_changes() {
         step(&client, &mut random, &mut next_id).await;
     }
     for (i, (name, query, _)) in VIEWS.iter().enumerate() {
-        // Every view twice: hash-partitioned (2 or 3 instances per stateful operator) and
-        // with single instances.
-        for (suffix, parallelism) in [("", 2 + i % 2), ("_serial", 1)] {
+        for (suffix, parallelism) in [("", parallelism.unwrap_or(2 + i % 2)), ("_serial", 1)] {
             client
                 .batch_execute(&format!(
                     "SET streaming_parallelism = {parallelism}; CREATE MATERIALIZED VIEW {name}{suffix} AS {query}"
@@ -208,7 +223,7 @@ async fn views_equal_their_queries_under_random_changes() {
         if round == 12 {
             drop(client);
             server.stop().await;
-            let restarted = TestServer::start_in(dir.path()).await;
+            let restarted = TestServer::start_with(config).await;
             let client = restarted.client().await;
             check(&client, "the restart").await;
             return continue_after_restart(restarted, client, random, next_id).await;

@@ -34,9 +34,7 @@ impl Operator for FilterOperator {
         if mask.data_type() != &DataType::Boolean {
             return Err(Error::internal(format!("filter predicate is {}, not boolean", mask.data_type())));
         }
-        let mask = mask.as_boolean();
-        let keep: Vec<bool> = (0..mask.len()).map(|i| mask.is_valid(i) && mask.value(i)).collect();
-        let out = chunk.filter(&keep)?;
+        let out = chunk.filter_mask(mask.as_boolean())?;
         Ok(if out.is_empty() { Vec::new() } else { vec![out] })
     }
 }

@@ -3,16 +3,26 @@
 //!
 //! Each side keeps its rows in a state table keyed by (join key, row's stream key); the
 //! value is the row and its degree, the number of rows on the other side it matches
-//! (equal keys and a true residual). Degrees are kept up to date only where they decide
-//! something: on a preserved side of an outer join and on the output side of a semi or
-//! anti join. A row arriving on one side probes the other side's rows with the same key:
+//! (equal keys and a true residual). In memory each side keeps a cache of buckets — the
+//! rows of one join key, in stream-key order — loaded by one prefix scan on a miss and
+//! evicted least recently used first within the operator's budget ([`CachedTable`]).
+//! Every change is written to the state table as well, so an evicted bucket reloads
+//! exactly; a row whose bucket is not cached is only written there.
+//!
+//! A chunk is processed as a whole: its rows, join keys and stream keys are encoded at
+//! once, each row finds the other side's bucket with one hash lookup, the residual is
+//! evaluated once over every candidate pair of the chunk, and the output columns are
+//! taken from the chunk (this side) and decoded in one go from the matched rows (the
+//! other side). Degrees are kept up to date only where they decide something: on a
+//! preserved side of an outer join and on the output side of a semi or anti join:
 //! - inner pairs are inserted (or deleted, for a deletion) for every match;
 //! - a preserved (outer) side emits its row NULL-padded while its degree is 0: the first
 //!   match retracts the padded row, the last unmatch re-inserts it;
 //! - semi emits a row when its degree leaves 0 and retracts it when it returns to 0; anti
 //!   the other way round;
 //! - null-aware anti also counts the right side's rows and NULL keys: a NULL on the right
-//!   empties the result, an empty right side shows every left row.
+//!   empties the result, an empty right side shows every left row (this rare form reads
+//!   the state table row by row, without the cache).
 //!
 //! Update pairs are handled as a delete and an insert. Rows with a NULL key never match.
 //! Output columns: left visible, right visible, left hidden, right hidden (semi / anti:
@@ -22,6 +32,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, RecordBatchOptions, UInt32Array};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::row::Rows;
 use datafusion::logical_expr::JoinType;
 use datafusion::physical_expr::PhysicalExpr;
 
@@ -29,7 +40,10 @@ use super::{Operator, OperatorContext, evaluate};
 use crate::common::Result;
 use crate::common::row::RowCodec;
 use crate::plan::HashJoinNode;
-use crate::state::{StateError, StateTable, TableId, WriteBatch, prefix_end};
+use crate::state::{
+    CacheValue, CachedTable, Slot, Snapshot, StateError, StateMemory, StateTable, TableId, WriteBatch,
+    prefix_end,
+};
 use crate::stream::message::{Chunk, Op};
 
 /// Null-aware anti join bookkeeping: right rows and right rows with a NULL key.
@@ -46,7 +60,7 @@ pub struct Side {
     rows: RowCodec,
     join_key: RowCodec,
     stream_key_codec: Option<RowCodec>,
-    state: StateTable,
+    buckets: CachedTable<Bucket>,
 }
 
 impl Side {
@@ -56,6 +70,7 @@ impl Side {
         visible: usize,
         types: Vec<DataType>,
         table: TableId,
+        memory: StateMemory,
     ) -> Result<Self> {
         let key_types: Vec<DataType> = keys.iter().map(|&i| types[i].clone()).collect();
         let stream_types: Vec<DataType> = stream_key.iter().map(|&i| types[i].clone()).collect();
@@ -71,17 +86,122 @@ impl Side {
             stream_key,
             visible,
             types,
-            state: StateTable::new(table),
+            buckets: CachedTable::new(table, memory),
         })
+    }
+
+    fn state(&mut self) -> &mut StateTable {
+        self.buckets.table_mut()
+    }
+
+    /// The slot of the bucket of `key`, loaded by a prefix scan on a miss.
+    fn bucket(&mut self, snapshot: &dyn Snapshot, key: &[u8]) -> Result<Slot> {
+        self.buckets.slot_with(key, |table, key| {
+            let mut rows = Vec::new();
+            let mut failure = None;
+            let end = prefix_end(key);
+            table.scan_range(snapshot, key, end.as_deref(), &mut |k, v| {
+                match JoinRow::decode(&k[key.len()..], v) {
+                    Ok(row) => rows.push(row),
+                    Err(e) => failure = Some(e),
+                }
+                Ok(true)
+            })?;
+            match failure {
+                Some(e) => Err(e),
+                None => Ok(Some(Bucket(rows))),
+            }
+        })
+    }
+
+    /// Stores a row of this side (and adds it to its bucket when that is cached).
+    fn insert(&mut self, key: &[u8], stream_key: &[u8], degree: i64, row: &[u8]) {
+        if let Some(slot) = self.buckets.lookup(key) {
+            if let Some(bucket) = self.buckets.get_untracked_mut(slot) {
+                let at = bucket.position(stream_key).unwrap_or_else(|at| at);
+                bucket.0.insert(at, JoinRow::new(stream_key, degree, row));
+            }
+            self.buckets.recharge(slot);
+        }
+        self.state().put([key, stream_key].concat(), encode_stored(degree, row));
+    }
+
+    /// Removes a row of this side.
+    fn remove(&mut self, key: &[u8], stream_key: &[u8]) {
+        if let Some(slot) = self.buckets.lookup(key) {
+            if let Some(bucket) = self.buckets.get_untracked_mut(slot)
+                && let Ok(at) = bucket.position(stream_key)
+            {
+                bucket.0.remove(at);
+            }
+            self.buckets.recharge(slot);
+        }
+        self.state().delete([key, stream_key].concat());
+    }
+
+    /// Sets the degree of row `at` of the bucket in `slot` (of join key `key`).
+    fn set_degree(&mut self, slot: Slot, at: usize, degree: i64) {
+        let key = self.buckets.key(slot).to_vec();
+        let Some(bucket) = self.buckets.get_untracked_mut(slot) else { return };
+        let row = &mut bucket.0[at];
+        row.degree = degree;
+        let (state_key, value) =
+            ([key.as_slice(), row.stream_key()].concat(), encode_stored(degree, row.row()));
+        self.state().put(state_key, value);
+    }
+
+    fn stored(&self, slot: Slot, at: usize) -> &JoinRow {
+        &self.buckets.get(slot).expect("a loaded bucket").0[at]
+    }
+
+    fn bucket_len(&self, slot: Slot) -> usize {
+        self.buckets.get(slot).map_or(0, |b| b.0.len())
     }
 }
 
-/// A stored row of one side: its state key, degree and encoded row.
-#[derive(Clone)]
-struct Stored {
-    key: Vec<u8>,
+/// The rows of one join key, in stream-key order.
+struct Bucket(Vec<JoinRow>);
+
+impl Bucket {
+    fn position(&self, stream_key: &[u8]) -> std::result::Result<usize, usize> {
+        self.0.binary_search_by(|r| r.stream_key().cmp(stream_key))
+    }
+}
+
+impl CacheValue for Bucket {
+    fn heap_bytes(&self) -> usize {
+        self.0.capacity() * std::mem::size_of::<JoinRow>()
+            + self.0.iter().map(|r| r.data.len()).sum::<usize>()
+    }
+}
+
+/// A stored row: its stream key and encoded row in one allocation, and its degree.
+struct JoinRow {
+    data: Box<[u8]>,
+    key_len: u32,
     degree: i64,
-    row: Vec<u8>,
+}
+
+impl JoinRow {
+    fn new(stream_key: &[u8], degree: i64, row: &[u8]) -> Self {
+        JoinRow { data: [stream_key, row].concat().into(), key_len: stream_key.len() as u32, degree }
+    }
+
+    fn decode(stream_key: &[u8], value: &[u8]) -> Result<Self> {
+        if value.len() < 8 {
+            return Err(StateError::Corrupt("join row without degree".into()).into());
+        }
+        let degree = i64::from_le_bytes(value[..8].try_into().expect("eight bytes"));
+        Ok(JoinRow::new(stream_key, degree, &value[8..]))
+    }
+
+    fn stream_key(&self) -> &[u8] {
+        &self.data[..self.key_len as usize]
+    }
+
+    fn row(&self) -> &[u8] {
+        &self.data[self.key_len as usize..]
+    }
 }
 
 fn encode_stored(degree: i64, row: &[u8]) -> Vec<u8> {
@@ -91,12 +211,16 @@ fn encode_stored(degree: i64, row: &[u8]) -> Vec<u8> {
     value
 }
 
+/// A stored row read by the null-aware join: its state key, degree and encoded row.
+struct Stored {
+    key: Vec<u8>,
+    degree: i64,
+    row: Vec<u8>,
+}
+
 fn decode_stored(key: &[u8], value: &[u8]) -> Result<Stored> {
-    if value.len() < 8 {
-        return Err(StateError::Corrupt("join row without degree".into()).into());
-    }
-    let degree = i64::from_le_bytes(value[..8].try_into().expect("eight bytes"));
-    Ok(Stored { key: key.to_vec(), degree, row: value[8..].to_vec() })
+    let row = JoinRow::decode(&[], value)?;
+    Ok(Stored { key: key.to_vec(), degree: row.degree, row: row.row().to_vec() })
 }
 
 pub struct HashJoinOperator {
@@ -107,28 +231,71 @@ pub struct HashJoinOperator {
     schema: SchemaRef,
 }
 
-/// One input row as the join sees it.
-struct Probe<'a> {
-    side: usize,
-    row: &'a [u8],
-    /// None when a key column is NULL: the row matches nothing.
-    join_key: Option<Vec<u8>>,
-    stream_key: &'a [u8],
-    insert: bool,
+/// Where an output row's columns of one side come from.
+#[derive(Clone)]
+enum RowRef {
+    /// NULL-padded (or not shown).
+    Null,
+    /// Row `i` of the input chunk.
+    Probe(u32),
+    /// Row `at` of the other side's bucket in `slot`.
+    Stored(Slot, u32),
+    /// An encoded row (the null-aware join).
+    Bytes(Vec<u8>),
 }
 
-/// Output rows: an op and each side's encoded row (None: NULL-padded or not shown).
+/// Output rows: an op and where each side's columns come from.
 #[derive(Default)]
 struct Pending {
     ops: Vec<Op>,
-    rows: [Vec<Option<Vec<u8>>>; 2],
+    rows: [Vec<RowRef>; 2],
 }
 
 impl Pending {
-    fn push(&mut self, op: Op, left: Option<Vec<u8>>, right: Option<Vec<u8>>) {
+    fn push(&mut self, op: Op, left: RowRef, right: RowRef) {
         self.ops.push(op);
         self.rows[0].push(left);
         self.rows[1].push(right);
+    }
+}
+
+/// The encoded form of an input chunk.
+struct Encoded {
+    rows: Rows,
+    join_keys: Rows,
+    /// Rows whose join key has a NULL (they match nothing).
+    null_key: Vec<bool>,
+    stream_keys: Option<Rows>,
+}
+
+impl Encoded {
+    fn new(side: &Side, chunk: &Chunk) -> Result<Self> {
+        let rows = side.rows.encode(chunk.data.columns())?;
+        let key_columns: Vec<ArrayRef> = side.keys.iter().map(|&i| chunk.data.column(i).clone()).collect();
+        let join_keys = side.join_key.encode(&key_columns)?;
+        let mut null_key = vec![false; chunk.len()];
+        for column in &key_columns {
+            if let Some(nulls) = column.logical_nulls() {
+                for (i, valid) in nulls.iter().enumerate() {
+                    null_key[i] |= !valid;
+                }
+            }
+        }
+        let stream_columns: Vec<ArrayRef> =
+            side.stream_key.iter().map(|&i| chunk.data.column(i).clone()).collect();
+        let stream_keys = match &side.stream_key_codec {
+            Some(codec) => Some(codec.encode(&stream_columns)?),
+            None => None,
+        };
+        Ok(Encoded { rows, join_keys, null_key, stream_keys })
+    }
+
+    fn join_key(&self, i: usize) -> Option<&[u8]> {
+        if self.null_key[i] { None } else { Some(self.join_keys.row(i).data()) }
+    }
+
+    fn stream_key(&self, i: usize) -> &[u8] {
+        self.stream_keys.as_ref().map_or(&[][..], |k| k.row(i).data())
     }
 }
 
@@ -161,72 +328,79 @@ impl HashJoinOperator {
         }
     }
 
-    /// Both sides' rows as columns in join order (left visible, right visible, left
-    /// hidden, right hidden); None rows become NULLs.
-    fn assemble(&self, rows: &[Vec<Option<Vec<u8>>>; 2]) -> Result<Vec<ArrayRef>> {
-        let mut sides: Vec<Vec<ArrayRef>> = Vec::with_capacity(2);
-        for (s, side) in self.sides.iter().enumerate() {
-            let present: Vec<&[u8]> = rows[s].iter().flatten().map(|r| r.as_slice()).collect();
-            let decoded = if present.is_empty() {
-                side.types.iter().map(|t| datafusion::arrow::array::new_null_array(t, 1)).collect()
-            } else {
-                side.rows.decode(present)?
-            };
-            let mut next = 0u32;
-            let indices: UInt32Array = rows[s]
+    /// One side's columns for `refs`: taken from the chunk when they all come from it,
+    /// otherwise decoded from the encoded rows in one go.
+    fn side_columns(
+        &self,
+        s: usize,
+        refs: &[RowRef],
+        chunk: Option<&Chunk>,
+        encoded: Option<&Encoded>,
+    ) -> Result<Vec<ArrayRef>> {
+        let side = &self.sides[s];
+        let from_chunk = refs.iter().all(|r| matches!(r, RowRef::Null | RowRef::Probe(_)));
+        if from_chunk && let Some(chunk) = chunk {
+            let indices: UInt32Array = refs
                 .iter()
-                .map(|r| {
-                    r.as_ref().map(|_| {
-                        next += 1;
-                        next - 1
-                    })
+                .map(|r| match r {
+                    RowRef::Probe(i) => Some(*i),
+                    _ => None,
                 })
                 .collect();
-            let columns = decoded
+            return chunk
+                .data
+                .columns()
                 .iter()
                 .map(|c| Ok(datafusion::arrow::compute::take(c.as_ref(), &indices, None)?))
-                .collect::<Result<Vec<ArrayRef>>>()?;
-            sides.push(columns);
+                .collect();
         }
-        let (left, right) = (&sides[0], &sides[1]);
-        let (lv, rv) = (self.sides[0].visible, self.sides[1].visible);
-        Ok(left[..lv].iter().chain(&right[..rv]).chain(&left[lv..]).chain(&right[rv..]).cloned().collect())
+        let mut present: Vec<&[u8]> = Vec::with_capacity(refs.len());
+        let mut next = 0u32;
+        let mut indices = Vec::with_capacity(refs.len());
+        for r in refs {
+            let bytes = match r {
+                RowRef::Null => None,
+                RowRef::Probe(i) => encoded.map(|e| e.rows.row(*i as usize).data()),
+                RowRef::Stored(slot, at) => Some(side.stored(*slot, *at as usize).row()),
+                RowRef::Bytes(bytes) => Some(bytes.as_slice()),
+            };
+            indices.push(bytes.map(|b| {
+                present.push(b);
+                next += 1;
+                next - 1
+            }));
+        }
+        if present.is_empty() {
+            return Ok(side
+                .types
+                .iter()
+                .map(|t| datafusion::arrow::array::new_null_array(t, refs.len()))
+                .collect());
+        }
+        let decoded = side.rows.decode(present)?;
+        if indices.iter().all(Option::is_some) {
+            return Ok(decoded);
+        }
+        let indices = UInt32Array::from(indices);
+        decoded.iter().map(|c| Ok(datafusion::arrow::compute::take(c.as_ref(), &indices, None)?)).collect()
     }
 
-    /// The stored rows of side `side` with join key `key` that satisfy the residual when
-    /// joined with `row` (on side `1 - side`).
-    fn matches(&self, ctx: &OperatorContext, side: usize, key: &[u8], row: &[u8]) -> Result<Vec<Stored>> {
-        let mut candidates = Vec::new();
-        let end = prefix_end(key);
-        let mut failure = None;
-        self.sides[side].state.scan_range(ctx.snapshot.as_ref(), key, end.as_deref(), &mut |k, v| {
-            match decode_stored(k, v) {
-                Ok(stored) => candidates.push(stored),
-                Err(e) => failure = Some(e),
-            }
-            Ok(true)
-        })?;
-        if let Some(e) = failure {
-            return Err(e);
-        }
-        let Some(residual) = &self.residual else { return Ok(candidates) };
-        if candidates.is_empty() {
-            return Ok(candidates);
-        }
-        let mut rows: [Vec<Option<Vec<u8>>>; 2] = [Vec::new(), Vec::new()];
-        for candidate in &candidates {
-            rows[side].push(Some(candidate.row.clone()));
-            rows[1 - side].push(Some(row.to_vec()));
-        }
-        let batch = self.batch(self.assemble(&rows)?, candidates.len(), true)?;
-        let mask = evaluate(residual, &batch, &ctx.view)?;
-        let mask = mask.as_boolean();
-        Ok(candidates
-            .into_iter()
-            .enumerate()
-            .filter(|(i, _)| mask.is_valid(*i) && mask.value(*i))
-            .map(|(_, c)| c)
-            .collect())
+    /// Both sides' columns in join order (left visible, right visible, left hidden,
+    /// right hidden).
+    fn assemble(
+        &self,
+        rows: &[Vec<RowRef>; 2],
+        input: usize,
+        chunk: Option<&Chunk>,
+        encoded: Option<&Encoded>,
+    ) -> Result<Vec<ArrayRef>> {
+        let columns = |s: usize| {
+            let (chunk, encoded) = if s == input { (chunk, encoded) } else { (None, None) };
+            self.side_columns(s, &rows[s], chunk, encoded)
+        };
+        let (left, right) = (columns(0)?, columns(1)?);
+        let (lv, rv) = (self.sides[0].visible, self.sides[1].visible);
+        Ok(left[..lv].iter().chain(&right[..rv]).chain(&left[lv..]).chain(&right[rv..]).cloned().collect())
     }
 
     fn batch(&self, columns: Vec<ArrayRef>, rows: usize, joined: bool) -> Result<RecordBatch> {
@@ -246,13 +420,158 @@ impl HashJoinOperator {
         Ok(RecordBatch::try_new_with_options(schema, columns, &options)?)
     }
 
-    fn put(&mut self, side: usize, key: Vec<u8>, degree: i64, row: &[u8]) {
-        self.sides[side].state.put(key, encode_stored(degree, row));
+    /// Processes a chunk of side `input` (every join type but null-aware anti).
+    fn process_chunk(&mut self, ctx: &OperatorContext, input: usize, chunk: &Chunk) -> Result<Vec<Chunk>> {
+        let (side, other) = (input, 1 - input);
+        let encoded = Encoded::new(&self.sides[side], chunk)?;
+        // Each row's candidates: the other side's bucket of its key (whose rows do not
+        // change while this side's chunk is processed; only their degrees do).
+        let mut buckets: Vec<Option<Slot>> = Vec::with_capacity(chunk.len());
+        for i in 0..chunk.len() {
+            buckets.push(match encoded.join_key(i) {
+                Some(key) => Some(self.sides[other].bucket(ctx.snapshot.as_ref(), key)?),
+                None => None,
+            });
+        }
+        let passes = self.residual_passes(ctx, input, chunk, &encoded, &buckets)?;
+        let mut out = Pending::default();
+        let mut pair = 0usize;
+        let mut matches: Vec<u32> = Vec::new();
+        for (i, op) in chunk.ops.iter().enumerate() {
+            let insert = Chunk::is_insert(*op);
+            matches.clear();
+            if let Some(slot) = buckets[i] {
+                for at in 0..self.sides[other].bucket_len(slot) as u32 {
+                    if passes.as_ref().is_none_or(|p| p[pair]) {
+                        matches.push(at);
+                    }
+                    pair += 1;
+                }
+            }
+            self.apply_row(i, insert, buckets[i], &matches, side, &mut out);
+            if let Some(key) = encoded.join_key(i) {
+                let stream_key = encoded.stream_key(i);
+                if insert {
+                    let row = encoded.rows.row(i);
+                    self.sides[side].insert(key, stream_key, matches.len() as i64, row.data());
+                } else {
+                    self.sides[side].remove(key, stream_key);
+                }
+            }
+        }
+        let chunks = self.build(out, input, Some(chunk), Some(&encoded))?;
+        for s in &mut self.sides {
+            s.buckets.evict_if_over_budget();
+        }
+        Ok(chunks)
+    }
+
+    /// Whether each candidate pair of the chunk (rows in order, each with every row of
+    /// its bucket) satisfies the residual condition: one evaluation for the chunk.
+    fn residual_passes(
+        &self,
+        ctx: &OperatorContext,
+        input: usize,
+        chunk: &Chunk,
+        encoded: &Encoded,
+        buckets: &[Option<Slot>],
+    ) -> Result<Option<Vec<bool>>> {
+        let Some(residual) = &self.residual else { return Ok(None) };
+        let other = 1 - input;
+        let mut rows: [Vec<RowRef>; 2] = [Vec::new(), Vec::new()];
+        for (i, slot) in buckets.iter().enumerate() {
+            let Some(slot) = *slot else { continue };
+            for at in 0..self.sides[other].bucket_len(slot) as u32 {
+                rows[input].push(RowRef::Probe(i as u32));
+                rows[other].push(RowRef::Stored(slot, at));
+            }
+        }
+        let pairs = rows[0].len();
+        if pairs == 0 {
+            return Ok(Some(Vec::new()));
+        }
+        let batch = self.batch(self.assemble(&rows, input, Some(chunk), Some(encoded))?, pairs, true)?;
+        let mask = evaluate(residual, &batch, &ctx.view)?;
+        let mask = mask.as_boolean();
+        Ok(Some((0..pairs).map(|i| mask.is_valid(i) && mask.value(i)).collect()))
+    }
+
+    /// The output of row `i` of the chunk (side `side`) given its matches (positions in
+    /// the other side's bucket `slot`), and the other side's degree changes.
+    fn apply_row(
+        &mut self,
+        i: usize,
+        insert: bool,
+        slot: Option<Slot>,
+        matches: &[u32],
+        side: usize,
+        out: &mut Pending,
+    ) {
+        let other = 1 - side;
+        let op = if insert { Op::Insert } else { Op::Delete };
+        let sign = if insert { 1 } else { -1 };
+        let mine = RowRef::Probe(i as u32);
+        let pair = |theirs: RowRef| if side == 0 { (mine.clone(), theirs) } else { (theirs, mine.clone()) };
+        let padded = |s: usize, r: RowRef| if s == 0 { (r, RowRef::Null) } else { (RowRef::Null, r) };
+        match self.filtered_side() {
+            Some((output, semi)) if output == side => {
+                // The output side: the row shows by its own degree.
+                if matches.is_empty() != semi {
+                    let (l, r) = padded(side, mine.clone());
+                    out.push(op, l, r);
+                }
+            }
+            Some((_, semi)) => {
+                // The filtering side: matched output rows may appear or vanish.
+                let Some(slot) = slot else { return };
+                for &at in matches {
+                    let before = self.sides[other].stored(slot, at as usize).degree;
+                    let degree = before + sign;
+                    if (before == 0) != (degree == 0) {
+                        let appears = (degree > 0) == semi;
+                        let (l, r) = padded(other, RowRef::Stored(slot, at));
+                        out.push(if appears { Op::Insert } else { Op::Delete }, l, r);
+                    }
+                    self.sides[other].set_degree(slot, at as usize, degree);
+                }
+            }
+            None => {
+                let preserved = self.preserves(other);
+                for &at in matches {
+                    let theirs = RowRef::Stored(slot.expect("matches come from a bucket"), at);
+                    let before = match theirs {
+                        RowRef::Stored(slot, at) if preserved => {
+                            self.sides[other].stored(slot, at as usize).degree
+                        }
+                        _ => 0,
+                    };
+                    let degree = before + sign;
+                    if preserved && insert && before == 0 {
+                        let (l, r) = padded(other, theirs.clone());
+                        out.push(Op::Delete, l, r);
+                    }
+                    let (l, r) = pair(theirs.clone());
+                    out.push(op, l, r);
+                    if preserved && !insert && degree == 0 {
+                        let (l, r) = padded(other, theirs.clone());
+                        out.push(Op::Insert, l, r);
+                    }
+                    // Degrees matter only for a preserved side's NULL-padded row.
+                    if preserved && let RowRef::Stored(slot, at) = theirs {
+                        self.sides[other].set_degree(slot, at as usize, degree);
+                    }
+                }
+                if self.preserves(side) && matches.is_empty() {
+                    let (l, r) = padded(side, mine.clone());
+                    out.push(op, l, r);
+                }
+            }
+        }
     }
 
     /// Null-aware anti join: (right rows, right rows with a NULL key).
     fn counters(&self, ctx: &OperatorContext) -> Result<(i64, i64)> {
-        Ok(match self.sides[1].state.get(ctx.snapshot.as_ref(), COUNTERS_KEY)? {
+        Ok(match self.sides[1].buckets.table().get(ctx.snapshot.as_ref(), COUNTERS_KEY)? {
             Some(v) if v.len() == 16 => (
                 i64::from_le_bytes(v[..8].try_into().expect("eight bytes")),
                 i64::from_le_bytes(v[8..].try_into().expect("eight bytes")),
@@ -267,11 +586,34 @@ impl HashJoinOperator {
         rows == 0 || (nulls == 0 && !left_key_null && degree == 0)
     }
 
+    /// Null-aware anti join: the stored rows of side `side` with join key `key`.
+    fn scan_key(&self, ctx: &OperatorContext, side: usize, key: &[u8]) -> Result<Vec<Stored>> {
+        let mut rows = Vec::new();
+        let mut failure = None;
+        let end = prefix_end(key);
+        self.sides[side].buckets.table().scan_range(
+            ctx.snapshot.as_ref(),
+            key,
+            end.as_deref(),
+            &mut |k, v| {
+                match decode_stored(k, v) {
+                    Ok(stored) => rows.push(stored),
+                    Err(e) => failure = Some(e),
+                }
+                Ok(true)
+            },
+        )?;
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(rows),
+        }
+    }
+
     /// Every left row of a null-aware anti join with whether it shows under `counters`.
     fn all_left(&self, ctx: &OperatorContext, counters: (i64, i64)) -> Result<Vec<(Vec<u8>, bool)>> {
         let mut out = Vec::new();
         let mut failure = None;
-        self.sides[0].state.scan(ctx.snapshot.as_ref(), &mut |k, v| {
+        self.sides[0].buckets.table().scan(ctx.snapshot.as_ref(), &mut |k, v| {
             match decode_stored(k, v) {
                 Ok(stored) => {
                     let shows = Self::shows(counters, k.first() == Some(&NULL_KEY_PREFIX), stored.degree);
@@ -287,148 +629,77 @@ impl HashJoinOperator {
         }
     }
 
-    fn process_row(&mut self, ctx: &OperatorContext, probe: Probe<'_>, out: &mut Pending) -> Result<()> {
-        if self.null_aware {
-            return self.process_null_aware(ctx, probe, out);
-        }
-        let Probe { side, row, join_key, stream_key, insert } = probe;
-        let other = 1 - side;
-        let matches = match &join_key {
-            Some(key) => self.matches(ctx, other, key, row)?,
-            None => Vec::new(),
-        };
-        let op = if insert { Op::Insert } else { Op::Delete };
-        let sign = if insert { 1 } else { -1 };
-        let pair = |mine: &[u8], theirs: &[u8]| -> (Option<Vec<u8>>, Option<Vec<u8>>) {
-            if side == 0 {
-                (Some(mine.to_vec()), Some(theirs.to_vec()))
-            } else {
-                (Some(theirs.to_vec()), Some(mine.to_vec()))
-            }
-        };
-        let padded = |s: usize, r: &[u8]| -> (Option<Vec<u8>>, Option<Vec<u8>>) {
-            if s == 0 { (Some(r.to_vec()), None) } else { (None, Some(r.to_vec())) }
-        };
-        match self.filtered_side() {
-            Some((output, semi)) if output == side => {
-                // The output side: the row shows by its own degree.
-                let shows = (matches.is_empty()) != semi;
-                if shows {
-                    let (l, r) = padded(side, row);
-                    out.push(op, l, r);
-                }
-            }
-            Some((_, semi)) => {
-                // The filtering side: matched output rows may appear or vanish.
-                for m in &matches {
-                    let degree = m.degree + sign;
-                    if (m.degree == 0) != (degree == 0) {
-                        let appears = (degree > 0) == semi;
-                        let (l, r) = padded(other, &m.row);
-                        out.push(if appears { Op::Insert } else { Op::Delete }, l, r);
-                    }
-                    self.put(other, m.key.clone(), degree, &m.row);
-                }
-            }
-            None => {
-                for m in &matches {
-                    let degree = m.degree + sign;
-                    if self.preserves(other) && insert && m.degree == 0 {
-                        let (l, r) = padded(other, &m.row);
-                        out.push(Op::Delete, l, r);
-                    }
-                    let (l, r) = pair(row, &m.row);
-                    out.push(op, l, r);
-                    if self.preserves(other) && !insert && degree == 0 {
-                        let (l, r) = padded(other, &m.row);
-                        out.push(Op::Insert, l, r);
-                    }
-                    // Degrees matter only for a preserved side's NULL-padded row.
-                    if self.preserves(other) {
-                        self.put(other, m.key.clone(), degree, &m.row);
-                    }
-                }
-                if self.preserves(side) && matches.is_empty() {
-                    let (l, r) = padded(side, row);
-                    out.push(op, l, r);
-                }
-            }
-        }
-        if let Some(key) = join_key {
-            let state_key = [key.as_slice(), stream_key].concat();
-            if insert {
-                self.put(side, state_key, matches.len() as i64, row);
-            } else {
-                self.sides[side].state.delete(state_key);
-            }
-        }
-        Ok(())
-    }
-
     fn process_null_aware(
         &mut self,
         ctx: &OperatorContext,
-        probe: Probe<'_>,
+        side: usize,
+        encoded: &Encoded,
+        i: usize,
+        insert: bool,
         out: &mut Pending,
     ) -> Result<()> {
-        let Probe { side, row, join_key, stream_key, insert } = probe;
+        let (row, join_key, stream_key) =
+            (encoded.rows.row(i).data(), encoded.join_key(i), encoded.stream_key(i));
         let counters = self.counters(ctx)?;
         let sign = if insert { 1 } else { -1 };
         if side == 0 {
-            let (state_key, degree) = match &join_key {
-                Some(key) => (
-                    key.iter().chain(stream_key).copied().collect(),
-                    self.matches(ctx, 1, key, row)?.len() as i64,
-                ),
+            let (state_key, degree) = match join_key {
+                Some(key) => ([key, stream_key].concat(), self.scan_key(ctx, 1, key)?.len() as i64),
                 None => ([&[NULL_KEY_PREFIX], stream_key].concat(), 0),
             };
             if Self::shows(counters, join_key.is_none(), degree) {
-                out.push(if insert { Op::Insert } else { Op::Delete }, Some(row.to_vec()), None);
+                out.push(if insert { Op::Insert } else { Op::Delete }, RowRef::Probe(i as u32), RowRef::Null);
             }
             if insert {
-                self.put(0, state_key, degree, row);
+                self.sides[0].state().put(state_key, encode_stored(degree, row));
             } else {
-                self.sides[0].state.delete(state_key);
+                self.sides[0].state().delete(state_key);
             }
             return Ok(());
         }
         let after = (counters.0 + sign, counters.1 + if join_key.is_none() { sign } else { 0 });
         let flips = (counters.0 == 0) != (after.0 == 0) || (counters.1 == 0) != (after.1 == 0);
         let before_rows = if flips { Some(self.all_left(ctx, counters)?) } else { None };
-        if let Some(key) = &join_key {
-            for m in self.matches(ctx, 0, key, row)? {
+        if let Some(key) = join_key {
+            for m in self.scan_key(ctx, 0, key)? {
                 let degree = m.degree + sign;
                 if !flips && Self::shows(counters, false, m.degree) != Self::shows(after, false, degree) {
                     let op = if Self::shows(after, false, degree) { Op::Insert } else { Op::Delete };
-                    out.push(op, Some(m.row.clone()), None);
+                    out.push(op, RowRef::Bytes(m.row.clone()), RowRef::Null);
                 }
-                self.put(0, m.key.clone(), degree, &m.row);
+                self.sides[0].state().put(m.key, encode_stored(degree, &m.row));
             }
-            let state_key = [key.as_slice(), stream_key].concat();
+            let state_key = [key, stream_key].concat();
             if insert {
-                self.put(1, state_key, 0, row);
+                self.sides[1].state().put(state_key, encode_stored(0, row));
             } else {
-                self.sides[1].state.delete(state_key);
+                self.sides[1].state().delete(state_key);
             }
         }
         let mut value = after.0.to_le_bytes().to_vec();
         value.extend_from_slice(&after.1.to_le_bytes());
-        self.sides[1].state.put(COUNTERS_KEY.to_vec(), value);
+        self.sides[1].state().put(COUNTERS_KEY.to_vec(), value);
         if let Some(before_rows) = before_rows {
             for ((left, before), (_, now)) in before_rows.into_iter().zip(self.all_left(ctx, after)?) {
                 if before != now {
-                    out.push(if now { Op::Insert } else { Op::Delete }, Some(left), None);
+                    out.push(if now { Op::Insert } else { Op::Delete }, RowRef::Bytes(left), RowRef::Null);
                 }
             }
         }
         Ok(())
     }
 
-    fn build(&self, out: Pending) -> Result<Vec<Chunk>> {
+    fn build(
+        &self,
+        out: Pending,
+        input: usize,
+        chunk: Option<&Chunk>,
+        encoded: Option<&Encoded>,
+    ) -> Result<Vec<Chunk>> {
         if out.ops.is_empty() {
             return Ok(Vec::new());
         }
-        let columns = self.assemble(&out.rows)?;
+        let columns = self.assemble(&out.rows, input, chunk, encoded)?;
         let columns = match self.filtered_side() {
             None => columns,
             Some((side, _)) => {
@@ -443,7 +714,8 @@ impl HashJoinOperator {
                 vis.chain(hid).map(|i| columns[i].clone()).collect()
             }
         };
-        Ok(vec![Chunk::new(out.ops.clone(), self.batch(columns, out.ops.len(), false)?)])
+        let rows = out.ops.len();
+        Ok(vec![Chunk::new(out.ops, self.batch(columns, rows, false)?)])
     }
 }
 
@@ -453,43 +725,31 @@ impl Operator for HashJoinOperator {
     }
 
     fn state_tables(&self) -> Vec<TableId> {
-        self.sides.iter().map(|s| s.state.table_id()).collect()
+        self.sides.iter().map(|s| s.buckets.table_id()).collect()
     }
 
     fn on_chunk(&mut self, ctx: &OperatorContext, input: usize, chunk: Chunk) -> Result<Vec<Chunk>> {
-        let side = &self.sides[input];
-        let rows = side.rows.encode(chunk.data.columns())?;
-        let key_columns: Vec<ArrayRef> = side.keys.iter().map(|&i| chunk.data.column(i).clone()).collect();
-        let join_keys = side.join_key.encode(&key_columns)?;
-        let stream_columns: Vec<ArrayRef> =
-            side.stream_key.iter().map(|&i| chunk.data.column(i).clone()).collect();
-        let stream_keys =
-            super::materialize::encode_keys(side.stream_key_codec.as_ref(), &stream_columns, chunk.len())?;
+        if !self.null_aware {
+            return self.process_chunk(ctx, input, &chunk);
+        }
+        let encoded = Encoded::new(&self.sides[input], &chunk)?;
         let mut out = Pending::default();
         for (i, op) in chunk.ops.iter().enumerate() {
-            let has_null = key_columns.iter().any(|c| c.is_null(i));
-            let join_key = if has_null { None } else { Some(join_keys.row(i).data().to_vec()) };
-            let probe = Probe {
-                side: input,
-                row: rows.row(i).data(),
-                join_key,
-                stream_key: &stream_keys[i],
-                insert: Chunk::is_insert(*op),
-            };
-            self.process_row(ctx, probe, &mut out)?;
+            self.process_null_aware(ctx, input, &encoded, i, Chunk::is_insert(*op), &mut out)?;
         }
-        self.build(out)
+        self.build(out, input, Some(&chunk), Some(&encoded))
     }
 
     fn checkpoint(&mut self, batch: &mut WriteBatch) {
         for side in &mut self.sides {
-            side.state.seal_into(batch);
+            side.buckets.seal_table_into(batch);
         }
     }
 
     fn committed(&mut self) {
         for side in &mut self.sides {
-            side.state.committed();
+            side.buckets.committed();
+            side.buckets.evict_if_over_budget();
         }
     }
 }
@@ -511,8 +771,10 @@ mod tests {
             left_table: 1,
             right_table: 2,
         };
-        let left = Side::new(vec![1], vec![0], 2, vec![DataType::Int64; 2], 1).unwrap();
-        let right = Side::new(vec![0], vec![1], 2, vec![DataType::Int64; 2], 2).unwrap();
+        let left =
+            Side::new(vec![1], vec![0], 2, vec![DataType::Int64; 2], 1, StateMemory::default()).unwrap();
+        let right =
+            Side::new(vec![0], vec![1], 2, vec![DataType::Int64; 2], 2, StateMemory::default()).unwrap();
         let fields: Vec<Field> =
             out_columns.split_whitespace().map(|n| Field::new(n, DataType::Int64, true)).collect();
         HashJoinOperator::new(&node, left, right, Arc::new(Schema::new(fields)))

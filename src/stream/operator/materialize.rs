@@ -52,12 +52,16 @@ impl Operator for MaterializeOperator {
     fn on_chunk(&mut self, _ctx: &OperatorContext, _input: usize, chunk: Chunk) -> Result<Vec<Chunk>> {
         let key_columns: Vec<ArrayRef> =
             self.desc.primary_key.iter().map(|&i| chunk.data.column(i).clone()).collect();
-        let keys = encode_keys(self.keys.as_ref(), &key_columns, chunk.len())?;
+        let keys = match &self.keys {
+            Some(codec) => Some(codec.encode(&key_columns)?),
+            None => None,
+        };
+        let key = |i: usize| keys.as_ref().map_or_else(Vec::new, |k| k.row(i).data().to_vec());
         let rows = self.rows.encode_rows(&chunk.data)?;
         for (i, op) in chunk.ops.iter().enumerate() {
             match op {
-                Op::Insert | Op::UpdateInsert => self.state.put(keys[i].clone(), rows.row(i).data().to_vec()),
-                Op::Delete | Op::UpdateDelete => self.state.delete(keys[i].clone()),
+                Op::Insert | Op::UpdateInsert => self.state.put(key(i), rows.row(i).data().to_vec()),
+                Op::Delete | Op::UpdateDelete => self.state.delete(key(i)),
             }
         }
         // Downstream views read this output under the view's own column names.

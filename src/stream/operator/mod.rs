@@ -58,7 +58,7 @@ pub trait Operator: Send {
 
 /// The rows of each distinct key, keys in order of first appearance.
 pub fn rows_by_key(keys: &[Vec<u8>]) -> Vec<(&[u8], Vec<usize>)> {
-    let mut index: std::collections::HashMap<&[u8], usize> = std::collections::HashMap::new();
+    let mut index: std::collections::HashMap<&[u8], usize, foldhash::fast::FixedState> = Default::default();
     let mut groups: Vec<(&[u8], Vec<usize>)> = Vec::new();
     for (row, key) in keys.iter().enumerate() {
         let at = *index.entry(key.as_slice()).or_insert_with(|| {

@@ -57,8 +57,8 @@ impl TableIngest {
     }
 
     /// Stages the split states and dead letters since the last call with the writer's
-    /// rows. A commit holds every writer's lock from draining it until the epoch is
-    /// committed, so while `writer` is locked, what it stages commits with the pending epoch.
+    /// rows. A commit cuts its epoch with every writer's lock held, so while `writer` is
+    /// locked, what it stages commits with the open (pending) epoch, as its rows do.
     fn stage(&self, writer: &mut crate::stream::TableWriter, splits: &mut SplitSet) -> Result<()> {
         for (split, state) in splits.take_dirty(self.coordinator.pending_epoch())? {
             writer.stage_split(&split, state);

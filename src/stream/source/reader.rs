@@ -16,7 +16,7 @@ use crate::catalog::TableDesc;
 use crate::common::{Error, Result};
 use crate::state::{Epoch, StateStore, TableId, WriteBatch};
 use crate::stream::actor::{Ack, DataflowId};
-use crate::stream::exchange::Dispatcher;
+use crate::stream::exchange::{Dispatcher, SendError};
 use crate::stream::message::{Chunk, Message};
 
 /// Rows of one split get ids `number << SPLIT_SHIFT | row`.
@@ -70,8 +70,10 @@ impl SourceReader {
                         Err(e) => return self.fail(Epoch::MAX, &e),
                     };
                     self.active.store(true, Ordering::Release);
-                    if self.output.send(Message::Chunk(Chunk::inserts(data))).await.is_err() {
-                        return;
+                    match self.output.send(Message::Chunk(Chunk::inserts(data))).await {
+                        Ok(()) => {}
+                        Err(SendError::Closed) => return,
+                        Err(SendError::Failed(e)) => return self.fail(Epoch::MAX, &e),
                     }
                 }
                 Step::Changed => self.active.store(true, Ordering::Release),
@@ -145,7 +147,14 @@ impl SourceReader {
             }
         }
         let _ = self.acks.send(Ack { dataflow: self.dataflow, epoch, result: Ok(batch) });
-        self.output.send(Message::Barrier(epoch)).await.is_ok()
+        match self.output.send(Message::Barrier(epoch)).await {
+            Ok(()) => true,
+            Err(SendError::Closed) => false,
+            Err(SendError::Failed(e)) => {
+                self.fail(Epoch::MAX, &e);
+                false
+            }
+        }
     }
 
     fn fail(&self, epoch: Epoch, error: &Error) {

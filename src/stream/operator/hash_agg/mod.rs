@@ -1,44 +1,55 @@
 //! Hash aggregate: GROUP BY (and DISTINCT, and aggregates without GROUP BY) with
 //! retractable state.
 //!
-//! Per group the group table holds the row count and the inline accumulators (counts,
-//! sums, bool_and / bool_or counters). min, max, count(DISTINCT) and string_agg keep the
-//! multiset of their non-NULL values in a value table keyed by (group, value) in sort order,
-//! so that deleting the current extreme finds the next one by reading the group's first
-//! entry (max encodes values descending).
+//! Groups live in memory ([`CachedTable`]): a chunk's group keys are encoded at once
+//! (Arrow's row format), each row finds its group with one hash lookup — a store read only
+//! for a group the cache does not hold — and adds to typed accumulators in place. Per
+//! group the state holds the row count and the inline accumulators (counts, sums,
+//! bool_and / bool_or counters). min, max, count(DISTINCT) and string_agg keep the
+//! multiset of their non-NULL values in a value table keyed by (group, value) in sort
+//! order, so that deleting the current extreme finds the next one by reading the group's
+//! first entry (max encodes values descending).
 //!
 //! Inserts add to their group, deletes retract; an update pair is a retraction and an
-//! addition. After each chunk every touched group emits its change: an insert when it
-//! appears, a delete when its last row goes, an update pair when its values change. Without
+//! addition. Changes are emitted per epoch, at the barrier: every group touched in the
+//! epoch emits its change once — an insert when it appears, a delete when its last row goes, an update pair when
+//! its values changed — however many rows touched it. Readers see views as of committed
+//! epochs, so this loses no freshness and saves emitting every intermediate value. Without
 //! GROUP BY there is always exactly one row, which shows count 0 and NULLs on empty input,
-//! as in Postgres; it is emitted when the operator first runs. Barriers only seal state.
+//! as in Postgres; it is emitted when the operator first runs.
 
 mod state;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, RecordBatchOptions, new_empty_array};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, Decimal128Array, Float64Array, Int64Array, RecordBatch, RecordBatchOptions,
+    new_empty_array,
+};
 use datafusion::arrow::compute::SortOptions;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::row::{RowConverter, Rows, SortField};
 use datafusion::common::ScalarValue;
 
-use self::state::{GroupState, accumulate, inline_output, normalize_input};
+use self::state::{GroupState, Input, Sum, accumulate, inline_output, normalize_input};
 use super::{Operator, OperatorContext};
 use crate::common::Result;
 use crate::common::row::RowCodec;
 use crate::plan::{AggCall, AggKind, HashAggNode};
-use crate::state::{Epoch, StateTable, TableId, WriteBatch, prefix_end};
+use crate::state::{CachedTable, Epoch, Slot, StateMemory, StateTable, TableId, WriteBatch, prefix_end};
 use crate::stream::message::{Chunk, Op};
 
 pub struct HashAggOperator {
     group_len: usize,
     calls: Vec<AggCall>,
     group_codec: Option<RowCodec>,
-    groups: StateTable,
+    groups: CachedTable<GroupState>,
     /// One per call: the value multiset of value-keeping aggregates.
     values: Vec<Option<ValueSet>>,
     schema: SchemaRef,
     /// Without GROUP BY: whether the single output row is known to exist.
     global_row_checked: bool,
+    /// The groups changed since the last emission (in the order they first changed) and
+    /// the row each showed then.
+    touched: Vec<(Slot, Option<Shown>)>,
 }
 
 struct ValueSet {
@@ -47,11 +58,21 @@ struct ValueSet {
     converter: RowConverter,
 }
 
-type Output = Vec<ScalarValue>;
+/// A group's output row: its inline state and the values of its value-table aggregates
+/// (in call order; empty when it has none).
+struct Shown {
+    state: GroupState,
+    values: Vec<ScalarValue>,
+}
 
 impl HashAggOperator {
     /// `input_types` are the types of the input columns; `schema` the output schema.
-    pub fn new(node: &HashAggNode, input_types: &[DataType], schema: SchemaRef) -> Result<Self> {
+    pub fn new(
+        node: &HashAggNode,
+        input_types: &[DataType],
+        schema: SchemaRef,
+        memory: StateMemory,
+    ) -> Result<Self> {
         let group_types = &input_types[..node.group_len];
         let group_codec = if node.group_len == 0 { None } else { Some(RowCodec::new(group_types)?) };
         let mut values = Vec::new();
@@ -72,10 +93,11 @@ impl HashAggOperator {
             group_len: node.group_len,
             calls: node.calls.clone(),
             group_codec,
-            groups: StateTable::new(node.group_table),
+            groups: CachedTable::new(node.group_table, memory),
             values,
             schema,
             global_row_checked: false,
+            touched: Vec::new(),
         })
     }
 
@@ -83,70 +105,247 @@ impl HashAggOperator {
         self.group_len == 0
     }
 
-    fn load(&self, ctx: &OperatorContext, key: &[u8]) -> Result<Option<GroupState>> {
-        match self.groups.get(ctx.snapshot.as_ref(), key)? {
-            Some(bytes) => Ok(Some(GroupState::decode(&bytes)?)),
-            None => Ok(None),
-        }
+    fn has_value_sets(&self) -> bool {
+        self.values.iter().any(Option::is_some)
     }
 
-    /// The group's output values, or None when the group has no rows.
-    fn output(
-        &self,
-        ctx: &OperatorContext,
-        key: &[u8],
-        state: Option<&GroupState>,
-    ) -> Result<Option<Output>> {
-        let Some(state) = state else { return Ok(None) };
+    /// What the group in `slot` shows now, or None when it shows no row.
+    fn shown(&self, ctx: &OperatorContext, slot: Slot) -> Result<Option<Shown>> {
+        let Some(state) = self.groups.get(slot) else { return Ok(None) };
         if state.rows <= 0 && !self.is_global() {
             return Ok(None);
         }
-        let mut values = Vec::with_capacity(self.calls.len());
-        for (i, call) in self.calls.iter().enumerate() {
-            values.push(match (&call.kind, &self.values[i]) {
-                (AggKind::Min | AggKind::Max, Some(set)) => set.first(ctx, key, self.group_len, call)?,
-                (AggKind::StringAgg { delimiter }, Some(set)) => {
-                    set.joined(ctx, key, self.group_len, delimiter, call)?
-                }
-                _ => inline_output(&state.accumulators[i], call, state.rows),
+        let values = self.value_outputs(ctx, self.groups.key(slot))?;
+        Ok(Some(Shown { state: state.clone(), values }))
+    }
+
+    /// The outputs of the value-table aggregates of group `key`, in call order.
+    fn value_outputs(&self, ctx: &OperatorContext, key: &[u8]) -> Result<Vec<ScalarValue>> {
+        let mut values = Vec::new();
+        for (call, set) in self.calls.iter().zip(&self.values) {
+            let Some(set) = set else { continue };
+            values.push(match &call.kind {
+                AggKind::StringAgg { delimiter } => set.joined(ctx, key, self.group_len, delimiter, call)?,
+                AggKind::Min | AggKind::Max => set.first(ctx, key, self.group_len, call)?,
+                // count(DISTINCT) counts inline; its value table only tracks membership.
+                _ => ScalarValue::Null,
             });
         }
-        Ok(Some(values))
+        Ok(values)
+    }
+
+    /// The slot of group `key`, remembering what it showed if this is its first change
+    /// since the last emission.
+    fn touch(&mut self, ctx: &OperatorContext, key: &[u8]) -> Result<Slot> {
+        let slot = self.groups.slot(ctx.snapshot.as_ref(), key)?;
+        if !self.groups.is_dirty(slot) {
+            let shown = self.shown(ctx, slot)?;
+            self.touched.push((slot, shown));
+            self.groups.get_mut(slot);
+        }
+        Ok(slot)
     }
 
     /// Without GROUP BY the single row exists from the start (count 0, NULLs).
-    fn ensure_global_row(&mut self, ctx: &OperatorContext, out: &mut Emitter) -> Result<()> {
+    fn ensure_global_row(&mut self, ctx: &OperatorContext) -> Result<()> {
         if !self.is_global() || self.global_row_checked {
             return Ok(());
         }
         self.global_row_checked = true;
-        if self.load(ctx, &[])?.is_none() {
-            let empty = GroupState::empty(&self.calls);
-            let values = self.output(ctx, &[], Some(&empty))?.expect("the global row always exists");
-            self.groups.put(Vec::new(), empty.encode());
-            out.push(Op::Insert, Vec::new(), values);
-        }
+        let slot = self.touch(ctx, &[])?;
+        let calls = &self.calls;
+        self.groups.get_mut(slot).get_or_insert_with(|| GroupState::empty(calls));
         Ok(())
     }
 
-    fn group_keys(&self, data: &RecordBatch) -> Result<Vec<Vec<u8>>> {
-        let columns: Vec<ArrayRef> = data.columns()[..self.group_len].to_vec();
-        super::materialize::encode_keys(self.group_codec.as_ref(), &columns, data.num_rows())
+    /// Emits the change of every group touched since the last emission; their new state
+    /// is written when the epoch is sealed.
+    fn emit(&mut self, ctx: &OperatorContext) -> Result<Vec<Chunk>> {
+        let touched = std::mem::take(&mut self.touched);
+        let mut now: Vec<Vec<ScalarValue>> = Vec::with_capacity(touched.len());
+        if self.has_value_sets() {
+            for (slot, _) in &touched {
+                now.push(self.value_outputs(ctx, self.groups.key(*slot))?);
+            }
+        }
+        let chunk = {
+            let mut ops = Vec::with_capacity(touched.len());
+            let mut keys: Vec<&[u8]> = Vec::with_capacity(touched.len());
+            let mut rows: Vec<(&GroupState, &[ScalarValue])> = Vec::with_capacity(touched.len());
+            for (i, (slot, before)) in touched.iter().enumerate() {
+                let old = before.as_ref().map(|s| (&s.state, s.values.as_slice()));
+                let new = self
+                    .groups
+                    .get(*slot)
+                    .filter(|state| state.rows > 0 || self.is_global())
+                    .map(|state| (state, now.get(i).map_or(&[][..], |v| v.as_slice())));
+                let key = self.groups.key(*slot);
+                match (old, new) {
+                    (None, Some(new)) => {
+                        ops.push(Op::Insert);
+                        keys.push(key);
+                        rows.push(new);
+                    }
+                    (Some(old), None) => {
+                        ops.push(Op::Delete);
+                        keys.push(key);
+                        rows.push(old);
+                    }
+                    (Some(old), Some(new)) if !self.same_output(old, new) => {
+                        ops.extend([Op::UpdateDelete, Op::UpdateInsert]);
+                        keys.extend([key, key]);
+                        rows.extend([old, new]);
+                    }
+                    _ => {}
+                }
+            }
+            self.build(ops, &keys, &rows)?
+        };
+        for (slot, _) in &touched {
+            let value = self.groups.get_mut(*slot);
+            if value.as_ref().is_some_and(|state| state.rows <= 0) && self.group_len > 0 {
+                debug_assert_eq!(
+                    value.as_ref().map(|s| s.rows),
+                    Some(0),
+                    "a group retracted more rows than it had"
+                );
+                *value = None;
+            }
+        }
+        self.groups.flush();
+        Ok(chunk)
     }
 
-    /// Applies one row to the value multisets; count(DISTINCT) follows entries that appear
-    /// or vanish.
-    fn update_values(
-        &mut self,
+    /// Whether two states of a group show the same row.
+    fn same_output(&self, a: (&GroupState, &[ScalarValue]), b: (&GroupState, &[ScalarValue])) -> bool {
+        if a.1 != b.1 {
+            return false;
+        }
+        self.calls.iter().enumerate().all(|(i, call)| {
+            let (x, y) = (&a.0.accumulators[i], &b.0.accumulators[i]);
+            match &call.kind {
+                AggKind::CountRows => a.0.rows == b.0.rows,
+                AggKind::Count | AggKind::CountDistinct => x == y,
+                AggKind::Sum => match (x, y) {
+                    (
+                        state::Accumulator::Sum { count: m, sum: s },
+                        state::Accumulator::Sum { count: n, sum: t },
+                    ) => (*m > 0) == (*n > 0) && (*m == 0 || s == t),
+                    _ => x == y,
+                },
+                k if k.keeps_values() => true,
+                _ => inline_output(x, call, a.0.rows) == inline_output(y, call, b.0.rows),
+            }
+        })
+    }
+
+    fn build(
+        &self,
+        ops: Vec<Op>,
+        keys: &[&[u8]],
+        rows: &[(&GroupState, &[ScalarValue])],
+    ) -> Result<Vec<Chunk>> {
+        if ops.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut columns: Vec<ArrayRef> = match &self.group_codec {
+            Some(codec) => codec.decode(keys.iter().copied())?,
+            None => Vec::new(),
+        };
+        let mut value_index = 0;
+        for (i, call) in self.calls.iter().enumerate() {
+            let column = if self.values[i].is_some() && call.kind != AggKind::CountDistinct {
+                let j = value_index;
+                ScalarValue::iter_to_array(rows.iter().map(|(_, values)| values[j].clone()))?
+            } else {
+                inline_column(call, i, rows)?
+            };
+            if self.values[i].is_some() {
+                value_index += 1;
+            }
+            columns.push(column);
+        }
+        let options = RecordBatchOptions::new().with_row_count(Some(ops.len()));
+        let data = RecordBatch::try_new_with_options(self.schema.clone(), columns, &options)?;
+        Ok(vec![Chunk::new(ops, data)])
+    }
+}
+
+/// The column of inline aggregate `i` over `rows`, built with typed arrays where the
+/// output is a count or an exact sum.
+fn inline_column(call: &AggCall, i: usize, rows: &[(&GroupState, &[ScalarValue])]) -> Result<ArrayRef> {
+    use std::sync::Arc;
+    let typed: Option<ArrayRef> = match (&call.kind, &call.output_type) {
+        (AggKind::CountRows, DataType::Int64) => {
+            Some(Arc::new(Int64Array::from_iter_values(rows.iter().map(|(s, _)| s.rows))))
+        }
+        (AggKind::Count | AggKind::CountDistinct, DataType::Int64) => {
+            Some(Arc::new(Int64Array::from_iter_values(rows.iter().map(|(s, _)| match s.accumulators[i] {
+                state::Accumulator::Count(n) => n,
+                _ => 0,
+            }))))
+        }
+        (AggKind::Sum, DataType::Int64) => {
+            let mut overflow = false;
+            let array = Int64Array::from_iter(rows.iter().map(|(s, _)| match s.accumulators[i] {
+                state::Accumulator::Sum { count, sum: Sum::Exact(v) } if count > 0 => {
+                    let value = i64::try_from(v).ok();
+                    overflow |= value.is_none();
+                    value
+                }
+                _ => None,
+            }));
+            if overflow {
+                tracing::warn!(aggregate = ?call.kind, "aggregate result out of range for {}; NULL", call.output_type);
+            }
+            Some(Arc::new(array))
+        }
+        (AggKind::Sum, DataType::Decimal128(p, scale)) => {
+            let array = Decimal128Array::from_iter(rows.iter().map(|(s, _)| match s.accumulators[i] {
+                state::Accumulator::Sum { count, sum: Sum::Exact(v) } if count > 0 => Some(v),
+                _ => None,
+            }));
+            Some(Arc::new(array.with_precision_and_scale(*p, *scale)?))
+        }
+        (AggKind::Sum, DataType::Float64) => {
+            Some(Arc::new(Float64Array::from_iter(rows.iter().map(|(s, _)| match s.accumulators[i] {
+                state::Accumulator::Sum { count, sum: Sum::Float(v) } if count > 0 => Some(v),
+                _ => None,
+            }))))
+        }
+        _ => None,
+    };
+    match typed {
+        Some(array) => Ok(array),
+        None if rows.is_empty() => Ok(new_empty_array(&call.output_type)),
+        None => Ok(ScalarValue::iter_to_array(
+            rows.iter().map(|(s, _)| inline_output(&s.accumulators[i], call, s.rows)),
+        )?),
+    }
+}
+
+/// A chunk's inputs to the value multisets, per call: the encoded (group, value) keys
+/// and the value column.
+struct ValueInputs {
+    encoded: Vec<Option<Rows>>,
+    inputs: Vec<Option<ArrayRef>>,
+}
+
+impl ValueInputs {
+    /// Applies row `row` to the value multisets; count(DISTINCT) follows entries that
+    /// appear or vanish.
+    fn apply(
+        &self,
+        values: &mut [Option<ValueSet>],
+        calls: &[AggCall],
         state: &mut GroupState,
-        encoded: &[Option<Rows>],
-        inputs: &[Option<ArrayRef>],
-        row: usize,
-        sign: i64,
+        (row, sign): (usize, i64),
         ctx: &OperatorContext,
     ) -> Result<()> {
-        for (i, set) in self.values.iter_mut().enumerate() {
-            let (Some(set), Some(rows), Some(input)) = (set, &encoded[i], &inputs[i]) else { continue };
+        for (i, set) in values.iter_mut().enumerate() {
+            let (Some(set), Some(rows), Some(input)) = (set, &self.encoded[i], &self.inputs[i]) else {
+                continue;
+            };
             if input.is_null(row) {
                 continue;
             }
@@ -162,7 +361,7 @@ impl HashAggOperator {
                 set.table.delete(key.to_vec());
             }
             if let (AggKind::CountDistinct, state::Accumulator::Count(n)) =
-                (&self.calls[i].kind, &mut state.accumulators[i])
+                (&calls[i].kind, &mut state.accumulators[i])
             {
                 if before <= 0 && after > 0 {
                     *n += 1;
@@ -172,27 +371,6 @@ impl HashAggOperator {
             }
         }
         Ok(())
-    }
-
-    fn build(&self, out: Emitter) -> Result<Vec<Chunk>> {
-        if out.ops.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut columns: Vec<ArrayRef> = match &self.group_codec {
-            Some(codec) => codec.decode(out.keys.iter().map(|k| k.as_slice()))?,
-            None => Vec::new(),
-        };
-        for (i, call) in self.calls.iter().enumerate() {
-            let column = out.values.iter().map(|v| v[i].clone());
-            columns.push(if out.values.is_empty() {
-                new_empty_array(&call.output_type)
-            } else {
-                ScalarValue::iter_to_array(column)?
-            });
-        }
-        let options = RecordBatchOptions::new().with_row_count(Some(out.ops.len()));
-        let data = RecordBatch::try_new_with_options(self.schema.clone(), columns, &options)?;
-        Ok(vec![Chunk::new(out.ops, data)])
     }
 }
 
@@ -271,34 +449,6 @@ impl ValueSet {
     }
 }
 
-/// Output rows collected while processing a chunk.
-#[derive(Default)]
-struct Emitter {
-    ops: Vec<Op>,
-    keys: Vec<Vec<u8>>,
-    values: Vec<Output>,
-}
-
-impl Emitter {
-    fn push(&mut self, op: Op, key: Vec<u8>, values: Output) {
-        self.ops.push(op);
-        self.keys.push(key);
-        self.values.push(values);
-    }
-
-    fn diff(&mut self, key: &[u8], old: Option<Output>, new: Option<Output>) {
-        match (old, new) {
-            (None, Some(new)) => self.push(Op::Insert, key.to_vec(), new),
-            (Some(old), None) => self.push(Op::Delete, key.to_vec(), old),
-            (Some(old), Some(new)) if old != new => {
-                self.push(Op::UpdateDelete, key.to_vec(), old);
-                self.push(Op::UpdateInsert, key.to_vec(), new);
-            }
-            _ => {}
-        }
-    }
-}
-
 impl Operator for HashAggOperator {
     fn name(&self) -> &'static str {
         "HashAgg"
@@ -310,9 +460,11 @@ impl Operator for HashAggOperator {
     }
 
     fn on_chunk(&mut self, ctx: &OperatorContext, _input: usize, chunk: Chunk) -> Result<Vec<Chunk>> {
-        let mut out = Emitter::default();
-        self.ensure_global_row(ctx, &mut out)?;
-        let keys = self.group_keys(&chunk.data)?;
+        self.ensure_global_row(ctx)?;
+        let keys = match &self.group_codec {
+            Some(codec) => Some(codec.encode(&chunk.data.columns()[..self.group_len])?),
+            None => None,
+        };
         let inputs: Vec<Option<ArrayRef>> = self
             .calls
             .iter()
@@ -329,34 +481,34 @@ impl Operator for HashAggOperator {
                 _ => None,
             });
         }
-        for (key, rows) in super::rows_by_key(&keys) {
-            let old_state = self.load(ctx, key)?;
-            let old = self.output(ctx, key, old_state.as_ref())?;
-            let mut state = old_state.unwrap_or_else(|| GroupState::empty(&self.calls));
-            for &row in &rows {
-                let sign = if Chunk::is_insert(chunk.ops[row]) { 1 } else { -1 };
-                state.rows += sign;
-                for (i, call) in self.calls.iter().enumerate() {
-                    accumulate(&mut state.accumulators[i], &call.kind, inputs[i].as_ref(), row, sign);
-                }
-                self.update_values(&mut state, &encoded, &inputs, row, sign, ctx)?;
-            }
-            let new = self.output(ctx, key, Some(&state))?;
-            if state.rows <= 0 && !self.is_global() {
-                debug_assert_eq!(state.rows, 0, "a group retracted more rows than it had");
-                self.groups.delete(key.to_vec());
-            } else {
-                self.groups.put(key.to_vec(), state.encode());
-            }
-            out.diff(key, old, new);
+        let value_inputs = ValueInputs { encoded, inputs };
+        let typed: Vec<Input> = value_inputs.inputs.iter().map(|i| Input::of(i.as_ref())).collect();
+        let has_value_sets = self.has_value_sets();
+        // First every row's group (lookups that do not depend on each other, so their
+        // memory accesses overlap), then the accumulators.
+        let mut slots = Vec::with_capacity(chunk.len());
+        for row in 0..chunk.len() {
+            let key = keys.as_ref().map_or(&[][..], |k| k.row(row).data());
+            slots.push(self.touch(ctx, key)?);
         }
-        self.build(out)
+        for ((row, op), slot) in chunk.ops.iter().enumerate().zip(slots) {
+            let calls = &self.calls;
+            let state = self.groups.value_mut(slot).get_or_insert_with(|| GroupState::empty(calls));
+            let sign = if Chunk::is_insert(*op) { 1 } else { -1 };
+            state.rows += sign;
+            for (i, call) in calls.iter().enumerate() {
+                accumulate(&mut state.accumulators[i], &call.kind, &typed[i], row, sign);
+            }
+            if has_value_sets {
+                value_inputs.apply(&mut self.values, calls, state, (row, sign), ctx)?;
+            }
+        }
+        Ok(Vec::new())
     }
 
     fn on_barrier(&mut self, ctx: &OperatorContext, _epoch: Epoch) -> Result<Vec<Chunk>> {
-        let mut out = Emitter::default();
-        self.ensure_global_row(ctx, &mut out)?;
-        self.build(out)
+        self.ensure_global_row(ctx)?;
+        self.emit(ctx)
     }
 
     fn checkpoint(&mut self, batch: &mut WriteBatch) {
@@ -368,6 +520,8 @@ impl Operator for HashAggOperator {
 
     fn committed(&mut self) {
         self.groups.committed();
+        // Groups whose changes are committed may go if the cache is over its budget.
+        self.groups.evict_if_over_budget();
         for set in self.values.iter_mut().flatten() {
             set.table.committed();
         }

@@ -4,13 +4,15 @@
 //! count trues and falses. min, max, count(DISTINCT) and string_agg keep the multiset of
 //! their values in a value table instead (see `mod.rs`).
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Decimal128Array, Float64Array, Int64Array,
+};
 use datafusion::arrow::datatypes::{DataType, Decimal128Type, Float64Type, Int64Type};
 use datafusion::common::ScalarValue;
 
 use crate::common::{Error, Result};
 use crate::plan::{AggCall, AggKind};
-use crate::state::StateError;
+use crate::state::{CacheValue, StateError, StoredValue};
 
 /// A running sum: exact for integers and decimals (unscaled), floating for floats.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -116,6 +118,22 @@ impl GroupState {
     }
 }
 
+impl CacheValue for GroupState {
+    fn heap_bytes(&self) -> usize {
+        self.accumulators.capacity() * std::mem::size_of::<Accumulator>()
+    }
+}
+
+impl StoredValue for GroupState {
+    fn encode(&self) -> Vec<u8> {
+        GroupState::encode(self)
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self> {
+        GroupState::decode(bytes)
+    }
+}
+
 struct Reader<'a> {
     bytes: &'a [u8],
     at: usize,
@@ -158,31 +176,62 @@ pub fn normalize_input(array: &ArrayRef) -> Result<ArrayRef> {
     })
 }
 
-/// Adds (`sign` = 1) or retracts (`sign` = -1) row `row` of `input` (normalized) to `acc`.
-pub fn accumulate(acc: &mut Accumulator, kind: &AggKind, input: Option<&ArrayRef>, row: usize, sign: i64) {
-    let Some(input) = input else { return };
-    if input.is_null(row) {
+/// An aggregate's normalized input column, downcast once per chunk.
+pub enum Input<'a> {
+    /// count(*): no input.
+    Absent,
+    Int(&'a Int64Array),
+    Decimal(&'a Decimal128Array),
+    Float(&'a Float64Array),
+    Bool(&'a BooleanArray),
+    /// Types only value-table aggregates take (min / max / string_agg of text, ...).
+    Other(&'a dyn Array),
+}
+
+impl<'a> Input<'a> {
+    pub fn of(array: Option<&'a ArrayRef>) -> Self {
+        let Some(array) = array else { return Input::Absent };
+        match array.data_type() {
+            DataType::Int64 => Input::Int(array.as_primitive::<Int64Type>()),
+            DataType::Decimal128(_, _) => Input::Decimal(array.as_primitive::<Decimal128Type>()),
+            DataType::Float64 => Input::Float(array.as_primitive::<Float64Type>()),
+            DataType::Boolean => Input::Bool(array.as_boolean()),
+            _ => Input::Other(array.as_ref()),
+        }
+    }
+
+    fn is_null(&self, row: usize) -> bool {
+        match self {
+            Input::Absent => false,
+            Input::Int(a) => a.is_null(row),
+            Input::Decimal(a) => a.is_null(row),
+            Input::Float(a) => a.is_null(row),
+            Input::Bool(a) => a.is_null(row),
+            Input::Other(a) => a.is_null(row),
+        }
+    }
+}
+
+/// Adds (`sign` = 1) or retracts (`sign` = -1) row `row` of `input` to `acc`.
+#[inline]
+pub fn accumulate(acc: &mut Accumulator, kind: &AggKind, input: &Input, row: usize, sign: i64) {
+    if matches!(input, Input::Absent) || matches!(acc, Accumulator::None) || input.is_null(row) {
         return;
     }
-    match (acc, kind) {
-        (Accumulator::Count(n), AggKind::Count) => *n += sign,
-        (Accumulator::Sum { count, sum }, _) => {
+    match (acc, input) {
+        // count(DISTINCT) counts its value table's entries instead.
+        (Accumulator::Count(n), _) if *kind == AggKind::Count => *n += sign,
+        (Accumulator::Sum { count, sum }, input) => {
             *count += sign;
-            match (sum, input.data_type()) {
-                (Sum::Exact(s), DataType::Int64) => {
-                    *s += sign as i128 * input.as_primitive::<Int64Type>().value(row) as i128
-                }
-                (Sum::Exact(s), DataType::Decimal128(_, _)) => {
-                    *s += sign as i128 * input.as_primitive::<Decimal128Type>().value(row)
-                }
-                (Sum::Float(s), DataType::Float64) => {
-                    *s += sign as f64 * input.as_primitive::<Float64Type>().value(row)
-                }
-                (sum, t) => debug_assert!(false, "sum state {sum:?} cannot take {t}"),
+            match (sum, input) {
+                (Sum::Exact(s), Input::Int(a)) => *s += sign as i128 * a.value(row) as i128,
+                (Sum::Exact(s), Input::Decimal(a)) => *s += sign as i128 * a.value(row),
+                (Sum::Float(s), Input::Float(a)) => *s += sign as f64 * a.value(row),
+                (sum, _) => debug_assert!(false, "sum state {sum:?} cannot take its input"),
             }
         }
-        (Accumulator::Bools { trues, falses }, _) => {
-            if input.as_boolean().value(row) {
+        (Accumulator::Bools { trues, falses }, Input::Bool(a)) => {
+            if a.value(row) {
                 *trues += sign;
             } else {
                 *falses += sign;

@@ -3,6 +3,7 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 
 use super::*;
+use crate::state::StateMemory;
 use crate::stream::operator::testing::{Harness, chunk, lines, pretty, schema};
 
 fn call(
@@ -15,7 +16,18 @@ fn call(
     AggCall { kind, input, input_type, output_type, value_table }
 }
 
+/// Applies `input` and ends the epoch's processing: the aggregate emits at the barrier.
+fn step(agg: &mut HashAggOperator, harness: &Harness, input: Chunk) -> Vec<Chunk> {
+    let mut out = agg.on_chunk(&harness.ctx, 0, input).unwrap();
+    out.extend(agg.on_barrier(&harness.ctx, 1).unwrap());
+    out
+}
+
 fn grouped() -> HashAggOperator {
+    grouped_within(StateMemory::default())
+}
+
+fn grouped_within(memory: StateMemory) -> HashAggOperator {
     let i = DataType::Int64;
     let node = HashAggNode {
         group_len: 1,
@@ -32,7 +44,7 @@ fn grouped() -> HashAggOperator {
         .iter()
         .map(|n| Field::new(*n, DataType::Int64, true))
         .collect();
-    HashAggOperator::new(&node, &[i.clone(), i], Arc::new(Schema::new(fields))).unwrap()
+    HashAggOperator::new(&node, &[i.clone(), i], Arc::new(Schema::new(fields)), memory).unwrap()
 }
 
 #[test]
@@ -40,19 +52,19 @@ fn min_and_max_survive_deleting_the_extreme() {
     let mut agg = grouped();
     let mut harness = Harness::new();
     let input = schema("g:int v:int");
-    let out = agg.on_chunk(&harness.ctx, 0, chunk(&input, "+ 1 10\n+ 1 30\n+ 1 30\n+ 2 5")).unwrap();
+    let out = step(&mut agg, &harness, chunk(&input, "+ 1 10\n+ 1 30\n+ 1 30\n+ 2 5"));
     assert_eq!(pretty(&out), lines("+ 1 3 70 10 30 2\n+ 2 1 5 5 5 1"));
     harness.commit(&mut agg);
 
     // Delete one copy of the max: it stays; delete the other: the next one shows.
-    let out = agg.on_chunk(&harness.ctx, 0, chunk(&input, "- 1 30")).unwrap();
+    let out = step(&mut agg, &harness, chunk(&input, "- 1 30"));
     assert_eq!(pretty(&out), lines("U- 1 3 70 10 30 2\nU+ 1 2 40 10 30 2"));
-    let out = agg.on_chunk(&harness.ctx, 0, chunk(&input, "- 1 30\n- 2 5")).unwrap();
+    let out = step(&mut agg, &harness, chunk(&input, "- 1 30\n- 2 5"));
     assert_eq!(pretty(&out), lines("U- 1 2 40 10 30 2\nU+ 1 1 10 10 10 1\n- 2 1 5 5 5 1"));
     harness.commit(&mut agg);
 
     // An update that moves a row between groups; NULLs are ignored but counted by count(*).
-    let out = agg.on_chunk(&harness.ctx, 0, chunk(&input, "U- 1 10\nU+ 3 10\n+ 3 .")).unwrap();
+    let out = step(&mut agg, &harness, chunk(&input, "U- 1 10\nU+ 3 10\n+ 3 ."));
     assert_eq!(pretty(&out), lines("- 1 1 10 10 10 1\n+ 3 2 10 10 10 1"));
 }
 
@@ -81,26 +93,87 @@ fn without_group_by_one_row_always_exists() {
         Field::new("all", DataType::Boolean, true),
         Field::new("names", DataType::Utf8, true),
     ]));
-    let mut agg = HashAggOperator::new(&node, &[i, DataType::Boolean, DataType::Utf8], out_schema).unwrap();
+    let types = [i, DataType::Boolean, DataType::Utf8];
+    let mut agg = HashAggOperator::new(&node, &types, out_schema, StateMemory::default()).unwrap();
     let mut harness = Harness::new();
     let out = agg.on_barrier(&harness.ctx, 1).unwrap();
     assert_eq!(pretty(&out), "+ 0 . . .");
     harness.commit(&mut agg);
 
     let input = schema("v:int b:bool s:text");
-    let out = agg.on_chunk(&harness.ctx, 0, chunk(&input, "+ 4 true b\n+ 6 false a")).unwrap();
+    let out = step(&mut agg, &harness, chunk(&input, "+ 4 true b\n+ 6 false a"));
     assert_eq!(pretty(&out), lines("U- 0 . . .\nU+ 2 10 false a,b"));
     harness.commit(&mut agg);
-    let out = agg.on_chunk(&harness.ctx, 0, chunk(&input, "- 4 true b\n- 6 false a")).unwrap();
+    let out = step(&mut agg, &harness, chunk(&input, "- 4 true b\n- 6 false a"));
     assert_eq!(pretty(&out), lines("U- 2 10 false a,b\nU+ 0 . . ."));
 
     // After a restart (a fresh operator over the committed state) nothing is re-emitted.
     harness.commit(&mut agg);
-    let mut restarted = HashAggOperator::new(
-        &node,
-        &[DataType::Int64, DataType::Boolean, DataType::Utf8],
-        agg.schema.clone(),
-    )
-    .unwrap();
+    let mut restarted =
+        HashAggOperator::new(&node, &types, agg.schema.clone(), StateMemory::default()).unwrap();
     assert!(restarted.on_barrier(&harness.ctx, 5).unwrap().is_empty());
+}
+
+#[test]
+fn a_group_changed_many_times_in_an_epoch_emits_once() {
+    let mut agg = grouped();
+    let mut harness = Harness::new();
+    let input = schema("g:int v:int");
+    assert!(agg.on_chunk(&harness.ctx, 0, chunk(&input, "+ 1 10\n+ 2 5")).unwrap().is_empty());
+    assert!(agg.on_chunk(&harness.ctx, 0, chunk(&input, "+ 1 20\n- 2 5\n+ 3 7")).unwrap().is_empty());
+    let out = agg.on_barrier(&harness.ctx, 1).unwrap();
+    // Group 2 came and went within the epoch: nothing to show.
+    assert_eq!(pretty(&out), lines("+ 1 2 30 10 20 2\n+ 3 1 7 7 7 1"));
+    harness.commit(&mut agg);
+    // Back to what it showed: no update.
+    agg.on_chunk(&harness.ctx, 0, chunk(&input, "+ 1 5")).unwrap();
+    agg.on_chunk(&harness.ctx, 0, chunk(&input, "- 1 5")).unwrap();
+    assert!(agg.on_barrier(&harness.ctx, 2).unwrap().is_empty());
+}
+
+/// Applies a changelog in text form to the rows it describes, keyed by the first column.
+fn apply(view: &mut std::collections::BTreeMap<String, String>, chunks: &[Chunk]) {
+    for line in pretty(chunks).lines() {
+        let (op, row) = line.split_once(' ').unwrap();
+        let key = row.split(' ').next().unwrap().to_string();
+        match op {
+            "+" | "U+" => assert!(view.insert(key, row.to_string()).is_none(), "{line}: the row exists"),
+            _ => assert_eq!(view.remove(&key).as_deref(), Some(row), "{line}: no such row"),
+        }
+    }
+}
+
+/// The same changes through an aggregate whose cache holds a few groups and one that
+/// holds all: evicted groups reload exactly, so both show the same rows.
+#[test]
+fn a_tiny_cache_budget_gives_the_same_results() {
+    let mut tiny = grouped_within(StateMemory::new(600, usize::MAX / 2));
+    let mut roomy = grouped();
+    let (mut h1, mut h2) = (Harness::new(), Harness::new());
+    let input = schema("g:int v:int");
+    let mut text = Vec::new();
+    let mut live: Vec<(i64, i64)> = Vec::new();
+    let (mut tiny_view, mut roomy_view) = (Default::default(), Default::default());
+    for epoch in 0..6i64 {
+        for i in 0..40i64 {
+            let (g, v) = ((i * 7 + epoch) % 23, (i * 13 + epoch * 5) % 17);
+            if (i + epoch) % 3 == 0 && !live.is_empty() {
+                let (g, v) = live.remove((i as usize * 5) % live.len());
+                text.push(format!("- {g} {v}"));
+            } else {
+                live.push((g, v));
+                text.push(format!("+ {g} {v}"));
+            }
+        }
+        let data = chunk(&input, &text.join("\n"));
+        text.clear();
+        let a = step(&mut tiny, &h1, data.clone());
+        let b = step(&mut roomy, &h2, data);
+        apply(&mut tiny_view, &a);
+        apply(&mut roomy_view, &b);
+        assert_eq!(tiny_view, roomy_view, "epoch {epoch}");
+        h1.commit(&mut tiny);
+        h2.commit(&mut roomy);
+        assert!(tiny.groups.len() < 23, "the tiny cache holds {} groups", tiny.groups.len());
+    }
 }

@@ -1,0 +1,610 @@
+//! Operator state in memory: a keyed cache of decoded values over a [`StateTable`],
+//! bounded by a byte budget, with RocksDB (or the in-memory store) as the durable tier.
+//!
+//! An operator finds a key's slot once per row ([`CachedTable::slot`]) — a hash lookup on
+//! the encoded key, a store read only on a miss — and works on the decoded value in
+//! place. Two kinds of value:
+//! - a [`StoredValue`] is one stored value per key (an aggregate's group): a changed
+//!   value is written straight into the epoch's batch when the epoch is sealed, once
+//!   however often it changed, and stays in memory until the epoch is committed;
+//! - other values are assembled from several stored rows (a join's bucket of rows with
+//!   one key): the operator loads them with [`CachedTable::slot_with`] and writes each row
+//!   change to the [`StateTable`] under the cache itself.
+//!
+//! Only entries whose changes are committed are evicted, least recently used first, so an
+//! evicted key reloads exactly what it held, from the committed snapshot (or, for
+//! assembled values, the state table's layers over it).
+//!
+//! Budgets: each cache may hold `operator_cache_bytes_max` bytes; all caches of the
+//! server together `state_memory_bytes_max` (a [`MemoryBudget`] shared by every
+//! operator). A cache over either sheds a quarter of its entries at its next
+//! [`CachedTable::evict_if_over_budget`].
+
+use std::hash::BuildHasher;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::{Snapshot, StateTable, TableId, WriteBatch};
+use crate::common::Result;
+
+/// A value kept decoded in a [`CachedTable`].
+pub trait CacheValue: Sized {
+    /// Bytes the value owns on the heap (for the budget).
+    fn heap_bytes(&self) -> usize;
+}
+
+/// A value stored under its key as one state-table value (as opposed to values an
+/// operator assembles from several stored rows, which it loads with
+/// [`CachedTable::slot_with`] and writes itself).
+pub trait StoredValue: CacheValue {
+    fn encode(&self) -> Vec<u8>;
+    fn decode(bytes: &[u8]) -> Result<Self>;
+}
+
+/// The memory all operator caches of a server share.
+#[derive(Debug)]
+pub struct MemoryBudget {
+    limit: usize,
+    used: AtomicUsize,
+}
+
+impl MemoryBudget {
+    pub fn new(limit: usize) -> Arc<Self> {
+        Arc::new(MemoryBudget { limit, used: AtomicUsize::new(0) })
+    }
+
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    fn charge(&self, from: usize, to: usize) {
+        if to >= from {
+            self.used.fetch_add(to - from, Ordering::Relaxed);
+        } else {
+            self.used.fetch_sub(from - to, Ordering::Relaxed);
+        }
+    }
+
+    fn is_over(&self) -> bool {
+        self.used() > self.limit
+    }
+}
+
+/// What an operator's caches may hold: each its own limit, all together the shared one.
+#[derive(Clone, Debug)]
+pub struct StateMemory {
+    pub operator_bytes_max: usize,
+    pub global: Arc<MemoryBudget>,
+}
+
+impl StateMemory {
+    pub fn new(operator_bytes_max: usize, global_bytes_max: usize) -> Self {
+        StateMemory { operator_bytes_max, global: MemoryBudget::new(global_bytes_max) }
+    }
+
+    /// Generous limits, for tests and tools that do not configure memory.
+    pub fn unbounded() -> Self {
+        StateMemory::new(usize::MAX / 4, usize::MAX / 2)
+    }
+}
+
+impl Default for StateMemory {
+    fn default() -> Self {
+        StateMemory::unbounded()
+    }
+}
+
+/// Where a key's cached value lives while the caller works on it.
+pub type Slot = u32;
+
+struct Entry<V> {
+    key: Key,
+    /// `None`: the key has no value (absent from the store, or deleted).
+    value: Option<V>,
+    /// Changed since the last flush.
+    dirty: bool,
+    /// Changed since the last seal: its value goes into the next epoch's batch.
+    unsealed: bool,
+    /// Sealed into an epoch that is not known to be committed yet.
+    sealed: bool,
+    /// The cache's clock when the entry was last used (for eviction).
+    used: u64,
+    /// Bytes charged to the budget for this entry.
+    charged: usize,
+    /// Whether the slot holds an entry (false: on the free list).
+    live: bool,
+}
+
+/// A key, stored in the entry itself when it is short (most group and join keys are a
+/// few integers): a lookup then touches the index and the entry, not a third allocation.
+enum Key {
+    Inline { len: u8, bytes: [u8; INLINE_KEY] },
+    Heap(Box<[u8]>),
+}
+
+const INLINE_KEY: usize = 22;
+
+impl Key {
+    fn new(key: &[u8]) -> Self {
+        if key.len() <= INLINE_KEY {
+            let mut bytes = [0u8; INLINE_KEY];
+            bytes[..key.len()].copy_from_slice(key);
+            Key::Inline { len: key.len() as u8, bytes }
+        } else {
+            Key::Heap(key.into())
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        match self {
+            Key::Inline { .. } => 0,
+            Key::Heap(key) => key.len(),
+        }
+    }
+}
+
+impl std::ops::Deref for Key {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Key::Inline { len, bytes } => &bytes[..*len as usize],
+            Key::Heap(key) => key,
+        }
+    }
+}
+
+/// Bookkeeping bytes per entry beyond the entry itself, its key and value: the index's
+/// slot and control byte.
+const ENTRY_OVERHEAD: usize = 4 + 1;
+
+pub struct CachedTable<V> {
+    table: StateTable,
+    /// Slots by key hash; a slot's key lives in its entry.
+    index: hashbrown::HashTable<Slot>,
+    hasher: foldhash::fast::FixedState,
+    entries: Vec<Entry<V>>,
+    free: Vec<Slot>,
+    dirty: Vec<Slot>,
+    unsealed: Vec<Slot>,
+    sealed: Vec<Slot>,
+    bytes: usize,
+    clock: u64,
+    memory: StateMemory,
+    misses: u64,
+}
+
+/// Caches of values stored one per key keep every change in memory until it is
+/// committed: a changed entry is written straight into the epoch's batch when it is
+/// sealed, and stays (pinned) until the commit, so a key the cache does not hold has its
+/// last write in the committed snapshot, where a miss reads it.
+impl<V: StoredValue> CachedTable<V> {
+    /// The slot of `key`, loading its value from the committed snapshot on a miss.
+    pub fn slot(&mut self, snapshot: &dyn Snapshot, key: &[u8]) -> Result<Slot> {
+        self.slot_with(key, |table, key| match snapshot.get(table.table_id(), key)? {
+            Some(bytes) => Ok(Some(V::decode(&bytes)?)),
+            None => Ok(None),
+        })
+    }
+
+    /// Marks every changed value clean (its change has been emitted) and recounts its
+    /// bytes; the values are written when the epoch is sealed.
+    pub fn flush(&mut self) {
+        let mut bytes = self.bytes;
+        for slot in std::mem::take(&mut self.dirty) {
+            let entry = &mut self.entries[slot as usize];
+            entry.dirty = false;
+            let charged = entry_bytes(&entry.key, &entry.value);
+            bytes = bytes + charged - entry.charged;
+            entry.charged = charged;
+        }
+        self.charge(bytes);
+    }
+
+    /// Flushes and writes every value changed in the epoch into `batch` (at a barrier);
+    /// they stay in memory until [`CachedTable::committed`].
+    pub fn seal_into(&mut self, batch: &mut WriteBatch) {
+        self.flush();
+        let table_id = self.table.table_id();
+        let unsealed = sorted_by_key(&self.entries, std::mem::take(&mut self.unsealed));
+        for slot in unsealed {
+            let entry = &mut self.entries[slot as usize];
+            entry.unsealed = false;
+            match &entry.value {
+                Some(value) => batch.put(table_id, &entry.key, value.encode()),
+                None => batch.delete(table_id, &entry.key),
+            }
+            if !entry.sealed {
+                entry.sealed = true;
+                self.sealed.push(slot);
+            }
+        }
+        self.table.seal_into(batch);
+        self.clock += 1;
+    }
+}
+
+impl<V: CacheValue> CachedTable<V> {
+    pub fn new(table_id: TableId, memory: StateMemory) -> Self {
+        CachedTable {
+            table: StateTable::new(table_id),
+            index: hashbrown::HashTable::new(),
+            hasher: foldhash::fast::FixedState::with_seed(0x5ab07),
+            entries: Vec::new(),
+            free: Vec::new(),
+            dirty: Vec::new(),
+            unsealed: Vec::new(),
+            sealed: Vec::new(),
+            bytes: 0,
+            clock: 0,
+            memory,
+            misses: 0,
+        }
+    }
+
+    pub fn table_id(&self) -> TableId {
+        self.table.table_id()
+    }
+
+    /// The state table under the cache (for range scans of keys the cache does not hold).
+    pub fn table(&self) -> &StateTable {
+        &self.table
+    }
+
+    /// The slot of `key`, loading its value with `load` (given the state table and the
+    /// key) on a miss.
+    pub fn slot_with(
+        &mut self,
+        key: &[u8],
+        load: impl FnOnce(&StateTable, &[u8]) -> Result<Option<V>>,
+    ) -> Result<Slot> {
+        if let Some(slot) = self.lookup(key) {
+            return Ok(slot);
+        }
+        self.misses += 1;
+        let hash = self.hasher.hash_one(key);
+        let value = load(&self.table, key)?;
+        let key = Key::new(key);
+        let charged = entry_bytes(&key, &value);
+        let entry = Entry {
+            key,
+            value,
+            dirty: false,
+            unsealed: false,
+            sealed: false,
+            used: self.clock,
+            charged,
+            live: true,
+        };
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.entries[slot as usize] = entry;
+                slot
+            }
+            None => {
+                self.entries.push(entry);
+                (self.entries.len() - 1) as Slot
+            }
+        };
+        let (entries, hasher) = (&self.entries, &self.hasher);
+        self.index.insert_unique(hash, slot, |&s| hasher.hash_one(&*entries[s as usize].key));
+        self.charge(self.bytes + charged);
+        Ok(slot)
+    }
+
+    /// The slot of `key` if the cache holds it; never reads the store.
+    pub fn lookup(&mut self, key: &[u8]) -> Option<Slot> {
+        let hash = self.hasher.hash_one(key);
+        let entries = &self.entries;
+        let slot = *self.index.find(hash, |&s| &*entries[s as usize].key == key)?;
+        self.entries[slot as usize].used = self.clock;
+        Some(slot)
+    }
+
+    pub fn key(&self, slot: Slot) -> &[u8] {
+        &self.entries[slot as usize].key
+    }
+
+    pub fn get(&self, slot: Slot) -> Option<&V> {
+        self.entries[slot as usize].value.as_ref()
+    }
+
+    /// Whether the slot has changed since the last flush.
+    pub fn is_dirty(&self, slot: Slot) -> bool {
+        self.entries[slot as usize].dirty
+    }
+
+    /// The slot's value for changing; marks it dirty.
+    pub fn get_mut(&mut self, slot: Slot) -> &mut Option<V> {
+        let entry = &mut self.entries[slot as usize];
+        if !entry.dirty {
+            entry.dirty = true;
+            self.dirty.push(slot);
+        }
+        if !entry.unsealed {
+            entry.unsealed = true;
+            self.unsealed.push(slot);
+        }
+        &mut entry.value
+    }
+
+    /// The value of a slot already marked dirty ([`CachedTable::get_mut`]) since the last
+    /// flush, for changing it further.
+    pub fn value_mut(&mut self, slot: Slot) -> &mut Option<V> {
+        let entry = &mut self.entries[slot as usize];
+        debug_assert!(entry.dirty, "value_mut of a clean slot");
+        &mut entry.value
+    }
+
+    /// The slots changed since the last flush, in the order they first changed.
+    pub fn dirty_slots(&self) -> &[Slot] {
+        &self.dirty
+    }
+
+    /// The slot's value for changing in place without marking it dirty: for values the
+    /// operator writes to the state table itself. Call [`CachedTable::recharge`] after.
+    pub fn get_untracked_mut(&mut self, slot: Slot) -> &mut Option<V> {
+        &mut self.entries[slot as usize].value
+    }
+
+    /// Recounts the slot's bytes after an untracked change.
+    pub fn recharge(&mut self, slot: Slot) {
+        let entry = &mut self.entries[slot as usize];
+        let charged = entry_bytes(&entry.key, &entry.value);
+        let bytes = self.bytes + charged - entry.charged;
+        entry.charged = charged;
+        self.charge(bytes);
+    }
+
+    /// The state table under the cache, for the operator's own writes.
+    pub fn table_mut(&mut self) -> &mut StateTable {
+        &mut self.table
+    }
+
+    /// Seals the state table's writes into `batch` (for caches without dirty values).
+    pub fn seal_table_into(&mut self, batch: &mut WriteBatch) {
+        debug_assert!(self.dirty.is_empty(), "dirty values are sealed by seal_into");
+        self.table.seal_into(batch);
+        self.clock += 1;
+    }
+
+    /// Everything sealed so far is committed.
+    pub fn committed(&mut self) {
+        self.table.committed();
+        for slot in std::mem::take(&mut self.sealed) {
+            self.entries[slot as usize].sealed = false;
+        }
+    }
+
+    /// Whether this cache or all caches together hold more than their budget.
+    pub fn is_over_budget(&self) -> bool {
+        self.bytes > self.memory.operator_bytes_max
+            || (self.memory.global.is_over() && !self.index.is_empty())
+    }
+
+    /// Bytes this cache holds (as charged to the budget).
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Store reads the cache has made (keys it did not hold).
+    pub fn misses(&self) -> u64 {
+        self.misses
+    }
+
+    /// Keys held.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// When over budget, drops the least recently used clean entries until the cache
+    /// holds three quarters of what it did (or of its limit, if lower). Slots handed out
+    /// before are invalid afterwards. Entries whose change is not committed yet stay.
+    pub fn evict_if_over_budget(&mut self) {
+        if !self.is_over_budget() {
+            return;
+        }
+        let target = (self.bytes.min(self.memory.operator_bytes_max) / 4) * 3;
+        let mut candidates: Vec<(u64, Slot)> = self
+            .entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.live && !e.dirty && !e.unsealed && !e.sealed)
+            .map(|(slot, e)| (e.used, slot as Slot))
+            .collect();
+        candidates.sort_unstable();
+        let mut bytes = self.bytes;
+        for (_, slot) in candidates {
+            if bytes <= target {
+                break;
+            }
+            let entry = &mut self.entries[slot as usize];
+            let hash = self.hasher.hash_one(&*entry.key);
+            if let Ok(found) = self.index.find_entry(hash, |&s| s == slot) {
+                found.remove();
+            }
+            bytes -= entry.charged;
+            entry.live = false;
+            entry.value = None;
+            entry.key = Key::new(&[]);
+            entry.charged = 0;
+            self.free.push(slot);
+        }
+        self.charge(bytes);
+        // Later lookups see a newer clock than every surviving entry's last use.
+        self.clock += 1;
+    }
+
+    /// Drops every entry (the operator's state is gone) and returns their bytes.
+    pub fn clear(&mut self) {
+        self.index.clear();
+        self.entries.clear();
+        self.free.clear();
+        self.dirty.clear();
+        self.unsealed.clear();
+        self.sealed.clear();
+        self.charge(0);
+    }
+
+    fn charge(&mut self, bytes: usize) {
+        self.memory.global.charge(self.bytes, bytes);
+        self.bytes = bytes;
+    }
+}
+
+impl<V> Drop for CachedTable<V> {
+    fn drop(&mut self) {
+        self.memory.global.charge(self.bytes, 0);
+    }
+}
+
+/// `slots` in key order: RocksDB inserts a run of increasing keys into its memtable next
+/// to the previous one instead of searching its skip list from the top for each. Sorted by
+/// each key's first eight bytes as an integer, then by the whole key where those tie.
+fn sorted_by_key<V>(entries: &[Entry<V>], slots: Vec<Slot>) -> Vec<Slot> {
+    let prefix = |key: &[u8]| {
+        let mut bytes = [0u8; 8];
+        let n = key.len().min(8);
+        bytes[..n].copy_from_slice(&key[..n]);
+        u64::from_be_bytes(bytes)
+    };
+    let mut keyed: Vec<(u64, Slot)> =
+        slots.into_iter().map(|s| (prefix(&entries[s as usize].key), s)).collect();
+    keyed.sort_unstable();
+    let mut start = 0;
+    while start < keyed.len() {
+        let end = start + keyed[start..].iter().take_while(|(p, _)| *p == keyed[start].0).count();
+        if end - start > 1 {
+            keyed[start..end]
+                .sort_unstable_by(|a, b| entries[a.1 as usize].key.cmp(&entries[b.1 as usize].key));
+        }
+        start = end;
+    }
+    keyed.into_iter().map(|(_, slot)| slot).collect()
+}
+
+fn entry_bytes<V: CacheValue>(key: &Key, value: &Option<V>) -> usize {
+    ENTRY_OVERHEAD
+        + std::mem::size_of::<Entry<V>>()
+        + key.heap_bytes()
+        + value.as_ref().map_or(0, V::heap_bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{MemoryStore, StateStore};
+
+    impl CacheValue for i64 {
+        fn heap_bytes(&self) -> usize {
+            0
+        }
+    }
+
+    impl StoredValue for i64 {
+        fn encode(&self) -> Vec<u8> {
+            self.to_le_bytes().to_vec()
+        }
+        fn decode(bytes: &[u8]) -> Result<Self> {
+            Ok(i64::from_le_bytes(bytes.try_into().expect("8 bytes")))
+        }
+    }
+
+    fn add(cache: &mut CachedTable<i64>, store: &MemoryStore, key: &[u8], delta: i64) {
+        let slot = cache.slot(store.snapshot().as_ref(), key).unwrap();
+        let value = cache.get_mut(slot);
+        *value = Some(value.unwrap_or(0) + delta);
+    }
+
+    fn commit(cache: &mut CachedTable<i64>, store: &MemoryStore) {
+        let mut batch = WriteBatch::default();
+        cache.seal_into(&mut batch);
+        store.commit(batch).unwrap();
+        cache.committed();
+    }
+
+    #[test]
+    fn evicted_keys_reload_exactly_and_budgets_are_shared() {
+        let store = MemoryStore::default();
+        let memory = StateMemory::new(2_000, usize::MAX / 2);
+        let mut cache: CachedTable<i64> = CachedTable::new(5, memory.clone());
+        for round in 0..3 {
+            for key in 0..100u32 {
+                add(&mut cache, &store, &key.to_be_bytes(), key as i64 + round);
+            }
+            // Changes not yet committed are never evicted.
+            cache.flush();
+            cache.evict_if_over_budget();
+            assert_eq!(cache.len(), 100);
+            let mut batch = WriteBatch::default();
+            cache.seal_into(&mut batch);
+            cache.evict_if_over_budget();
+            assert_eq!(cache.len(), 100);
+            store.commit(batch).unwrap();
+            cache.committed();
+            cache.evict_if_over_budget();
+            assert!(cache.len() < 100, "the cache holds {} bytes", cache.bytes());
+            assert!(cache.bytes() <= 2_000);
+        }
+        // Values read back through the cache (evicted ones from the store) are the sums
+        // of the three rounds.
+        for key in 0..100u32 {
+            let slot = cache.slot(store.snapshot().as_ref(), &key.to_be_bytes()).unwrap();
+            assert_eq!(cache.get(slot), Some(&(3 * key as i64 + 3)), "key {key}");
+        }
+        assert_eq!(memory.global.used(), cache.bytes());
+        drop(cache);
+        assert_eq!(memory.global.used(), 0);
+    }
+
+    #[test]
+    fn sealed_values_are_written_in_key_order() {
+        let store = MemoryStore::default();
+        let mut cache: CachedTable<i64> = CachedTable::new(3, StateMemory::default());
+        let keys: [&[u8]; 6] = [b"zz", b"abcdefgh2", b"a", b"abcdefgh1", b"", b"abcdefgh"];
+        for key in keys {
+            add(&mut cache, &store, key, 1);
+        }
+        let mut batch = WriteBatch::default();
+        cache.seal_into(&mut batch);
+        let written: Vec<Vec<u8>> = batch
+            .ops
+            .iter()
+            .map(|op| match op {
+                crate::state::WriteOp::Put(key, _) => key[4..].to_vec(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        let mut expected: Vec<Vec<u8>> = keys.iter().map(|k| k.to_vec()).collect();
+        expected.sort();
+        assert_eq!(written, expected);
+    }
+
+    #[test]
+    fn the_global_budget_makes_every_cache_shed() {
+        let store = MemoryStore::default();
+        let memory = StateMemory::new(usize::MAX / 4, 10_000);
+        let mut a: CachedTable<i64> = CachedTable::new(1, memory.clone());
+        let mut b: CachedTable<i64> = CachedTable::new(2, memory.clone());
+        for key in 0..200u32 {
+            add(&mut a, &store, &key.to_be_bytes(), 1);
+            add(&mut b, &store, &key.to_be_bytes(), 1);
+        }
+        commit(&mut a, &store);
+        commit(&mut b, &store);
+        assert!(memory.global.used() > 10_000);
+        while memory.global.used() > 10_000 {
+            a.evict_if_over_budget();
+            b.evict_if_over_budget();
+        }
+        assert!(!a.is_empty() && !b.is_empty());
+    }
+}
