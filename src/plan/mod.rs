@@ -100,7 +100,8 @@ pub struct AggCall {
     pub input: Option<usize>,
     pub input_type: DataType,
     pub output_type: DataType,
-    /// The value multiset of min / max / count(DISTINCT) / string_agg.
+    /// The value multiset of min / max / count(DISTINCT) / string_agg. None for min and
+    /// max over an append-only input: they keep their current extreme inline.
     pub value_table: Option<TableId>,
 }
 

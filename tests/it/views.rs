@@ -40,6 +40,13 @@ const VIEWS: &[(&str, &str, Option<&str>)] = &[
         None,
     ),
     ("distinct_rows", "SELECT DISTINCT g, s FROM a", None),
+    // Over an append-only table min and max keep only their extreme (no value table).
+    (
+        "append_only_extremes",
+        "SELECT g, min(v) AS lo, max(v) AS hi, max(s) AS ms, count(*) AS n FROM e GROUP BY g",
+        None,
+    ),
+    ("append_only_global", "SELECT min(v) AS lo, max(s) AS ms, count(v) AS nv FROM e", None),
     ("inner_join", "SELECT a.id, b.id AS bid, a.v + b.w AS t FROM a JOIN b ON a.g = b.g", None),
     ("left_join", "SELECT a.id, b.w FROM a LEFT JOIN b ON a.g = b.g", None),
     ("right_join", "SELECT a.v, b.id FROM a RIGHT JOIN b ON a.g = b.g", None),
@@ -88,7 +95,8 @@ async fn create_tables(client: &Client) {
         .batch_execute(
             "CREATE TABLE a (id INT PRIMARY KEY, g INT, v INT, s TEXT);
              CREATE TABLE b (id INT PRIMARY KEY, g INT, w INT);
-             CREATE TABLE c (x INT, y INT);",
+             CREATE TABLE c (x INT, y INT);
+             CREATE TABLE e (g INT, v INT, s TEXT) APPEND ONLY;",
         )
         .await
         .unwrap();
@@ -111,13 +119,9 @@ async fn step(client: &Client, random: &mut Random, next_id: &mut i64) {
     let sql = match random.below(14) {
         0..=2 => {
             *next_id += 1;
-            format!(
-                "INSERT INTO a VALUES ({}, {}, {}, {})",
-                next_id,
-                value(random, 4, 6),
-                value(random, 101, 8),
-                text(random)
-            )
+            let (g, v, s) = (value(random, 4, 6), value(random, 101, 8), text(random));
+            // The append-only table e gets every row a gets, and keeps it.
+            format!("INSERT INTO a VALUES ({next_id}, {g}, {v}, {s}); INSERT INTO e VALUES ({g}, {v}, {s})")
         }
         3 => format!("UPDATE a SET v = {} WHERE id = {id}", value(random, 101, 8)),
         4 => format!("UPDATE a SET g = {}, s = {} WHERE id = {id}", value(random, 4, 6), text(random)),

@@ -27,6 +27,9 @@ pub fn aggregate(planner: &mut StreamPlanner<'_>, aggregate: &Aggregate) -> Resu
         fields.push((aggregate.schema.field(i).name().clone(), expr.get_type(input_schema)?));
     }
     let group_len = exprs.len();
+    // Over an append-only input nothing is retracted: min and max keep only the current
+    // extreme (inline in the group's state), no multiset of values.
+    let append_only = input.is_append_only();
     let mut calls = Vec::new();
     for (i, expr) in aggregate.aggr_expr.iter().enumerate() {
         let output_type = aggregate.schema.field(group_len + i).data_type().clone();
@@ -44,7 +47,9 @@ pub fn aggregate(planner: &mut StreamPlanner<'_>, aggregate: &Aggregate) -> Resu
             }
             None => (None, DataType::Null),
         };
-        let value_table = if kind.keeps_values() { Some(planner.ids.next()?) } else { None };
+        let inline_extreme = append_only && matches!(kind, AggKind::Min | AggKind::Max);
+        let value_table =
+            if kind.keeps_values() && !inline_extreme { Some(planner.ids.next()?) } else { None };
         calls.push(AggCall { kind, input: input_column, input_type, output_type, value_table });
     }
     let projected = StreamNode {

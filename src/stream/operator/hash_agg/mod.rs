@@ -8,7 +8,8 @@
 //! bool_and / bool_or counters). min, max, count(DISTINCT) and string_agg keep the
 //! multiset of their non-NULL values in a value table keyed by (group, value) in sort
 //! order, so that deleting the current extreme finds the next one by reading the group's
-//! first entry (max encodes values descending).
+//! first entry (max encodes values descending). Over an append-only input min and max
+//! need no multiset: the group keeps just its extreme, as those (group, value) bytes.
 //!
 //! Inserts add to their group, deletes retract; an update pair is a retraction and an
 //! addition. Changes are emitted per epoch, at the barrier: every group touched in the
@@ -44,6 +45,9 @@ pub struct HashAggOperator {
     groups: CachedTable<GroupState>,
     /// One per call: the value multiset of value-keeping aggregates.
     values: Vec<Option<ValueSet>>,
+    /// One per call: for min / max kept inline (append-only input), the encoding of
+    /// (group, value) that orders the extreme first.
+    extremes: Vec<Option<RowConverter>>,
     schema: SchemaRef,
     /// Without GROUP BY: whether the single output row is known to exist.
     global_row_checked: bool,
@@ -76,18 +80,24 @@ impl HashAggOperator {
         let group_types = &input_types[..node.group_len];
         let group_codec = if node.group_len == 0 { None } else { Some(RowCodec::new(group_types)?) };
         let mut values = Vec::new();
+        let mut extremes = Vec::new();
         for call in &node.calls {
+            // (group columns..., value), the value descending for max: the group's first
+            // entry in this order is its extreme.
+            let converter = || -> Result<RowConverter> {
+                let mut fields: Vec<SortField> =
+                    group_types.iter().map(|t| SortField::new(t.clone())).collect();
+                let descending = call.kind == AggKind::Max;
+                let options = SortOptions { descending, nulls_first: !descending };
+                fields.push(SortField::new_with_options(call.input_type.clone(), options));
+                Ok(RowConverter::new(fields)?)
+            };
             values.push(match call.value_table {
-                Some(table) => {
-                    let mut fields: Vec<SortField> =
-                        group_types.iter().map(|t| SortField::new(t.clone())).collect();
-                    let descending = call.kind == AggKind::Max;
-                    let options = SortOptions { descending, nulls_first: !descending };
-                    fields.push(SortField::new_with_options(call.input_type.clone(), options));
-                    Some(ValueSet { table: StateTable::new(table), converter: RowConverter::new(fields)? })
-                }
+                Some(table) => Some(ValueSet { table: StateTable::new(table), converter: converter()? }),
                 None => None,
             });
+            let inline = call.value_table.is_none() && matches!(call.kind, AggKind::Min | AggKind::Max);
+            extremes.push(if inline { Some(converter()?) } else { None });
         }
         Ok(HashAggOperator {
             group_len: node.group_len,
@@ -95,6 +105,7 @@ impl HashAggOperator {
             group_codec,
             groups: CachedTable::new(node.group_table, memory),
             values,
+            extremes,
             schema,
             global_row_checked: false,
             touched: Vec::new(),
@@ -226,6 +237,7 @@ impl HashAggOperator {
             match &call.kind {
                 AggKind::CountRows => a.0.rows == b.0.rows,
                 AggKind::Count | AggKind::CountDistinct => x == y,
+                AggKind::Min | AggKind::Max if self.extremes[i].is_some() => x == y,
                 AggKind::Sum => match (x, y) {
                     (
                         state::Accumulator::Sum { count: m, sum: s },
@@ -257,6 +269,8 @@ impl HashAggOperator {
             let column = if self.values[i].is_some() && call.kind != AggKind::CountDistinct {
                 let j = value_index;
                 ScalarValue::iter_to_array(rows.iter().map(|(_, values)| values[j].clone()))?
+            } else if let Some(converter) = &self.extremes[i] {
+                extreme_column(converter, self.group_len, call, i, rows)?
             } else {
                 inline_column(call, i, rows)?
             };
@@ -269,6 +283,36 @@ impl HashAggOperator {
         let data = RecordBatch::try_new_with_options(self.schema.clone(), columns, &options)?;
         Ok(vec![Chunk::new(ops, data)])
     }
+}
+
+/// The column of an inline min / max (call `i`) over `rows`: the extremes' (group, value)
+/// bytes decoded in one go, NULL where a group has no value yet.
+fn extreme_column(
+    converter: &RowConverter,
+    group_len: usize,
+    call: &AggCall,
+    i: usize,
+    rows: &[(&GroupState, &[ScalarValue])],
+) -> Result<ArrayRef> {
+    use datafusion::arrow::array::UInt32Array;
+    let parser = converter.parser();
+    let mut present = Vec::new();
+    let mut indices = Vec::with_capacity(rows.len());
+    for (state, _) in rows {
+        match &state.accumulators[i] {
+            state::Accumulator::Extreme(Some(bytes)) => {
+                indices.push(Some(present.len() as u32));
+                present.push(parser.parse(bytes));
+            }
+            _ => indices.push(None),
+        }
+    }
+    if present.is_empty() {
+        return Ok(datafusion::arrow::array::new_null_array(&call.output_type, rows.len()));
+    }
+    let values = converter.convert_rows(present)?.swap_remove(group_len);
+    let values = datafusion::arrow::compute::take(values.as_ref(), &UInt32Array::from(indices), None)?;
+    Ok(datafusion::arrow::compute::cast(&values, &call.output_type)?)
 }
 
 /// The column of inline aggregate `i` over `rows`, built with typed arrays where the
@@ -481,6 +525,18 @@ impl Operator for HashAggOperator {
                 _ => None,
             });
         }
+        let mut extremes = Vec::with_capacity(self.extremes.len());
+        for (i, converter) in self.extremes.iter().enumerate() {
+            extremes.push(match (converter, self.calls[i].input) {
+                (Some(converter), Some(column)) => {
+                    let mut columns: Vec<ArrayRef> = chunk.data.columns()[..self.group_len].to_vec();
+                    columns.push(chunk.data.column(column).clone());
+                    Some((converter.convert_columns(&columns)?, chunk.data.column(column).clone()))
+                }
+                _ => None,
+            });
+        }
+        let has_extremes = extremes.iter().any(Option::is_some);
         let value_inputs = ValueInputs { encoded, inputs };
         let typed: Vec<Input> = value_inputs.inputs.iter().map(|i| Input::of(i.as_ref())).collect();
         let has_value_sets = self.has_value_sets();
@@ -501,6 +557,27 @@ impl Operator for HashAggOperator {
             }
             if has_value_sets {
                 value_inputs.apply(&mut self.values, calls, state, (row, sign), ctx)?;
+            }
+            if has_extremes {
+                if sign < 0 {
+                    return Err(crate::common::Error::internal(
+                        "a retraction reached a min / max planned for an append-only input",
+                    ));
+                }
+                for (i, extreme) in extremes.iter().enumerate() {
+                    let (Some((encoded, values)), state::Accumulator::Extreme(current)) =
+                        (extreme, &mut state.accumulators[i])
+                    else {
+                        continue;
+                    };
+                    if values.is_null(row) {
+                        continue;
+                    }
+                    let candidate = encoded.row(row).data();
+                    if current.as_deref().is_none_or(|best| candidate < best) {
+                        *current = Some(candidate.into());
+                    }
+                }
             }
         }
         Ok(Vec::new())

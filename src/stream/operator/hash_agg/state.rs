@@ -2,7 +2,8 @@
 //!
 //! Every accumulator is retractable: counts and sums move both ways, bool_and / bool_or
 //! count trues and falses. min, max, count(DISTINCT) and string_agg keep the multiset of
-//! their values in a value table instead (see `mod.rs`).
+//! their values in a value table instead (see `mod.rs`), except min and max over an
+//! append-only input, which keep their extreme inline (it never has to be retracted).
 
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Decimal128Array, Float64Array, Int64Array,
@@ -32,6 +33,9 @@ pub enum Accumulator {
     Sum { count: i64, sum: Sum },
     /// bool_and / bool_or.
     Bools { trues: i64, falses: i64 },
+    /// min / max over an append-only input: the current extreme, as the row-format bytes
+    /// of (group, value) that order it first (the value descending for max).
+    Extreme(Option<Box<[u8]>>),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -46,6 +50,7 @@ impl GroupState {
         let accumulators = calls
             .iter()
             .map(|call| match call.kind {
+                AggKind::Min | AggKind::Max if call.value_table.is_none() => Accumulator::Extreme(None),
                 AggKind::CountRows | AggKind::Min | AggKind::Max | AggKind::StringAgg { .. } => {
                     Accumulator::None
                 }
@@ -89,6 +94,12 @@ impl GroupState {
                     out.extend_from_slice(&trues.to_le_bytes());
                     out.extend_from_slice(&falses.to_le_bytes());
                 }
+                Accumulator::Extreme(None) => out.push(4),
+                Accumulator::Extreme(Some(bytes)) => {
+                    out.push(5);
+                    out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+                    out.extend_from_slice(bytes);
+                }
             }
         }
         out
@@ -111,6 +122,11 @@ impl GroupState {
                     Accumulator::Sum { count, sum }
                 }
                 3 => Accumulator::Bools { trues: reader.i64()?, falses: reader.i64()? },
+                4 => Accumulator::Extreme(None),
+                5 => {
+                    let len = u32::from_le_bytes(reader.take::<4>()?) as usize;
+                    Accumulator::Extreme(Some(reader.slice(len)?.into()))
+                }
                 tag => return Err(corrupt(format!("accumulator tag {tag}"))),
             });
         }
@@ -120,7 +136,15 @@ impl GroupState {
 
 impl CacheValue for GroupState {
     fn heap_bytes(&self) -> usize {
-        self.accumulators.capacity() * std::mem::size_of::<Accumulator>()
+        let extremes: usize = self
+            .accumulators
+            .iter()
+            .map(|a| match a {
+                Accumulator::Extreme(Some(bytes)) => bytes.len(),
+                _ => 0,
+            })
+            .sum();
+        self.accumulators.capacity() * std::mem::size_of::<Accumulator>() + extremes
     }
 }
 
@@ -145,6 +169,13 @@ impl Reader<'_> {
             self.bytes.get(self.at..self.at + N).ok_or_else(|| corrupt("truncated group state".into()))?;
         self.at += N;
         Ok(slice.try_into().expect("slice has length N"))
+    }
+
+    fn slice(&mut self, len: usize) -> Result<&[u8]> {
+        let slice =
+            self.bytes.get(self.at..self.at + len).ok_or_else(|| corrupt("truncated group state".into()))?;
+        self.at += len;
+        Ok(slice)
     }
 
     fn u8(&mut self) -> Result<u8> {
@@ -309,6 +340,8 @@ mod tests {
                 Accumulator::Sum { count: 2, sum: Sum::Exact(-170141183460469231731687303715884105728) },
                 Accumulator::Sum { count: 1, sum: Sum::Float(0.5) },
                 Accumulator::Bools { trues: 1, falses: 4 },
+                Accumulator::Extreme(None),
+                Accumulator::Extreme(Some(vec![1, 0, 0, 7].into())),
             ],
         };
         assert_eq!(GroupState::decode(&state.encode()).unwrap(), state);

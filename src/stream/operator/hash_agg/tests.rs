@@ -177,3 +177,36 @@ fn a_tiny_cache_budget_gives_the_same_results() {
         assert!(tiny.groups.len() < 23, "the tiny cache holds {} groups", tiny.groups.len());
     }
 }
+
+/// min and max over an append-only input keep their extreme inline (no value table):
+/// right answers, NULLs ignored, the state survives a restart, and a retraction (which
+/// the planner rules out) is an error rather than a wrong answer.
+#[test]
+fn append_only_min_and_max_keep_the_extreme_inline() {
+    let i = DataType::Int64;
+    let node = HashAggNode {
+        group_len: 1,
+        calls: vec![
+            call(AggKind::Min, Some(1), i.clone(), i.clone(), None),
+            call(AggKind::Max, Some(1), i.clone(), i.clone(), None),
+            call(AggKind::CountRows, None, DataType::Null, i.clone(), None),
+        ],
+        group_table: 30,
+    };
+    let fields: Vec<Field> =
+        ["g", "mn", "mx", "n"].iter().map(|n| Field::new(*n, DataType::Int64, true)).collect();
+    let schema_out = Arc::new(Schema::new(fields));
+    let types = [i.clone(), i];
+    let mut agg = HashAggOperator::new(&node, &types, schema_out.clone(), StateMemory::default()).unwrap();
+    assert_eq!(agg.state_tables(), [30]);
+    let mut harness = Harness::new();
+    let input = schema("g:int v:int");
+    let out = step(&mut agg, &harness, chunk(&input, "+ 1 10\n+ 1 -3\n+ 2 .\n+ 1 7"));
+    assert_eq!(pretty(&out), lines("+ 1 -3 10 3\n+ 2 . . 1"));
+    harness.commit(&mut agg);
+
+    let mut restarted = HashAggOperator::new(&node, &types, schema_out, StateMemory::default()).unwrap();
+    let out = step(&mut restarted, &harness, chunk(&input, "+ 2 5\n+ 1 4\n+ 1 11"));
+    assert_eq!(pretty(&out), lines("U- 2 . . 1\nU+ 2 5 5 2\nU- 1 -3 10 3\nU+ 1 -3 11 5"));
+    assert!(restarted.on_chunk(&harness.ctx, 0, chunk(&input, "- 1 11")).is_err());
+}
