@@ -162,6 +162,24 @@ impl StreamNode {
         }
     }
 
+    /// Whether every change of a given stream key comes from one instance of this node, so
+    /// that a consumer merging the instances' channels sees each key's changes in order
+    /// without consolidating. An aggregate's instances own disjoint groups (partitioned by
+    /// the group key, which is its stream key); a filter or projection forwarded from such
+    /// instances one to one keeps that; one instance trivially does.
+    pub fn keys_stay_put(&self) -> bool {
+        if self.parallelism <= 1 {
+            return true;
+        }
+        match &self.kind {
+            NodeKind::HashAgg(_) => true,
+            NodeKind::Filter { .. } | NodeKind::Project { .. } => {
+                self.inputs[0].parallelism == self.parallelism && self.inputs[0].keys_stay_put()
+            }
+            _ => false,
+        }
+    }
+
     /// True for operators that keep state (their instances are hash-partitioned).
     pub fn is_stateful(&self) -> bool {
         matches!(

@@ -197,6 +197,14 @@ impl Builder<'_, '_> {
             }
             self.spawn(input, input_outputs)?;
         }
+        // Inputs whose keys each come down one channel need no consolidation.
+        let ordered: Vec<usize> = node
+            .inputs
+            .iter()
+            .enumerate()
+            .filter(|(_, input)| input.keys_stay_put())
+            .map(|(side, _)| side)
+            .collect();
         for (output, inputs) in outputs.into_iter().zip(receivers) {
             let operator: Box<dyn Operator> = match &node.kind {
                 NodeKind::Sink { sink } => {
@@ -217,7 +225,7 @@ impl Builder<'_, '_> {
             };
             let actor = Actor {
                 operator,
-                inputs: InputSet::new(inputs),
+                inputs: InputSet::new(inputs, &ordered),
                 output,
                 store: self.env.store.clone(),
                 acks: self.env.acks.clone(),

@@ -11,7 +11,10 @@
 //! delete and its new version travel on different channels, and the new version could
 //! overtake the delete. So an input fed by several instances buffers each epoch and, at
 //! the barrier, passes it on consolidated (equal rows' inserts and deletes cancel), deletes
-//! first. An input fed by one channel passes chunks through at once.
+//! first. An input fed by one channel passes chunks through at once, and so does one fed
+//! by instances whose rows never move between them (`StreamNode::keys_stay_put`: an
+//! aggregate's groups live on the instance their key hashes to): every change of a key
+//! then comes down one channel, in order.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::poll_fn;
@@ -155,8 +158,9 @@ pub struct InputSet {
 }
 
 impl InputSet {
-    /// `receivers`: (side, channel) pairs.
-    pub fn new(receivers: Vec<(usize, mpsc::Receiver<Message>)>) -> Self {
+    /// `receivers`: (side, channel) pairs. Sides fed by several channels are consolidated
+    /// per epoch unless they are in `ordered` (sides whose keys each come down one channel).
+    pub fn new(receivers: Vec<(usize, mpsc::Receiver<Message>)>, ordered: &[usize]) -> Self {
         let sides_count = receivers.iter().map(|(s, _)| s + 1).max().unwrap_or(0);
         let mut per_side = vec![0usize; sides_count];
         for (side, _) in &receivers {
@@ -167,7 +171,11 @@ impl InputSet {
             blocked: vec![false; receivers.len()],
             receivers,
             sides,
-            consolidate: per_side.iter().map(|n| *n > 1).collect(),
+            consolidate: per_side
+                .iter()
+                .enumerate()
+                .map(|(side, n)| *n > 1 && !ordered.contains(&side))
+                .collect(),
             buffers: vec![Vec::new(); sides_count],
             barrier: None,
             ready: VecDeque::new(),
@@ -303,7 +311,7 @@ mod tests {
         let s = schema("k:int v:int");
         let (tx0, rx0) = mpsc::channel(8);
         let (tx1, rx1) = mpsc::channel(8);
-        let mut inputs = InputSet::new(vec![(0, rx0), (1, rx1)]);
+        let mut inputs = InputSet::new(vec![(0, rx0), (1, rx1)], &[]);
         tx0.send(Message::Barrier(1)).await.unwrap();
         tx0.send(Message::Chunk(chunk(&s, "+ 9 9"))).await.unwrap();
         tx1.send(Message::Chunk(chunk(&s, "+ 1 1"))).await.unwrap();
