@@ -57,10 +57,6 @@ impl MemoryBudget {
         self.used.load(Ordering::Relaxed)
     }
 
-    pub fn limit(&self) -> usize {
-        self.limit
-    }
-
     fn charge(&self, from: usize, to: usize) {
         if to >= from {
             self.used.fetch_add(to - from, Ordering::Relaxed);
@@ -175,7 +171,6 @@ pub struct CachedTable<V> {
     bytes: usize,
     clock: u64,
     memory: StateMemory,
-    misses: u64,
 }
 
 /// Caches of values stored one per key keep every change in memory until it is
@@ -242,7 +237,6 @@ impl<V: CacheValue> CachedTable<V> {
             bytes: 0,
             clock: 0,
             memory,
-            misses: 0,
         }
     }
 
@@ -265,7 +259,6 @@ impl<V: CacheValue> CachedTable<V> {
         if let Some(slot) = self.lookup(key) {
             return Ok(slot);
         }
-        self.misses += 1;
         let hash = self.hasher.hash_one(key);
         let value = load(&self.table, key)?;
         let key = Key::new(key);
@@ -340,11 +333,6 @@ impl<V: CacheValue> CachedTable<V> {
         &mut entry.value
     }
 
-    /// The slots changed since the last flush, in the order they first changed.
-    pub fn dirty_slots(&self) -> &[Slot] {
-        &self.dirty
-    }
-
     /// The slot's value for changing in place without marking it dirty: for values the
     /// operator writes to the state table itself. Call [`CachedTable::recharge`] after.
     pub fn get_untracked_mut(&mut self, slot: Slot) -> &mut Option<V> {
@@ -381,7 +369,7 @@ impl<V: CacheValue> CachedTable<V> {
     }
 
     /// Whether this cache or all caches together hold more than their budget.
-    pub fn is_over_budget(&self) -> bool {
+    fn is_over_budget(&self) -> bool {
         self.bytes > self.memory.operator_bytes_max
             || (self.memory.global.is_over() && !self.index.is_empty())
     }
@@ -389,11 +377,6 @@ impl<V: CacheValue> CachedTable<V> {
     /// Bytes this cache holds (as charged to the budget).
     pub fn bytes(&self) -> usize {
         self.bytes
-    }
-
-    /// Store reads the cache has made (keys it did not hold).
-    pub fn misses(&self) -> u64 {
-        self.misses
     }
 
     /// Keys held.
@@ -441,17 +424,6 @@ impl<V: CacheValue> CachedTable<V> {
         self.charge(bytes);
         // Later lookups see a newer clock than every surviving entry's last use.
         self.clock += 1;
-    }
-
-    /// Drops every entry (the operator's state is gone) and returns their bytes.
-    pub fn clear(&mut self) {
-        self.index.clear();
-        self.entries.clear();
-        self.free.clear();
-        self.dirty.clear();
-        self.unsealed.clear();
-        self.sealed.clear();
-        self.charge(0);
     }
 
     fn charge(&mut self, bytes: usize) {

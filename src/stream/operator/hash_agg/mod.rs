@@ -112,6 +112,25 @@ impl HashAggOperator {
         })
     }
 
+    /// Per call with a converter: the chunk's (group columns, the call's input) rows.
+    fn group_value_rows<'a>(
+        &self,
+        converters: impl Iterator<Item = Option<&'a RowConverter>>,
+        chunk: &Chunk,
+    ) -> Result<Vec<Option<Rows>>> {
+        converters
+            .zip(&self.calls)
+            .map(|(converter, call)| match (converter, call.input) {
+                (Some(converter), Some(column)) => {
+                    let mut columns: Vec<ArrayRef> = chunk.data.columns()[..self.group_len].to_vec();
+                    columns.push(chunk.data.column(column).clone());
+                    Ok(Some(converter.convert_columns(&columns)?))
+                }
+                _ => Ok(None),
+            })
+            .collect()
+    }
+
     fn is_global(&self) -> bool {
         self.group_len == 0
     }
@@ -514,28 +533,9 @@ impl Operator for HashAggOperator {
             .iter()
             .map(|c| c.input.map(|i| normalize_input(chunk.data.column(i))).transpose())
             .collect::<Result<_>>()?;
-        let mut encoded = Vec::with_capacity(self.values.len());
-        for (i, set) in self.values.iter().enumerate() {
-            encoded.push(match (set, self.calls[i].input) {
-                (Some(set), Some(column)) => {
-                    let mut columns: Vec<ArrayRef> = chunk.data.columns()[..self.group_len].to_vec();
-                    columns.push(chunk.data.column(column).clone());
-                    Some(set.converter.convert_columns(&columns)?)
-                }
-                _ => None,
-            });
-        }
-        let mut extremes = Vec::with_capacity(self.extremes.len());
-        for (i, converter) in self.extremes.iter().enumerate() {
-            extremes.push(match (converter, self.calls[i].input) {
-                (Some(converter), Some(column)) => {
-                    let mut columns: Vec<ArrayRef> = chunk.data.columns()[..self.group_len].to_vec();
-                    columns.push(chunk.data.column(column).clone());
-                    Some((converter.convert_columns(&columns)?, chunk.data.column(column).clone()))
-                }
-                _ => None,
-            });
-        }
+        let encoded =
+            self.group_value_rows(self.values.iter().map(|v| v.as_ref().map(|v| &v.converter)), &chunk)?;
+        let extremes = self.group_value_rows(self.extremes.iter().map(Option::as_ref), &chunk)?;
         let has_extremes = extremes.iter().any(Option::is_some);
         let value_inputs = ValueInputs { encoded, inputs };
         let typed: Vec<Input> = value_inputs.inputs.iter().map(|i| Input::of(i.as_ref())).collect();
@@ -565,8 +565,8 @@ impl Operator for HashAggOperator {
                     ));
                 }
                 for (i, extreme) in extremes.iter().enumerate() {
-                    let (Some((encoded, values)), state::Accumulator::Extreme(current)) =
-                        (extreme, &mut state.accumulators[i])
+                    let (Some(encoded), Some(values), state::Accumulator::Extreme(current)) =
+                        (extreme, &value_inputs.inputs[i], &mut state.accumulators[i])
                     else {
                         continue;
                     };
