@@ -76,6 +76,10 @@ struct ServeArgs {
     /// How often an epoch is committed, in milliseconds.
     #[arg(long, env = "SABOT_BARRIER_INTERVAL_MS", default_value_t = 100)]
     barrier_interval_ms: u64,
+    /// Milliseconds an epoch may wait for every view to acknowledge its barrier; past it
+    /// the epoch fails (naming the views) and writes stop until a restart.
+    #[arg(long, env = "SABOT_CHECKPOINT_TIMEOUT_MS", default_value_t = 600_000)]
+    checkpoint_timeout_ms: u64,
     /// Most established client connections; one more is refused with 53300. As many may
     /// be starting up at once (the oldest makes way for a new one).
     #[arg(long, env = "SABOT_CONNECTIONS_MAX", default_value_t = 1000)]
@@ -205,6 +209,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         data_dir: args.data_dir,
         ephemeral: args.ephemeral,
         barrier_interval_ms: args.barrier_interval_ms,
+        checkpoint_timeout_ms: args.checkpoint_timeout_ms.max(1),
         connections_max: args.connections_max.max(1),
         change_channel_messages_max: args.change_channel_messages_max.max(1),
         state_cache_bytes_max: args.state_cache_bytes_max,

@@ -68,7 +68,11 @@ impl Database {
         };
         let snapshot = store.snapshot();
         let catalog = Catalog::load(snapshot.as_ref())?;
-        let coordinator = Arc::new(Coordinator::open(store, snapshot.as_ref())?);
+        let coordinator = Arc::new(Coordinator::open(
+            store,
+            snapshot.as_ref(),
+            Duration::from_millis(config.checkpoint_timeout_ms.max(1)),
+        )?);
         for desc in catalog.tables().filter(|t| !t.is_source()) {
             coordinator.add_writer(TableWriter::open(desc.clone(), snapshot.as_ref())?);
         }

@@ -118,6 +118,12 @@ const VARIABLES: &[Variable] = &[
         check: None,
     },
     Variable {
+        name: "checkpoint_timeout_ms",
+        default: "",
+        description: "Server limit: milliseconds an epoch waits for every view to acknowledge its barrier before it fails.",
+        check: None,
+    },
+    Variable {
         name: "change_channel_messages_max",
         default: "",
         description: "Server limit: messages each change channel between tables and view operators holds.",
@@ -211,6 +217,7 @@ impl Settings {
             ("message_bytes_max", config.message_bytes_max.to_string()),
             ("expression_depth_max", crate::sql::depth::EXPRESSION_DEPTH_MAX.to_string()),
             ("barrier_interval_ms", config.barrier_interval_ms.to_string()),
+            ("checkpoint_timeout_ms", config.checkpoint_timeout_ms.to_string()),
             ("change_channel_messages_max", config.change_channel_messages_max.to_string()),
             ("state_cache_bytes_max", config.state_cache_bytes_max.to_string()),
             ("operator_cache_bytes_max", config.operator_cache_bytes_max.to_string()),

@@ -189,7 +189,7 @@ impl Database {
             };
             Dataflow::start(root, &mut env)?
         };
-        boundary.register(dataflow.id, dataflow.actors);
+        boundary.register(dataflow.id, dataflow.actors, &dataflow.view.qualified_name());
         self.dataflows.lock().insert(dataflow.view.id, dataflow);
         Ok(())
     }

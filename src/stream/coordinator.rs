@@ -42,9 +42,9 @@ use crate::state::{Epoch, META_TABLE, Snapshot, StateStore, TableId, WriteBatch}
 const EPOCH_KEY: &[u8] = b"epoch";
 
 /// How long the coordinator waits for an epoch's acknowledgements before it logs which
-/// epoch is waiting (once). The wait itself ends when every actor has answered, one has
-/// failed, or one has stopped: each actor says so when it ends (`actor::ExitGuard`), so
-/// no wait outlives the actors it waits for.
+/// epoch is waiting (once). The wait ends when every actor has answered, one has failed,
+/// or one has stopped (each actor says so when it ends, `actor::ExitGuard`), and at the
+/// latest after `checkpoint_timeout_ms`, which fails the epoch.
 const ACK_WAIT_WARNING: Duration = Duration::from_secs(10);
 
 /// What the coordinator has committed.
@@ -70,11 +70,14 @@ pub struct Coordinator {
     committed: watch::Sender<Committed>,
     ack_sender: mpsc::UnboundedSender<Ack>,
     acks: tokio::sync::Mutex<mpsc::UnboundedReceiver<Ack>>,
-    /// Running dataflows and how many actors of each acknowledge a barrier.
-    dataflows: Mutex<HashMap<DataflowId, usize>>,
+    /// Running dataflows: how many actors of each acknowledge a barrier, and the name of
+    /// the relation it maintains (for messages).
+    dataflows: Mutex<HashMap<DataflowId, (usize, Arc<str>)>>,
     /// Readers of connector sources: each epoch's barrier is injected into them, as into
     /// the table writers.
     sources: Mutex<Vec<SourceInjector>>,
+    /// The longest an epoch may wait for its acknowledgements (`checkpoint_timeout_ms`).
+    checkpoint_timeout: Duration,
 }
 
 /// Where the coordinator sends a source reader its barriers.
@@ -102,8 +105,8 @@ impl Boundary<'_> {
     }
 
     /// From the next epoch on, commits wait for `actors` acknowledgements of `dataflow`.
-    pub fn register(&self, dataflow: DataflowId, actors: usize) {
-        self.coordinator.dataflows.lock().insert(dataflow, actors);
+    pub fn register(&self, dataflow: DataflowId, actors: usize, relation: &str) {
+        self.coordinator.dataflows.lock().insert(dataflow, (actors, Arc::from(relation)));
     }
 
     pub fn unregister(&self, dataflow: DataflowId) {
@@ -118,7 +121,11 @@ impl Boundary<'_> {
 
 impl Coordinator {
     /// A coordinator resuming after the epoch committed in `snapshot`.
-    pub fn open(store: Arc<dyn StateStore>, snapshot: &dyn Snapshot) -> Result<Self> {
+    pub fn open(
+        store: Arc<dyn StateStore>,
+        snapshot: &dyn Snapshot,
+        checkpoint_timeout: Duration,
+    ) -> Result<Self> {
         let epoch = match snapshot.get(META_TABLE, EPOCH_KEY)? {
             Some(bytes) => Epoch::from_be_bytes(
                 bytes.as_slice().try_into().map_err(|_| crate::state::StateError::Corrupt("epoch".into()))?,
@@ -128,6 +135,7 @@ impl Coordinator {
         let (committed, _) = watch::channel(Committed { epoch, failure: None });
         let (ack_sender, acks) = mpsc::unbounded_channel();
         Ok(Coordinator {
+            checkpoint_timeout,
             ack_sender,
             acks: tokio::sync::Mutex::new(acks),
             dataflows: Mutex::new(HashMap::new()),
@@ -349,22 +357,37 @@ impl Coordinator {
     async fn collect_acks(
         &self,
         epoch: Epoch,
-        expected: &HashMap<DataflowId, usize>,
+        expected: &HashMap<DataflowId, (usize, Arc<str>)>,
         batch: &mut WriteBatch,
     ) -> std::result::Result<(), Arc<str>> {
-        let mut remaining: usize = expected.values().sum();
+        let mut remaining: HashMap<DataflowId, usize> = expected
+            .iter()
+            .filter(|(_, (actors, _))| *actors > 0)
+            .map(|(id, (actors, _))| (*id, *actors))
+            .collect();
         let mut acks = self.acks.lock().await;
-        let started = std::time::Instant::now();
+        let started = tokio::time::Instant::now();
+        let deadline = started + self.checkpoint_timeout;
         let mut warned = false;
-        while remaining > 0 {
-            let ack = match tokio::time::timeout(ACK_WAIT_WARNING, acks.recv()).await {
+        while !remaining.is_empty() {
+            let until = if warned { deadline } else { deadline.min(started + ACK_WAIT_WARNING) };
+            let ack = match tokio::time::timeout_at(until, acks.recv()).await {
                 Ok(Some(ack)) => ack,
                 Ok(None) => return Err(Arc::from("the acknowledgement channel closed")),
+                Err(_) if tokio::time::Instant::now() >= deadline => {
+                    let mut waiting: Vec<&str> = remaining.keys().map(|id| &*expected[id].1).collect();
+                    waiting.sort_unstable();
+                    return Err(Arc::from(format!(
+                        "epoch {epoch} was not acknowledged within checkpoint_timeout_ms ({} ms) by {}",
+                        self.checkpoint_timeout.as_millis(),
+                        waiting.join(", ")
+                    )));
+                }
                 Err(_) => {
                     if !warned {
                         tracing::warn!(
                             epoch,
-                            remaining,
+                            remaining = remaining.values().sum::<usize>(),
                             waited_s = started.elapsed().as_secs(),
                             "epoch waits for view operators"
                         );
@@ -380,7 +403,12 @@ impl Coordinator {
                 Err(failure) => return Err(failure),
                 Ok(writes) if ack.epoch == epoch => {
                     batch.ops.extend(writes.ops);
-                    remaining -= 1;
+                    if let Some(actors) = remaining.get_mut(&ack.dataflow) {
+                        *actors -= 1;
+                        if *actors == 0 {
+                            remaining.remove(&ack.dataflow);
+                        }
+                    }
                 }
                 Ok(_) => {}
             }

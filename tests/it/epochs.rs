@@ -10,11 +10,15 @@ use crate::harness::{Process, connect, rows};
 const BOUND: Duration = Duration::from_secs(60);
 
 fn start(dir: &std::path::Path, failpoints: &str) -> Process {
+    start_with(dir, failpoints, &[])
+}
+
+fn start_with(dir: &std::path::Path, failpoints: &str, args: &[&str]) -> Process {
     let gate = dir.join("gate");
     let gate = gate.to_str().expect("utf-8 path");
     Process::start_with(
         &dir.join("data"),
-        &[],
+        args,
         &[("SABOT_FAILPOINTS", failpoints), ("SABOT_FAILPOINT_GATE", gate)],
         Stdio::null(),
     )
@@ -55,6 +59,35 @@ async fn writes_go_on_while_a_slow_view_holds_an_epoch_back() {
     client.batch_execute("FLUSH").await.unwrap();
     assert_eq!(rows(&client, "SELECT k, total FROM s ORDER BY k").await, [["1", "10"], ["2", "20"]]);
     assert_eq!(rows(&client, "SELECT count(*) FROM b").await, [["1"]]);
+}
+
+#[tokio::test]
+async fn an_epoch_a_view_never_acknowledges_fails_after_the_checkpoint_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_with(dir.path(), "block:HashAgg", &["--checkpoint-timeout-ms", "1500"]);
+    let client = connect(server.addr).await;
+    client
+        .batch_execute(
+            "CREATE TABLE a (k INT, v INT);
+             CREATE MATERIALIZED VIEW s AS SELECT k, sum(v) AS total FROM a GROUP BY k;",
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows(&client, "SHOW checkpoint_timeout_ms").await, [["1500"]]);
+    std::fs::write(dir.path().join("gate"), b"").unwrap();
+    let error = tokio::time::timeout(BOUND, client.batch_execute("INSERT INTO a VALUES (1, 10)"))
+        .await
+        .expect("the wait is bounded")
+        .expect_err("the epoch fails");
+    let db = error.as_db_error().expect("a database error");
+    assert_eq!(db.code().code(), "58030");
+    assert!(
+        db.message().contains("not acknowledged within checkpoint_timeout_ms (1500 ms) by public.s"),
+        "{}",
+        db.message()
+    );
+    assert_eq!(rows(&client, "SELECT 1").await, [["1"]]);
+    std::fs::remove_file(dir.path().join("gate")).unwrap();
 }
 
 /// The error a write gets when `operator` fails (`fail` or `panic` failpoint).
