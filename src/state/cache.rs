@@ -7,13 +7,15 @@
 //! - a [`StoredValue`] is one stored value per key (an aggregate's group): a changed
 //!   value is written straight into the epoch's batch when the epoch is sealed, once
 //!   however often it changed, and stays in memory until the epoch is committed;
-//! - other values are assembled from several stored rows (a join's bucket of rows with
-//!   one key): the operator loads them with [`CachedTable::slot_with`] and writes each row
-//!   change to the [`StateTable`] under the cache itself.
+//! - a [`RowsValue`] is assembled from the stored rows under its key (a join's bucket of
+//!   rows with one join key, an aggregate group's multiset of values), keyed by the key
+//!   and a suffix: it is loaded by one prefix scan on a miss, keeps track of the rows it
+//!   changed, and writes just those into the epoch's batch when it is sealed.
 //!
-//! Only entries whose changes are committed are evicted, least recently used first, so an
-//! evicted key reloads exactly what it held, from the committed snapshot (or, for
-//! assembled values, the state table's layers over it).
+//! Either way every change goes through a cached entry, which stays in memory (pinned)
+//! from its change until the epoch that holds it is committed. Only entries whose changes
+//! are committed are evicted, least recently used first, so an evicted key reloads
+//! exactly what it held from the committed snapshot.
 //!
 //! Budgets: each cache may hold `operator_cache_bytes_max` bytes; all caches of the
 //! server together `state_memory_bytes_max` (a [`MemoryBudget`] shared by every
@@ -39,6 +41,25 @@ pub trait CacheValue: Sized {
 pub trait StoredValue: CacheValue {
     fn encode(&self) -> Vec<u8>;
     fn decode(bytes: &[u8]) -> Result<Self>;
+}
+
+/// Takes a changed row of a [`RowsValue`] when it is sealed: its key suffix and its new
+/// value, or None when the row is gone.
+pub type RowWriter<'a> = dyn FnMut(&[u8], Option<Vec<u8>>) + 'a;
+
+/// A value assembled from the stored rows under its key: each row is stored under the
+/// key followed by a suffix that orders the value's rows.
+pub trait RowsValue: CacheValue {
+    /// The value of a key with no rows.
+    fn empty() -> Self;
+
+    /// Adds a stored row (its key suffix and value) while the value is loaded, in key
+    /// order; false stops the load (a value that holds only its key's first rows).
+    fn load_row(&mut self, suffix: &[u8], value: &[u8]) -> Result<bool>;
+
+    /// Hands over every row changed since the last seal, as `write(suffix, Some(value))`
+    /// or, for a row that is gone, `write(suffix, None)`.
+    fn seal_rows(&mut self, write: &mut RowWriter<'_>);
 }
 
 /// The memory all operator caches of a server share.
@@ -223,6 +244,83 @@ impl<V: StoredValue> CachedTable<V> {
     }
 }
 
+/// Caches of values assembled from several rows hold every changed value in memory until
+/// it is committed, as stored values do; a sealed value writes only its changed rows.
+impl<V: RowsValue> CachedTable<V> {
+    /// The slot of `key`, loading its rows from the committed snapshot on a miss (the
+    /// slot always holds a value, possibly empty).
+    pub fn rows_slot(&mut self, snapshot: &dyn Snapshot, key: &[u8]) -> Result<Slot> {
+        self.rows_slot_from(snapshot, key, V::empty)
+    }
+
+    /// [`CachedTable::rows_slot`], loading into the value `new` makes.
+    pub fn rows_slot_from(
+        &mut self,
+        snapshot: &dyn Snapshot,
+        key: &[u8],
+        new: impl FnOnce() -> V,
+    ) -> Result<Slot> {
+        self.slot_with(key, |table, key| {
+            let mut value = new();
+            let mut failure = None;
+            let end = super::prefix_end(key);
+            snapshot.scan_range(table.table_id(), key, end.as_deref(), &mut |k, v| match value
+                .load_row(&k[key.len()..], v)
+            {
+                Ok(more) => Ok(more),
+                Err(e) => {
+                    failure = Some(e);
+                    Ok(false)
+                }
+            })?;
+            match failure {
+                Some(e) => Err(e),
+                None => Ok(Some(value)),
+            }
+        })
+    }
+
+    /// The slot's value for changing its rows: it is sealed with the epoch. Call
+    /// [`CachedTable::recharge`] after changes that alter its size.
+    pub fn change(&mut self, slot: Slot) -> &mut V {
+        let entry = &mut self.entries[slot as usize];
+        if !entry.unsealed {
+            entry.unsealed = true;
+            self.unsealed.push(slot);
+        }
+        entry.value.get_or_insert_with(V::empty)
+    }
+
+    /// Writes the rows changed in the epoch into `batch` (at a barrier); the values stay
+    /// in memory until [`CachedTable::committed`].
+    pub fn seal_rows_into(&mut self, batch: &mut WriteBatch) {
+        self.table.seal_into(batch);
+        let table_id = self.table.table_id();
+        let unsealed = sorted_by_key(&self.entries, std::mem::take(&mut self.unsealed));
+        let mut bytes = self.bytes;
+        for slot in unsealed {
+            let entry = &mut self.entries[slot as usize];
+            entry.unsealed = false;
+            if let Some(value) = &mut entry.value {
+                let key = &*entry.key;
+                value.seal_rows(&mut |suffix, row| match row {
+                    Some(row) => batch.put_parts(table_id, &[key, suffix], row),
+                    None => batch.delete_parts(table_id, &[key, suffix]),
+                });
+            }
+            let charged = entry_bytes(&entry.key, &entry.value);
+            bytes = bytes + charged - entry.charged;
+            entry.charged = charged;
+            if !entry.sealed {
+                entry.sealed = true;
+                self.sealed.push(slot);
+            }
+        }
+        self.charge(bytes);
+        self.clock += 1;
+    }
+}
+
 impl<V: CacheValue> CachedTable<V> {
     pub fn new(table_id: TableId, memory: StateMemory) -> Self {
         CachedTable {
@@ -333,13 +431,7 @@ impl<V: CacheValue> CachedTable<V> {
         &mut entry.value
     }
 
-    /// The slot's value for changing in place without marking it dirty: for values the
-    /// operator writes to the state table itself. Call [`CachedTable::recharge`] after.
-    pub fn get_untracked_mut(&mut self, slot: Slot) -> &mut Option<V> {
-        &mut self.entries[slot as usize].value
-    }
-
-    /// Recounts the slot's bytes after an untracked change.
+    /// Recounts the slot's bytes after a change of its size.
     pub fn recharge(&mut self, slot: Slot) {
         let entry = &mut self.entries[slot as usize];
         let charged = entry_bytes(&entry.key, &entry.value);
@@ -348,16 +440,10 @@ impl<V: CacheValue> CachedTable<V> {
         self.charge(bytes);
     }
 
-    /// The state table under the cache, for the operator's own writes.
+    /// The state table under the cache, for writes of rows the cache does not hold (the
+    /// null-aware anti join's).
     pub fn table_mut(&mut self) -> &mut StateTable {
         &mut self.table
-    }
-
-    /// Seals the state table's writes into `batch` (for caches without dirty values).
-    pub fn seal_table_into(&mut self, batch: &mut WriteBatch) {
-        debug_assert!(self.dirty.is_empty(), "dirty values are sealed by seal_into");
-        self.table.seal_into(batch);
-        self.clock += 1;
     }
 
     /// Everything sealed so far is committed.
@@ -558,6 +644,78 @@ mod tests {
         let mut expected: Vec<Vec<u8>> = keys.iter().map(|k| k.to_vec()).collect();
         expected.sort();
         assert_eq!(written, expected);
+    }
+
+    /// A key's rows: suffix → value, with the suffixes changed since the last seal.
+    #[derive(Default)]
+    struct Rows {
+        rows: std::collections::BTreeMap<Vec<u8>, Vec<u8>>,
+        changed: Vec<Vec<u8>>,
+    }
+
+    impl CacheValue for Rows {
+        fn heap_bytes(&self) -> usize {
+            self.rows.iter().map(|(k, v)| 64 + k.len() + v.len()).sum()
+        }
+    }
+
+    impl RowsValue for Rows {
+        fn empty() -> Self {
+            Rows::default()
+        }
+        fn load_row(&mut self, suffix: &[u8], value: &[u8]) -> Result<bool> {
+            self.rows.insert(suffix.to_vec(), value.to_vec());
+            Ok(true)
+        }
+        fn seal_rows(&mut self, write: &mut RowWriter<'_>) {
+            for suffix in std::mem::take(&mut self.changed) {
+                write(&suffix, self.rows.get(&suffix).cloned());
+            }
+        }
+    }
+
+    #[test]
+    fn assembled_values_write_only_changed_rows_and_reload_exactly() {
+        let store = MemoryStore::default();
+        let memory = StateMemory::new(1_000, usize::MAX / 2);
+        let mut cache: CachedTable<Rows> = CachedTable::new(7, memory);
+        let change = |cache: &mut CachedTable<Rows>, key: u32, suffix: u8, value: Option<u8>| {
+            let slot = cache.rows_slot(store.snapshot().as_ref(), &key.to_be_bytes()).unwrap();
+            let rows = cache.change(slot);
+            match value {
+                Some(v) => rows.rows.insert(vec![suffix], vec![v]),
+                None => rows.rows.remove(&vec![suffix]),
+            };
+            rows.changed.push(vec![suffix]);
+            cache.recharge(slot);
+        };
+        for key in 0..50 {
+            for suffix in 0..3 {
+                change(&mut cache, key, suffix, Some(suffix));
+            }
+        }
+        let mut batch = WriteBatch::default();
+        cache.seal_rows_into(&mut batch);
+        assert_eq!(batch.ops.len(), 150);
+        // Nothing sealed but not committed is evicted.
+        cache.evict_if_over_budget();
+        assert_eq!(cache.len(), 50);
+        store.commit(batch).unwrap();
+        cache.committed();
+        // One row of key 7 changes: only it is written.
+        change(&mut cache, 7, 1, None);
+        let mut batch = WriteBatch::default();
+        cache.seal_rows_into(&mut batch);
+        assert_eq!(batch.ops.len(), 1);
+        store.commit(batch).unwrap();
+        cache.committed();
+        cache.evict_if_over_budget();
+        assert!(cache.len() < 50 && cache.bytes() <= 1_000);
+        for key in 0..50u32 {
+            let slot = cache.rows_slot(store.snapshot().as_ref(), &key.to_be_bytes()).unwrap();
+            let suffixes: Vec<u8> = cache.get(slot).unwrap().rows.keys().map(|k| k[0]).collect();
+            assert_eq!(suffixes, if key == 7 { vec![0, 2] } else { vec![0, 1, 2] }, "key {key}");
+        }
     }
 
     #[test]

@@ -13,7 +13,9 @@ mod table;
 
 use std::sync::Arc;
 
-pub use cache::{CacheValue, CachedTable, MemoryBudget, Slot, StateMemory, StoredValue};
+pub use cache::{
+    CacheValue, CachedTable, MemoryBudget, RowWriter, RowsValue, Slot, StateMemory, StoredValue,
+};
 pub use memory::MemoryStore;
 pub use rocks::RocksStore;
 pub use table::StateTable;
@@ -49,6 +51,15 @@ pub fn table_key(table_id: TableId, key: &[u8]) -> Vec<u8> {
 }
 
 /// The `[start, end)` range of all keys of a table.
+fn table_key_of(table_id: TableId, parts: &[&[u8]]) -> Vec<u8> {
+    let mut full = Vec::with_capacity(4 + parts.iter().map(|p| p.len()).sum::<usize>());
+    full.extend_from_slice(&table_id.to_be_bytes());
+    for part in parts {
+        full.extend_from_slice(part);
+    }
+    full
+}
+
 pub fn table_range(table_id: TableId) -> (Vec<u8>, Vec<u8>) {
     let start = table_id.to_be_bytes().to_vec();
     let end = match table_id.checked_add(1) {
@@ -80,6 +91,16 @@ impl WriteBatch {
 
     pub fn delete(&mut self, table_id: TableId, key: &[u8]) {
         self.ops.push(WriteOp::Delete(table_key(table_id, key)));
+    }
+
+    /// A put of the key made of `parts`, concatenated.
+    pub fn put_parts(&mut self, table_id: TableId, parts: &[&[u8]], value: Vec<u8>) {
+        self.ops.push(WriteOp::Put(table_key_of(table_id, parts), value));
+    }
+
+    /// A delete of the key made of `parts`, concatenated.
+    pub fn delete_parts(&mut self, table_id: TableId, parts: &[&[u8]]) {
+        self.ops.push(WriteOp::Delete(table_key_of(table_id, parts)));
     }
 
     pub fn delete_table(&mut self, table_id: TableId) {

@@ -285,7 +285,14 @@ pub fn build_operator(node: &StreamNode, memory: &StateMemory) -> Result<Box<dyn
         NodeKind::TopN(top) => {
             let input = &node.inputs[0];
             let key = input.stream_key.clone().ok_or_else(|| Error::internal("top-n input without a key"))?;
-            Box::new(TopNOperator::new(top, &types(input), input.visible, key, node.schema.clone())?)
+            Box::new(TopNOperator::new(
+                top,
+                &types(input),
+                input.visible,
+                key,
+                node.schema.clone(),
+                memory.clone(),
+            )?)
         }
         NodeKind::Materialize { view } => Box::new(MaterializeOperator::new(view.clone())?),
         NodeKind::Sink { .. } => return Err(Error::internal("a sink is opened by its dataflow")),

@@ -63,6 +63,10 @@ const VIEWS: &[(&str, &str, Option<&str>)] = &[
     ("union_distinct", "SELECT g FROM a UNION SELECT x FROM c", None),
     ("top_n", "SELECT id, v FROM a ORDER BY v DESC NULLS LAST, id LIMIT 3", None),
     ("top_n_offset", "SELECT id, v FROM a ORDER BY v, id LIMIT 2 OFFSET 1", None),
+    // A group keeps about 2 × (offset + limit) + 16 rows in memory: the deletes of the
+    // top rows make this one read on from its state table.
+    ("top_1", "SELECT id, v FROM a ORDER BY v DESC NULLS LAST, id LIMIT 1", None),
+    ("top_1_append_only", "SELECT v, s FROM e ORDER BY v DESC NULLS LAST, s LIMIT 1", None),
     (
         "group_top_n",
         "SELECT g, id, v, rn FROM (SELECT g, id, v, ROW_NUMBER() OVER (PARTITION BY g ORDER BY v DESC, id) AS rn FROM a) t \

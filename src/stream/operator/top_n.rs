@@ -2,13 +2,17 @@
 //! (PARTITION BY ... ORDER BY ...) <= n), which also outputs the row number.
 //!
 //! Keeps every input row in a state table keyed by (group, sort key, stream key), so a
-//! group's rows are read in output order. For each group a chunk touches it reads the
-//! group's visible window (rows m+1 .. m+n) before and after applying the chunk and emits
+//! group's rows are read in output order. In memory each group keeps its first rows in
+//! that order, an ordered map of at least the visible window's (rows m+1 .. m+n) and at
+//! most about twice that when loaded, or all of them (then it is complete). Changes to
+//! rows within those first rows change the map (written at the barrier); changes after
+//! them are written to the state table alone; when deletes leave fewer than m+n rows in
+//! the map, the next rows are read from the state table. For each group a chunk touches
+//! the operator compares the group's window before and after applying the chunk and emits
 //! the difference: rows that left the window are deleted, rows that entered are inserted,
-//! and rows whose row number changed are updated. Deletes of rows inside the window pull
-//! the next row in from state. Barriers only seal state.
+//! and rows whose row number changed are updated. Barriers only seal state.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use datafusion::arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions};
 use datafusion::arrow::compute::SortOptions;
@@ -20,24 +24,114 @@ use super::{Operator, OperatorContext};
 use crate::common::Result;
 use crate::common::row::RowCodec;
 use crate::plan::TopNNode;
-use crate::state::{StateTable, TableId, WriteBatch, prefix_end};
+use crate::state::{
+    CacheValue, CachedTable, RowsValue, Slot, Snapshot, StateMemory, TableId, WriteBatch, prefix_end,
+};
 use crate::stream::message::{Chunk, Op};
 
 pub struct TopNOperator {
     node: TopNNode,
     /// Input columns shown before the row number.
     visible: usize,
-    /// Encodes (group, sort key, stream key).
+    /// Encodes (sort key, stream key): a row's key within its group.
     converter: RowConverter,
     group_codec: Option<RowCodec>,
     rows: RowCodec,
     stream_key: Vec<usize>,
-    state: StateTable,
+    groups: CachedTable<TopGroup>,
+    /// Rows a group loads into memory at most (beyond the window, so that deletes rarely
+    /// need a read).
+    capacity: usize,
     schema: SchemaRef,
 }
 
-/// A row in a group's window: its state key and encoded row.
-type Entry = (Vec<u8>, Vec<u8>);
+/// A row in a group's window: its key within the group and encoded row.
+type Entry = (Box<[u8]>, Box<[u8]>);
+
+/// A group's first rows in order: every row with a key up to `bound`, or all of them
+/// when `complete`.
+struct TopGroup {
+    rows: BTreeMap<Box<[u8]>, Box<[u8]>>,
+    complete: bool,
+    /// The last key read from the state table (rows after it are only there).
+    bound: Option<Box<[u8]>>,
+    capacity: usize,
+    /// Keys of rows of the map inserted or deleted since the last seal (maybe repeated).
+    changed: Vec<Box<[u8]>>,
+    bytes: usize,
+}
+
+/// Bytes a B-tree entry costs beyond its key's and row's bytes, roughly.
+const ROW_ENTRY_BYTES: usize = 64;
+
+impl TopGroup {
+    fn new(capacity: usize) -> Self {
+        TopGroup {
+            rows: BTreeMap::new(),
+            complete: true,
+            bound: None,
+            capacity,
+            changed: Vec::new(),
+            bytes: 0,
+        }
+    }
+
+    fn put(&mut self, key: &[u8], row: &[u8]) {
+        if let Some(old) = self.rows.insert(key.into(), row.into()) {
+            self.bytes -= ROW_ENTRY_BYTES + key.len() + old.len();
+        }
+        self.bytes += ROW_ENTRY_BYTES + key.len() + row.len();
+    }
+
+    fn mark(&mut self, key: &[u8]) {
+        self.bytes += key.len();
+        self.changed.push(key.into());
+    }
+
+    /// Whether the row of `key` belongs in the map: the map holds the whole group, or
+    /// every row up to a key at or after it.
+    fn covers(&self, key: &[u8]) -> bool {
+        self.complete || self.bound.as_deref().is_some_and(|bound| key <= bound)
+    }
+
+    /// Rows `offset+1 ..= offset+limit`.
+    fn window(&self, offset: usize, limit: usize) -> Vec<Entry> {
+        self.rows.iter().skip(offset).take(limit).map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+}
+
+impl CacheValue for TopGroup {
+    fn heap_bytes(&self) -> usize {
+        self.bytes + self.changed.capacity() * std::mem::size_of::<Box<[u8]>>()
+    }
+}
+
+impl RowsValue for TopGroup {
+    fn empty() -> Self {
+        TopGroup::new(usize::MAX)
+    }
+
+    fn load_row(&mut self, key: &[u8], row: &[u8]) -> Result<bool> {
+        if self.rows.len() >= self.capacity {
+            self.complete = false;
+            return Ok(false);
+        }
+        self.put(key, row);
+        self.bound = Some(key.into());
+        Ok(true)
+    }
+
+    fn seal_rows(&mut self, write: &mut crate::state::RowWriter<'_>) {
+        let mut changed = std::mem::take(&mut self.changed);
+        changed.sort_unstable();
+        changed.dedup();
+        for key in &changed {
+            write(key, self.rows.get(key).map(|row| row.to_vec()));
+        }
+        self.bytes -= changed.iter().map(|k| k.len()).sum::<usize>();
+        self.changed.shrink_to(16);
+    }
+}
 
 impl TopNOperator {
     pub fn new(
@@ -46,23 +140,26 @@ impl TopNOperator {
         visible: usize,
         stream_key: Vec<usize>,
         schema: SchemaRef,
+        memory: StateMemory,
     ) -> Result<Self> {
-        let mut fields: Vec<SortField> =
-            node.group_by.iter().map(|&i| SortField::new(input_types[i].clone())).collect();
-        fields.extend(
-            node.order_by.iter().map(|(i, o)| SortField::new_with_options(input_types[*i].clone(), *o)),
-        );
+        let mut fields: Vec<SortField> = node
+            .order_by
+            .iter()
+            .map(|(i, o)| SortField::new_with_options(input_types[*i].clone(), *o))
+            .collect();
         fields.extend(
             stream_key
                 .iter()
                 .map(|&i| SortField::new_with_options(input_types[i].clone(), SortOptions::default())),
         );
         let group_types: Vec<DataType> = node.group_by.iter().map(|&i| input_types[i].clone()).collect();
+        let shown = node.offset.saturating_add(node.limit);
         Ok(TopNOperator {
             converter: RowConverter::new(fields)?,
             group_codec: if group_types.is_empty() { None } else { Some(RowCodec::new(&group_types)?) },
             rows: RowCodec::new(input_types)?,
-            state: StateTable::new(node.table),
+            groups: CachedTable::new(node.table, memory),
+            capacity: shown.saturating_mul(2).saturating_add(16),
             node: node.clone(),
             visible,
             stream_key,
@@ -70,22 +167,53 @@ impl TopNOperator {
         })
     }
 
-    fn window(&self, ctx: &OperatorContext, group: &[u8]) -> Result<Vec<Entry>> {
-        let wanted = self.node.offset + self.node.limit;
-        let mut entries = Vec::with_capacity(wanted.min(1024));
-        let end = prefix_end(group);
-        self.state.scan_range(ctx.snapshot.as_ref(), group, end.as_deref(), &mut |k, v| {
-            entries.push((k.to_vec(), v.to_vec()));
-            Ok(entries.len() < wanted)
-        })?;
-        Ok(entries.into_iter().skip(self.node.offset).collect())
+    fn window(&self, slot: Slot) -> Vec<Entry> {
+        self.groups.get(slot).map_or_else(Vec::new, |g| g.window(self.node.offset, self.node.limit))
     }
 
-    fn build(&self, ops: Vec<Op>, rows: Vec<Vec<u8>>, ranks: Vec<u64>) -> Result<Vec<Chunk>> {
+    /// Reads the group's next rows from the state table when deletes left fewer than the
+    /// window needs in memory.
+    fn refill(&mut self, snapshot: &dyn Snapshot, group: &[u8], slot: Slot) -> Result<()> {
+        let wanted = self.node.offset.saturating_add(self.node.limit);
+        let capacity = self.capacity;
+        let Some(top) = self.groups.get(slot) else { return Ok(()) };
+        if top.complete || top.rows.len() >= wanted {
+            return Ok(());
+        }
+        // The first key after the bound (a key's successor is the key followed by 0).
+        let start = match &top.bound {
+            Some(bound) => [group, bound, &[0]].concat(),
+            None => group.to_vec(),
+        };
+        let room = capacity.saturating_sub(top.rows.len()).max(1);
+        let mut loaded: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        let mut more = false;
+        let end = prefix_end(group);
+        self.groups.table().scan_range(snapshot, &start, end.as_deref(), &mut |k, v| {
+            if loaded.len() == room {
+                more = true;
+                return Ok(false);
+            }
+            loaded.push((k[group.len()..].to_vec(), v.to_vec()));
+            Ok(true)
+        })?;
+        let top = self.groups.change(slot);
+        for (key, row) in &loaded {
+            top.put(key, row);
+        }
+        if let Some((last, _)) = loaded.last() {
+            top.bound = Some(last.as_slice().into());
+        }
+        top.complete = !more;
+        self.groups.recharge(slot);
+        Ok(())
+    }
+
+    fn build(&self, ops: Vec<Op>, rows: Vec<Box<[u8]>>, ranks: Vec<u64>) -> Result<Vec<Chunk>> {
         if ops.is_empty() {
             return Ok(Vec::new());
         }
-        let decoded = self.rows.decode(rows.iter().map(|r| r.as_slice()))?;
+        let decoded = self.rows.decode(rows.iter().map(|r| &**r))?;
         let mut columns: Vec<ArrayRef> = decoded[..self.visible].to_vec();
         if self.node.with_rank {
             let rank_type = self.schema.field(self.visible).data_type().clone();
@@ -109,32 +237,53 @@ impl Operator for TopNOperator {
     }
 
     fn on_chunk(&mut self, ctx: &OperatorContext, _input: usize, chunk: Chunk) -> Result<Vec<Chunk>> {
-        let mut columns: Vec<ArrayRef> =
+        let columns: Vec<ArrayRef> =
             self.node.group_by.iter().map(|&i| chunk.data.column(i).clone()).collect();
         let groups = super::materialize::encode_keys(self.group_codec.as_ref(), &columns, chunk.len())?;
-        columns.extend(self.node.order_by.iter().map(|(i, _)| chunk.data.column(*i).clone()));
+        let mut columns: Vec<ArrayRef> =
+            self.node.order_by.iter().map(|(i, _)| chunk.data.column(*i).clone()).collect();
         columns.extend(self.stream_key.iter().map(|&i| chunk.data.column(i).clone()));
         let keys = self.converter.convert_columns(&columns)?;
         let rows = self.rows.encode(chunk.data.columns())?;
+        let snapshot = ctx.snapshot.as_ref();
+        let capacity = self.capacity;
 
         let (mut deletes, mut updates, mut inserts) = (Vec::new(), Vec::new(), Vec::new());
         for (group, group_rows) in super::rows_by_key(&groups) {
-            let before = self.window(ctx, group)?;
+            let slot = self.groups.rows_slot_from(snapshot, group, || TopGroup::new(capacity))?;
+            let before = self.window(slot);
             for &row in &group_rows {
-                let key = keys.row(row).data().to_vec();
-                if Chunk::is_insert(chunk.ops[row]) {
-                    self.state.put(key, rows.row(row).data().to_vec());
+                let (key, data) = (keys.row(row).data(), rows.row(row).data());
+                let top = self.groups.change(slot);
+                let insert = Chunk::is_insert(chunk.ops[row]);
+                if top.covers(key) {
+                    match insert {
+                        true => top.put(key, data),
+                        false => {
+                            if let Some(old) = top.rows.remove(key) {
+                                top.bytes -= ROW_ENTRY_BYTES + key.len() + old.len();
+                            }
+                        }
+                    }
+                    top.mark(key);
                 } else {
-                    self.state.delete(key);
+                    // After the rows in memory: the state table alone holds it.
+                    let table = self.groups.table_mut();
+                    match insert {
+                        true => table.put([group, key].concat(), data.to_vec()),
+                        false => table.delete([group, key].concat()),
+                    }
                 }
             }
-            let after = self.window(ctx, group)?;
+            self.refill(snapshot, group, slot)?;
+            self.groups.recharge(slot);
+            let after = self.window(slot);
             let rank_before: HashMap<&[u8], usize> =
-                before.iter().enumerate().map(|(i, e)| (e.0.as_slice(), i)).collect();
+                before.iter().enumerate().map(|(i, e)| (&*e.0, i)).collect();
             let rank_after: HashMap<&[u8], usize> =
-                after.iter().enumerate().map(|(i, e)| (e.0.as_slice(), i)).collect();
+                after.iter().enumerate().map(|(i, e)| (&*e.0, i)).collect();
             for (i, (key, row)) in before.iter().enumerate() {
-                match rank_after.get(key.as_slice()) {
+                match rank_after.get(&**key) {
                     None => deletes.push((row.clone(), i as u64 + 1)),
                     Some(&j) if j != i && self.node.with_rank => {
                         updates.push((row.clone(), i as u64 + 1, j as u64 + 1))
@@ -143,7 +292,7 @@ impl Operator for TopNOperator {
                 }
             }
             for (j, (key, row)) in after.iter().enumerate() {
-                if !rank_before.contains_key(key.as_slice()) {
+                if !rank_before.contains_key(&**key) {
                     inserts.push((row.clone(), j as u64 + 1));
                 }
             }
@@ -169,11 +318,12 @@ impl Operator for TopNOperator {
     }
 
     fn checkpoint(&mut self, batch: &mut WriteBatch) {
-        self.state.seal_into(batch);
+        self.groups.seal_rows_into(batch);
     }
 
     fn committed(&mut self) {
-        self.state.committed();
+        self.groups.committed();
+        self.groups.evict_if_over_budget();
     }
 }
 
@@ -197,8 +347,15 @@ mod tests {
             table: 5,
         };
         let s = schema("id:int v:int");
-        let mut op =
-            TopNOperator::new(&node, &[DataType::Int64, DataType::Int64], 2, vec![0], s.clone()).unwrap();
+        let mut op = TopNOperator::new(
+            &node,
+            &[DataType::Int64, DataType::Int64],
+            2,
+            vec![0],
+            s.clone(),
+            Default::default(),
+        )
+        .unwrap();
         let mut h = Harness::new();
         let out = op.on_chunk(&h.ctx, 0, chunk(&s, "+ 1 10\n+ 2 30\n+ 3 20\n+ 4 .")).unwrap();
         assert_eq!(pretty(&out), lines("+ 2 30\n+ 3 20"));
@@ -210,6 +367,43 @@ mod tests {
             lines("- 1 10\n+ 1 40")
         );
         assert_eq!(pretty(&op.on_chunk(&h.ctx, 0, chunk(&s, "+ 5 25")).unwrap()), lines("- 3 20\n+ 5 25"));
+    }
+
+    #[test]
+    fn a_group_larger_than_its_memory_reads_on_as_rows_leave() {
+        // LIMIT 1: a group keeps 18 rows in memory when it is loaded.
+        let node = TopNNode {
+            group_by: vec![],
+            order_by: vec![(1, SortOptions::default())],
+            offset: 0,
+            limit: 1,
+            with_rank: false,
+            table: 7,
+        };
+        let s = schema("id:int v:int");
+        let types = [DataType::Int64, DataType::Int64];
+        let new = || TopNOperator::new(&node, &types, 2, vec![0], s.clone(), Default::default()).unwrap();
+        let mut h = Harness::new();
+        let mut op = new();
+        let rows: String = (1..=40).map(|i| format!("+ {i} {i}\n")).collect();
+        assert_eq!(pretty(&op.on_chunk(&h.ctx, 0, chunk(&s, &rows)).unwrap()), "+ 1 1");
+        h.commit(&mut op);
+        // A new instance (as after a restart) loads the group's first 18 rows only.
+        let mut op = new();
+        assert_eq!(pretty(&op.on_chunk(&h.ctx, 0, chunk(&s, "+ 100 100")).unwrap()), "");
+        for i in 1..40 {
+            let out = op.on_chunk(&h.ctx, 0, chunk(&s, &format!("- {i} {i}"))).unwrap();
+            assert_eq!(pretty(&out), format!("- {i} {i}\n+ {} {}", i + 1, i + 1));
+            if i % 7 == 0 {
+                h.commit(&mut op);
+            }
+        }
+        // Inserted after the rows in memory, read back when the others are gone.
+        assert_eq!(pretty(&op.on_chunk(&h.ctx, 0, chunk(&s, "- 40 40")).unwrap()), "- 40 40\n+ 100 100");
+        assert_eq!(pretty(&op.on_chunk(&h.ctx, 0, chunk(&s, "+ 50 50")).unwrap()), "- 100 100\n+ 50 50");
+        h.commit(&mut op);
+        let mut op = new();
+        assert_eq!(pretty(&op.on_chunk(&h.ctx, 0, chunk(&s, "- 50 50")).unwrap()), "- 50 50\n+ 100 100");
     }
 
     #[test]
@@ -228,8 +422,15 @@ mod tests {
             Field::new("v", DataType::Int64, true),
             Field::new("rn", DataType::UInt64, true),
         ]));
-        let mut op =
-            TopNOperator::new(&node, &[DataType::Int64, DataType::Int64], 2, vec![1], out_schema).unwrap();
+        let mut op = TopNOperator::new(
+            &node,
+            &[DataType::Int64, DataType::Int64],
+            2,
+            vec![1],
+            out_schema,
+            Default::default(),
+        )
+        .unwrap();
         let h = Harness::new();
         assert_eq!(
             pretty(&op.on_chunk(&h.ctx, 0, chunk(&s, "+ 1 5\n+ 1 7\n+ 2 1")).unwrap()),

@@ -6,10 +6,11 @@
 //! for a group the cache does not hold — and adds to typed accumulators in place. Per
 //! group the state holds the row count and the inline accumulators (counts, sums,
 //! bool_and / bool_or counters). min, max, count(DISTINCT) and string_agg keep the
-//! multiset of their non-NULL values in a value table keyed by (group, value) in sort
-//! order, so that deleting the current extreme finds the next one by reading the group's
-//! first entry (max encodes values descending). Over an append-only input min and max
-//! need no multiset: the group keeps just its extreme, as those (group, value) bytes.
+//! multiset of their non-NULL values, stored in a value table keyed by (group, value) in
+//! sort order and held in memory per group as an ordered map (loaded by one prefix scan,
+//! cached like the groups), so that deleting the current extreme finds the next one as the
+//! map's first entry (max encodes values descending). Over an append-only input min and
+//! max need no multiset: the group keeps just its extreme, as (group, value) bytes.
 //!
 //! Inserts add to their group, deletes retract; an update pair is a retraction and an
 //! addition. Changes are emitted per epoch, at the barrier: every group touched in the
@@ -35,7 +36,9 @@ use super::{Operator, OperatorContext};
 use crate::common::Result;
 use crate::common::row::RowCodec;
 use crate::plan::{AggCall, AggKind, HashAggNode};
-use crate::state::{CachedTable, Epoch, Slot, StateMemory, StateTable, TableId, WriteBatch, prefix_end};
+use crate::state::{
+    CacheValue, CachedTable, Epoch, RowsValue, Slot, StateError, StateMemory, TableId, WriteBatch,
+};
 use crate::stream::message::{Chunk, Op};
 
 pub struct HashAggOperator {
@@ -56,9 +59,11 @@ pub struct HashAggOperator {
     touched: Vec<(Slot, Option<Shown>)>,
 }
 
+/// The value multisets of one aggregate call, per group in memory: stored as one row per
+/// (group, value) with the value's count, the value encoded to sort descending for max.
 struct ValueSet {
-    table: StateTable,
-    /// Encodes (group columns..., value); the value descending for max.
+    cache: CachedTable<Values>,
+    /// Encodes the value (the key suffix after the group).
     converter: RowConverter,
 }
 
@@ -82,22 +87,27 @@ impl HashAggOperator {
         let mut values = Vec::new();
         let mut extremes = Vec::new();
         for call in &node.calls {
-            // (group columns..., value), the value descending for max: the group's first
-            // entry in this order is its extreme.
-            let converter = || -> Result<RowConverter> {
-                let mut fields: Vec<SortField> =
-                    group_types.iter().map(|t| SortField::new(t.clone())).collect();
+            // (group columns..., value) or just the value, the value descending for max:
+            // the group's first entry in this order is its extreme.
+            let converter = |with_group: bool| -> Result<RowConverter> {
+                let mut fields: Vec<SortField> = match with_group {
+                    true => group_types.iter().map(|t| SortField::new(t.clone())).collect(),
+                    false => Vec::new(),
+                };
                 let descending = call.kind == AggKind::Max;
                 let options = SortOptions { descending, nulls_first: !descending };
                 fields.push(SortField::new_with_options(call.input_type.clone(), options));
                 Ok(RowConverter::new(fields)?)
             };
             values.push(match call.value_table {
-                Some(table) => Some(ValueSet { table: StateTable::new(table), converter: converter()? }),
+                Some(table) => Some(ValueSet {
+                    cache: CachedTable::new(table, memory.clone()),
+                    converter: converter(false)?,
+                }),
                 None => None,
             });
             let inline = call.value_table.is_none() && matches!(call.kind, AggKind::Min | AggKind::Max);
-            extremes.push(if inline { Some(converter()?) } else { None });
+            extremes.push(if inline { Some(converter(true)?) } else { None });
         }
         Ok(HashAggOperator {
             group_len: node.group_len,
@@ -112,17 +122,22 @@ impl HashAggOperator {
         })
     }
 
-    /// Per call with a converter: the chunk's (group columns, the call's input) rows.
+    /// Per call with a converter: the chunk's (group columns, the call's input) rows, or
+    /// without `with_group` the input's alone.
     fn group_value_rows<'a>(
         &self,
         converters: impl Iterator<Item = Option<&'a RowConverter>>,
         chunk: &Chunk,
+        with_group: bool,
     ) -> Result<Vec<Option<Rows>>> {
         converters
             .zip(&self.calls)
             .map(|(converter, call)| match (converter, call.input) {
                 (Some(converter), Some(column)) => {
-                    let mut columns: Vec<ArrayRef> = chunk.data.columns()[..self.group_len].to_vec();
+                    let mut columns: Vec<ArrayRef> = match with_group {
+                        true => chunk.data.columns()[..self.group_len].to_vec(),
+                        false => Vec::new(),
+                    };
                     columns.push(chunk.data.column(column).clone());
                     Ok(Some(converter.convert_columns(&columns)?))
                 }
@@ -140,23 +155,25 @@ impl HashAggOperator {
     }
 
     /// What the group in `slot` shows now, or None when it shows no row.
-    fn shown(&self, ctx: &OperatorContext, slot: Slot) -> Result<Option<Shown>> {
+    fn shown(&mut self, ctx: &OperatorContext, slot: Slot) -> Result<Option<Shown>> {
         let Some(state) = self.groups.get(slot) else { return Ok(None) };
         if state.rows <= 0 && !self.is_global() {
             return Ok(None);
         }
-        let values = self.value_outputs(ctx, self.groups.key(slot))?;
-        Ok(Some(Shown { state: state.clone(), values }))
+        let state = state.clone();
+        let key = self.groups.key(slot).to_vec();
+        let values = self.value_outputs(ctx, &key)?;
+        Ok(Some(Shown { state, values }))
     }
 
     /// The outputs of the value-table aggregates of group `key`, in call order.
-    fn value_outputs(&self, ctx: &OperatorContext, key: &[u8]) -> Result<Vec<ScalarValue>> {
+    fn value_outputs(&mut self, ctx: &OperatorContext, key: &[u8]) -> Result<Vec<ScalarValue>> {
         let mut values = Vec::new();
-        for (call, set) in self.calls.iter().zip(&self.values) {
+        for (call, set) in self.calls.iter().zip(&mut self.values) {
             let Some(set) = set else { continue };
             values.push(match &call.kind {
-                AggKind::StringAgg { delimiter } => set.joined(ctx, key, self.group_len, delimiter, call)?,
-                AggKind::Min | AggKind::Max => set.first(ctx, key, self.group_len, call)?,
+                AggKind::StringAgg { delimiter } => set.joined(ctx, key, delimiter, call)?,
+                AggKind::Min | AggKind::Max => set.first(ctx, key, call)?,
                 // count(DISTINCT) counts inline; its value table only tracks membership.
                 _ => ScalarValue::Null,
             });
@@ -195,7 +212,8 @@ impl HashAggOperator {
         let mut now: Vec<Vec<ScalarValue>> = Vec::with_capacity(touched.len());
         if self.has_value_sets() {
             for (slot, _) in &touched {
-                now.push(self.value_outputs(ctx, self.groups.key(*slot))?);
+                let key = self.groups.key(*slot).to_vec();
+                now.push(self.value_outputs(ctx, &key)?);
             }
         }
         let chunk = {
@@ -387,22 +405,22 @@ fn inline_column(call: &AggCall, i: usize, rows: &[(&GroupState, &[ScalarValue])
     }
 }
 
-/// A chunk's inputs to the value multisets, per call: the encoded (group, value) keys
-/// and the value column.
+/// A chunk's inputs to the value multisets, per call: the encoded values and the value
+/// column.
 struct ValueInputs {
     encoded: Vec<Option<Rows>>,
     inputs: Vec<Option<ArrayRef>>,
 }
 
 impl ValueInputs {
-    /// Applies row `row` to the value multisets; count(DISTINCT) follows entries that
-    /// appear or vanish.
+    /// Applies row `row` of group `group` to the value multisets; count(DISTINCT) follows
+    /// entries that appear or vanish.
     fn apply(
         &self,
         values: &mut [Option<ValueSet>],
         calls: &[AggCall],
         state: &mut GroupState,
-        (row, sign): (usize, i64),
+        (group, row, sign): (&[u8], usize, i64),
         ctx: &OperatorContext,
     ) -> Result<()> {
         for (i, set) in values.iter_mut().enumerate() {
@@ -412,17 +430,9 @@ impl ValueInputs {
             if input.is_null(row) {
                 continue;
             }
-            let key = rows.row(row).data();
-            let before = match set.table.get(ctx.snapshot.as_ref(), key)? {
-                Some(bytes) => i64::from_le_bytes(bytes.as_slice().try_into().unwrap_or([0; 8])),
-                None => 0,
-            };
-            let after = before + sign;
-            if after > 0 {
-                set.table.put(key.to_vec(), after.to_le_bytes().to_vec());
-            } else {
-                set.table.delete(key.to_vec());
-            }
+            let slot = set.cache.rows_slot(ctx.snapshot.as_ref(), group)?;
+            let (before, after) = set.cache.change(slot).add(rows.row(row).data(), sign);
+            set.cache.recharge(slot);
             if let (AggKind::CountDistinct, state::Accumulator::Count(n)) =
                 (&calls[i].kind, &mut state.accumulators[i])
             {
@@ -437,75 +447,132 @@ impl ValueInputs {
     }
 }
 
-impl ValueSet {
-    fn prefix_scan(
-        &self,
-        ctx: &OperatorContext,
-        group: &[u8],
-        visit: &mut dyn FnMut(&[u8], i64) -> bool,
-    ) -> Result<()> {
-        let end = prefix_end(group);
-        self.table.scan_range(ctx.snapshot.as_ref(), group, end.as_deref(), &mut |key, value| {
-            let count = i64::from_le_bytes(value.try_into().unwrap_or([0; 8]));
-            Ok(visit(key, count))
-        })?;
-        Ok(())
+/// One group's multiset of values: each encoded value and its count, in value order.
+#[derive(Default)]
+struct Values {
+    counts: std::collections::BTreeMap<Box<[u8]>, Counted>,
+    /// Values whose count changed since the last seal.
+    changed: Vec<Box<[u8]>>,
+    /// Heap bytes of the values (held twice while changed).
+    bytes: usize,
+}
+
+struct Counted {
+    count: i64,
+    changed: bool,
+}
+
+/// Bytes a B-tree entry costs beyond its key's bytes, roughly (the key's box, the count,
+/// the node's share).
+const VALUE_ENTRY_BYTES: usize = 48;
+
+impl Values {
+    /// Adds `sign` to the count of `value`: its count (before, after). A value whose count
+    /// drops to zero stays until the seal, which deletes it.
+    fn add(&mut self, value: &[u8], sign: i64) -> (i64, i64) {
+        let counted = match self.counts.get_mut(value) {
+            Some(counted) => counted,
+            None => {
+                self.bytes += VALUE_ENTRY_BYTES + value.len();
+                self.counts.entry(value.into()).or_insert(Counted { count: 0, changed: false })
+            }
+        };
+        let before = counted.count;
+        counted.count += sign;
+        if !counted.changed {
+            counted.changed = true;
+            self.bytes += value.len();
+            self.changed.push(value.into());
+        }
+        (before, counted.count)
     }
 
-    fn decode_value(&self, keys: &[Vec<u8>], group_len: usize) -> Result<ArrayRef> {
+    /// The values present, in order, with their counts.
+    fn present(&self) -> impl Iterator<Item = (&[u8], i64)> {
+        self.counts.iter().filter(|(_, c)| c.count > 0).map(|(v, c)| (&**v, c.count))
+    }
+}
+
+impl CacheValue for Values {
+    fn heap_bytes(&self) -> usize {
+        self.bytes + self.changed.capacity() * std::mem::size_of::<Box<[u8]>>()
+    }
+}
+
+impl RowsValue for Values {
+    fn empty() -> Self {
+        Values::default()
+    }
+
+    fn load_row(&mut self, value: &[u8], count: &[u8]) -> Result<bool> {
+        let count = i64::from_le_bytes(
+            count.try_into().map_err(|_| StateError::Corrupt("value count of an aggregate".into()))?,
+        );
+        self.bytes += VALUE_ENTRY_BYTES + value.len();
+        self.counts.insert(value.into(), Counted { count, changed: false });
+        Ok(true)
+    }
+
+    fn seal_rows(&mut self, write: &mut crate::state::RowWriter<'_>) {
+        for value in std::mem::take(&mut self.changed) {
+            self.bytes -= value.len();
+            let Some(counted) = self.counts.get_mut(&value) else { continue };
+            counted.changed = false;
+            if counted.count > 0 {
+                write(&value, Some(counted.count.to_le_bytes().to_vec()));
+            } else {
+                write(&value, None);
+                self.counts.remove(&value);
+                self.bytes -= VALUE_ENTRY_BYTES + value.len();
+            }
+        }
+        self.changed.shrink_to(16);
+    }
+}
+
+impl ValueSet {
+    /// The values of `group` (encoded, in order) with their counts, up to `limit`.
+    fn values(&mut self, ctx: &OperatorContext, group: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, i64)>> {
+        let slot = self.cache.rows_slot(ctx.snapshot.as_ref(), group)?;
+        Ok(self.cache.get(slot).map_or_else(Vec::new, |values| {
+            values.present().take(limit).map(|(v, n)| (v.to_vec(), n)).collect()
+        }))
+    }
+
+    fn decode(&self, values: &[(Vec<u8>, i64)]) -> Result<ArrayRef> {
         let parser = self.converter.parser();
-        let rows: Vec<_> = keys.iter().map(|k| parser.parse(k)).collect();
-        Ok(self.converter.convert_rows(rows)?.swap_remove(group_len))
+        let rows: Vec<_> = values.iter().map(|(v, _)| parser.parse(v)).collect();
+        Ok(self.converter.convert_rows(rows)?.swap_remove(0))
     }
 
     /// min or max: the group's first value.
-    fn first(
-        &self,
-        ctx: &OperatorContext,
-        group: &[u8],
-        group_len: usize,
-        call: &AggCall,
-    ) -> Result<ScalarValue> {
-        let mut first = None;
-        self.prefix_scan(ctx, group, &mut |key, _| {
-            first = Some(key.to_vec());
-            false
-        })?;
-        match first {
-            Some(key) => {
-                let array = self.decode_value(&[key], group_len)?;
-                Ok(ScalarValue::try_from_array(&array, 0)?.cast_to(&call.output_type)?)
-            }
-            None => Ok(ScalarValue::try_from(&call.output_type)?),
+    fn first(&mut self, ctx: &OperatorContext, group: &[u8], call: &AggCall) -> Result<ScalarValue> {
+        let first = self.values(ctx, group, 1)?;
+        if first.is_empty() {
+            return Ok(ScalarValue::try_from(&call.output_type)?);
         }
+        let array = self.decode(&first)?;
+        Ok(ScalarValue::try_from_array(&array, 0)?.cast_to(&call.output_type)?)
     }
 
     /// string_agg: every value (repeated by its count) in value order, joined.
     fn joined(
-        &self,
+        &mut self,
         ctx: &OperatorContext,
         group: &[u8],
-        group_len: usize,
         delimiter: &str,
         call: &AggCall,
     ) -> Result<ScalarValue> {
-        let mut keys = Vec::new();
-        let mut counts = Vec::new();
-        self.prefix_scan(ctx, group, &mut |key, count| {
-            keys.push(key.to_vec());
-            counts.push(count);
-            true
-        })?;
-        if keys.is_empty() {
+        let values = self.values(ctx, group, usize::MAX)?;
+        if values.is_empty() {
             return Ok(ScalarValue::try_from(&call.output_type)?);
         }
-        let values =
-            datafusion::arrow::compute::cast(&self.decode_value(&keys, group_len)?, &DataType::Utf8)?;
-        let values = values.as_string::<i32>();
+        let decoded = datafusion::arrow::compute::cast(&self.decode(&values)?, &DataType::Utf8)?;
+        let decoded = decoded.as_string::<i32>();
         let mut parts = Vec::new();
-        for (i, count) in counts.iter().enumerate() {
+        for (i, (_, count)) in values.iter().enumerate() {
             for _ in 0..*count {
-                parts.push(values.value(i));
+                parts.push(decoded.value(i));
             }
         }
         Ok(ScalarValue::Utf8(Some(parts.join(delimiter))).cast_to(&call.output_type)?)
@@ -518,7 +585,7 @@ impl Operator for HashAggOperator {
     }
 
     fn state_tables(&self) -> Vec<TableId> {
-        let values = self.values.iter().flatten().map(|v| v.table.table_id());
+        let values = self.values.iter().flatten().map(|v| v.cache.table_id());
         std::iter::once(self.groups.table_id()).chain(values).collect()
     }
 
@@ -533,9 +600,12 @@ impl Operator for HashAggOperator {
             .iter()
             .map(|c| c.input.map(|i| normalize_input(chunk.data.column(i))).transpose())
             .collect::<Result<_>>()?;
-        let encoded =
-            self.group_value_rows(self.values.iter().map(|v| v.as_ref().map(|v| &v.converter)), &chunk)?;
-        let extremes = self.group_value_rows(self.extremes.iter().map(Option::as_ref), &chunk)?;
+        let encoded = self.group_value_rows(
+            self.values.iter().map(|v| v.as_ref().map(|v| &v.converter)),
+            &chunk,
+            false,
+        )?;
+        let extremes = self.group_value_rows(self.extremes.iter().map(Option::as_ref), &chunk, true)?;
         let has_extremes = extremes.iter().any(Option::is_some);
         let value_inputs = ValueInputs { encoded, inputs };
         let typed: Vec<Input> = value_inputs.inputs.iter().map(|i| Input::of(i.as_ref())).collect();
@@ -556,7 +626,8 @@ impl Operator for HashAggOperator {
                 accumulate(&mut state.accumulators[i], &call.kind, &typed[i], row, sign);
             }
             if has_value_sets {
-                value_inputs.apply(&mut self.values, calls, state, (row, sign), ctx)?;
+                let group = keys.as_ref().map_or(&[][..], |k| k.row(row).data());
+                value_inputs.apply(&mut self.values, calls, state, (group, row, sign), ctx)?;
             }
             if has_extremes {
                 if sign < 0 {
@@ -591,7 +662,7 @@ impl Operator for HashAggOperator {
     fn checkpoint(&mut self, batch: &mut WriteBatch) {
         self.groups.seal_into(batch);
         for set in self.values.iter_mut().flatten() {
-            set.table.seal_into(batch);
+            set.cache.seal_rows_into(batch);
         }
     }
 
@@ -600,7 +671,8 @@ impl Operator for HashAggOperator {
         // Groups whose changes are committed may go if the cache is over its budget.
         self.groups.evict_if_over_budget();
         for set in self.values.iter_mut().flatten() {
-            set.table.committed();
+            set.cache.committed();
+            set.cache.evict_if_over_budget();
         }
     }
 }

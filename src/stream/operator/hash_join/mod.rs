@@ -6,8 +6,9 @@
 //! (equal keys and a true residual). In memory each side keeps a cache of buckets — the
 //! rows of one join key, in stream-key order — loaded by one prefix scan on a miss and
 //! evicted least recently used first within the operator's budget ([`CachedTable`]).
-//! Every change is written to the state table as well, so an evicted bucket reloads
-//! exactly; a row whose bucket is not cached is only written there.
+//! Rows change in their bucket (loaded first if need be), which remembers the rows it
+//! changed and writes just those into the epoch's batch at the barrier; a changed bucket
+//! stays in memory until its epoch is committed, so an evicted bucket reloads exactly.
 //!
 //! A chunk is processed as a whole: its rows, join keys and stream keys are encoded at
 //! once, each row finds the other side's bucket with one hash lookup, the residual is
@@ -41,8 +42,8 @@ use crate::common::Result;
 use crate::common::row::RowCodec;
 use crate::plan::HashJoinNode;
 use crate::state::{
-    CacheValue, CachedTable, Slot, Snapshot, StateError, StateMemory, StateTable, TableId, WriteBatch,
-    prefix_end,
+    CacheValue, CachedTable, RowsValue, Slot, Snapshot, StateError, StateMemory, StateTable, TableId,
+    WriteBatch, prefix_end,
 };
 use crate::stream::message::{Chunk, Op};
 
@@ -96,95 +97,168 @@ impl Side {
 
     /// The slot of the bucket of `key`, loaded by a prefix scan on a miss.
     fn bucket(&mut self, snapshot: &dyn Snapshot, key: &[u8]) -> Result<Slot> {
-        self.buckets.slot_with(key, |table, key| {
-            let mut rows = Vec::new();
-            let mut failure = None;
-            let end = prefix_end(key);
-            table.scan_range(snapshot, key, end.as_deref(), &mut |k, v| {
-                match JoinRow::decode(&k[key.len()..], v) {
-                    Ok(row) => rows.push(row),
-                    Err(e) => failure = Some(e),
-                }
-                Ok(true)
-            })?;
-            match failure {
-                Some(e) => Err(e),
-                None => Ok(Some(Bucket(rows))),
-            }
-        })
+        self.buckets.rows_slot(snapshot, key)
     }
 
-    /// Stores a row of this side (and adds it to its bucket when that is cached).
-    fn insert(&mut self, key: &[u8], stream_key: &[u8], degree: i64, row: &[u8]) {
-        if let Some(slot) = self.buckets.lookup(key) {
-            if let Some(bucket) = self.buckets.get_untracked_mut(slot) {
-                let at = bucket.position(stream_key).unwrap_or_else(|at| at);
-                bucket.0.insert(at, JoinRow::new(stream_key, degree, row));
-            }
-            self.buckets.recharge(slot);
-        }
-        self.state().put([key, stream_key].concat(), encode_stored(degree, row));
+    /// Stores a row of this side in its bucket.
+    fn insert(
+        &mut self,
+        snapshot: &dyn Snapshot,
+        key: &[u8],
+        stream_key: &[u8],
+        degree: i64,
+        row: &[u8],
+    ) -> Result<()> {
+        let slot = self.bucket(snapshot, key)?;
+        self.buckets.change(slot).insert(stream_key, degree, row);
+        self.buckets.recharge(slot);
+        Ok(())
     }
 
     /// Removes a row of this side.
-    fn remove(&mut self, key: &[u8], stream_key: &[u8]) {
-        if let Some(slot) = self.buckets.lookup(key) {
-            if let Some(bucket) = self.buckets.get_untracked_mut(slot)
-                && let Ok(at) = bucket.position(stream_key)
-            {
-                bucket.0.remove(at);
-            }
-            self.buckets.recharge(slot);
-        }
-        self.state().delete([key, stream_key].concat());
+    fn remove(&mut self, snapshot: &dyn Snapshot, key: &[u8], stream_key: &[u8]) -> Result<()> {
+        let slot = self.bucket(snapshot, key)?;
+        self.buckets.change(slot).remove(stream_key);
+        self.buckets.recharge(slot);
+        Ok(())
     }
 
-    /// Sets the degree of row `at` of the bucket in `slot` (of join key `key`).
+    /// Sets the degree of row `at` of the bucket in `slot`.
     fn set_degree(&mut self, slot: Slot, at: usize, degree: i64) {
-        let key = self.buckets.key(slot).to_vec();
-        let Some(bucket) = self.buckets.get_untracked_mut(slot) else { return };
-        let row = &mut bucket.0[at];
-        row.degree = degree;
-        let (state_key, value) =
-            ([key.as_slice(), row.stream_key()].concat(), encode_stored(degree, row.row()));
-        self.state().put(state_key, value);
+        self.buckets.change(slot).set_degree(at, degree);
     }
 
     fn stored(&self, slot: Slot, at: usize) -> &JoinRow {
-        &self.buckets.get(slot).expect("a loaded bucket").0[at]
+        &self.buckets.get(slot).expect("a loaded bucket").rows[at]
     }
 
     fn bucket_len(&self, slot: Slot) -> usize {
-        self.buckets.get(slot).map_or(0, |b| b.0.len())
+        self.buckets.get(slot).map_or(0, |b| b.rows.len())
     }
 }
 
-/// The rows of one join key, in stream-key order.
-struct Bucket(Vec<JoinRow>);
+/// The rows of one join key, in stream-key order, and which of them changed since the
+/// last seal.
+#[derive(Default)]
+struct Bucket {
+    rows: Vec<JoinRow>,
+    /// Stream keys of rows inserted, removed or re-degreed since the last seal (a row
+    /// at most once while it is in the bucket: see `JoinRow::changed`).
+    changed: Vec<Box<[u8]>>,
+    /// Heap bytes of the rows' data.
+    data_bytes: usize,
+    /// Heap bytes of the changed keys.
+    changed_bytes: usize,
+}
 
 impl Bucket {
     fn position(&self, stream_key: &[u8]) -> std::result::Result<usize, usize> {
-        self.0.binary_search_by(|r| r.stream_key().cmp(stream_key))
+        self.rows.binary_search_by(|r| r.stream_key().cmp(stream_key))
+    }
+
+    fn mark(&mut self, at: usize) {
+        let row = &mut self.rows[at];
+        if !row.changed {
+            row.changed = true;
+            self.changed_bytes += row.key_len as usize;
+            self.changed.push(row.stream_key().into());
+        }
+    }
+
+    fn insert(&mut self, stream_key: &[u8], degree: i64, row: &[u8]) {
+        let at = match self.position(stream_key) {
+            // The same stream key again (an update's insert after its delete in one chunk
+            // is a remove first, so this is a duplicate key): the newer row wins.
+            Ok(at) => {
+                self.data_bytes -= self.rows[at].data.len();
+                let changed = self.rows[at].changed;
+                self.rows[at] = JoinRow::new(stream_key, degree, row);
+                self.rows[at].changed = changed;
+                at
+            }
+            Err(at) => {
+                self.rows.insert(at, JoinRow::new(stream_key, degree, row));
+                at
+            }
+        };
+        self.data_bytes += self.rows[at].data.len();
+        self.mark(at);
+    }
+
+    fn remove(&mut self, stream_key: &[u8]) {
+        let Ok(at) = self.position(stream_key) else { return };
+        let row = self.rows.remove(at);
+        self.data_bytes -= row.data.len();
+        if !row.changed {
+            self.changed_bytes += row.key_len as usize;
+            self.changed.push(row.stream_key().into());
+        }
+    }
+
+    fn set_degree(&mut self, at: usize, degree: i64) {
+        self.rows[at].degree = degree;
+        self.mark(at);
     }
 }
 
 impl CacheValue for Bucket {
     fn heap_bytes(&self) -> usize {
-        self.0.capacity() * std::mem::size_of::<JoinRow>()
-            + self.0.iter().map(|r| r.data.len()).sum::<usize>()
+        (self.rows.capacity() * std::mem::size_of::<JoinRow>())
+            + (self.changed.capacity() * std::mem::size_of::<Box<[u8]>>())
+            + self.data_bytes
+            + self.changed_bytes
     }
 }
 
-/// A stored row: its stream key and encoded row in one allocation, and its degree.
+impl RowsValue for Bucket {
+    fn empty() -> Self {
+        Bucket::default()
+    }
+
+    fn load_row(&mut self, stream_key: &[u8], value: &[u8]) -> Result<bool> {
+        let row = JoinRow::decode(stream_key, value)?;
+        self.data_bytes += row.data.len();
+        self.rows.push(row);
+        Ok(true)
+    }
+
+    fn seal_rows(&mut self, write: &mut crate::state::RowWriter<'_>) {
+        let mut changed = std::mem::take(&mut self.changed);
+        // A key removed and inserted again was listed twice.
+        changed.sort_unstable();
+        changed.dedup();
+        for stream_key in &changed {
+            match self.position(stream_key) {
+                Ok(at) => {
+                    let row = &mut self.rows[at];
+                    row.changed = false;
+                    write(stream_key, Some(encode_stored(row.degree, row.row())));
+                }
+                Err(_) => write(stream_key, None),
+            }
+        }
+        self.changed_bytes = 0;
+        self.changed.shrink_to(16);
+    }
+}
+
+/// A stored row: its stream key and encoded row in one allocation, its degree, and
+/// whether it changed since the last seal.
 struct JoinRow {
     data: Box<[u8]>,
     key_len: u32,
+    changed: bool,
     degree: i64,
 }
 
 impl JoinRow {
     fn new(stream_key: &[u8], degree: i64, row: &[u8]) -> Self {
-        JoinRow { data: [stream_key, row].concat().into(), key_len: stream_key.len() as u32, degree }
+        JoinRow {
+            data: [stream_key, row].concat().into(),
+            key_len: stream_key.len() as u32,
+            changed: false,
+            degree,
+        }
     }
 
     fn decode(stream_key: &[u8], value: &[u8]) -> Result<Self> {
@@ -450,12 +524,12 @@ impl HashJoinOperator {
             }
             self.apply_row(i, insert, buckets[i], &matches, side, &mut out);
             if let Some(key) = encoded.join_key(i) {
-                let stream_key = encoded.stream_key(i);
+                let (snapshot, stream_key) = (ctx.snapshot.as_ref(), encoded.stream_key(i));
                 if insert {
                     let row = encoded.rows.row(i);
-                    self.sides[side].insert(key, stream_key, matches.len() as i64, row.data());
+                    self.sides[side].insert(snapshot, key, stream_key, matches.len() as i64, row.data())?;
                 } else {
-                    self.sides[side].remove(key, stream_key);
+                    self.sides[side].remove(snapshot, key, stream_key)?;
                 }
             }
         }
@@ -742,7 +816,7 @@ impl Operator for HashJoinOperator {
 
     fn checkpoint(&mut self, batch: &mut WriteBatch) {
         for side in &mut self.sides {
-            side.buckets.seal_table_into(batch);
+            side.buckets.seal_rows_into(batch);
         }
     }
 
