@@ -100,7 +100,7 @@ fn hash_agg(c: &mut Criterion) {
             let data = batch(&input, rows, 1000, 1);
             group.throughput(Throughput::Elements(rows as u64));
             group.bench_with_input(BenchmarkId::new(format!("{name}/{kind}"), rows), &data, |b, data| {
-                let node = HashAggNode { group_len: 1, calls: calls.clone(), group_table: 10 };
+                let node = HashAggNode { group_len: 1, calls: calls.clone(), group_table: 10, merge: false };
                 let (store, _dir) = store(kind);
                 let types = [DataType::Int64, DataType::Int64];
                 let mut op =

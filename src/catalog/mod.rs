@@ -97,6 +97,10 @@ pub struct ViewDef {
     /// The state tables of its operators, in plan order (the view's own id included).
     pub state_tables: Vec<TableId>,
     pub parallelism: usize,
+    /// The planner revision the view was planned with (`sql::stream_plan::PLAN_REVISION`;
+    /// 0 in catalogs from before revisions were recorded).
+    #[serde(default)]
+    pub plan_revision: u32,
     /// The streaming plan as EXPLAIN prints it: a re-planned query must match it.
     pub plan: Vec<String>,
     /// Set for a sink: its changes go to this connector instead of a state table (a sink
@@ -459,6 +463,16 @@ mod tests {
         assert_eq!(loaded.clone().allocate_table_id(), id + 1);
         let again = CatalogChange::CreateTable(desc);
         assert_eq!(loaded.clone().apply(&again).unwrap_err().sqlstate().code(), "42P07");
+    }
+
+    #[test]
+    fn views_recorded_before_plan_revisions_replan_as_revision_0() {
+        let json = r#"{"query":"SELECT 1","schema_search":"public","dependencies":[],
+            "state_tables":[5],"parallelism":2,"plan":["Materialize"]}"#;
+        let view: ViewDef = serde_json::from_str(json).unwrap();
+        assert_eq!(view.plan_revision, 0);
+        let again: ViewDef = serde_json::from_slice(&serde_json::to_vec(&view).unwrap()).unwrap();
+        assert_eq!(again, view);
     }
 
     #[test]

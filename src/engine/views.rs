@@ -25,7 +25,9 @@ use crate::common::{Error, Result, SqlState, SqlType};
 use crate::plan::{NodeKind, StreamNode};
 use crate::sql::ddl::{normalize_ident, resolve_name};
 use crate::sql::parser::{Statement, parse};
-use crate::sql::stream_plan::{StreamPlanner, TableIds, project_in_place, stored_type, unsupported};
+use crate::sql::stream_plan::{
+    PLAN_REVISION, StreamPlanner, TableIds, project_in_place, stored_type, unsupported,
+};
 use crate::state::{Epoch, Snapshot, TableId};
 use crate::stream::coordinator::Boundary;
 use crate::stream::dataflow::{Dataflow, DataflowEnv};
@@ -71,9 +73,16 @@ impl Database {
         let query_sql = create.query.to_string();
         let ctx = self.planning_context(&lookup, &create.schema);
         let ids = TableIds::Fresh { catalog: &mut next, allocated: Vec::new() };
-        let planned =
-            plan_view(&ctx, &lookup, ids, &query_sql, &create.schema, &create.columns, create.parallelism)
-                .await?;
+        let planned = plan_view(
+            &ctx,
+            &lookup,
+            ids,
+            &query_sql,
+            &create.schema,
+            &create.columns,
+            (create.parallelism, PLAN_REVISION),
+        )
+        .await?;
         let desc = Arc::new(TableDesc {
             id,
             schema,
@@ -86,6 +95,7 @@ impl Database {
                 dependencies: planned.dependencies,
                 state_tables: planned.state_tables,
                 parallelism: create.parallelism,
+                plan_revision: PLAN_REVISION,
                 plan: Vec::new(),
                 sink: create.sink.clone(),
             }),
@@ -209,9 +219,16 @@ impl Database {
             let ids = TableIds::Replay(view.state_tables.clone().into_iter());
             let columns: Vec<String> =
                 desc.columns.iter().filter(|c| !c.hidden).map(|c| c.name.clone()).collect();
-            let planned =
-                plan_view(&ctx, &catalog, ids, &view.query, &view.schema_search, &columns, view.parallelism)
-                    .await?;
+            let planned = plan_view(
+                &ctx,
+                &catalog,
+                ids,
+                &view.query,
+                &view.schema_search,
+                &columns,
+                (view.parallelism, view.plan_revision),
+            )
+            .await?;
             let root = root_node(planned.body, desc.clone());
             if root.explain() != view.plan {
                 return Err(Error::internal(format!(
@@ -311,7 +328,7 @@ async fn plan_view(
     query_sql: &str,
     schema: &str,
     column_names: &[String],
-    parallelism: usize,
+    (parallelism, revision): (usize, u32),
 ) -> Result<PlannedView> {
     let statement = match parse(query_sql)?.pop() {
         Some(Statement::Sql(statement)) if matches!(statement.as_ref(), ast::Statement::Query(_)) => {
@@ -327,6 +344,7 @@ async fn plan_view(
         catalog,
         default_schema: schema,
         parallelism: parallelism.max(1),
+        revision,
         ids: std::mem::replace(&mut ids, TableIds::Replay(Vec::new().into_iter())),
         dependencies: Vec::new(),
     };

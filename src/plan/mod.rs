@@ -47,6 +47,10 @@ pub enum NodeKind {
         exprs: Vec<Arc<dyn PhysicalExpr>>,
     },
     HashAgg(HashAggNode),
+    /// The first phase of a two-phase aggregate: per epoch (or every
+    /// `PARTIAL_GROUPS_MAX` groups), each group's partial state, for a HashAgg that
+    /// merges partials. No state.
+    PartialAgg(PartialAggNode),
     HashJoin(HashJoinNode),
     /// UNION ALL: the inputs' visible columns plus a branch number and the input's key.
     Union,
@@ -67,6 +71,17 @@ pub struct HashAggNode {
     pub calls: Vec<AggCall>,
     /// Per group: row count and inline accumulator state.
     pub group_table: TableId,
+    /// The input is a PartialAgg's: column `group_len` holds each partial's row count and
+    /// each call's `input` the first of its partial columns (see [`AggCall::partial_types`]).
+    pub merge: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct PartialAggNode {
+    /// The first `group_len` input columns are the group key.
+    pub group_len: usize,
+    /// Calls over the input, all [`AggCall::is_decomposable`].
+    pub calls: Vec<AggCall>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -137,6 +152,7 @@ impl StreamNode {
             NodeKind::Filter { .. } => "Filter",
             NodeKind::Project { .. } => "Project",
             NodeKind::HashAgg(_) => "HashAgg",
+            NodeKind::PartialAgg(_) => "PartialAgg",
             NodeKind::HashJoin(_) => "HashJoin",
             NodeKind::Union => "Union",
             NodeKind::TopN(_) => "TopN",
@@ -158,7 +174,7 @@ impl StreamNode {
             | NodeKind::Materialize { .. }
             | NodeKind::Sink { .. } => inputs(),
             NodeKind::HashJoin(join) => join.join_type == JoinType::Inner && inputs(),
-            NodeKind::HashAgg(_) | NodeKind::TopN(_) => false,
+            NodeKind::HashAgg(_) | NodeKind::PartialAgg(_) | NodeKind::TopN(_) => false,
         }
     }
 
@@ -178,6 +194,14 @@ impl StreamNode {
             }
             _ => false,
         }
+    }
+
+    /// Whether this node's result for an epoch does not depend on the order of the
+    /// epoch's changes: an aggregate adds and retracts (a group may count below zero for a
+    /// moment) and shows its groups only at the barrier, so a delete may overtake the
+    /// insert it retracts and its inputs need no consolidation.
+    pub fn takes_changes_in_any_order(&self) -> bool {
+        matches!(self.kind, NodeKind::HashAgg(_))
     }
 
     /// True for operators that keep state (their instances are hash-partitioned).
@@ -276,6 +300,15 @@ impl StreamNode {
                 let group: Vec<String> = (0..agg.group_len).map(|i| input.column_name(i)).collect();
                 let calls: Vec<String> = agg.calls.iter().map(|c| c.describe(input)).collect();
                 let _ = write!(line, " group by [{}] aggregates [{}]", group.join(", "), calls.join(", "));
+                if agg.merge {
+                    line.push_str(" of partials");
+                }
+            }
+            NodeKind::PartialAgg(agg) => {
+                let input = &self.inputs[0];
+                let group: Vec<String> = (0..agg.group_len).map(|i| input.column_name(i)).collect();
+                let calls: Vec<String> = agg.calls.iter().map(|c| c.describe(input)).collect();
+                let _ = write!(line, " group by [{}] aggregates [{}]", group.join(", "), calls.join(", "));
             }
             NodeKind::HashJoin(join) => {
                 let keys: Vec<String> = join
@@ -348,6 +381,34 @@ impl StreamNode {
 }
 
 impl AggCall {
+    /// Whether partial states of the call (over disjoint parts of a group's rows) merge
+    /// into its state: all but the aggregates that keep a multiset of values.
+    pub fn is_decomposable(&self) -> bool {
+        !self.kind.keeps_values()
+            || (matches!(self.kind, AggKind::Min | AggKind::Max) && self.value_table.is_none())
+    }
+
+    /// The columns a PartialAgg outputs for the call: count(x) its count; sum and avg the
+    /// count of values and their sum (exact as a 38-digit decimal, else a float); bool_and
+    /// and bool_or the counts of trues and falses; an inline min / max its extreme
+    /// (NULL: none); count(*) nothing (the partial's row count serves).
+    pub fn partial_types(&self) -> Vec<DataType> {
+        match self.kind {
+            AggKind::CountRows => vec![],
+            AggKind::Count => vec![DataType::Int64],
+            AggKind::Sum | AggKind::Avg => {
+                let sum = match &self.input_type {
+                    DataType::Float16 | DataType::Float32 | DataType::Float64 => DataType::Float64,
+                    DataType::Decimal128(_, scale) => DataType::Decimal128(38, *scale),
+                    _ => DataType::Decimal128(38, 0),
+                };
+                vec![DataType::Int64, sum]
+            }
+            AggKind::BoolAnd | AggKind::BoolOr => vec![DataType::Int64, DataType::Int64],
+            _ => vec![self.input_type.clone()],
+        }
+    }
+
     fn describe(&self, input: &StreamNode) -> String {
         let name = match &self.kind {
             AggKind::CountRows => return "count(*)".into(),

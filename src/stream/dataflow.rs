@@ -15,6 +15,7 @@ use super::message::Message;
 use super::operator::Operator;
 use super::operator::filter::FilterOperator;
 use super::operator::hash_agg::HashAggOperator;
+use super::operator::hash_agg::partial::PartialAggOperator;
 use super::operator::hash_join::{HashJoinOperator, Side};
 use super::operator::materialize::MaterializeOperator;
 use super::operator::project::ProjectOperator;
@@ -197,12 +198,13 @@ impl Builder<'_, '_> {
             }
             self.spawn(input, input_outputs)?;
         }
-        // Inputs whose keys each come down one channel need no consolidation.
+        // Inputs whose keys each come down one channel need no consolidation, nor do the
+        // inputs of a node that takes an epoch's changes in any order.
         let ordered: Vec<usize> = node
             .inputs
             .iter()
             .enumerate()
-            .filter(|(_, input)| input.keys_stay_put())
+            .filter(|(_, input)| node.takes_changes_in_any_order() || input.keys_stay_put())
             .map(|(side, _)| side)
             .collect();
         for (output, inputs) in outputs.into_iter().zip(receivers) {
@@ -281,6 +283,9 @@ pub fn build_operator(node: &StreamNode, memory: &StateMemory) -> Result<Box<dyn
                 })
                 .collect::<Result<_>>()?;
             Box::new(UnionOperator::new(inputs, node.schema.clone()))
+        }
+        NodeKind::PartialAgg(agg) => {
+            Box::new(PartialAggOperator::new(agg, &types(&node.inputs[0]), node.schema.clone())?)
         }
         NodeKind::TopN(top) => {
             let input = &node.inputs[0];

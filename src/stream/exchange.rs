@@ -14,7 +14,9 @@
 //! first. An input fed by one channel passes chunks through at once, and so does one fed
 //! by instances whose rows never move between them (`StreamNode::keys_stay_put`: an
 //! aggregate's groups live on the instance their key hashes to): every change of a key
-//! then comes down one channel, in order.
+//! then comes down one channel, in order. An aggregate's inputs are never consolidated:
+//! it adds and retracts in any order and shows results only at the barrier
+//! (`StreamNode::takes_changes_in_any_order`).
 
 use std::collections::{HashMap, VecDeque};
 use std::future::poll_fn;

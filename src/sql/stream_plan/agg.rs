@@ -11,7 +11,7 @@ use datafusion::physical_expr::PhysicalExpr;
 
 use super::{StreamPlanner, nullable_schema, unsupported};
 use crate::common::Result;
-use crate::plan::{AggCall, AggKind, HashAggNode, NodeKind, StreamNode};
+use crate::plan::{AggCall, AggKind, HashAggNode, NodeKind, PartialAggNode, StreamNode};
 
 pub fn aggregate(planner: &mut StreamPlanner<'_>, aggregate: &Aggregate) -> Result<StreamNode> {
     let input = planner.convert(&aggregate.input)?;
@@ -62,14 +62,48 @@ pub fn aggregate(planner: &mut StreamPlanner<'_>, aggregate: &Aggregate) -> Resu
     };
     let group_table = planner.ids.next()?;
     let output = aggregate.schema.fields().iter().map(|f| (f.name().clone(), f.data_type().clone()));
+    let parallelism = if group_len == 0 { 1 } else { planner.parallelism };
+    // Two phases where rows cross instances (an exchange, or a gather) and every call's
+    // partial states merge: each input instance pre-aggregates its epoch, so a group's
+    // rows cross as one partial row per instance and epoch.
+    let two_phase = planner.revision >= 1
+        && (parallelism > 1 || projected.parallelism > 1)
+        && calls.iter().all(AggCall::is_decomposable);
+    let (input, calls) = if two_phase { partial(projected, group_len, calls) } else { (projected, calls) };
     Ok(StreamNode {
-        kind: NodeKind::HashAgg(HashAggNode { group_len, calls, group_table }),
+        kind: NodeKind::HashAgg(HashAggNode { group_len, calls, group_table, merge: two_phase }),
         schema: nullable_schema(output),
         visible: aggregate.schema.fields().len(),
         stream_key: Some((0..group_len).collect()),
-        parallelism: if group_len == 0 { 1 } else { planner.parallelism },
-        inputs: vec![projected],
+        parallelism,
+        inputs: vec![input],
     })
+}
+
+/// A PartialAgg of `calls` over `input`, and the calls that merge its partials.
+fn partial(input: StreamNode, group_len: usize, calls: Vec<AggCall>) -> (StreamNode, Vec<AggCall>) {
+    let mut fields: Vec<(String, DataType)> =
+        (0..group_len).map(|i| (input.column_name(i), input.schema.field(i).data_type().clone())).collect();
+    fields.push(("_rows".into(), DataType::Int64));
+    let mut merging = Vec::with_capacity(calls.len());
+    for call in &calls {
+        let first = fields.len();
+        let name = call.input.map(|i| input.column_name(i)).unwrap_or_default();
+        for (j, data_type) in call.partial_types().into_iter().enumerate() {
+            fields.push((if j == 0 { name.clone() } else { format!("{name}_{j}") }, data_type));
+        }
+        let input = if call.kind == AggKind::CountRows { None } else { Some(first) };
+        merging.push(AggCall { input, ..call.clone() });
+    }
+    let node = StreamNode {
+        kind: NodeKind::PartialAgg(PartialAggNode { group_len, calls }),
+        visible: fields.len(),
+        schema: nullable_schema(fields),
+        stream_key: None,
+        parallelism: input.parallelism,
+        inputs: vec![input],
+    };
+    (node, merging)
 }
 
 fn unalias(expr: &Expr) -> &Expr {

@@ -48,11 +48,19 @@ impl TableIds<'_> {
     }
 }
 
+/// The planner's revision: what new views are planned with. 0: the first; 1: two-phase
+/// aggregation. Views keep the revision they were created with, so that a server that
+/// plans differently still resumes them from their state.
+pub const PLAN_REVISION: u32 = 1;
+
 pub struct StreamPlanner<'a> {
     pub state: &'a SessionState,
     pub catalog: &'a Catalog,
     pub default_schema: &'a str,
     pub parallelism: usize,
+    /// The planner revision to plan as (a view is re-planned at start-up as it was
+    /// created: see [`PLAN_REVISION`]).
+    pub revision: u32,
     pub ids: TableIds<'a>,
     /// Relations the query reads.
     pub dependencies: Vec<TableId>,

@@ -20,6 +20,7 @@
 //! GROUP BY there is always exactly one row, which shows count 0 and NULLs on empty input,
 //! as in Postgres; it is emitted when the operator first runs.
 
+pub mod partial;
 mod state;
 
 use datafusion::arrow::array::{
@@ -27,11 +28,11 @@ use datafusion::arrow::array::{
     new_empty_array,
 };
 use datafusion::arrow::compute::SortOptions;
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Int64Type, SchemaRef};
 use datafusion::arrow::row::{RowConverter, Rows, SortField};
 use datafusion::common::ScalarValue;
 
-use self::state::{GroupState, Input, Sum, accumulate, inline_output, normalize_input};
+use self::state::{GroupState, Input, Partial, Sum, accumulate, inline_output, merge, normalize_input};
 use super::{Operator, OperatorContext};
 use crate::common::Result;
 use crate::common::row::RowCodec;
@@ -43,6 +44,8 @@ use crate::stream::message::{Chunk, Op};
 
 pub struct HashAggOperator {
     group_len: usize,
+    /// The input is partials (a PartialAgg's) to merge.
+    merge: bool,
     calls: Vec<AggCall>,
     group_codec: Option<RowCodec>,
     groups: CachedTable<GroupState>,
@@ -87,30 +90,19 @@ impl HashAggOperator {
         let mut values = Vec::new();
         let mut extremes = Vec::new();
         for call in &node.calls {
-            // (group columns..., value) or just the value, the value descending for max:
-            // the group's first entry in this order is its extreme.
-            let converter = |with_group: bool| -> Result<RowConverter> {
-                let mut fields: Vec<SortField> = match with_group {
-                    true => group_types.iter().map(|t| SortField::new(t.clone())).collect(),
-                    false => Vec::new(),
-                };
-                let descending = call.kind == AggKind::Max;
-                let options = SortOptions { descending, nulls_first: !descending };
-                fields.push(SortField::new_with_options(call.input_type.clone(), options));
-                Ok(RowConverter::new(fields)?)
-            };
             values.push(match call.value_table {
                 Some(table) => Some(ValueSet {
                     cache: CachedTable::new(table, memory.clone()),
-                    converter: converter(false)?,
+                    converter: extreme_converter(&[], call)?,
                 }),
                 None => None,
             });
             let inline = call.value_table.is_none() && matches!(call.kind, AggKind::Min | AggKind::Max);
-            extremes.push(if inline { Some(converter(true)?) } else { None });
+            extremes.push(if inline { Some(extreme_converter(group_types, call)?) } else { None });
         }
         Ok(HashAggOperator {
             group_len: node.group_len,
+            merge: node.merge,
             calls: node.calls.clone(),
             group_codec,
             groups: CachedTable::new(node.group_table, memory),
@@ -307,7 +299,7 @@ impl HashAggOperator {
                 let j = value_index;
                 ScalarValue::iter_to_array(rows.iter().map(|(_, values)| values[j].clone()))?
             } else if let Some(converter) = &self.extremes[i] {
-                extreme_column(converter, self.group_len, call, i, rows)?
+                extreme_column(converter, self.group_len, &call.output_type, i, rows)?
             } else {
                 inline_column(call, i, rows)?
             };
@@ -322,12 +314,22 @@ impl HashAggOperator {
     }
 }
 
-/// The column of an inline min / max (call `i`) over `rows`: the extremes' (group, value)
-/// bytes decoded in one go, NULL where a group has no value yet.
+/// Encodes (group columns..., value), the value descending for max, so that a group's
+/// first entry in this order is its extreme (with no group columns: just the value).
+fn extreme_converter(group_types: &[DataType], call: &AggCall) -> Result<RowConverter> {
+    let mut fields: Vec<SortField> = group_types.iter().map(|t| SortField::new(t.clone())).collect();
+    let descending = call.kind == AggKind::Max;
+    let options = SortOptions { descending, nulls_first: !descending };
+    fields.push(SortField::new_with_options(call.input_type.clone(), options));
+    Ok(RowConverter::new(fields)?)
+}
+
+/// The column of an inline min / max (call `i`) over `rows`, as `data_type`: the extremes'
+/// (group, value) bytes decoded in one go, NULL where a group has no value yet.
 fn extreme_column(
     converter: &RowConverter,
     group_len: usize,
-    call: &AggCall,
+    data_type: &DataType,
     i: usize,
     rows: &[(&GroupState, &[ScalarValue])],
 ) -> Result<ArrayRef> {
@@ -345,11 +347,11 @@ fn extreme_column(
         }
     }
     if present.is_empty() {
-        return Ok(datafusion::arrow::array::new_null_array(&call.output_type, rows.len()));
+        return Ok(datafusion::arrow::array::new_null_array(data_type, rows.len()));
     }
     let values = converter.convert_rows(present)?.swap_remove(group_len);
     let values = datafusion::arrow::compute::take(values.as_ref(), &UInt32Array::from(indices), None)?;
-    Ok(datafusion::arrow::compute::cast(&values, &call.output_type)?)
+    Ok(datafusion::arrow::compute::cast(&values, data_type)?)
 }
 
 /// The column of inline aggregate `i` over `rows`, built with typed arrays where the
@@ -609,6 +611,15 @@ impl Operator for HashAggOperator {
         let has_extremes = extremes.iter().any(Option::is_some);
         let value_inputs = ValueInputs { encoded, inputs };
         let typed: Vec<Input> = value_inputs.inputs.iter().map(|i| Input::of(i.as_ref())).collect();
+        // Merging: each row is a partial with its row count, and each call's partial columns.
+        let (partial_rows, partials) = if self.merge {
+            let rows = chunk.data.column(self.group_len).as_primitive::<Int64Type>();
+            let partials: Vec<Partial> =
+                self.calls.iter().map(|call| Partial::of(call, chunk.data.columns())).collect();
+            (Some(rows), partials)
+        } else {
+            (None, Vec::new())
+        };
         let has_value_sets = self.has_value_sets();
         // First every row's group (lookups that do not depend on each other, so their
         // memory accesses overlap), then the accumulators.
@@ -621,9 +632,19 @@ impl Operator for HashAggOperator {
             let calls = &self.calls;
             let state = self.groups.value_mut(slot).get_or_insert_with(|| GroupState::empty(calls));
             let sign = if Chunk::is_insert(*op) { 1 } else { -1 };
-            state.rows += sign;
-            for (i, call) in calls.iter().enumerate() {
-                accumulate(&mut state.accumulators[i], &call.kind, &typed[i], row, sign);
+            match partial_rows {
+                Some(rows) => {
+                    state.rows += rows.value(row);
+                    for (i, partial) in partials.iter().enumerate() {
+                        merge(&mut state.accumulators[i], partial, row);
+                    }
+                }
+                None => {
+                    state.rows += sign;
+                    for (i, call) in calls.iter().enumerate() {
+                        accumulate(&mut state.accumulators[i], &call.kind, &typed[i], row, sign);
+                    }
+                }
             }
             if has_value_sets {
                 let group = keys.as_ref().map_or(&[][..], |k| k.row(row).data());

@@ -272,6 +272,50 @@ pub fn accumulate(acc: &mut Accumulator, kind: &AggKind, input: &Input, row: usi
     }
 }
 
+/// A call's partial columns (from a PartialAgg), downcast once per chunk.
+pub enum Partial<'a> {
+    /// count(*) (the partial's row count serves) and inline min / max (merged as values).
+    None,
+    Count(&'a Int64Array),
+    Sum(&'a Int64Array, Input<'a>),
+    Bools(&'a Int64Array, &'a Int64Array),
+}
+
+impl<'a> Partial<'a> {
+    /// The partial columns of `call`, whose `input` is the first of them.
+    pub fn of(call: &AggCall, columns: &'a [ArrayRef]) -> Self {
+        let Some(first) = call.input else { return Partial::None };
+        let int = |i: usize| columns[i].as_primitive::<Int64Type>();
+        match call.kind {
+            AggKind::Count => Partial::Count(int(first)),
+            AggKind::Sum | AggKind::Avg => Partial::Sum(int(first), Input::of(Some(&columns[first + 1]))),
+            AggKind::BoolAnd | AggKind::BoolOr => Partial::Bools(int(first), int(first + 1)),
+            _ => Partial::None,
+        }
+    }
+}
+
+/// Merges row `row` of a partial into `acc`.
+#[inline]
+pub fn merge(acc: &mut Accumulator, partial: &Partial, row: usize) {
+    match (acc, partial) {
+        (Accumulator::Count(n), Partial::Count(counts)) => *n += counts.value(row),
+        (Accumulator::Sum { count, sum }, Partial::Sum(counts, sums)) => {
+            *count += counts.value(row);
+            match (sum, sums) {
+                (Sum::Exact(s), Input::Decimal(a)) => *s += a.value(row),
+                (Sum::Float(s), Input::Float(a)) => *s += a.value(row),
+                (sum, _) => debug_assert!(false, "sum state {sum:?} cannot merge its partial"),
+            }
+        }
+        (Accumulator::Bools { trues, falses }, Partial::Bools(t, f)) => {
+            *trues += t.value(row);
+            *falses += f.value(row);
+        }
+        _ => {}
+    }
+}
+
 /// The aggregate's value from its inline state (not for value-table aggregates).
 pub fn inline_output(acc: &Accumulator, call: &AggCall, rows: i64) -> ScalarValue {
     match (&call.kind, acc) {

@@ -39,6 +39,7 @@ fn grouped_within(memory: StateMemory) -> HashAggOperator {
             call(AggKind::CountDistinct, Some(1), i.clone(), i.clone(), Some(13)),
         ],
         group_table: 10,
+        merge: false,
     };
     let fields: Vec<Field> = ["g", "n", "sum", "min", "max", "distinct"]
         .iter()
@@ -86,6 +87,7 @@ fn without_group_by_one_row_always_exists() {
             ),
         ],
         group_table: 20,
+        merge: false,
     };
     let out_schema = Arc::new(Schema::new(vec![
         Field::new("n", i.clone(), true),
@@ -192,6 +194,7 @@ fn append_only_min_and_max_keep_the_extreme_inline() {
             call(AggKind::CountRows, None, DataType::Null, i.clone(), None),
         ],
         group_table: 30,
+        merge: false,
     };
     let fields: Vec<Field> =
         ["g", "mn", "mx", "n"].iter().map(|n| Field::new(*n, DataType::Int64, true)).collect();
@@ -209,4 +212,80 @@ fn append_only_min_and_max_keep_the_extreme_inline() {
     let out = step(&mut restarted, &harness, chunk(&input, "+ 2 5\n+ 1 4\n+ 1 11"));
     assert_eq!(pretty(&out), lines("U- 2 . . 1\nU+ 2 5 5 2\nU- 1 -3 10 3\nU+ 1 -3 11 5"));
     assert!(restarted.on_chunk(&harness.ctx, 0, chunk(&input, "- 1 11")).is_err());
+}
+
+/// count(*), count, sum, avg and bool_or, in two phases (the inline min / max of
+/// append-only inputs is covered by the differential test).
+fn two_phase() -> (Vec<partial::PartialAggOperator>, HashAggOperator) {
+    let (i, f, b) = (DataType::Int64, DataType::Float64, DataType::Boolean);
+    let calls = vec![
+        call(AggKind::CountRows, None, DataType::Null, i.clone(), None),
+        call(AggKind::Count, Some(1), i.clone(), i.clone(), None),
+        call(AggKind::Sum, Some(1), i.clone(), i.clone(), None),
+        call(AggKind::Avg, Some(2), f.clone(), f.clone(), None),
+        call(AggKind::BoolOr, Some(3), b.clone(), b.clone(), None),
+    ];
+    let input_types = [i.clone(), i.clone(), f.clone(), b.clone()];
+    // Partial columns: g, _rows, count(v), sum(v) count and sum, avg(w) count and sum,
+    // bool_or(x) trues and falses.
+    let mut partial_fields = vec![Field::new("g", i.clone(), true), Field::new("_rows", i.clone(), true)];
+    let mut merging = Vec::new();
+    for c in &calls {
+        let first = partial_fields.len();
+        for (j, t) in c.partial_types().into_iter().enumerate() {
+            partial_fields.push(Field::new(format!("p{first}_{j}"), t, true));
+        }
+        let input = if c.kind == AggKind::CountRows { None } else { Some(first) };
+        merging.push(AggCall { input, ..c.clone() });
+    }
+    let partial_schema = Arc::new(Schema::new(partial_fields));
+    let partial_node = crate::plan::PartialAggNode { group_len: 1, calls: calls.clone() };
+    let partials = (0..2)
+        .map(|_| {
+            partial::PartialAggOperator::new(&partial_node, &input_types, partial_schema.clone()).unwrap()
+        })
+        .collect();
+    let node = HashAggNode { group_len: 1, calls: merging, group_table: 20, merge: true };
+    let fields: Vec<Field> = [("g", &i), ("n", &i), ("nv", &i), ("sv", &i), ("aw", &f), ("any", &b)]
+        .iter()
+        .map(|(n, t)| Field::new(*n, (*t).clone(), true))
+        .collect();
+    let partial_types: Vec<DataType> =
+        partial_schema.fields().iter().map(|f| f.data_type().clone()).collect();
+    let merged =
+        HashAggOperator::new(&node, &partial_types, Arc::new(Schema::new(fields)), StateMemory::default())
+            .unwrap();
+    (partials, merged)
+}
+
+#[test]
+fn two_phases_merge_partials_in_any_order() {
+    let (mut partials, mut merged) = two_phase();
+    let mut harness = Harness::new();
+    let input = schema("g:int v:int w:float x:bool");
+    // Instance 1 sees a row's insert; instance 0 its delete, which arrives first.
+    let mut epoch = |partials: &mut Vec<partial::PartialAggOperator>, chunks: [&str; 2]| {
+        let mut out = Vec::new();
+        for (i, text) in chunks.iter().enumerate() {
+            let mut partial = partials[i].on_chunk(&harness.ctx, 0, chunk(&input, text)).unwrap();
+            partial.extend(partials[i].on_barrier(&harness.ctx, 1).unwrap());
+            for c in partial {
+                out.extend(merged.on_chunk(&harness.ctx, 0, c).unwrap());
+            }
+        }
+        out.extend(merged.on_barrier(&harness.ctx, 1).unwrap());
+        harness.commit(&mut merged);
+        pretty(&out)
+    };
+    assert_eq!(
+        epoch(&mut partials, ["+ 1 10 1.5 false\n+ 2 7 . .", "+ 1 20 2.5 true\n+ 1 . . false"]),
+        lines("+ 1 3 2 30 2.0 true\n+ 2 1 1 7 . .")
+    );
+    assert_eq!(
+        epoch(&mut partials, ["- 2 7 . .", "+ 2 7 . .\n+ 1 5 0.5 false"]),
+        lines("U- 1 3 2 30 2.0 true\nU+ 1 4 3 35 1.5 true")
+    );
+    // A group whose rows all go, across instances.
+    let out = epoch(&mut partials, ["- 2 7 . .\n- 1 5 0.5 false", "- 1 20 2.5 true"]);
+    assert_eq!(out, lines("- 2 1 1 7 . .\nU- 1 4 3 35 1.5 true\nU+ 1 2 1 10 1.5 false"));
 }

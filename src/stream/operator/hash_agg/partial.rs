@@ -1,0 +1,192 @@
+//! The first phase of a two-phase aggregate: each instance of the aggregate's input sums up
+//! what its epoch adds to and retracts from each group — the row count and every call's
+//! partial state — and emits one partial row per group at the barrier, for the HashAgg
+//! after the exchange to merge. Memory holds one epoch's groups, and at most
+//! [`PARTIAL_GROUPS_MAX`] of them: beyond that the partials are emitted early (merging is
+//! order-free, so an epoch may send a group's partials in several rows).
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    ArrayRef, Decimal128Array, Float64Array, Int64Array, RecordBatch, RecordBatchOptions,
+};
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::row::RowConverter;
+
+use super::state::{Accumulator, GroupState, Input, Sum, accumulate, normalize_input};
+use super::{extreme_column, extreme_converter};
+use crate::common::row::RowCodec;
+use crate::common::{Error, Result};
+use crate::plan::{AggKind, PartialAggNode};
+use crate::state::Epoch;
+use crate::stream::message::{Chunk, Op};
+use crate::stream::operator::{Operator, OperatorContext};
+
+/// Groups one instance holds before it emits its partials ahead of the barrier.
+pub const PARTIAL_GROUPS_MAX: usize = 1 << 16;
+
+pub struct PartialAggOperator {
+    node: PartialAggNode,
+    group_codec: Option<RowCodec>,
+    /// Per call: the (group, value) encoding of an inline min / max.
+    extremes: Vec<Option<RowConverter>>,
+    groups: hashbrown::HashMap<Box<[u8]>, GroupState, foldhash::fast::FixedState>,
+    schema: SchemaRef,
+}
+
+impl PartialAggOperator {
+    pub fn new(node: &PartialAggNode, input_types: &[DataType], schema: SchemaRef) -> Result<Self> {
+        let group_types = &input_types[..node.group_len];
+        let group_codec = if node.group_len == 0 { None } else { Some(RowCodec::new(group_types)?) };
+        let extremes = node
+            .calls
+            .iter()
+            .map(|call| match call.kind {
+                AggKind::Min | AggKind::Max => Ok(Some(extreme_converter(group_types, call)?)),
+                _ => Ok(None),
+            })
+            .collect::<Result<_>>()?;
+        Ok(PartialAggOperator {
+            node: node.clone(),
+            group_codec,
+            extremes,
+            groups: hashbrown::HashMap::with_hasher(foldhash::fast::FixedState::with_seed(0x5ab07)),
+            schema,
+        })
+    }
+
+    /// One partial row per group held, and the groups dropped.
+    fn emit(&mut self) -> Result<Vec<Chunk>> {
+        if self.groups.is_empty() {
+            return Ok(Vec::new());
+        }
+        let groups = std::mem::take(&mut self.groups);
+        let (keys, states): (Vec<Box<[u8]>>, Vec<GroupState>) = groups.into_iter().unzip();
+        let mut columns: Vec<ArrayRef> = match &self.group_codec {
+            Some(codec) => codec.decode(keys.iter().map(|k| &**k))?,
+            None => Vec::new(),
+        };
+        columns.push(Arc::new(Int64Array::from_iter_values(states.iter().map(|s| s.rows))));
+        let rows: Vec<(&GroupState, &[datafusion::common::ScalarValue])> =
+            states.iter().map(|s| (s, &[][..])).collect();
+        for (i, call) in self.node.calls.iter().enumerate() {
+            let accumulators = || states.iter().map(|s| &s.accumulators[i]);
+            match (&call.kind, &self.extremes[i]) {
+                (_, Some(converter)) => {
+                    columns.push(extreme_column(converter, self.node.group_len, &call.input_type, i, &rows)?)
+                }
+                (AggKind::CountRows, _) => {}
+                (AggKind::Count, _) => columns.push(Arc::new(Int64Array::from_iter_values(
+                    accumulators().map(|a| if let Accumulator::Count(n) = a { *n } else { 0 }),
+                ))),
+                (AggKind::Sum | AggKind::Avg, _) => {
+                    let counts = accumulators()
+                        .map(|a| if let Accumulator::Sum { count, .. } = a { *count } else { 0 });
+                    columns.push(Arc::new(Int64Array::from_iter_values(counts)));
+                    let sum_type = call.partial_types().pop().expect("a sum column");
+                    columns.push(match sum_type {
+                        DataType::Float64 => {
+                            Arc::new(Float64Array::from_iter_values(accumulators().map(|a| {
+                                if let Accumulator::Sum { sum: Sum::Float(v), .. } = a { *v } else { 0.0 }
+                            })))
+                        }
+                        DataType::Decimal128(p, s) => Arc::new(
+                            Decimal128Array::from_iter_values(accumulators().map(|a| {
+                                if let Accumulator::Sum { sum: Sum::Exact(v), .. } = a { *v } else { 0 }
+                            }))
+                            .with_precision_and_scale(p, s)?,
+                        ),
+                        other => return Err(Error::internal(format!("partial sum of type {other}"))),
+                    });
+                }
+                (AggKind::BoolAnd | AggKind::BoolOr, _) => {
+                    let (trues, falses): (Vec<i64>, Vec<i64>) = accumulators()
+                        .map(|a| {
+                            if let Accumulator::Bools { trues, falses } = a {
+                                (*trues, *falses)
+                            } else {
+                                (0, 0)
+                            }
+                        })
+                        .unzip();
+                    columns.push(Arc::new(Int64Array::from(trues)));
+                    columns.push(Arc::new(Int64Array::from(falses)));
+                }
+                (other, None) => return Err(Error::internal(format!("{other:?} has no partial state"))),
+            }
+        }
+        let options = RecordBatchOptions::new().with_row_count(Some(states.len()));
+        let data = RecordBatch::try_new_with_options(self.schema.clone(), columns, &options)?;
+        Ok(vec![Chunk::new(vec![Op::Insert; states.len()], data)])
+    }
+}
+
+impl Operator for PartialAggOperator {
+    fn name(&self) -> &'static str {
+        "PartialAgg"
+    }
+
+    fn on_chunk(&mut self, _ctx: &OperatorContext, _input: usize, chunk: Chunk) -> Result<Vec<Chunk>> {
+        let group_len = self.node.group_len;
+        let keys = match &self.group_codec {
+            Some(codec) => Some(codec.encode(&chunk.data.columns()[..group_len])?),
+            None => None,
+        };
+        let inputs: Vec<Option<ArrayRef>> = self
+            .node
+            .calls
+            .iter()
+            .map(|c| c.input.map(|i| normalize_input(chunk.data.column(i))).transpose())
+            .collect::<Result<_>>()?;
+        let typed: Vec<Input> = inputs.iter().map(|i| Input::of(i.as_ref())).collect();
+        let extremes: Vec<Option<datafusion::arrow::row::Rows>> = self
+            .extremes
+            .iter()
+            .zip(&self.node.calls)
+            .map(|(converter, call)| match (converter, call.input) {
+                (Some(converter), Some(column)) => {
+                    let mut columns: Vec<ArrayRef> = chunk.data.columns()[..group_len].to_vec();
+                    columns.push(chunk.data.column(column).clone());
+                    Ok(Some(converter.convert_columns(&columns)?))
+                }
+                _ => Ok(None),
+            })
+            .collect::<Result<_>>()?;
+        let calls = &self.node.calls;
+        for (row, op) in chunk.ops.iter().enumerate() {
+            let key = keys.as_ref().map_or(&[][..], |k| k.row(row).data());
+            let state = match self.groups.get_mut(key) {
+                Some(state) => state,
+                None => self.groups.entry(key.into()).or_insert_with(|| GroupState::empty(calls)),
+            };
+            let sign = if Chunk::is_insert(*op) { 1 } else { -1 };
+            state.rows += sign;
+            for (i, call) in calls.iter().enumerate() {
+                match (&extremes[i], &mut state.accumulators[i]) {
+                    (Some(encoded), Accumulator::Extreme(current)) => {
+                        if sign < 0 {
+                            return Err(Error::internal(
+                                "a retraction reached a min / max planned for an append-only input",
+                            ));
+                        }
+                        if inputs[i].as_ref().is_some_and(|values| values.is_valid(row)) {
+                            let candidate = encoded.row(row).data();
+                            if current.as_deref().is_none_or(|best| candidate < best) {
+                                *current = Some(candidate.into());
+                            }
+                        }
+                    }
+                    (_, acc) => accumulate(acc, &call.kind, &typed[i], row, sign),
+                }
+            }
+        }
+        if self.groups.len() >= PARTIAL_GROUPS_MAX {
+            return self.emit();
+        }
+        Ok(Vec::new())
+    }
+
+    fn on_barrier(&mut self, _ctx: &OperatorContext, _epoch: Epoch) -> Result<Vec<Chunk>> {
+        self.emit()
+    }
+}
