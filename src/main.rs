@@ -76,9 +76,10 @@ struct ServeArgs {
     /// How often an epoch is committed, in milliseconds.
     #[arg(long, env = "SABOT_BARRIER_INTERVAL_MS", default_value_t = 100)]
     barrier_interval_ms: u64,
-    /// Milliseconds an epoch may wait for every view to acknowledge its barrier; past it
-    /// the epoch fails (naming the views) and writes stop until a restart.
-    #[arg(long, env = "SABOT_CHECKPOINT_TIMEOUT_MS", default_value_t = 600_000)]
+    /// Milliseconds an epoch may wait for every view to acknowledge its barrier (a new
+    /// view's backfill included); past it the epoch fails (naming the views) and writes
+    /// stop until a restart.
+    #[arg(long, env = "SABOT_CHECKPOINT_TIMEOUT_MS", default_value_t = 1_800_000)]
     checkpoint_timeout_ms: u64,
     /// Most established client connections; one more is refused with 53300. As many may
     /// be starting up at once (the oldest makes way for a new one).

@@ -16,7 +16,8 @@ pub struct Config {
     pub barrier_interval_ms: u64,
     /// The longest an epoch waits for every view operator to acknowledge its barrier;
     /// past it the epoch fails, with the views still waited for named, and the server
-    /// stops accepting writes until restarted. Default 10 minutes.
+    /// stops accepting writes until restarted. A new view's backfill runs in one epoch and
+    /// must finish within it. Default 30 minutes.
     pub checkpoint_timeout_ms: u64,
     /// Bound of each change-stream channel (a table to its subscribers, and between view
     /// operators), in messages. Default 1024.
@@ -97,7 +98,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./sabot-data"),
             ephemeral: false,
             barrier_interval_ms: 100,
-            checkpoint_timeout_ms: 600_000,
+            checkpoint_timeout_ms: 1_800_000,
             change_channel_messages_max: 1024,
             state_cache_bytes_max: 256 << 20,
             operator_cache_bytes_max: 256 << 20,

@@ -100,6 +100,7 @@ impl Database {
                 config.state_memory_bytes_max,
             ),
         });
+        db.stop_views_on_failure();
         if let Err(e) = db.restore_views().await {
             let _ = db.shutdown().await;
             return Err(e);
@@ -119,6 +120,31 @@ impl Database {
             return Err(e);
         }
         Ok(db)
+    }
+
+    /// When a commit fails (the server then takes no writes until restarted), stops every
+    /// view's dataflow, so that nothing waits on views any more: writers blocked on a full
+    /// channel of a stuck view get going again (and are refused).
+    fn stop_views_on_failure(self: &Arc<Self>) {
+        let database = Arc::downgrade(self);
+        let mut committed = self.coordinator.subscribe_committed();
+        tokio::spawn(async move {
+            while committed.changed().await.is_ok() {
+                if committed.borrow().failure.is_none() {
+                    continue;
+                }
+                let Some(database) = database.upgrade() else { return };
+                let dataflows: Vec<_> = database.dataflows.lock().drain().map(|(_, d)| d).collect();
+                tracing::error!(
+                    views = dataflows.len(),
+                    "a commit failed: every view's dataflow stops until restart"
+                );
+                for dataflow in dataflows {
+                    dataflow.stop().await;
+                }
+                return;
+            }
+        });
     }
 
     pub fn config(&self) -> &Config {

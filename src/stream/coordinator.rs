@@ -316,8 +316,18 @@ impl Coordinator {
             (epoch, batch)
         };
         let expected = self.dataflows.lock().clone();
+        // Passing the barrier on (channels may be full) and collecting the acknowledgements
+        // take checkpoint_timeout_ms at most together.
+        let deadline = tokio::time::Instant::now() + self.checkpoint_timeout;
         for guard in writers.values_mut() {
-            guard.barrier(epoch).await;
+            if tokio::time::timeout_at(deadline, guard.barrier(epoch)).await.is_err() {
+                return Err(self.fail(Arc::from(format!(
+                    "the barrier of epoch {epoch} could not be passed to the views of {} within \
+                     checkpoint_timeout_ms ({} ms): a view stopped taking changes",
+                    guard.desc().qualified_name(),
+                    self.checkpoint_timeout.as_millis()
+                ))));
+            }
         }
         for source in self.sources.lock().iter() {
             // A reader that stopped is unregistered with its dataflow.
@@ -330,7 +340,7 @@ impl Coordinator {
             writers.clear();
             ids
         };
-        if let Err(failure) = self.collect_acks(epoch, &expected, &mut batch).await {
+        if let Err(failure) = self.collect_acks(epoch, &expected, deadline, &mut batch).await {
             return Err(self.fail(failure));
         }
         batch.put(META_TABLE, EPOCH_KEY, epoch.to_be_bytes().to_vec());
@@ -358,6 +368,7 @@ impl Coordinator {
         &self,
         epoch: Epoch,
         expected: &HashMap<DataflowId, (usize, Arc<str>)>,
+        deadline: tokio::time::Instant,
         batch: &mut WriteBatch,
     ) -> std::result::Result<(), Arc<str>> {
         let mut remaining: HashMap<DataflowId, usize> = expected
@@ -367,7 +378,6 @@ impl Coordinator {
             .collect();
         let mut acks = self.acks.lock().await;
         let started = tokio::time::Instant::now();
-        let deadline = started + self.checkpoint_timeout;
         let mut warned = false;
         while !remaining.is_empty() {
             let until = if warned { deadline } else { deadline.min(started + ACK_WAIT_WARNING) };

@@ -203,14 +203,16 @@ impl TableWriter {
         if self.subscribers.is_empty() {
             return;
         }
-        let mut live = Vec::with_capacity(self.subscribers.len());
-        for subscriber in self.subscribers.drain(..) {
-            // A subscriber that went away is dropped; a slow one applies backpressure.
-            if subscriber.send(message.clone()).await.is_ok() {
-                live.push(subscriber);
+        // A subscriber that went away is dropped; a slow one applies backpressure. Safe to
+        // cancel (the coordinator bounds a barrier's wait): no subscriber is lost.
+        let mut i = 0;
+        while i < self.subscribers.len() {
+            if self.subscribers[i].send(message.clone()).await.is_ok() {
+                i += 1;
+            } else {
+                self.subscribers.remove(i);
             }
         }
-        self.subscribers = live;
     }
 }
 

@@ -90,6 +90,40 @@ async fn an_epoch_a_view_never_acknowledges_fails_after_the_checkpoint_timeout()
     std::fs::remove_file(dir.path().join("gate")).unwrap();
 }
 
+#[tokio::test]
+async fn writers_blocked_by_a_stuck_view_get_going_when_its_epoch_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--checkpoint-timeout-ms", "1500", "--change-channel-messages-max", "1"];
+    let server = start_with(dir.path(), "block:HashAgg", &args);
+    let client = connect(server.addr).await;
+    client
+        .batch_execute(
+            "CREATE TABLE a (k INT, v INT);
+             CREATE MATERIALIZED VIEW s AS SELECT k, max(v) AS top FROM a GROUP BY k;
+             SET implicit_flush = off;",
+        )
+        .await
+        .unwrap();
+    std::fs::write(dir.path().join("gate"), b"").unwrap();
+    // The view stops taking changes at the next barrier: its one-message channels fill up
+    // and the writer of `a` blocks on them, until the epoch fails and the views stop.
+    // (max over a table that may retract keeps one phase: no PartialAgg absorbs the rows
+    // before the exchange.)
+    let writes = async {
+        for i in 0..200 {
+            if client.batch_execute(&format!("INSERT INTO a VALUES ({i}, 1)")).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(BOUND, writes).await.expect("blocked writers are released");
+    let flush = tokio::time::timeout(BOUND, client.batch_execute("FLUSH")).await.expect("FLUSH returns");
+    assert_eq!(flush.expect_err("writes are refused").code().map(|c| c.code()), Some("58030"));
+    assert_eq!(rows(&client, "SELECT 1").await, [["1"]]);
+    std::fs::remove_file(dir.path().join("gate")).unwrap();
+}
+
 /// The error a write gets when `operator` fails (`fail` or `panic` failpoint).
 async fn failing_epoch(failpoint: &str) -> (String, String) {
     let dir = tempfile::tempdir().unwrap();
