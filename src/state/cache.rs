@@ -10,12 +10,14 @@
 //! - a [`RowsValue`] is assembled from the stored rows under its key (a join's bucket of
 //!   rows with one join key, an aggregate group's multiset of values), keyed by the key
 //!   and a suffix: it is loaded by one prefix scan on a miss, keeps track of the rows it
-//!   changed, and writes just those into the epoch's batch when it is sealed.
+//!   changed, and writes just those into the epoch's batch when it is sealed. An operator
+//!   may also write rows of keys it does not hold to the [`StateTable`] under the cache
+//!   (a join row whose bucket is not loaded); a load reads them too, and they are sealed
+//!   before the values' rows, which therefore win.
 //!
-//! Either way every change goes through a cached entry, which stays in memory (pinned)
-//! from its change until the epoch that holds it is committed. Only entries whose changes
-//! are committed are evicted, least recently used first, so an evicted key reloads
-//! exactly what it held from the committed snapshot.
+//! A changed entry stays in memory (pinned) from its change until the epoch that holds it
+//! is committed. Only entries whose changes are committed are evicted, least recently used
+//! first, so an evicted key reloads exactly what it held.
 //!
 //! Budgets: each cache may hold `operator_cache_bytes_max` bytes; all caches of the
 //! server together `state_memory_bytes_max` (a [`MemoryBudget`] shared by every
@@ -247,8 +249,9 @@ impl<V: StoredValue> CachedTable<V> {
 /// Caches of values assembled from several rows hold every changed value in memory until
 /// it is committed, as stored values do; a sealed value writes only its changed rows.
 impl<V: RowsValue> CachedTable<V> {
-    /// The slot of `key`, loading its rows from the committed snapshot on a miss (the
-    /// slot always holds a value, possibly empty).
+    /// The slot of `key`, loading its rows on a miss from the committed snapshot and the
+    /// writes the operator made to the state table itself (the slot always holds a value,
+    /// possibly empty).
     pub fn rows_slot(&mut self, snapshot: &dyn Snapshot, key: &[u8]) -> Result<Slot> {
         self.rows_slot_from(snapshot, key, V::empty)
     }
@@ -264,7 +267,7 @@ impl<V: RowsValue> CachedTable<V> {
             let mut value = new();
             let mut failure = None;
             let end = super::prefix_end(key);
-            snapshot.scan_range(table.table_id(), key, end.as_deref(), &mut |k, v| match value
+            table.scan_range(snapshot, key, end.as_deref(), &mut |k, v| match value
                 .load_row(&k[key.len()..], v)
             {
                 Ok(more) => Ok(more),

@@ -6,9 +6,11 @@
 //! (equal keys and a true residual). In memory each side keeps a cache of buckets — the
 //! rows of one join key, in stream-key order — loaded by one prefix scan on a miss and
 //! evicted least recently used first within the operator's budget ([`CachedTable`]).
-//! Rows change in their bucket (loaded first if need be), which remembers the rows it
-//! changed and writes just those into the epoch's batch at the barrier; a changed bucket
-//! stays in memory until its epoch is committed, so an evicted bucket reloads exactly.
+//! A row changes in its bucket when that is loaded — the bucket remembers the rows it
+//! changed and writes just those into the epoch's batch at the barrier, and stays in
+//! memory until its epoch is committed — and otherwise in the state table alone (a bucket
+//! is loaded to be probed, not to take a row). A load reads both, so an evicted bucket
+//! reloads exactly.
 //!
 //! A chunk is processed as a whole: its rows, join keys and stream keys are encoded at
 //! once, each row finds the other side's bucket with one hash lookup, the residual is
@@ -100,27 +102,27 @@ impl Side {
         self.buckets.rows_slot(snapshot, key)
     }
 
-    /// Stores a row of this side in its bucket.
-    fn insert(
-        &mut self,
-        snapshot: &dyn Snapshot,
-        key: &[u8],
-        stream_key: &[u8],
-        degree: i64,
-        row: &[u8],
-    ) -> Result<()> {
-        let slot = self.bucket(snapshot, key)?;
-        self.buckets.change(slot).insert(stream_key, degree, row);
-        self.buckets.recharge(slot);
-        Ok(())
+    /// Stores a row of this side: in its bucket when that is loaded, else in the state
+    /// table alone (a bucket not loaded is not read to add a row to it).
+    fn insert(&mut self, key: &[u8], stream_key: &[u8], degree: i64, row: &[u8]) {
+        match self.buckets.lookup(key) {
+            Some(slot) => {
+                self.buckets.change(slot).insert(stream_key, degree, row);
+                self.buckets.recharge(slot);
+            }
+            None => self.state().put([key, stream_key].concat(), encode_stored(degree, row)),
+        }
     }
 
     /// Removes a row of this side.
-    fn remove(&mut self, snapshot: &dyn Snapshot, key: &[u8], stream_key: &[u8]) -> Result<()> {
-        let slot = self.bucket(snapshot, key)?;
-        self.buckets.change(slot).remove(stream_key);
-        self.buckets.recharge(slot);
-        Ok(())
+    fn remove(&mut self, key: &[u8], stream_key: &[u8]) {
+        match self.buckets.lookup(key) {
+            Some(slot) => {
+                self.buckets.change(slot).remove(stream_key);
+                self.buckets.recharge(slot);
+            }
+            None => self.state().delete([key, stream_key].concat()),
+        }
     }
 
     /// Sets the degree of row `at` of the bucket in `slot`.
@@ -524,12 +526,12 @@ impl HashJoinOperator {
             }
             self.apply_row(i, insert, buckets[i], &matches, side, &mut out);
             if let Some(key) = encoded.join_key(i) {
-                let (snapshot, stream_key) = (ctx.snapshot.as_ref(), encoded.stream_key(i));
+                let stream_key = encoded.stream_key(i);
                 if insert {
                     let row = encoded.rows.row(i);
-                    self.sides[side].insert(snapshot, key, stream_key, matches.len() as i64, row.data())?;
+                    self.sides[side].insert(key, stream_key, matches.len() as i64, row.data());
                 } else {
-                    self.sides[side].remove(snapshot, key, stream_key)?;
+                    self.sides[side].remove(key, stream_key);
                 }
             }
         }
