@@ -42,8 +42,12 @@ pub enum Accumulator {
 pub struct GroupState {
     /// Input rows in the group: the group exists while this is positive.
     pub rows: i64,
-    pub accumulators: Vec<Accumulator>,
+    /// Inline for up to three calls: a row's accumulators sit in the cache entry that
+    /// its group lookup already reached (a pointer chase less per row).
+    pub accumulators: Accumulators,
 }
+
+pub type Accumulators = smallvec::SmallVec<[Accumulator; 3]>;
 
 impl GroupState {
     pub fn empty(calls: &[AggCall]) -> Self {
@@ -108,7 +112,7 @@ impl GroupState {
     pub fn decode(bytes: &[u8]) -> Result<Self> {
         let mut reader = Reader { bytes, at: 0 };
         let rows = reader.i64()?;
-        let mut accumulators = Vec::new();
+        let mut accumulators = Accumulators::new();
         while reader.at < bytes.len() {
             accumulators.push(match reader.u8()? {
                 0 => Accumulator::None,
@@ -144,7 +148,8 @@ impl CacheValue for GroupState {
                 _ => 0,
             })
             .sum();
-        self.accumulators.capacity() * std::mem::size_of::<Accumulator>() + extremes
+        let spilled = if self.accumulators.spilled() { self.accumulators.capacity() } else { 0 };
+        spilled * std::mem::size_of::<Accumulator>() + extremes
     }
 }
 
@@ -378,7 +383,7 @@ mod tests {
     fn group_state_round_trips() {
         let state = GroupState {
             rows: 3,
-            accumulators: vec![
+            accumulators: smallvec::smallvec![
                 Accumulator::None,
                 Accumulator::Count(-2),
                 Accumulator::Sum { count: 2, sum: Sum::Exact(-170141183460469231731687303715884105728) },
