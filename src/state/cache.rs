@@ -64,6 +64,16 @@ pub trait RowsValue: CacheValue {
     fn seal_rows(&mut self, write: &mut RowWriter<'_>);
 }
 
+/// For a [`RowsValue`] that lists the keys of the rows it changes (a key maybe more than
+/// once): the list, sorted and each key once, leaving `changed` empty.
+pub fn take_changed(changed: &mut Vec<Box<[u8]>>) -> Vec<Box<[u8]>> {
+    let mut keys = std::mem::take(changed);
+    keys.sort_unstable();
+    keys.dedup();
+    changed.shrink_to(16);
+    keys
+}
+
 /// The memory all operator caches of a server share.
 #[derive(Debug)]
 pub struct MemoryBudget {

@@ -14,7 +14,7 @@ mod table;
 use std::sync::Arc;
 
 pub use cache::{
-    CacheValue, CachedTable, MemoryBudget, RowWriter, RowsValue, Slot, StateMemory, StoredValue,
+    CacheValue, CachedTable, MemoryBudget, RowWriter, RowsValue, Slot, StateMemory, StoredValue, take_changed,
 };
 pub use memory::MemoryStore;
 pub use rocks::RocksStore;

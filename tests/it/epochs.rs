@@ -24,6 +24,17 @@ fn start_with(dir: &std::path::Path, failpoints: &str, args: &[&str]) -> Process
     )
 }
 
+/// Table `a` and view `s`, its sums per key.
+async fn create_sums(client: &tokio_postgres::Client) {
+    client
+        .batch_execute(
+            "CREATE TABLE a (k INT, v INT);
+             CREATE MATERIALIZED VIEW s AS SELECT k, sum(v) AS total FROM a GROUP BY k;",
+        )
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn writes_go_on_while_a_slow_view_holds_an_epoch_back() {
     let dir = tempfile::tempdir().unwrap();
@@ -66,13 +77,7 @@ async fn an_epoch_a_view_never_acknowledges_fails_after_the_checkpoint_timeout()
     let dir = tempfile::tempdir().unwrap();
     let server = start_with(dir.path(), "block:HashAgg", &["--checkpoint-timeout-ms", "1500"]);
     let client = connect(server.addr).await;
-    client
-        .batch_execute(
-            "CREATE TABLE a (k INT, v INT);
-             CREATE MATERIALIZED VIEW s AS SELECT k, sum(v) AS total FROM a GROUP BY k;",
-        )
-        .await
-        .unwrap();
+    create_sums(&client).await;
     assert_eq!(rows(&client, "SHOW checkpoint_timeout_ms").await, [["1500"]]);
     std::fs::write(dir.path().join("gate"), b"").unwrap();
     let error = tokio::time::timeout(BOUND, client.batch_execute("INSERT INTO a VALUES (1, 10)"))
@@ -129,13 +134,7 @@ async fn failing_epoch(failpoint: &str) -> (String, String) {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), failpoint);
     let client = connect(server.addr).await;
-    client
-        .batch_execute(
-            "CREATE TABLE a (k INT, v INT);
-             CREATE MATERIALIZED VIEW s AS SELECT k, sum(v) AS total FROM a GROUP BY k;",
-        )
-        .await
-        .unwrap();
+    create_sums(&client).await;
     let error = tokio::time::timeout(BOUND, client.batch_execute("INSERT INTO a VALUES (1, 10)"))
         .await
         .expect("the failed epoch is reported, not waited for")

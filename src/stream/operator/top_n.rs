@@ -122,14 +122,11 @@ impl RowsValue for TopGroup {
     }
 
     fn seal_rows(&mut self, write: &mut crate::state::RowWriter<'_>) {
-        let mut changed = std::mem::take(&mut self.changed);
-        changed.sort_unstable();
-        changed.dedup();
-        for key in &changed {
+        // Every listing was counted (`mark`), repeats included.
+        self.bytes -= self.changed.iter().map(|k| k.len()).sum::<usize>();
+        for key in &crate::state::take_changed(&mut self.changed) {
             write(key, self.rows.get(key).map(|row| row.to_vec()));
         }
-        self.bytes -= changed.iter().map(|k| k.len()).sum::<usize>();
-        self.changed.shrink_to(16);
     }
 }
 

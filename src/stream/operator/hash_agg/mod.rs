@@ -114,30 +114,6 @@ impl HashAggOperator {
         })
     }
 
-    /// Per call with a converter: the chunk's (group columns, the call's input) rows, or
-    /// without `with_group` the input's alone.
-    fn group_value_rows<'a>(
-        &self,
-        converters: impl Iterator<Item = Option<&'a RowConverter>>,
-        chunk: &Chunk,
-        with_group: bool,
-    ) -> Result<Vec<Option<Rows>>> {
-        converters
-            .zip(&self.calls)
-            .map(|(converter, call)| match (converter, call.input) {
-                (Some(converter), Some(column)) => {
-                    let mut columns: Vec<ArrayRef> = match with_group {
-                        true => chunk.data.columns()[..self.group_len].to_vec(),
-                        false => Vec::new(),
-                    };
-                    columns.push(chunk.data.column(column).clone());
-                    Ok(Some(converter.convert_columns(&columns)?))
-                }
-                _ => Ok(None),
-            })
-            .collect()
-    }
-
     fn is_global(&self) -> bool {
         self.group_len == 0
     }
@@ -153,24 +129,8 @@ impl HashAggOperator {
             return Ok(None);
         }
         let state = state.clone();
-        let key = self.groups.key(slot).to_vec();
-        let values = self.value_outputs(ctx, &key)?;
+        let values = value_outputs(&self.calls, &mut self.values, ctx, self.groups.key(slot))?;
         Ok(Some(Shown { state, values }))
-    }
-
-    /// The outputs of the value-table aggregates of group `key`, in call order.
-    fn value_outputs(&mut self, ctx: &OperatorContext, key: &[u8]) -> Result<Vec<ScalarValue>> {
-        let mut values = Vec::new();
-        for (call, set) in self.calls.iter().zip(&mut self.values) {
-            let Some(set) = set else { continue };
-            values.push(match &call.kind {
-                AggKind::StringAgg { delimiter } => set.joined(ctx, key, delimiter, call)?,
-                AggKind::Min | AggKind::Max => set.first(ctx, key, call)?,
-                // count(DISTINCT) counts inline; its value table only tracks membership.
-                _ => ScalarValue::Null,
-            });
-        }
-        Ok(values)
     }
 
     /// The slot of group `key`, remembering what it showed if this is its first change
@@ -204,8 +164,7 @@ impl HashAggOperator {
         let mut now: Vec<Vec<ScalarValue>> = Vec::with_capacity(touched.len());
         if self.has_value_sets() {
             for (slot, _) in &touched {
-                let key = self.groups.key(*slot).to_vec();
-                now.push(self.value_outputs(ctx, &key)?);
+                now.push(value_outputs(&self.calls, &mut self.values, ctx, self.groups.key(*slot))?);
             }
         }
         let chunk = {
@@ -311,6 +270,60 @@ impl HashAggOperator {
         let options = RecordBatchOptions::new().with_row_count(Some(ops.len()));
         let data = RecordBatch::try_new_with_options(self.schema.clone(), columns, &options)?;
         Ok(vec![Chunk::new(ops, data)])
+    }
+}
+
+/// The outputs of the value-table aggregates of group `key`, in call order.
+fn value_outputs(
+    calls: &[AggCall],
+    sets: &mut [Option<ValueSet>],
+    ctx: &OperatorContext,
+    key: &[u8],
+) -> Result<Vec<ScalarValue>> {
+    let mut values = Vec::new();
+    for (call, set) in calls.iter().zip(sets) {
+        let Some(set) = set else { continue };
+        values.push(match &call.kind {
+            AggKind::StringAgg { delimiter } => set.joined(ctx, key, delimiter, call)?,
+            AggKind::Min | AggKind::Max => set.first(ctx, key, call)?,
+            // count(DISTINCT) counts inline; its value table only tracks membership.
+            _ => ScalarValue::Null,
+        });
+    }
+    Ok(values)
+}
+
+/// Per call with a converter: the chunk's rows of (its first `group_len` columns, the
+/// call's input), encoded.
+fn value_rows<'a>(
+    converters: impl Iterator<Item = Option<&'a RowConverter>>,
+    calls: &[AggCall],
+    chunk: &Chunk,
+    group_len: usize,
+) -> Result<Vec<Option<Rows>>> {
+    converters
+        .zip(calls)
+        .map(|(converter, call)| match (converter, call.input) {
+            (Some(converter), Some(column)) => {
+                let mut columns: Vec<ArrayRef> = chunk.data.columns()[..group_len].to_vec();
+                columns.push(chunk.data.column(column).clone());
+                Ok(Some(converter.convert_columns(&columns)?))
+            }
+            _ => Ok(None),
+        })
+        .collect()
+}
+
+/// Makes row `row` the extreme of an inline min / max if it sorts before the current one
+/// (`encoded`: the chunk's (group, value) rows; NULL values are not candidates).
+fn offer_extreme(acc: &mut state::Accumulator, encoded: &Rows, values: &ArrayRef, row: usize) {
+    let state::Accumulator::Extreme(current) = acc else { return };
+    if values.is_null(row) {
+        return;
+    }
+    let candidate = encoded.row(row).data();
+    if current.as_deref().is_none_or(|best| candidate < best) {
+        *current = Some(candidate.into());
     }
 }
 
@@ -602,12 +615,10 @@ impl Operator for HashAggOperator {
             .iter()
             .map(|c| c.input.map(|i| normalize_input(chunk.data.column(i))).transpose())
             .collect::<Result<_>>()?;
-        let encoded = self.group_value_rows(
-            self.values.iter().map(|v| v.as_ref().map(|v| &v.converter)),
-            &chunk,
-            false,
-        )?;
-        let extremes = self.group_value_rows(self.extremes.iter().map(Option::as_ref), &chunk, true)?;
+        let value_converters = self.values.iter().map(|v| v.as_ref().map(|v| &v.converter));
+        let encoded = value_rows(value_converters, &self.calls, &chunk, 0)?;
+        let extremes =
+            value_rows(self.extremes.iter().map(Option::as_ref), &self.calls, &chunk, self.group_len)?;
         let has_extremes = extremes.iter().any(Option::is_some);
         let value_inputs = ValueInputs { encoded, inputs };
         let typed: Vec<Input> = value_inputs.inputs.iter().map(|i| Input::of(i.as_ref())).collect();
@@ -657,17 +668,8 @@ impl Operator for HashAggOperator {
                     ));
                 }
                 for (i, extreme) in extremes.iter().enumerate() {
-                    let (Some(encoded), Some(values), state::Accumulator::Extreme(current)) =
-                        (extreme, &value_inputs.inputs[i], &mut state.accumulators[i])
-                    else {
-                        continue;
-                    };
-                    if values.is_null(row) {
-                        continue;
-                    }
-                    let candidate = encoded.row(row).data();
-                    if current.as_deref().is_none_or(|best| candidate < best) {
-                        *current = Some(candidate.into());
+                    if let (Some(encoded), Some(values)) = (extreme, &value_inputs.inputs[i]) {
+                        offer_extreme(&mut state.accumulators[i], encoded, values, row);
                     }
                 }
             }

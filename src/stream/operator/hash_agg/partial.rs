@@ -14,7 +14,7 @@ use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::row::RowConverter;
 
 use super::state::{Accumulator, GroupState, Input, Sum, accumulate, normalize_input};
-use super::{extreme_column, extreme_converter};
+use super::{extreme_column, extreme_converter, offer_extreme, value_rows};
 use crate::common::row::RowCodec;
 use crate::common::{Error, Result};
 use crate::plan::{AggKind, PartialAggNode};
@@ -139,19 +139,8 @@ impl Operator for PartialAggOperator {
             .map(|c| c.input.map(|i| normalize_input(chunk.data.column(i))).transpose())
             .collect::<Result<_>>()?;
         let typed: Vec<Input> = inputs.iter().map(|i| Input::of(i.as_ref())).collect();
-        let extremes: Vec<Option<datafusion::arrow::row::Rows>> = self
-            .extremes
-            .iter()
-            .zip(&self.node.calls)
-            .map(|(converter, call)| match (converter, call.input) {
-                (Some(converter), Some(column)) => {
-                    let mut columns: Vec<ArrayRef> = chunk.data.columns()[..group_len].to_vec();
-                    columns.push(chunk.data.column(column).clone());
-                    Ok(Some(converter.convert_columns(&columns)?))
-                }
-                _ => Ok(None),
-            })
-            .collect::<Result<_>>()?;
+        let extremes =
+            value_rows(self.extremes.iter().map(Option::as_ref), &self.node.calls, &chunk, group_len)?;
         let calls = &self.node.calls;
         for (row, op) in chunk.ops.iter().enumerate() {
             let key = keys.as_ref().map_or(&[][..], |k| k.row(row).data());
@@ -162,21 +151,16 @@ impl Operator for PartialAggOperator {
             let sign = if Chunk::is_insert(*op) { 1 } else { -1 };
             state.rows += sign;
             for (i, call) in calls.iter().enumerate() {
-                match (&extremes[i], &mut state.accumulators[i]) {
-                    (Some(encoded), Accumulator::Extreme(current)) => {
+                match (&extremes[i], &inputs[i]) {
+                    (Some(encoded), Some(values)) => {
                         if sign < 0 {
                             return Err(Error::internal(
                                 "a retraction reached a min / max planned for an append-only input",
                             ));
                         }
-                        if inputs[i].as_ref().is_some_and(|values| values.is_valid(row)) {
-                            let candidate = encoded.row(row).data();
-                            if current.as_deref().is_none_or(|best| candidate < best) {
-                                *current = Some(candidate.into());
-                            }
-                        }
+                        offer_extreme(&mut state.accumulators[i], encoded, values, row);
                     }
-                    (_, acc) => accumulate(acc, &call.kind, &typed[i], row, sign),
+                    _ => accumulate(&mut state.accumulators[i], &call.kind, &typed[i], row, sign),
                 }
             }
         }
