@@ -1,12 +1,16 @@
 //! Formats, apart from transports: how a connector's bytes become rows (`FORMAT PLAIN
 //! ENCODE CSV | JSON | PARQUET`).
 //!
-//! Text formats decode a block of whole lines at once with Arrow's vectorized readers
-//! (`arrow-csv`, `arrow-json`), into the source's declared columns. When a block fails
+//! Text formats decode a block of whole lines at once, into the source's declared
+//! columns: CSV without quotes by a fast path of its own ([`csv`]), which parses each
+//! value as Arrow's reader does, and everything else with Arrow's vectorized readers
+//! (`arrow-csv`, `arrow-json`). When a block fails
 //! (a bad number, a bad timestamp, a wrong field count, invalid JSON, a NULL in a NOT
 //! NULL column), its lines are decoded one at a time: the good ones go through, each bad
 //! one becomes a [`DeadLetter`] with its position and the error — a malformed record
 //! never stops the source and is never dropped silently.
+
+mod csv;
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -79,6 +83,7 @@ impl Encode {
 /// Whole lines of text read from a split, with their numbers.
 #[derive(Default)]
 pub struct TextBlock {
+    /// The lines, one after the other, each followed by a line break.
     pub bytes: Vec<u8>,
     /// Each line's number (1-based) and bytes, without its line break.
     pub lines: Vec<(u64, Range<usize>)>,
@@ -88,6 +93,11 @@ impl TextBlock {
     pub fn push(&mut self, number: u64, line: &[u8]) {
         let start = self.bytes.len();
         self.bytes.extend_from_slice(line);
+        self.end_line(number, start);
+    }
+
+    /// Ends the line numbered `number` that `bytes` hold from `start` on.
+    pub fn end_line(&mut self, number: u64, start: usize) {
         self.lines.push((number, start..self.bytes.len()));
         self.bytes.push(b'\n');
     }
@@ -103,6 +113,11 @@ pub fn decode_text(
 ) -> Result<(RecordBatch, Vec<DeadLetter>)> {
     if block.lines.is_empty() {
         return Ok((RecordBatch::new_empty(schema.clone()), Vec::new()));
+    }
+    if let Encode::Csv { delimiter, .. } = encode
+        && let Some(batch) = csv::decode_plain(schema, *delimiter, block)
+    {
+        return Ok((batch, Vec::new()));
     }
     if let Ok(batch) = decode_bytes(encode, schema, &block.bytes, block.lines.len()) {
         return Ok((batch, Vec::new()));

@@ -17,7 +17,7 @@
 //! that cannot be read, is one dead letter at `file`.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read as _, Seek, SeekFrom};
+use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -144,6 +144,7 @@ impl SourceConnector for PosixFs {
                     offset,
                     line,
                     reader: None,
+                    block: TextBlock::default(),
                 })
             }
         })
@@ -191,7 +192,12 @@ struct TextFile {
     line: u64,
     /// Opened at the first read; `None` after the file vanished.
     reader: Option<BufReader<File>>,
+    /// The lines of the last read, whose buffers the next read reuses.
+    block: TextBlock,
 }
+
+/// A text file's block buffers are kept between reads up to this size.
+const BLOCK_BYTES_KEPT_MAX: usize = 4 << 20;
 
 impl TextFile {
     fn open(&mut self) -> std::io::Result<()> {
@@ -201,21 +207,31 @@ impl TextFile {
         Ok(())
     }
 
-    fn read_block(&mut self, max_rows: usize) -> std::io::Result<(TextBlock, Vec<DeadLetter>, bool)> {
+    /// Reads up to `max_rows` lines into `self.block`; returns the dead letters of lines
+    /// that are too long and whether the file ended.
+    fn read_block(&mut self, max_rows: usize) -> std::io::Result<(Vec<DeadLetter>, bool)> {
         let header = matches!(self.encode, Encode::Csv { header: true, .. });
         let reader = self.reader.as_mut().expect("opened");
-        let mut block = TextBlock::default();
+        if self.block.bytes.capacity() > BLOCK_BYTES_KEPT_MAX {
+            self.block = TextBlock::default();
+        }
+        let block = &mut self.block;
+        block.bytes.clear();
+        block.lines.clear();
         let mut dead = Vec::new();
-        let mut line = Vec::new();
         let mut eof = false;
         while block.lines.len() < max_rows {
-            line.clear();
-            let read = reader.by_ref().take(LINE_BYTES_MAX as u64 + 1).read_until(b'\n', &mut line)?;
+            // Each line is read into the block where it will stay, and taken back out
+            // when it is not a row.
+            let start = block.bytes.len();
+            let read = read_line(reader, &mut block.bytes, LINE_BYTES_MAX + 1)?;
             if read == 0 {
                 eof = true;
                 break;
             }
-            if line.last() != Some(&b'\n') && read > LINE_BYTES_MAX {
+            if block.bytes.last() != Some(&b'\n') && read > LINE_BYTES_MAX {
+                let payload = String::from_utf8_lossy(&block.bytes[start..start + 1024]).into_owned();
+                block.bytes.truncate(start);
                 // Skip the rest of an overlong line.
                 let mut skipped = read as u64;
                 loop {
@@ -223,7 +239,7 @@ impl TextFile {
                     if buf.is_empty() {
                         break;
                     }
-                    match buf.iter().position(|b| *b == b'\n') {
+                    match memchr::memchr(b'\n', buf) {
                         Some(i) => {
                             reader.consume(i + 1);
                             skipped += i as u64 + 1;
@@ -240,27 +256,58 @@ impl TextFile {
                 self.line += 1;
                 dead.push(DeadLetter {
                     position: format!("{}:{}", self.name, self.line),
-                    payload: String::from_utf8_lossy(&line[..1024]).into_owned(),
+                    payload,
                     error: format!("a line of more than {LINE_BYTES_MAX} bytes"),
                 });
                 continue;
             }
             self.offset += read as u64;
             self.line += 1;
-            let mut text = line.as_slice();
-            if text.last() == Some(&b'\n') {
-                text = &text[..text.len() - 1];
+            let mut end = block.bytes.len();
+            if block.bytes[end - 1] == b'\n' {
+                end -= 1;
             }
-            if text.last() == Some(&b'\r') {
-                text = &text[..text.len() - 1];
+            if end > start && block.bytes[end - 1] == b'\r' {
+                end -= 1;
             }
+            let text = &block.bytes[start..end];
             if (header && self.line == 1) || text.iter().all(u8::is_ascii_whitespace) {
+                block.bytes.truncate(start);
                 continue;
             }
-            block.push(self.line, text);
+            block.bytes.truncate(end);
+            block.end_line(self.line, start);
         }
-        Ok((block, dead, eof))
+        Ok((dead, eof))
     }
+}
+
+/// Appends the next line of `reader` to `out`, its line break included, but at most
+/// `limit` bytes; returns the bytes read (0 at the end of the file).
+fn read_line(reader: &mut impl BufRead, out: &mut Vec<u8>, limit: usize) -> std::io::Result<usize> {
+    let mut read = 0;
+    while read < limit {
+        let buf = match reader.fill_buf() {
+            Ok(buf) => buf,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if buf.is_empty() {
+            break;
+        }
+        let buf = &buf[..buf.len().min(limit - read)];
+        let (n, done) = match memchr::memchr(b'\n', buf) {
+            Some(i) => (i + 1, true),
+            None => (buf.len(), false),
+        };
+        out.extend_from_slice(&buf[..n]);
+        reader.consume(n);
+        read += n;
+        if done {
+            break;
+        }
+    }
+    Ok(read)
 }
 
 #[async_trait]
@@ -275,7 +322,7 @@ impl SplitReader for TextFile {
                 return Ok(unreadable(&self.name, &self.path, &self.schema, e));
             }
         }
-        let (block, mut dead, eof) = match self.read_block(max_rows.max(1)) {
+        let (mut dead, eof) = match self.read_block(max_rows.max(1)) {
             Ok(read) => read,
             Err(e) => {
                 self.reader = None;
@@ -283,11 +330,12 @@ impl SplitReader for TextFile {
                 return Ok(unreadable(&self.name, &self.path, &self.schema, e));
             }
         };
-        if block.lines.is_empty() && dead.is_empty() && eof {
+        if self.block.lines.is_empty() && dead.is_empty() && eof {
             return Ok(Read::Done);
         }
         let name = &self.name;
-        let (data, bad) = decode_text(&self.encode, &self.schema, &block, &|line| format!("{name}:{line}"))?;
+        let (data, bad) =
+            decode_text(&self.encode, &self.schema, &self.block, &|line| format!("{name}:{line}"))?;
         dead.extend(bad);
         Ok(Read::Chunk(SplitChunk {
             data,

@@ -42,6 +42,10 @@ use crate::state::{
 };
 use crate::stream::message::{Chunk, Op};
 
+/// Rows whose groups are prefetched together before they are looked up: enough misses in
+/// flight to overlap, few enough that their entries stay in the CPU cache until used.
+const PREFETCH_ROWS: usize = 32;
+
 pub struct HashAggOperator {
     group_len: usize,
     /// The input is partials (a PartialAgg's) to merge.
@@ -635,9 +639,15 @@ impl Operator for HashAggOperator {
         // First every row's group (lookups that do not depend on each other, so their
         // memory accesses overlap), then the accumulators.
         let mut slots = Vec::with_capacity(chunk.len());
-        for row in 0..chunk.len() {
-            let key = keys.as_ref().map_or(&[][..], |k| k.row(row).data());
-            slots.push(self.touch(ctx, key)?);
+        let key = |row: usize| keys.as_ref().map_or(&[][..], |k| k.row(row).data());
+        for start in (0..chunk.len()).step_by(PREFETCH_ROWS) {
+            let rows = start..(start + PREFETCH_ROWS).min(chunk.len());
+            for row in rows.clone() {
+                self.groups.prefetch(key(row));
+            }
+            for row in rows {
+                slots.push(self.touch(ctx, key(row))?);
+            }
         }
         for ((row, op), slot) in chunk.ops.iter().enumerate().zip(slots) {
             let calls = &self.calls;
