@@ -95,11 +95,13 @@ fn column(data_type: &DataType, rows: usize) -> Option<Box<dyn Column>> {
         DataType::Timestamp(unit, tz) => Box::new(Timestamp {
             builder: PrimitiveBuilder::with_capacity(rows),
             data_type: data_type.clone(),
-            unit: *unit,
-            direct: tz.as_deref().is_none_or(|tz| tz == UTC || tz == "UTC"),
-            tz: match tz {
-                Some(tz) => Some(tz.parse::<Tz>().ok()?),
-                None => None,
+            format: TimestampFormat {
+                unit: *unit,
+                direct: tz.as_deref().is_none_or(|tz| tz == UTC || tz == "UTC"),
+                tz: match tz {
+                    Some(tz) => Some(tz.parse::<Tz>().ok()?),
+                    None => None,
+                },
             },
         }),
         _ => return None,
@@ -110,19 +112,29 @@ fn primitive<T: ArrowPrimitiveType + Parser>(rows: usize) -> Box<dyn Column> {
     Box::new(PrimitiveBuilder::<T>::with_capacity(rows))
 }
 
+/// Appends NULL for an empty `text`, else the value `parse` reads from it; false when it
+/// reads none.
+fn append_parsed<T: ArrowPrimitiveType>(
+    builder: &mut PrimitiveBuilder<T>,
+    text: &str,
+    parse: impl FnOnce(&str) -> Option<T::Native>,
+) -> bool {
+    if text.is_empty() {
+        builder.append_null();
+        return true;
+    }
+    match parse(text) {
+        Some(value) => {
+            builder.append_value(value);
+            true
+        }
+        None => false,
+    }
+}
+
 impl<T: ArrowPrimitiveType + Parser> Column for PrimitiveBuilder<T> {
     fn push(&mut self, text: &str) -> bool {
-        if text.is_empty() {
-            self.append_null();
-            return true;
-        }
-        match T::parse(text) {
-            Some(value) => {
-                self.append_value(value);
-                true
-            }
-            None => false,
-        }
+        append_parsed(self, text, T::parse)
     }
 
     fn finish(&mut self) -> ArrayRef {
@@ -172,17 +184,10 @@ struct Decimal {
 
 impl Column for Decimal {
     fn push(&mut self, text: &str) -> bool {
-        if text.is_empty() {
-            self.builder.append_null();
-            return true;
-        }
-        match parse_decimal::<Decimal128Type>(text, self.precision, self.scale) {
-            Ok(value) => {
-                self.builder.append_value(value);
-                true
-            }
-            Err(_) => false,
-        }
+        let (precision, scale) = (self.precision, self.scale);
+        append_parsed(&mut self.builder, text, |text| {
+            parse_decimal::<Decimal128Type>(text, precision, scale).ok()
+        })
     }
 
     fn finish(&mut self) -> ArrayRef {
@@ -192,9 +197,14 @@ impl Column for Decimal {
 }
 
 struct Timestamp {
-    /// The values in `unit` since the epoch.
+    /// The values in the column's unit since the epoch.
     builder: PrimitiveBuilder<Int64Type>,
     data_type: DataType,
+    format: TimestampFormat,
+}
+
+/// How a timestamp column's text is read.
+struct TimestampFormat {
     unit: TimeUnit,
     /// Whether a local time is UTC (no zone, or the zone is UTC), so that the common
     /// form can be read directly.
@@ -202,7 +212,7 @@ struct Timestamp {
     tz: Option<Tz>,
 }
 
-impl Timestamp {
+impl TimestampFormat {
     /// `text` in the column's unit, as Arrow's reader reads it.
     fn parse(&self, text: &str) -> Option<i64> {
         if self.direct
@@ -226,17 +236,8 @@ impl Timestamp {
 
 impl Column for Timestamp {
     fn push(&mut self, text: &str) -> bool {
-        if text.is_empty() {
-            self.builder.append_null();
-            return true;
-        }
-        match self.parse(text) {
-            Some(value) => {
-                self.builder.append_value(value);
-                true
-            }
-            None => false,
-        }
+        let format = &self.format;
+        append_parsed(&mut self.builder, text, |text| format.parse(text))
     }
 
     fn finish(&mut self) -> ArrayRef {
