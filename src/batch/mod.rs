@@ -297,6 +297,22 @@ impl SabotCatalog {
         self
     }
 
+    /// A relation of the catalog and the provider of its committed rows, for the window
+    /// table functions (`sql::window`); `schema` None is `default_schema`.
+    pub fn relation(
+        &self,
+        schema: Option<&str>,
+        name: &str,
+        default_schema: &str,
+    ) -> crate::common::Result<(Arc<TableDesc>, Arc<dyn TableProvider>)> {
+        let schema = schema.unwrap_or(default_schema);
+        let desc = self.catalog.table(schema, name).cloned().ok_or_else(|| {
+            Error::new(crate::common::SqlState::UndefinedTable, format!("relation \"{name}\" does not exist"))
+        })?;
+        let provider = StoredTable::committed(desc.clone(), self.snapshot.clone());
+        Ok((desc, Arc::new(provider)))
+    }
+
     /// Serves `schema.name` from `table` instead of the catalog (a DML target, COPY input).
     pub fn with_table(mut self, schema: &str, name: &str, table: Arc<dyn TableProvider>) -> Self {
         self.overrides.insert((schema.to_string(), name.to_string()), table);

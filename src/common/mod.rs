@@ -5,6 +5,7 @@ pub mod error;
 pub mod failpoint;
 pub mod row;
 pub mod types;
+pub mod window;
 
 pub use error::{Error, Result, SqlState};
 pub use types::SqlType;

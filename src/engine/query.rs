@@ -37,6 +37,12 @@ pub fn context(catalog: SabotCatalog, default_schema: &str, memory: Arc<dyn Memo
         .with_physical_optimizer_rule(Arc::new(super::execute::CooperativeJoins))
         .build();
     let ctx = SessionContext::new_with_state(state);
+    let default_schema = default_schema.to_string();
+    let relations = catalog.clone();
+    crate::sql::window::register(
+        &ctx,
+        Arc::new(move |schema: Option<&str>, name: &str| relations.relation(schema, name, &default_schema)),
+    );
     ctx.register_catalog(CATALOG_NAME, Arc::new(catalog));
     ctx
 }

@@ -18,6 +18,7 @@ use datafusion::logical_expr::JoinType;
 use datafusion::physical_expr::PhysicalExpr;
 
 use crate::catalog::TableDesc;
+use crate::common::window::WindowSpec;
 use crate::state::TableId;
 
 #[derive(Debug, Clone)]
@@ -46,6 +47,10 @@ pub enum NodeKind {
     Project {
         exprs: Vec<Arc<dyn PhysicalExpr>>,
     },
+    /// A window table function (TUMBLE, HOP, CUMULATE): each input row once per window
+    /// it falls into, with `window_start` and `window_end` inserted after the input's
+    /// visible columns. Stateless.
+    WindowTvf(WindowSpec),
     HashAgg(HashAggNode),
     /// The first phase of a two-phase aggregate: per epoch (or every
     /// `PARTIAL_GROUPS_MAX` groups), each group's partial state, for a HashAgg that
@@ -151,6 +156,7 @@ impl StreamNode {
             NodeKind::Source { .. } => "Source",
             NodeKind::Filter { .. } => "Filter",
             NodeKind::Project { .. } => "Project",
+            NodeKind::WindowTvf(_) => "WindowTvf",
             NodeKind::HashAgg(_) => "HashAgg",
             NodeKind::PartialAgg(_) => "PartialAgg",
             NodeKind::HashJoin(_) => "HashJoin",
@@ -170,6 +176,7 @@ impl StreamNode {
             NodeKind::Source { relation, .. } => relation.append_only,
             NodeKind::Filter { .. }
             | NodeKind::Project { .. }
+            | NodeKind::WindowTvf(_)
             | NodeKind::Union
             | NodeKind::Materialize { .. }
             | NodeKind::Sink { .. } => inputs(),
@@ -189,7 +196,7 @@ impl StreamNode {
         }
         match &self.kind {
             NodeKind::HashAgg(_) => true,
-            NodeKind::Filter { .. } | NodeKind::Project { .. } => {
+            NodeKind::Filter { .. } | NodeKind::Project { .. } | NodeKind::WindowTvf(_) => {
                 self.inputs[0].parallelism == self.parallelism && self.inputs[0].keys_stay_put()
             }
             _ => false,
@@ -294,6 +301,9 @@ impl StreamNode {
             NodeKind::Project { exprs } => {
                 let list: Vec<String> = exprs.iter().map(|e| e.to_string()).collect();
                 let _ = write!(line, " {}", list.join(", "));
+            }
+            NodeKind::WindowTvf(spec) => {
+                let _ = write!(line, " {}", spec.display(&self.inputs[0].column_name(spec.time_column)));
             }
             NodeKind::HashAgg(agg) => {
                 let input = &self.inputs[0];

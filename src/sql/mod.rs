@@ -8,5 +8,6 @@ pub mod fields;
 pub mod parser;
 pub mod source_ddl;
 pub mod stream_plan;
+pub mod window;
 
 pub use parser::{Statement, parse, parse_within};

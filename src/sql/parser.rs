@@ -112,8 +112,9 @@ fn split_inline_copy(sql: &str) -> Option<(&str, &str, &str)> {
 
 fn parse_statements(sql: &str) -> Result<Vec<Statement>> {
     let dialect = PostgreSqlDialect {};
-    let tokens =
+    let mut tokens =
         Tokenizer::new(&dialect, sql).tokenize_with_location().map_err(|e| syntax_error(sql, e.into()))?;
+    super::window::rewrite_flink_windows(&mut tokens);
     super::depth::check_tokens(&tokens)?;
     let mut parser =
         Parser::new(&dialect).with_recursion_limit(RECURSION_LIMIT).with_tokens_with_locations(tokens);

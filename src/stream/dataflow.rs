@@ -21,6 +21,7 @@ use super::operator::materialize::MaterializeOperator;
 use super::operator::project::ProjectOperator;
 use super::operator::top_n::TopNOperator;
 use super::operator::union::{UnionInput, UnionOperator};
+use super::operator::window_tvf::WindowTvfOperator;
 use super::sink::{Sink, SinkOperator};
 use super::source::reader::SourceReader;
 use super::source::{ReadLimits, SourceConnector, SourceProgress};
@@ -251,6 +252,9 @@ pub fn build_operator(node: &StreamNode, memory: &StateMemory) -> Result<Box<dyn
         NodeKind::Source { .. } => return Err(Error::internal("sources are not operators")),
         NodeKind::Filter { predicate } => Box::new(FilterOperator::new(predicate.clone())),
         NodeKind::Project { exprs } => Box::new(ProjectOperator::new(exprs.clone(), node.schema.clone())),
+        NodeKind::WindowTvf(spec) => {
+            Box::new(WindowTvfOperator::new(spec.clone(), node.inputs[0].visible, node.schema.clone()))
+        }
         NodeKind::HashAgg(agg) => {
             Box::new(HashAggOperator::new(agg, &types(&node.inputs[0]), node.schema.clone(), memory.clone())?)
         }

@@ -87,6 +87,32 @@ const VIEWS: &[(&str, &str, Option<&str>)] = &[
             "SELECT g, n * 10 AS n10, mx FROM (SELECT g, count(*) AS n, max(v) AS mx FROM a GROUP BY g) s WHERE n > 1",
         ),
     ),
+    // Window table functions over w, whose event times arrive out of order, move between
+    // windows when updated, and are sometimes NULL.
+    (
+        "tumble_agg",
+        "SELECT k, window_start, window_end, count(*) AS n, sum(v) AS sv, max(v) AS mx \
+         FROM TUMBLE(w, t, INTERVAL '10' SECOND) GROUP BY k, window_start, window_end",
+        None,
+    ),
+    (
+        "hop_agg",
+        "SELECT window_start, count(*) AS n, min(v) AS mn FROM HOP(w, t, INTERVAL '5' SECOND, INTERVAL '15' SECOND) \
+         GROUP BY window_start",
+        None,
+    ),
+    (
+        "cumulate_agg",
+        "SELECT window_start, window_end, count(*) AS n FROM CUMULATE(w, t, INTERVAL '5' SECOND, INTERVAL '20' SECOND) \
+         GROUP BY window_start, window_end",
+        None,
+    ),
+    (
+        "hop_rows",
+        "SELECT id, window_start, window_end, v FROM HOP(w, t, INTERVAL '10' SECOND, INTERVAL '20' SECOND, INTERVAL '3' SECOND) \
+         WHERE v > 2",
+        None,
+    ),
     (
         "view_on_view_join",
         "SELECT l.id, l.w, v.sv FROM left_join l JOIN agg_basic v ON l.w = v.g WHERE l.w IS NOT NULL",
@@ -100,7 +126,8 @@ async fn create_tables(client: &Client) {
             "CREATE TABLE a (id INT PRIMARY KEY, g INT, v INT, s TEXT);
              CREATE TABLE b (id INT PRIMARY KEY, g INT, w INT);
              CREATE TABLE c (x INT, y INT);
-             CREATE TABLE e (g INT, v INT, s TEXT) APPEND ONLY;",
+             CREATE TABLE e (g INT, v INT, s TEXT) APPEND ONLY;
+             CREATE TABLE w (id INT PRIMARY KEY, k INT, v INT, t TIMESTAMP);",
         )
         .await
         .unwrap();
@@ -117,10 +144,21 @@ fn text(random: &mut Random) -> String {
     }
 }
 
+/// An event time within two minutes, out of order; one in eight is NULL.
+fn event_time(random: &mut Random) -> String {
+    match random.below(8) {
+        0 => "NULL".into(),
+        _ => {
+            let second = random.below(120);
+            format!("'2026-01-01 00:{:02}:{:02}'", second / 60, second % 60)
+        }
+    }
+}
+
 /// One random change; statements that fail (a key collision) change nothing.
 async fn step(client: &Client, random: &mut Random, next_id: &mut i64) {
     let id = random.below(*next_id as u64 + 1);
-    let sql = match random.below(14) {
+    let sql = match random.below(18) {
         0..=2 => {
             *next_id += 1;
             let (g, v, s) = (value(random, 4, 6), value(random, 101, 8), text(random));
@@ -150,6 +188,15 @@ async fn step(client: &Client, random: &mut Random, next_id: &mut i64) {
             format!("INSERT INTO c VALUES {row}, {row}")
         }
         12 => format!("DELETE FROM c WHERE x = {}", random.below(11)),
+        13 | 14 => format!(
+            "INSERT INTO w VALUES ({}, {}, {}, {})",
+            random.below(40),
+            value(random, 3, 6),
+            value(random, 10, 8),
+            event_time(random)
+        ),
+        15 => format!("UPDATE w SET t = {} WHERE id = {}", event_time(random), random.below(40)),
+        16 => format!("DELETE FROM w WHERE id = {}", random.below(40)),
         _ => format!("UPDATE c SET y = y + 1 WHERE x = {}", random.below(11)),
     };
     let _ = client.simple_query(&sql).await;

@@ -21,7 +21,9 @@ use datafusion::logical_expr::{Expr, FetchType, LogicalPlan, SkipType, SortExpr}
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::Column;
 
+use super::window::WindowTable;
 use crate::catalog::{Catalog, TableDesc};
+use crate::common::window::{WindowKind, WindowSpec};
 use crate::common::{Error, Result, SqlState, SqlType};
 use crate::plan::{NodeKind, StreamNode, TopNNode};
 use crate::state::TableId;
@@ -143,10 +145,21 @@ impl StreamPlanner<'_> {
     }
 
     fn table_scan(&mut self, scan: &datafusion::logical_expr::TableScan) -> Result<StreamNode> {
+        let provider = datafusion::datasource::source_as_provider(&scan.source).ok();
+        if let Some(window) = provider.as_ref().and_then(|p| p.downcast_ref::<WindowTable>()) {
+            let source = self.relation(&window.relation)?;
+            return Ok(project_scan(window_node(source, window.spec.clone()), scan));
+        }
         let schema_name = scan.table_name.schema().unwrap_or(self.default_schema);
         let desc = self.catalog.table(schema_name, scan.table_name.table()).cloned().ok_or_else(|| {
             Error::new(SqlState::UndefinedTable, format!("relation \"{}\" does not exist", scan.table_name))
         })?;
+        let source = self.relation(&desc)?;
+        Ok(project_scan(source, scan))
+    }
+
+    /// The change stream of a table, view or source the query reads.
+    fn relation(&mut self, desc: &Arc<TableDesc>) -> Result<StreamNode> {
         if desc.is_sink() {
             return Err(crate::batch::sink_not_readable(&desc.name));
         }
@@ -154,15 +167,7 @@ impl StreamPlanner<'_> {
             self.dependencies.push(desc.id);
         }
         let positions = if desc.is_source() { Some(self.ids.next()?) } else { None };
-        let source = source_node(&desc, positions)?;
-        let Some(projection) = &scan.projection else { return Ok(source) };
-        let exprs: Vec<Arc<dyn PhysicalExpr>> = projection
-            .iter()
-            .map(|&i| Arc::new(Column::new(source.schema.field(i).name(), i)) as Arc<dyn PhysicalExpr>)
-            .collect();
-        let names: Vec<(String, DataType)> =
-            projection.iter().map(|&i| fields_of(&source.schema)[i].clone()).collect();
-        Ok(keep_keys(source, exprs, names))
+        source_node(desc, positions)
     }
 
     /// A projection of `input`: `exprs` over the logical input schema, then the input's
@@ -327,6 +332,51 @@ fn source_node(desc: &Arc<TableDesc>, positions: Option<TableId>) -> Result<Stre
         parallelism: 1,
         inputs: Vec::new(),
     })
+}
+
+/// The columns of `node` a scan reads (all when it has no projection).
+fn project_scan(node: StreamNode, scan: &datafusion::logical_expr::TableScan) -> StreamNode {
+    let Some(projection) = &scan.projection else { return node };
+    let exprs: Vec<Arc<dyn PhysicalExpr>> = projection
+        .iter()
+        .map(|&i| Arc::new(Column::new(node.schema.field(i).name(), i)) as Arc<dyn PhysicalExpr>)
+        .collect();
+    let names: Vec<(String, DataType)> =
+        projection.iter().map(|&i| fields_of(&node.schema)[i].clone()).collect();
+    keep_keys(node, exprs, names)
+}
+
+/// A window table function over `input`: its visible columns, `window_start`,
+/// `window_end`, then its hidden columns. A row of HOP or CUMULATE appears in several
+/// windows, so the window joins the key.
+fn window_node(input: StreamNode, spec: WindowSpec) -> StreamNode {
+    let visible = input.visible;
+    let fields = fields_of(&input.schema);
+    let time_type = spec.time_type.clone();
+    let schema = nullable_schema(
+        fields[..visible]
+            .iter()
+            .cloned()
+            .chain([("window_start".to_string(), time_type.clone()), ("window_end".to_string(), time_type)])
+            .chain(fields[visible..].iter().cloned()),
+    );
+    let stream_key = input.stream_key.as_ref().map(|key| {
+        let mut key: Vec<usize> = key.iter().map(|&k| if k < visible { k } else { k + 2 }).collect();
+        match spec.kind {
+            WindowKind::Tumble => {}
+            WindowKind::Hop => key.push(visible),
+            WindowKind::Cumulate => key.push(visible + 1),
+        }
+        key
+    });
+    StreamNode {
+        kind: NodeKind::WindowTvf(spec),
+        schema,
+        visible: visible + 2,
+        stream_key,
+        parallelism: input.parallelism,
+        inputs: vec![input],
+    }
 }
 
 /// A Project computing `exprs` (named `names`), followed by the input's key columns that

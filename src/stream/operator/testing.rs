@@ -18,7 +18,7 @@ use super::OperatorContext;
 use crate::state::{MemoryStore, StateStore, WriteBatch};
 use crate::stream::message::{Chunk, Op};
 
-/// `"a:int b:text c:float d:bool"`: columns with short type names, all nullable.
+/// `"a:int b:text c:float d:bool e:timestamp"`: columns with short type names, all nullable.
 pub fn schema(spec: &str) -> SchemaRef {
     let fields: Vec<Field> = spec
         .split_whitespace()
@@ -30,6 +30,7 @@ pub fn schema(spec: &str) -> SchemaRef {
                 "text" => DataType::Utf8,
                 "float" => DataType::Float64,
                 "bool" => DataType::Boolean,
+                "timestamp" => DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Microsecond, None),
                 other => panic!("unknown test type {other}"),
             };
             Field::new(name, data_type, true)
