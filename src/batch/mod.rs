@@ -333,7 +333,7 @@ impl CatalogProvider for SabotCatalog {
             return information_schema::provider(&self.catalog).ok();
         }
         if name == system::NAME {
-            return system::provider(&self.system, self.snapshot.as_ref()).ok();
+            return system::provider(&self.system, &self.catalog, self.snapshot.as_ref()).ok();
         }
         if !self.catalog.schema_exists(name) || name == "pg_catalog" {
             return None;
@@ -406,6 +406,7 @@ mod tests {
             view: None,
             connector: None,
             append_only: false,
+            watermark: None,
         });
         let codec = TableCodec::new(&desc).unwrap();
         let batch = RecordBatch::try_new(

@@ -4,21 +4,26 @@
 //! - `source_splits`: one row per split of every running reader of a source — the source,
 //!   the view it feeds, the split, its position and rows as of the last barrier (what
 //!   commits with it), and whether a bounded split is exhausted.
+//! - `watermarks`: the watermark of every table with `WATERMARK FOR`, as committed
+//!   (sources' watermarks live in the readers of each view and are not listed).
 //! - `dead_letters`: every record a source could not read, with where it was and why
 //!   (committed with the rows read around it, so as of the statement's snapshot).
 
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+    ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
+use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::catalog::{MemorySchemaProvider, SchemaProvider};
 use datafusion::datasource::MemTable;
 
+use crate::catalog::Catalog;
 use crate::common::Result;
-use crate::state::Snapshot;
+use crate::state::{META_TABLE, Snapshot};
 use crate::stream::source::{DEAD_LETTERS_TABLE, DeadLetterRecord, SourceProgress};
+use crate::stream::table_writer::watermark_key;
 
 pub const NAME: &str = "sabot_catalog";
 
@@ -30,11 +35,49 @@ pub struct SystemState {
     pub sources: Vec<Arc<SourceProgress>>,
 }
 
-pub fn provider(state: &SystemState, snapshot: &dyn Snapshot) -> Result<Arc<dyn SchemaProvider>> {
+pub fn provider(
+    state: &SystemState,
+    catalog: &Catalog,
+    snapshot: &dyn Snapshot,
+) -> Result<Arc<dyn SchemaProvider>> {
     let schema = MemorySchemaProvider::new();
+    schema.register_table("watermarks".into(), watermarks(catalog, snapshot)?)?;
     schema.register_table("source_splits".into(), source_splits(state)?)?;
     schema.register_table("dead_letters".into(), dead_letters(snapshot)?)?;
     Ok(Arc::new(schema))
+}
+
+fn watermarks(catalog: &Catalog, snapshot: &dyn Snapshot) -> Result<Arc<MemTable>> {
+    let mut rows: Vec<(String, String, String)> = Vec::new();
+    for desc in catalog.tables() {
+        let Some(def) = &desc.watermark else { continue };
+        let Some(bytes) = snapshot.get(META_TABLE, &watermark_key(desc.id))? else { continue };
+        let value = i64::from_be_bytes(
+            bytes
+                .as_slice()
+                .try_into()
+                .map_err(|_| crate::state::StateError::Corrupt(format!("watermark of {}", desc.name)))?,
+        );
+        let column = &desc.columns[def.column];
+        let typed = cast(&Int64Array::from(vec![value]), &column.sql_type.to_arrow())?;
+        let text = cast(&typed, &DataType::Utf8)?;
+        let text = text.as_string::<i32>().value(0).replacen('T', " ", 1);
+        rows.push((desc.qualified_name(), column.name.clone(), text));
+    }
+    rows.sort();
+    let text = |values: Vec<&str>| -> ArrayRef { Arc::new(StringArray::from(values)) };
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("object", DataType::Utf8, false),
+        Field::new("column_name", DataType::Utf8, false),
+        Field::new("watermark", DataType::Utf8, false),
+    ]));
+    let columns: Vec<ArrayRef> = vec![
+        text(rows.iter().map(|r| r.0.as_str()).collect()),
+        text(rows.iter().map(|r| r.1.as_str()).collect()),
+        text(rows.iter().map(|r| r.2.as_str()).collect()),
+    ];
+    let batch = RecordBatch::try_new(schema.clone(), columns)?;
+    Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
 }
 
 fn dead_letters(snapshot: &dyn Snapshot) -> Result<Arc<MemTable>> {

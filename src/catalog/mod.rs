@@ -59,6 +59,19 @@ pub struct TableDesc {
     /// `APPEND ONLY`: rows are only ever inserted (UPDATE and DELETE are refused).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub append_only: bool,
+    /// `WATERMARK FOR column AS expression` of a source or an append-only table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watermark: Option<WatermarkDef>,
+}
+
+/// A declared watermark: after each batch of rows, the relation's event time on
+/// `column` has advanced to the largest value of `expression` over the rows so far.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatermarkDef {
+    /// Index into `columns`.
+    pub column: usize,
+    /// The expression as SQL text, over the relation's columns.
+    pub expression: String,
 }
 
 /// Where a source's (or a connector table's) rows come from: `WITH (connector = ...)`
@@ -449,6 +462,7 @@ mod tests {
             view: None,
             connector: None,
             append_only: false,
+            watermark: None,
         });
         let mut batch = WriteBatch::default();
         for change in [CatalogChange::CreateSchema("s".into()), CatalogChange::CreateTable(desc.clone())] {

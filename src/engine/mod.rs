@@ -201,7 +201,7 @@ impl Database {
         let desc = self.table(schema, table)?;
         let writer = self.writer(&desc)?;
         let mut guard = writer.lock().await;
-        Ok(guard.subscribe(self.config.change_channel_messages_max))
+        guard.subscribe(self.config.change_channel_messages_max)
     }
 
     /// Commits what is pending and stops the commit loop. Writes after this fail.
@@ -275,6 +275,10 @@ impl Database {
                         batch.delete_prefix(
                             crate::state::META_TABLE,
                             &crate::stream::table_writer::split_prefix(desc.id),
+                        );
+                        batch.delete(
+                            crate::state::META_TABLE,
+                            &crate::stream::table_writer::watermark_key(desc.id),
                         );
                     }
                     CatalogChange::CreateSchema(_)

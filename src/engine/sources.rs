@@ -45,6 +45,8 @@ impl Database {
                 format!("relation \"{}\" already exists", desc.name),
             ));
         }
+        // The watermark expression must type-check before the relation exists.
+        crate::stream::watermark::WatermarkExpr::of(&desc)?;
         let visible = desc.visible_schema();
         if let Some(def) = desc.connector.as_mut() {
             source_rate_limit(def)?;

@@ -101,6 +101,7 @@ impl Database {
             }),
             connector: None,
             append_only: false,
+            watermark: None,
         });
         if let Some(def) = &create.sink {
             check_sink(def, &desc, &root_node(planned.body.clone(), desc.clone()))?;
@@ -168,7 +169,7 @@ impl Database {
                             format!("relation \"{}\" does not exist", relation.name),
                         )
                     })?;
-                    Ok(writer.subscribe(capacity))
+                    writer.subscribe(capacity)
                 }
             };
             let reader = match &root.kind {

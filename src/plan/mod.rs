@@ -150,6 +150,39 @@ pub struct TopNNode {
     pub table: TableId,
 }
 
+/// The input column `expr` is a monotone (non-decreasing) function of, if any: the column
+/// itself, `column ± constant`, a cast of it to a timestamp or integer type, or
+/// `date_trunc(unit, column)` / `date_bin(stride, column[, origin])`. A watermark on the
+/// column then bounds the expression's values too.
+pub fn monotone_column(expr: &Arc<dyn PhysicalExpr>) -> Option<usize> {
+    use datafusion::logical_expr::Operator;
+    use datafusion::physical_expr::ScalarFunctionExpr;
+    use datafusion::physical_expr::expressions::{BinaryExpr, CastExpr, Column, Literal};
+    if let Some(column) = expr.downcast_ref::<Column>() {
+        return Some(column.index());
+    }
+    if let Some(binary) = expr.downcast_ref::<BinaryExpr>() {
+        let constant = |e: &Arc<dyn PhysicalExpr>| e.downcast_ref::<Literal>().is_some();
+        return match binary.op() {
+            Operator::Plus | Operator::Minus if constant(binary.right()) => monotone_column(binary.left()),
+            Operator::Plus if constant(binary.left()) => monotone_column(binary.right()),
+            _ => None,
+        };
+    }
+    if let Some(cast) = expr.downcast_ref::<CastExpr>() {
+        let target = cast.cast_type();
+        return if target.is_temporal() || target.is_integer() { monotone_column(cast.expr()) } else { None };
+    }
+    if let Some(function) = expr.downcast_ref::<ScalarFunctionExpr>() {
+        let args = function.args();
+        return match function.name() {
+            "date_trunc" | "date_bin" if args.len() >= 2 => monotone_column(&args[1]),
+            _ => None,
+        };
+    }
+    None
+}
+
 impl StreamNode {
     pub fn name(&self) -> &'static str {
         match &self.kind {
@@ -229,6 +262,48 @@ impl StreamNode {
             }
             NodeKind::TopN(top) => Some(top.group_by.clone()),
             _ => None,
+        }
+    }
+
+    /// The output columns that carry a watermark (DESIGN §3), ascending: a source's
+    /// `WATERMARK FOR` column, passed through filters, unions (when every input has it),
+    /// window functions (which add `window_start` and `window_end`), projections (the
+    /// column itself or a monotone expression of it, see [`monotone_column`]) and
+    /// aggregates (group keys).
+    pub fn watermark_columns(&self) -> Vec<usize> {
+        let input = || self.inputs[0].watermark_columns();
+        match &self.kind {
+            NodeKind::Source { relation, .. } => relation.watermark.iter().map(|w| w.column).collect(),
+            NodeKind::Filter { .. } => input(),
+            NodeKind::Project { exprs } => {
+                let marked = input();
+                (0..exprs.len())
+                    .filter(|&i| monotone_column(&exprs[i]).is_some_and(|c| marked.contains(&c)))
+                    .collect()
+            }
+            NodeKind::WindowTvf(spec) => {
+                let visible = self.inputs[0].visible;
+                let marked = input();
+                let mut columns: Vec<usize> =
+                    marked.iter().map(|&c| if c < visible { c } else { c + 2 }).collect();
+                if marked.contains(&spec.time_column) {
+                    columns.extend([visible, visible + 1]);
+                }
+                columns.sort_unstable();
+                columns
+            }
+            NodeKind::Union => {
+                let all: Vec<Vec<usize>> = self.inputs.iter().map(StreamNode::watermark_columns).collect();
+                (0..self.visible).filter(|c| all.iter().all(|m| m.contains(c))).collect()
+            }
+            NodeKind::HashAgg(HashAggNode { group_len, .. })
+            | NodeKind::PartialAgg(PartialAggNode { group_len, .. }) => {
+                input().into_iter().filter(|&c| c < *group_len).collect()
+            }
+            NodeKind::HashJoin(_)
+            | NodeKind::TopN(_)
+            | NodeKind::Materialize { .. }
+            | NodeKind::Sink { .. } => Vec::new(),
         }
     }
 
@@ -373,6 +448,11 @@ impl StreamNode {
                 let _ = write!(line, " key=[{}]", names.join(", "));
             }
             None => line.push_str(" key=none"),
+        }
+        let watermarks = self.watermark_columns();
+        if !watermarks.is_empty() {
+            let names: Vec<String> = watermarks.iter().map(|&i| column(i)).collect();
+            let _ = write!(line, " watermark=[{}]", names.join(", "));
         }
         let _ = write!(line, " parallelism={}", self.parallelism);
         let state = self.state_description();

@@ -63,6 +63,7 @@ pub fn bind_create_table(
         view: None,
         connector: None,
         append_only: false,
+        watermark: None,
     })
 }
 

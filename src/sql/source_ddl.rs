@@ -22,9 +22,10 @@ use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
 use datafusion::sql::sqlparser::tokenizer::Token;
 
+use super::ddl::normalize_ident;
 use super::ddl::{bind_columns, key_columns, resolve_name};
-use crate::catalog::{Catalog, ConnectorDef, FormatDef, TableDesc};
-use crate::common::{Error, Result, SqlState};
+use crate::catalog::{Catalog, ColumnDesc, ConnectorDef, FormatDef, TableDesc, WatermarkDef};
+use crate::common::{Error, Result, SqlState, SqlType};
 
 /// `CREATE SOURCE`, or `CREATE TABLE` with a connector (or `APPEND ONLY`).
 #[derive(Clone, Debug, PartialEq)]
@@ -66,7 +67,7 @@ pub fn parse_create_source(parser: &mut Parser, table: bool) -> Result<CreateSou
     };
     let options = if parser.parse_keyword(Keyword::WITH) { parse_options(parser)? } else { Vec::new() };
     let format = parse_format(parser)?;
-    if table && !append_only && options.is_empty() && format.is_none() {
+    if table && !append_only && options.is_empty() && format.is_none() && watermarks.is_empty() {
         return parser.expected("WITH (connector = ...) or APPEND ONLY", parser.peek_token());
     }
     Ok(CreateSource {
@@ -322,10 +323,6 @@ pub fn bind_source(create: &CreateSource, catalog: &mut Catalog, default_schema:
     if !catalog.schema_exists(&schema) {
         return Err(Error::new(SqlState::UndefinedSchema, format!("schema \"{schema}\" does not exist")));
     }
-    if !create.watermarks.is_empty() {
-        return Err(Error::unsupported("WATERMARK FOR")
-            .with_hint("event time and watermarks come in a later release"));
-    }
     let what = if create.table { "table" } else { "source" };
     if create.columns.is_empty() {
         return Err(Error::unsupported(format!("a {what} without columns"))
@@ -354,6 +351,7 @@ pub fn bind_source(create: &CreateSource, catalog: &mut Catalog, default_schema:
         return Err(Error::unsupported("a primary key on an APPEND ONLY table")
             .with_hint("rows of an append-only table are only ever inserted, never replaced"));
     }
+    let watermark = bind_watermark(create, &columns)?;
     let primary_key = key_columns(&mut columns, primary_key);
     let connector = if create.table && create.options.is_empty() && create.format.is_none() {
         None
@@ -369,7 +367,46 @@ pub fn bind_source(create: &CreateSource, catalog: &mut Catalog, default_schema:
         view: None,
         connector,
         append_only: create.append_only || !create.table,
+        watermark,
     })
+}
+
+/// The `WATERMARK FOR` clause: at most one, on a timestamp, timestamptz or integer column
+/// of a source or an append-only table. The expression's type is checked by the engine,
+/// which can type it (`engine::sources`).
+fn bind_watermark(create: &CreateSource, columns: &[ColumnDesc]) -> Result<Option<WatermarkDef>> {
+    let [(column, expression)] = create.watermarks.as_slice() else {
+        if create.watermarks.len() > 1 {
+            return Err(Error::unsupported("more than one WATERMARK FOR clause"));
+        }
+        return Ok(None);
+    };
+    if create.table && !create.append_only {
+        return Err(Error::unsupported("WATERMARK FOR on a table that is not APPEND ONLY").with_hint(
+            "rows behind a watermark cannot be updated or deleted: declare the table APPEND ONLY",
+        ));
+    }
+    let name = normalize_ident(column);
+    let index = columns.iter().position(|c| c.name == name).ok_or_else(|| {
+        Error::new(
+            SqlState::UndefinedColumn,
+            format!("column \"{name}\" named in WATERMARK FOR does not exist"),
+        )
+    })?;
+    let sql_type = &columns[index].sql_type;
+    if !matches!(
+        sql_type,
+        SqlType::Timestamp | SqlType::TimestampTz | SqlType::Int16 | SqlType::Int32 | SqlType::Int64
+    ) {
+        return Err(Error::new(
+            SqlState::DatatypeMismatch,
+            format!(
+                "WATERMARK FOR column \"{name}\" is {}: it must be a timestamp, timestamptz or integer",
+                sql_type.name()
+            ),
+        ));
+    }
+    Ok(Some(WatermarkDef { column: index, expression: expression.to_string() }))
 }
 
 /// `WITH` and `FORMAT` as a [`ConnectorDef`]: `connector` is required, keys are unique.

@@ -76,6 +76,30 @@ impl Actor {
                         Err(e) => failed = Some(self.failure(&e)),
                     }
                 }
+                Event::Watermark { side, column, value } => {
+                    if failed.is_some() {
+                        continue;
+                    }
+                    match guarded(|| self.operator.on_watermark(&ctx, side, column, &value)) {
+                        Ok(messages) => {
+                            for message in messages {
+                                let sent = match message {
+                                    Message::Chunk(chunk) if chunk.is_empty() => Ok(()),
+                                    message => self.output.send(message).await,
+                                };
+                                match sent {
+                                    Ok(()) => {}
+                                    Err(SendError::Closed) => return exit.closed(),
+                                    Err(SendError::Failed(e)) => {
+                                        failed = Some(self.failure(&e));
+                                        break;
+                                    }
+                                }
+                            }
+                        }
+                        Err(e) => failed = Some(self.failure(&e)),
+                    }
+                }
                 Event::Barrier(epoch) => {
                     // The coordinator committed the previous epoch before it sent this
                     // barrier: read from a snapshot that holds it.
@@ -84,7 +108,7 @@ impl Actor {
                     let mut result = match &failed {
                         Some(failure) => Err(failure.clone()),
                         None => match self.barrier(&ctx, epoch).await {
-                            Ok(out) => match self.emit(out).await {
+                            Ok(out) => match self.emit_then_watermarks(out).await {
                                 Ok(()) => {
                                     let mut batch = WriteBatch::default();
                                     match guarded(|| {
@@ -124,6 +148,15 @@ impl Actor {
     fn failure(&self, error: &crate::common::Error) -> Arc<str> {
         tracing::error!(view = %self.view, operator = self.operator.name(), %error, "operator failed");
         Arc::from(format!("{} of view {} failed: {error}", self.operator.name(), self.view))
+    }
+
+    /// A barrier's output chunks, then the watermarks the operator held for after them.
+    async fn emit_then_watermarks(&mut self, chunks: Vec<Chunk>) -> std::result::Result<(), SendError> {
+        self.emit(chunks).await?;
+        for message in self.operator.watermarks_after_barrier() {
+            self.output.send(message).await?;
+        }
+        Ok(())
     }
 
     async fn emit(&mut self, chunks: Vec<Chunk>) -> std::result::Result<(), SendError> {

@@ -251,7 +251,10 @@ pub fn build_operator(node: &StreamNode, memory: &StateMemory) -> Result<Box<dyn
     Ok(match &node.kind {
         NodeKind::Source { .. } => return Err(Error::internal("sources are not operators")),
         NodeKind::Filter { predicate } => Box::new(FilterOperator::new(predicate.clone())),
-        NodeKind::Project { exprs } => Box::new(ProjectOperator::new(exprs.clone(), node.schema.clone())),
+        NodeKind::Project { exprs } => Box::new(
+            ProjectOperator::new(exprs.clone(), node.schema.clone())
+                .with_watermarks(node.inputs[0].schema.clone(), &node.watermark_columns()),
+        ),
         NodeKind::WindowTvf(spec) => {
             Box::new(WindowTvfOperator::new(spec.clone(), node.inputs[0].visible, node.schema.clone()))
         }

@@ -26,6 +26,7 @@ use std::task::Poll;
 use datafusion::arrow::array::{ArrayRef, UInt32Array};
 use datafusion::arrow::compute::{concat_batches, take_record_batch};
 use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::common::ScalarValue;
 use datafusion::common::hash_utils::{RandomState, create_hashes};
 use tokio::sync::mpsc;
 
@@ -144,6 +145,13 @@ pub enum Event {
     Chunk(usize, Chunk),
     /// The barrier has arrived on every input.
     Barrier(Epoch),
+    /// Input `side`'s watermark on `column` advanced: every channel of the side has
+    /// passed `value` (the minimum of their watermarks).
+    Watermark {
+        side: usize,
+        column: usize,
+        value: ScalarValue,
+    },
 }
 
 pub struct InputSet {
@@ -153,6 +161,12 @@ pub struct InputSet {
     /// Per side: consolidate each epoch (the side is fed by several channels).
     consolidate: Vec<bool>,
     buffers: Vec<Vec<Chunk>>,
+    /// Per channel: its latest watermark of each column.
+    watermarks: Vec<HashMap<usize, ScalarValue>>,
+    /// Per side: the watermarks passed on, by column.
+    aligned: Vec<HashMap<usize, ScalarValue>>,
+    /// Per consolidated side: watermarks held back until the epoch's buffered chunks go.
+    held: Vec<Vec<(usize, ScalarValue)>>,
     blocked: Vec<bool>,
     barrier: Option<Epoch>,
     ready: VecDeque<Event>,
@@ -171,6 +185,7 @@ impl InputSet {
         let (sides, receivers): (Vec<usize>, Vec<_>) = receivers.into_iter().unzip();
         InputSet {
             blocked: vec![false; receivers.len()],
+            watermarks: vec![HashMap::new(); receivers.len()],
             receivers,
             sides,
             consolidate: per_side
@@ -179,6 +194,8 @@ impl InputSet {
                 .map(|(side, n)| *n > 1 && !ordered.contains(&side))
                 .collect(),
             buffers: vec![Vec::new(); sides_count],
+            aligned: vec![HashMap::new(); sides_count],
+            held: vec![Vec::new(); sides_count],
             barrier: None,
             ready: VecDeque::new(),
             next: 0,
@@ -204,7 +221,43 @@ impl InputSet {
                         self.release(epoch)?;
                     }
                 }
-                Message::Watermark { .. } => {}
+                Message::Watermark { column, value } => {
+                    if let Some(value) = self.align_watermark(index, column, value) {
+                        if self.consolidate[side] {
+                            self.held[side].push((column, value));
+                        } else {
+                            return Ok(Some(Event::Watermark { side, column, value }));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Records channel `index`'s watermark; returns its side's watermark on `column` when
+    /// that advanced (every channel of the side has one, and their minimum grew).
+    fn align_watermark(&mut self, index: usize, column: usize, value: ScalarValue) -> Option<ScalarValue> {
+        let side = self.sides[index];
+        let current = self.watermarks[index].entry(column).or_insert_with(|| value.clone());
+        if value > *current {
+            *current = value;
+        }
+        let mut minimum: Option<&ScalarValue> = None;
+        for (i, watermarks) in self.watermarks.iter().enumerate() {
+            if self.sides[i] != side {
+                continue;
+            }
+            let value = watermarks.get(&column)?;
+            if minimum.is_none_or(|m| value < m) {
+                minimum = Some(value);
+            }
+        }
+        let minimum = minimum?.clone();
+        match self.aligned[side].get(&column) {
+            Some(passed) if *passed >= minimum => None,
+            _ => {
+                self.aligned[side].insert(column, minimum.clone());
+                Some(minimum)
             }
         }
     }
@@ -214,6 +267,9 @@ impl InputSet {
             let chunks = std::mem::take(&mut self.buffers[side]);
             if let Some(chunk) = consolidate(chunks)? {
                 self.ready.push_back(Event::Chunk(side, chunk));
+            }
+            for (column, value) in std::mem::take(&mut self.held[side]) {
+                self.ready.push_back(Event::Watermark { side, column, value });
             }
         }
         self.ready.push_back(Event::Barrier(epoch));
@@ -323,5 +379,59 @@ mod tests {
         assert!(matches!(inputs.next().await.unwrap(), Some(Event::Chunk(1, _))));
         assert!(matches!(inputs.next().await.unwrap(), Some(Event::Barrier(1))));
         assert!(matches!(inputs.next().await.unwrap(), Some(Event::Chunk(0, _))));
+    }
+
+    #[tokio::test]
+    async fn a_side_watermark_is_the_minimum_of_its_channels() {
+        let (tx0, rx0) = mpsc::channel(8);
+        let (tx1, rx1) = mpsc::channel(8);
+        let (tx2, rx2) = mpsc::channel(8);
+        // Channels 0 and 1 feed side 0 (ordered: not consolidated), channel 2 side 1.
+        let mut inputs = InputSet::new(vec![(0, rx0), (0, rx1), (1, rx2)], &[0]);
+        let mark = |v: i64| Message::Watermark { column: 2, value: ScalarValue::Int64(Some(v)) };
+        tx0.send(mark(10)).await.unwrap();
+        tx2.send(mark(3)).await.unwrap();
+        tx1.send(mark(7)).await.unwrap();
+        tx1.send(mark(12)).await.unwrap();
+        tx0.send(mark(9)).await.unwrap(); // a channel's watermark never goes back
+        tx0.send(mark(15)).await.unwrap();
+        tx1.send(Message::Barrier(1)).await.unwrap();
+        tx0.send(Message::Barrier(1)).await.unwrap();
+        tx2.send(Message::Barrier(1)).await.unwrap();
+        let mut seen: Vec<Vec<i64>> = vec![Vec::new(); 2];
+        loop {
+            match inputs.next().await.unwrap() {
+                Some(Event::Watermark { side, column: 2, value: ScalarValue::Int64(Some(v)) }) => {
+                    seen[side].push(v)
+                }
+                Some(Event::Barrier(1)) => break,
+                other => panic!("{other:?}"),
+            }
+        }
+        // Side 0 rises to min(15, 12) = 12, never past its slower channel.
+        assert!(seen[0].windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+        assert_eq!(seen[0].first(), Some(&7), "{seen:?}");
+        assert_eq!(seen[0].last(), Some(&12), "{seen:?}");
+        assert_eq!(seen[1], vec![3]);
+    }
+
+    #[tokio::test]
+    async fn a_consolidated_side_passes_watermarks_after_its_epoch() {
+        let s = schema("k:int v:int");
+        let (tx0, rx0) = mpsc::channel(8);
+        let (tx1, rx1) = mpsc::channel(8);
+        let mut inputs = InputSet::new(vec![(0, rx0), (0, rx1)], &[]);
+        let mark = |v: i64| Message::Watermark { column: 1, value: ScalarValue::Int64(Some(v)) };
+        tx0.send(Message::Chunk(chunk(&s, "+ 1 5"))).await.unwrap();
+        tx0.send(mark(5)).await.unwrap();
+        tx1.send(mark(6)).await.unwrap();
+        tx0.send(Message::Barrier(1)).await.unwrap();
+        tx1.send(Message::Barrier(1)).await.unwrap();
+        assert!(matches!(inputs.next().await.unwrap(), Some(Event::Chunk(0, _))));
+        assert!(matches!(
+            inputs.next().await.unwrap(),
+            Some(Event::Watermark { side: 0, column: 1, value: ScalarValue::Int64(Some(5)) })
+        ));
+        assert!(matches!(inputs.next().await.unwrap(), Some(Event::Barrier(1))));
     }
 }

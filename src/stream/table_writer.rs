@@ -13,6 +13,7 @@ use datafusion::arrow::row::Rows;
 use tokio::sync::mpsc;
 
 use super::message::{Chunk, Message, Op};
+use super::watermark::{WatermarkExpr, WatermarkGenerator};
 use crate::catalog::{TableCodec, TableDesc};
 use crate::common::Result;
 use crate::state::{Epoch, META_TABLE, Snapshot, StateTable, WriteBatch};
@@ -21,6 +22,8 @@ const ROW_ID_PREFIX: &[u8] = b"row_id/";
 /// Meta-table keys of the split states of a table's connector: this prefix, the table id,
 /// then the split's name.
 const SPLIT_PREFIX: &[u8] = b"source_split/";
+/// Meta-table key of a table's watermark: this prefix and the table id.
+const WATERMARK_PREFIX: &[u8] = b"watermark/";
 
 pub struct TableWriter {
     desc: Arc<TableDesc>,
@@ -33,6 +36,9 @@ pub struct TableWriter {
     /// Writes of system tables (dead letters) staged with the rows.
     system: Vec<(crate::state::TableId, Vec<u8>, Vec<u8>)>,
     subscribers: Vec<mpsc::Sender<Message>>,
+    /// The table's `WATERMARK FOR` clause and its current watermark.
+    watermark: Option<WatermarkGenerator>,
+    watermark_dirty: bool,
 }
 
 impl TableWriter {
@@ -44,6 +50,18 @@ impl TableWriter {
             })?),
             None => 1,
         };
+        let watermark = match WatermarkExpr::of(&desc)? {
+            Some(expr) => {
+                let current = match snapshot.get(META_TABLE, &watermark_key(desc.id))? {
+                    Some(bytes) => Some(i64::from_be_bytes(bytes.as_slice().try_into().map_err(|_| {
+                        crate::state::StateError::Corrupt(format!("watermark of {}", desc.name))
+                    })?)),
+                    None => None,
+                };
+                Some(WatermarkGenerator::new(expr, current))
+            }
+            None => None,
+        };
         Ok(TableWriter {
             codec: TableCodec::new(&desc)?,
             state: StateTable::new(desc.id),
@@ -53,6 +71,8 @@ impl TableWriter {
             splits: Vec::new(),
             system: Vec::new(),
             subscribers: Vec::new(),
+            watermark,
+            watermark_dirty: false,
         })
     }
 
@@ -101,19 +121,44 @@ impl TableWriter {
                 self.state.put(keys.row(i).data().to_vec(), rows.row(i).data().to_vec());
             }
         }
+        let advanced = match &mut self.watermark {
+            Some(watermark) => watermark.observe(&chunk.data)?.map(|value| (watermark.expr.column, value)),
+            None => None,
+        };
         self.publish(Message::Chunk(chunk)).await;
+        if let Some((column, value)) = advanced {
+            self.watermark_dirty = true;
+            self.publish(Message::Watermark { column, value }).await;
+        }
         Ok(())
     }
 
-    /// A new subscriber to this table's changes, from the next chunk on.
-    pub fn subscribe(&mut self, capacity: usize) -> mpsc::Receiver<Message> {
-        let (sender, receiver) = mpsc::channel(capacity);
+    /// A new subscriber to this table's changes, from the next chunk on; its first message
+    /// is the table's current watermark, if it has one.
+    pub fn subscribe(&mut self, capacity: usize) -> Result<mpsc::Receiver<Message>> {
+        let (sender, receiver) = mpsc::channel(capacity.max(1));
+        if let Some(watermark) = &self.watermark
+            && let Some(value) = watermark.current_scalar()?
+        {
+            let message = Message::Watermark { column: watermark.expr.column, value };
+            sender.try_send(message).map_err(|_| crate::common::Error::internal("a new channel is full"))?;
+        }
         self.subscribers.push(sender);
-        receiver
+        Ok(receiver)
+    }
+
+    /// The table's current watermark: its column and value.
+    pub fn watermark(&self) -> Option<(usize, i64)> {
+        let watermark = self.watermark.as_ref()?;
+        Some((watermark.expr.column, watermark.current?))
     }
 
     pub fn has_pending(&self) -> bool {
-        self.state.has_pending() || self.row_id_dirty || !self.splits.is_empty() || !self.system.is_empty()
+        self.state.has_pending()
+            || self.row_id_dirty
+            || self.watermark_dirty
+            || !self.splits.is_empty()
+            || !self.system.is_empty()
     }
 
     /// Moves the epoch's writes (rows, the row-id counter, split states) into `batch`.
@@ -125,6 +170,12 @@ impl TableWriter {
         if self.row_id_dirty {
             batch.put(META_TABLE, &row_id_key(self.desc.id), self.next_row_id.to_be_bytes().to_vec());
             self.row_id_dirty = false;
+        }
+        if self.watermark_dirty
+            && let Some(current) = self.watermark.as_ref().and_then(|w| w.current)
+        {
+            batch.put(META_TABLE, &watermark_key(self.desc.id), current.to_be_bytes().to_vec());
+            self.watermark_dirty = false;
         }
         for (split, state) in self.splits.drain(..) {
             batch.put(META_TABLE, &[split_prefix(self.desc.id), split.into_bytes()].concat(), state);
@@ -219,6 +270,11 @@ impl TableWriter {
 /// The meta key of a table's row-id counter; deleted with the table.
 pub fn row_id_key(table_id: crate::state::TableId) -> Vec<u8> {
     [ROW_ID_PREFIX, &table_id.to_be_bytes()].concat()
+}
+
+/// The meta key of a table's watermark; deleted with the table.
+pub fn watermark_key(table_id: crate::state::TableId) -> Vec<u8> {
+    [WATERMARK_PREFIX, &table_id.to_be_bytes()].concat()
 }
 
 /// The meta-key prefix of the split states of a table's connector; deleted with the table.

@@ -173,3 +173,33 @@ async fn views_resume_after_kill_9_without_rescanning() {
     views_match_their_queries(&client, "after changes following the restart").await;
     server.kill_9();
 }
+
+/// A table's watermark commits with its rows and survives kill -9: after the restart it
+/// neither goes back nor forgets, and keeps advancing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_watermark_survives_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Process::start(dir.path());
+    let client = connect(server.addr).await;
+    client
+        .batch_execute(
+            "CREATE TABLE events (k INT, ts TIMESTAMP, WATERMARK FOR ts AS ts - INTERVAL '1' MINUTE) APPEND ONLY;
+             INSERT INTO events VALUES (1, '2026-01-01 10:00:00'), (2, '2026-01-01 10:05:00');
+             INSERT INTO events VALUES (3, '2026-01-01 10:02:00');",
+        )
+        .await
+        .unwrap();
+    let watermark = "SELECT watermark FROM sabot_catalog.watermarks WHERE object = 'public.events'";
+    assert_eq!(rows(&client, watermark).await, [["2026-01-01 10:04:00"]]);
+    server.kill_9();
+
+    let server = Process::start(dir.path());
+    let client = connect(server.addr).await;
+    assert_eq!(rows(&client, watermark).await, [["2026-01-01 10:04:00"]]);
+    client.batch_execute("INSERT INTO events VALUES (4, '2026-01-01 09:00:00')").await.unwrap();
+    assert_eq!(rows(&client, watermark).await, [["2026-01-01 10:04:00"]]);
+    client.batch_execute("INSERT INTO events VALUES (5, '2026-01-01 11:00:00')").await.unwrap();
+    assert_eq!(rows(&client, watermark).await, [["2026-01-01 10:59:00"]]);
+    assert_eq!(rows(&client, "SELECT count(*) FROM events").await, [["5"]]);
+    server.kill_9();
+}

@@ -1,18 +1,19 @@
 //! Filter: passes the rows whose predicate is true (NULL and false drop the row).
 //!
 //! Stateless. Inserts and deletes pass or drop alike, so a retraction always meets the
-//! decision its insert got. An update pair whose old half passes and new half does not
+//! decision its insert got. Watermarks pass unchanged. An update pair whose old half passes and new half does not
 //! becomes a delete, and the reverse an insert. Barriers pass through.
 
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::DataType;
+use datafusion::common::ScalarValue;
 use datafusion::physical_expr::PhysicalExpr;
 
 use super::{Operator, OperatorContext, evaluate};
 use crate::common::{Error, Result};
-use crate::stream::message::Chunk;
+use crate::stream::message::{Chunk, Message};
 
 pub struct FilterOperator {
     predicate: Arc<dyn PhysicalExpr>,
@@ -36,6 +37,17 @@ impl Operator for FilterOperator {
         }
         let out = chunk.filter_mask(mask.as_boolean())?;
         Ok(if out.is_empty() { Vec::new() } else { vec![out] })
+    }
+
+    /// Rows are only dropped: the watermark holds for what passes.
+    fn on_watermark(
+        &mut self,
+        _ctx: &OperatorContext,
+        _input: usize,
+        column: usize,
+        value: &ScalarValue,
+    ) -> Result<Vec<Message>> {
+        Ok(vec![Message::Watermark { column, value: value.clone() }])
     }
 }
 

@@ -103,6 +103,7 @@ mod tests {
             view: None,
             connector: None,
             append_only: false,
+            watermark: None,
         });
         let mut op = MaterializeOperator::new(desc.clone()).unwrap();
         let mut harness = Harness::new();

@@ -13,6 +13,7 @@ pub mod materialize;
 pub mod project;
 pub mod top_n;
 pub mod union;
+pub mod window_tvf;
 
 #[cfg(test)]
 pub mod testing;
@@ -22,7 +23,9 @@ use std::sync::Arc;
 use datafusion::arrow::array::{ArrayRef, RecordBatch, new_null_array};
 use datafusion::physical_expr::PhysicalExpr;
 
-use super::message::Chunk;
+use datafusion::common::ScalarValue;
+
+use super::message::{Chunk, Message};
 use crate::common::Result;
 use crate::state::{Epoch, Snapshot, TableId, WriteBatch};
 
@@ -44,9 +47,29 @@ pub trait Operator: Send {
     /// Maps one input chunk (from input `input`) to output chunks.
     fn on_chunk(&mut self, ctx: &OperatorContext, input: usize, chunk: Chunk) -> Result<Vec<Chunk>>;
 
+    /// Input `input`'s watermark on `column` advanced to `value` (no later row of that
+    /// input has a smaller value there). Returns what to pass on, in order: chunks (rows
+    /// that became final) and this operator's output watermarks. The default passes
+    /// nothing: an operator that does not derive a watermark ends it.
+    fn on_watermark(
+        &mut self,
+        _ctx: &OperatorContext,
+        _input: usize,
+        _column: usize,
+        _value: &ScalarValue,
+    ) -> Result<Vec<Message>> {
+        Ok(Vec::new())
+    }
+
     /// Called when barrier `epoch` has arrived on every input, before it is passed on.
     fn on_barrier(&mut self, _ctx: &OperatorContext, _epoch: Epoch) -> Result<Vec<Chunk>> {
         Ok(Vec::new())
+    }
+
+    /// Watermarks to pass on after the barrier's output (operators that show their
+    /// changes only at barriers hold their watermarks until then).
+    fn watermarks_after_barrier(&mut self) -> Vec<Message> {
+        Vec::new()
     }
 
     /// Seals the epoch's state writes into `batch`; they stay readable until `committed`.
@@ -54,6 +77,27 @@ pub trait Operator: Send {
 
     /// Everything sealed so far is in the snapshot the next `OperatorContext` carries.
     fn committed(&mut self) {}
+}
+
+/// Watermarks an operator holds until its next barrier: an operator that shows its
+/// changes only at barriers must not let a watermark overtake them.
+#[derive(Default)]
+pub struct HeldWatermarks {
+    held: Vec<(usize, ScalarValue)>,
+}
+
+impl HeldWatermarks {
+    /// Holds `value` for output column `column` (a later value replaces an earlier one).
+    pub fn hold(&mut self, column: usize, value: &ScalarValue) {
+        match self.held.iter_mut().find(|(c, _)| *c == column) {
+            Some(held) => held.1 = value.clone(),
+            None => self.held.push((column, value.clone())),
+        }
+    }
+
+    pub fn release(&mut self) -> Vec<Message> {
+        self.held.drain(..).map(|(column, value)| Message::Watermark { column, value }).collect()
+    }
 }
 
 /// The rows of each distinct key, keys in order of first appearance.

@@ -2,17 +2,20 @@
 //!
 //! Stateless. Each input's rows pass with their op; the visible columns are kept and two
 //! hidden columns make rows of different inputs distinct: the input's number and the
-//! input's stream key, encoded. UNION (distinct) is a hash aggregate over this.
+//! input's stream key, encoded. UNION (distinct) is a hash aggregate over this. A visible
+//! column's watermark is the minimum of the inputs' watermarks on it.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, BinaryArray, Int32Array, RecordBatch, RecordBatchOptions};
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::ScalarValue;
 
 use super::{Operator, OperatorContext};
 use crate::common::Result;
 use crate::common::row::RowCodec;
-use crate::stream::message::Chunk;
+use crate::stream::message::{Chunk, Message};
 
 pub struct UnionInput {
     pub visible: usize,
@@ -23,11 +26,16 @@ pub struct UnionInput {
 pub struct UnionOperator {
     inputs: Vec<UnionInput>,
     schema: SchemaRef,
+    /// Per input: its watermark of each visible column.
+    watermarks: Vec<HashMap<usize, ScalarValue>>,
+    /// The watermarks passed on, by column.
+    passed: HashMap<usize, ScalarValue>,
 }
 
 impl UnionOperator {
     pub fn new(inputs: Vec<UnionInput>, schema: SchemaRef) -> Self {
-        UnionOperator { inputs, schema }
+        let watermarks = vec![HashMap::new(); inputs.len()];
+        UnionOperator { inputs, schema, watermarks, passed: HashMap::new() }
     }
 }
 
@@ -48,6 +56,33 @@ impl Operator for UnionOperator {
         let options = RecordBatchOptions::new().with_row_count(Some(rows));
         let data = RecordBatch::try_new_with_options(self.schema.clone(), columns, &options)?;
         Ok(vec![Chunk::new(chunk.ops, data)])
+    }
+
+    /// A visible column's watermark is the minimum over the inputs, once each has one.
+    fn on_watermark(
+        &mut self,
+        _ctx: &OperatorContext,
+        input: usize,
+        column: usize,
+        value: &ScalarValue,
+    ) -> Result<Vec<Message>> {
+        if column >= self.inputs[input].visible {
+            return Ok(Vec::new());
+        }
+        self.watermarks[input].insert(column, value.clone());
+        let mut minimum: Option<&ScalarValue> = None;
+        for marks in &self.watermarks {
+            let Some(mark) = marks.get(&column) else { return Ok(Vec::new()) };
+            if minimum.is_none_or(|m| mark < m) {
+                minimum = Some(mark);
+            }
+        }
+        let minimum = minimum.expect("a union has inputs").clone();
+        if self.passed.get(&column).is_some_and(|p| *p >= minimum) {
+            return Ok(Vec::new());
+        }
+        self.passed.insert(column, minimum.clone());
+        Ok(vec![Message::Watermark { column, value: minimum }])
     }
 }
 
@@ -84,5 +119,28 @@ mod tests {
                  U+ 6 1 018000000000000001"
             )
         );
+    }
+
+    #[test]
+    fn a_visible_column_watermark_is_the_minimum_over_inputs() {
+        let input = UnionInput { visible: 2, stream_key: vec![], key_codec: None };
+        let other = UnionInput { visible: 2, stream_key: vec![], key_codec: None };
+        let mut union = UnionOperator::new(vec![input, other], schema("k:int v:int"));
+        let harness = Harness::new();
+        let mark = |v: i64| ScalarValue::Int64(Some(v));
+        let mut on = |input: usize, column: usize, v: i64| -> Vec<String> {
+            let out = union.on_watermark(&harness.ctx, input, column, &mark(v)).unwrap();
+            out.iter()
+                .map(|m| match m {
+                    Message::Watermark { column, value } => format!("{column}:{value}"),
+                    other => panic!("{other:?}"),
+                })
+                .collect()
+        };
+        assert!(on(0, 1, 10).is_empty(), "input 1 has none yet");
+        assert_eq!(on(1, 1, 7), vec!["1:7"]);
+        assert_eq!(on(1, 1, 12), vec!["1:10"]);
+        assert_eq!(on(0, 1, 20), vec!["1:12"]);
+        assert!(on(0, 2, 5).is_empty(), "hidden columns carry none");
     }
 }

@@ -6,15 +6,18 @@
 //! gives inserts or deletes of the same windows, so a retraction meets exactly the rows
 //! its insert produced. An update pair becomes a delete and an insert: the old and new
 //! time may lie in different windows, so the halves need not share a key. Barriers pass
-//! through.
+//! through; a watermark on the time column also becomes one on `window_start` and
+//! `window_end`.
 
-use datafusion::arrow::array::{RecordBatch, RecordBatchOptions};
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::array::{ArrayRef, AsArray, Int64Array, RecordBatch, RecordBatchOptions};
+use datafusion::arrow::compute::{cast, min};
+use datafusion::arrow::datatypes::{DataType, Int64Type, SchemaRef};
+use datafusion::common::ScalarValue;
 
 use super::{Operator, OperatorContext};
 use crate::common::Result;
 use crate::common::window::{WindowSpec, windowed_columns};
-use crate::stream::message::{Chunk, Op};
+use crate::stream::message::{Chunk, Message, Op};
 
 pub struct WindowTvfOperator {
     spec: WindowSpec,
@@ -54,11 +57,42 @@ impl Operator for WindowTvfOperator {
         let data = RecordBatch::try_new_with_options(self.schema.clone(), columns, &options)?;
         Ok(vec![Chunk::new(ops, data)])
     }
+
+    /// A watermark passes to the same column (hidden columns move by two); on the time
+    /// column it also bounds the windows of every later row: none starts before the
+    /// first window of the watermark itself, nor ends before that window's end.
+    fn on_watermark(
+        &mut self,
+        _ctx: &OperatorContext,
+        _input: usize,
+        column: usize,
+        value: &ScalarValue,
+    ) -> Result<Vec<Message>> {
+        let moved = if column < self.at { column } else { column + 2 };
+        let mut out = vec![Message::Watermark { column: moved, value: value.clone() }];
+        if column == self.spec.time_column {
+            let windows = self.spec.assign(value.to_array()?.as_ref())?;
+            if !windows.rows.is_empty() {
+                let start = ScalarValue::try_from_array(&min_of(&windows.starts)?, 0)?;
+                let end = ScalarValue::try_from_array(&min_of(&windows.ends)?, 0)?;
+                out.push(Message::Watermark { column: self.at, value: start });
+                out.push(Message::Watermark { column: self.at + 1, value: end });
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The smallest value of a non-empty timestamp array, as a one-element array.
+fn min_of(values: &ArrayRef) -> Result<ArrayRef> {
+    let as_int = cast(values, &DataType::Int64)?;
+    let minimum = min(as_int.as_primitive::<Int64Type>()).expect("a window for a non-NULL time");
+    Ok(cast(&Int64Array::from(vec![minimum]), values.data_type())?)
 }
 
 #[cfg(test)]
 mod tests {
-    use datafusion::arrow::datatypes::{DataType, TimeUnit};
+    use datafusion::arrow::datatypes::TimeUnit;
 
     use super::*;
     use crate::common::window::WindowKind;
@@ -103,6 +137,26 @@ mod tests {
                  + 3 2026-01-01T00:00:12 2026-01-01T00:00:10 2026-01-01T00:00:20 3"
             )
         );
+    }
+
+    #[test]
+    fn a_time_watermark_bounds_the_windows() {
+        let mut hop = operator(WindowKind::Hop, &[5, 10]);
+        let harness = Harness::new();
+        let at = |seconds: i64| ScalarValue::TimestampMicrosecond(Some(seconds * 1_000_000), None);
+        let out = hop.on_watermark(&harness.ctx, 0, 1, &at(12)).unwrap();
+        let marks: Vec<(usize, ScalarValue)> = out
+            .into_iter()
+            .map(|m| match m {
+                Message::Watermark { column, value } => (column, value),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        // Rows at 12 s or later are in windows starting at 5 s or later, ending at 15 s or later.
+        assert_eq!(marks, vec![(1, at(12)), (2, at(5)), (3, at(15))]);
+        // A watermark on a hidden column moves past the window columns.
+        let out = hop.on_watermark(&harness.ctx, 0, 2, &ScalarValue::Int64(Some(9))).unwrap();
+        assert!(matches!(&out[..], [Message::Watermark { column: 4, .. }]), "{out:?}");
     }
 
     #[test]

@@ -426,6 +426,11 @@ impl SplitSet {
         }
     }
 
+    /// Whether split number `number` has been read to its end.
+    pub fn is_done(&self, number: u64) -> bool {
+        self.splits.iter().any(|s| s.state.number == number && s.state.done)
+    }
+
     /// The dead letters since the last call, as writes of [`DEAD_LETTERS_TABLE`]: to commit
     /// with the split states.
     pub fn take_dead_letters(&mut self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch};
+use datafusion::common::ScalarValue;
 use tokio::sync::mpsc;
 
 use super::{ReadLimits, SourceConnector, SourceProgress, SplitSet, SplitState, Step};
@@ -18,6 +19,7 @@ use crate::state::{Epoch, StateStore, TableId, WriteBatch};
 use crate::stream::actor::{Ack, DataflowId};
 use crate::stream::exchange::{Dispatcher, SendError};
 use crate::stream::message::{Chunk, Message};
+use crate::stream::watermark::WatermarkExpr;
 
 /// Rows of one split get ids `number << SPLIT_SHIFT | row`.
 const SPLIT_SHIFT: u32 = 40;
@@ -42,10 +44,52 @@ pub struct SourceReader {
     pub progress: Arc<SourceProgress>,
 }
 
+/// The watermark of a source read by one reader: the minimum over its splits that have
+/// rows and are not exhausted of each split's largest watermark-expression value. A
+/// split read to its end no longer holds the watermark back. Not persisted: after a
+/// restart it starts again from the rows read then (operators keep their own).
+struct SourceWatermark {
+    expr: WatermarkExpr,
+    splits: BTreeMap<u64, i64>,
+    published: Option<i64>,
+}
+
+impl SourceWatermark {
+    /// Takes rows of `split` into account; the source watermark when it advanced.
+    fn observe(&mut self, split: u64, data: &RecordBatch) -> Result<Option<ScalarValue>> {
+        if let Some(value) = self.expr.batch_max(data)? {
+            let entry = self.splits.entry(split).or_insert(value);
+            *entry = (*entry).max(value);
+        }
+        self.advance()
+    }
+
+    /// Forgets split `split` (exhausted); the source watermark when that advanced it.
+    fn finish(&mut self, split: u64) -> Result<Option<ScalarValue>> {
+        if self.splits.len() > 1 {
+            self.splits.remove(&split);
+        }
+        self.advance()
+    }
+
+    fn advance(&mut self) -> Result<Option<ScalarValue>> {
+        let Some(&minimum) = self.splits.values().min() else { return Ok(None) };
+        if self.published.is_some_and(|p| p >= minimum) {
+            return Ok(None);
+        }
+        self.published = Some(minimum);
+        Ok(Some(self.expr.scalar(minimum)?))
+    }
+}
+
 impl SourceReader {
     pub async fn run(mut self) {
         let mut splits = match self.open() {
             Ok(splits) => splits,
+            Err(e) => return self.fail(Epoch::MAX, &e),
+        };
+        let mut watermark = match WatermarkExpr::of(&self.relation) {
+            Ok(expr) => expr.map(|expr| SourceWatermark { expr, splits: BTreeMap::new(), published: None }),
             Err(e) => return self.fail(Epoch::MAX, &e),
         };
         loop {
@@ -70,13 +114,32 @@ impl SourceReader {
                         Err(e) => return self.fail(Epoch::MAX, &e),
                     };
                     self.active.store(true, Ordering::Release);
-                    match self.output.send(Message::Chunk(Chunk::inserts(data))).await {
-                        Ok(()) => {}
-                        Err(SendError::Closed) => return,
-                        Err(SendError::Failed(e)) => return self.fail(Epoch::MAX, &e),
+                    let advanced = match watermark.as_mut().map(|w| w.observe(split, &data)).transpose() {
+                        Ok(advanced) => advanced.flatten(),
+                        Err(e) => return self.fail(Epoch::MAX, &e),
+                    };
+                    if !self.send(Message::Chunk(Chunk::inserts(data))).await
+                        || !self.send_watermark(watermark.as_ref(), advanced).await
+                    {
+                        return;
                     }
                 }
-                Step::Changed => self.active.store(true, Ordering::Release),
+                Step::Changed => {
+                    self.active.store(true, Ordering::Release);
+                    if let Some(source) = watermark.as_mut() {
+                        let finished: Vec<u64> =
+                            source.splits.keys().copied().filter(|&n| splits.is_done(n)).collect();
+                        for number in finished {
+                            let advanced = match source.finish(number) {
+                                Ok(advanced) => advanced,
+                                Err(e) => return self.fail(Epoch::MAX, &e),
+                            };
+                            if !self.send_watermark(Some(source), advanced).await {
+                                return;
+                            }
+                        }
+                    }
+                }
                 Step::Wait(wait) => {
                     tokio::select! {
                         epoch = self.barriers.recv() => match epoch {
@@ -95,6 +158,28 @@ impl SourceReader {
                     None => return,
                 },
             }
+        }
+    }
+
+    /// Passes `message` on; false when the dataflow is gone or failed.
+    async fn send(&mut self, message: Message) -> bool {
+        match self.output.send(message).await {
+            Ok(()) => true,
+            Err(SendError::Closed) => false,
+            Err(SendError::Failed(e)) => {
+                self.fail(Epoch::MAX, &e);
+                false
+            }
+        }
+    }
+
+    /// Passes on the source's watermark when it advanced to `value`.
+    async fn send_watermark(&mut self, source: Option<&SourceWatermark>, value: Option<ScalarValue>) -> bool {
+        match (source, value) {
+            (Some(source), Some(value)) => {
+                self.send(Message::Watermark { column: source.expr.column, value }).await
+            }
+            _ => true,
         }
     }
 

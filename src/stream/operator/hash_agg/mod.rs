@@ -33,14 +33,14 @@ use datafusion::arrow::row::{RowConverter, Rows, SortField};
 use datafusion::common::ScalarValue;
 
 use self::state::{GroupState, Input, Partial, Sum, accumulate, inline_output, merge, normalize_input};
-use super::{Operator, OperatorContext};
+use super::{HeldWatermarks, Operator, OperatorContext};
 use crate::common::Result;
 use crate::common::row::RowCodec;
 use crate::plan::{AggCall, AggKind, HashAggNode};
 use crate::state::{
     CacheValue, CachedTable, Epoch, RowsValue, Slot, StateError, StateMemory, TableId, WriteBatch,
 };
-use crate::stream::message::{Chunk, Op};
+use crate::stream::message::{Chunk, Message, Op};
 
 /// Rows whose groups are prefetched together before they are looked up: enough misses in
 /// flight to overlap, few enough that their entries stay in the CPU cache until used.
@@ -64,6 +64,7 @@ pub struct HashAggOperator {
     /// The groups changed since the last emission (in the order they first changed) and
     /// the row each showed then.
     touched: Vec<(Slot, Option<Shown>)>,
+    held_watermarks: HeldWatermarks,
 }
 
 /// The value multisets of one aggregate call, per group in memory: stored as one row per
@@ -115,6 +116,7 @@ impl HashAggOperator {
             schema,
             global_row_checked: false,
             touched: Vec::new(),
+            held_watermarks: HeldWatermarks::default(),
         })
     }
 
@@ -685,6 +687,25 @@ impl Operator for HashAggOperator {
             }
         }
         Ok(Vec::new())
+    }
+
+    /// A group key column's watermark passes, held until the barrier shows the epoch's
+    /// changes (no later row of the output has an older key).
+    fn on_watermark(
+        &mut self,
+        _ctx: &OperatorContext,
+        _input: usize,
+        column: usize,
+        value: &ScalarValue,
+    ) -> Result<Vec<Message>> {
+        if column < self.group_len {
+            self.held_watermarks.hold(column, value);
+        }
+        Ok(Vec::new())
+    }
+
+    fn watermarks_after_barrier(&mut self) -> Vec<Message> {
+        self.held_watermarks.release()
     }
 
     fn on_barrier(&mut self, ctx: &OperatorContext, _epoch: Epoch) -> Result<Vec<Chunk>> {

@@ -12,6 +12,7 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::row::RowConverter;
+use datafusion::common::ScalarValue;
 
 use super::state::{Accumulator, GroupState, Input, Sum, accumulate, normalize_input};
 use super::{extreme_column, extreme_converter, offer_extreme, value_rows};
@@ -19,8 +20,8 @@ use crate::common::row::RowCodec;
 use crate::common::{Error, Result};
 use crate::plan::{AggKind, PartialAggNode};
 use crate::state::Epoch;
-use crate::stream::message::{Chunk, Op};
-use crate::stream::operator::{Operator, OperatorContext};
+use crate::stream::message::{Chunk, Message, Op};
+use crate::stream::operator::{HeldWatermarks, Operator, OperatorContext};
 
 /// Groups one instance holds before it emits its partials ahead of the barrier.
 pub const PARTIAL_GROUPS_MAX: usize = 1 << 16;
@@ -32,6 +33,7 @@ pub struct PartialAggOperator {
     extremes: Vec<Option<RowConverter>>,
     groups: hashbrown::HashMap<Box<[u8]>, GroupState, foldhash::fast::FixedState>,
     schema: SchemaRef,
+    held_watermarks: HeldWatermarks,
 }
 
 impl PartialAggOperator {
@@ -52,6 +54,7 @@ impl PartialAggOperator {
             extremes,
             groups: hashbrown::HashMap::with_hasher(foldhash::fast::FixedState::with_seed(0x5ab07)),
             schema,
+            held_watermarks: HeldWatermarks::default(),
         })
     }
 
@@ -168,6 +171,25 @@ impl Operator for PartialAggOperator {
             return self.emit();
         }
         Ok(Vec::new())
+    }
+
+    /// A group key column's watermark passes, held until the barrier shows the epoch's
+    /// changes (no later row of the output has an older key).
+    fn on_watermark(
+        &mut self,
+        _ctx: &OperatorContext,
+        _input: usize,
+        column: usize,
+        value: &ScalarValue,
+    ) -> Result<Vec<Message>> {
+        if column < self.node.group_len {
+            self.held_watermarks.hold(column, value);
+        }
+        Ok(Vec::new())
+    }
+
+    fn watermarks_after_barrier(&mut self) -> Vec<Message> {
+        self.held_watermarks.release()
     }
 
     fn on_barrier(&mut self, _ctx: &OperatorContext, _epoch: Epoch) -> Result<Vec<Chunk>> {
