@@ -227,10 +227,12 @@ pub fn rewrite_flink_windows(tokens: &mut [TokenWithSpan]) {
                 && is_paren(significant.get(at + 1))
         };
         // TABLE ( fn ( ... ) ): drop the wrapper.
-        if is_word_token(&tokens[i].token, &["table"]) && is_paren(significant.get(n + 1)) && is_call(n + 2) {
-            if let Some(close) = matching_paren(tokens, &significant, n + 1) {
-                blank.extend([i, significant[n + 1], close]);
-            }
+        if is_word_token(&tokens[i].token, &["table"])
+            && is_paren(significant.get(n + 1))
+            && is_call(n + 2)
+            && let Some(close) = matching_paren(tokens, &significant, n + 1)
+        {
+            blank.extend([i, significant[n + 1], close]);
         }
         if is_call(n) {
             let Some(close) = matching_paren(tokens, &significant, n + 1) else { continue };
