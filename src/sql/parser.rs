@@ -139,6 +139,7 @@ fn parse_statements(sql: &str) -> Result<Vec<Statement>> {
             let mut statement = parser.parse_statement().map_err(|e| syntax_error(sql, e))?;
             super::depth::balance_and_check(&mut statement)?;
             super::fields::rewrite_field_access(&mut statement);
+            super::window::name_window_calls(&mut statement);
             Statement::Sql(Box::new(statement))
         };
         statements.push(statement);

@@ -11,6 +11,7 @@
 //! rewritten to the RisingWave form on the token stream before parsing
 //! ([`rewrite_flink_windows`]).
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -24,6 +25,9 @@ use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::context::SessionContext;
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::{ExecutionPlan, collect};
+use datafusion::sql::sqlparser::ast::{
+    Expr as AstExpr, FunctionArg, FunctionArgExpr, Statement, TableAlias, TableFactor, VisitMut, VisitorMut,
+};
 use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Whitespace, Word};
 
 use crate::catalog::TableDesc;
@@ -207,6 +211,41 @@ impl TableProvider for WindowTable {
             windowed.push(RecordBatch::try_new(self.schema.clone(), columns)?);
         }
         Ok(MemorySourceConfig::try_new_exec(&[windowed], self.schema.clone(), projection.cloned())?)
+    }
+}
+
+/// A window call without an alias is named after its relation, as in RisingWave:
+/// `FROM HOP(bid, ...)` reads as `bid`, so `bid.auction` resolves.
+pub fn name_window_calls(statement: &mut Statement) {
+    let _ = VisitMut::visit(statement, &mut NameWindowCalls);
+}
+
+struct NameWindowCalls;
+
+impl VisitorMut for NameWindowCalls {
+    type Break = ();
+
+    fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
+        if let TableFactor::Table { name, alias: alias @ None, args: Some(args), .. } = factor
+            && let [part] = name.0.as_slice()
+            && part.as_ident().is_some_and(|f| {
+                WindowKind::from_name(&f.value).is_some() || f.value.eq_ignore_ascii_case("session")
+            })
+        {
+            let relation = match args.args.first() {
+                Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(AstExpr::Identifier(relation)))) => relation,
+                Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(AstExpr::CompoundIdentifier(parts)))) => {
+                    match parts.last() {
+                        Some(relation) => relation,
+                        None => return ControlFlow::Continue(()),
+                    }
+                }
+                _ => return ControlFlow::Continue(()),
+            };
+            *alias =
+                Some(TableAlias { explicit: true, name: relation.clone(), columns: Vec::new(), at: None });
+        }
+        ControlFlow::Continue(())
     }
 }
 
