@@ -86,7 +86,24 @@ const RECOVERY_VIEWS: &[(&str, &str)] = &[
     ("joined", "SELECT t.id, u.label FROM t LEFT JOIN u ON t.g = u.g"),
     ("leaders", "SELECT id, v FROM t ORDER BY v DESC, id LIMIT 5"),
     ("big_groups", "SELECT g, n FROM totals WHERE n > 3"),
+    // Windows over a watermarked append-only table whose times arrive out of order:
+    // kill -9 lands in the middle of open windows.
+    (
+        "windows",
+        "SELECT window_start, count(*) AS n, sum(v) AS s FROM TUMBLE(e, at, INTERVAL '30' SECOND) GROUP BY window_start",
+    ),
+    (
+        "hops",
+        "SELECT window_end, max(v) AS top, count(*) AS n FROM HOP(e, at, INTERVAL '20' SECOND, INTERVAL '60' SECOND) \
+         GROUP BY window_end",
+    ),
 ];
+
+/// An event time within ten minutes, out of order.
+fn event_time(i: i32) -> String {
+    let second = (i * 7919).rem_euclid(600);
+    format!("'2026-01-01 00:{:02}:{:02}'", second / 60, second % 60)
+}
 
 async fn views_match_their_queries(client: &tokio_postgres::Client, at: &str) {
     for (name, query) in RECOVERY_VIEWS {
@@ -114,12 +131,15 @@ async fn views_resume_after_kill_9_without_rescanning() {
         .batch_execute(
             "CREATE TABLE t (id INT PRIMARY KEY, g INT, v INT);
              CREATE TABLE u (g INT PRIMARY KEY, label TEXT);
+             CREATE TABLE e (id INT, at TIMESTAMP, v INT, WATERMARK FOR at AS at - INTERVAL '10' SECOND) APPEND ONLY;
              INSERT INTO u VALUES (0, 'zero'), (1, 'one'), (2, 'two');",
         )
         .await
         .unwrap();
     for i in 0..200 {
         client.execute("INSERT INTO t VALUES ($1, $2, $3)", &[&i, &(i % 7), &(i * 37 % 101)]).await.unwrap();
+        let event = format!("INSERT INTO e VALUES ({i}, {}, {})", event_time(i), i % 50);
+        client.batch_execute(&event).await.unwrap();
     }
     for (name, query) in RECOVERY_VIEWS {
         client.batch_execute(&format!("CREATE MATERIALIZED VIEW {name} AS {query}")).await.unwrap();
@@ -129,11 +149,12 @@ async fn views_resume_after_kill_9_without_rescanning() {
     let streaming = tokio::spawn(async move {
         let mut acknowledged = 0;
         for i in 0..100_000i32 {
-            let sql = match i % 4 {
+            let sql = match i % 5 {
                 0 => format!("INSERT INTO t VALUES ({}, {}, {})", 1000 + i, i % 9, i % 113),
                 1 => format!("UPDATE t SET v = v + 1, g = {} WHERE id = {}", i % 5, i % 200),
                 2 => format!("DELETE FROM t WHERE id = {}", (i * 7) % 200),
-                _ => format!("UPDATE u SET label = 'l{i}' WHERE g = {}", i % 3),
+                3 => format!("UPDATE u SET label = 'l{i}' WHERE g = {}", i % 3),
+                _ => format!("INSERT INTO e VALUES ({i}, {}, {})", event_time(i), i % 97),
             };
             if writer.batch_execute(&sql).await.is_err() {
                 break;
@@ -166,7 +187,8 @@ async fn views_resume_after_kill_9_without_rescanning() {
     client
         .batch_execute(
             "DELETE FROM t WHERE id % 3 = 0; UPDATE t SET g = 1 WHERE id % 5 = 1; INSERT INTO u VALUES (3, 'three');
-             INSERT INTO t VALUES (-1, 3, 1000), (-2, 3, 999)",
+             INSERT INTO t VALUES (-1, 3, 1000), (-2, 3, 999);
+             INSERT INTO e VALUES (-1, '2026-01-01 00:00:01', 500), (-2, '2026-01-01 00:09:59', 501)",
         )
         .await
         .unwrap();
