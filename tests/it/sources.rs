@@ -245,3 +245,56 @@ async fn file_sources_and_file_sinks_are_exactly_once_across_kill_9() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Nexmark's windowed queries (q5: HOP, q7: TUMBLE joined back to the bids, q8: two
+/// TUMBLE aggregates joined on their windows) as views over tables the generator fills
+/// while the views are created (part backfilled, part streamed) equal the same queries run
+/// in batch over the tables afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nexmark_window_queries_match_batch() {
+    const EVENTS: u64 = 3000;
+    let server = crate::harness::TestServer::start().await;
+    let client = server.client().await;
+    let with = |table: &str| {
+        format!(
+            "APPEND ONLY WITH (connector = 'nexmark', nexmark.table.type = '{table}', nexmark.event.num = '{EVENTS}',
+               nexmark.split.num = '2', nexmark.base.time = '1700000000000', source_rate_limit = '3000')"
+        )
+    };
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE person (id BIGINT, name VARCHAR, email_address VARCHAR, credit_card VARCHAR, city VARCHAR,
+               state VARCHAR, date_time TIMESTAMP, extra VARCHAR) {};
+             CREATE TABLE auction (id BIGINT, item_name VARCHAR, description VARCHAR, initial_bid BIGINT, reserve BIGINT,
+               date_time TIMESTAMP, expires TIMESTAMP, seller BIGINT, category BIGINT, extra VARCHAR) {};
+             CREATE TABLE bid (auction BIGINT, bidder BIGINT, price BIGINT, channel VARCHAR, url VARCHAR,
+               date_time TIMESTAMP, extra VARCHAR, WATERMARK FOR date_time AS date_time - INTERVAL '4' SECOND) {};
+             SET streaming_parallelism = 2;",
+            with("Person"),
+            with("Auction"),
+            with("Bid")
+        ))
+        .await
+        .unwrap();
+    let queries: Vec<(&str, &str)> =
+        sabot::bench::QUERIES.iter().copied().filter(|(name, _)| ["q5", "q7", "q8"].contains(name)).collect();
+    assert_eq!(queries.len(), 3);
+    for (name, query) in &queries {
+        client.batch_execute(&format!("CREATE MATERIALIZED VIEW {name} AS {query}")).await.unwrap();
+    }
+    let timeout = Duration::from_secs(60);
+    for table in ["person", "auction", "bid"] {
+        let n =
+            wait_for(&client, &format!("SELECT count(*) FROM {table}"), &EVENTS.to_string(), timeout).await;
+        assert_eq!(n, EVENTS.to_string(), "{table} was not filled in time");
+    }
+    client.batch_execute("FLUSH").await.unwrap();
+    for (name, query) in &queries {
+        let mut view = rows(&client, &format!("SELECT * FROM {name}")).await;
+        let mut batch = rows(&client, query).await;
+        view.sort();
+        batch.sort();
+        assert!(!batch.is_empty(), "{name} has rows to compare");
+        assert_eq!(view, batch, "{name}");
+    }
+}
