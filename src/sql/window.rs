@@ -259,7 +259,7 @@ pub fn rewrite_flink_windows(tokens: &mut [TokenWithSpan]) {
         (0..tokens.len()).filter(|&i| !matches!(tokens[i].token, Token::Whitespace(_))).collect();
     let is_paren = |k: Option<&usize>| k.is_some_and(|&k| tokens[k].token == Token::LParen);
     let mut blank: Vec<usize> = Vec::new();
-    let mut calls: Vec<(usize, Vec<usize>)> = Vec::new();
+    let mut calls: Vec<(usize, usize, usize)> = Vec::new();
     for (n, &i) in significant.iter().enumerate() {
         let is_call = |at: usize| {
             significant.get(at).is_some_and(|&a| is_word_token(&tokens[a].token, &FUNCTIONS))
@@ -275,20 +275,78 @@ pub fn rewrite_flink_windows(tokens: &mut [TokenWithSpan]) {
         }
         if is_call(n) {
             let Some(close) = matching_paren(tokens, &significant, n + 1) else { continue };
-            let open = significant[n + 1];
-            let inner = significant.iter().copied().filter(|&k| k > open && k < close).collect();
-            calls.push((i, inner));
+            calls.push((i, significant[n + 1], close));
         }
     }
-    for (name, inner) in calls {
-        flink_arguments(tokens, &inner, &mut blank);
+    for (name, open, close) in calls {
         if let Token::Word(w) = &mut tokens[name].token {
             w.value = w.value.to_ascii_lowercase();
         }
+        if let Token::Word(w) = &tokens[name].token {
+            let function = w.value.clone();
+            order_named_arguments(tokens, &function, open, close);
+        }
+        let inner: Vec<usize> =
+            (open + 1..close).filter(|&k| !matches!(tokens[k].token, Token::Whitespace(_))).collect();
+        flink_arguments(tokens, &inner, &mut blank);
     }
     for i in blank {
         tokens[i].token = Token::Whitespace(Whitespace::Space);
     }
+}
+
+/// Flink's named arguments (`DATA => TABLE t, TIMECOL => DESCRIPTOR(ts), SIZE => ...`) in
+/// the positional order, names dropped: the tokens between `open` and `close` are
+/// permuted in place. Calls with no names, or with a name the function does not have, are
+/// left alone (DataFusion then reports them).
+fn order_named_arguments(tokens: &mut [TokenWithSpan], function: &str, open: usize, close: usize) {
+    let order: &[&str] = match function {
+        "tumble" => &["data", "timecol", "size", "offset"],
+        "hop" => &["data", "timecol", "slide", "size", "offset"],
+        "cumulate" => &["data", "timecol", "step", "size", "offset"],
+        _ => return,
+    };
+    let mut arguments: Vec<Vec<TokenWithSpan>> = vec![Vec::new()];
+    let mut depth = 0usize;
+    for token in &tokens[open + 1..close] {
+        match token.token {
+            Token::LParen => depth += 1,
+            Token::RParen => depth = depth.saturating_sub(1),
+            Token::Comma if depth == 0 => {
+                arguments.push(Vec::new());
+                continue;
+            }
+            _ => {}
+        }
+        arguments.last_mut().expect("one argument at least").push(token.clone());
+    }
+    let mut ranked = Vec::with_capacity(arguments.len());
+    for mut argument in arguments {
+        let significant: Vec<usize> =
+            (0..argument.len()).filter(|&k| !matches!(argument[k].token, Token::Whitespace(_))).collect();
+        let (Some(&name_at), Some(&arrow_at)) = (significant.first(), significant.get(1)) else { return };
+        let Token::Word(name) = &argument[name_at].token else { return };
+        if argument[arrow_at].token != Token::RArrow {
+            return;
+        }
+        let Some(rank) = order.iter().position(|o| name.value.eq_ignore_ascii_case(o)) else { return };
+        argument[name_at].token = Token::Whitespace(Whitespace::Space);
+        argument[arrow_at].token = Token::Whitespace(Whitespace::Space);
+        ranked.push((rank, argument));
+    }
+    ranked.sort_by_key(|(rank, _)| *rank);
+    let mut at = open + 1;
+    for (i, (_, argument)) in ranked.into_iter().enumerate() {
+        if i > 0 {
+            tokens[at] = TokenWithSpan::wrap(Token::Comma);
+            at += 1;
+        }
+        for token in argument {
+            tokens[at] = token;
+            at += 1;
+        }
+    }
+    debug_assert_eq!(at, close, "the arguments keep their tokens");
 }
 
 /// Inside a window call (`args`: significant token positions between its parentheses):
@@ -384,6 +442,14 @@ mod tests {
                 "select * from table(Hop(table b, descriptor(ts), interval '1' second, interval '5' seconds)) w"
             ),
             "select * from hop( b, ts , interval '1' second, interval '5' second) w"
+        );
+        // Flink's named arguments, in any order.
+        assert_eq!(
+            rewritten(
+                "SELECT * FROM TABLE(HOP(SIZE => INTERVAL '10' MINUTES, DATA => TABLE bid, \
+                 TIMECOL => DESCRIPTOR(date_time), SLIDE => INTERVAL '5' MINUTES))"
+            ),
+            "SELECT * FROM hop( bid, date_time , INTERVAL '5' MINUTE, INTERVAL '10' MINUTE)"
         );
         // The RisingWave form and other uses of TABLE are left alone (but for the name's case).
         assert_eq!(
