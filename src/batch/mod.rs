@@ -13,7 +13,7 @@ use datafusion::catalog::{CatalogProvider, SchemaProvider, Session, TableProvide
 use datafusion::common::ScalarValue;
 use datafusion::datasource::TableType;
 use datafusion::datasource::memory::MemorySourceConfig;
-use datafusion::error::Result as DfResult;
+use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 
@@ -182,7 +182,7 @@ impl StoredTable {
     }
 
     fn load(&self, filters: &[Expr]) -> DfResult<RecordBatch> {
-        let full = self.read(self.pinned_keys(filters)).map_err(external)?;
+        let full = self.read(self.pinned_keys(filters)).map_err(DataFusionError::from)?;
         if full.schema().fields().len() == self.schema.fields().len() {
             return Ok(RecordBatch::try_new(self.schema.clone(), full.columns().to_vec())?);
         }
@@ -222,10 +222,6 @@ fn pinned_values(filter: &Expr, column: &str) -> Option<Vec<ScalarValue>> {
     }
 }
 
-fn external(error: Error) -> datafusion::error::DataFusionError {
-    datafusion::error::DataFusionError::External(Box::new(error))
-}
-
 #[async_trait]
 impl TableProvider for StoredTable {
     fn schema(&self) -> SchemaRef {
@@ -252,11 +248,11 @@ impl TableProvider for StoredTable {
         _limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         if self.desc.is_sink() {
-            return Err(external(sink_not_readable(&self.desc.name)));
+            return Err(sink_not_readable(&self.desc.name).into());
         }
         if self.desc.is_source() {
             // Views read sources through their own readers; a query has nothing to read.
-            return Err(external(
+            return Err(DataFusionError::from(
                 crate::common::Error::new(
                     crate::common::SqlState::FeatureNotSupported,
                     format!("source \"{}\" is not stored, so it cannot be queried", self.desc.name),

@@ -107,6 +107,14 @@ impl SqlState {
     }
 }
 
+/// Our error inside DataFusion (a table provider or table function failing): it comes back
+/// out of DataFusion whole, SQLSTATE included (see [`Error::sqlstate`]).
+impl From<Error> for DataFusionError {
+    fn from(error: Error) -> Self {
+        DataFusionError::External(Box::new(error))
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// An error raised by Sabot itself, with its SQLSTATE and Postgres-style parts.

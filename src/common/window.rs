@@ -10,7 +10,6 @@
 //! `j` in `1..=size/step` whose window contains `ts`, `s` being the tumbling window of
 //! `size`. A row whose time value is NULL belongs to no window.
 
-use std::fmt;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int64Array, UInt32Array, make_array};
@@ -52,11 +51,6 @@ impl WindowKind {
             WindowKind::Hop => &["slide", "size"],
             WindowKind::Cumulate => &["step", "size"],
         }
-    }
-
-    /// Whether each row falls into at most one window of this kind.
-    pub fn one_window_per_row(self) -> bool {
-        self == WindowKind::Tumble
     }
 }
 
@@ -231,12 +225,6 @@ impl WindowSpec {
         }
         text.push(')');
         text
-    }
-}
-
-impl fmt::Display for WindowKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
     }
 }
 

@@ -60,22 +60,18 @@ impl std::fmt::Debug for WindowFunction {
     }
 }
 
-fn external(error: Error) -> DataFusionError {
-    DataFusionError::External(Box::new(error))
-}
-
 impl TableFunctionImpl for WindowFunction {
     fn call_with_args(
         &self,
         args: datafusion::catalog::TableFunctionArgs,
     ) -> DfResult<Arc<dyn TableProvider>> {
         let Some(kind) = self.kind else {
-            return Err(external(
+            return Err(DataFusionError::from(
                 Error::unsupported("SESSION windows")
                     .with_hint("use TUMBLE, HOP or CUMULATE; session windows are planned"),
             ));
         };
-        let table = WindowTable::bind(kind, args.exprs(), &self.resolve).map_err(external)?;
+        let table = WindowTable::bind(kind, args.exprs(), &self.resolve).map_err(DataFusionError::from)?;
         Ok(Arc::new(table))
     }
 }
@@ -202,12 +198,15 @@ impl TableProvider for WindowTable {
         let at = self.schema.fields().len() - 2;
         let mut windowed = Vec::with_capacity(batches.len());
         for batch in batches {
-            let assignment =
-                self.spec.assign(batch.column(self.spec.time_column).as_ref()).map_err(external)?;
+            let assignment = self
+                .spec
+                .assign(batch.column(self.spec.time_column).as_ref())
+                .map_err(DataFusionError::from)?;
             if assignment.rows.is_empty() {
                 continue;
             }
-            let columns = windowed_columns(batch.columns(), &assignment, at).map_err(external)?;
+            let columns =
+                windowed_columns(batch.columns(), &assignment, at).map_err(DataFusionError::from)?;
             windowed.push(RecordBatch::try_new(self.schema.clone(), columns)?);
         }
         Ok(MemorySourceConfig::try_new_exec(&[windowed], self.schema.clone(), projection.cloned())?)

@@ -31,6 +31,7 @@ use datafusion::common::hash_utils::{RandomState, create_hashes};
 use tokio::sync::mpsc;
 
 use super::message::{Chunk, Message, Op};
+use super::watermark::WatermarkMinimum;
 use crate::common::Result;
 use crate::state::Epoch;
 
@@ -161,10 +162,10 @@ pub struct InputSet {
     /// Per side: consolidate each epoch (the side is fed by several channels).
     consolidate: Vec<bool>,
     buffers: Vec<Vec<Chunk>>,
-    /// Per channel: its latest watermark of each column.
-    watermarks: Vec<HashMap<usize, ScalarValue>>,
-    /// Per side: the watermarks passed on, by column.
-    aligned: Vec<HashMap<usize, ScalarValue>>,
+    /// Per side: the minimum of its channels' watermarks; and each channel's position
+    /// among its side's channels.
+    watermarks: Vec<WatermarkMinimum>,
+    position_in_side: Vec<usize>,
     /// Per consolidated side: watermarks held back until the epoch's buffered chunks go.
     held: Vec<Vec<(usize, ScalarValue)>>,
     blocked: Vec<bool>,
@@ -185,7 +186,10 @@ impl InputSet {
         let (sides, receivers): (Vec<usize>, Vec<_>) = receivers.into_iter().unzip();
         InputSet {
             blocked: vec![false; receivers.len()],
-            watermarks: vec![HashMap::new(); receivers.len()],
+            watermarks: per_side.iter().map(|&n| WatermarkMinimum::new(n)).collect(),
+            position_in_side: (0..sides.len())
+                .map(|i| sides[..i].iter().filter(|&&s| s == sides[i]).count())
+                .collect(),
             receivers,
             sides,
             consolidate: per_side
@@ -194,7 +198,6 @@ impl InputSet {
                 .map(|(side, n)| *n > 1 && !ordered.contains(&side))
                 .collect(),
             buffers: vec![Vec::new(); sides_count],
-            aligned: vec![HashMap::new(); sides_count],
             held: vec![Vec::new(); sides_count],
             barrier: None,
             ready: VecDeque::new(),
@@ -222,7 +225,8 @@ impl InputSet {
                     }
                 }
                 Message::Watermark { column, value } => {
-                    if let Some(value) = self.align_watermark(index, column, value) {
+                    let channel = self.position_in_side[index];
+                    if let Some(value) = self.watermarks[side].advance(channel, column, value) {
                         if self.consolidate[side] {
                             self.held[side].push((column, value));
                         } else {
@@ -230,34 +234,6 @@ impl InputSet {
                         }
                     }
                 }
-            }
-        }
-    }
-
-    /// Records channel `index`'s watermark; returns its side's watermark on `column` when
-    /// that advanced (every channel of the side has one, and their minimum grew).
-    fn align_watermark(&mut self, index: usize, column: usize, value: ScalarValue) -> Option<ScalarValue> {
-        let side = self.sides[index];
-        let current = self.watermarks[index].entry(column).or_insert_with(|| value.clone());
-        if value > *current {
-            *current = value;
-        }
-        let mut minimum: Option<&ScalarValue> = None;
-        for (i, watermarks) in self.watermarks.iter().enumerate() {
-            if self.sides[i] != side {
-                continue;
-            }
-            let value = watermarks.get(&column)?;
-            if minimum.is_none_or(|m| value < m) {
-                minimum = Some(value);
-            }
-        }
-        let minimum = minimum?.clone();
-        match self.aligned[side].get(&column) {
-            Some(passed) if *passed >= minimum => None,
-            _ => {
-                self.aligned[side].insert(column, minimum.clone());
-                Some(minimum)
             }
         }
     }

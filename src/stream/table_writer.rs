@@ -147,12 +147,6 @@ impl TableWriter {
         Ok(receiver)
     }
 
-    /// The table's current watermark: its column and value.
-    pub fn watermark(&self) -> Option<(usize, i64)> {
-        let watermark = self.watermark.as_ref()?;
-        Some((watermark.expr.column, watermark.current?))
-    }
-
     pub fn has_pending(&self) -> bool {
         self.state.has_pending()
             || self.row_id_dirty

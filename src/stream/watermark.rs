@@ -6,6 +6,7 @@
 //! Values are kept as `i64` (timestamps in their unit, integers as they are) and turned
 //! into a `ScalarValue` of the column's type when published.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{AsArray, RecordBatch};
@@ -93,6 +94,44 @@ impl WatermarkGenerator {
     /// The current watermark as a value of the column's type.
     pub fn current_scalar(&self) -> Result<Option<ScalarValue>> {
         self.current.map(|v| self.expr.scalar(v)).transpose()
+    }
+}
+
+/// The watermarks of a consumer of several streams (the channels of an operator input,
+/// the inputs of a union): per column, the minimum over the streams once each has one.
+#[derive(Clone, Debug)]
+pub struct WatermarkMinimum {
+    /// Per stream: its watermark of each column (never moving back).
+    streams: Vec<HashMap<usize, ScalarValue>>,
+    /// Per column: the minimum passed on.
+    passed: HashMap<usize, ScalarValue>,
+}
+
+impl WatermarkMinimum {
+    pub fn new(streams: usize) -> Self {
+        WatermarkMinimum { streams: vec![HashMap::new(); streams], passed: HashMap::new() }
+    }
+
+    /// Stream `stream` reached `value` on `column`; the minimum over the streams when it
+    /// advanced.
+    pub fn advance(&mut self, stream: usize, column: usize, value: ScalarValue) -> Option<ScalarValue> {
+        let current = self.streams[stream].entry(column).or_insert_with(|| value.clone());
+        if value > *current {
+            *current = value;
+        }
+        let mut minimum: Option<&ScalarValue> = None;
+        for marks in &self.streams {
+            let mark = marks.get(&column)?;
+            if minimum.is_none_or(|m| mark < m) {
+                minimum = Some(mark);
+            }
+        }
+        let minimum = minimum?.clone();
+        if self.passed.get(&column).is_some_and(|p| *p >= minimum) {
+            return None;
+        }
+        self.passed.insert(column, minimum.clone());
+        Some(minimum)
     }
 }
 

@@ -96,7 +96,7 @@ mod tests {
     use datafusion::physical_expr::expressions::{BinaryExpr, Column, Literal};
 
     use super::*;
-    use crate::stream::operator::testing::{Harness, chunk, lines, pretty, schema};
+    use crate::stream::operator::testing::{Harness, chunk, lines, pretty, schema, watermarks};
 
     #[test]
     fn failing_rows_become_null_and_ops_are_kept() {
@@ -152,14 +152,8 @@ mod tests {
         let mut project = ProjectOperator::new(exprs, schema("v:int early:int double:int"))
             .with_watermarks(input_schema, &marked);
         let harness = Harness::new();
-        let out = project.on_watermark(&harness.ctx, 0, 1, &ScalarValue::Int64(Some(50))).unwrap();
-        let marks: Vec<(usize, ScalarValue)> = out
-            .into_iter()
-            .map(|m| match m {
-                Message::Watermark { column, value } => (column, value),
-                other => panic!("{other:?}"),
-            })
-            .collect();
+        let marks =
+            watermarks(&project.on_watermark(&harness.ctx, 0, 1, &ScalarValue::Int64(Some(50))).unwrap());
         // v passes as it is, v - 10 is shifted; v * 2 is not in the plan's marked columns.
         assert_eq!(marks, vec![(0, ScalarValue::Int64(Some(50))), (1, ScalarValue::Int64(Some(40)))]);
         assert!(project.on_watermark(&harness.ctx, 0, 0, &ScalarValue::Int64(Some(1))).unwrap().is_empty());

@@ -105,6 +105,17 @@ pub fn pretty(chunks: &[Chunk]) -> String {
     lines.join("\n")
 }
 
+/// The (column, value) of each message, which must all be watermarks.
+pub fn watermarks(messages: &[crate::stream::message::Message]) -> Vec<(usize, ScalarValue)> {
+    messages
+        .iter()
+        .map(|m| match m {
+            crate::stream::message::Message::Watermark { column, value } => (*column, value.clone()),
+            other => panic!("not a watermark: {other:?}"),
+        })
+        .collect()
+}
+
 /// Normalizes an expected text block (trims indentation and blank lines).
 pub fn lines(text: &str) -> String {
     text.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("\n")

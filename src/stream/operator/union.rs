@@ -5,7 +5,6 @@
 //! input's stream key, encoded. UNION (distinct) is a hash aggregate over this. A visible
 //! column's watermark is the minimum of the inputs' watermarks on it.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, BinaryArray, Int32Array, RecordBatch, RecordBatchOptions};
@@ -16,6 +15,7 @@ use super::{Operator, OperatorContext};
 use crate::common::Result;
 use crate::common::row::RowCodec;
 use crate::stream::message::{Chunk, Message};
+use crate::stream::watermark::WatermarkMinimum;
 
 pub struct UnionInput {
     pub visible: usize,
@@ -26,16 +26,14 @@ pub struct UnionInput {
 pub struct UnionOperator {
     inputs: Vec<UnionInput>,
     schema: SchemaRef,
-    /// Per input: its watermark of each visible column.
-    watermarks: Vec<HashMap<usize, ScalarValue>>,
-    /// The watermarks passed on, by column.
-    passed: HashMap<usize, ScalarValue>,
+    /// The minimum of the inputs' watermarks on each visible column.
+    watermarks: WatermarkMinimum,
 }
 
 impl UnionOperator {
     pub fn new(inputs: Vec<UnionInput>, schema: SchemaRef) -> Self {
-        let watermarks = vec![HashMap::new(); inputs.len()];
-        UnionOperator { inputs, schema, watermarks, passed: HashMap::new() }
+        let watermarks = WatermarkMinimum::new(inputs.len());
+        UnionOperator { inputs, schema, watermarks }
     }
 }
 
@@ -69,19 +67,9 @@ impl Operator for UnionOperator {
         if column >= self.inputs[input].visible {
             return Ok(Vec::new());
         }
-        self.watermarks[input].insert(column, value.clone());
-        let mut minimum: Option<&ScalarValue> = None;
-        for marks in &self.watermarks {
-            let Some(mark) = marks.get(&column) else { return Ok(Vec::new()) };
-            if minimum.is_none_or(|m| mark < m) {
-                minimum = Some(mark);
-            }
-        }
-        let minimum = minimum.expect("a union has inputs").clone();
-        if self.passed.get(&column).is_some_and(|p| *p >= minimum) {
+        let Some(minimum) = self.watermarks.advance(input, column, value.clone()) else {
             return Ok(Vec::new());
-        }
-        self.passed.insert(column, minimum.clone());
+        };
         Ok(vec![Message::Watermark { column, value: minimum }])
     }
 }
@@ -91,7 +79,7 @@ mod tests {
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
 
     use super::*;
-    use crate::stream::operator::testing::{Harness, chunk, lines, pretty, schema};
+    use crate::stream::operator::testing::{Harness, chunk, lines, pretty, schema, watermarks};
 
     #[test]
     fn rows_of_each_input_stay_distinct() {
@@ -130,12 +118,7 @@ mod tests {
         let mark = |v: i64| ScalarValue::Int64(Some(v));
         let mut on = |input: usize, column: usize, v: i64| -> Vec<String> {
             let out = union.on_watermark(&harness.ctx, input, column, &mark(v)).unwrap();
-            out.iter()
-                .map(|m| match m {
-                    Message::Watermark { column, value } => format!("{column}:{value}"),
-                    other => panic!("{other:?}"),
-                })
-                .collect()
+            watermarks(&out).iter().map(|(column, value)| format!("{column}:{value}")).collect()
         };
         assert!(on(0, 1, 10).is_empty(), "input 1 has none yet");
         assert_eq!(on(1, 1, 7), vec!["1:7"]);

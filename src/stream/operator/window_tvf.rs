@@ -9,9 +9,8 @@
 //! through; a watermark on the time column also becomes one on `window_start` and
 //! `window_end`.
 
-use datafusion::arrow::array::{ArrayRef, AsArray, Int64Array, RecordBatch, RecordBatchOptions};
-use datafusion::arrow::compute::{cast, min};
-use datafusion::arrow::datatypes::{DataType, Int64Type, SchemaRef};
+use datafusion::arrow::array::{RecordBatch, RecordBatchOptions};
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::ScalarValue;
 
 use super::{Operator, OperatorContext};
@@ -71,10 +70,11 @@ impl Operator for WindowTvfOperator {
         let moved = if column < self.at { column } else { column + 2 };
         let mut out = vec![Message::Watermark { column: moved, value: value.clone() }];
         if column == self.spec.time_column {
+            // A row's windows come by ascending start, then end: the first is the earliest.
             let windows = self.spec.assign(value.to_array()?.as_ref())?;
             if !windows.rows.is_empty() {
-                let start = ScalarValue::try_from_array(&min_of(&windows.starts)?, 0)?;
-                let end = ScalarValue::try_from_array(&min_of(&windows.ends)?, 0)?;
+                let start = ScalarValue::try_from_array(&windows.starts, 0)?;
+                let end = ScalarValue::try_from_array(&windows.ends, 0)?;
                 out.push(Message::Watermark { column: self.at, value: start });
                 out.push(Message::Watermark { column: self.at + 1, value: end });
             }
@@ -83,20 +83,13 @@ impl Operator for WindowTvfOperator {
     }
 }
 
-/// The smallest value of a non-empty timestamp array, as a one-element array.
-fn min_of(values: &ArrayRef) -> Result<ArrayRef> {
-    let as_int = cast(values, &DataType::Int64)?;
-    let minimum = min(as_int.as_primitive::<Int64Type>()).expect("a window for a non-NULL time");
-    Ok(cast(&Int64Array::from(vec![minimum]), values.data_type())?)
-}
-
 #[cfg(test)]
 mod tests {
-    use datafusion::arrow::datatypes::TimeUnit;
+    use datafusion::arrow::datatypes::{DataType, TimeUnit};
 
     use super::*;
     use crate::common::window::WindowKind;
-    use crate::stream::operator::testing::{Harness, chunk, lines, pretty, schema};
+    use crate::stream::operator::testing::{Harness, chunk, lines, pretty, schema, watermarks};
 
     const SECOND: i64 = 1_000_000_000;
 
@@ -144,14 +137,7 @@ mod tests {
         let mut hop = operator(WindowKind::Hop, &[5, 10]);
         let harness = Harness::new();
         let at = |seconds: i64| ScalarValue::TimestampMicrosecond(Some(seconds * 1_000_000), None);
-        let out = hop.on_watermark(&harness.ctx, 0, 1, &at(12)).unwrap();
-        let marks: Vec<(usize, ScalarValue)> = out
-            .into_iter()
-            .map(|m| match m {
-                Message::Watermark { column, value } => (column, value),
-                other => panic!("{other:?}"),
-            })
-            .collect();
+        let marks = watermarks(&hop.on_watermark(&harness.ctx, 0, 1, &at(12)).unwrap());
         // Rows at 12 s or later are in windows starting at 5 s or later, ending at 15 s or later.
         assert_eq!(marks, vec![(1, at(12)), (2, at(5)), (3, at(15))]);
         // A watermark on a hidden column moves past the window columns.
