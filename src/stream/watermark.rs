@@ -136,14 +136,16 @@ impl WatermarkMinimum {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use datafusion::arrow::array::{Int64Array, TimestampMicrosecondArray};
 
     use super::*;
     use crate::catalog::{ColumnDesc, WatermarkDef};
     use crate::common::SqlType;
 
-    fn table(expression: &str) -> TableDesc {
+    /// An append-only table (v BIGINT, ts TIMESTAMP, hidden row id) with `WATERMARK FOR ts
+    /// AS expression`.
+    pub fn table(expression: &str) -> TableDesc {
         let column = |name: &str, sql_type: SqlType, hidden| ColumnDesc {
             name: name.into(),
             sql_type,
@@ -173,24 +175,27 @@ mod tests {
         let desc = table("ts - INTERVAL '5' SECOND");
         let expr = WatermarkExpr::of(&desc).unwrap().unwrap();
         let mut generator = WatermarkGenerator::new(expr, None);
-        let batch = |times: Vec<Option<i64>>| {
-            let n = times.len();
-            RecordBatch::try_new(
-                desc.full_schema(),
-                vec![
-                    Arc::new(Int64Array::from(vec![1; n])),
-                    Arc::new(TimestampMicrosecondArray::from(times)),
-                    Arc::new(Int64Array::from_iter_values(0..n as i64)),
-                ],
-            )
-            .unwrap()
-        };
+        let batch = |times: Vec<Option<i64>>| rows(&desc, times);
         let advanced = generator.observe(&batch(vec![Some(10_000_000), None, Some(7_000_000)])).unwrap();
         assert_eq!(advanced, Some(ScalarValue::TimestampMicrosecond(Some(5_000_000), None)));
         // Older rows do not move it back; NULLs do not move it.
         assert_eq!(generator.observe(&batch(vec![Some(8_000_000), None])).unwrap(), None);
         assert_eq!(generator.observe(&batch(vec![None])).unwrap(), None);
         assert_eq!(generator.current, Some(5_000_000));
+    }
+
+    /// Rows of [`table`] with times `times` (microseconds).
+    pub fn rows(desc: &TableDesc, times: Vec<Option<i64>>) -> RecordBatch {
+        let n = times.len();
+        RecordBatch::try_new(
+            desc.full_schema(),
+            vec![
+                Arc::new(Int64Array::from(vec![1; n])),
+                Arc::new(TimestampMicrosecondArray::from(times)),
+                Arc::new(Int64Array::from_iter_values(0..n as i64)),
+            ],
+        )
+        .unwrap()
     }
 
     #[test]

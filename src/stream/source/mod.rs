@@ -426,6 +426,11 @@ impl SplitSet {
         }
     }
 
+    /// The numbers of the splits not read to their end.
+    pub fn live(&self) -> Vec<u64> {
+        self.splits.iter().filter(|s| !s.state.done).map(|s| s.state.number).collect()
+    }
+
     /// Whether split number `number` has been read to its end.
     pub fn is_done(&self, number: u64) -> bool {
         self.splits.iter().any(|s| s.state.number == number && s.state.done)

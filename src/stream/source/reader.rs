@@ -44,9 +44,10 @@ pub struct SourceReader {
     pub progress: Arc<SourceProgress>,
 }
 
-/// The watermark of a source read by one reader: the minimum over its splits that have
-/// rows and are not exhausted of each split's largest watermark-expression value. A
-/// split read to its end no longer holds the watermark back. Not persisted: after a
+/// The watermark of a source read by one reader: the minimum over its splits not exhausted
+/// of each split's largest watermark-expression value, once every such split has shown
+/// one (a split not heard from may bring older rows; a live split that never yields rows
+/// holds the watermark back). A split read to its end no longer holds it back. Not persisted: after a
 /// restart it starts again from the rows read then (operators keep their own).
 struct SourceWatermark {
     expr: WatermarkExpr,
@@ -55,24 +56,30 @@ struct SourceWatermark {
 }
 
 impl SourceWatermark {
-    /// Takes rows of `split` into account; the source watermark when it advanced.
-    fn observe(&mut self, split: u64, data: &RecordBatch) -> Result<Option<ScalarValue>> {
+    /// Takes rows of `split` into account; the source watermark when it advanced (`live`:
+    /// the splits not exhausted).
+    fn observe(&mut self, split: u64, data: &RecordBatch, live: &[u64]) -> Result<Option<ScalarValue>> {
         if let Some(value) = self.expr.batch_max(data)? {
             let entry = self.splits.entry(split).or_insert(value);
             *entry = (*entry).max(value);
         }
-        self.advance()
+        self.advance(live)
     }
 
     /// Forgets split `split` (exhausted); the source watermark when that advanced it.
-    fn finish(&mut self, split: u64) -> Result<Option<ScalarValue>> {
+    fn finish(&mut self, split: u64, live: &[u64]) -> Result<Option<ScalarValue>> {
         if self.splits.len() > 1 {
             self.splits.remove(&split);
         }
-        self.advance()
+        self.advance(live)
     }
 
-    fn advance(&mut self) -> Result<Option<ScalarValue>> {
+    /// The minimum over the splits, once every live split has shown a value: a split not
+    /// heard from yet may still bring rows older than the others'.
+    fn advance(&mut self, live: &[u64]) -> Result<Option<ScalarValue>> {
+        if live.iter().any(|split| !self.splits.contains_key(split)) {
+            return Ok(None);
+        }
         let Some(&minimum) = self.splits.values().min() else { return Ok(None) };
         if self.published.is_some_and(|p| p >= minimum) {
             return Ok(None);
@@ -114,10 +121,12 @@ impl SourceReader {
                         Err(e) => return self.fail(Epoch::MAX, &e),
                     };
                     self.active.store(true, Ordering::Release);
-                    let advanced = match watermark.as_mut().map(|w| w.observe(split, &data)).transpose() {
-                        Ok(advanced) => advanced.flatten(),
-                        Err(e) => return self.fail(Epoch::MAX, &e),
-                    };
+                    let live = splits.live();
+                    let advanced =
+                        match watermark.as_mut().map(|w| w.observe(split, &data, &live)).transpose() {
+                            Ok(advanced) => advanced.flatten(),
+                            Err(e) => return self.fail(Epoch::MAX, &e),
+                        };
                     if !self.send(Message::Chunk(Chunk::inserts(data))).await
                         || !self.send_watermark(watermark.as_ref(), advanced).await
                     {
@@ -130,13 +139,21 @@ impl SourceReader {
                         let finished: Vec<u64> =
                             source.splits.keys().copied().filter(|&n| splits.is_done(n)).collect();
                         for number in finished {
-                            let advanced = match source.finish(number) {
+                            let advanced = match source.finish(number, &splits.live()) {
                                 Ok(advanced) => advanced,
                                 Err(e) => return self.fail(Epoch::MAX, &e),
                             };
                             if !self.send_watermark(Some(source), advanced).await {
                                 return;
                             }
+                        }
+                        // A split that ended without rows held it back too.
+                        let advanced = match source.advance(&splits.live()) {
+                            Ok(advanced) => advanced,
+                            Err(e) => return self.fail(Epoch::MAX, &e),
+                        };
+                        if !self.send_watermark(Some(source), advanced).await {
+                            return;
                         }
                     }
                 }
@@ -247,5 +264,29 @@ impl SourceReader {
         let failure: Arc<str> =
             Arc::from(format!("reading source {} for {} failed: {error}", self.relation.name, self.view));
         let _ = self.acks.send(Ack { dataflow: self.dataflow, epoch, result: Err(failure) });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stream::watermark::tests::{rows, table};
+
+    /// The source watermark waits for every live split and then is their minimum; an
+    /// exhausted split stops holding it back.
+    #[test]
+    fn the_source_watermark_waits_for_every_live_split() {
+        let desc = table("ts");
+        let expr = WatermarkExpr::of(&desc).unwrap().unwrap();
+        let mut source = SourceWatermark { expr, splits: BTreeMap::new(), published: None };
+        let at = |micros: i64| Some(ScalarValue::TimestampMicrosecond(Some(micros), None));
+        // Split 1 has not shown a row: split 0 alone does not move the watermark.
+        assert_eq!(source.observe(0, &rows(&desc, vec![Some(50)]), &[0, 1]).unwrap(), None);
+        assert_eq!(source.observe(1, &rows(&desc, vec![Some(20)]), &[0, 1]).unwrap(), at(20));
+        assert_eq!(source.observe(1, &rows(&desc, vec![Some(30)]), &[0, 1]).unwrap(), at(30));
+        // Split 2 appears (a new file) and holds it until it shows a row or ends.
+        assert_eq!(source.observe(1, &rows(&desc, vec![Some(60)]), &[0, 1, 2]).unwrap(), None);
+        assert_eq!(source.advance(&[0, 1]).unwrap(), at(50));
+        assert_eq!(source.finish(0, &[1]).unwrap(), at(60));
     }
 }
