@@ -55,7 +55,8 @@ fn drive(
     data: &RecordBatch,
     iterations: u64,
 ) -> std::time::Duration {
-    let mut ctx = OperatorContext { snapshot: store.snapshot(), view: Arc::from("bench") };
+    let mut ctx =
+        OperatorContext { snapshot: store.snapshot(), view: Arc::from("bench"), instance: 0, instances: 1 };
     let start = std::time::Instant::now();
     for i in 0..iterations as usize {
         let ops = if i % 2 == 0 { Op::Insert } else { Op::Delete };
@@ -100,7 +101,14 @@ fn hash_agg(c: &mut Criterion) {
             let data = batch(&input, rows, 1000, 1);
             group.throughput(Throughput::Elements(rows as u64));
             group.bench_with_input(BenchmarkId::new(format!("{name}/{kind}"), rows), &data, |b, data| {
-                let node = HashAggNode { group_len: 1, calls: calls.clone(), group_table: 10, merge: false };
+                let node = HashAggNode {
+                    group_len: 1,
+                    calls: calls.clone(),
+                    group_table: 10,
+                    merge: false,
+                    closing_column: None,
+                    emit_on_close: false,
+                };
                 let (store, _dir) = store(kind);
                 let types = [DataType::Int64, DataType::Int64];
                 let mut op =
@@ -142,7 +150,12 @@ fn hash_join(c: &mut Criterion) {
             let r = Side::new(vec![0], vec![0, 1], 2, vec![DataType::Int64; 2], 2, StateMemory::default())
                 .unwrap();
             let mut op = HashJoinOperator::new(&node, l, r, output.clone());
-            let ctx = OperatorContext { snapshot: store.snapshot(), view: Arc::from("bench") };
+            let ctx = OperatorContext {
+                snapshot: store.snapshot(),
+                view: Arc::from("bench"),
+                instance: 0,
+                instances: 1,
+            };
             op.on_chunk(&ctx, 0, Chunk::inserts(left.clone())).unwrap();
             let mut batch = WriteBatch::default();
             op.checkpoint(&mut batch);

@@ -329,7 +329,9 @@ impl CatalogProvider for SabotCatalog {
             return information_schema::provider(&self.catalog).ok();
         }
         if name == system::NAME {
-            return system::provider(&self.system, &self.catalog, self.snapshot.as_ref()).ok();
+            let schema =
+                system::SystemSchema::new(self.system.clone(), self.catalog.clone(), self.snapshot.clone());
+            return Some(Arc::new(schema));
         }
         if !self.catalog.schema_exists(name) || name == "pg_catalog" {
             return None;

@@ -6,8 +6,13 @@
 //!   commits with it), and whether a bounded split is exhausted.
 //! - `watermarks`: the watermark of every table with `WATERMARK FOR`, as committed
 //!   (sources' watermarks live in the readers of each view and are not listed).
-//! - `dead_letters`: every record a source could not read, with where it was and why
-//!   (committed with the rows read around it, so as of the statement's snapshot).
+//! - `dead_letters`: every record a source could not read and every row that came late
+//!   to a view (behind a watermark), with where it was and why (committed with the rows
+//!   read around it, so as of the statement's snapshot).
+//! - `state_tables`: every state table of every view (and sink) with its rows and bytes,
+//!   as committed: what the view's operators keep.
+//!
+//! Each relation is built when a statement names it, not before.
 
 use std::sync::Arc;
 
@@ -16,7 +21,7 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-use datafusion::catalog::{MemorySchemaProvider, SchemaProvider};
+use datafusion::catalog::SchemaProvider;
 use datafusion::datasource::MemTable;
 
 use crate::catalog::Catalog;
@@ -35,16 +40,89 @@ pub struct SystemState {
     pub sources: Vec<Arc<SourceProgress>>,
 }
 
-pub fn provider(
-    state: &SystemState,
-    catalog: &Catalog,
-    snapshot: &dyn Snapshot,
-) -> Result<Arc<dyn SchemaProvider>> {
-    let schema = MemorySchemaProvider::new();
-    schema.register_table("watermarks".into(), watermarks(catalog, snapshot)?)?;
-    schema.register_table("source_splits".into(), source_splits(state)?)?;
-    schema.register_table("dead_letters".into(), dead_letters(snapshot)?)?;
-    Ok(Arc::new(schema))
+const TABLES: [&str; 4] = ["dead_letters", "source_splits", "state_tables", "watermarks"];
+
+/// The `sabot_catalog` schema as of one snapshot.
+pub struct SystemSchema {
+    state: SystemState,
+    catalog: Arc<Catalog>,
+    snapshot: Arc<dyn Snapshot>,
+}
+
+impl std::fmt::Debug for SystemSchema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SystemSchema").finish_non_exhaustive()
+    }
+}
+
+impl SystemSchema {
+    pub fn new(state: SystemState, catalog: Arc<Catalog>, snapshot: Arc<dyn Snapshot>) -> Self {
+        SystemSchema { state, catalog, snapshot }
+    }
+
+    fn build(&self, name: &str) -> Result<Option<Arc<MemTable>>> {
+        let snapshot = self.snapshot.as_ref();
+        Ok(Some(match name {
+            "watermarks" => watermarks(&self.catalog, snapshot)?,
+            "source_splits" => source_splits(&self.state)?,
+            "dead_letters" => dead_letters(snapshot)?,
+            "state_tables" => state_tables(&self.catalog, snapshot)?,
+            _ => return Ok(None),
+        }))
+    }
+}
+
+#[async_trait::async_trait]
+impl SchemaProvider for SystemSchema {
+    fn table_names(&self) -> Vec<String> {
+        TABLES.iter().map(|t| t.to_string()).collect()
+    }
+
+    async fn table(
+        &self,
+        name: &str,
+    ) -> datafusion::error::Result<Option<Arc<dyn datafusion::catalog::TableProvider>>> {
+        let table = self.build(name).map_err(datafusion::error::DataFusionError::from)?;
+        Ok(table.map(|t| t as Arc<dyn datafusion::catalog::TableProvider>))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        TABLES.contains(&name)
+    }
+}
+
+/// Per state table of every view: its rows and their bytes (keys and values).
+fn state_tables(catalog: &Catalog, snapshot: &dyn Snapshot) -> Result<Arc<MemTable>> {
+    let mut rows: Vec<(String, i64, i64, i64)> = Vec::new();
+    for desc in catalog.tables() {
+        let Some(view) = &desc.view else { continue };
+        // A view's own rows (a sink stores none), then its operators' tables.
+        let own = if view.sink.is_none() { Some(desc.id) } else { None };
+        for &table in own.iter().chain(&view.state_tables) {
+            let (mut count, mut bytes) = (0i64, 0i64);
+            snapshot.scan(table, &mut |key, value| {
+                count += 1;
+                bytes += (key.len() + value.len()) as i64;
+                Ok(())
+            })?;
+            rows.push((desc.qualified_name(), i64::from(table), count, bytes));
+        }
+    }
+    rows.sort();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("object", DataType::Utf8, false),
+        Field::new("table_id", DataType::Int64, false),
+        Field::new("rows", DataType::Int64, false),
+        Field::new("bytes", DataType::Int64, false),
+    ]));
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0.as_str()))),
+        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1))),
+        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.2))),
+        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.3))),
+    ];
+    let batch = RecordBatch::try_new(schema.clone(), columns)?;
+    Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
 }
 
 fn watermarks(catalog: &Catalog, snapshot: &dyn Snapshot) -> Result<Arc<MemTable>> {

@@ -107,7 +107,8 @@ pub struct ViewDef {
     pub schema_search: String,
     /// Tables and views the query reads.
     pub dependencies: Vec<TableId>,
-    /// The state tables of its operators, in plan order (the view's own id included).
+    /// The state tables of its operators, in plan order (the view's own rows are under its
+    /// id, not listed here).
     pub state_tables: Vec<TableId>,
     pub parallelism: usize,
     /// The planner revision the view was planned with (`sql::stream_plan::PLAN_REVISION`;
@@ -414,7 +415,8 @@ impl Catalog {
             CatalogChange::DropTable(desc) => {
                 batch.delete(META_TABLE, &table_meta_key(desc.id));
                 batch.delete_table(desc.id);
-                if desc.connector.is_some() {
+                // A source's undecodable records, a view's late rows.
+                if desc.connector.is_some() || desc.is_view() {
                     use crate::stream::source::{DEAD_LETTERS_TABLE, dead_letter_prefix};
                     batch.delete_prefix(DEAD_LETTERS_TABLE, &dead_letter_prefix(&desc.qualified_name()));
                 }

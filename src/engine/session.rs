@@ -248,6 +248,7 @@ impl Session {
                     .await;
             }
             Statement::ShowSinks => return Ok(self.show_relations(|t| t.is_sink())),
+            Statement::EmitOnWindowClose(statement) => return self.emit_on_window_close(statement).await,
             Statement::Sql(statement) => statement.as_ref(),
         };
         let schema = self.settings.current_schema();
@@ -534,8 +535,31 @@ impl Session {
             schema: self.settings.current_schema(),
             parallelism: self.settings.streaming_parallelism(),
             sink: Some(def),
+            emit_on_window_close: create.emit_on_window_close,
         };
         self.db.create_materialized_view(view, false).await
+    }
+
+    /// CREATE MATERIALIZED VIEW (or EXPLAIN of it) with EMIT ON WINDOW CLOSE.
+    async fn emit_on_window_close(&mut self, statement: &ast::Statement) -> Result<Outcome> {
+        let (create, explain) = match statement {
+            ast::Statement::CreateView(create) => (create, false),
+            ast::Statement::Explain { statement: inner, .. } => match inner.as_ref() {
+                ast::Statement::CreateView(create) => (create, true),
+                _ => return Err(Error::internal("EMIT ON WINDOW CLOSE marked an EXPLAIN of no view")),
+            },
+            _ => {
+                return Err(Error::new(
+                    SqlState::SyntaxError,
+                    "EMIT ON WINDOW CLOSE can only end the query of a materialized view or a sink",
+                ));
+            }
+        };
+        if create.or_replace || create.or_alter {
+            return Err(Error::unsupported("CREATE OR REPLACE MATERIALIZED VIEW"));
+        }
+        let view = super::views::CreateView { emit_on_window_close: true, ..self.create_view(create) };
+        self.db.create_materialized_view(view, explain).await
     }
 
     fn create_view<'a>(&self, create: &'a ast::CreateView) -> super::views::CreateView<'a> {
@@ -547,6 +571,7 @@ impl Session {
             schema: self.settings.current_schema(),
             parallelism: self.settings.streaming_parallelism(),
             sink: None,
+            emit_on_window_close: false,
         }
     }
 

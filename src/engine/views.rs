@@ -46,6 +46,8 @@ pub(super) struct CreateView<'a> {
     /// `CREATE SINK`: the sink's connector (its options checked); the view's rows go to
     /// it instead of a state table.
     pub sink: Option<crate::catalog::ConnectorDef>,
+    /// The query ended with EMIT ON WINDOW CLOSE.
+    pub emit_on_window_close: bool,
 }
 
 impl Database {
@@ -70,7 +72,11 @@ impl Database {
         }
         let mut next = (*lookup).clone();
         let id = next.allocate_table_id();
-        let query_sql = create.query.to_string();
+        // The clause stays with the query text, from which the view is planned again.
+        let mut query_sql = create.query.to_string();
+        if create.emit_on_window_close {
+            query_sql.push_str(" EMIT ON WINDOW CLOSE");
+        }
         let ctx = self.planning_context(&lookup, &create.schema);
         let ids = TableIds::Fresh { catalog: &mut next, allocated: Vec::new() };
         let planned = plan_view(
@@ -231,7 +237,7 @@ impl Database {
             )
             .await?;
             let root = root_node(planned.body, desc.clone());
-            if root.explain() != view.plan {
+            if crate::plan::fingerprint(&root.explain()) != crate::plan::fingerprint(&view.plan) {
                 return Err(Error::internal(format!(
                     "the plan of materialized view {} changed since it was created; this version cannot resume it from its state",
                     desc.qualified_name()
@@ -331,9 +337,14 @@ async fn plan_view(
     column_names: &[String],
     (parallelism, revision): (usize, u32),
 ) -> Result<PlannedView> {
-    let statement = match parse(query_sql)?.pop() {
+    let (statement, on_window_close) = match parse(query_sql)?.pop() {
         Some(Statement::Sql(statement)) if matches!(statement.as_ref(), ast::Statement::Query(_)) => {
-            *statement
+            (*statement, false)
+        }
+        Some(Statement::EmitOnWindowClose(statement))
+            if matches!(statement.as_ref(), ast::Statement::Query(_)) =>
+        {
+            (*statement, true)
         }
         _ => return Err(Error::new(SqlState::SyntaxError, "a materialized view needs a query")),
     };
@@ -349,7 +360,10 @@ async fn plan_view(
         ids: std::mem::replace(&mut ids, TableIds::Replay(Vec::new().into_iter())),
         dependencies: Vec::new(),
     };
-    let body = planner.convert(&optimized)?;
+    let mut body = planner.convert(&optimized)?;
+    if on_window_close {
+        crate::sql::stream_plan::emit_on_window_close(&mut body)?;
+    }
     let dependencies = std::mem::take(&mut planner.dependencies);
     let state_tables = match planner.ids {
         TableIds::Fresh { allocated, .. } => allocated,

@@ -21,6 +21,15 @@ use crate::catalog::TableDesc;
 use crate::common::window::WindowSpec;
 use crate::state::TableId;
 
+/// How EXPLAIN marks a state table that grows without bound over an endless input.
+pub const UNBOUNDED: &str = " (unbounded)";
+
+/// A plan's EXPLAIN lines without the [`UNBOUNDED`] marks: what a view's stored plan is
+/// compared by at start-up (plans recorded before the marks existed lack them).
+pub fn fingerprint(lines: &[String]) -> Vec<String> {
+    lines.iter().map(|line| line.replace(UNBOUNDED, "")).collect()
+}
+
 #[derive(Debug, Clone)]
 pub struct StreamNode {
     pub kind: NodeKind,
@@ -79,6 +88,14 @@ pub struct HashAggNode {
     /// The input is a PartialAgg's: column `group_len` holds each partial's row count and
     /// each call's `input` the first of its partial columns (see [`AggCall::partial_types`]).
     pub merge: bool,
+    /// A group column whose input carries a watermark: once the watermark passes a
+    /// group's value there, the group is final; its state is freed and later rows for it
+    /// are late (kept as dead letters). The column leads the stored group key, so that
+    /// closed groups are one key range.
+    pub closing_column: Option<usize>,
+    /// EMIT ON WINDOW CLOSE: each group shows once, when it closes (append-only output),
+    /// instead of changing as rows arrive. Needs `closing_column`.
+    pub emit_on_close: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -87,6 +104,11 @@ pub struct PartialAggNode {
     pub group_len: usize,
     /// Calls over the input, all [`AggCall::is_decomposable`].
     pub calls: Vec<AggCall>,
+    /// The merging HashAgg's closing column: rows behind its watermark are late here
+    /// already, so that the dead letter keeps the row itself rather than a partial.
+    pub closing_column: Option<usize>,
+    /// The merging HashAgg's group table (where it records how far groups are closed).
+    pub group_table: TableId,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -214,7 +236,8 @@ impl StreamNode {
             | NodeKind::Materialize { .. }
             | NodeKind::Sink { .. } => inputs(),
             NodeKind::HashJoin(join) => join.join_type == JoinType::Inner && inputs(),
-            NodeKind::HashAgg(_) | NodeKind::PartialAgg(_) | NodeKind::TopN(_) => false,
+            NodeKind::HashAgg(agg) => agg.emit_on_close,
+            NodeKind::PartialAgg(_) | NodeKind::TopN(_) => false,
         }
     }
 
@@ -327,21 +350,31 @@ impl StreamNode {
         }
     }
 
-    /// What each state table of this node holds, with its id, for EXPLAIN.
+    /// What each state table of this node holds, with its id, for EXPLAIN; marked
+    /// [`UNBOUNDED`] where it grows with an endless (append-only) input and nothing frees
+    /// it.
     fn state_description(&self) -> Vec<String> {
+        let endless = |input: &StreamNode, text: String| {
+            if input.is_append_only() { format!("{text}{UNBOUNDED}") } else { text }
+        };
         match &self.kind {
             NodeKind::HashAgg(agg) => {
                 let input = &self.inputs[0];
-                let values = agg
-                    .calls
-                    .iter()
-                    .filter_map(|c| c.value_table.map(|t| format!("{} values {t}", c.describe(input))));
-                std::iter::once(format!("groups {}", agg.group_table)).chain(values).collect()
+                // Closed groups are freed; without GROUP BY there is one group (but its
+                // value multisets still grow).
+                let closes = agg.closing_column.is_some();
+                let mark = |bounded: bool, text: String| if bounded { text } else { endless(input, text) };
+                let groups = mark(closes || agg.group_len == 0, format!("groups {}", agg.group_table));
+                let values = agg.calls.iter().filter_map(|c| {
+                    c.value_table.map(|t| mark(closes, format!("{} values {t}", c.describe(input))))
+                });
+                std::iter::once(groups).chain(values).collect()
             }
-            NodeKind::HashJoin(join) => {
-                vec![format!("left rows {}", join.left_table), format!("right rows {}", join.right_table)]
-            }
-            NodeKind::TopN(top) => vec![format!("rows {}", top.table)],
+            NodeKind::HashJoin(join) => vec![
+                endless(&self.inputs[0], format!("left rows {}", join.left_table)),
+                endless(&self.inputs[1], format!("right rows {}", join.right_table)),
+            ],
+            NodeKind::TopN(top) => vec![endless(&self.inputs[0], format!("rows {}", top.table))],
             NodeKind::Materialize { view } => vec![format!("view rows {}", view.id)],
             NodeKind::Source { positions: Some(table), .. } => vec![format!("split positions {table}")],
             _ => Vec::new(),
@@ -387,6 +420,12 @@ impl StreamNode {
                 let _ = write!(line, " group by [{}] aggregates [{}]", group.join(", "), calls.join(", "));
                 if agg.merge {
                     line.push_str(" of partials");
+                }
+                if let Some(column) = agg.closing_column {
+                    let _ = write!(line, " closes on {}", input.column_name(column));
+                }
+                if agg.emit_on_close {
+                    line.push_str(" emit on window close");
                 }
             }
             NodeKind::PartialAgg(agg) => {

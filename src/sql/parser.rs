@@ -38,6 +38,9 @@ pub enum Statement {
     DropSink { names: Vec<ast::ObjectName>, if_exists: bool, cascade: bool },
     /// `SHOW SINKS`.
     ShowSinks,
+    /// A statement whose query ends with `EMIT ON WINDOW CLOSE`: CREATE MATERIALIZED VIEW,
+    /// EXPLAIN of one, or a bare query (a view's stored query, re-planned at start-up).
+    EmitOnWindowClose(Box<ast::Statement>),
 }
 
 /// Memory the parser needs per byte of statement text, at worst (a token per byte, each
@@ -115,6 +118,9 @@ fn parse_statements(sql: &str) -> Result<Vec<Statement>> {
     let mut tokens =
         Tokenizer::new(&dialect, sql).tokenize_with_location().map_err(|e| syntax_error(sql, e.into()))?;
     super::window::rewrite_flink_windows(&mut tokens);
+    let window_closes = super::window::blank_emit_on_window_close(&mut tokens);
+    let semicolons: Vec<usize> =
+        (0..tokens.len()).filter(|&i| tokens[i].token == Token::SemiColon).chain([tokens.len()]).collect();
     super::depth::check_tokens(&tokens)?;
     let mut parser =
         Parser::new(&dialect).with_recursion_limit(RECURSION_LIMIT).with_tokens_with_locations(tokens);
@@ -124,6 +130,7 @@ fn parse_statements(sql: &str) -> Result<Vec<Statement>> {
         if parser.peek_token_ref().token == Token::EOF {
             break;
         }
+        let start = parser.index();
         let statement = if peek_keyword(&parser, "FLUSH") {
             parser.next_token();
             Statement::Flush
@@ -142,6 +149,11 @@ fn parse_statements(sql: &str) -> Result<Vec<Statement>> {
             super::window::name_window_calls(&mut statement);
             Statement::Sql(Box::new(statement))
         };
+        let end = semicolons.iter().copied().find(|&i| i >= parser.index()).unwrap_or(usize::MAX);
+        let statement = match window_closes.iter().any(|&i| i >= start && i < end) {
+            true => emit_on_window_close(statement)?,
+            false => statement,
+        };
         statements.push(statement);
         match &parser.peek_token_ref().token {
             Token::SemiColon | Token::EOF => {}
@@ -156,6 +168,32 @@ fn parse_statements(sql: &str) -> Result<Vec<Statement>> {
         }
     }
     Ok(statements)
+}
+
+/// `statement` ended with `EMIT ON WINDOW CLOSE`: marks it, where a view's query can.
+fn emit_on_window_close(statement: Statement) -> Result<Statement> {
+    use ast::Statement as S;
+    let marked = match statement {
+        Statement::Sql(sql) => match sql.as_ref() {
+            S::CreateView(view) if view.materialized => Some(Statement::EmitOnWindowClose(sql)),
+            S::Explain { statement: inner, .. } if matches!(inner.as_ref(), S::CreateView(view) if view.materialized) => {
+                Some(Statement::EmitOnWindowClose(sql))
+            }
+            S::Query(_) => Some(Statement::EmitOnWindowClose(sql)),
+            _ => None,
+        },
+        Statement::CreateSink(mut sink) if matches!(sink.input, source_ddl::SinkInput::Query(_)) => {
+            sink.emit_on_window_close = true;
+            Some(Statement::CreateSink(sink))
+        }
+        _ => None,
+    };
+    marked.ok_or_else(|| {
+        Error::new(
+            SqlState::SyntaxError,
+            "EMIT ON WINDOW CLOSE can only end the query of a materialized view or a sink",
+        )
+    })
 }
 
 /// Sabot's connector statements (`sql::source_ddl`), or `None` for anything else.

@@ -220,6 +220,8 @@ pub struct CreateSink {
     pub input: SinkInput,
     pub options: Vec<(String, String)>,
     pub format: Option<FormatClause>,
+    /// The query ended with `EMIT ON WINDOW CLOSE`.
+    pub emit_on_window_close: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -245,7 +247,7 @@ pub fn parse_create_sink(parser: &mut Parser) -> Result<CreateSink, ParserError>
     }
     let options = parse_options(parser)?;
     let format = parse_format(parser)?;
-    Ok(CreateSink { name, if_not_exists, input, options, format })
+    Ok(CreateSink { name, if_not_exists, input, options, format, emit_on_window_close: false })
 }
 
 /// The query of `CREATE SINK ... AS query WITH (...)`. It is parsed from the tokens before

@@ -248,6 +248,34 @@ impl VisitorMut for NameWindowCalls {
     }
 }
 
+/// Blanks every `EMIT ON WINDOW CLOSE` outside parentheses and returns where each was (the
+/// index of its first token), so that the statement around it can be marked.
+pub fn blank_emit_on_window_close(tokens: &mut [TokenWithSpan]) -> Vec<usize> {
+    const CLAUSE: [&str; 4] = ["emit", "on", "window", "close"];
+    let significant: Vec<usize> =
+        (0..tokens.len()).filter(|&i| !matches!(tokens[i].token, Token::Whitespace(_))).collect();
+    let mut found = Vec::new();
+    let mut depth = 0usize;
+    for (n, &i) in significant.iter().enumerate() {
+        match tokens[i].token {
+            Token::LParen => depth += 1,
+            Token::RParen => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        let words = significant.get(n..n + CLAUSE.len());
+        let is_clause = words.is_some_and(|words| {
+            words.iter().zip(CLAUSE).all(|(&k, word)| is_word_token(&tokens[k].token, &[word]))
+        });
+        if depth == 0 && is_clause {
+            found.push(i);
+            for &k in &significant[n..n + CLAUSE.len()] {
+                tokens[k].token = Token::Whitespace(Whitespace::Space);
+            }
+        }
+    }
+    found
+}
+
 /// Flink's window syntax to RisingWave's, on the tokens of a statement:
 /// `TABLE(TUMBLE(TABLE t, DESCRIPTOR(c), INTERVAL '1' MINUTES))` becomes
 /// `TUMBLE(t, c, INTERVAL '1' MINUTE)`, and window function names are lower-cased so that

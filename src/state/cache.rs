@@ -495,6 +495,53 @@ impl<V: CacheValue> CachedTable<V> {
         }
     }
 
+    /// The slots of every entry whose key lies in `[start, end)`, in key order.
+    pub fn slots_in(&self, start: &[u8], end: &[u8]) -> Vec<Slot> {
+        let slots: Vec<Slot> = self
+            .index
+            .iter()
+            .copied()
+            .filter(|&s| {
+                let key = &*self.entries[s as usize].key;
+                key >= start && key < end
+            })
+            .collect();
+        sorted_by_key(&self.entries, slots)
+    }
+
+    /// Drops `slots` from memory whatever their state, changes not yet sealed included:
+    /// for entries whose keys the owner deletes from the store itself (a range delete of
+    /// state that can never be read again). Slots handed out before are invalid
+    /// afterwards.
+    pub fn forget(&mut self, slots: &[Slot]) {
+        if slots.is_empty() {
+            return;
+        }
+        let mut bytes = self.bytes;
+        for &slot in slots {
+            let entry = &mut self.entries[slot as usize];
+            debug_assert!(entry.live, "forgetting a free slot");
+            let hash = self.hasher.hash_one(&*entry.key);
+            if let Ok(found) = self.index.find_entry(hash, |&s| s == slot) {
+                found.remove();
+            }
+            bytes -= entry.charged;
+            entry.live = false;
+            entry.value = None;
+            entry.key = Key::new(&[]);
+            entry.charged = 0;
+            entry.dirty = false;
+            entry.unsealed = false;
+            entry.sealed = false;
+        }
+        let entries = &self.entries;
+        for list in [&mut self.dirty, &mut self.unsealed, &mut self.sealed] {
+            list.retain(|&s| entries[s as usize].live);
+        }
+        self.free.extend_from_slice(slots);
+        self.charge(bytes);
+    }
+
     /// Whether this cache or all caches together hold more than their budget.
     fn is_over_budget(&self) -> bool {
         self.bytes > self.memory.operator_bytes_max

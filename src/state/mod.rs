@@ -126,6 +126,11 @@ impl WriteBatch {
         self.ops.push(WriteOp::DeleteRange(start, end));
     }
 
+    /// Deletes every key of table `table_id` in `[start, end)`.
+    pub fn delete_range(&mut self, table_id: TableId, start: &[u8], end: &[u8]) {
+        self.ops.push(WriteOp::DeleteRange(table_key(table_id, start), table_key(table_id, end)));
+    }
+
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
     }

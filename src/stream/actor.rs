@@ -30,6 +30,9 @@ pub struct Actor {
     pub acks: mpsc::UnboundedSender<Ack>,
     pub dataflow: DataflowId,
     pub view: Arc<str>,
+    /// Which of its operator's parallel instances this actor runs, of how many.
+    pub instance: usize,
+    pub instances: usize,
 }
 
 pub type DataflowId = u64;
@@ -39,7 +42,12 @@ impl Actor {
         // Whatever ends this task early (a panic included) fails the epochs it owes.
         let mut exit =
             ExitGuard::new(self.acks.clone(), self.dataflow, self.operator.name(), self.view.clone());
-        let mut ctx = OperatorContext { snapshot: self.store.snapshot(), view: self.view.clone() };
+        let mut ctx = OperatorContext {
+            snapshot: self.store.snapshot(),
+            view: self.view.clone(),
+            instance: self.instance,
+            instances: self.instances,
+        };
         let mut failed: Option<Arc<str>> = None;
         loop {
             let event = match self.inputs.next().await {

@@ -208,7 +208,7 @@ impl Builder<'_, '_> {
             .filter(|(_, input)| node.takes_changes_in_any_order() || input.keys_stay_put())
             .map(|(side, _)| side)
             .collect();
-        for (output, inputs) in outputs.into_iter().zip(receivers) {
+        for (instance, (output, inputs)) in outputs.into_iter().zip(receivers).enumerate() {
             let operator: Box<dyn Operator> = match &node.kind {
                 NodeKind::Sink { sink } => {
                     let (opened, committed) = (self.env.open_sink)(sink)?;
@@ -234,6 +234,8 @@ impl Builder<'_, '_> {
                 acks: self.env.acks.clone(),
                 dataflow: self.id,
                 view: self.view_name.clone(),
+                instance,
+                instances: parallelism,
             };
             self.actors += 1;
             self.handles.push(self.env.runtime.spawn(actor.run()));

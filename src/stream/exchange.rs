@@ -112,11 +112,7 @@ impl Dispatcher {
 /// different parts becomes a delete and an insert.
 pub fn partition(chunk: &Chunk, keys: &[usize], parts: usize) -> Result<Vec<Option<Chunk>>> {
     let columns: Vec<ArrayRef> = keys.iter().map(|&i| chunk.data.column(i).clone()).collect();
-    let mut hashes = vec![0u64; chunk.len()];
-    if !columns.is_empty() {
-        create_hashes(&columns, &RandomState::default(), &mut hashes)?;
-    }
-    let target: Vec<usize> = hashes.iter().map(|h| (*h % parts as u64) as usize).collect();
+    let target = targets(&columns, chunk.len(), parts)?;
     let mut ops: Vec<Vec<Op>> = vec![Vec::new(); parts];
     let mut indices: Vec<Vec<u32>> = vec![Vec::new(); parts];
     for (i, op) in chunk.ops.iter().enumerate() {
@@ -138,6 +134,15 @@ pub fn partition(chunk: &Chunk, keys: &[usize], parts: usize) -> Result<Vec<Opti
         });
     }
     Ok(out)
+}
+
+/// The part (of `parts`) each of `rows` rows goes to, by the hash of its key `columns`.
+pub fn targets(columns: &[ArrayRef], rows: usize, parts: usize) -> Result<Vec<usize>> {
+    let mut hashes = vec![0u64; rows];
+    if !columns.is_empty() {
+        create_hashes(columns, &RandomState::default(), &mut hashes)?;
+    }
+    Ok(hashes.iter().map(|h| (*h % parts as u64) as usize).collect())
 }
 
 /// What an actor's input set yields.

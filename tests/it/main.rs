@@ -5,6 +5,7 @@ mod changes;
 mod differential;
 mod durability;
 mod epochs;
+mod event_time;
 mod fuzz;
 mod hardening;
 mod harness;

@@ -69,9 +69,19 @@ pub fn aggregate(planner: &mut StreamPlanner<'_>, aggregate: &Aggregate) -> Resu
     let two_phase = planner.revision >= 1
         && (parallelism > 1 || projected.parallelism > 1)
         && calls.iter().all(AggCall::is_decomposable);
-    let (input, calls) = if two_phase { partial(projected, group_len, calls) } else { (projected, calls) };
+    // A group column with a watermark closes groups (revision 2): the first one.
+    let watermarks = projected.watermark_columns();
+    let closing_column =
+        if planner.revision >= 2 { (0..group_len).find(|c| watermarks.contains(c)) } else { None };
+    let (input, calls) = if two_phase {
+        partial(projected, PartialAggNode { group_len, calls, closing_column, group_table })
+    } else {
+        (projected, calls)
+    };
+    let node =
+        HashAggNode { group_len, calls, group_table, merge: two_phase, closing_column, emit_on_close: false };
     Ok(StreamNode {
-        kind: NodeKind::HashAgg(HashAggNode { group_len, calls, group_table, merge: two_phase }),
+        kind: NodeKind::HashAgg(node),
         schema: nullable_schema(output),
         visible: aggregate.schema.fields().len(),
         stream_key: Some((0..group_len).collect()),
@@ -80,13 +90,14 @@ pub fn aggregate(planner: &mut StreamPlanner<'_>, aggregate: &Aggregate) -> Resu
     })
 }
 
-/// A PartialAgg of `calls` over `input`, and the calls that merge its partials.
-fn partial(input: StreamNode, group_len: usize, calls: Vec<AggCall>) -> (StreamNode, Vec<AggCall>) {
+/// A PartialAgg over `input`, and the calls that merge its partials.
+fn partial(input: StreamNode, node: PartialAggNode) -> (StreamNode, Vec<AggCall>) {
+    let group_len = node.group_len;
     let mut fields: Vec<(String, DataType)> =
         (0..group_len).map(|i| (input.column_name(i), input.schema.field(i).data_type().clone())).collect();
     fields.push(("_rows".into(), DataType::Int64));
-    let mut merging = Vec::with_capacity(calls.len());
-    for call in &calls {
+    let mut merging = Vec::with_capacity(node.calls.len());
+    for call in &node.calls {
         let first = fields.len();
         let name = call.input.map(|i| input.column_name(i)).unwrap_or_default();
         for (j, data_type) in call.partial_types().into_iter().enumerate() {
@@ -96,7 +107,7 @@ fn partial(input: StreamNode, group_len: usize, calls: Vec<AggCall>) -> (StreamN
         merging.push(AggCall { input, ..call.clone() });
     }
     let node = StreamNode {
-        kind: NodeKind::PartialAgg(PartialAggNode { group_len, calls }),
+        kind: NodeKind::PartialAgg(node),
         visible: fields.len(),
         schema: nullable_schema(fields),
         stream_key: None,

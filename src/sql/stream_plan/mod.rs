@@ -51,9 +51,10 @@ impl TableIds<'_> {
 }
 
 /// The planner's revision: what new views are planned with. 0: the first; 1: two-phase
-/// aggregation. Views keep the revision they were created with, so that a server that
+/// aggregation; 2: aggregates close groups behind a watermark (their stored group key
+/// leads with the closing column). Views keep the revision they were created with, so that a server that
 /// plans differently still resumes them from their state.
-pub const PLAN_REVISION: u32 = 1;
+pub const PLAN_REVISION: u32 = 2;
 
 pub struct StreamPlanner<'a> {
     pub state: &'a SessionState,
@@ -66,6 +67,29 @@ pub struct StreamPlanner<'a> {
     pub ids: TableIds<'a>,
     /// Relations the query reads.
     pub dependencies: Vec<TableId>,
+}
+
+/// EMIT ON WINDOW CLOSE: the aggregate under the query's projections and filters shows
+/// each group once, when the watermark of a GROUP BY column closes it.
+pub fn emit_on_window_close(node: &mut StreamNode) -> Result<()> {
+    let hint = "group by a column that carries a watermark: window_start or window_end of a window table function over a watermarked relation, or the watermarked column itself";
+    match &mut node.kind {
+        NodeKind::Project { .. } | NodeKind::Filter { .. } => emit_on_window_close(&mut node.inputs[0]),
+        NodeKind::HashAgg(agg) if agg.closing_column.is_some() => {
+            agg.emit_on_close = true;
+            Ok(())
+        }
+        NodeKind::HashAgg(_) => Err(Error::new(
+            SqlState::FeatureNotSupported,
+            "EMIT ON WINDOW CLOSE needs an aggregate whose GROUP BY has a column with a watermark",
+        )
+        .with_hint(hint)),
+        _ => Err(Error::new(
+            SqlState::FeatureNotSupported,
+            "EMIT ON WINDOW CLOSE is supported only on a window aggregate (GROUP BY over a watermarked stream)",
+        )
+        .with_hint(hint)),
+    }
 }
 
 pub fn unsupported(what: impl std::fmt::Display) -> Error {

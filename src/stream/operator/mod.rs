@@ -32,8 +32,13 @@ use crate::state::{Epoch, Snapshot, TableId, WriteBatch};
 pub struct OperatorContext {
     /// Everything committed up to the last epoch this operator sealed.
     pub snapshot: Arc<dyn Snapshot>,
-    /// The view this operator maintains, for log messages.
+    /// The view this operator maintains, for log messages and dead letters.
     pub view: Arc<str>,
+    /// Which of the operator's parallel instances this is (0-based)...
+    pub instance: usize,
+    /// ... of how many (instances own the keys that hash to them; their state tables are
+    /// shared).
+    pub instances: usize,
 }
 
 pub trait Operator: Send {

@@ -125,6 +125,8 @@ pub fn lines(text: &str) -> String {
 pub struct Harness {
     pub store: Arc<MemoryStore>,
     pub ctx: OperatorContext,
+    /// The next epoch [`run_script`] ends.
+    pub epoch: u64,
 }
 
 impl Default for Harness {
@@ -136,8 +138,23 @@ impl Default for Harness {
 impl Harness {
     pub fn new() -> Self {
         let store = Arc::new(MemoryStore::default());
-        let ctx = OperatorContext { snapshot: store.snapshot(), view: Arc::from("test") };
-        Harness { store, ctx }
+        let ctx = OperatorContext {
+            snapshot: store.snapshot(),
+            view: Arc::from("test"),
+            instance: 0,
+            instances: 1,
+        };
+        Harness { store, ctx, epoch: 1 }
+    }
+
+    /// A context over the current snapshot (to vary the instance).
+    pub fn context(&self) -> OperatorContext {
+        OperatorContext {
+            snapshot: self.ctx.snapshot.clone(),
+            view: self.ctx.view.clone(),
+            instance: 0,
+            instances: 1,
+        }
     }
 
     /// Ends an epoch: seals the operator's state, commits it and moves to a new snapshot.
@@ -148,4 +165,63 @@ impl Harness {
         self.ctx.snapshot = self.store.snapshot();
         operator.committed();
     }
+}
+
+/// Drives `operator` (input 0, whose rows have `input` schema) through a script, one step
+/// per line: rows (`+ 1 10`, consecutive rows form one chunk), `watermark <column>
+/// <value>`, and `barrier` (the epoch ends: the barrier hook, the held watermarks, a
+/// checkpoint and its commit). Returns the output in the same form: rows, then
+/// `watermark <column> <value>` lines.
+pub fn run_script(
+    operator: &mut dyn super::Operator,
+    harness: &mut Harness,
+    input: &SchemaRef,
+    script: &str,
+) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut rows: Vec<&str> = Vec::new();
+    let show = |chunks: Vec<Chunk>, out: &mut Vec<String>| {
+        let text = pretty(&chunks);
+        out.extend(text.lines().filter(|l| !l.is_empty()).map(str::to_string));
+    };
+    let show_messages = |messages: Vec<crate::stream::message::Message>, out: &mut Vec<String>| {
+        for message in messages {
+            match message {
+                crate::stream::message::Message::Chunk(c) => show(vec![c], out),
+                crate::stream::message::Message::Watermark { column, value } => {
+                    out.push(format!("watermark {column} {value}"))
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    };
+    let lines: Vec<&str> = script.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    for (i, line) in lines.iter().enumerate() {
+        let is_row = ["+ ", "- ", "U- ", "U+ "].iter().any(|op| line.starts_with(op));
+        if is_row {
+            rows.push(line);
+            let last_row = lines
+                .get(i + 1)
+                .is_none_or(|next| !["+ ", "- ", "U- ", "U+ "].iter().any(|op| next.starts_with(op)));
+            if last_row {
+                let text = rows.join("\n");
+                rows.clear();
+                show(operator.on_chunk(&harness.ctx, 0, chunk(input, &text)).unwrap(), &mut out);
+            }
+        } else if let Some(rest) = line.strip_prefix("watermark ") {
+            let (column, value) = rest.split_once(' ').expect("watermark <column> <value>");
+            let column: usize = column.parse().expect("a column number");
+            let value =
+                ScalarValue::try_from_string(value.to_string(), input.field(column).data_type()).unwrap();
+            show_messages(operator.on_watermark(&harness.ctx, 0, column, &value).unwrap(), &mut out);
+        } else if *line == "barrier" {
+            show(operator.on_barrier(&harness.ctx, harness.epoch).unwrap(), &mut out);
+            show_messages(operator.watermarks_after_barrier(), &mut out);
+            harness.commit(operator);
+            harness.epoch += 1;
+        } else {
+            panic!("unknown script line {line}");
+        }
+    }
+    out.join("\n")
 }

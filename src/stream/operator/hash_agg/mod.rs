@@ -20,6 +20,7 @@
 //! GROUP BY there is always exactly one row, which shows count 0 and NULLs on empty input,
 //! as in Postgres; it is emitted when the operator first runs.
 
+mod closing;
 pub mod partial;
 mod state;
 
@@ -32,6 +33,7 @@ use datafusion::arrow::datatypes::{DataType, Int64Type, SchemaRef};
 use datafusion::arrow::row::{RowConverter, Rows, SortField};
 use datafusion::common::ScalarValue;
 
+use self::closing::Closing;
 use self::state::{GroupState, Input, Partial, Sum, accumulate, inline_output, merge, normalize_input};
 use super::{HeldWatermarks, Operator, OperatorContext};
 use crate::common::Result;
@@ -65,6 +67,11 @@ pub struct HashAggOperator {
     /// the row each showed then.
     touched: Vec<(Slot, Option<Shown>)>,
     held_watermarks: HeldWatermarks,
+    /// The group columns in the order they are encoded into the stored key (the closing
+    /// column first, if there is one).
+    key_order: Vec<usize>,
+    /// Groups closed by a watermark (see `closing.rs`).
+    closing: Option<Closing>,
 }
 
 /// The value multisets of one aggregate call, per group in memory: stored as one row per
@@ -91,7 +98,20 @@ impl HashAggOperator {
         memory: StateMemory,
     ) -> Result<Self> {
         let group_types = &input_types[..node.group_len];
-        let group_codec = if node.group_len == 0 { None } else { Some(RowCodec::new(group_types)?) };
+        let mut key_order: Vec<usize> = (0..node.group_len).collect();
+        let closing = match node.closing_column {
+            Some(column) => {
+                key_order.retain(|&c| c != column);
+                key_order.insert(0, column);
+                Some(Closing::new(column, input_types[column].clone(), node.emit_on_close)?)
+            }
+            None if node.emit_on_close => {
+                return Err(crate::common::Error::internal("EMIT ON WINDOW CLOSE without a closing column"));
+            }
+            None => None,
+        };
+        let key_types: Vec<DataType> = key_order.iter().map(|&c| group_types[c].clone()).collect();
+        let group_codec = if node.group_len == 0 { None } else { Some(RowCodec::new(&key_types)?) };
         let mut values = Vec::new();
         let mut extremes = Vec::new();
         for call in &node.calls {
@@ -117,6 +137,8 @@ impl HashAggOperator {
             global_row_checked: false,
             touched: Vec::new(),
             held_watermarks: HeldWatermarks::default(),
+            key_order,
+            closing,
         })
     }
 
@@ -126,6 +148,29 @@ impl HashAggOperator {
 
     fn has_value_sets(&self) -> bool {
         self.values.iter().any(Option::is_some)
+    }
+
+    /// Whether groups show their changes as they happen (not only once, when they close).
+    fn emits_changes(&self) -> bool {
+        !self.closing.as_ref().is_some_and(|c| c.emit_on_close)
+    }
+
+    /// The stored keys of the groups of `chunk`'s rows (None without GROUP BY).
+    fn group_keys(&self, chunk: &Chunk) -> Result<Option<Rows>> {
+        let Some(codec) = &self.group_codec else { return Ok(None) };
+        let columns: Vec<ArrayRef> = self.key_order.iter().map(|&c| chunk.data.column(c).clone()).collect();
+        Ok(Some(codec.encode(&columns)?))
+    }
+
+    /// The group columns of stored keys, in group (output) order.
+    fn decode_keys(&self, keys: &[&[u8]]) -> Result<Vec<ArrayRef>> {
+        let Some(codec) = &self.group_codec else { return Ok(Vec::new()) };
+        let decoded = codec.decode(keys.iter().copied())?;
+        let mut columns = decoded.clone();
+        for (position, &column) in self.key_order.iter().enumerate() {
+            columns[column] = decoded[position].clone();
+        }
+        Ok(columns)
     }
 
     /// What the group in `slot` shows now, or None when it shows no row.
@@ -144,7 +189,7 @@ impl HashAggOperator {
     fn touch(&mut self, ctx: &OperatorContext, key: &[u8]) -> Result<Slot> {
         let slot = self.groups.slot(ctx.snapshot.as_ref(), key)?;
         if !self.groups.is_dirty(slot) {
-            let shown = self.shown(ctx, slot)?;
+            let shown = if self.emits_changes() { self.shown(ctx, slot)? } else { None };
             self.touched.push((slot, shown));
             self.groups.get_mut(slot);
         }
@@ -166,7 +211,15 @@ impl HashAggOperator {
     /// Emits the change of every group touched since the last emission; their new state
     /// is written when the epoch is sealed.
     fn emit(&mut self, ctx: &OperatorContext) -> Result<Vec<Chunk>> {
-        let touched = std::mem::take(&mut self.touched);
+        let mut touched = std::mem::take(&mut self.touched);
+        if !self.emits_changes() {
+            // Groups show when they close; what changed is only written.
+            self.drop_empty_groups(&touched);
+            touched.clear();
+            self.touched = touched;
+            self.groups.flush();
+            return Ok(Vec::new());
+        }
         let mut now: Vec<Vec<ScalarValue>> = Vec::with_capacity(touched.len());
         if self.has_value_sets() {
             for (slot, _) in &touched {
@@ -206,9 +259,19 @@ impl HashAggOperator {
             }
             self.build(ops, &keys, &rows)?
         };
-        for (slot, _) in &touched {
+        self.drop_empty_groups(&touched);
+        self.groups.flush();
+        Ok(chunk)
+    }
+
+    /// Deletes the touched groups that have no rows left.
+    fn drop_empty_groups(&mut self, touched: &[(Slot, Option<Shown>)]) {
+        if self.group_len == 0 {
+            return;
+        }
+        for (slot, _) in touched {
             let value = self.groups.get_mut(*slot);
-            if value.as_ref().is_some_and(|state| state.rows <= 0) && self.group_len > 0 {
+            if value.as_ref().is_some_and(|state| state.rows <= 0) {
                 debug_assert_eq!(
                     value.as_ref().map(|s| s.rows),
                     Some(0),
@@ -217,8 +280,6 @@ impl HashAggOperator {
                 *value = None;
             }
         }
-        self.groups.flush();
-        Ok(chunk)
     }
 
     /// Whether two states of a group show the same row.
@@ -254,10 +315,7 @@ impl HashAggOperator {
         if ops.is_empty() {
             return Ok(Vec::new());
         }
-        let mut columns: Vec<ArrayRef> = match &self.group_codec {
-            Some(codec) => codec.decode(keys.iter().copied())?,
-            None => Vec::new(),
-        };
+        let mut columns = self.decode_keys(keys)?;
         let mut value_index = 0;
         for (i, call) in self.calls.iter().enumerate() {
             let column = if self.values[i].is_some() && call.kind != AggKind::CountDistinct {
@@ -612,10 +670,17 @@ impl Operator for HashAggOperator {
 
     fn on_chunk(&mut self, ctx: &OperatorContext, _input: usize, chunk: Chunk) -> Result<Vec<Chunk>> {
         self.ensure_global_row(ctx)?;
-        let keys = match &self.group_codec {
-            Some(codec) => Some(codec.encode(&chunk.data.columns()[..self.group_len])?),
-            None => None,
+        let chunk = match &mut self.closing {
+            Some(closing) => {
+                closing.load(ctx.snapshot.as_ref(), self.groups.table_id())?;
+                closing.split_late(chunk)?
+            }
+            None => chunk,
         };
+        if chunk.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys = self.group_keys(&chunk)?;
         let inputs: Vec<Option<ArrayRef>> = self
             .calls
             .iter()
@@ -693,13 +758,17 @@ impl Operator for HashAggOperator {
     /// changes (no later row of the output has an older key).
     fn on_watermark(
         &mut self,
-        _ctx: &OperatorContext,
+        ctx: &OperatorContext,
         _input: usize,
         column: usize,
         value: &ScalarValue,
     ) -> Result<Vec<Message>> {
         if column < self.group_len {
             self.held_watermarks.hold(column, value);
+        }
+        if let Some(closing) = self.closing.as_mut().filter(|c| c.column == column) {
+            closing.load(ctx.snapshot.as_ref(), self.groups.table_id())?;
+            closing.advance(value)?;
         }
         Ok(Vec::new())
     }
@@ -708,15 +777,27 @@ impl Operator for HashAggOperator {
         self.held_watermarks.release()
     }
 
-    fn on_barrier(&mut self, ctx: &OperatorContext, _epoch: Epoch) -> Result<Vec<Chunk>> {
+    fn on_barrier(&mut self, ctx: &OperatorContext, epoch: Epoch) -> Result<Vec<Chunk>> {
         self.ensure_global_row(ctx)?;
-        self.emit(ctx)
+        let mut chunks = self.emit(ctx)?;
+        if self.closing.is_some() {
+            chunks.extend(self.close(ctx)?);
+            let reader = format!("{} {} #{}", self.name(), self.groups.table_id(), ctx.instance);
+            let closing = self.closing.as_mut().expect("checked above");
+            closing.report_late(&ctx.view, &reader, epoch)?;
+        }
+        Ok(chunks)
     }
 
     fn checkpoint(&mut self, batch: &mut WriteBatch) {
         self.groups.seal_into(batch);
         for set in self.values.iter_mut().flatten() {
             set.cache.seal_rows_into(batch);
+        }
+        if let Some(closing) = &mut self.closing {
+            let value_tables: Vec<TableId> =
+                self.values.iter().flatten().map(|v| v.cache.table_id()).collect();
+            closing.checkpoint(batch, self.groups.table_id(), &value_tables);
         }
     }
 

@@ -4,6 +4,9 @@
 //! after the exchange to merge. Memory holds one epoch's groups, and at most
 //! [`PARTIAL_GROUPS_MAX`] of them: beyond that the partials are emitted early (merging is
 //! order-free, so an epoch may send a group's partials in several rows).
+//!
+//! Under an aggregate that closes groups behind a watermark, rows behind the watermark
+//! are late here already (see `closing.rs`): they never reach a partial.
 
 use std::sync::Arc;
 
@@ -14,12 +17,13 @@ use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::row::RowConverter;
 use datafusion::common::ScalarValue;
 
+use super::closing::Closing;
 use super::state::{Accumulator, GroupState, Input, Sum, accumulate, normalize_input};
 use super::{extreme_column, extreme_converter, offer_extreme, value_rows};
 use crate::common::row::RowCodec;
 use crate::common::{Error, Result};
 use crate::plan::{AggKind, PartialAggNode};
-use crate::state::Epoch;
+use crate::state::{Epoch, WriteBatch};
 use crate::stream::message::{Chunk, Message, Op};
 use crate::stream::operator::{HeldWatermarks, Operator, OperatorContext};
 
@@ -34,6 +38,7 @@ pub struct PartialAggOperator {
     groups: hashbrown::HashMap<Box<[u8]>, GroupState, foldhash::fast::FixedState>,
     schema: SchemaRef,
     held_watermarks: HeldWatermarks,
+    closing: Option<Closing>,
 }
 
 impl PartialAggOperator {
@@ -48,7 +53,12 @@ impl PartialAggOperator {
                 _ => Ok(None),
             })
             .collect::<Result<_>>()?;
+        let closing = match node.closing_column {
+            Some(column) => Some(Closing::new(column, input_types[column].clone(), false)?),
+            None => None,
+        };
         Ok(PartialAggOperator {
+            closing,
             node: node.clone(),
             group_codec,
             extremes,
@@ -129,7 +139,14 @@ impl Operator for PartialAggOperator {
         "PartialAgg"
     }
 
-    fn on_chunk(&mut self, _ctx: &OperatorContext, _input: usize, chunk: Chunk) -> Result<Vec<Chunk>> {
+    fn on_chunk(&mut self, ctx: &OperatorContext, _input: usize, chunk: Chunk) -> Result<Vec<Chunk>> {
+        let chunk = match &mut self.closing {
+            Some(closing) => {
+                closing.load(ctx.snapshot.as_ref(), self.node.group_table)?;
+                closing.split_late(chunk)?
+            }
+            None => chunk,
+        };
         let group_len = self.node.group_len;
         let keys = match &self.group_codec {
             Some(codec) => Some(codec.encode(&chunk.data.columns()[..group_len])?),
@@ -177,13 +194,17 @@ impl Operator for PartialAggOperator {
     /// changes (no later row of the output has an older key).
     fn on_watermark(
         &mut self,
-        _ctx: &OperatorContext,
+        ctx: &OperatorContext,
         _input: usize,
         column: usize,
         value: &ScalarValue,
     ) -> Result<Vec<Message>> {
         if column < self.node.group_len {
             self.held_watermarks.hold(column, value);
+        }
+        if let Some(closing) = self.closing.as_mut().filter(|c| c.column == column) {
+            closing.load(ctx.snapshot.as_ref(), self.node.group_table)?;
+            closing.advance(value)?;
         }
         Ok(Vec::new())
     }
@@ -192,7 +213,17 @@ impl Operator for PartialAggOperator {
         self.held_watermarks.release()
     }
 
-    fn on_barrier(&mut self, _ctx: &OperatorContext, _epoch: Epoch) -> Result<Vec<Chunk>> {
+    fn on_barrier(&mut self, ctx: &OperatorContext, epoch: Epoch) -> Result<Vec<Chunk>> {
+        if let Some(closing) = &mut self.closing {
+            let reader = format!("HashAgg {} partial #{}", self.node.group_table, ctx.instance);
+            closing.report_late(&ctx.view, &reader, epoch)?;
+        }
         self.emit()
+    }
+
+    fn checkpoint(&mut self, batch: &mut WriteBatch) {
+        if let Some(closing) = &mut self.closing {
+            closing.checkpoint(batch, self.node.group_table, &[]);
+        }
     }
 }

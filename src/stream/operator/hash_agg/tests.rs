@@ -4,7 +4,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema};
 
 use super::*;
 use crate::state::StateMemory;
-use crate::stream::operator::testing::{Harness, chunk, lines, pretty, schema};
+use crate::stream::operator::testing::{Harness, chunk, lines, pretty, run_script, schema};
 
 fn call(
     kind: AggKind,
@@ -40,6 +40,8 @@ fn grouped_within(memory: StateMemory) -> HashAggOperator {
         ],
         group_table: 10,
         merge: false,
+        closing_column: None,
+        emit_on_close: false,
     };
     let fields: Vec<Field> = ["g", "n", "sum", "min", "max", "distinct"]
         .iter()
@@ -88,6 +90,8 @@ fn without_group_by_one_row_always_exists() {
         ],
         group_table: 20,
         merge: false,
+        closing_column: None,
+        emit_on_close: false,
     };
     let out_schema = Arc::new(Schema::new(vec![
         Field::new("n", i.clone(), true),
@@ -195,6 +199,8 @@ fn append_only_min_and_max_keep_the_extreme_inline() {
         ],
         group_table: 30,
         merge: false,
+        closing_column: None,
+        emit_on_close: false,
     };
     let fields: Vec<Field> =
         ["g", "mn", "mx", "n"].iter().map(|n| Field::new(*n, DataType::Int64, true)).collect();
@@ -239,13 +245,25 @@ fn two_phase() -> (Vec<partial::PartialAggOperator>, HashAggOperator) {
         merging.push(AggCall { input, ..c.clone() });
     }
     let partial_schema = Arc::new(Schema::new(partial_fields));
-    let partial_node = crate::plan::PartialAggNode { group_len: 1, calls: calls.clone() };
+    let partial_node = crate::plan::PartialAggNode {
+        group_len: 1,
+        calls: calls.clone(),
+        closing_column: None,
+        group_table: 20,
+    };
     let partials = (0..2)
         .map(|_| {
             partial::PartialAggOperator::new(&partial_node, &input_types, partial_schema.clone()).unwrap()
         })
         .collect();
-    let node = HashAggNode { group_len: 1, calls: merging, group_table: 20, merge: true };
+    let node = HashAggNode {
+        group_len: 1,
+        calls: merging,
+        group_table: 20,
+        merge: true,
+        closing_column: None,
+        emit_on_close: false,
+    };
     let fields: Vec<Field> = [("g", &i), ("n", &i), ("nv", &i), ("sv", &i), ("aw", &f), ("any", &b)]
         .iter()
         .map(|(n, t)| Field::new(*n, (*t).clone(), true))
@@ -288,4 +306,176 @@ fn two_phases_merge_partials_in_any_order() {
     // A group whose rows all go, across instances.
     let out = epoch(&mut partials, ["- 2 7 . .\n- 1 5 0.5 false", "- 1 20 2.5 true"]);
     assert_eq!(out, lines("- 2 1 1 7 . .\nU- 1 4 3 35 1.5 true\nU+ 1 2 1 10 1.5 false"));
+}
+
+/// GROUP BY k, ws with ws's watermark closing groups: count(*) and max(v) over a
+/// retracting input (a value table), optionally EMIT ON WINDOW CLOSE.
+fn windowed(emit_on_close: bool) -> (HashAggNode, SchemaRef) {
+    let i = DataType::Int64;
+    let node = HashAggNode {
+        group_len: 2,
+        calls: vec![
+            call(AggKind::CountRows, None, DataType::Null, i.clone(), None),
+            call(AggKind::Max, Some(2), i.clone(), i.clone(), Some(41)),
+        ],
+        group_table: 40,
+        merge: false,
+        closing_column: Some(1),
+        emit_on_close,
+    };
+    let fields: Vec<Field> =
+        ["k", "ws", "n", "top"].iter().map(|n| Field::new(*n, DataType::Int64, true)).collect();
+    (node, Arc::new(Schema::new(fields)))
+}
+
+fn windowed_agg(node: &HashAggNode, out: &SchemaRef) -> HashAggOperator {
+    let i = DataType::Int64;
+    HashAggOperator::new(node, &[i.clone(), i.clone(), i], out.clone(), StateMemory::default()).unwrap()
+}
+
+/// Keys of `table` in the committed store.
+fn stored_keys(harness: &Harness, table: TableId) -> usize {
+    let mut keys = 0;
+    harness
+        .ctx
+        .snapshot
+        .scan(table, &mut |_, _| {
+            keys += 1;
+            Ok(())
+        })
+        .unwrap();
+    keys
+}
+
+fn dead_letters(harness: &Harness) -> Vec<crate::stream::source::DeadLetterRecord> {
+    let mut records = Vec::new();
+    harness
+        .ctx
+        .snapshot
+        .scan(crate::stream::source::DEAD_LETTERS_TABLE, &mut |_, value| {
+            records.push(serde_json::from_slice(value).unwrap());
+            Ok(())
+        })
+        .unwrap();
+    records
+}
+
+/// Groups behind the watermark are freed in memory and in the store (group and value
+/// tables); a later row for one is late: not applied, kept as a dead letter. A NULL
+/// window never closes.
+#[test]
+fn groups_behind_the_watermark_are_freed_and_late_rows_kept() {
+    let (node, out) = windowed(false);
+    let mut agg = windowed_agg(&node, &out);
+    let mut harness = Harness::new();
+    let input = schema("k:int ws:int v:int");
+    let output = run_script(
+        &mut agg,
+        &mut harness,
+        &input,
+        "+ 1 10 5
+         + 1 20 6
+         + 2 10 7
+         + 3 . 1
+         watermark 1 15
+         barrier",
+    );
+    assert_eq!(
+        output,
+        lines(
+            "+ 1 10 1 5
+             + 1 20 1 6
+             + 2 10 1 7
+             + 3 . 1 1
+             watermark 1 15"
+        )
+    );
+    // Left: groups (1, 20) and (3, NULL), and the closed bound; their max values.
+    assert_eq!(agg.groups.len(), 2);
+    assert_eq!(stored_keys(&harness, 40), 3);
+    assert_eq!(stored_keys(&harness, 41), 2);
+
+    // A row of a closed window is late; one of an open window counts.
+    let output = run_script(&mut agg, &mut harness, &input, "+ 2 10 9\n+ 1 20 8\n- 1 10 5\nbarrier");
+    assert_eq!(output, lines("U- 1 20 1 6\nU+ 1 20 2 8"));
+    let late = dead_letters(&harness);
+    assert_eq!(late.len(), 2);
+    assert!(late.iter().all(|l| l.reason == "late"));
+    assert_eq!(late[0].payload, r#"{"k":2,"ws":10,"v":9}"#);
+    assert_eq!(late[0].error, "late row: ws 10 is behind the watermark 15");
+    assert!(late[1].error.starts_with("late retraction"), "{}", late[1].error);
+
+    // A restarted operator knows the bound from its state.
+    let mut restarted = windowed_agg(&node, &out);
+    let output = run_script(&mut restarted, &mut harness, &input, "+ 1 12 1\n+ 4 30 1\nbarrier");
+    assert_eq!(output, "+ 4 30 1 1");
+    assert_eq!(dead_letters(&harness).len(), 3);
+}
+
+/// EMIT ON WINDOW CLOSE: nothing shows while a window is open; each closed group shows
+/// once, in window order, including groups only in the store after a restart.
+#[test]
+fn emit_on_window_close_shows_each_group_once_when_it_closes() {
+    let (node, out) = windowed(true);
+    let mut agg = windowed_agg(&node, &out);
+    let mut harness = Harness::new();
+    let input = schema("k:int ws:int v:int");
+    let output = run_script(
+        &mut agg,
+        &mut harness,
+        &input,
+        "+ 2 10 5\n+ 1 20 6\n+ 1 10 7\n- 2 10 5\n+ 2 10 3\nbarrier",
+    );
+    assert_eq!(output, "");
+    let output = run_script(&mut agg, &mut harness, &input, "+ 1 10 1\nwatermark 1 11\nbarrier");
+    assert_eq!(output, lines("+ 1 10 2 7\n+ 2 10 1 3\nwatermark 1 11"));
+
+    let mut restarted = windowed_agg(&node, &out);
+    let output =
+        run_script(&mut restarted, &mut harness, &input, "+ 1 20 9\n+ 5 10 1\nwatermark 1 20\nbarrier");
+    assert_eq!(output, lines("watermark 1 20"));
+    let output = run_script(&mut restarted, &mut harness, &input, "watermark 1 21\nbarrier");
+    assert_eq!(output, lines("+ 1 20 2 9\nwatermark 1 21"));
+    assert_eq!(stored_keys(&harness, 40), 1, "only the closed bound is left");
+    assert_eq!(stored_keys(&harness, 41), 0);
+    assert_eq!(dead_letters(&harness).len(), 1);
+}
+
+/// Parallel instances share the group table: closing groups found only in the store
+/// (after a restart), each instance emits just the groups that hash to it — each group
+/// once in all (the bug: every instance emitted every stored group).
+#[test]
+fn parallel_instances_emit_only_their_own_stored_groups() {
+    let (node, out) = windowed(true);
+    let input = schema("k:int ws:int v:int");
+    let mut harness = Harness::new();
+    let rows = chunk(&input, "+ 1 10 1\n+ 2 10 2\n+ 3 10 3\n+ 4 10 4\n+ 5 20 5");
+    let keys = rows.data.columns()[..2].to_vec();
+    let targets = crate::stream::exchange::targets(&keys, rows.len(), 2).unwrap();
+    let contexts: Vec<OperatorContext> =
+        (0..2).map(|instance| OperatorContext { instance, instances: 2, ..harness.context() }).collect();
+    let mut instances: Vec<HashAggOperator> = (0..2).map(|_| windowed_agg(&node, &out)).collect();
+    for (i, agg) in instances.iter_mut().enumerate() {
+        let mine: Vec<bool> = targets.iter().map(|&t| t == i).collect();
+        agg.on_chunk(&contexts[i], 0, rows.filter(&mine).unwrap()).unwrap();
+        assert!(agg.on_barrier(&contexts[i], 1).unwrap().is_empty());
+    }
+    let mut batch = crate::state::WriteBatch::default();
+    for agg in &mut instances {
+        agg.checkpoint(&mut batch);
+    }
+    crate::state::StateStore::commit(harness.store.as_ref(), batch).unwrap();
+    harness.ctx.snapshot = crate::state::StateStore::snapshot(harness.store.as_ref());
+
+    // Restarted: the groups are only in the store.
+    let mut shown = Vec::new();
+    for instance in 0..2 {
+        let ctx = OperatorContext { instance, instances: 2, ..harness.context() };
+        let mut agg = windowed_agg(&node, &out);
+        agg.on_watermark(&ctx, 0, 1, &ScalarValue::Int64(Some(15))).unwrap();
+        shown.extend(agg.on_barrier(&ctx, 2).unwrap());
+    }
+    let mut lines: Vec<String> = pretty(&shown).lines().map(str::to_string).collect();
+    lines.sort();
+    assert_eq!(lines, ["+ 1 10 1 1", "+ 2 10 1 2", "+ 3 10 1 3", "+ 4 10 1 4"]);
 }

@@ -1,0 +1,95 @@
+//! Event time over a long stream: windowed views keep state only for their open windows.
+
+use std::time::{Duration, Instant};
+
+use crate::harness::{TestServer, rows};
+
+/// Bids per run: `SABOT_WINDOW_STATE_EVENTS` (the issue's 10M runs with it set), 200 000 by
+/// default — 20 seconds of event time at the generator's 10 000 events per second.
+fn events() -> u64 {
+    std::env::var("SABOT_WINDOW_STATE_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(200_000)
+}
+
+/// A windowed aggregate over a watermarked generator source frees every window the
+/// watermark passes: at the end its state holds only the open windows' groups, while the
+/// view holds every window's row and counts every bid (none is late). The same windows
+/// with EMIT ON WINDOW CLOSE show each closed window once, with the same count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn windowed_state_holds_only_open_windows() {
+    const BUCKETS: u64 = 100;
+    let events = events();
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    client
+        .batch_execute(&format!(
+            "CREATE SOURCE bids (auction BIGINT, price BIGINT, date_time TIMESTAMP,
+               WATERMARK FOR date_time AS date_time - INTERVAL '4' SECOND)
+               WITH (connector = 'nexmark', nexmark.table.type = 'Bid', nexmark.event.num = '{events}',
+               nexmark.split.num = '2', nexmark.base.time = '1700000000000');
+             SET streaming_parallelism = 2;
+             CREATE MATERIALIZED VIEW per_second AS
+               SELECT auction % {BUCKETS} AS bucket, window_start, count(*) AS n, max(price) AS top
+               FROM TUMBLE(bids, date_time, INTERVAL '1' SECOND) GROUP BY auction % {BUCKETS}, window_start;
+             CREATE MATERIALIZED VIEW closed AS
+               SELECT window_start, count(*) AS n FROM TUMBLE(bids, date_time, INTERVAL '1' SECOND)
+               GROUP BY window_start EMIT ON WINDOW CLOSE;"
+        ))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let timeout = Duration::from_secs(60 + events / 2_000);
+    loop {
+        let counted = rows(&client, "SELECT coalesce(sum(n), 0) FROM per_second").await;
+        if counted[0][0] == events.to_string() {
+            break;
+        }
+        assert!(started.elapsed() < timeout, "the views did not read the source in time: {counted:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    client.batch_execute("FLUSH; FLUSH").await.unwrap();
+
+    let windows = events.div_ceil(10_000);
+    let view_rows: u64 = rows(&client, "SELECT count(*) FROM per_second").await[0][0].parse().unwrap();
+    assert!(view_rows >= (windows - 1) * BUCKETS, "the view keeps every window: {view_rows}");
+    // The aggregate's groups: at most the open windows' (five seconds behind the newest
+    // bid), plus the closed bound; the split positions.
+    let (own, operators) = state_rows(&client, "public.per_second").await;
+    assert_eq!(own, view_rows);
+    assert!(operators.iter().all(|&(_, kept)| kept <= 6 * BUCKETS + 1), "{operators:?}");
+    let (_, operators) = state_rows(&client, "public.closed").await;
+    assert!(operators.iter().all(|&(_, kept)| kept <= 7), "{operators:?}");
+
+    let late = rows(&client, "SELECT count(*) FROM sabot_catalog.dead_letters WHERE reason = 'late'").await;
+    assert_eq!(late[0][0], "0");
+    // Every closed window shows once, with the count of its bids; only the last few are
+    // still open.
+    let closed = rows(
+        &client,
+        "SELECT count(*), count(p.n), coalesce(sum(c.n), 0) FROM closed c LEFT JOIN
+           (SELECT window_start, sum(n) AS n FROM per_second GROUP BY window_start) p
+           ON c.window_start = p.window_start AND c.n = p.n",
+    )
+    .await;
+    let shown: u64 = closed[0][0].parse().unwrap();
+    if closed[0][0] != closed[0][1] {
+        eprintln!("closed: {:?}", rows(&client, "SELECT * FROM closed ORDER BY window_start").await);
+        eprintln!(
+            "open: {:?}",
+            rows(&client, "SELECT window_start, sum(n) FROM per_second GROUP BY window_start ORDER BY 1")
+                .await
+        );
+    }
+    assert_eq!(closed[0][0], closed[0][1], "closed windows that differ from the open view: {closed:?}");
+    assert!(shown + 6 >= windows, "{shown} windows closed of {windows}");
+}
+
+/// The rows of a view's own state table (its first) and of each other one, by id.
+async fn state_rows(client: &tokio_postgres::Client, view: &str) -> (u64, Vec<(u64, u64)>) {
+    let sql = format!(
+        "SELECT table_id, rows FROM sabot_catalog.state_tables WHERE object = '{view}' ORDER BY table_id"
+    );
+    let tables: Vec<(u64, u64)> =
+        rows(client, &sql).await.iter().map(|r| (r[0].parse().unwrap(), r[1].parse().unwrap())).collect();
+    let (own, operators) = tables.split_first().expect("a view has state tables");
+    (own.1, operators.to_vec())
+}
