@@ -36,7 +36,7 @@ async fn views_over_sources_are_exactly_once_across_kill_9() {
     client
         .batch_execute(&format!(
             "CREATE SOURCE gen (id BIGINT, v INT) WITH (connector = 'datagen', fields.id.kind = 'sequence',
-               fields.id.end = '{IDS}', datagen.rows.per.second = '80000');
+               fields.id.end = '{IDS}', datagen.rows.per.second = '40000');
              CREATE MATERIALIZED VIEW gen_total AS SELECT count(*) AS n, sum(id) AS s FROM gen;
              {};
              CREATE MATERIALIZED VIEW hot AS SELECT auction, count(*) AS bids, sum(price) AS total FROM bid GROUP BY auction;
