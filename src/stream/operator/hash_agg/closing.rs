@@ -20,7 +20,7 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
 
 use super::state::GroupState;
-use super::value_outputs;
+use super::values::value_outputs;
 use crate::common::Result;
 use crate::common::row::RowCodec;
 use crate::state::{Epoch, Slot, Snapshot, StateError, TableId, WriteBatch};
@@ -43,7 +43,9 @@ const LATE_ROWS_KEPT_PER_EPOCH_MAX: usize = 10_000;
 
 pub struct Closing {
     /// The input (group) column whose watermark closes groups.
-    pub column: usize,
+    column: usize,
+    /// The (merging) aggregate's group table, where the closed bound is recorded.
+    group_table: TableId,
     pub emit_on_close: bool,
     data_type: DataType,
     /// Encodes a value of the closing column alone: the prefix of the keys it leads.
@@ -65,9 +67,15 @@ pub struct Closing {
 }
 
 impl Closing {
-    pub fn new(column: usize, data_type: DataType, emit_on_close: bool) -> Result<Self> {
+    pub fn new(
+        column: usize,
+        data_type: DataType,
+        emit_on_close: bool,
+        group_table: TableId,
+    ) -> Result<Self> {
         Ok(Closing {
             column,
+            group_table,
             emit_on_close,
             codec: RowCodec::new(std::slice::from_ref(&data_type))?,
             data_type,
@@ -81,13 +89,29 @@ impl Closing {
         })
     }
 
+    /// The rows of `chunk` that are not late (the late ones are kept for the dead letters).
+    pub fn admit(&mut self, snapshot: &dyn Snapshot, chunk: Chunk) -> Result<Chunk> {
+        self.load(snapshot)?;
+        self.split_late(chunk)
+    }
+
+    /// The input's watermark on `column` advanced to `value`: the bound moves with the
+    /// closing column's.
+    pub fn watermark(&mut self, snapshot: &dyn Snapshot, column: usize, value: &ScalarValue) -> Result<()> {
+        if column != self.column {
+            return Ok(());
+        }
+        self.load(snapshot)?;
+        self.advance(value)
+    }
+
     /// Reads the closed bound a previous run of the operator recorded (once).
-    pub fn load(&mut self, snapshot: &dyn Snapshot, group_table: TableId) -> Result<()> {
+    fn load(&mut self, snapshot: &dyn Snapshot) -> Result<()> {
         if self.loaded {
             return Ok(());
         }
         self.loaded = true;
-        if let Some(freed) = snapshot.get(group_table, CLOSED_KEY)? {
+        if let Some(freed) = snapshot.get(self.group_table, CLOSED_KEY)? {
             let value = self.codec.decode([freed.as_slice()])?.swap_remove(0);
             if value.len() != 1 || value.is_null(0) {
                 return Err(StateError::Corrupt("the closed bound of an aggregate".into()).into());
@@ -98,8 +122,7 @@ impl Closing {
         Ok(())
     }
 
-    /// The closing column's watermark advanced to `value`.
-    pub fn advance(&mut self, value: &ScalarValue) -> Result<()> {
+    fn advance(&mut self, value: &ScalarValue) -> Result<()> {
         if value.is_null() {
             return Ok(());
         }
@@ -110,8 +133,7 @@ impl Closing {
         Ok(())
     }
 
-    /// The rows of `chunk` that are not late; the late ones are kept for the dead letters.
-    pub fn split_late(&mut self, chunk: Chunk) -> Result<Chunk> {
+    fn split_late(&mut self, chunk: Chunk) -> Result<Chunk> {
         let Some(bound) = &self.bound else { return Ok(chunk) };
         let values = chunk.data.column(self.column);
         let late = lt(values, &Scalar::new(bound.to_array()?))?;
@@ -209,12 +231,12 @@ impl Closing {
 
     /// Writes the epoch's range delete (in the group table and `value_tables`), the closed
     /// bound and the dead letters.
-    pub fn checkpoint(&mut self, batch: &mut WriteBatch, group_table: TableId, value_tables: &[TableId]) {
+    pub fn checkpoint(&mut self, batch: &mut WriteBatch, value_tables: &[TableId]) {
         if let Some((start, end)) = self.pending_delete.take() {
-            for table in std::iter::once(group_table).chain(value_tables.iter().copied()) {
+            for table in std::iter::once(self.group_table).chain(value_tables.iter().copied()) {
                 batch.delete_range(table, &start, &end);
             }
-            batch.put(group_table, CLOSED_KEY, end);
+            batch.put(self.group_table, CLOSED_KEY, end);
         }
         for (key, value) in self.dead_letters.drain(..) {
             batch.put(DEAD_LETTERS_TABLE, &key, value);

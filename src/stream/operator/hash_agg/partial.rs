@@ -54,7 +54,7 @@ impl PartialAggOperator {
             })
             .collect::<Result<_>>()?;
         let closing = match node.closing_column {
-            Some(column) => Some(Closing::new(column, input_types[column].clone(), false)?),
+            Some(column) => Some(Closing::new(column, input_types[column].clone(), false, node.group_table)?),
             None => None,
         };
         Ok(PartialAggOperator {
@@ -141,10 +141,7 @@ impl Operator for PartialAggOperator {
 
     fn on_chunk(&mut self, ctx: &OperatorContext, _input: usize, chunk: Chunk) -> Result<Vec<Chunk>> {
         let chunk = match &mut self.closing {
-            Some(closing) => {
-                closing.load(ctx.snapshot.as_ref(), self.node.group_table)?;
-                closing.split_late(chunk)?
-            }
+            Some(closing) => closing.admit(ctx.snapshot.as_ref(), chunk)?,
             None => chunk,
         };
         let group_len = self.node.group_len;
@@ -202,9 +199,8 @@ impl Operator for PartialAggOperator {
         if column < self.node.group_len {
             self.held_watermarks.hold(column, value);
         }
-        if let Some(closing) = self.closing.as_mut().filter(|c| c.column == column) {
-            closing.load(ctx.snapshot.as_ref(), self.node.group_table)?;
-            closing.advance(value)?;
+        if let Some(closing) = &mut self.closing {
+            closing.watermark(ctx.snapshot.as_ref(), column, value)?;
         }
         Ok(Vec::new())
     }
@@ -223,7 +219,7 @@ impl Operator for PartialAggOperator {
 
     fn checkpoint(&mut self, batch: &mut WriteBatch) {
         if let Some(closing) = &mut self.closing {
-            closing.checkpoint(batch, self.node.group_table, &[]);
+            closing.checkpoint(batch, &[]);
         }
     }
 }
