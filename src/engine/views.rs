@@ -348,6 +348,8 @@ async fn plan_view(
         }
         _ => return Err(Error::new(SqlState::SyntaxError, "a materialized view needs a query")),
     };
+    // now() is kept for a temporal filter, not folded into the time of planning.
+    crate::sql::stream_plan::temporal::register(ctx);
     let logical = query::plan(ctx, &query::name_subqueries(&statement)).await?;
     let optimized = ctx.state().optimize(&logical)?;
     let state = ctx.state();

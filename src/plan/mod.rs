@@ -66,6 +66,9 @@ pub enum NodeKind {
     /// merges partials. No state.
     PartialAgg(PartialAggNode),
     HashJoin(HashJoinNode),
+    /// A temporal filter (conditions comparing the row with `now()`): rows enter and leave
+    /// as time passes, moved at barriers.
+    TemporalFilter(TemporalFilterNode),
     /// UNION ALL: the inputs' visible columns plus a branch number and the input's key.
     Union,
     TopN(TopNNode),
@@ -158,6 +161,46 @@ pub struct HashJoinNode {
     pub null_aware: bool,
     pub left_table: TableId,
     pub right_table: TableId,
+    /// The first key pair carries a watermark on both sides (planner revision 3): each
+    /// side's rows behind the other side's watermark can never match again and are freed,
+    /// and a row behind its own side's watermark is late.
+    pub closes: bool,
+}
+
+impl HashJoinNode {
+    /// Where column `column` of input `side` lands in the output, if it shows there.
+    pub fn output_column(&self, inputs: &[StreamNode], side: usize, column: usize) -> Option<usize> {
+        let (lv, rv) = (inputs[0].visible, inputs[1].visible);
+        let ln = inputs[0].schema.fields().len();
+        match (self.join_type, side) {
+            (JoinType::LeftSemi | JoinType::LeftAnti, 0) | (JoinType::RightSemi | JoinType::RightAnti, 1) => {
+                Some(column)
+            }
+            (JoinType::LeftSemi | JoinType::LeftAnti | JoinType::RightSemi | JoinType::RightAnti, _) => None,
+            (_, 0) => Some(if column < lv { column } else { lv + rv + (column - lv) }),
+            _ => Some(if column < rv { lv + column } else { lv + rv + (ln - lv) + (column - rv) }),
+        }
+    }
+}
+
+/// One comparison of a row with `now()`, as a bound on the time the row shows.
+#[derive(Debug, Clone)]
+pub struct TemporalCondition {
+    /// The row's time bound, a UTC timestamp in microseconds: the row shows from then on
+    /// (`enters`) or until then (otherwise).
+    pub time: Arc<dyn PhysicalExpr>,
+    pub enters: bool,
+    /// Whether the row shows at the bound itself.
+    pub inclusive: bool,
+    /// The condition as written, for EXPLAIN.
+    pub text: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct TemporalFilterNode {
+    pub conditions: Vec<TemporalCondition>,
+    /// Rows waiting to enter, and shown rows waiting to leave, by time.
+    pub table: TableId,
 }
 
 #[derive(Debug, Clone)]
@@ -215,6 +258,7 @@ impl StreamNode {
             NodeKind::HashAgg(_) => "HashAgg",
             NodeKind::PartialAgg(_) => "PartialAgg",
             NodeKind::HashJoin(_) => "HashJoin",
+            NodeKind::TemporalFilter(_) => "TemporalFilter",
             NodeKind::Union => "Union",
             NodeKind::TopN(_) => "TopN",
             NodeKind::Materialize { .. } => "Materialize",
@@ -236,6 +280,8 @@ impl StreamNode {
             | NodeKind::Materialize { .. }
             | NodeKind::Sink { .. } => inputs(),
             NodeKind::HashJoin(join) => join.join_type == JoinType::Inner && inputs(),
+            // Rows that only enter (no condition makes them leave) are never retracted.
+            NodeKind::TemporalFilter(filter) => filter.conditions.iter().all(|c| c.enters) && inputs(),
             NodeKind::HashAgg(agg) => agg.emit_on_close,
             NodeKind::PartialAgg(_) | NodeKind::TopN(_) => false,
         }
@@ -271,7 +317,11 @@ impl StreamNode {
     pub fn is_stateful(&self) -> bool {
         matches!(
             self.kind,
-            NodeKind::HashAgg(_) | NodeKind::HashJoin(_) | NodeKind::TopN(_) | NodeKind::Materialize { .. }
+            NodeKind::HashAgg(_)
+                | NodeKind::HashJoin(_)
+                | NodeKind::TopN(_)
+                | NodeKind::TemporalFilter(_)
+                | NodeKind::Materialize { .. }
         )
     }
 
@@ -323,7 +373,20 @@ impl StreamNode {
             | NodeKind::PartialAgg(PartialAggNode { group_len, .. }) => {
                 input().into_iter().filter(|&c| c < *group_len).collect()
             }
+            NodeKind::HashJoin(join) if join.closes => {
+                // Every later output row comes from a row on time on one side: its key is
+                // at least the smaller of the two watermarks (DESIGN §3).
+                let (l, r) = (join.left_keys[0], join.right_keys[0]);
+                let mut columns: Vec<usize> = [(0, l), (1, r)]
+                    .into_iter()
+                    .filter_map(|(side, column)| join.output_column(&self.inputs, side, column))
+                    .collect();
+                columns.sort_unstable();
+                columns
+            }
+            // A row may enter or leave long after the watermark passed its values.
             NodeKind::HashJoin(_)
+            | NodeKind::TemporalFilter(_)
             | NodeKind::TopN(_)
             | NodeKind::Materialize { .. }
             | NodeKind::Sink { .. } => Vec::new(),
@@ -344,6 +407,7 @@ impl StreamNode {
                 .collect(),
             NodeKind::HashJoin(join) => vec![join.left_table, join.right_table],
             NodeKind::TopN(top) => vec![top.table],
+            NodeKind::TemporalFilter(filter) => vec![filter.table],
             NodeKind::Materialize { view } => vec![view.id],
             NodeKind::Source { positions: Some(table), .. } => vec![*table],
             _ => Vec::new(),
@@ -370,11 +434,16 @@ impl StreamNode {
                 });
                 std::iter::once(groups).chain(values).collect()
             }
+            NodeKind::HashJoin(join) if join.closes => {
+                vec![format!("left rows {}", join.left_table), format!("right rows {}", join.right_table)]
+            }
             NodeKind::HashJoin(join) => vec![
                 endless(&self.inputs[0], format!("left rows {}", join.left_table)),
                 endless(&self.inputs[1], format!("right rows {}", join.right_table)),
             ],
             NodeKind::TopN(top) => vec![endless(&self.inputs[0], format!("rows {}", top.table))],
+            // Rows are kept only until they leave (or while they wait to enter).
+            NodeKind::TemporalFilter(filter) => vec![format!("rows by time {}", filter.table)],
             NodeKind::Materialize { view } => vec![format!("view rows {}", view.id)],
             NodeKind::Source { positions: Some(table), .. } => vec![format!("split positions {table}")],
             _ => Vec::new(),
@@ -444,6 +513,9 @@ impl StreamNode {
                     })
                     .collect();
                 let _ = write!(line, " {:?} on [{}]", join.join_type, keys.join(", "));
+                if join.closes {
+                    let _ = write!(line, " closes on {}", self.inputs[0].column_name(join.left_keys[0]));
+                }
                 if let Some(residual) = &join.residual {
                     let _ = write!(line, " filter {residual}");
                 }
@@ -452,6 +524,10 @@ impl StreamNode {
                 }
             }
             NodeKind::Union => {}
+            NodeKind::TemporalFilter(filter) => {
+                let conditions: Vec<&str> = filter.conditions.iter().map(|c| c.text.as_str()).collect();
+                let _ = write!(line, " [{}]", conditions.join(" AND "));
+            }
             NodeKind::TopN(top) => {
                 let input = &self.inputs[0];
                 let order: Vec<String> = top

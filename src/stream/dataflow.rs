@@ -19,6 +19,7 @@ use super::operator::hash_agg::partial::PartialAggOperator;
 use super::operator::hash_join::{HashJoinOperator, Side};
 use super::operator::materialize::MaterializeOperator;
 use super::operator::project::ProjectOperator;
+use super::operator::temporal_filter::{TemporalFilterOperator, wall_clock};
 use super::operator::top_n::TopNOperator;
 use super::operator::union::{UnionInput, UnionOperator};
 use super::operator::window_tvf::WindowTvfOperator;
@@ -272,7 +273,11 @@ pub fn build_operator(node: &StreamNode, memory: &StateMemory) -> Result<Box<dyn
             };
             let left = side(0, &join.left_keys, join.left_table)?;
             let right = side(1, &join.right_keys, join.right_table)?;
-            Box::new(HashJoinOperator::new(join, left, right, node.schema.clone()))
+            let operator = HashJoinOperator::new(join, left, right, node.schema.clone());
+            match join.closes {
+                true => Box::new(operator.with_closing(node.watermark_columns())?),
+                false => Box::new(operator),
+            }
         }
         NodeKind::Union => {
             let inputs = node
@@ -306,6 +311,17 @@ pub fn build_operator(node: &StreamNode, memory: &StateMemory) -> Result<Box<dyn
                 key,
                 node.schema.clone(),
                 memory.clone(),
+            )?)
+        }
+        NodeKind::TemporalFilter(filter) => {
+            let key =
+                node.stream_key.clone().ok_or_else(|| Error::internal("temporal filter without a key"))?;
+            Box::new(TemporalFilterOperator::new(
+                filter.conditions.clone(),
+                key,
+                filter.table,
+                node.schema.clone(),
+                wall_clock(),
             )?)
         }
         NodeKind::Materialize { view } => Box::new(MaterializeOperator::new(view.clone())?),

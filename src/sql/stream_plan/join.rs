@@ -21,8 +21,18 @@ pub fn join(planner: &mut StreamPlanner<'_>, join: &Join) -> Result<StreamNode> 
     let left = planner.convert(&join.left)?;
     let right = planner.convert(&join.right)?;
     let (left_exprs, right_exprs): (Vec<Expr>, Vec<Expr>) = join.on.iter().cloned().unzip();
-    let (left, left_keys) = planner.columns_for(left, &left_exprs, join.left.schema())?;
-    let (right, right_keys) = planner.columns_for(right, &right_exprs, join.right.schema())?;
+    let (left, mut left_keys) = planner.columns_for(left, &left_exprs, join.left.schema())?;
+    let (right, mut right_keys) = planner.columns_for(right, &right_exprs, join.right.schema())?;
+    // A key pair with a watermark on both sides bounds the join's state (revision 3): it
+    // leads the stored key, so that what the watermarks free is one key range.
+    let (left_marks, right_marks) = (left.watermark_columns(), right.watermark_columns());
+    let closing_pair = (0..left_keys.len())
+        .find(|&i| left_marks.contains(&left_keys[i]) && right_marks.contains(&right_keys[i]))
+        .filter(|_| planner.revision >= 3 && !join.null_aware);
+    if let Some(pair) = closing_pair {
+        left_keys[..=pair].rotate_right(1);
+        right_keys[..=pair].rotate_right(1);
+    }
     for (&l, &r) in left_keys.iter().zip(&right_keys) {
         let (lt, rt) = (left.schema.field(l).data_type(), right.schema.field(r).data_type());
         if lt != rt {
@@ -63,6 +73,7 @@ pub fn join(planner: &mut StreamPlanner<'_>, join: &Join) -> Result<StreamNode> 
         null_aware: join.null_aware,
         left_table: planner.ids.next()?,
         right_table: planner.ids.next()?,
+        closes: closing_pair.is_some(),
     };
     Ok(StreamNode {
         kind: NodeKind::HashJoin(node),

@@ -9,6 +9,7 @@
 
 mod agg;
 mod join;
+pub mod temporal;
 mod window;
 
 use std::sync::Arc;
@@ -52,9 +53,10 @@ impl TableIds<'_> {
 
 /// The planner's revision: what new views are planned with. 0: the first; 1: two-phase
 /// aggregation; 2: aggregates close groups behind a watermark (their stored group key
-/// leads with the closing column). Views keep the revision they were created with, so that a server that
+/// leads with the closing column); 3: joins free state behind a watermark on a key pair
+/// (that pair leads their stored key). Views keep the revision they were created with, so that a server that
 /// plans differently still resumes them from their state.
-pub const PLAN_REVISION: u32 = 2;
+pub const PLAN_REVISION: u32 = 3;
 
 pub struct StreamPlanner<'a> {
     pub state: &'a SessionState,
@@ -122,6 +124,9 @@ impl StreamPlanner<'_> {
                 if let Some(node) = window::group_top_n(self, filter)? {
                     return Ok(node);
                 }
+                if let Some(node) = temporal::temporal_filter(self, filter)? {
+                    return Ok(node);
+                }
                 let input = self.convert(&filter.input)?;
                 let predicate = self.physical(&filter.predicate, filter.input.schema())?;
                 Ok(filter_node(input, predicate))
@@ -162,6 +167,9 @@ impl StreamPlanner<'_> {
     }
 
     pub fn physical(&self, expr: &Expr, schema: &DFSchema) -> Result<Arc<dyn PhysicalExpr>> {
+        if temporal::calls_now(expr) {
+            return Err(temporal::now_outside_filter(expr));
+        }
         if expr.is_volatile() {
             return Err(unsupported(format!("the volatile expression {expr}")));
         }

@@ -9,8 +9,10 @@
 pub mod filter;
 pub mod hash_agg;
 pub mod hash_join;
+pub mod late;
 pub mod materialize;
 pub mod project;
+pub mod temporal_filter;
 pub mod top_n;
 pub mod union;
 pub mod window_tvf;

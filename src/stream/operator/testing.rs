@@ -167,15 +167,27 @@ impl Harness {
     }
 }
 
-/// Drives `operator` (input 0, whose rows have `input` schema) through a script, one step
-/// per line: rows (`+ 1 10`, consecutive rows form one chunk), `watermark <column>
-/// <value>`, and `barrier` (the epoch ends: the barrier hook, the held watermarks, a
-/// checkpoint and its commit). Returns the output in the same form: rows, then
-/// `watermark <column> <value>` lines.
+/// Drives `operator` (input 0, whose rows have `input` schema) through a script: see
+/// [`run_script_inputs`].
 pub fn run_script(
     operator: &mut dyn super::Operator,
     harness: &mut Harness,
     input: &SchemaRef,
+    script: &str,
+) -> String {
+    run_script_inputs(operator, harness, std::slice::from_ref(input), script)
+}
+
+/// Drives `operator` (whose inputs' rows have the `inputs` schemas) through a script, one
+/// step per line: rows (`+ 1 10`, consecutive rows of one input form one chunk),
+/// `watermark <column> <value>`, and `barrier` (the epoch ends: the barrier hook, the held
+/// watermarks, a checkpoint and its commit). Rows and watermarks are of input 0 unless the
+/// line starts with `<input>: `. Returns the output in the same form: rows, then
+/// `watermark <column> <value>` lines.
+pub fn run_script_inputs(
+    operator: &mut dyn super::Operator,
+    harness: &mut Harness,
+    inputs: &[SchemaRef],
     script: &str,
 ) -> String {
     let mut out: Vec<String> = Vec::new();
@@ -195,26 +207,26 @@ pub fn run_script(
             }
         }
     };
-    let lines: Vec<&str> = script.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
-    for (i, line) in lines.iter().enumerate() {
-        let is_row = ["+ ", "- ", "U- ", "U+ "].iter().any(|op| line.starts_with(op));
-        if is_row {
+    let is_row = |line: &str| ["+ ", "- ", "U- ", "U+ "].iter().any(|op| line.starts_with(op));
+    let lines: Vec<(usize, &str)> =
+        script.lines().map(str::trim).filter(|l| !l.is_empty()).map(input_of).collect();
+    for (i, &(input, line)) in lines.iter().enumerate() {
+        if is_row(line) {
             rows.push(line);
-            let last_row = lines
-                .get(i + 1)
-                .is_none_or(|next| !["+ ", "- ", "U- ", "U+ "].iter().any(|op| next.starts_with(op)));
+            let last_row =
+                lines.get(i + 1).is_none_or(|&(next_input, next)| next_input != input || !is_row(next));
             if last_row {
                 let text = rows.join("\n");
                 rows.clear();
-                show(operator.on_chunk(&harness.ctx, 0, chunk(input, &text)).unwrap(), &mut out);
+                show(operator.on_chunk(&harness.ctx, input, chunk(&inputs[input], &text)).unwrap(), &mut out);
             }
         } else if let Some(rest) = line.strip_prefix("watermark ") {
             let (column, value) = rest.split_once(' ').expect("watermark <column> <value>");
             let column: usize = column.parse().expect("a column number");
-            let value =
-                ScalarValue::try_from_string(value.to_string(), input.field(column).data_type()).unwrap();
-            show_messages(operator.on_watermark(&harness.ctx, 0, column, &value).unwrap(), &mut out);
-        } else if *line == "barrier" {
+            let data_type = inputs[input].field(column).data_type();
+            let value = ScalarValue::try_from_string(value.to_string(), data_type).unwrap();
+            show_messages(operator.on_watermark(&harness.ctx, input, column, &value).unwrap(), &mut out);
+        } else if line == "barrier" {
             show(operator.on_barrier(&harness.ctx, harness.epoch).unwrap(), &mut out);
             show_messages(operator.watermarks_after_barrier(), &mut out);
             harness.commit(operator);
@@ -224,4 +236,12 @@ pub fn run_script(
         }
     }
     out.join("\n")
+}
+
+/// A script line's input (`1: + 7 100`) and the rest; input 0 without a prefix.
+fn input_of(line: &str) -> (usize, &str) {
+    match line.split_once(": ").map(|(n, rest)| (n.parse::<usize>(), rest)) {
+        Some((Ok(input), rest)) => (input, rest),
+        _ => (0, line),
+    }
 }

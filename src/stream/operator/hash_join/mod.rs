@@ -28,6 +28,8 @@
 //!   the state table row by row, without the cache).
 //!
 //! Update pairs are handled as a delete and an insert. Rows with a NULL key never match.
+//! A join on a key pair with a watermark on both sides frees rows behind the watermarks
+//! (see `closing.rs`).
 //! Output columns: left visible, right visible, left hidden, right hidden (semi / anti:
 //! the output side's columns only).
 
@@ -39,16 +41,22 @@ use datafusion::arrow::row::Rows;
 use datafusion::logical_expr::JoinType;
 use datafusion::physical_expr::PhysicalExpr;
 
+use datafusion::common::ScalarValue;
+
 use super::{Operator, OperatorContext, evaluate};
 use crate::common::Result;
 use crate::common::row::RowCodec;
 use crate::plan::HashJoinNode;
-use crate::state::{CachedTable, Slot, Snapshot, StateMemory, StateTable, TableId, WriteBatch, prefix_end};
-use crate::stream::message::{Chunk, Op};
+use crate::state::{
+    CachedTable, Epoch, Slot, Snapshot, StateMemory, StateTable, TableId, WriteBatch, prefix_end,
+};
+use crate::stream::message::{Chunk, Message, Op};
 
 mod bucket;
+mod closing;
 
 use self::bucket::{Bucket, JoinRow, encode_stored};
+use self::closing::JoinClosing;
 
 /// Null-aware anti join bookkeeping: right rows and right rows with a NULL key.
 const COUNTERS_KEY: &[u8] = &[0xff, b'c'];
@@ -158,6 +166,8 @@ pub struct HashJoinOperator {
     residual: Option<Arc<dyn PhysicalExpr>>,
     null_aware: bool,
     schema: SchemaRef,
+    /// Frees rows behind the watermarks of the first key pair (see `closing.rs`).
+    closing: Option<JoinClosing>,
 }
 
 /// Where an output row's columns of one side come from.
@@ -236,7 +246,33 @@ impl HashJoinOperator {
             residual: node.residual.clone(),
             null_aware: node.null_aware,
             schema,
+            closing: None,
         }
+    }
+
+    /// Frees rows behind the watermarks of the first key pair (a node that `closes`);
+    /// `output_columns` carry the join's watermark.
+    pub fn with_closing(mut self, output_columns: Vec<usize>) -> Result<Self> {
+        let [left, right] = &self.sides;
+        let tables = [left.buckets.table_id(), right.buckets.table_id()];
+        let data_type = left.types[left.keys[0]].clone();
+        self.closing =
+            Some(JoinClosing::new([left.keys[0], right.keys[0]], data_type, tables, output_columns)?);
+        Ok(self)
+    }
+
+    /// Frees each side's rows behind the other side's watermark, in memory (the store's
+    /// range is deleted at the checkpoint).
+    fn free_behind_watermarks(&mut self) -> Result<()> {
+        let Some(closing) = &mut self.closing else { return Ok(()) };
+        for (s, side) in self.sides.iter_mut().enumerate() {
+            if let Some((start, end)) = closing.range_to_free(s)? {
+                let slots = side.buckets.slots_in(&start, &end);
+                side.buckets.forget(&slots);
+                closing.freed(s, start, end);
+            }
+        }
+        Ok(())
     }
 
     fn preserves(&self, side: usize) -> bool {
@@ -349,8 +385,15 @@ impl HashJoinOperator {
         Ok(RecordBatch::try_new_with_options(schema, columns, &options)?)
     }
 
-    /// Processes a chunk of side `input` (every join type but null-aware anti).
-    fn process_chunk(&mut self, ctx: &OperatorContext, input: usize, chunk: &Chunk) -> Result<Vec<Chunk>> {
+    /// Processes a chunk of side `input` (every join type but null-aware anti); `store`
+    /// says which rows to keep in the side's state (None: all).
+    fn process_chunk(
+        &mut self,
+        ctx: &OperatorContext,
+        input: usize,
+        chunk: &Chunk,
+        store: Option<&[bool]>,
+    ) -> Result<Vec<Chunk>> {
         let (side, other) = (input, 1 - input);
         let encoded = Encoded::new(&self.sides[side], chunk)?;
         // Each row's candidates: the other side's bucket of its key (whose rows do not
@@ -378,7 +421,9 @@ impl HashJoinOperator {
                 }
             }
             self.apply_row(i, insert, buckets[i], &matches, side, &mut out);
-            if let Some(key) = encoded.join_key(i) {
+            if let Some(key) = encoded.join_key(i)
+                && store.is_none_or(|s| s[i])
+            {
                 let stream_key = encoded.stream_key(i);
                 if insert {
                     let row = encoded.rows.row(i);
@@ -659,7 +704,14 @@ impl Operator for HashJoinOperator {
 
     fn on_chunk(&mut self, ctx: &OperatorContext, input: usize, chunk: Chunk) -> Result<Vec<Chunk>> {
         if !self.null_aware {
-            return self.process_chunk(ctx, input, &chunk);
+            let (chunk, store) = match &mut self.closing {
+                Some(closing) => closing.admit(ctx.snapshot.as_ref(), input, chunk)?,
+                None => (chunk, None),
+            };
+            if chunk.is_empty() {
+                return Ok(Vec::new());
+            }
+            return self.process_chunk(ctx, input, &chunk, store.as_deref());
         }
         let encoded = Encoded::new(&self.sides[input], &chunk)?;
         let mut out = Pending::default();
@@ -669,9 +721,39 @@ impl Operator for HashJoinOperator {
         self.build(out, input, Some(&chunk), Some(&encoded))
     }
 
+    /// A watermark of the first key pair: the output carries the smaller of the two
+    /// sides' (see `closing.rs`).
+    fn on_watermark(
+        &mut self,
+        ctx: &OperatorContext,
+        input: usize,
+        column: usize,
+        value: &ScalarValue,
+    ) -> Result<Vec<Message>> {
+        match &mut self.closing {
+            Some(closing) => closing.watermark(ctx.snapshot.as_ref(), input, column, value),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    fn on_barrier(&mut self, ctx: &OperatorContext, epoch: Epoch) -> Result<Vec<Chunk>> {
+        self.free_behind_watermarks()?;
+        if let Some(closing) = &mut self.closing {
+            let readers = [0, 1].map(|s| {
+                let which = if s == 0 { "left" } else { "right" };
+                format!("HashJoin {} {which} #{}", self.sides[s].buckets.table_id(), ctx.instance)
+            });
+            closing.report_late(&ctx.view, [&readers[0], &readers[1]], epoch)?;
+        }
+        Ok(Vec::new())
+    }
+
     fn checkpoint(&mut self, batch: &mut WriteBatch) {
         for side in &mut self.sides {
             side.buckets.seal_rows_into(batch);
+        }
+        if let Some(closing) = &mut self.closing {
+            closing.checkpoint(batch);
         }
     }
 

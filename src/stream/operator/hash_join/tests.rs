@@ -1,7 +1,7 @@
 use datafusion::arrow::datatypes::{Field, Schema};
 
 use super::*;
-use crate::stream::operator::testing::{Harness, chunk, lines, pretty, schema};
+use crate::stream::operator::testing::{Harness, chunk, lines, pretty, run_script_inputs, schema};
 
 fn join(join_type: JoinType, null_aware: bool, out_columns: &str) -> HashJoinOperator {
     let node = HashJoinNode {
@@ -12,6 +12,7 @@ fn join(join_type: JoinType, null_aware: bool, out_columns: &str) -> HashJoinOpe
         null_aware,
         left_table: 1,
         right_table: 2,
+        closes: false,
     };
     let left = Side::new(vec![1], vec![0], 2, vec![DataType::Int64; 2], 1, StateMemory::default()).unwrap();
     let right = Side::new(vec![0], vec![1], 2, vec![DataType::Int64; 2], 2, StateMemory::default()).unwrap();
@@ -69,4 +70,93 @@ fn not_in_is_empty_while_the_subquery_has_a_null() {
     assert_eq!(pretty(&out), lines("- 1 7\n- 2 ."));
     assert_eq!(pretty(&op.on_chunk(&h.ctx, 1, chunk(&r, "+ . 2")).unwrap()), "- 3 8");
     assert_eq!(pretty(&op.on_chunk(&h.ctx, 1, chunk(&r, "- . 2")).unwrap()), "+ 3 8");
+}
+
+/// An inner join of (w, a) and (w, b) on w, which carries a watermark on both sides.
+fn windowed_join() -> HashJoinOperator {
+    let node = HashJoinNode {
+        join_type: JoinType::Inner,
+        left_keys: vec![0],
+        right_keys: vec![0],
+        residual: None,
+        null_aware: false,
+        left_table: 101,
+        right_table: 102,
+        closes: true,
+    };
+    let side =
+        |table| Side::new(vec![0], vec![1], 2, vec![DataType::Int64; 2], table, StateMemory::default());
+    let fields: Vec<Field> =
+        "w a w2 b".split_whitespace().map(|n| Field::new(n, DataType::Int64, true)).collect();
+    HashJoinOperator::new(&node, side(101).unwrap(), side(102).unwrap(), Arc::new(Schema::new(fields)))
+        .with_closing(vec![0, 2])
+        .unwrap()
+}
+
+fn stored_keys(harness: &Harness, table: TableId) -> usize {
+    let mut keys = 0;
+    harness.ctx.snapshot.scan(table, &mut |_, _| Ok(keys += 1)).unwrap();
+    keys
+}
+
+#[test]
+fn watermarks_on_both_sides_free_rows_that_can_never_match() {
+    let inputs = [schema("w:int a:int"), schema("w:int b:int")];
+    let mut op = windowed_join();
+    let mut h = Harness::new();
+    let out = run_script_inputs(
+        &mut op,
+        &mut h,
+        &inputs,
+        "+ 10 1
+         + 20 2
+         1: + 10 100
+         1: + 30 101
+         watermark 0 15
+         1: watermark 0 12
+         barrier",
+    );
+    // The output's watermark is the smaller side's, on both key columns.
+    assert_eq!(out, lines("+ 10 1 10 100\nwatermark 0 12\nwatermark 2 12"));
+    // Left rows below 12 and right rows below 15 are gone; each table keeps one row and
+    // the watermark of its side.
+    assert_eq!((stored_keys(&h, 101), stored_keys(&h, 102)), (2, 2));
+
+    // Left 12 is behind the left watermark: late. Right 13 is on time but behind the left
+    // watermark: joined with what the left keeps (nothing), not stored.
+    let out = run_script_inputs(
+        &mut op,
+        &mut h,
+        &inputs,
+        "+ 12 3
+         1: + 13 102
+         + 30 4
+         1: + 20 103
+         barrier",
+    );
+    assert_eq!(out, lines("+ 30 4 30 101\n+ 20 2 20 103"));
+    assert_eq!((stored_keys(&h, 101), stored_keys(&h, 102)), (3, 3));
+    assert_eq!(stored_keys(&h, crate::stream::source::DEAD_LETTERS_TABLE), 1);
+
+    // A restarted join knows both watermarks: left 14 is late, right 14 is not stored, a
+    // retraction of a freed right row is late too; the output watermark moves from the
+    // recorded ones.
+    let mut op = windowed_join();
+    let out = run_script_inputs(
+        &mut op,
+        &mut h,
+        &inputs,
+        "1: + 14 104
+         + 14 5
+         + 16 6
+         1: - 10 100
+         1: watermark 0 25
+         watermark 0 18
+         barrier",
+    );
+    assert_eq!(out, lines("watermark 0 15\nwatermark 2 15\nwatermark 0 18\nwatermark 2 18"));
+    assert_eq!(stored_keys(&h, crate::stream::source::DEAD_LETTERS_TABLE), 3);
+    // Left rows below 25 freed: (16, 6) and (20, 2) go, (30, 4) stays; right rows below
+    // 18 are none but (20, 103) and (30, 101) stay.
+    assert_eq!((stored_keys(&h, 101), stored_keys(&h, 102)), (2, 3));
 }
