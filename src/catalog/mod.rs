@@ -117,6 +117,10 @@ pub struct ViewDef {
     pub plan_revision: u32,
     /// The streaming plan as EXPLAIN prints it: a re-planned query must match it.
     pub plan: Vec<String>,
+    /// The view's columns (indices into `columns`) that carry a watermark, which it passes
+    /// on to views over it (plan revision 4).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub watermark_columns: Vec<usize>,
     /// Set for a sink: its changes go to this connector instead of a state table (a sink
     /// is a view whose rows are not stored).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -103,6 +103,7 @@ impl Database {
                 parallelism: create.parallelism,
                 plan_revision: PLAN_REVISION,
                 plan: Vec::new(),
+                watermark_columns: planned.body.watermark_columns(),
                 sink: create.sink.clone(),
             }),
             connector: None,

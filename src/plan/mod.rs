@@ -346,7 +346,13 @@ impl StreamNode {
     pub fn watermark_columns(&self) -> Vec<usize> {
         let input = || self.inputs[0].watermark_columns();
         match &self.kind {
-            NodeKind::Source { relation, .. } => relation.watermark.iter().map(|w| w.column).collect(),
+            NodeKind::Source { relation, .. } => {
+                let view = relation.view.iter().flat_map(|v| v.watermark_columns.iter().copied());
+                let mut columns: Vec<usize> =
+                    relation.watermark.iter().map(|w| w.column).chain(view).collect();
+                columns.sort_unstable();
+                columns
+            }
             NodeKind::Filter { .. } => input(),
             NodeKind::Project { exprs } => {
                 let marked = input();
@@ -383,6 +389,10 @@ impl StreamNode {
                     .collect();
                 columns.sort_unstable();
                 columns
+            }
+            // A view of plan revision 4 passes its watermarks on to views over it.
+            NodeKind::Materialize { view } if view.view.as_ref().is_some_and(|v| v.plan_revision >= 4) => {
+                input()
             }
             // A row may enter or leave long after the watermark passed its values.
             NodeKind::HashJoin(_)

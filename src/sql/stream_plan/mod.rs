@@ -54,9 +54,10 @@ impl TableIds<'_> {
 /// The planner's revision: what new views are planned with. 0: the first; 1: two-phase
 /// aggregation; 2: aggregates close groups behind a watermark (their stored group key
 /// leads with the closing column); 3: joins free state behind a watermark on a key pair
-/// (that pair leads their stored key). Views keep the revision they were created with, so that a server that
+/// (that pair leads their stored key); 4: views pass their watermarks on to views over
+/// them. Views keep the revision they were created with, so that a server that
 /// plans differently still resumes them from their state.
-pub const PLAN_REVISION: u32 = 3;
+pub const PLAN_REVISION: u32 = 4;
 
 pub struct StreamPlanner<'a> {
     pub state: &'a SessionState,

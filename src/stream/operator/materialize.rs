@@ -5,18 +5,20 @@
 //! half) remove the key. Ops are applied in order. Input from several parallel instances
 //! arrives consolidated per epoch (deletes first), so a key moving between instances is
 //! never inserted before its old version is deleted. Chunks pass on unchanged to the
-//! actor's outlet (views defined on this view). Its state table is the view's table id.
+//! actor's outlet (views defined on this view), and so do the watermarks of the view's
+//! watermarked columns (plan revision 4). Its state table is the view's table id.
 
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, RecordBatch};
+use datafusion::common::ScalarValue;
 
 use super::{Operator, OperatorContext};
 use crate::catalog::{TableCodec, TableDesc};
 use crate::common::Result;
 use crate::common::row::RowCodec;
 use crate::state::{StateTable, TableId, WriteBatch};
-use crate::stream::message::{Chunk, Op};
+use crate::stream::message::{Chunk, Message, Op};
 
 pub struct MaterializeOperator {
     desc: Arc<TableDesc>,
@@ -67,6 +69,18 @@ impl Operator for MaterializeOperator {
         // Downstream views read this output under the view's own column names.
         let data = RecordBatch::try_new(self.desc.full_schema(), chunk.data.columns().to_vec())?;
         Ok(vec![Chunk::new(chunk.ops, data)])
+    }
+
+    /// Views over this one see the watermarks of its watermarked columns.
+    fn on_watermark(
+        &mut self,
+        _ctx: &OperatorContext,
+        _input: usize,
+        column: usize,
+        value: &ScalarValue,
+    ) -> Result<Vec<Message>> {
+        let passes = self.desc.view.as_ref().is_some_and(|v| v.watermark_columns.contains(&column));
+        Ok(if passes { vec![Message::Watermark { column, value: value.clone() }] } else { Vec::new() })
     }
 
     fn checkpoint(&mut self, batch: &mut WriteBatch) {
