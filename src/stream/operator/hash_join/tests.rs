@@ -95,7 +95,14 @@ fn windowed_join() -> HashJoinOperator {
 
 fn stored_keys(harness: &Harness, table: TableId) -> usize {
     let mut keys = 0;
-    harness.ctx.snapshot.scan(table, &mut |_, _| Ok(keys += 1)).unwrap();
+    harness
+        .ctx
+        .snapshot
+        .scan(table, &mut |_, _| {
+            keys += 1;
+            Ok(())
+        })
+        .unwrap();
     keys
 }
 
