@@ -55,10 +55,6 @@ impl LateRows {
         self.column
     }
 
-    pub fn data_type(&self) -> &DataType {
-        &self.data_type
-    }
-
     pub fn bound(&self) -> Option<&ScalarValue> {
         self.bound.as_ref()
     }

@@ -157,6 +157,19 @@ impl Harness {
         }
     }
 
+    /// The keys committed in state table `table`.
+    pub fn stored_keys(&self, table: crate::state::TableId) -> usize {
+        let mut keys = 0;
+        self.ctx
+            .snapshot
+            .scan(table, &mut |_, _| {
+                keys += 1;
+                Ok(())
+            })
+            .unwrap();
+        keys
+    }
+
     /// Ends an epoch: seals the operator's state, commits it and moves to a new snapshot.
     pub fn commit(&mut self, operator: &mut dyn super::Operator) {
         let mut batch = WriteBatch::default();

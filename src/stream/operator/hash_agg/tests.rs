@@ -334,19 +334,6 @@ fn windowed_agg(node: &HashAggNode, out: &SchemaRef) -> HashAggOperator {
 }
 
 /// Keys of `table` in the committed store.
-fn stored_keys(harness: &Harness, table: TableId) -> usize {
-    let mut keys = 0;
-    harness
-        .ctx
-        .snapshot
-        .scan(table, &mut |_, _| {
-            keys += 1;
-            Ok(())
-        })
-        .unwrap();
-    keys
-}
-
 fn dead_letters(harness: &Harness) -> Vec<crate::stream::source::DeadLetterRecord> {
     let mut records = Vec::new();
     harness
@@ -392,8 +379,8 @@ fn groups_behind_the_watermark_are_freed_and_late_rows_kept() {
     );
     // Left: groups (1, 20) and (3, NULL), and the closed bound; their max values.
     assert_eq!(agg.groups.len(), 2);
-    assert_eq!(stored_keys(&harness, 40), 3);
-    assert_eq!(stored_keys(&harness, 41), 2);
+    assert_eq!(harness.stored_keys(40), 3);
+    assert_eq!(harness.stored_keys(41), 2);
 
     // A row of a closed window is late; one of an open window counts.
     let output = run_script(&mut agg, &mut harness, &input, "+ 2 10 9\n+ 1 20 8\n- 1 10 5\nbarrier");
@@ -436,8 +423,8 @@ fn emit_on_window_close_shows_each_group_once_when_it_closes() {
     assert_eq!(output, lines("watermark 1 20"));
     let output = run_script(&mut restarted, &mut harness, &input, "watermark 1 21\nbarrier");
     assert_eq!(output, lines("+ 1 20 2 9\nwatermark 1 21"));
-    assert_eq!(stored_keys(&harness, 40), 1, "only the closed bound is left");
-    assert_eq!(stored_keys(&harness, 41), 0);
+    assert_eq!(harness.stored_keys(40), 1, "only the closed bound is left");
+    assert_eq!(harness.stored_keys(41), 0);
     assert_eq!(dead_letters(&harness).len(), 1);
 }
 

@@ -93,19 +93,6 @@ fn windowed_join() -> HashJoinOperator {
         .unwrap()
 }
 
-fn stored_keys(harness: &Harness, table: TableId) -> usize {
-    let mut keys = 0;
-    harness
-        .ctx
-        .snapshot
-        .scan(table, &mut |_, _| {
-            keys += 1;
-            Ok(())
-        })
-        .unwrap();
-    keys
-}
-
 #[test]
 fn watermarks_on_both_sides_free_rows_that_can_never_match() {
     let inputs = [schema("w:int a:int"), schema("w:int b:int")];
@@ -127,7 +114,7 @@ fn watermarks_on_both_sides_free_rows_that_can_never_match() {
     assert_eq!(out, lines("+ 10 1 10 100\nwatermark 0 12\nwatermark 2 12"));
     // Left rows below 12 and right rows below 15 are gone; each table keeps one row and
     // the watermark of its side.
-    assert_eq!((stored_keys(&h, 101), stored_keys(&h, 102)), (2, 2));
+    assert_eq!((h.stored_keys(101), h.stored_keys(102)), (2, 2));
 
     // Left 12 is behind the left watermark: late. Right 13 is on time but behind the left
     // watermark: joined with what the left keeps (nothing), not stored.
@@ -142,8 +129,8 @@ fn watermarks_on_both_sides_free_rows_that_can_never_match() {
          barrier",
     );
     assert_eq!(out, lines("+ 30 4 30 101\n+ 20 2 20 103"));
-    assert_eq!((stored_keys(&h, 101), stored_keys(&h, 102)), (3, 3));
-    assert_eq!(stored_keys(&h, crate::stream::source::DEAD_LETTERS_TABLE), 1);
+    assert_eq!((h.stored_keys(101), h.stored_keys(102)), (3, 3));
+    assert_eq!(h.stored_keys(crate::stream::source::DEAD_LETTERS_TABLE), 1);
 
     // A restarted join knows both watermarks: left 14 is late, right 14 is not stored, a
     // retraction of a freed right row is late too; the output watermark moves from the
@@ -162,8 +149,8 @@ fn watermarks_on_both_sides_free_rows_that_can_never_match() {
          barrier",
     );
     assert_eq!(out, lines("watermark 0 15\nwatermark 2 15\nwatermark 0 18\nwatermark 2 18"));
-    assert_eq!(stored_keys(&h, crate::stream::source::DEAD_LETTERS_TABLE), 3);
+    assert_eq!(h.stored_keys(crate::stream::source::DEAD_LETTERS_TABLE), 3);
     // Left rows below 25 freed: (16, 6) and (20, 2) go, (30, 4) stays; right rows below
     // 18 are none but (20, 103) and (30, 101) stay.
-    assert_eq!((stored_keys(&h, 101), stored_keys(&h, 102)), (2, 3));
+    assert_eq!((h.stored_keys(101), h.stored_keys(102)), (2, 3));
 }
