@@ -142,6 +142,7 @@ fn hash_join(c: &mut Criterion) {
                 null_aware: false,
                 left_table: 1,
                 right_table: 2,
+                closes: false,
             };
             let (store, _dir) = store(kind);
             let l =

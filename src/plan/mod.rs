@@ -21,6 +21,9 @@ use crate::catalog::TableDesc;
 use crate::common::window::WindowSpec;
 use crate::state::TableId;
 
+pub mod over_window;
+pub use over_window::{Frame, FrameBound, OverWindowNode, WindowCall, WindowKind};
+
 /// How EXPLAIN marks a state table that grows without bound over an endless input.
 pub const UNBOUNDED: &str = " (unbounded)";
 
@@ -72,6 +75,9 @@ pub enum NodeKind {
     /// UNION ALL: the inputs' visible columns plus a branch number and the input's key.
     Union,
     TopN(TopNNode),
+    /// Window functions over partitions (`OVER (...)`): the input's visible columns, one
+    /// column per call, then the input's hidden columns.
+    OverWindow(OverWindowNode),
     Materialize {
         view: Arc<TableDesc>,
     },
@@ -261,6 +267,7 @@ impl StreamNode {
             NodeKind::TemporalFilter(_) => "TemporalFilter",
             NodeKind::Union => "Union",
             NodeKind::TopN(_) => "TopN",
+            NodeKind::OverWindow(_) => "OverWindow",
             NodeKind::Materialize { .. } => "Materialize",
             NodeKind::Sink { .. } => "Sink",
         }
@@ -283,6 +290,7 @@ impl StreamNode {
             // Rows that only enter (no condition makes them leave) are never retracted.
             NodeKind::TemporalFilter(filter) => filter.conditions.iter().all(|c| c.enters) && inputs(),
             NodeKind::HashAgg(agg) => agg.emit_on_close,
+            NodeKind::OverWindow(over) => over.emit_on_close,
             NodeKind::PartialAgg(_) | NodeKind::TopN(_) => false,
         }
     }
@@ -320,6 +328,7 @@ impl StreamNode {
             NodeKind::HashAgg(_)
                 | NodeKind::HashJoin(_)
                 | NodeKind::TopN(_)
+                | NodeKind::OverWindow(_)
                 | NodeKind::TemporalFilter(_)
                 | NodeKind::Materialize { .. }
         )
@@ -334,6 +343,7 @@ impl StreamNode {
                 Some(if input == 0 { join.left_keys.clone() } else { join.right_keys.clone() })
             }
             NodeKind::TopN(top) => Some(top.group_by.clone()),
+            NodeKind::OverWindow(over) => Some(over.partition_by.clone()),
             _ => None,
         }
     }
@@ -390,6 +400,15 @@ impl StreamNode {
                 columns.sort_unstable();
                 columns
             }
+            // Emitted once final, in ORDER BY order: rows behind the watermark are all out.
+            NodeKind::OverWindow(over) if over.emit_on_close && over.final_at_watermark() => {
+                let column = over.order_by[0].0;
+                if input().contains(&column) {
+                    vec![over.output_column(self.inputs[0].visible, column)]
+                } else {
+                    Vec::new()
+                }
+            }
             // A view of plan revision 4 passes its watermarks on to views over it.
             NodeKind::Materialize { view } if view.view.as_ref().is_some_and(|v| v.plan_revision >= 4) => {
                 input()
@@ -398,6 +417,7 @@ impl StreamNode {
             NodeKind::HashJoin(_)
             | NodeKind::TemporalFilter(_)
             | NodeKind::TopN(_)
+            | NodeKind::OverWindow(_)
             | NodeKind::Materialize { .. }
             | NodeKind::Sink { .. } => Vec::new(),
         }
@@ -417,6 +437,7 @@ impl StreamNode {
                 .collect(),
             NodeKind::HashJoin(join) => vec![join.left_table, join.right_table],
             NodeKind::TopN(top) => vec![top.table],
+            NodeKind::OverWindow(over) => vec![over.table],
             NodeKind::TemporalFilter(filter) => vec![filter.table],
             NodeKind::Materialize { view } => vec![view.id],
             NodeKind::Source { positions: Some(table), .. } => vec![*table],
@@ -452,6 +473,18 @@ impl StreamNode {
                 endless(&self.inputs[1], format!("right rows {}", join.right_table)),
             ],
             NodeKind::TopN(top) => vec![endless(&self.inputs[0], format!("rows {}", top.table))],
+            // Under EMIT ON WINDOW CLOSE old rows are freed, but each partition keeps a
+            // summary of them where a call reads from the partition's start.
+            NodeKind::OverWindow(over) if over.emit_on_close && !over.keeps_summaries() => {
+                vec![format!("rows {}", over.table)]
+            }
+            NodeKind::OverWindow(over) if over.emit_on_close && over.partition_by.is_empty() => {
+                vec![format!("rows {}", over.table)]
+            }
+            NodeKind::OverWindow(over) if over.emit_on_close => {
+                vec![endless(&self.inputs[0], format!("rows and partition summaries {}", over.table))]
+            }
+            NodeKind::OverWindow(over) => vec![endless(&self.inputs[0], format!("rows {}", over.table))],
             // Rows are kept only until they leave (or while they wait to enter).
             NodeKind::TemporalFilter(filter) => vec![format!("rows by time {}", filter.table)],
             NodeKind::Materialize { view } => vec![format!("view rows {}", view.id)],
@@ -558,6 +591,9 @@ impl StreamNode {
                     top.limit,
                     top.offset
                 );
+            }
+            NodeKind::OverWindow(over) => {
+                let _ = write!(line, " {}", over.describe(&self.inputs[0]));
             }
             NodeKind::Materialize { view } => {
                 let _ = write!(line, " {}", view.qualified_name());

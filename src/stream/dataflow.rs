@@ -18,6 +18,7 @@ use super::operator::hash_agg::HashAggOperator;
 use super::operator::hash_agg::partial::PartialAggOperator;
 use super::operator::hash_join::{HashJoinOperator, Side};
 use super::operator::materialize::MaterializeOperator;
+use super::operator::over_window::OverWindowOperator;
 use super::operator::project::ProjectOperator;
 use super::operator::temporal_filter::{TemporalFilterOperator, wall_clock};
 use super::operator::top_n::TopNOperator;
@@ -302,14 +303,25 @@ pub fn build_operator(node: &StreamNode, memory: &StateMemory) -> Result<Box<dyn
             Box::new(PartialAggOperator::new(agg, &types(&node.inputs[0]), node.schema.clone())?)
         }
         NodeKind::TopN(top) => {
-            let input = &node.inputs[0];
-            let key = input.stream_key.clone().ok_or_else(|| Error::internal("top-n input without a key"))?;
+            let (input, key) = keyed_input(node)?;
             Box::new(TopNOperator::new(
                 top,
                 &types(input),
                 input.visible,
                 key,
                 node.schema.clone(),
+                memory.clone(),
+            )?)
+        }
+        NodeKind::OverWindow(over) => {
+            let (input, key) = keyed_input(node)?;
+            let schema = node.schema.clone();
+            Box::new(OverWindowOperator::new(
+                over,
+                &types(input),
+                input.visible,
+                key,
+                schema,
                 memory.clone(),
             )?)
         }
@@ -327,4 +339,14 @@ pub fn build_operator(node: &StreamNode, memory: &StateMemory) -> Result<Box<dyn
         NodeKind::Materialize { view } => Box::new(MaterializeOperator::new(view.clone())?),
         NodeKind::Sink { .. } => return Err(Error::internal("a sink is opened by its dataflow")),
     })
+}
+
+/// The input of a node that keeps its input's rows, and the input's stream key.
+fn keyed_input(node: &StreamNode) -> Result<(&StreamNode, Vec<usize>)> {
+    let input = &node.inputs[0];
+    let key = input
+        .stream_key
+        .clone()
+        .ok_or_else(|| Error::internal(format!("{} input without a key", node.name())))?;
+    Ok((input, key))
 }

@@ -9,6 +9,7 @@ mod event_time;
 mod fuzz;
 mod hardening;
 mod harness;
+mod over_windows;
 mod protocol;
 mod robustness;
 mod security;

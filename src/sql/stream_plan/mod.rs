@@ -9,6 +9,7 @@
 
 mod agg;
 mod join;
+mod over_window;
 pub mod temporal;
 mod window;
 
@@ -82,6 +83,7 @@ pub fn emit_on_window_close(node: &mut StreamNode) -> Result<()> {
             agg.emit_on_close = true;
             Ok(())
         }
+        NodeKind::OverWindow(_) => over_window::emit_on_window_close(node),
         NodeKind::HashAgg(_) => Err(Error::new(
             SqlState::FeatureNotSupported,
             "EMIT ON WINDOW CLOSE needs an aggregate whose GROUP BY has a column with a watermark",
@@ -89,7 +91,7 @@ pub fn emit_on_window_close(node: &mut StreamNode) -> Result<()> {
         .with_hint(hint)),
         _ => Err(Error::new(
             SqlState::FeatureNotSupported,
-            "EMIT ON WINDOW CLOSE is supported only on a window aggregate (GROUP BY over a watermarked stream)",
+            "EMIT ON WINDOW CLOSE is supported only on a window aggregate (GROUP BY over a watermarked stream) or window functions ordered by a watermarked column",
         )
         .with_hint(hint)),
     }
@@ -156,9 +158,7 @@ impl StreamPlanner<'_> {
                     _ => Err(unsupported("LIMIT without ORDER BY")),
                 }
             }
-            LogicalPlan::Window(_) => Err(unsupported(
-                "a window function other than ROW_NUMBER() filtered by <= N (per-group top-N)",
-            )),
+            LogicalPlan::Window(window) => over_window::over_window(self, window),
             LogicalPlan::Distinct(_) => Err(unsupported("DISTINCT ON")),
             LogicalPlan::Values(_) | LogicalPlan::EmptyRelation(_) => {
                 Err(unsupported("a query part that reads no table (VALUES or a constant SELECT)"))

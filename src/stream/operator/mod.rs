@@ -11,6 +11,7 @@ pub mod hash_agg;
 pub mod hash_join;
 pub mod late;
 pub mod materialize;
+pub mod over_window;
 pub mod project;
 pub mod temporal_filter;
 pub mod top_n;
@@ -105,6 +106,59 @@ impl HeldWatermarks {
     pub fn release(&mut self) -> Vec<Message> {
         self.held.drain(..).map(|(column, value)| Message::Watermark { column, value }).collect()
     }
+}
+
+/// A chunk of input rows (encoded by `codec`) with `added` columns between the input's
+/// first `visible` columns and its hidden ones: the output of operators that add columns
+/// to the rows they keep (top-N's row number, an over window's calls).
+pub fn rows_with_columns(
+    schema: &datafusion::arrow::datatypes::SchemaRef,
+    codec: &crate::common::row::RowCodec,
+    visible: usize,
+    ops: Vec<super::message::Op>,
+    rows: &[Box<[u8]>],
+    added: Vec<ArrayRef>,
+) -> Result<Vec<Chunk>> {
+    if ops.is_empty() {
+        return Ok(Vec::new());
+    }
+    let decoded = codec.decode(rows.iter().map(|r| &**r))?;
+    let mut columns: Vec<ArrayRef> = decoded[..visible].to_vec();
+    columns.extend(added);
+    columns.extend(decoded[visible..].iter().cloned());
+    let options = datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(ops.len()));
+    let data = RecordBatch::try_new_with_options(schema.clone(), columns, &options)?;
+    Ok(vec![Chunk::new(ops, data)])
+}
+
+/// The changes of a chunk in emitting order — deletes, update pairs, inserts — as ops,
+/// rows and a value per row: a row whose key changed leaves under its old key before it
+/// comes back under the new one.
+pub fn changes_in_order<R, V>(
+    deletes: Vec<(R, V)>,
+    updates: Vec<(R, V, R, V)>,
+    inserts: Vec<(R, V)>,
+) -> (Vec<super::message::Op>, Vec<R>, Vec<V>) {
+    use super::message::Op;
+    let n = deletes.len() + 2 * updates.len() + inserts.len();
+    let (mut ops, mut rows, mut values) =
+        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    for (row, value) in deletes {
+        ops.push(Op::Delete);
+        rows.push(row);
+        values.push(value);
+    }
+    for (old_row, old, new_row, new) in updates {
+        ops.extend([Op::UpdateDelete, Op::UpdateInsert]);
+        rows.extend([old_row, new_row]);
+        values.extend([old, new]);
+    }
+    for (row, value) in inserts {
+        ops.push(Op::Insert);
+        rows.push(row);
+        values.push(value);
+    }
+    (ops, rows, values)
 }
 
 /// The rows of each distinct key, keys in order of first appearance.

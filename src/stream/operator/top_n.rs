@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use datafusion::arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions};
+use datafusion::arrow::array::ArrayRef;
 use datafusion::arrow::compute::SortOptions;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::row::{RowConverter, SortField};
@@ -207,20 +207,13 @@ impl TopNOperator {
     }
 
     fn build(&self, ops: Vec<Op>, rows: Vec<Box<[u8]>>, ranks: Vec<u64>) -> Result<Vec<Chunk>> {
-        if ops.is_empty() {
-            return Ok(Vec::new());
-        }
-        let decoded = self.rows.decode(rows.iter().map(|r| &**r))?;
-        let mut columns: Vec<ArrayRef> = decoded[..self.visible].to_vec();
-        if self.node.with_rank {
+        let mut added = Vec::new();
+        if self.node.with_rank && !ops.is_empty() {
             let rank_type = self.schema.field(self.visible).data_type().clone();
             let values = ranks.iter().map(|r| ScalarValue::UInt64(Some(*r)).cast_to(&rank_type));
-            columns.push(ScalarValue::iter_to_array(values.collect::<std::result::Result<Vec<_>, _>>()?)?);
+            added.push(ScalarValue::iter_to_array(values.collect::<std::result::Result<Vec<_>, _>>()?)?);
         }
-        columns.extend(decoded[self.visible..].iter().cloned());
-        let options = RecordBatchOptions::new().with_row_count(Some(ops.len()));
-        let data = RecordBatch::try_new_with_options(self.schema.clone(), columns, &options)?;
-        Ok(vec![Chunk::new(ops, data)])
+        super::rows_with_columns(&self.schema, &self.rows, self.visible, ops, &rows, added)
     }
 }
 
@@ -294,23 +287,9 @@ impl Operator for TopNOperator {
                 }
             }
         }
-        // Deletes first: a row whose sort key changed leaves and re-enters under one key.
-        let (mut ops, mut out_rows, mut ranks) = (Vec::new(), Vec::new(), Vec::new());
-        for (row, rank) in deletes {
-            ops.push(Op::Delete);
-            out_rows.push(row);
-            ranks.push(rank);
-        }
-        for (row, old, new) in updates {
-            ops.extend([Op::UpdateDelete, Op::UpdateInsert]);
-            out_rows.extend([row.clone(), row]);
-            ranks.extend([old, new]);
-        }
-        for (row, rank) in inserts {
-            ops.push(Op::Insert);
-            out_rows.push(row);
-            ranks.push(rank);
-        }
+        // A row whose sort key changed leaves and re-enters under one key.
+        let updates = updates.into_iter().map(|(row, old, new)| (row.clone(), old, row, new)).collect();
+        let (ops, out_rows, ranks) = super::changes_in_order(deletes, updates, inserts);
         self.build(ops, out_rows, ranks)
     }
 
