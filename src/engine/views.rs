@@ -365,7 +365,7 @@ async fn plan_view(
     };
     let mut body = planner.convert(&optimized)?;
     if on_window_close {
-        crate::sql::stream_plan::emit_on_window_close(&mut body)?;
+        body = crate::sql::stream_plan::emit_on_window_close(body, &mut planner.ids)?;
     }
     let dependencies = std::mem::take(&mut planner.dependencies);
     let state_tables = match planner.ids {

@@ -267,6 +267,9 @@ impl StreamNode {
             NodeKind::TemporalFilter(_) => "TemporalFilter",
             NodeKind::Union => "Union",
             NodeKind::TopN(_) => "TopN",
+            // An over window without calls under EMIT ON WINDOW CLOSE only holds rows back
+            // until the watermark passes them.
+            NodeKind::OverWindow(over) if over.calls.is_empty() => "EowcSort",
             NodeKind::OverWindow(_) => "OverWindow",
             NodeKind::Materialize { .. } => "Materialize",
             NodeKind::Sink { .. } => "Sink",

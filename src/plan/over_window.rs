@@ -143,7 +143,10 @@ impl OverWindowNode {
             .map(|(i, o)| format!("{}{}", input.column_name(*i), if o.descending { " DESC" } else { "" }))
             .collect();
         let calls: Vec<&str> = self.calls.iter().map(|c| c.text.as_str()).collect();
-        text.push_str(&format!("order by [{}] calls [{}]", order.join(", "), calls.join(", ")));
+        text.push_str(&format!("order by [{}]", order.join(", ")));
+        if !calls.is_empty() {
+            text.push_str(&format!(" calls [{}]", calls.join(", ")));
+        }
         if self.emit_on_close {
             text.push_str(" emit on window close");
         }

@@ -49,7 +49,7 @@ pub fn aggregate(planner: &mut StreamPlanner<'_>, aggregate: &Aggregate) -> Resu
         };
         let inline_extreme = append_only && matches!(kind, AggKind::Min | AggKind::Max);
         let value_table =
-            if kind.keeps_values() && !inline_extreme { Some(planner.ids.next()?) } else { None };
+            if kind.keeps_values() && !inline_extreme { Some(planner.ids.next_id()?) } else { None };
         calls.push(AggCall { kind, input: input_column, input_type, output_type, value_table });
     }
     let projected = StreamNode {
@@ -60,7 +60,7 @@ pub fn aggregate(planner: &mut StreamPlanner<'_>, aggregate: &Aggregate) -> Resu
         parallelism: input.parallelism,
         inputs: vec![input],
     };
-    let group_table = planner.ids.next()?;
+    let group_table = planner.ids.next_id()?;
     let output = aggregate.schema.fields().iter().map(|f| (f.name().clone(), f.data_type().clone()));
     let parallelism = if group_len == 0 { 1 } else { planner.parallelism };
     // Two phases where rows cross instances (an exchange, or a gather) and every call's

@@ -71,8 +71,8 @@ pub fn join(planner: &mut StreamPlanner<'_>, join: &Join) -> Result<StreamNode> 
         right_keys,
         residual,
         null_aware: join.null_aware,
-        left_table: planner.ids.next()?,
-        right_table: planner.ids.next()?,
+        left_table: planner.ids.next_id()?,
+        right_table: planner.ids.next_id()?,
         closes: closing_pair.is_some(),
     };
     Ok(StreamNode {

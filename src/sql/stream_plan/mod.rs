@@ -27,7 +27,7 @@ use super::window::WindowTable;
 use crate::catalog::{Catalog, TableDesc};
 use crate::common::window::{WindowKind, WindowSpec};
 use crate::common::{Error, Result, SqlState, SqlType};
-use crate::plan::{NodeKind, StreamNode, TopNNode};
+use crate::plan::{NodeKind, OverWindowNode, StreamNode, TopNNode};
 use crate::state::TableId;
 
 /// Hands out state table ids: fresh ones for a new view, the recorded ones when a view is
@@ -38,7 +38,7 @@ pub enum TableIds<'a> {
 }
 
 impl TableIds<'_> {
-    fn next(&mut self) -> Result<TableId> {
+    pub fn next_id(&mut self) -> Result<TableId> {
         match self {
             TableIds::Fresh { catalog, allocated } => {
                 let id = catalog.allocate_table_id();
@@ -74,27 +74,62 @@ pub struct StreamPlanner<'a> {
 }
 
 /// EMIT ON WINDOW CLOSE: the aggregate under the query's projections and filters shows
-/// each group once, when the watermark of a GROUP BY column closes it.
-pub fn emit_on_window_close(node: &mut StreamNode) -> Result<()> {
+/// each group once, when the watermark of a GROUP BY column closes it; over windows show
+/// each row once, when final; any other query whose output carries a watermark shows each
+/// row once the watermark passes it (an EOWC sort on top).
+pub fn emit_on_window_close(body: StreamNode, ids: &mut TableIds<'_>) -> Result<StreamNode> {
+    let mut body = body;
+    match close_below(&mut body) {
+        Some(result) => result.map(|()| body),
+        None => eowc_sort(body, ids),
+    }
+}
+
+/// Marks the aggregate or over window under projections and filters as emitting on close;
+/// None when there is neither.
+fn close_below(node: &mut StreamNode) -> Option<Result<()>> {
     let hint = "group by a column that carries a watermark: window_start or window_end of a window table function over a watermarked relation, or the watermarked column itself";
     match &mut node.kind {
-        NodeKind::Project { .. } | NodeKind::Filter { .. } => emit_on_window_close(&mut node.inputs[0]),
+        NodeKind::Project { .. } | NodeKind::Filter { .. } => close_below(&mut node.inputs[0]),
         NodeKind::HashAgg(agg) if agg.closing_column.is_some() => {
             agg.emit_on_close = true;
-            Ok(())
+            Some(Ok(()))
         }
-        NodeKind::OverWindow(_) => over_window::emit_on_window_close(node),
-        NodeKind::HashAgg(_) => Err(Error::new(
+        NodeKind::OverWindow(_) => Some(over_window::emit_on_window_close(node)),
+        NodeKind::HashAgg(_) => Some(Err(Error::new(
             SqlState::FeatureNotSupported,
             "EMIT ON WINDOW CLOSE needs an aggregate whose GROUP BY has a column with a watermark",
         )
-        .with_hint(hint)),
-        _ => Err(Error::new(
-            SqlState::FeatureNotSupported,
-            "EMIT ON WINDOW CLOSE is supported only on a window aggregate (GROUP BY over a watermarked stream) or window functions ordered by a watermarked column",
-        )
-        .with_hint(hint)),
+        .with_hint(hint))),
+        _ => None,
     }
+}
+
+/// A plain query's rows, each shown once the watermark of its first watermarked column
+/// passes it (in that column's order): an over window without calls.
+fn eowc_sort(body: StreamNode, ids: &mut TableIds<'_>) -> Result<StreamNode> {
+    let Some(&column) = body.watermark_columns().first() else {
+        return Err(Error::new(
+            SqlState::FeatureNotSupported,
+            "EMIT ON WINDOW CLOSE is supported only on a window aggregate (GROUP BY over a watermarked stream), window functions ordered by a watermarked column, or a query whose rows carry a watermarked column",
+        )
+        .with_hint("keep the watermarked column (or window_start / window_end of a window table function over it) in the query's output"));
+    };
+    let node = OverWindowNode {
+        partition_by: Vec::new(),
+        order_by: vec![(column, SortOptions { descending: false, nulls_first: false })],
+        calls: Vec::new(),
+        table: ids.next_id()?,
+        emit_on_close: true,
+    };
+    Ok(StreamNode {
+        kind: NodeKind::OverWindow(node),
+        schema: body.schema.clone(),
+        visible: body.visible,
+        stream_key: body.stream_key.clone(),
+        parallelism: 1,
+        inputs: vec![body],
+    })
 }
 
 pub fn unsupported(what: impl std::fmt::Display) -> Error {
@@ -199,7 +234,7 @@ impl StreamPlanner<'_> {
         if !self.dependencies.contains(&desc.id) {
             self.dependencies.push(desc.id);
         }
-        let positions = if desc.is_source() { Some(self.ids.next()?) } else { None };
+        let positions = if desc.is_source() { Some(self.ids.next_id()?) } else { None };
         source_node(desc, positions)
     }
 
@@ -246,7 +281,7 @@ impl StreamPlanner<'_> {
     ) -> Result<StreamNode> {
         let node = self.convert(input)?;
         let (node, order_by) = self.sort_columns(node, order, input.schema())?;
-        let table = self.ids.next()?;
+        let table = self.ids.next_id()?;
         Ok(StreamNode {
             kind: NodeKind::TopN(TopNNode {
                 group_by: Vec::new(),

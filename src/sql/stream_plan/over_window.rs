@@ -59,7 +59,7 @@ pub fn over_window(planner: &mut StreamPlanner<'_>, window: &Window) -> Result<S
     );
     let added = calls.len();
     let stream_key = key.iter().map(|&k| if k < visible { k } else { k + added }).collect();
-    let table = planner.ids.next()?;
+    let table = planner.ids.next_id()?;
     let parallelism = if partition_by.is_empty() { 1 } else { planner.parallelism };
     Ok(StreamNode {
         kind: NodeKind::OverWindow(OverWindowNode {

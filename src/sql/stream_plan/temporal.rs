@@ -105,7 +105,7 @@ pub fn temporal_filter(
     }
     let conditions =
         temporal.into_iter().map(|c| condition(planner, c, schema)).collect::<Result<Vec<_>>>()?;
-    let table = planner.ids.next()?;
+    let table = planner.ids.next_id()?;
     Ok(Some(StreamNode {
         kind: NodeKind::TemporalFilter(TemporalFilterNode { conditions, table }),
         schema: input.schema.clone(),

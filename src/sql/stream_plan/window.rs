@@ -114,7 +114,7 @@ fn bounded(
                     .chain(fields[visible..].iter().cloned()),
             );
             let stream_key = key.iter().map(|&k| if k < visible { k } else { k + 1 }).collect();
-            let table = planner.ids.next()?;
+            let table = planner.ids.next_id()?;
             let parallelism = if group_by.is_empty() { 1 } else { planner.parallelism };
             Ok(Some(StreamNode {
                 kind: NodeKind::TopN(TopNNode {

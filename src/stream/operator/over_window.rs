@@ -282,12 +282,13 @@ impl OverWindowOperator {
             };
             outputs.push(eval::evaluate(rows, call, range.clone(), arg, span.start, prior)?);
         }
+        let entry = |i: usize, values: &[u8]| (rows.0[i].key.clone(), rows.0[i].row.clone(), values.into());
+        if outputs.is_empty() {
+            // No calls (an EOWC sort): the rows alone.
+            return Ok(range.map(|i| entry(i, &[])).collect());
+        }
         let encoded = self.outputs.encode(&outputs)?;
-        Ok(range
-            .clone()
-            .zip(encoded.iter())
-            .map(|(i, values)| (rows.0[i].key.clone(), rows.0[i].row.clone(), values.data().into()))
-            .collect())
+        Ok(range.zip(encoded.iter()).map(|(i, values)| entry(i, values.data())).collect())
     }
 
     /// The keys of the rows whose values `changes` (keys, order key lengths, chunk rows)
