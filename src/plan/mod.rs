@@ -219,6 +219,18 @@ pub struct TopNNode {
     /// Appends the 1-based rank within the group (ROW_NUMBER) as the last visible column.
     pub with_rank: bool,
     pub table: TableId,
+    /// The first partition column carries a watermark (plan revision 5; it leads the
+    /// stored key): groups behind it are final and freed, rows behind it are late, and
+    /// the output carries it.
+    pub closes: bool,
+}
+
+impl TopNNode {
+    /// Where input column `column` lands in the output (the row number follows the
+    /// visible columns).
+    pub fn output_column(&self, visible: usize, column: usize) -> usize {
+        if column < visible || !self.with_rank { column } else { column + 1 }
+    }
 }
 
 /// The input column `expr` is a monotone (non-decreasing) function of, if any: the column
@@ -403,6 +415,10 @@ impl StreamNode {
                 columns.sort_unstable();
                 columns
             }
+            // Later changes come from rows on time: in groups at or above the watermark.
+            NodeKind::TopN(top) if top.closes => {
+                vec![top.output_column(self.inputs[0].visible, top.group_by[0])]
+            }
             // Emitted once final, in ORDER BY order: rows behind the watermark are all out.
             NodeKind::OverWindow(over) if over.emit_on_close && over.final_at_watermark() => {
                 let column = over.order_by[0].0;
@@ -475,6 +491,7 @@ impl StreamNode {
                 endless(&self.inputs[0], format!("left rows {}", join.left_table)),
                 endless(&self.inputs[1], format!("right rows {}", join.right_table)),
             ],
+            NodeKind::TopN(top) if top.closes => vec![format!("rows {}", top.table)],
             NodeKind::TopN(top) => vec![endless(&self.inputs[0], format!("rows {}", top.table))],
             // Under EMIT ON WINDOW CLOSE old rows are freed, but each partition keeps a
             // summary of them where a call reads from the partition's start.
@@ -594,6 +611,9 @@ impl StreamNode {
                     top.limit,
                     top.offset
                 );
+                if top.closes {
+                    let _ = write!(line, " closes on {}", input.column_name(top.group_by[0]));
+                }
             }
             NodeKind::OverWindow(over) => {
                 let _ = write!(line, " {}", over.describe(&self.inputs[0]));

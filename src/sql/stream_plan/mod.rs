@@ -56,9 +56,10 @@ impl TableIds<'_> {
 /// aggregation; 2: aggregates close groups behind a watermark (their stored group key
 /// leads with the closing column); 3: joins free state behind a watermark on a key pair
 /// (that pair leads their stored key); 4: views pass their watermarks on to views over
-/// them. Views keep the revision they were created with, so that a server that
-/// plans differently still resumes them from their state.
-pub const PLAN_REVISION: u32 = 4;
+/// them; 5: a per-group top-N partitioned by a watermarked column frees groups behind it
+/// (that column leads its stored key). Views keep the revision they were created with, so
+/// that a server that plans differently still resumes them from their state.
+pub const PLAN_REVISION: u32 = 5;
 
 pub struct StreamPlanner<'a> {
     pub state: &'a SessionState,
@@ -290,6 +291,7 @@ impl StreamPlanner<'_> {
                 limit,
                 with_rank: false,
                 table,
+                closes: false,
             }),
             schema: node.schema.clone(),
             visible: node.visible,

@@ -98,7 +98,15 @@ fn bounded(
             }
             let input = planner.convert(&window.input)?;
             let input_schema = window.input.schema();
-            let (input, group_by) = planner.columns_for(input, &params.partition_by, input_schema)?;
+            let (input, mut group_by) = planner.columns_for(input, &params.partition_by, input_schema)?;
+            // A partition column with a watermark closes groups (revision 5): it leads the
+            // stored key, so closed groups are one key range.
+            let watermarks = input.watermark_columns();
+            let closing =
+                group_by.iter().position(|c| watermarks.contains(c)).filter(|_| planner.revision >= 5);
+            if let Some(at) = closing {
+                group_by[..=at].rotate_right(1);
+            }
             let (input, order_by) = planner.sort_columns(input, &params.order_by, input_schema)?;
             let Some(key) = input.stream_key.clone() else {
                 return Err(unsupported("ROW_NUMBER() over an input without a key"));
@@ -124,6 +132,7 @@ fn bounded(
                     limit,
                     with_rank: true,
                     table,
+                    closes: closing.is_some(),
                 }),
                 schema,
                 visible: visible + 1,

@@ -20,14 +20,15 @@ use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::ScalarValue;
 
+use super::late::Closing;
 use super::{Operator, OperatorContext};
 use crate::common::Result;
 use crate::common::row::RowCodec;
 use crate::plan::TopNNode;
 use crate::state::{
-    CacheValue, CachedTable, RowsValue, Slot, Snapshot, StateMemory, TableId, WriteBatch, prefix_end,
+    CacheValue, CachedTable, Epoch, RowsValue, Slot, Snapshot, StateMemory, TableId, WriteBatch, prefix_end,
 };
-use crate::stream::message::{Chunk, Op};
+use crate::stream::message::{Chunk, Message, Op};
 
 pub struct TopNOperator {
     node: TopNNode,
@@ -43,6 +44,8 @@ pub struct TopNOperator {
     /// need a read).
     capacity: usize,
     schema: SchemaRef,
+    /// Groups behind the first partition column's watermark (see `TopNNode::closes`).
+    closing: Option<Closing>,
 }
 
 /// A row in a group's window: its key within the group and encoded row.
@@ -151,7 +154,15 @@ impl TopNOperator {
         );
         let group_types: Vec<DataType> = node.group_by.iter().map(|&i| input_types[i].clone()).collect();
         let shown = node.offset.saturating_add(node.limit);
+        let closing = match node.closes {
+            true => {
+                let column = node.group_by[0];
+                Some(Closing::new(column, input_types[column].clone(), false, node.table)?)
+            }
+            false => None,
+        };
         Ok(TopNOperator {
+            closing,
             converter: RowConverter::new(fields)?,
             group_codec: if group_types.is_empty() { None } else { Some(RowCodec::new(&group_types)?) },
             rows: RowCodec::new(input_types)?,
@@ -227,6 +238,10 @@ impl Operator for TopNOperator {
     }
 
     fn on_chunk(&mut self, ctx: &OperatorContext, _input: usize, chunk: Chunk) -> Result<Vec<Chunk>> {
+        let chunk = match &mut self.closing {
+            Some(closing) => closing.admit(ctx.snapshot.as_ref(), chunk)?,
+            None => chunk,
+        };
         let columns: Vec<ArrayRef> =
             self.node.group_by.iter().map(|&i| chunk.data.column(i).clone()).collect();
         let groups = super::materialize::encode_keys(self.group_codec.as_ref(), &columns, chunk.len())?;
@@ -293,8 +308,42 @@ impl Operator for TopNOperator {
         self.build(ops, out_rows, ranks)
     }
 
+    /// The first partition column's watermark passes on at once (the operator emits as
+    /// rows arrive); its groups behind it close at the next barrier.
+    fn on_watermark(
+        &mut self,
+        ctx: &OperatorContext,
+        _input: usize,
+        column: usize,
+        value: &ScalarValue,
+    ) -> Result<Vec<Message>> {
+        let Some(closing) = &mut self.closing else { return Ok(Vec::new()) };
+        if column != self.node.group_by[0] {
+            return Ok(Vec::new());
+        }
+        closing.watermark(ctx.snapshot.as_ref(), column, value)?;
+        let column = self.node.output_column(self.visible, column);
+        Ok(vec![Message::Watermark { column, value: value.clone() }])
+    }
+
+    /// Frees the groups behind the watermark: they are final (the view keeps their rows).
+    fn on_barrier(&mut self, ctx: &OperatorContext, epoch: Epoch) -> Result<Vec<Chunk>> {
+        let Some(closing) = &mut self.closing else { return Ok(Vec::new()) };
+        if let Some((start, end)) = closing.range_to_close()? {
+            let slots = self.groups.slots_in(&start, &end);
+            self.groups.forget(&slots);
+            closing.closed(start, end);
+        }
+        let reader = format!("TopN {} #{}", self.node.table, ctx.instance);
+        closing.report_late(&ctx.view, &reader, epoch)?;
+        Ok(Vec::new())
+    }
+
     fn checkpoint(&mut self, batch: &mut WriteBatch) {
         self.groups.seal_rows_into(batch);
+        if let Some(closing) = &mut self.closing {
+            closing.checkpoint(batch, &[]);
+        }
     }
 
     fn committed(&mut self) {
@@ -310,7 +359,7 @@ mod tests {
     use datafusion::arrow::datatypes::{Field, Schema};
 
     use super::*;
-    use crate::stream::operator::testing::{Harness, chunk, lines, pretty, schema};
+    use crate::stream::operator::testing::{Harness, chunk, lines, pretty, run_script, schema};
 
     #[test]
     fn deleting_a_top_row_pulls_the_next_one_in() {
@@ -321,6 +370,7 @@ mod tests {
             limit: 2,
             with_rank: false,
             table: 5,
+            closes: false,
         };
         let s = schema("id:int v:int");
         let mut op = TopNOperator::new(
@@ -355,6 +405,7 @@ mod tests {
             limit: 1,
             with_rank: false,
             table: 7,
+            closes: false,
         };
         let s = schema("id:int v:int");
         let types = [DataType::Int64, DataType::Int64];
@@ -391,6 +442,7 @@ mod tests {
             limit: 2,
             with_rank: true,
             table: 6,
+            closes: false,
         };
         let s = schema("g:int v:int");
         let out_schema = Arc::new(Schema::new(vec![
@@ -414,5 +466,39 @@ mod tests {
         );
         let out = op.on_chunk(&h.ctx, 0, chunk(&s, "+ 1 3")).unwrap();
         assert_eq!(pretty(&out), lines("- 1 7 2\nU- 1 5 1\nU+ 1 5 2\n+ 1 3 1"));
+    }
+
+    #[test]
+    fn groups_behind_the_watermark_are_freed_and_their_late_rows_kept() {
+        let node = TopNNode {
+            group_by: vec![0],
+            order_by: vec![(1, SortOptions { descending: true, nulls_first: false })],
+            offset: 0,
+            limit: 1,
+            with_rank: true,
+            table: 8,
+            closes: true,
+        };
+        let s = schema("w:int v:int");
+        let out_schema = Arc::new(Schema::new(vec![
+            Field::new("w", DataType::Int64, true),
+            Field::new("v", DataType::Int64, true),
+            Field::new("rn", DataType::UInt64, true),
+        ]));
+        let types = [DataType::Int64, DataType::Int64];
+        let new = || {
+            TopNOperator::new(&node, &types, 2, vec![0, 1], out_schema.clone(), Default::default()).unwrap()
+        };
+        let mut h = Harness::new();
+        let mut op = new();
+        let out = run_script(&mut op, &mut h, &s, "+ 10 5\n+ 10 7\n+ 20 1\nwatermark 0 20\nbarrier");
+        assert_eq!(out, lines("+ 10 7 1\n+ 20 1 1\nwatermark 0 20"));
+        // Group 10 is gone from the state table (the row of group 20 and the bound stay).
+        assert_eq!(h.stored_keys(8), 2);
+        // A restarted operator still knows group 10 is closed: its row is late.
+        let mut op = new();
+        let out = run_script(&mut op, &mut h, &s, "+ 10 9\n+ 20 3\nbarrier");
+        assert_eq!(out, lines("- 20 1 1\n+ 20 3 1"));
+        assert_eq!(h.stored_keys(crate::stream::source::DEAD_LETTERS_TABLE), 1);
     }
 }

@@ -34,9 +34,9 @@ use datafusion::arrow::datatypes::{DataType, Int64Type, SchemaRef};
 use datafusion::arrow::row::{RowConverter, Rows, SortField};
 use datafusion::common::ScalarValue;
 
-use self::closing::Closing;
 use self::state::{GroupState, Input, Partial, Sum, accumulate, inline_output, merge, normalize_input};
 use self::values::{ValueInputs, ValueSet, value_outputs};
+use super::late::Closing;
 use super::{HeldWatermarks, Operator, OperatorContext};
 use crate::common::Result;
 use crate::common::row::RowCodec;

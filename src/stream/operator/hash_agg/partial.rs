@@ -17,7 +17,6 @@ use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::row::RowConverter;
 use datafusion::common::ScalarValue;
 
-use super::closing::Closing;
 use super::state::{Accumulator, GroupState, Input, Sum, accumulate, normalize_input};
 use super::{extreme_column, extreme_converter, offer_extreme, value_rows};
 use crate::common::row::RowCodec;
@@ -25,6 +24,7 @@ use crate::common::{Error, Result};
 use crate::plan::{AggKind, PartialAggNode};
 use crate::state::{Epoch, WriteBatch};
 use crate::stream::message::{Chunk, Message, Op};
+use crate::stream::operator::late::Closing;
 use crate::stream::operator::{HeldWatermarks, Operator, OperatorContext};
 
 /// Groups one instance holds before it emits its partials ahead of the barrier.
