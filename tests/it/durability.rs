@@ -104,6 +104,18 @@ const RECOVERY_VIEWS: &[(&str, &str)] = &[
         "SELECT window_start, count(*) AS n, sum(v) AS s FROM TUMBLE(e, at, INTERVAL '30' SECOND) GROUP BY window_start \
          EMIT ON WINDOW CLOSE",
     ),
+    // Over windows: one following every change of t, one showing each event once final
+    // (with the running total it carries across the crash in its partition summary).
+    (
+        "ranked",
+        "SELECT id, g, row_number() OVER (PARTITION BY g ORDER BY v, id) AS rn, \
+         sum(v) OVER (PARTITION BY g ORDER BY v, id ROWS BETWEEN 2 PRECEDING AND CURRENT ROW) AS s3 FROM t",
+    ),
+    (
+        "running",
+        "SELECT id, at, v, sum(v) OVER (ORDER BY at, id ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS total, \
+         lag(v) OVER (ORDER BY at, id) AS prev FROM e EMIT ON WINDOW CLOSE",
+    ),
 ];
 
 /// The time of the `n`-th event: a second per event, out of order by up to three seconds
@@ -133,6 +145,12 @@ fn batch_query(name: &str, query: &str) -> String {
                (SELECT CAST(watermark AS TIMESTAMP) FROM sabot_catalog.watermarks WHERE object = 'public.e'), \
                TIMESTAMP '2026-01-01 00:00:00')",
             batch_query("windows", "")
+        ),
+        // The events the table's watermark has passed.
+        "running" => format!(
+            "SELECT * FROM ({}) x WHERE at < (SELECT CAST(watermark AS TIMESTAMP) FROM sabot_catalog.watermarks \
+               WHERE object = 'public.e')",
+            query.replace(" EMIT ON WINDOW CLOSE", "").replace("FROM e", "FROM e WHERE id <> -1")
         ),
         "hops" => {
             let ends: Vec<String> = [20, 40, 60]
@@ -239,8 +257,9 @@ async fn views_resume_after_kill_9_without_rescanning() {
         .unwrap();
     views_match_their_queries(&client, "after changes following the restart").await;
     // Event -1 is late for the windowed views: its windows closed before the crash. It
-    // is kept once per window it fell into (one TUMBLE, three HOP windows), and nothing
-    // else was late.
+    // is kept once per window it fell into (one TUMBLE, three HOP windows) and once for
+    // the over window (its place was emitted before the crash), and nothing else was
+    // late.
     let late = rows(
         &client,
         "SELECT object, payload LIKE '%500%' FROM sabot_catalog.dead_letters WHERE reason = 'late' ORDER BY object",
@@ -253,6 +272,7 @@ async fn views_resume_after_kill_9_without_rescanning() {
             ["public.hops", "t"],
             ["public.hops", "t"],
             ["public.hops", "t"],
+            ["public.running", "t"],
             ["public.windows", "t"]
         ],
         "late rows"
