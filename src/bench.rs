@@ -74,6 +74,11 @@ pub const QUERIES: &[(&str, &str)] = &[
         "SELECT auction, bidder, price, date_time, to_char(date_time, 'YYYY-MM-DD') AS date, to_char(date_time, 'HH24:MI') AS time FROM bid",
     ),
     (
+        "q11",
+        "SELECT B.bidder, count(*) AS bid_count, window_start AS starttime, window_end AS endtime \
+         FROM SESSION(bid, date_time, INTERVAL '10' SECOND) B GROUP BY B.bidder, window_start, window_end",
+    ),
+    (
         "q14",
         "SELECT auction, bidder, 0.908 * price AS price, CASE WHEN extract(hour FROM date_time) >= 8 AND extract(hour FROM date_time) <= 18 \
          THEN 'dayTime' WHEN extract(hour FROM date_time) <= 6 OR extract(hour FROM date_time) >= 20 THEN 'nightTime' ELSE 'otherTime' END \

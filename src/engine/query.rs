@@ -34,6 +34,7 @@ pub fn context(catalog: SabotCatalog, default_schema: &str, memory: Arc<dyn Memo
         .with_config(config)
         .with_runtime_env(runtime)
         .with_default_features()
+        .with_analyzer_rules(analyzer_rules())
         .with_physical_optimizer_rule(Arc::new(super::execute::CooperativeJoins))
         .build();
     let ctx = SessionContext::new_with_state(state);
@@ -45,6 +46,15 @@ pub fn context(catalog: SabotCatalog, default_schema: &str, memory: Arc<dyn Memo
     );
     ctx.register_catalog(CATALOG_NAME, Arc::new(catalog));
     ctx
+}
+
+/// DataFusion's analyzer rules, after SESSION windows are planned (their plan needs type
+/// coercion like any other).
+fn analyzer_rules() -> Vec<Arc<dyn datafusion::optimizer::AnalyzerRule + Send + Sync>> {
+    let mut rules: Vec<Arc<dyn datafusion::optimizer::AnalyzerRule + Send + Sync>> =
+        vec![Arc::new(crate::sql::session_window::SessionWindows)];
+    rules.extend(datafusion::optimizer::Analyzer::new().rules);
+    rules
 }
 
 pub async fn plan(ctx: &SessionContext, statement: &ast::Statement) -> Result<LogicalPlan> {

@@ -6,6 +6,7 @@ pub mod decorrelate;
 pub mod depth;
 pub mod fields;
 pub mod parser;
+pub mod session_window;
 pub mod source_ddl;
 pub mod stream_plan;
 pub mod window;

@@ -39,7 +39,7 @@ use crate::common::{Error, Result, SqlState};
 pub type RelationResolver =
     Arc<dyn Fn(Option<&str>, &str) -> Result<(Arc<TableDesc>, Arc<dyn TableProvider>)> + Send + Sync>;
 
-/// Registers TUMBLE, HOP and CUMULATE (and a SESSION that says it is not supported yet).
+/// Registers TUMBLE, HOP, CUMULATE and SESSION (see `session_window`).
 pub fn register(ctx: &SessionContext, resolve: RelationResolver) {
     for kind in [WindowKind::Tumble, WindowKind::Hop, WindowKind::Cumulate] {
         let function = WindowFunction { kind: Some(kind), resolve: resolve.clone() };
@@ -66,10 +66,18 @@ impl TableFunctionImpl for WindowFunction {
         args: datafusion::catalog::TableFunctionArgs,
     ) -> DfResult<Arc<dyn TableProvider>> {
         let Some(kind) = self.kind else {
-            return Err(DataFusionError::from(
-                Error::unsupported("SESSION windows")
-                    .with_hint("use TUMBLE, HOP or CUMULATE; session windows are planned"),
-            ));
+            let args = args.exprs();
+            let Some(Expr::Column(relation)) = args.first() else {
+                return Err(DataFusionError::from(Error::new(
+                    SqlState::InvalidParameterValue,
+                    "invalid arguments to SESSION: its first argument must name a table, source or materialized view",
+                )));
+            };
+            let schema = relation.relation.as_ref().map(|r| r.table());
+            let (desc, input) = (self.resolve)(schema, &relation.name).map_err(DataFusionError::from)?;
+            let table = super::session_window::SessionTable::bind(args, desc, input)
+                .map_err(DataFusionError::from)?;
+            return Ok(Arc::new(table));
         };
         let table = WindowTable::bind(kind, args.exprs(), &self.resolve).map_err(DataFusionError::from)?;
         Ok(Arc::new(table))

@@ -276,9 +276,12 @@ async fn nexmark_window_queries_match_batch() {
         ))
         .await
         .unwrap();
-    let queries: Vec<(&str, &str)> =
-        sabot::bench::QUERIES.iter().copied().filter(|(name, _)| ["q5", "q7", "q8"].contains(name)).collect();
-    assert_eq!(queries.len(), 3);
+    let queries: Vec<(&str, &str)> = sabot::bench::QUERIES
+        .iter()
+        .copied()
+        .filter(|(name, _)| ["q5", "q7", "q8", "q11"].contains(name))
+        .collect();
+    assert_eq!(queries.len(), 4);
     for (name, query) in &queries {
         client.batch_execute(&format!("CREATE MATERIALIZED VIEW {name} AS {query}")).await.unwrap();
     }
