@@ -233,6 +233,10 @@ pub fn select_queries(names: &[String]) -> Result<Vec<(&'static str, &'static st
         .collect()
 }
 
+/// The event-time watermark of every source, as in RisingWave's Nexmark DDL: windows close
+/// (and their state is freed) four seconds of event time after they end.
+const WATERMARK: &str = "WATERMARK FOR date_time AS date_time - INTERVAL '4' SECOND";
+
 /// The sources' DDL for `events` rows each in `splits` splits (`bid` from the files of
 /// `bid_dir` when given).
 fn sources_ddl(events: u64, splits: u64, bid_dir: Option<&std::path::Path>) -> String {
@@ -243,11 +247,11 @@ fn sources_ddl(events: u64, splits: u64, bid_dir: Option<&std::path::Path>) -> S
     };
     format!(
         "CREATE SOURCE person (id BIGINT, name VARCHAR, email_address VARCHAR, credit_card VARCHAR, city VARCHAR, \
-         state VARCHAR, date_time TIMESTAMP, extra VARCHAR) {};\n\
+         state VARCHAR, date_time TIMESTAMP, extra VARCHAR, {WATERMARK}) {};\n\
          CREATE SOURCE auction (id BIGINT, item_name VARCHAR, description VARCHAR, initial_bid BIGINT, reserve BIGINT, \
-         date_time TIMESTAMP, expires TIMESTAMP, seller BIGINT, category BIGINT, extra VARCHAR) {};\n\
+         date_time TIMESTAMP, expires TIMESTAMP, seller BIGINT, category BIGINT, extra VARCHAR, {WATERMARK}) {};\n\
          CREATE SOURCE bid (auction BIGINT, bidder BIGINT, price BIGINT, channel VARCHAR, url VARCHAR, \
-         date_time TIMESTAMP{}) {};",
+         date_time TIMESTAMP{}, {WATERMARK}) {};",
         with("Person"),
         with("Auction"),
         if bid_dir.is_some() { "" } else { ", extra VARCHAR" },
