@@ -57,6 +57,14 @@ pub enum WindowKind {
     Max,
 }
 
+impl WindowCall {
+    /// Whether the call's frame starts at the partition's start (UNBOUNDED PRECEDING):
+    /// under EMIT ON WINDOW CLOSE it reads freed rows through their summary.
+    pub fn reads_from_start(&self) -> bool {
+        self.kind.uses_frame() && self.frame.start == FrameBound::Unbounded
+    }
+}
+
 impl WindowKind {
     /// Whether the call reads its frame (the others depend on positions alone).
     pub fn uses_frame(&self) -> bool {
@@ -121,7 +129,7 @@ impl OverWindowNode {
     pub fn keeps_summaries(&self) -> bool {
         self.calls.iter().any(|c| {
             matches!(c.kind, WindowKind::RowNumber | WindowKind::Rank | WindowKind::DenseRank)
-                || (c.kind.uses_frame() && c.frame.start == FrameBound::Unbounded)
+                || c.reads_from_start()
         })
     }
 

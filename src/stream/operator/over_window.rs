@@ -268,7 +268,7 @@ impl OverWindowOperator {
             let prior = base.map_or_else(Prior::default, |b| Prior {
                 count: b.count,
                 dense: b.dense,
-                summary: b.summaries.get(i).filter(|_| closing::summarized(call)),
+                summary: b.summaries.get(i).filter(|_| call.reads_from_start()),
             });
             // A frame from the partition's start reads its argument even when the rows
             // it reads in memory are none (the freed rows' summary stands for them).

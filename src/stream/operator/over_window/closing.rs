@@ -72,11 +72,6 @@ pub struct Summary {
     pub last: Option<Box<[u8]>>,
 }
 
-/// Whether `call` needs a summary of freed rows: it reads from the partition's start.
-pub fn summarized(call: &WindowCall) -> bool {
-    call.kind.uses_frame() && call.frame.start == FrameBound::Unbounded
-}
-
 impl Base {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();
@@ -219,7 +214,7 @@ pub fn absorb(
     base.dense += 1 + (1..freed).filter(|&i| rows.0[i].order() != rows.0[i - 1].order()).count() as u64;
     base.summaries.resize(calls.len(), Summary::default());
     for ((call, summary), arg) in calls.iter().zip(&mut base.summaries).zip(args) {
-        if !summarized(call) {
+        if !call.reads_from_start() {
             continue;
         }
         summary.rows += freed as i64;
@@ -385,7 +380,8 @@ impl super::OverWindowOperator {
         closer.record(self.partitions.table_mut())?;
         let calls = &self.node.calls;
         let summary_columns: Vec<Option<usize>> =
-            calls.iter().map(|c| c.input.filter(|_| summarized(c))).collect();
+            calls.iter().map(|c| c.input.filter(|_| c.reads_from_start())).collect();
+        let keeps_base = self.node.keeps_summaries();
         let (mut rows_out, mut values_out) = (Vec::new(), Vec::new());
         let waiting: Vec<Box<[u8]>> = closer.waiting.iter().cloned().collect();
         for partition in waiting {
@@ -409,7 +405,6 @@ impl super::OverWindowOperator {
             absorb(&mut base, &rows, keep, calls, &args)?;
             base.emitted += (end - first_waiting) as u64;
             let waits = end < rows.len();
-            let keeps_base = self.node.keeps_summaries();
             let part = self.partitions.change(slot);
             part.free_first(keep);
             part.base = if part.rows.is_empty() && !keeps_base { None } else { Some(base) };

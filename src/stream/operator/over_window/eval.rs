@@ -171,7 +171,9 @@ fn sums(
     span_start: usize,
     prior: Prior<'_>,
 ) -> Result<ArrayRef> {
-    let freed = prior.summary.cloned().unwrap_or_default();
+    // The freed rows' non-NULL count and sums (none outside EMIT ON WINDOW CLOSE).
+    let (freed_count, freed_sum, freed_float) =
+        prior.summary.map_or((0, 0, 0.0), |s| (s.count, s.sum, s.sum_float));
     let mut counts = Vec::with_capacity(arg.len() + 1);
     counts.push(0i64);
     for j in 0..arg.len() {
@@ -179,7 +181,7 @@ fn sums(
     }
     let frames: Vec<Range<usize>> = range.map(|i| rows.frame(&call.frame, i)).collect();
     let count = |f: &Range<usize>| {
-        freed.count + if f.is_empty() { 0 } else { counts[f.end - span_start] - counts[f.start - span_start] }
+        freed_count + if f.is_empty() { 0 } else { counts[f.end - span_start] - counts[f.start - span_start] }
     };
     if call.kind == WindowKind::Count {
         return Ok(Arc::new(Int64Array::from_iter_values(frames.iter().map(count))));
@@ -203,7 +205,7 @@ fn sums(
                     } else {
                         prefix[f.end - span_start] - prefix[f.start - span_start]
                     };
-                    let sum = freed.sum_float + local;
+                    let sum = freed_float + local;
                     if call.kind == WindowKind::Avg { sum / c as f64 } else { sum }
                 })
             })
@@ -227,7 +229,7 @@ fn sums(
         } else {
             prefix[f.end - span_start].wrapping_sub(prefix[f.start - span_start])
         };
-        freed.sum.wrapping_add(local)
+        freed_sum.wrapping_add(local)
     };
     if call.kind == WindowKind::Sum {
         let out: Decimal128Array = frames.iter().map(|f| (count(f) > 0).then(|| sum(f))).collect();
