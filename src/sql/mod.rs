@@ -5,6 +5,7 @@ pub mod ddl;
 pub mod decorrelate;
 pub mod depth;
 pub mod fields;
+pub mod frame_exclusion;
 pub mod parser;
 pub mod session_window;
 pub mod source_ddl;

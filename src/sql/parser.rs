@@ -117,6 +117,7 @@ fn parse_statements(sql: &str) -> Result<Vec<Statement>> {
     let dialect = PostgreSqlDialect {};
     let mut tokens =
         Tokenizer::new(&dialect, sql).tokenize_with_location().map_err(|e| syntax_error(sql, e.into()))?;
+    super::frame_exclusion::mark_exclusions(&mut tokens)?;
     super::window::rewrite_flink_windows(&mut tokens);
     let window_closes = super::window::blank_emit_on_window_close(&mut tokens);
     let semicolons: Vec<usize> =
@@ -149,6 +150,7 @@ fn parse_statements(sql: &str) -> Result<Vec<Statement>> {
             super::window::name_window_calls(&mut statement);
             Statement::Sql(Box::new(statement))
         };
+        let statement = rewrite_frame_exclusions(statement)?;
         let end = semicolons.iter().copied().find(|&i| i >= parser.index()).unwrap_or(usize::MAX);
         let statement = match window_closes.iter().any(|&i| i >= start && i < end) {
             true => emit_on_window_close(statement)?,
@@ -168,6 +170,20 @@ fn parse_statements(sql: &str) -> Result<Vec<Statement>> {
         }
     }
     Ok(statements)
+}
+
+/// `statement` with its frame exclusions rewritten (`sql::frame_exclusion`).
+fn rewrite_frame_exclusions(mut statement: Statement) -> Result<Statement> {
+    match &mut statement {
+        Statement::Sql(sql) => super::frame_exclusion::rewrite_exclusions(sql.as_mut())?,
+        Statement::CreateSink(sink) => {
+            if let source_ddl::SinkInput::Query(query) = &mut sink.input {
+                super::frame_exclusion::rewrite_exclusions(query.as_mut())?;
+            }
+        }
+        _ => {}
+    }
+    Ok(statement)
 }
 
 /// `statement` ended with `EMIT ON WINDOW CLOSE`: marks it, where a view's query can.
