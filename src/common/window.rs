@@ -200,17 +200,7 @@ impl WindowSpec {
     }
 
     fn describe(&self, value: i64) -> String {
-        let nanos = value as i128 * self.unit_nanos as i128;
-        let seconds = nanos / 1_000_000_000;
-        let fraction = nanos % 1_000_000_000;
-        let (h, m, s) = (seconds / 3600, seconds / 60 % 60, seconds % 60);
-        let mut text = format!("{h:02}:{m:02}:{s:02}");
-        if fraction != 0 {
-            let digits = format!("{fraction:09}");
-            text.push('.');
-            text.push_str(digits.trim_end_matches('0'));
-        }
-        text
+        describe_duration(value, self.unit_nanos)
     }
 
     /// `HOP(date_time, 00:00:02, 00:00:10)`: the function, its column and intervals.
@@ -250,6 +240,21 @@ pub fn windowed_columns(
     out.push(Arc::clone(&assignment.ends));
     out.extend(taken[at..].iter().cloned());
     Ok(out)
+}
+
+/// `value` time units of `unit_nanos` nanoseconds each as `hh:mm:ss[.fraction]`.
+pub fn describe_duration(value: i64, unit_nanos: i64) -> String {
+    let nanos = value as i128 * unit_nanos as i128;
+    let seconds = nanos / 1_000_000_000;
+    let fraction = nanos % 1_000_000_000;
+    let (h, m, s) = (seconds / 3600, seconds / 60 % 60, seconds % 60);
+    let mut text = format!("{h:02}:{m:02}:{s:02}");
+    if fraction != 0 {
+        let digits = format!("{fraction:09}");
+        text.push('.');
+        text.push_str(digits.trim_end_matches('0'));
+    }
+    text
 }
 
 #[cfg(test)]

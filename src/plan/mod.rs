@@ -420,12 +420,12 @@ impl StreamNode {
                 vec![top.output_column(self.inputs[0].visible, top.group_by[0])]
             }
             // Emitted once final, in ORDER BY order: rows behind the watermark are all out.
-            NodeKind::OverWindow(over) if over.emit_on_close && over.final_at_watermark() => {
+            // Sessions: later changes move only sessions whose ends lie beyond the watermark.
+            NodeKind::OverWindow(over) if over.watermark_output(self.inputs[0].visible).is_some() => {
                 let column = over.order_by[0].0;
-                if input().contains(&column) {
-                    vec![over.output_column(self.inputs[0].visible, column)]
-                } else {
-                    Vec::new()
+                match (input().contains(&column), over.watermark_output(self.inputs[0].visible)) {
+                    (true, Some(output)) => vec![output],
+                    _ => Vec::new(),
                 }
             }
             // A view of plan revision 4 passes its watermarks on to views over it.
@@ -495,6 +495,13 @@ impl StreamNode {
             NodeKind::TopN(top) => vec![endless(&self.inputs[0], format!("rows {}", top.table))],
             // Under EMIT ON WINDOW CLOSE old rows are freed, but each partition keeps a
             // summary of them where a call reads from the partition's start.
+            // Sessions behind the watermark are freed.
+            NodeKind::OverWindow(over)
+                if over.session_gap().is_some()
+                    && self.inputs[0].watermark_columns().contains(&over.order_by[0].0) =>
+            {
+                vec![format!("rows {}", over.table)]
+            }
             NodeKind::OverWindow(over) if over.emit_on_close && !over.keeps_summaries() => {
                 vec![format!("rows {}", over.table)]
             }

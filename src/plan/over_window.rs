@@ -55,6 +55,13 @@ pub enum WindowKind {
     Avg,
     Min,
     Max,
+    /// The row's session (a run of ORDER BY values, ascending, less than `gap` apart, in
+    /// the column's units): its first value, or (`end`) its last value plus `gap`; NULL
+    /// for a NULL value. See `sql::session_window`.
+    Session {
+        end: bool,
+        gap: i64,
+    },
 }
 
 impl WindowCall {
@@ -70,7 +77,11 @@ impl WindowKind {
     pub fn uses_frame(&self) -> bool {
         !matches!(
             self,
-            WindowKind::RowNumber | WindowKind::Rank | WindowKind::DenseRank | WindowKind::Shift { .. }
+            WindowKind::RowNumber
+                | WindowKind::Rank
+                | WindowKind::DenseRank
+                | WindowKind::Shift { .. }
+                | WindowKind::Session { .. }
         )
     }
 }
@@ -119,9 +130,39 @@ impl OverWindowNode {
     pub fn final_at_watermark(&self) -> bool {
         self.calls.iter().all(|c| match &c.kind {
             WindowKind::Shift { offset, .. } => *offset <= 0,
+            WindowKind::Session { .. } => false,
             kind if kind.uses_frame() => !matches!(c.frame.end, FrameBound::Offset(k) if k > 0),
             _ => true,
         })
+    }
+
+    /// The session gap when every call is a session bound (SESSION windows): then the
+    /// rows of sessions the watermark has passed are freed, and the sessions' ends carry
+    /// the watermark.
+    pub fn session_gap(&self) -> Option<i64> {
+        let gaps: Vec<i64> = self
+            .calls
+            .iter()
+            .map(|c| match c.kind {
+                WindowKind::Session { gap, .. } => Some(gap),
+                _ => None,
+            })
+            .collect::<Option<_>>()?;
+        gaps.first().copied().filter(|g| gaps.iter().all(|x| x == g))
+    }
+
+    /// The output column that carries the ORDER BY column's watermark, if any: a
+    /// session's end (a later change moves only sessions the watermark has not passed, so
+    /// their ends lie beyond it), or under EMIT ON WINDOW CLOSE the ORDER BY column itself
+    /// when rows are final as the watermark passes them.
+    pub fn watermark_output(&self, visible: usize) -> Option<usize> {
+        if self.session_gap().is_some() {
+            let end =
+                self.calls.iter().position(|c| matches!(c.kind, WindowKind::Session { end: true, .. }))?;
+            return Some(visible + end);
+        }
+        (self.emit_on_close && self.final_at_watermark())
+            .then(|| self.output_column(visible, self.order_by[0].0))
     }
 
     /// Whether a partition keeps something of its freed rows (row numbers and ranks count

@@ -10,22 +10,23 @@
 //!
 //! The call binds to a [`SessionTable`] (the relation's columns plus `window_start` and
 //! `window_end`), which an analyzer rule ([`SessionWindows`]) replaces, before anything
-//! runs, with window functions over the relation, partitioned by those columns and
-//! ordered by time:
+//! runs, with two window functions over the relation, partitioned by those columns and
+//! ordered by time: `sabot_session_start(ts, gap)` and `sabot_session_end(ts, gap)`
+//! ([`SessionBound`]), the first row's time and the last row's time plus the gap of the
+//! row's session (NULL for a row without a time). The gap is an integer in the time
+//! column's unit.
 //!
-//! ```text
-//! prev  = lag(ts)                                  -- the partition's previous time
-//! new   = CASE WHEN prev IS NULL OR prev + gap <= ts THEN 1 ELSE 0 END
-//! id    = sum(new) ROWS UNBOUNDED PRECEDING        -- the session's number
-//! window_start = min(ts) OVER (partition, id), window_end = max(ts) OVER (partition, id) + gap
-//! ```
-//!
-//! Batch queries run that plan as it is; views maintain it with over windows, so a row
-//! that arrives between two sessions and joins them updates both sessions' rows.
+//! Batch queries evaluate them over each sorted partition; views maintain them with the
+//! over-window operator, which recomputes the sessions a change touches (a row that
+//! arrives between two sessions and joins them updates both sessions' rows) and, once the
+//! watermark passes a session's end, frees its rows: `window_end` carries the watermark,
+//! so an aggregate grouped by it closes and frees its groups too.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int64Array};
+use datafusion::arrow::datatypes::{DataType, FieldRef, Int64Type};
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::config::ConfigOptions;
@@ -34,9 +35,10 @@ use datafusion::common::{Column, ScalarValue, TableReference};
 use datafusion::datasource::{TableType, provider_as_source, source_as_provider};
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::logical_expr::expr::{Sort, WindowFunction};
+use datafusion::logical_expr::function::{PartitionEvaluatorArgs, WindowUDFFieldArgs};
 use datafusion::logical_expr::{
-    Aggregate, Expr, ExprFunctionExt, LogicalPlan, LogicalPlanBuilder, TableScan, WindowFrame,
-    WindowFrameBound, WindowFrameUnits, col, lit, when,
+    Aggregate, Expr, ExprFunctionExt, LogicalPlan, LogicalPlanBuilder, PartitionEvaluator, Signature,
+    TableScan, Volatility, WindowUDF, WindowUDFImpl, col, lit,
 };
 use datafusion::optimizer::AnalyzerRule;
 use datafusion::physical_plan::ExecutionPlan;
@@ -50,7 +52,8 @@ pub struct SessionTable {
     pub relation: Arc<TableDesc>,
     input: Arc<dyn TableProvider>,
     time: String,
-    gap: Expr,
+    /// The gap in the time column's unit.
+    gap: i64,
     schema: SchemaRef,
 }
 
@@ -91,18 +94,36 @@ impl SessionTable {
             },
             _ => return Err(invalid("the gap must be a constant interval")),
         };
-        let positive = match &gap {
-            ScalarValue::IntervalMonthDayNano(Some(v)) if v.months == 0 => v.days > 0 || v.nanoseconds > 0,
-            ScalarValue::IntervalDayTime(Some(v)) => v.days > 0 || v.milliseconds > 0,
+        let nanoseconds = match &gap {
+            ScalarValue::IntervalMonthDayNano(Some(v)) if v.months == 0 => {
+                i128::from(v.days) * 86_400_000_000_000 + i128::from(v.nanoseconds)
+            }
+            ScalarValue::IntervalDayTime(Some(v)) => {
+                i128::from(v.days) * 86_400_000_000_000 + i128::from(v.milliseconds) * 1_000_000
+            }
             ScalarValue::IntervalMonthDayNano(Some(_)) | ScalarValue::IntervalYearMonth(Some(_)) => {
                 return Err(Error::unsupported("a SESSION gap measured in months or years")
                     .with_hint("give the gap in days or smaller units"));
             }
             other => return Err(invalid(&format!("the gap must be an interval, not {other}"))),
         };
-        if !positive {
+        if nanoseconds <= 0 {
             return Err(invalid("the gap must be positive"));
         }
+        let unit_nanoseconds: i128 = match field.data_type() {
+            datafusion::arrow::datatypes::DataType::Timestamp(unit, _) => match unit {
+                datafusion::arrow::datatypes::TimeUnit::Second => 1_000_000_000,
+                datafusion::arrow::datatypes::TimeUnit::Millisecond => 1_000_000,
+                datafusion::arrow::datatypes::TimeUnit::Microsecond => 1_000,
+                datafusion::arrow::datatypes::TimeUnit::Nanosecond => 1,
+            },
+            _ => 1,
+        };
+        if nanoseconds % unit_nanoseconds != 0 {
+            return Err(invalid("the gap must be a whole number of the time column's units"));
+        }
+        let gap =
+            i64::try_from(nanoseconds / unit_nanoseconds).map_err(|_| invalid("the gap is too large"))?;
         for name in ["window_start", "window_end"] {
             if visible.column_with_name(name).is_some() {
                 return Err(Error::new(
@@ -116,7 +137,7 @@ impl SessionTable {
             Arc::new(Field::new("window_end", field.data_type().clone(), true)),
         ]);
         let schema = Arc::new(Schema::new(fields.collect::<Vec<_>>()));
-        Ok(SessionTable { relation, input, time: time.name.clone(), gap: lit(gap), schema })
+        Ok(SessionTable { relation, input, time: time.name.clone(), gap, schema })
     }
 
     /// The rows of the relation with their sessions in `partition` (relation columns).
@@ -130,40 +151,15 @@ impl SessionTable {
         let time = col(Column::new(Some(name.clone()), &self.time));
         let keys: Vec<Expr> = partition.iter().map(|c| col(Column::new(Some(name.clone()), c))).collect();
         let by_time = vec![Sort::new(time.clone(), true, false)];
-        let lag = datafusion::functions_window::expr_fn::lag(time.clone(), Some(1), None)
-            .partition_by(keys.clone())
-            .order_by(by_time.clone())
-            .build()?
-            .alias("_session_prev");
-        let starts = when(
-            col("_session_prev").is_null().or((col("_session_prev") + self.gap.clone()).lt_eq(time.clone())),
-            lit(1i64),
-        )
-        .otherwise(lit(0i64))?
-        .alias("_session_new");
-        let running = WindowFrame::new_bounds(
-            WindowFrameUnits::Rows,
-            WindowFrameBound::Preceding(ScalarValue::UInt64(None)),
-            WindowFrameBound::CurrentRow,
-        );
-        let id = Expr::from(WindowFunction::new(
-            datafusion::functions_aggregate::sum::sum_udaf(),
-            vec![col("_session_new")],
-        ))
-        .partition_by(keys.clone())
-        .order_by(by_time)
-        .window_frame(running)
-        .build()?
-        .alias("_session_id");
-        let session: Vec<Expr> = keys.iter().cloned().chain([col("_session_id")]).collect();
-        let bound = |udaf| -> DfResult<Expr> {
-            Expr::from(WindowFunction::new(udaf, vec![time.clone()]))
-                .partition_by(session.clone())
-                .window_frame(WindowFrame::new(None))
+        let bound = |end: bool| -> DfResult<Expr> {
+            let function = Arc::new(WindowUDF::new_from_impl(SessionBound::new(end)));
+            Expr::from(WindowFunction::new(function, vec![time.clone(), lit(self.gap)]))
+                .partition_by(keys.clone())
+                .order_by(by_time.clone())
                 .build()
         };
-        let first = bound(datafusion::functions_aggregate::min_max::min_udaf())?.alias("_session_first");
-        let last = bound(datafusion::functions_aggregate::min_max::max_udaf())?.alias("_session_last");
+        let first = bound(false)?.alias("_session_first");
+        let last = bound(true)?.alias("_session_end");
         // The scan's columns (all of them, or those it projects), named as it names them.
         let output: Vec<Expr> = scan
             .projected_schema
@@ -171,17 +167,11 @@ impl SessionTable {
             .iter()
             .map(|f| match f.name().as_str() {
                 "window_start" => col("_session_first").alias("window_start"),
-                "window_end" => (col("_session_last") + self.gap.clone()).alias("window_end"),
+                "window_end" => col("_session_end").alias("window_end"),
                 other => col(Column::new(Some(name.clone()), other)).alias(other),
             })
             .collect();
-        base.window(vec![lag])?
-            .project(columns.iter().cloned().chain([starts]).collect::<Vec<_>>())?
-            .window(vec![id])?
-            .window(vec![first, last])?
-            .project(output)?
-            .alias(scan.table_name.clone())?
-            .build()
+        base.window(vec![first, last])?.project(output)?.alias(scan.table_name.clone())?.build()
     }
 }
 
@@ -290,4 +280,88 @@ fn replace(plan: &LogicalPlan, partition: &[String]) -> DfResult<LogicalPlan> {
     let inputs: Vec<LogicalPlan> =
         plan.inputs().into_iter().map(|input| replace(input, partition)).collect::<DfResult<_>>()?;
     plan.with_new_exprs(plan.expressions(), inputs)
+}
+
+/// `sabot_session_start(ts, gap)` / `sabot_session_end(ts, gap)`: the start (first time)
+/// or end (last time plus `gap`) of each row's session in a partition ordered by `ts`
+/// ascending, NULLs last; NULL for a row whose time is NULL. `gap` is an integer in the
+/// time's unit. Views map these calls to the over-window operator's session kind.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct SessionBound {
+    end: bool,
+    signature: Signature,
+}
+
+impl SessionBound {
+    pub fn new(end: bool) -> Self {
+        SessionBound { end, signature: Signature::any(2, Volatility::Immutable) }
+    }
+}
+
+pub const SESSION_START: &str = "sabot_session_start";
+pub const SESSION_END: &str = "sabot_session_end";
+
+impl WindowUDFImpl for SessionBound {
+    fn name(&self) -> &str {
+        if self.end { SESSION_END } else { SESSION_START }
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn partition_evaluator(&self, _args: PartitionEvaluatorArgs) -> DfResult<Box<dyn PartitionEvaluator>> {
+        Ok(Box::new(SessionEvaluator { end: self.end }))
+    }
+
+    fn field(&self, args: WindowUDFFieldArgs) -> DfResult<FieldRef> {
+        let time = args
+            .get_input_field(0)
+            .ok_or_else(|| DataFusionError::Plan("a session bound needs a time".into()))?;
+        Ok(Arc::new(Field::new(args.name(), time.data_type().clone(), true)))
+    }
+}
+
+#[derive(Debug)]
+struct SessionEvaluator {
+    end: bool,
+}
+
+impl PartitionEvaluator for SessionEvaluator {
+    fn evaluate_all(&mut self, values: &[ArrayRef], num_rows: usize) -> DfResult<ArrayRef> {
+        let time_type = values[0].data_type().clone();
+        let times = datafusion::arrow::compute::cast(&values[0], &DataType::Int64)?;
+        let times: Vec<Option<i64>> = times.as_primitive::<Int64Type>().iter().collect();
+        let gap = values[1].as_primitive_opt::<Int64Type>().filter(|g| !g.is_empty() && g.is_valid(0));
+        let gap = gap
+            .map(|g| g.value(0))
+            .ok_or_else(|| DataFusionError::Plan("a session gap must be an integer".into()))?;
+        let bounds = session_bounds(&times[..num_rows.min(times.len())], gap, self.end);
+        Ok(datafusion::arrow::compute::cast(&(Arc::new(Int64Array::from(bounds)) as ArrayRef), &time_type)?)
+    }
+}
+
+/// Each row's session start (or end) over times in ascending order, NULLs anywhere
+/// standing alone with a NULL bound: a session is a run of times less than `gap` apart.
+pub fn session_bounds(times: &[Option<i64>], gap: i64, end: bool) -> Vec<Option<i64>> {
+    let mut out = vec![None; times.len()];
+    let mut i = 0;
+    while i < times.len() {
+        let Some(first) = times[i] else {
+            i += 1;
+            continue;
+        };
+        let mut j = i;
+        while let (Some(a), Some(Some(b))) = (times[j], times.get(j + 1)) {
+            if b.saturating_sub(a) >= gap {
+                break;
+            }
+            j += 1;
+        }
+        let last = times[j].expect("a time");
+        let value = if end { last.saturating_add(gap) } else { first };
+        out[i..=j].fill(Some(value));
+        i = j + 1;
+    }
+    out
 }

@@ -1,5 +1,6 @@
-//! Over-window (and session-window) views against the same queries in batch after random inserts, updates
-//! (of the value, the order column and the partition) and deletes, across a restart.
+//! Over-window (and session-window) views against the same queries in batch after random
+//! inserts, updates (of the value, the order column and the partition) and deletes, across
+//! a restart; and closing over windows and sessions behind the watermark.
 
 use crate::differential::Random;
 use crate::harness::{TestServer, rows};
@@ -127,7 +128,11 @@ async fn over_window_views_match_batch_after_random_changes() {
     assert!(count[0][0].parse::<u64>().unwrap() > 50, "the sequence should leave rows behind");
 }
 
-/// EMIT ON WINDOW CLOSE over windows after random out-of-order inserts (within the
+/// Sessions per key, closed by the watermark in the test below.
+const SESSIONS: &str = "SELECT k, window_start, window_end, count(*) AS n, sum(v) AS s \
+     FROM SESSION(t, ts, INTERVAL '3' SECOND) GROUP BY k, window_start, window_end";
+
+/// EMIT ON WINDOW CLOSE over windows (and sessions) after random out-of-order inserts (within the
 /// watermark's delay): each view holds exactly the rows behind the watermark, with the
 /// values the same query gives in batch, and keeps only the rows later rows still read.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -145,7 +150,8 @@ async fn closing_over_windows_match_batch_behind_the_watermark() {
         .batch_execute(&format!(
             "SET streaming_parallelism = 2; \
              CREATE TABLE t (k INT, v INT, ts TIMESTAMP, WATERMARK FOR ts AS ts - INTERVAL '{DELAY}' SECOND) APPEND ONLY; \
-             CREATE MATERIALIZED VIEW closing AS {query} EMIT ON WINDOW CLOSE;"
+             CREATE MATERIALIZED VIEW closing AS {query} EMIT ON WINDOW CLOSE; \
+             CREATE MATERIALIZED VIEW sessions AS {SESSIONS} EMIT ON WINDOW CLOSE;"
         ))
         .await
         .unwrap();
@@ -181,6 +187,12 @@ async fn closing_over_windows_match_batch_behind_the_watermark() {
             let batch =
                 rows(&client, &format!("SELECT * FROM ({query}) q WHERE ts < {bound} ORDER BY k, ts")).await;
             assert_eq!(view, batch, "after {clock} seconds");
+            // Sessions that ended behind the watermark are in the view, as in batch.
+            let closed = format!("WHERE window_end <= {bound} ORDER BY k, window_start");
+            let view = rows(&client, &format!("SELECT * FROM sessions {closed}")).await;
+            let batch = rows(&client, &format!("SELECT * FROM ({SESSIONS}) q {closed}")).await;
+            assert_eq!(view, batch, "sessions after {clock} seconds");
+            assert!(!view.is_empty(), "sessions should have closed by {clock} seconds");
             let all = rows(&client, "SELECT count(*) FROM closing").await;
             let behind =
                 rows(&client, &format!("SELECT count(*) FROM t WHERE ts < {bound} + INTERVAL '1' SECOND"))
@@ -198,4 +210,9 @@ async fn closing_over_windows_match_batch_behind_the_watermark() {
     let (_, operators) = crate::event_time::state_rows(&client, "public.closing").await;
     let kept: u64 = operators.iter().map(|&(_, rows)| rows).sum();
     assert!(kept * 4 < inserted as u64, "the over window keeps {kept} of {inserted} rows: {operators:?}");
+    // The sessions' over window keeps only open sessions' rows (the last 20 seconds' or
+    // so), the aggregate only their groups.
+    let (_, operators) = crate::event_time::state_rows(&client, "public.sessions").await;
+    let kept: u64 = operators.iter().map(|&(_, rows)| rows).sum();
+    assert!(kept * 4 < inserted as u64, "the sessions keep {kept} of {inserted} rows: {operators:?}");
 }

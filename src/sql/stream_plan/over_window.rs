@@ -47,6 +47,10 @@ pub fn over_window(planner: &mut StreamPlanner<'_>, window: &Window) -> Result<S
         input = node;
         calls.push(call);
     }
+    let sessions = calls.iter().any(|c| matches!(c.kind, WindowKind::Session { .. }));
+    if sessions && (order_by.len() != 1 || order_by[0].1.descending) {
+        return Err(Error::internal("session bounds need one ascending ORDER BY column"));
+    }
     // Output: the input's visible columns, one per call, the input's hidden columns.
     let fields = fields_of(&input.schema);
     let visible = input.visible;
@@ -115,6 +119,14 @@ fn window_call(
         }
     };
     let kind = match name.as_str() {
+        crate::sql::session_window::SESSION_START | crate::sql::session_window::SESSION_END => {
+            match literal(1) {
+                Some(ScalarValue::Int64(Some(gap))) if gap > 0 => {
+                    WindowKind::Session { end: name == crate::sql::session_window::SESSION_END, gap }
+                }
+                _ => return Err(Error::internal(format!("{name} without a positive constant gap"))),
+            }
+        }
         "row_number" => WindowKind::RowNumber,
         "rank" => WindowKind::Rank,
         "dense_rank" => WindowKind::DenseRank,
@@ -154,7 +166,11 @@ fn window_call(
     }
     let needs_arg = !matches!(
         kind,
-        WindowKind::RowNumber | WindowKind::Rank | WindowKind::DenseRank | WindowKind::CountRows
+        WindowKind::RowNumber
+            | WindowKind::Rank
+            | WindowKind::DenseRank
+            | WindowKind::CountRows
+            | WindowKind::Session { .. }
     );
     let (input, column) = match (needs_arg, args.first()) {
         (true, Some(arg)) => {
@@ -183,6 +199,20 @@ fn window_call(
     let mut text = match &kind {
         WindowKind::CountRows => "count(*)".to_string(),
         WindowKind::Shift { offset, .. } => format!("{name}({arg_name}, {})", offset.unsigned_abs()),
+        WindowKind::Session { end, gap } => {
+            let time = match args.first().map(unalias) {
+                Some(Expr::Column(c)) => c.name.clone(),
+                other => other.map(|e| e.to_string()).unwrap_or_default(),
+            };
+            let unit_nanos = match order_type {
+                Some(DataType::Timestamp(TimeUnit::Second, _)) => 1_000_000_000,
+                Some(DataType::Timestamp(TimeUnit::Millisecond, _)) => 1_000_000,
+                Some(DataType::Timestamp(TimeUnit::Microsecond, _)) => 1_000,
+                _ => 1,
+            };
+            let gap = crate::common::window::describe_duration(*gap, unit_nanos);
+            format!("session_{}({time}, gap {gap})", if *end { "end" } else { "start" })
+        }
         _ => format!("{name}({arg_name})"),
     };
     if ignore_nulls {

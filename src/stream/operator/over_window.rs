@@ -53,7 +53,7 @@ pub struct OverWindowOperator {
     partitions: CachedTable<Partition>,
     schema: SchemaRef,
     input_types: Vec<DataType>,
-    /// EMIT ON WINDOW CLOSE.
+    /// EMIT ON WINDOW CLOSE, or the freeing of closed sessions.
     closing: Option<closing::Closer>,
 }
 
@@ -196,18 +196,23 @@ impl OverWindowOperator {
         };
         let output_types: Vec<DataType> = node.calls.iter().map(|c| c.output_type.clone()).collect();
         let range_values = node.emit_on_close
+            || node.calls.iter().any(|c| matches!(c.kind, crate::plan::WindowKind::Session { .. }))
             || node.calls.iter().any(|c| {
                 !c.frame.rows
                     && [c.frame.start, c.frame.end]
                         .iter()
                         .any(|b| matches!(b, FrameBound::Offset(k) if *k != 0))
             });
-        let closing = match node.emit_on_close {
+        // Under EMIT ON WINDOW CLOSE rows are emitted when final; SESSION windows free
+        // the sessions the watermark has passed while emitting as rows change.
+        let closing = match node.emit_on_close || node.session_gap().is_some() {
             false => None,
             true => {
                 let column = node.order_by[0].0;
-                let output = node.final_at_watermark().then(|| node.output_column(visible, column));
-                Some(closing::Closer::new(column, input_types[column].clone(), output)?)
+                let output = node.watermark_output(visible);
+                let mut closer = closing::Closer::new(column, input_types[column].clone(), output)?;
+                closer.emits = node.emit_on_close;
+                Some(closer)
             }
         };
         Ok(OverWindowOperator {
@@ -384,7 +389,7 @@ impl Operator for OverWindowOperator {
         let (mut deletes, mut updates, mut inserts) = (Vec::new(), Vec::new(), Vec::new());
         for (partition, members) in super::rows_by_key(&partitions) {
             let slot = self.partitions.rows_slot(snapshot, partition)?;
-            let closing = self.closing.is_some();
+            let closing = self.closing.as_ref().is_some_and(|c| c.emits);
             let changes: Vec<(Box<[u8]>, u32, usize)> = members
                 .iter()
                 .map(|&i| {

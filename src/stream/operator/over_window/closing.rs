@@ -157,6 +157,7 @@ pub fn final_end(rows: &Rows<'_>, calls: &[WindowCall], complete: usize, bound: 
     calls.iter().fold(complete, |end, call| {
         let limit = match (&call.kind, call.frame.end) {
             (WindowKind::Shift { offset, .. }, _) if *offset > 0 => complete.saturating_sub(*offset as usize),
+            (WindowKind::Session { gap, .. }, _) => rows.closed_sessions(*gap, bound),
             (kind, FrameBound::Offset(k)) if kind.uses_frame() && k > 0 => match call.frame.rows {
                 true => complete.saturating_sub(k as usize),
                 false => rows.0.partition_point(|r| r.t.is_some_and(|t| t.saturating_add(k) < bound)),
@@ -174,7 +175,7 @@ pub fn keep_from(rows: &Rows<'_>, calls: &[WindowCall], waiting: usize, bound: i
     let peers = |i: usize| if i < n { rows.peer_start(i) } else { i };
     let keep = calls.iter().fold(waiting, |keep, call| {
         let need = match (&call.kind, call.frame.start) {
-            (WindowKind::RowNumber, _) => waiting,
+            (WindowKind::RowNumber | WindowKind::Session { .. }, _) => waiting,
             (WindowKind::Rank | WindowKind::DenseRank, _) => peers(waiting),
             (WindowKind::Shift { offset, .. }, _) => {
                 waiting.saturating_sub(offset.min(&0).unsigned_abs() as usize)
@@ -281,6 +282,9 @@ pub struct Closer {
     codec: RowCodec,
     /// The watermark moved since the last barrier: partitions with rows waiting emit.
     pub due: bool,
+    /// Rows are emitted once, when final (EMIT ON WINDOW CLOSE); otherwise the operator
+    /// emits as rows change and closing only frees sessions the watermark has passed.
+    pub emits: bool,
     /// Partitions with rows not emitted yet (and the marker writes pending for the table).
     pub waiting: BTreeSet<Box<[u8]>>,
     loaded: bool,
@@ -296,6 +300,7 @@ impl Closer {
             codec: RowCodec::new(std::slice::from_ref(&data_type))?,
             late: LateRows::new(column, data_type),
             due: false,
+            emits: true,
             waiting: BTreeSet::new(),
             loaded: false,
             output_column,
@@ -378,6 +383,9 @@ impl super::OverWindowOperator {
         }
         let Some(bound) = closer.bound()? else { return Ok(Vec::new()) };
         closer.record(self.partitions.table_mut())?;
+        if !closer.emits {
+            return self.free_sessions(ctx, closer, bound);
+        }
         let calls = &self.node.calls;
         let summary_columns: Vec<Option<usize>> =
             calls.iter().map(|c| c.input.filter(|_| c.reads_from_start())).collect();
@@ -420,5 +428,38 @@ impl super::OverWindowOperator {
         }
         let ops = vec![Op::Insert; rows_out.len()];
         self.build(ops, rows_out, values_out)
+    }
+
+    /// Frees, in each partition with rows, the sessions the watermark `bound` has passed:
+    /// no row on time can join them (it would be at or above `bound`, and they end at or
+    /// below it). Rows behind the watermark are late, so their rows never change again.
+    fn free_sessions(
+        &mut self,
+        ctx: &OperatorContext,
+        closer: &mut Closer,
+        bound: i64,
+    ) -> Result<Vec<Chunk>> {
+        let gap = self.node.session_gap().expect("only sessions close without emitting");
+        let waiting: Vec<Box<[u8]>> = closer.waiting.iter().cloned().collect();
+        for partition in waiting {
+            let slot = self.partitions.rows_slot(ctx.snapshot.as_ref(), &partition)?;
+            let part = self.partitions.get(slot).expect("a loaded partition");
+            let closed = Rows(&part.rows).closed_sessions(gap, bound);
+            if closed == 0 {
+                continue;
+            }
+            let part = self.partitions.change(slot);
+            part.free_first(closed);
+            let empty = part.rows.is_empty();
+            self.partitions.recharge(slot);
+            if empty {
+                closer.waiting.remove(&partition);
+                self.partitions.table_mut().delete(pending_key(&partition));
+            }
+        }
+        if let (Some(column), Some(value)) = (closer.output_column, closer.late.bound()) {
+            closer.held.hold(column, value);
+        }
+        Ok(Vec::new())
     }
 }

@@ -146,6 +146,9 @@ pub fn evaluate(
         WindowKind::Count | WindowKind::Sum | WindowKind::Avg => {
             sums(rows, call, range.clone(), arg.expect("aggregates read their argument"), span_start, prior)?
         }
+        WindowKind::Session { end, gap } => {
+            Arc::new(Int64Array::from(sessions(rows, range.clone(), *gap, *end)))
+        }
         WindowKind::Min | WindowKind::Max => extremes(
             rows,
             call,
@@ -159,6 +162,29 @@ pub fn evaluate(
         return Ok(new_null_array(&call.output_type, len));
     }
     Ok(if array.data_type() == &call.output_type { array } else { cast(&array, &call.output_type)? })
+}
+
+/// Each row's session start (or `end`: last value plus `gap`) for the rows of `range`,
+/// reading the rows of the sessions they are in.
+fn sessions(rows: &Rows<'_>, range: Range<usize>, gap: i64, end: bool) -> Vec<Option<i64>> {
+    let mut out = Vec::with_capacity(range.len());
+    let mut i = range.start;
+    while i < range.end {
+        let Some(first) = rows.0[i].t.map(|_| rows.0[rows.session_start(i, gap)].t) else {
+            out.push(None);
+            i += 1;
+            continue;
+        };
+        let stop = rows.session_end(i, gap);
+        let value = match end {
+            true => rows.0[stop - 1].t.map(|last| last.saturating_add(gap)),
+            false => first,
+        };
+        let upto = stop.min(range.end);
+        out.extend(std::iter::repeat_n(value, upto - i));
+        i = upto;
+    }
+    out
 }
 
 /// count, sum and avg from prefix sums of the span: exact (38-digit decimals) for

@@ -106,6 +106,11 @@ impl Rows<'_> {
         let n = self.0.len();
         match &call.kind {
             WindowKind::RowNumber | WindowKind::Rank | WindowKind::DenseRank => zone.start.min(n)..n,
+            // The sessions the zone meets (a change there may join or split them).
+            WindowKind::Session { gap, .. } if zone.start < zone.end.min(n) => {
+                self.session_start(zone.start, *gap)..self.session_end(zone.end.min(n) - 1, *gap)
+            }
+            WindowKind::Session { .. } => zone.start.min(n)..zone.end.min(n),
             WindowKind::Shift { offset, .. } => {
                 // Row i reads row i + offset.
                 let start = zone.start as i128 - *offset as i128;
@@ -125,7 +130,11 @@ impl Rows<'_> {
     pub fn reads(&self, call: &WindowCall, range: &Range<usize>) -> Range<usize> {
         let n = self.0.len();
         match &call.kind {
-            WindowKind::RowNumber | WindowKind::Rank | WindowKind::DenseRank | WindowKind::CountRows => 0..0,
+            WindowKind::RowNumber
+            | WindowKind::Rank
+            | WindowKind::DenseRank
+            | WindowKind::CountRows
+            | WindowKind::Session { .. } => 0..0,
             WindowKind::Shift { offset, .. } => {
                 let clamp = |v: i128| v.clamp(0, n as i128) as usize;
                 clamp(range.start as i128 + *offset as i128)..clamp(range.end as i128 + *offset as i128)
@@ -133,6 +142,48 @@ impl Rows<'_> {
             _ if range.is_empty() => 0..0,
             _ => self.frame(&call.frame, range.start).start..self.frame(&call.frame, range.end - 1).end,
         }
+    }
+}
+
+/// Sessions: runs of ORDER BY values (ascending, `Row::t`) less than `gap` apart; a row
+/// without a value is a session of its own.
+impl Rows<'_> {
+    /// Whether rows `i` and `i + 1` are in one session.
+    fn joined(&self, i: usize, gap: i64) -> bool {
+        match (self.0[i].t, self.0.get(i + 1).and_then(|r| r.t)) {
+            (Some(a), Some(b)) => b.saturating_sub(a) < gap,
+            _ => false,
+        }
+    }
+
+    /// The first row of `i`'s session.
+    pub fn session_start(&self, mut i: usize, gap: i64) -> usize {
+        while i > 0 && self.joined(i - 1, gap) {
+            i -= 1;
+        }
+        i
+    }
+
+    /// One past the last row of `i`'s session.
+    pub fn session_end(&self, mut i: usize, gap: i64) -> usize {
+        while i + 1 < self.0.len() && self.joined(i, gap) {
+            i += 1;
+        }
+        i + 1
+    }
+
+    /// How many leading rows are in sessions that ended at or before `bound` (last value
+    /// plus `gap` at most `bound`); a row without a value stops the count.
+    pub fn closed_sessions(&self, gap: i64, bound: i64) -> usize {
+        let mut i = 0;
+        while i < self.0.len() && self.0[i].t.is_some() {
+            let end = self.session_end(i, gap);
+            match self.0[end - 1].t {
+                Some(last) if last.saturating_add(gap) <= bound => i = end,
+                _ => break,
+            }
+        }
+        i
     }
 }
 

@@ -146,6 +146,18 @@ fn random_changes_keep_every_call_equal_to_a_fresh_computation() {
             call(WindowKind::Max, Some(3), DataType::Int64, range(Offset(0), Unbounded)),
             call(WindowKind::Max, Some(3), DataType::Int64, rows(Offset(1), Offset(3))),
             call(WindowKind::Sum, Some(3), DataType::Int64, range(Unbounded, Offset(2))),
+            call(
+                WindowKind::Session { end: false, gap: 3 },
+                None,
+                DataType::Int64,
+                rows(Unbounded, Unbounded),
+            ),
+            call(
+                WindowKind::Session { end: true, gap: 3 },
+                None,
+                DataType::Int64,
+                rows(Unbounded, Unbounded),
+            ),
         ]
     };
     let s = schema("id:int g:int ts:int v:int");
@@ -300,4 +312,50 @@ fn parallel_instances_emit_only_their_own_waiting_partitions() {
         rows.iter().map(|(id, g)| format!("+ {id} {g} {} 1 {}", 100 + id, id / 6 + 1)).collect();
     expected.sort();
     assert_eq!(shown, expected);
+}
+
+#[test]
+fn sessions_close_behind_the_watermark_and_free_their_rows() {
+    let calls = || {
+        vec![
+            call(
+                WindowKind::Session { end: false, gap: 5 },
+                None,
+                DataType::Int64,
+                rows(Unbounded, Unbounded),
+            ),
+            call(
+                WindowKind::Session { end: true, gap: 5 },
+                None,
+                DataType::Int64,
+                rows(Unbounded, Unbounded),
+            ),
+        ]
+    };
+    let s = schema("id:int g:int ts:int v:int");
+    let mut h = Harness::new();
+    let mut op = operator(calls(), 31);
+    // Rows show as they come; a row between two sessions joins them.
+    let out = run_script(&mut op, &mut h, &s, "+ 1 1 10 0\n+ 2 1 18 0\n+ 3 2 11 0\nbarrier");
+    assert_eq!(out, lines("+ 1 1 10 0 10 15\n+ 2 1 18 0 18 23\n+ 3 2 11 0 11 16"));
+    let out = run_script(&mut op, &mut h, &s, "+ 4 1 14 0\nbarrier");
+    assert_eq!(
+        out,
+        lines("U- 1 1 10 0 10 15\nU+ 1 1 10 0 10 23\nU- 2 1 18 0 18 23\nU+ 2 1 18 0 10 23\n+ 4 1 14 0 10 23")
+    );
+    // At 20 partition 2's session (ending at 16) is closed and freed; partition 1's
+    // (ending at 23) stays open. The sessions' ends carry the watermark (column 5).
+    let out = run_script(&mut op, &mut h, &s, "watermark 2 20\nbarrier");
+    assert_eq!(out, lines("watermark 5 20"));
+    // A row behind the watermark is late, even where it would join an open session.
+    let out = run_script(&mut op, &mut h, &s, "+ 5 1 19 0\n+ 6 1 40 0\nwatermark 2 30\nbarrier");
+    assert_eq!(out, lines("+ 6 1 40 0 40 45\nwatermark 5 30"));
+    assert_eq!(h.stored_keys(crate::stream::source::DEAD_LETTERS_TABLE), 1);
+    // Kept: the open session's row (40), partition 1's marker and the watermark reached.
+    assert_eq!(h.stored_keys(31), 3);
+    // After a restart the watermark reached still makes rows late.
+    let mut op = operator(calls(), 31);
+    let out = run_script(&mut op, &mut h, &s, "+ 7 1 25 0\n+ 8 1 42 0\nbarrier");
+    assert_eq!(out, lines("U- 6 1 40 0 40 45\nU+ 6 1 40 0 40 47\n+ 8 1 42 0 40 47"));
+    assert_eq!(h.stored_keys(crate::stream::source::DEAD_LETTERS_TABLE), 2);
 }
