@@ -116,6 +116,18 @@ const RECOVERY_VIEWS: &[(&str, &str)] = &[
         "SELECT id, at, v, sum(v) OVER (ORDER BY at, id ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS total, \
          lag(v) OVER (ORDER BY at, id) AS prev FROM e EMIT ON WINDOW CLOSE",
     ),
+    // Sessions per value (events of one value come about 50 seconds apart, so some
+    // join and some do not): one updated as they grow, one showing each once closed.
+    (
+        "sessions",
+        "SELECT v, window_start, window_end, count(*) AS n FROM SESSION(e, at, INTERVAL '52' SECOND) \
+         GROUP BY v, window_start, window_end",
+    ),
+    (
+        "closed_sessions",
+        "SELECT v, window_start, window_end, count(*) AS n FROM SESSION(e, at, INTERVAL '52' SECOND) \
+         GROUP BY v, window_start, window_end EMIT ON WINDOW CLOSE",
+    ),
 ];
 
 /// The time of the `n`-th event: a second per event, out of order by up to three seconds
@@ -151,6 +163,14 @@ fn batch_query(name: &str, query: &str) -> String {
             "SELECT * FROM ({}) x WHERE at < (SELECT CAST(watermark AS TIMESTAMP) FROM sabot_catalog.watermarks \
                WHERE object = 'public.e')",
             query.replace(" EMIT ON WINDOW CLOSE", "").replace("FROM e", "FROM e WHERE id <> -1")
+        ),
+        // Event -1 (v = 500) is alone in its partition.
+        "sessions" => format!("SELECT * FROM ({query}) x WHERE v <> 500"),
+        // The sessions the table's watermark has closed.
+        "closed_sessions" => format!(
+            "SELECT * FROM ({}) x WHERE window_end <= (SELECT CAST(watermark AS TIMESTAMP) \
+               FROM sabot_catalog.watermarks WHERE object = 'public.e')",
+            batch_query("sessions", &query.replace(" EMIT ON WINDOW CLOSE", ""))
         ),
         "hops" => {
             let ends: Vec<String> = [20, 40, 60]
@@ -257,9 +277,10 @@ async fn views_resume_after_kill_9_without_rescanning() {
         .unwrap();
     views_match_their_queries(&client, "after changes following the restart").await;
     // Event -1 is late for the windowed views: its windows closed before the crash. It
-    // is kept once per window it fell into (one TUMBLE, three HOP windows) and once for
-    // the over window (its place was emitted before the crash), and nothing else was
-    // late.
+    // is kept once per window it fell into (one TUMBLE, three HOP windows), once for
+    // the over window (its place was emitted before the crash) and once per session
+    // view (behind the watermark, it could have joined a freed session), and nothing
+    // else was late.
     let late = rows(
         &client,
         "SELECT object, payload LIKE '%500%' FROM sabot_catalog.dead_letters WHERE reason = 'late' ORDER BY object",
@@ -268,11 +289,13 @@ async fn views_resume_after_kill_9_without_rescanning() {
     assert_eq!(
         late,
         [
+            ["public.closed_sessions", "t"],
             ["public.closed_windows", "t"],
             ["public.hops", "t"],
             ["public.hops", "t"],
             ["public.hops", "t"],
             ["public.running", "t"],
+            ["public.sessions", "t"],
             ["public.windows", "t"]
         ],
         "late rows"

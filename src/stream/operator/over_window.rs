@@ -212,6 +212,7 @@ impl OverWindowOperator {
                 let output = node.watermark_output(visible);
                 let mut closer = closing::Closer::new(column, input_types[column].clone(), output)?;
                 closer.emits = node.emit_on_close;
+                closer.sessions = node.session_gap().is_some();
                 Some(closer)
             }
         };
@@ -463,6 +464,12 @@ impl Operator for OverWindowOperator {
             closer.load(self.partitions.table(), ctx, self.partition_codec.as_ref())?;
             if closer.late.advance(value)? {
                 closer.due = true;
+                // Sessions: rows behind the watermark are late from now on, so every
+                // later change is to a session ending beyond it; the output carries it at
+                // once (what closes is only freed at the barrier).
+                if let (false, Some((column, value))) = (closer.emits, closer.output_watermark()) {
+                    return Ok(vec![Message::Watermark { column, value }]);
+                }
             }
         }
         Ok(Vec::new())

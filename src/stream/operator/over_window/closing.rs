@@ -25,6 +25,7 @@ use std::collections::BTreeSet;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Decimal128Type, Float64Type};
+use datafusion::common::ScalarValue;
 
 use super::frames::Rows;
 use crate::common::row::RowCodec;
@@ -285,6 +286,9 @@ pub struct Closer {
     /// Rows are emitted once, when final (EMIT ON WINDOW CLOSE); otherwise the operator
     /// emits as rows change and closing only frees sessions the watermark has passed.
     pub emits: bool,
+    /// The calls are session bounds: the output watermark is on the sessions' ends,
+    /// which lie strictly beyond the input's watermark.
+    pub sessions: bool,
     /// Partitions with rows not emitted yet (and the marker writes pending for the table).
     pub waiting: BTreeSet<Box<[u8]>>,
     loaded: bool,
@@ -301,6 +305,7 @@ impl Closer {
             late: LateRows::new(column, data_type),
             due: false,
             emits: true,
+            sessions: false,
             waiting: BTreeSet::new(),
             loaded: false,
             output_column,
@@ -339,6 +344,29 @@ impl Closer {
         self.waiting.extend(found);
         self.loaded = true;
         Ok(())
+    }
+
+    /// The output column's watermark: the input's, or for sessions one unit past it (a
+    /// session on time ends after it, so the sessions ending exactly at it are closed).
+    pub fn output_watermark(&self) -> Option<(usize, ScalarValue)> {
+        let (column, bound) = (self.output_column?, self.late.bound()?);
+        let value = match (self.sessions, bound) {
+            (true, ScalarValue::TimestampSecond(Some(t), tz)) => {
+                ScalarValue::TimestampSecond(Some(t + 1), tz.clone())
+            }
+            (true, ScalarValue::TimestampMillisecond(Some(t), tz)) => {
+                ScalarValue::TimestampMillisecond(Some(t + 1), tz.clone())
+            }
+            (true, ScalarValue::TimestampMicrosecond(Some(t), tz)) => {
+                ScalarValue::TimestampMicrosecond(Some(t + 1), tz.clone())
+            }
+            (true, ScalarValue::TimestampNanosecond(Some(t), tz)) => {
+                ScalarValue::TimestampNanosecond(Some(t + 1), tz.clone())
+            }
+            (true, ScalarValue::Int64(Some(t))) => ScalarValue::Int64(Some(t + 1)),
+            (_, bound) => bound.clone(),
+        };
+        Some((column, value))
     }
 
     /// The watermark as an i64 in the ORDER BY column's units.
@@ -423,14 +451,15 @@ impl super::OverWindowOperator {
                 self.partitions.table_mut().delete(pending_key(&partition));
             }
         }
-        if let (Some(column), Some(value)) = (closer.output_column, closer.late.bound()) {
-            closer.held.hold(column, value);
+        if let Some((column, value)) = closer.output_watermark() {
+            closer.held.hold(column, &value);
         }
         let ops = vec![Op::Insert; rows_out.len()];
         self.build(ops, rows_out, values_out)
     }
 
-    /// Frees, in each partition with rows, the sessions the watermark `bound` has passed:
+    /// Frees, in each partition with rows, the sessions the watermark `bound` has passed
+    /// (the watermark itself went on when it came: see `on_watermark`):
     /// no row on time can join them (it would be at or above `bound`, and they end at or
     /// below it). Rows behind the watermark are late, so their rows never change again.
     fn free_sessions(
@@ -456,9 +485,6 @@ impl super::OverWindowOperator {
                 closer.waiting.remove(&partition);
                 self.partitions.table_mut().delete(pending_key(&partition));
             }
-        }
-        if let (Some(column), Some(value)) = (closer.output_column, closer.late.bound()) {
-            closer.held.hold(column, value);
         }
         Ok(Vec::new())
     }

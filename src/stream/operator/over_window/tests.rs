@@ -344,12 +344,13 @@ fn sessions_close_behind_the_watermark_and_free_their_rows() {
         lines("U- 1 1 10 0 10 15\nU+ 1 1 10 0 10 23\nU- 2 1 18 0 18 23\nU+ 2 1 18 0 10 23\n+ 4 1 14 0 10 23")
     );
     // At 20 partition 2's session (ending at 16) is closed and freed; partition 1's
-    // (ending at 23) stays open. The sessions' ends carry the watermark (column 5).
+    // (ending at 23) stays open. The sessions' ends carry the watermark (column 5), one
+    // past it: an open session ends after it.
     let out = run_script(&mut op, &mut h, &s, "watermark 2 20\nbarrier");
-    assert_eq!(out, lines("watermark 5 20"));
+    assert_eq!(out, lines("watermark 5 21"));
     // A row behind the watermark is late, even where it would join an open session.
     let out = run_script(&mut op, &mut h, &s, "+ 5 1 19 0\n+ 6 1 40 0\nwatermark 2 30\nbarrier");
-    assert_eq!(out, lines("+ 6 1 40 0 40 45\nwatermark 5 30"));
+    assert_eq!(out, lines("+ 6 1 40 0 40 45\nwatermark 5 31"));
     assert_eq!(h.stored_keys(crate::stream::source::DEAD_LETTERS_TABLE), 1);
     // Kept: the open session's row (40), partition 1's marker and the watermark reached.
     assert_eq!(h.stored_keys(31), 3);
