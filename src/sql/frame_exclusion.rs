@@ -133,7 +133,10 @@ impl VisitorMut for Exclusions {
     /// Named windows (`WINDOW w AS (... EXCLUDE CURRENT ROW)`) are inlined into the calls
     /// that use them, which the rewrite then sees.
     fn pre_visit_query(&mut self, query: &mut ast::Query) -> ControlFlow<Error> {
-        inline_marked_windows(query.body.as_mut());
+        let marked = inline_marked_windows(query.body.as_mut());
+        if !marked.is_empty() {
+            use_marked_windows(&mut query.order_by, &marked);
+        }
         ControlFlow::Continue(())
     }
 
@@ -153,11 +156,14 @@ impl VisitorMut for Exclusions {
     }
 }
 
-fn inline_marked_windows(body: &mut ast::SetExpr) {
+/// Inlines the marked named windows of `body`'s SELECTs into their calls; returns those
+/// of a SELECT that is the whole body (its query's ORDER BY may use them too).
+fn inline_marked_windows(body: &mut ast::SetExpr) -> Vec<(Ident, ast::WindowSpec)> {
     match body {
         ast::SetExpr::SetOperation { left, right, .. } => {
             inline_marked_windows(left);
             inline_marked_windows(right);
+            Vec::new()
         }
         ast::SetExpr::Select(select) => {
             let marked: Vec<(Ident, ast::WindowSpec)> = select
@@ -173,23 +179,30 @@ fn inline_marked_windows(body: &mut ast::SetExpr) {
                 })
                 .collect();
             if marked.is_empty() {
-                return;
+                return marked;
             }
-            let _ = ast::visit_expressions_mut(&mut select.projection, |expr| {
-                if let Expr::Function(function) = expr
-                    && let Some(WindowType::NamedWindow(name)) = &function.over
-                    && let Some((_, spec)) = marked.iter().find(|(n, _)| n.value == name.value)
-                {
-                    function.over = Some(WindowType::WindowSpec(spec.clone()));
-                }
-                ControlFlow::<()>::Continue(())
-            });
+            use_marked_windows(&mut select.projection, &marked);
+            use_marked_windows(&mut select.having, &marked);
             select.named_window.retain(|ast::NamedWindowDefinition(name, _)| {
                 !marked.iter().any(|(n, _)| n.value == name.value)
             });
+            marked
         }
-        _ => {}
+        _ => Vec::new(),
     }
+}
+
+/// Replaces `OVER name` by the marked window `name` stands for, in `node`.
+fn use_marked_windows<V: VisitMut>(node: &mut V, marked: &[(Ident, ast::WindowSpec)]) {
+    let _ = ast::visit_expressions_mut(node, |expr| {
+        if let Expr::Function(function) = expr
+            && let Some(WindowType::NamedWindow(name)) = &function.over
+            && let Some((_, spec)) = marked.iter().find(|(n, _)| n.value == name.value)
+        {
+            function.over = Some(WindowType::WindowSpec(spec.clone()));
+        }
+        ControlFlow::<()>::Continue(())
+    });
 }
 
 /// A bound's place relative to the current row, in rows.
