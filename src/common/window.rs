@@ -94,12 +94,7 @@ impl WindowSpec {
                 format!("{} needs a timestamp or timestamptz time column, not {time_type}", kind.name()),
             ));
         };
-        let unit_nanos = match unit {
-            TimeUnit::Second => 1_000_000_000,
-            TimeUnit::Millisecond => 1_000_000,
-            TimeUnit::Microsecond => 1_000,
-            TimeUnit::Nanosecond => 1,
-        };
+        let unit_nanos = unit_nanos(unit);
         let names = kind.interval_arguments();
         if intervals.len() != names.len() && intervals.len() != names.len() + 1 {
             return Err(Error::internal("a window function with the wrong number of intervals"));
@@ -240,6 +235,42 @@ pub fn windowed_columns(
     out.push(Arc::clone(&assignment.ends));
     out.extend(taken[at..].iter().cloned());
     Ok(out)
+}
+
+/// Nanoseconds per unit of a timestamp.
+pub fn unit_nanos(unit: &TimeUnit) -> i64 {
+    match unit {
+        TimeUnit::Second => 1_000_000_000,
+        TimeUnit::Millisecond => 1_000_000,
+        TimeUnit::Microsecond => 1_000,
+        TimeUnit::Nanosecond => 1,
+    }
+}
+
+/// Each row's session start (or `end`: last time plus `gap`) over times in ascending
+/// order: a session is a run of times less than `gap` apart; a NULL time stands alone
+/// with a NULL bound. Batch queries and the over-window operator both use it.
+pub fn session_bounds(times: &[Option<i64>], gap: i64, end: bool) -> Vec<Option<i64>> {
+    let mut out = vec![None; times.len()];
+    let mut i = 0;
+    while i < times.len() {
+        let Some(first) = times[i] else {
+            i += 1;
+            continue;
+        };
+        let mut j = i;
+        while let (Some(a), Some(Some(b))) = (times[j], times.get(j + 1)) {
+            if b.saturating_sub(a) >= gap {
+                break;
+            }
+            j += 1;
+        }
+        let last = times[j].expect("a time");
+        let value = if end { last.saturating_add(gap) } else { first };
+        out[i..=j].fill(Some(value));
+        i = j + 1;
+    }
+    out
 }
 
 /// `value` time units of `unit_nanos` nanoseconds each as `hh:mm:ss[.fraction]`.

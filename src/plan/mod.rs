@@ -421,13 +421,11 @@ impl StreamNode {
             }
             // Emitted once final, in ORDER BY order: rows behind the watermark are all out.
             // Sessions: later changes move only sessions whose ends lie beyond the watermark.
-            NodeKind::OverWindow(over) if over.watermark_output(self.inputs[0].visible).is_some() => {
-                let column = over.order_by[0].0;
-                match (input().contains(&column), over.watermark_output(self.inputs[0].visible)) {
-                    (true, Some(output)) => vec![output],
-                    _ => Vec::new(),
-                }
-            }
+            // Otherwise a row may change long after the watermark passed its values.
+            NodeKind::OverWindow(over) => match over.watermark_output(self.inputs[0].visible) {
+                Some(output) if input().contains(&over.order_by[0].0) => vec![output],
+                _ => Vec::new(),
+            },
             // A view of plan revision 4 passes its watermarks on to views over it.
             NodeKind::Materialize { view } if view.view.as_ref().is_some_and(|v| v.plan_revision >= 4) => {
                 input()
@@ -436,7 +434,6 @@ impl StreamNode {
             NodeKind::HashJoin(_)
             | NodeKind::TemporalFilter(_)
             | NodeKind::TopN(_)
-            | NodeKind::OverWindow(_)
             | NodeKind::Materialize { .. }
             | NodeKind::Sink { .. } => Vec::new(),
         }

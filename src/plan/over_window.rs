@@ -140,15 +140,12 @@ impl OverWindowNode {
     /// rows of sessions the watermark has passed are freed, and the sessions' ends carry
     /// the watermark.
     pub fn session_gap(&self) -> Option<i64> {
-        let gaps: Vec<i64> = self
-            .calls
-            .iter()
-            .map(|c| match c.kind {
-                WindowKind::Session { gap, .. } => Some(gap),
-                _ => None,
-            })
-            .collect::<Option<_>>()?;
-        gaps.first().copied().filter(|g| gaps.iter().all(|x| x == g))
+        let mut gaps = self.calls.iter().map(|c| match c.kind {
+            WindowKind::Session { gap, .. } => Some(gap),
+            _ => None,
+        });
+        let first = gaps.next()??;
+        gaps.all(|g| g == Some(first)).then_some(first)
     }
 
     /// The output column that carries the ORDER BY column's watermark, if any: a

@@ -80,7 +80,7 @@ impl SessionTable {
                 format!("column \"{}\" does not exist in \"{}\"", time.name, relation.name),
             )
         })?;
-        if !matches!(field.data_type(), datafusion::arrow::datatypes::DataType::Timestamp(..)) {
+        if !matches!(field.data_type(), DataType::Timestamp(..)) {
             return Err(Error::new(
                 SqlState::DatatypeMismatch,
                 format!("the time column of SESSION must be a timestamp, not {}", field.data_type()),
@@ -110,13 +110,8 @@ impl SessionTable {
         if nanoseconds <= 0 {
             return Err(invalid("the gap must be positive"));
         }
-        let unit_nanoseconds: i128 = match field.data_type() {
-            datafusion::arrow::datatypes::DataType::Timestamp(unit, _) => match unit {
-                datafusion::arrow::datatypes::TimeUnit::Second => 1_000_000_000,
-                datafusion::arrow::datatypes::TimeUnit::Millisecond => 1_000_000,
-                datafusion::arrow::datatypes::TimeUnit::Microsecond => 1_000,
-                datafusion::arrow::datatypes::TimeUnit::Nanosecond => 1,
-            },
+        let unit_nanoseconds = match field.data_type() {
+            DataType::Timestamp(unit, _) => i128::from(crate::common::window::unit_nanos(unit)),
             _ => 1,
         };
         if nanoseconds % unit_nanoseconds != 0 {
@@ -336,32 +331,8 @@ impl PartitionEvaluator for SessionEvaluator {
         let gap = gap
             .map(|g| g.value(0))
             .ok_or_else(|| DataFusionError::Plan("a session gap must be an integer".into()))?;
-        let bounds = session_bounds(&times[..num_rows.min(times.len())], gap, self.end);
+        let bounds =
+            crate::common::window::session_bounds(&times[..num_rows.min(times.len())], gap, self.end);
         Ok(datafusion::arrow::compute::cast(&(Arc::new(Int64Array::from(bounds)) as ArrayRef), &time_type)?)
     }
-}
-
-/// Each row's session start (or end) over times in ascending order, NULLs anywhere
-/// standing alone with a NULL bound: a session is a run of times less than `gap` apart.
-pub fn session_bounds(times: &[Option<i64>], gap: i64, end: bool) -> Vec<Option<i64>> {
-    let mut out = vec![None; times.len()];
-    let mut i = 0;
-    while i < times.len() {
-        let Some(first) = times[i] else {
-            i += 1;
-            continue;
-        };
-        let mut j = i;
-        while let (Some(a), Some(Some(b))) = (times[j], times.get(j + 1)) {
-            if b.saturating_sub(a) >= gap {
-                break;
-            }
-            j += 1;
-        }
-        let last = times[j].expect("a time");
-        let value = if end { last.saturating_add(gap) } else { first };
-        out[i..=j].fill(Some(value));
-        i = j + 1;
-    }
-    out
 }

@@ -2,7 +2,7 @@
 //! Window (DataFusion puts calls with different PARTITION BY / ORDER BY in separate,
 //! stacked Window nodes).
 
-use datafusion::arrow::datatypes::{DataType, TimeUnit};
+use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::expr::{NullTreatment, WindowFunction};
 use datafusion::logical_expr::{Expr, Window, WindowFrameBound, WindowFrameUnits};
@@ -205,9 +205,7 @@ fn window_call(
                 other => other.map(|e| e.to_string()).unwrap_or_default(),
             };
             let unit_nanos = match order_type {
-                Some(DataType::Timestamp(TimeUnit::Second, _)) => 1_000_000_000,
-                Some(DataType::Timestamp(TimeUnit::Millisecond, _)) => 1_000_000,
-                Some(DataType::Timestamp(TimeUnit::Microsecond, _)) => 1_000,
+                Some(DataType::Timestamp(unit, _)) => crate::common::window::unit_nanos(unit),
                 _ => 1,
             };
             let gap = crate::common::window::describe_duration(*gap, unit_nanos);
@@ -293,13 +291,7 @@ fn range_offset(value: &ScalarValue, order_type: Option<&DataType>) -> Result<i6
     };
     let n: i128 = match (order_type, nanos) {
         (DataType::Timestamp(unit, _), Some(nanos)) => {
-            nanos
-                / match unit {
-                    TimeUnit::Second => 1_000_000_000,
-                    TimeUnit::Millisecond => 1_000_000,
-                    TimeUnit::Microsecond => 1_000,
-                    TimeUnit::Nanosecond => 1,
-                }
+            nanos / i128::from(crate::common::window::unit_nanos(unit))
         }
         (DataType::Date32, Some(nanos)) if nanos % 86_400_000_000_000 == 0 => nanos / 86_400_000_000_000,
         (t, None) if t.is_integer() || *t == DataType::Date32 => match value.cast_to(&DataType::Int64) {

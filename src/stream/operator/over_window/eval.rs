@@ -165,26 +165,16 @@ pub fn evaluate(
 }
 
 /// Each row's session start (or `end`: last value plus `gap`) for the rows of `range`,
-/// reading the rows of the sessions they are in.
+/// from the times of the sessions they are in.
 fn sessions(rows: &Rows<'_>, range: Range<usize>, gap: i64, end: bool) -> Vec<Option<i64>> {
-    let mut out = Vec::with_capacity(range.len());
-    let mut i = range.start;
-    while i < range.end {
-        let Some(first) = rows.0[i].t.map(|_| rows.0[rows.session_start(i, gap)].t) else {
-            out.push(None);
-            i += 1;
-            continue;
-        };
-        let stop = rows.session_end(i, gap);
-        let value = match end {
-            true => rows.0[stop - 1].t.map(|last| last.saturating_add(gap)),
-            false => first,
-        };
-        let upto = stop.min(range.end);
-        out.extend(std::iter::repeat_n(value, upto - i));
-        i = upto;
+    if range.is_empty() {
+        return Vec::new();
     }
-    out
+    let first = rows.session_start(range.start, gap);
+    let last = rows.session_end(range.end - 1, gap);
+    let times: Vec<Option<i64>> = rows.0[first..last].iter().map(|r| r.t).collect();
+    let bounds = crate::common::window::session_bounds(&times, gap, end);
+    bounds[range.start - first..range.end - first].to_vec()
 }
 
 /// count, sum and avg from prefix sums of the span: exact (38-digit decimals) for
