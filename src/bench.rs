@@ -78,6 +78,16 @@ pub const QUERIES: &[(&str, &str)] = &[
         "SELECT B.bidder, count(*) AS bid_count, window_start AS starttime, window_end AS endtime \
          FROM SESSION(bid, date_time, INTERVAL '10' SECOND) B GROUP BY B.bidder, window_start, window_end",
     ),
+    // RisingWave's q12 reads a `p_time TIMESTAMPTZ AS PROCTIME()` column of `bid` through
+    // TUMBLE; Flink's stamps rows with `PROCTIME()` in a subquery. Here the subquery
+    // stamps them and bins the stamp into ten-second windows (the same windows TUMBLE
+    // gives; TUMBLE reads only a named relation).
+    (
+        "q12",
+        "SELECT B.bidder, count(*) AS bid_count, B.window_start, B.window_start + INTERVAL '10' SECOND AS window_end \
+         FROM (SELECT bidder, date_bin(INTERVAL '10' SECOND, PROCTIME()) AS window_start FROM bid) B \
+         GROUP BY B.bidder, B.window_start",
+    ),
     (
         "q14",
         "SELECT auction, bidder, 0.908 * price AS price, CASE WHEN extract(hour FROM date_time) >= 8 AND extract(hour FROM date_time) <= 18 \

@@ -45,6 +45,7 @@ pub fn context(catalog: SabotCatalog, default_schema: &str, memory: Arc<dyn Memo
         Arc::new(move |schema: Option<&str>, name: &str| relations.relation(schema, name, &default_schema)),
     );
     crate::sql::frame_exclusion::register(&ctx);
+    crate::sql::proctime::register(&ctx);
     ctx.register_catalog(CATALOG_NAME, Arc::new(catalog));
     ctx
 }

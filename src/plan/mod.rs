@@ -233,33 +233,44 @@ impl TopNNode {
     }
 }
 
-/// The input column `expr` is a monotone (non-decreasing) function of, if any: the column
+/// What an expression's values never decrease with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Monotone {
+    /// An input column.
+    Column(usize),
+    /// The processing-time clock (`PROCTIME()`, see `common::proctime`).
+    ProcessingTime,
+}
+
+/// What `expr` is a monotone (non-decreasing) function of, if anything: an input column
 /// itself, `column ± constant`, a cast of it to a timestamp or integer type, or
-/// `date_trunc(unit, column)` / `date_bin(stride, column[, origin])`. A watermark on the
-/// column then bounds the expression's values too.
-pub fn monotone_column(expr: &Arc<dyn PhysicalExpr>) -> Option<usize> {
+/// `date_trunc(unit, column)` / `date_bin(stride, column[, origin])`; or the same
+/// functions of `PROCTIME()`. A watermark on the column (or the clock) then bounds the
+/// expression's values too.
+pub fn monotone_of(expr: &Arc<dyn PhysicalExpr>) -> Option<Monotone> {
     use datafusion::logical_expr::Operator;
     use datafusion::physical_expr::ScalarFunctionExpr;
     use datafusion::physical_expr::expressions::{BinaryExpr, CastExpr, Column, Literal};
     if let Some(column) = expr.downcast_ref::<Column>() {
-        return Some(column.index());
+        return Some(Monotone::Column(column.index()));
     }
     if let Some(binary) = expr.downcast_ref::<BinaryExpr>() {
         let constant = |e: &Arc<dyn PhysicalExpr>| e.downcast_ref::<Literal>().is_some();
         return match binary.op() {
-            Operator::Plus | Operator::Minus if constant(binary.right()) => monotone_column(binary.left()),
-            Operator::Plus if constant(binary.left()) => monotone_column(binary.right()),
+            Operator::Plus | Operator::Minus if constant(binary.right()) => monotone_of(binary.left()),
+            Operator::Plus if constant(binary.left()) => monotone_of(binary.right()),
             _ => None,
         };
     }
     if let Some(cast) = expr.downcast_ref::<CastExpr>() {
         let target = cast.cast_type();
-        return if target.is_temporal() || target.is_integer() { monotone_column(cast.expr()) } else { None };
+        return if target.is_temporal() || target.is_integer() { monotone_of(cast.expr()) } else { None };
     }
     if let Some(function) = expr.downcast_ref::<ScalarFunctionExpr>() {
         let args = function.args();
         return match function.name() {
-            "date_trunc" | "date_bin" if args.len() >= 2 => monotone_column(&args[1]),
+            "date_trunc" | "date_bin" if args.len() >= 2 => monotone_of(&args[1]),
+            "proctime" if args.is_empty() => Some(Monotone::ProcessingTime),
             _ => None,
         };
     }
@@ -366,7 +377,8 @@ impl StreamNode {
     /// The output columns that carry a watermark (DESIGN §3), ascending: a source's
     /// `WATERMARK FOR` column, passed through filters, unions (when every input has it),
     /// window functions (which add `window_start` and `window_end`), projections (the
-    /// column itself or a monotone expression of it, see [`monotone_column`]) and
+    /// column itself or a monotone expression of it, see [`monotone_of`], and
+    /// monotone expressions of `PROCTIME()`) and
     /// aggregates (group keys).
     pub fn watermark_columns(&self) -> Vec<usize> {
         let input = || self.inputs[0].watermark_columns();
@@ -382,7 +394,11 @@ impl StreamNode {
             NodeKind::Project { exprs } => {
                 let marked = input();
                 (0..exprs.len())
-                    .filter(|&i| monotone_column(&exprs[i]).is_some_and(|c| marked.contains(&c)))
+                    .filter(|&i| match monotone_of(&exprs[i]) {
+                        Some(Monotone::Column(c)) => marked.contains(&c),
+                        Some(Monotone::ProcessingTime) => true,
+                        None => false,
+                    })
                     .collect()
             }
             NodeKind::WindowTvf(spec) => {

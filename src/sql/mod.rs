@@ -7,6 +7,7 @@ pub mod depth;
 pub mod fields;
 pub mod frame_exclusion;
 pub mod parser;
+pub mod proctime;
 pub mod session_window;
 pub mod source_ddl;
 pub mod stream_plan;

@@ -213,6 +213,26 @@ impl StreamPlanner<'_> {
         Ok(self.state.create_physical_expr(expr.clone(), schema)?)
     }
 
+    /// An output column that calls `PROCTIME()`: evaluated as rows pass, so only over an
+    /// append-only input (see `sql::proctime`).
+    fn processing_time(
+        &self,
+        expr: &Expr,
+        input: &StreamNode,
+        schema: &DFSchema,
+    ) -> Result<Arc<dyn PhysicalExpr>> {
+        if !input.is_append_only() {
+            return Err(crate::sql::proctime::over_changes(expr));
+        }
+        if temporal::calls_now(expr) {
+            return Err(temporal::now_outside_filter(expr));
+        }
+        if crate::sql::proctime::other_volatile(expr) {
+            return Err(unsupported(format!("the volatile expression {expr}")));
+        }
+        Ok(self.state.create_physical_expr(expr.clone(), schema)?)
+    }
+
     fn table_scan(&mut self, scan: &datafusion::logical_expr::TableScan) -> Result<StreamNode> {
         let provider = datafusion::datasource::source_as_provider(&scan.source).ok();
         if let Some(window) = provider.as_ref().and_then(|p| p.downcast_ref::<WindowTable>()) {
@@ -248,8 +268,13 @@ impl StreamPlanner<'_> {
         input_schema: &DFSchema,
         output: &DFSchema,
     ) -> Result<StreamNode> {
-        let physical: Vec<Arc<dyn PhysicalExpr>> =
-            exprs.iter().map(|e| self.physical(e, input_schema)).collect::<Result<_>>()?;
+        let physical: Vec<Arc<dyn PhysicalExpr>> = exprs
+            .iter()
+            .map(|e| match crate::sql::proctime::calls_proctime(e) {
+                true => self.processing_time(e, &input, input_schema),
+                false => self.physical(e, input_schema),
+            })
+            .collect::<Result<_>>()?;
         let names: Vec<(String, DataType)> =
             output.fields().iter().map(|f| (f.name().clone(), f.data_type().clone())).collect();
         Ok(keep_keys(input, physical, names))

@@ -144,8 +144,10 @@ fn condition(planner: &StreamPlanner<'_>, expr: &Expr, schema: &DFSchema) -> Res
         Operator::LtEq => (true, true),
         _ => return Err(unsupported()),
     };
-    let physical = planner.physical(&time, schema).map_err(|e| {
-        Error::new(SqlState::DatatypeMismatch, format!("cannot compare {row} with now(): {e}"))
+    let physical = planner.physical(&time, schema).map_err(|e| match e.sqlstate() {
+        // An expression no view can maintain (PROCTIME(), random()) keeps its own error.
+        SqlState::FeatureNotSupported => e,
+        _ => Error::new(SqlState::DatatypeMismatch, format!("cannot compare {row} with now(): {e}")),
     })?;
     Ok(TemporalCondition { time: physical, enters, inclusive, text })
 }

@@ -210,3 +210,26 @@ pub fn evaluate(expr: &Arc<dyn PhysicalExpr>, batch: &RecordBatch, view: &str) -
         }
     }
 }
+
+/// `expr` evaluated over one row of `schema` that holds `column`'s value (cast to the
+/// column's type) and NULL elsewhere (None: NULL everywhere): a watermark carried
+/// through the expression.
+pub fn evaluate_one_row(
+    expr: &Arc<dyn PhysicalExpr>,
+    schema: &datafusion::arrow::datatypes::SchemaRef,
+    column: Option<(usize, &ScalarValue)>,
+    view: &str,
+) -> Result<ScalarValue> {
+    let columns: Vec<ArrayRef> = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| match column {
+            Some((c, value)) if c == i => value.cast_to(f.data_type())?.to_array(),
+            _ => Ok(new_null_array(f.data_type(), 1)),
+        })
+        .collect::<std::result::Result<_, _>>()?;
+    let options = datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(1));
+    let row = RecordBatch::try_new_with_options(schema.clone(), columns, &options)?;
+    Ok(ScalarValue::try_from_array(&evaluate(expr, &row, view)?, 0)?)
+}

@@ -2,27 +2,38 @@
 //!
 //! Stateless and row-for-row: every op (insert, delete, either half of an update pair)
 //! keeps its op, so retractions meet the same values their inserts produced (expressions
-//! are deterministic). Barriers pass through. A watermark on an input column becomes one
+//! are deterministic, but for `PROCTIME()`, which the planner allows only over
+//! append-only inputs). Barriers pass through. A watermark on an input column becomes one
 //! on each output column that is a monotone function of it (`ts - INTERVAL '1' MINUTE`,
-//! `date_trunc('hour', ts)`), with that function applied to it.
+//! `date_trunc('hour', ts)`), with that function applied to it. An output column that is
+//! a monotone function of `PROCTIME()` gets a watermark at each barrier: the function of
+//! the clock then, which no later row's value is below (`common::proctime`).
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions, new_null_array};
+use datafusion::arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::ScalarValue;
 use datafusion::physical_expr::PhysicalExpr;
 
-use super::{Operator, OperatorContext, evaluate};
+use super::{Operator, OperatorContext, evaluate, evaluate_one_row};
 use crate::common::Result;
+use crate::plan::{Monotone, monotone_of};
 use crate::stream::message::{Chunk, Message};
 
 pub struct ProjectOperator {
     exprs: Vec<Arc<dyn PhysicalExpr>>,
     schema: SchemaRef,
-    /// The input schema and, per output column with a watermark, the input column it is a
-    /// monotone function of (`plan::monotone_column`).
-    watermarks: Option<(SchemaRef, Vec<(usize, usize)>)>,
+    watermarks: Option<DerivedWatermarks>,
+}
+
+/// The output columns with a watermark, and what it derives from.
+struct DerivedWatermarks {
+    input_schema: SchemaRef,
+    /// (output column, the input column it is a monotone function of).
+    from_columns: Vec<(usize, usize)>,
+    /// Output columns that are a monotone function of the processing-time clock.
+    from_clock: Vec<usize>,
 }
 
 impl ProjectOperator {
@@ -30,14 +41,19 @@ impl ProjectOperator {
         ProjectOperator { exprs, schema, watermarks: None }
     }
 
-    /// Derives output watermarks for the output columns `marked` from the input's.
+    /// Derives output watermarks for the output columns `marked` (the plan's watermark
+    /// columns) from the input's or from the clock.
     pub fn with_watermarks(mut self, input_schema: SchemaRef, marked: &[usize]) -> Self {
-        let derived: Vec<(usize, usize)> = marked
-            .iter()
-            .filter_map(|&i| crate::plan::monotone_column(&self.exprs[i]).map(|c| (i, c)))
-            .collect();
-        if !derived.is_empty() {
-            self.watermarks = Some((input_schema, derived));
+        let (mut from_columns, mut from_clock) = (Vec::new(), Vec::new());
+        for &i in marked {
+            match monotone_of(&self.exprs[i]) {
+                Some(Monotone::Column(c)) => from_columns.push((i, c)),
+                Some(Monotone::ProcessingTime) => from_clock.push(i),
+                None => {}
+            }
+        }
+        if !from_columns.is_empty() || !from_clock.is_empty() {
+            self.watermarks = Some(DerivedWatermarks { input_schema, from_columns, from_clock });
         }
         self
     }
@@ -65,27 +81,37 @@ impl Operator for ProjectOperator {
         column: usize,
         value: &ScalarValue,
     ) -> Result<Vec<Message>> {
-        let Some((input_schema, derived)) = &self.watermarks else { return Ok(Vec::new()) };
+        let Some(derived) = &self.watermarks else { return Ok(Vec::new()) };
         let mut out = Vec::new();
-        for &(output, _) in derived.iter().filter(|(_, c)| *c == column) {
-            let columns: Vec<ArrayRef> = input_schema
-                .fields()
-                .iter()
-                .enumerate()
-                .map(
-                    |(i, f)| {
-                        if i == column { value.to_array() } else { Ok(new_null_array(f.data_type(), 1)) }
-                    },
-                )
-                .collect::<std::result::Result<_, _>>()?;
-            let row = RecordBatch::try_new(input_schema.clone(), columns)?;
-            let derived = evaluate(&self.exprs[output], &row, &ctx.view)?;
-            let value = ScalarValue::try_from_array(&derived, 0)?;
+        for &(output, _) in derived.from_columns.iter().filter(|(_, c)| *c == column) {
+            let value = evaluate_one_row(
+                &self.exprs[output],
+                &derived.input_schema,
+                Some((column, value)),
+                &ctx.view,
+            )?;
             if !value.is_null() {
                 out.push(Message::Watermark { column: output, value });
             }
         }
         Ok(out)
+    }
+
+    /// Processing-time columns: the clock now, through the column's function. Every row
+    /// this operator evaluates after the barrier reads the clock later.
+    fn watermarks_after_barrier(&mut self) -> Vec<Message> {
+        let Some(derived) = &self.watermarks else { return Vec::new() };
+        let mut out = Vec::new();
+        for &output in &derived.from_clock {
+            match evaluate_one_row(&self.exprs[output], &derived.input_schema, None, "") {
+                Ok(value) if !value.is_null() => out.push(Message::Watermark { column: output, value }),
+                Ok(_) => {}
+                // Only a function that fails on the clock's value gets here; the column
+                // then has no watermark this epoch, and its windows close at the next.
+                Err(error) => tracing::warn!(%error, "processing-time watermark not derived"),
+            }
+        }
+        out
     }
 }
 
@@ -157,5 +183,41 @@ mod tests {
         // v passes as it is, v - 10 is shifted; v * 2 is not in the plan's marked columns.
         assert_eq!(marks, vec![(0, ScalarValue::Int64(Some(50))), (1, ScalarValue::Int64(Some(40)))]);
         assert!(project.on_watermark(&harness.ctx, 0, 0, &ScalarValue::Int64(Some(1))).unwrap().is_empty());
+    }
+
+    #[test]
+    fn processing_time_columns_get_the_clock_as_watermark_at_barriers() {
+        use datafusion::arrow::array::AsArray;
+        use datafusion::arrow::datatypes::{Field, Schema, TimestampMicrosecondType};
+        use datafusion::common::DFSchema;
+        use datafusion::execution::context::SessionContext;
+        use datafusion::logical_expr::ScalarUDF;
+
+        use crate::sql::proctime::{ProcTime, proctime_type};
+
+        let input_schema = schema("k:int");
+        let df_schema = DFSchema::try_from(input_schema.as_ref().clone()).unwrap();
+        let call = ScalarUDF::new_from_impl(ProcTime::default()).call(vec![]);
+        let proctime = SessionContext::new().create_physical_expr(call, &df_schema).unwrap();
+        let output = Arc::new(Schema::new(vec![
+            Field::new("k", datafusion::arrow::datatypes::DataType::Int64, true),
+            Field::new("p", proctime_type(), true),
+        ]));
+        let mut project = ProjectOperator::new(vec![Arc::new(Column::new("k", 0)), proctime], output)
+            .with_watermarks(input_schema.clone(), &[1]);
+        let harness = Harness::new();
+        let stamp = |project: &mut ProjectOperator| {
+            let out = project.on_chunk(&harness.ctx, 0, chunk(&input_schema, "+ 1\n+ 2")).unwrap();
+            let times = out[0].data.column(1).as_primitive::<TimestampMicrosecondType>().clone();
+            assert_eq!(times.value(0), times.value(1), "one reading per chunk");
+            times.value(0)
+        };
+        let before = stamp(&mut project);
+        let marks = watermarks(&project.watermarks_after_barrier());
+        let [(1, ScalarValue::TimestampMicrosecond(Some(mark), _))] = marks.as_slice() else {
+            panic!("one processing-time watermark on p: {marks:?}")
+        };
+        let after = stamp(&mut project);
+        assert!(before <= *mark && *mark <= after, "{before} <= {mark} <= {after}");
     }
 }
