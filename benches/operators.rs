@@ -143,6 +143,7 @@ fn hash_join(c: &mut Criterion) {
                 left_table: 1,
                 right_table: 2,
                 closes: false,
+                intervals: Vec::new(),
             };
             let (store, _dir) = store(kind);
             let l =

@@ -21,7 +21,9 @@ use crate::catalog::TableDesc;
 use crate::common::window::WindowSpec;
 use crate::state::TableId;
 
+pub mod join;
 pub mod over_window;
+pub use join::{HashJoinNode, IntervalBound};
 pub use over_window::{Frame, FrameBound, OverWindowNode, WindowCall, WindowKind};
 
 /// How EXPLAIN marks a state table that grows without bound over an endless input.
@@ -154,39 +156,6 @@ pub struct AggCall {
     /// The value multiset of min / max / count(DISTINCT) / string_agg. None for min and
     /// max over an append-only input: they keep their current extreme inline.
     pub value_table: Option<TableId>,
-}
-
-#[derive(Debug, Clone)]
-pub struct HashJoinNode {
-    pub join_type: JoinType,
-    pub left_keys: Vec<usize>,
-    pub right_keys: Vec<usize>,
-    /// Non-equi conditions, over the joined row (left visible, right visible, hidden).
-    pub residual: Option<Arc<dyn PhysicalExpr>>,
-    /// NOT IN: a NULL on the right makes the anti join empty.
-    pub null_aware: bool,
-    pub left_table: TableId,
-    pub right_table: TableId,
-    /// The first key pair carries a watermark on both sides (planner revision 3): each
-    /// side's rows behind the other side's watermark can never match again and are freed,
-    /// and a row behind its own side's watermark is late.
-    pub closes: bool,
-}
-
-impl HashJoinNode {
-    /// Where column `column` of input `side` lands in the output, if it shows there.
-    pub fn output_column(&self, inputs: &[StreamNode], side: usize, column: usize) -> Option<usize> {
-        let (lv, rv) = (inputs[0].visible, inputs[1].visible);
-        let ln = inputs[0].schema.fields().len();
-        match (self.join_type, side) {
-            (JoinType::LeftSemi | JoinType::LeftAnti, 0) | (JoinType::RightSemi | JoinType::RightAnti, 1) => {
-                Some(column)
-            }
-            (JoinType::LeftSemi | JoinType::LeftAnti | JoinType::RightSemi | JoinType::RightAnti, _) => None,
-            (_, 0) => Some(if column < lv { column } else { lv + rv + (column - lv) }),
-            _ => Some(if column < rv { lv + column } else { lv + rv + (ln - lv) + (column - rv) }),
-        }
-    }
 }
 
 /// One comparison of a row with `now()`, as a bound on the time the row shows.
@@ -467,7 +436,10 @@ impl StreamNode {
             NodeKind::HashAgg(agg) => std::iter::once(agg.group_table)
                 .chain(agg.calls.iter().filter_map(|c| c.value_table))
                 .collect(),
-            NodeKind::HashJoin(join) => vec![join.left_table, join.right_table],
+            NodeKind::HashJoin(join) => {
+                let index = join.intervals.iter().map(|b| b.index_table);
+                [join.left_table, join.right_table].into_iter().chain(index).collect()
+            }
             NodeKind::TopN(top) => vec![top.table],
             NodeKind::OverWindow(over) => vec![over.table],
             NodeKind::TemporalFilter(filter) => vec![filter.table],
@@ -500,10 +472,23 @@ impl StreamNode {
             NodeKind::HashJoin(join) if join.closes => {
                 vec![format!("left rows {}", join.left_table), format!("right rows {}", join.right_table)]
             }
-            NodeKind::HashJoin(join) => vec![
-                endless(&self.inputs[0], format!("left rows {}", join.left_table)),
-                endless(&self.inputs[1], format!("right rows {}", join.right_table)),
-            ],
+            NodeKind::HashJoin(join) => {
+                // A side with an interval bound is freed behind the other's watermark.
+                let rows = |side: usize, text: String| match join.intervals.iter().any(|b| b.side == side) {
+                    true => text,
+                    false => endless(&self.inputs[side], text),
+                };
+                let names = ["left", "right"];
+                let index =
+                    join.intervals.iter().map(|b| format!("{} by expiry {}", names[b.side], b.index_table));
+                [
+                    rows(0, format!("left rows {}", join.left_table)),
+                    rows(1, format!("right rows {}", join.right_table)),
+                ]
+                .into_iter()
+                .chain(index)
+                .collect()
+            }
             NodeKind::TopN(top) if top.closes => vec![format!("rows {}", top.table)],
             NodeKind::TopN(top) => vec![endless(&self.inputs[0], format!("rows {}", top.table))],
             // Under EMIT ON WINDOW CLOSE old rows are freed, but each partition keeps a
@@ -601,6 +586,10 @@ impl StreamNode {
                 }
                 if let Some(residual) = &join.residual {
                     let _ = write!(line, " filter {residual}");
+                }
+                for bound in &join.intervals {
+                    let side = if bound.side == 0 { "left" } else { "right" };
+                    let _ = write!(line, " frees {side} by [{}]", bound.text);
                 }
                 if join.null_aware {
                     line.push_str(" null-aware");

@@ -274,7 +274,9 @@ pub fn build_operator(node: &StreamNode, memory: &StateMemory) -> Result<Box<dyn
             };
             let left = side(0, &join.left_keys, join.left_table)?;
             let right = side(1, &join.right_keys, join.right_table)?;
-            let operator = HashJoinOperator::new(join, left, right, node.schema.clone());
+            let schemas = [node.inputs[0].schema.clone(), node.inputs[1].schema.clone()];
+            let operator = HashJoinOperator::new(join, left, right, node.schema.clone())
+                .with_intervals(&join.intervals, schemas)?;
             match join.closes {
                 true => Box::new(operator.with_closing(node.watermark_columns())?),
                 false => Box::new(operator),

@@ -128,6 +128,12 @@ const RECOVERY_VIEWS: &[(&str, &str)] = &[
         "SELECT v, window_start, window_end, count(*) AS n FROM SESSION(e, at, INTERVAL '52' SECOND) \
          GROUP BY v, window_start, window_end EMIT ON WINDOW CLOSE",
     ),
+    // An interval join: each event with the later events of its value within two
+    // minutes, both sides freed behind the watermark.
+    (
+        "followups",
+        "SELECT a.id, b.id AS later FROM e a JOIN e b ON a.v = b.v AND b.at > a.at AND b.at <= a.at + INTERVAL '120' SECOND",
+    ),
 ];
 
 /// The time of the `n`-th event: a second per event, out of order by up to three seconds
@@ -278,9 +284,9 @@ async fn views_resume_after_kill_9_without_rescanning() {
     views_match_their_queries(&client, "after changes following the restart").await;
     // Event -1 is late for the windowed views: its windows closed before the crash. It
     // is kept once per window it fell into (one TUMBLE, three HOP windows), once for
-    // the over window (its place was emitted before the crash) and once per session
-    // view (behind the watermark, it could have joined a freed session), and nothing
-    // else was late.
+    // the over window (its place was emitted before the crash), once per session
+    // view (behind the watermark, it could have joined a freed session) and once per
+    // side of the interval join (its partners may be freed), and nothing else was late.
     let late = rows(
         &client,
         "SELECT object, payload LIKE '%500%' FROM sabot_catalog.dead_letters WHERE reason = 'late' ORDER BY object",
@@ -291,6 +297,8 @@ async fn views_resume_after_kill_9_without_rescanning() {
         [
             ["public.closed_sessions", "t"],
             ["public.closed_windows", "t"],
+            ["public.followups", "t"],
+            ["public.followups", "t"],
             ["public.hops", "t"],
             ["public.hops", "t"],
             ["public.hops", "t"],

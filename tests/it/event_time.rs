@@ -98,7 +98,7 @@ pub async fn state_rows(client: &tokio_postgres::Client, view: &str) -> (u64, Ve
 /// aggregates joined on their window, two streams joined on their watermarked column —
 /// against the same queries in batch, after random out-of-order inserts (within the
 /// watermark's delay, so no row is late), checked along the way; the closing joins free
-/// their state.
+/// their state, and so do the interval joins.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn windowed_views_match_batch_after_out_of_order_inserts() {
     const DELAY: i64 = 30;
@@ -138,6 +138,17 @@ async fn windowed_views_match_batch_after_out_of_order_inserts() {
             ),
         ),
         ("same_second", "SELECT l.k, l.ts, l.v, r.v AS w FROM l JOIN r ON l.k = r.k AND l.ts = r.ts".to_string()),
+        (
+            "within_five",
+            "SELECT l.k, l.ts, l.v, r.v AS w FROM l JOIN r \
+             ON l.k = r.k AND r.ts BETWEEN l.ts - INTERVAL '5' SECOND AND l.ts + INTERVAL '5' SECOND"
+                .to_string(),
+        ),
+        (
+            "answered",
+            "SELECT l.k, l.ts, l.v, r.v AS w FROM l LEFT JOIN r ON l.k = r.k AND r.ts >= l.ts AND r.ts < l.ts + INTERVAL '3' SECOND"
+                .to_string(),
+        ),
     ];
     let mut setup = format!("SET streaming_parallelism = 2; {} {}", watermark("l"), watermark("r"));
     for (name, query) in &views {
@@ -198,7 +209,10 @@ async fn windowed_views_match_batch_after_out_of_order_inserts() {
     assert_eq!(late[0][0], "0");
     // The direct join keeps only rows within the watermarks' reach (about the last 30
     // seconds of each stream), not every row.
-    let (_, operators) = state_rows(&client, "public.same_second").await;
-    let kept: u64 = operators.iter().map(|&(_, rows)| rows).sum();
-    assert!(kept * 3 < inserted as u64, "the join keeps {kept} of {inserted} rows: {operators:?}");
+    // So do the interval joins (their rows, their expiry indexes and recorded watermarks).
+    for view in ["public.same_second", "public.within_five", "public.answered"] {
+        let (_, operators) = state_rows(&client, view).await;
+        let kept: u64 = operators.iter().map(|&(_, rows)| rows).sum();
+        assert!(kept * 3 < inserted as u64, "{view} keeps {kept} of {inserted} rows: {operators:?}");
+    }
 }

@@ -46,6 +46,10 @@ pub fn join(planner: &mut StreamPlanner<'_>, join: &Join) -> Result<StreamNode> 
         }
         None => None,
     };
+    let intervals = match closing_pair {
+        Some(_) => Vec::new(),
+        None => super::interval::interval_bounds(planner, join, [&left, &right])?,
+    };
     let (Some(left_key), Some(right_key)) = (left.stream_key.clone(), right.stream_key.clone()) else {
         return Err(unsupported("a join over an input without a key"));
     };
@@ -74,6 +78,7 @@ pub fn join(planner: &mut StreamPlanner<'_>, join: &Join) -> Result<StreamNode> 
         left_table: planner.ids.next_id()?,
         right_table: planner.ids.next_id()?,
         closes: closing_pair.is_some(),
+        intervals,
     };
     Ok(StreamNode {
         kind: NodeKind::HashJoin(node),

@@ -8,6 +8,7 @@
 //! schema index correctly), followed by hidden columns.
 
 mod agg;
+mod interval;
 mod join;
 mod over_window;
 pub mod temporal;
@@ -57,9 +58,10 @@ impl TableIds<'_> {
 /// leads with the closing column); 3: joins free state behind a watermark on a key pair
 /// (that pair leads their stored key); 4: views pass their watermarks on to views over
 /// them; 5: a per-group top-N partitioned by a watermarked column frees groups behind it
-/// (that column leads its stored key). Views keep the revision they were created with, so
+/// (that column leads its stored key); 6: interval joins free each side's rows behind
+/// the other side's watermark through a time condition between them. Views keep the revision they were created with, so
 /// that a server that plans differently still resumes them from their state.
-pub const PLAN_REVISION: u32 = 5;
+pub const PLAN_REVISION: u32 = 6;
 
 pub struct StreamPlanner<'a> {
     pub state: &'a SessionState,

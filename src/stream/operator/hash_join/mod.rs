@@ -29,7 +29,8 @@
 //!
 //! Update pairs are handled as a delete and an insert. Rows with a NULL key never match.
 //! A join on a key pair with a watermark on both sides frees rows behind the watermarks
-//! (see `closing.rs`).
+//! (see `closing.rs`); an interval join frees each side's rows once the other side's
+//! watermark proves a time condition between them fails for good (see `interval.rs`).
 //! Output columns: left visible, right visible, left hidden, right hidden (semi / anti:
 //! the output side's columns only).
 
@@ -54,9 +55,11 @@ use crate::stream::message::{Chunk, Message, Op};
 
 mod bucket;
 mod closing;
+mod interval;
 
 use self::bucket::{Bucket, JoinRow, encode_stored};
 use self::closing::JoinClosing;
+use self::interval::IntervalClosing;
 
 /// Null-aware anti join bookkeeping: right rows and right rows with a NULL key.
 const COUNTERS_KEY: &[u8] = &[0xff, b'c'];
@@ -168,6 +171,8 @@ pub struct HashJoinOperator {
     schema: SchemaRef,
     /// Frees rows behind the watermarks of the first key pair (see `closing.rs`).
     closing: Option<JoinClosing>,
+    /// Frees rows by time conditions between the sides (see `interval.rs`).
+    interval: Option<IntervalClosing>,
 }
 
 /// Where an output row's columns of one side come from.
@@ -247,6 +252,7 @@ impl HashJoinOperator {
             null_aware: node.null_aware,
             schema,
             closing: None,
+            interval: None,
         }
     }
 
@@ -258,6 +264,18 @@ impl HashJoinOperator {
         let data_type = left.types[left.keys[0]].clone();
         self.closing =
             Some(JoinClosing::new([left.keys[0], right.keys[0]], data_type, tables, output_columns)?);
+        Ok(self)
+    }
+
+    /// Frees rows by the node's interval bounds; `schemas`: each input's schema.
+    pub fn with_intervals(
+        mut self,
+        bounds: &[crate::plan::IntervalBound],
+        schemas: [SchemaRef; 2],
+    ) -> Result<Self> {
+        if !bounds.is_empty() {
+            self.interval = Some(IntervalClosing::new(bounds, schemas)?);
+        }
         Ok(self)
     }
 
@@ -393,7 +411,7 @@ impl HashJoinOperator {
         input: usize,
         chunk: &Chunk,
         store: Option<&[bool]>,
-    ) -> Result<Vec<Chunk>> {
+    ) -> Result<(Vec<Chunk>, Encoded)> {
         let (side, other) = (input, 1 - input);
         let encoded = Encoded::new(&self.sides[side], chunk)?;
         // Each row's candidates: the other side's bucket of its key (whose rows do not
@@ -437,7 +455,33 @@ impl HashJoinOperator {
         for s in &mut self.sides {
             s.buckets.evict_if_over_budget();
         }
-        Ok(chunks)
+        Ok((chunks, encoded))
+    }
+
+    /// A chunk of side `input` of an interval join: late rows leave, rows already behind
+    /// their bound are not stored, and the stored rows' expiry index follows.
+    fn process_interval(&mut self, ctx: &OperatorContext, input: usize, chunk: Chunk) -> Result<Vec<Chunk>> {
+        let mut interval = self.interval.take().expect("an interval join");
+        let result = (|| {
+            let admitted = interval.admit(ctx.snapshot.as_ref(), ctx.instance, input, chunk, &ctx.view)?;
+            if admitted.chunk.is_empty() {
+                return Ok(Vec::new());
+            }
+            let store = admitted.store.as_deref();
+            let (out, encoded) = self.process_chunk(ctx, input, &admitted.chunk, store)?;
+            if let Some(expiry) = &admitted.expiry {
+                for (i, op) in admitted.chunk.ops.iter().enumerate() {
+                    if let Some(key) = encoded.join_key(i)
+                        && store.is_none_or(|s| s[i])
+                    {
+                        interval.record(input, expiry, i, key, encoded.stream_key(i), Chunk::is_insert(*op));
+                    }
+                }
+            }
+            Ok(out)
+        })();
+        self.interval = Some(interval);
+        result
     }
 
     /// Whether each candidate pair of the chunk (rows in order, each with every row of
@@ -699,10 +743,14 @@ impl Operator for HashJoinOperator {
     }
 
     fn state_tables(&self) -> Vec<TableId> {
-        self.sides.iter().map(|s| s.buckets.table_id()).collect()
+        let index = self.interval.iter().flat_map(|i| i.state_tables());
+        self.sides.iter().map(|s| s.buckets.table_id()).chain(index).collect()
     }
 
     fn on_chunk(&mut self, ctx: &OperatorContext, input: usize, chunk: Chunk) -> Result<Vec<Chunk>> {
+        if self.interval.is_some() {
+            return self.process_interval(ctx, input, chunk);
+        }
         if !self.null_aware {
             let (chunk, store) = match &mut self.closing {
                 Some(closing) => closing.admit(ctx.snapshot.as_ref(), input, chunk)?,
@@ -711,7 +759,7 @@ impl Operator for HashJoinOperator {
             if chunk.is_empty() {
                 return Ok(Vec::new());
             }
-            return self.process_chunk(ctx, input, &chunk, store.as_deref());
+            return Ok(self.process_chunk(ctx, input, &chunk, store.as_deref())?.0);
         }
         let encoded = Encoded::new(&self.sides[input], &chunk)?;
         let mut out = Pending::default();
@@ -730,6 +778,9 @@ impl Operator for HashJoinOperator {
         column: usize,
         value: &ScalarValue,
     ) -> Result<Vec<Message>> {
+        if let Some(interval) = &mut self.interval {
+            interval.watermark(ctx.snapshot.as_ref(), ctx.instance, input, column, value, &ctx.view)?;
+        }
         match &mut self.closing {
             Some(closing) => closing.watermark(ctx.snapshot.as_ref(), input, column, value),
             None => Ok(Vec::new()),
@@ -738,12 +789,18 @@ impl Operator for HashJoinOperator {
 
     fn on_barrier(&mut self, ctx: &OperatorContext, epoch: Epoch) -> Result<Vec<Chunk>> {
         self.free_behind_watermarks()?;
+        let readers = [0, 1].map(|s| {
+            let which = if s == 0 { "left" } else { "right" };
+            format!("HashJoin {} {which} #{}", self.sides[s].buckets.table_id(), ctx.instance)
+        });
         if let Some(closing) = &mut self.closing {
-            let readers = [0, 1].map(|s| {
-                let which = if s == 0 { "left" } else { "right" };
-                format!("HashJoin {} {which} #{}", self.sides[s].buckets.table_id(), ctx.instance)
-            });
             closing.report_late(&ctx.view, [&readers[0], &readers[1]], epoch)?;
+        }
+        if let Some(interval) = &mut self.interval {
+            for due in interval.due(ctx.snapshot.as_ref())? {
+                self.sides[due.side].remove(&due.join_key, &due.stream_key);
+            }
+            interval.report_late(&ctx.view, [&readers[0], &readers[1]], epoch)?;
         }
         Ok(Vec::new())
     }
@@ -755,12 +812,18 @@ impl Operator for HashJoinOperator {
         if let Some(closing) = &mut self.closing {
             closing.checkpoint(batch);
         }
+        if let Some(interval) = &mut self.interval {
+            interval.checkpoint(batch);
+        }
     }
 
     fn committed(&mut self) {
         for side in &mut self.sides {
             side.buckets.committed();
             side.buckets.evict_if_over_budget();
+        }
+        if let Some(interval) = &mut self.interval {
+            interval.committed();
         }
     }
 }

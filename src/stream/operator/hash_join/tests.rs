@@ -13,6 +13,7 @@ fn join(join_type: JoinType, null_aware: bool, out_columns: &str) -> HashJoinOpe
         left_table: 1,
         right_table: 2,
         closes: false,
+        intervals: Vec::new(),
     };
     let left = Side::new(vec![1], vec![0], 2, vec![DataType::Int64; 2], 1, StateMemory::default()).unwrap();
     let right = Side::new(vec![0], vec![1], 2, vec![DataType::Int64; 2], 2, StateMemory::default()).unwrap();
@@ -83,6 +84,7 @@ fn windowed_join() -> HashJoinOperator {
         left_table: 101,
         right_table: 102,
         closes: true,
+        intervals: Vec::new(),
     };
     let side =
         |table| Side::new(vec![0], vec![1], 2, vec![DataType::Int64; 2], table, StateMemory::default());
@@ -153,4 +155,116 @@ fn watermarks_on_both_sides_free_rows_that_can_never_match() {
     // Left rows below 25 freed: (16, 6) and (20, 2) go, (30, 4) stays; right rows below
     // 18 are none but (20, 103) and (30, 101) stay.
     assert_eq!((h.stored_keys(101), h.stored_keys(102)), (2, 3));
+}
+
+/// `r.ts BETWEEN l.ts AND l.ts + 10` on `l.k = r.k`: left (id k ts), right (k ts id).
+fn interval_join(join_type: JoinType) -> HashJoinOperator {
+    use datafusion::logical_expr::Operator as BinaryOp;
+    use datafusion::physical_expr::expressions::{BinaryExpr, Column, Literal};
+    let column = |name: &str, i: usize| -> Arc<dyn PhysicalExpr> { Arc::new(Column::new(name, i)) };
+    let plus_ten = |e: Arc<dyn PhysicalExpr>| -> Arc<dyn PhysicalExpr> {
+        Arc::new(BinaryExpr::new(e, BinaryOp::Plus, Arc::new(Literal::new(ScalarValue::Int64(Some(10))))))
+    };
+    let compare = |l, op, r| -> Arc<dyn PhysicalExpr> { Arc::new(BinaryExpr::new(l, op, r)) };
+    // Over the joined row: l.id 0, l.k 1, l.ts 2, r.k 3, r.ts 4, r.id 5.
+    let residual = compare(
+        compare(column("ts2", 4), BinaryOp::GtEq, column("ts", 2)),
+        BinaryOp::And,
+        compare(column("ts2", 4), BinaryOp::LtEq, plus_ten(column("ts", 2))),
+    );
+    let bound = |side: usize, expiry, other_column, other, index_table| crate::plan::IntervalBound {
+        side,
+        expiry,
+        other_column,
+        other,
+        data_type: DataType::Int64,
+        strict: false,
+        index_table,
+        text: String::new(),
+    };
+    let node = HashJoinNode {
+        join_type,
+        left_keys: vec![1],
+        right_keys: vec![0],
+        residual: Some(residual),
+        null_aware: false,
+        left_table: 101,
+        right_table: 102,
+        closes: false,
+        intervals: vec![
+            // Right rows go once the left watermark passes their ts; left rows once the
+            // right watermark passes ts + 10.
+            bound(1, column("ts", 1), 2, column("ts", 2), 104),
+            bound(0, plus_ten(column("ts", 2)), 1, column("ts", 1), 103),
+        ],
+    };
+    let left = Side::new(vec![1], vec![0], 3, vec![DataType::Int64; 3], 101, StateMemory::default()).unwrap();
+    let right =
+        Side::new(vec![0], vec![2], 3, vec![DataType::Int64; 3], 102, StateMemory::default()).unwrap();
+    let fields: Vec<Field> =
+        "id k ts k2 ts2 id2".split_whitespace().map(|n| Field::new(n, DataType::Int64, true)).collect();
+    HashJoinOperator::new(&node, left, right, Arc::new(Schema::new(fields)))
+        .with_intervals(&node.intervals, [schema("id:int k:int ts:int"), schema("k:int ts:int id:int")])
+        .unwrap()
+}
+
+#[test]
+fn interval_join_frees_rows_behind_the_other_sides_watermark() {
+    let mut op = interval_join(JoinType::Inner);
+    let mut h = Harness::new();
+    let inputs = [schema("id:int k:int ts:int"), schema("k:int ts:int id:int")];
+    let out = run_script_inputs(
+        &mut op,
+        &mut h,
+        &inputs,
+        "+ 1 7 100
+         + 2 7 105
+         1: + 7 103 50
+         barrier
+         watermark 2 104
+         1: watermark 1 112
+         barrier",
+    );
+    assert_eq!(out, "+ 1 7 100 7 103 50");
+    // Right row 50 (ts 103) is behind the left watermark 104; left row 1 (ts 100 + 10) is
+    // behind the right watermark 112. Each index keeps its rows and the watermark of the
+    // side that frees it.
+    assert_eq!((h.stored_keys(101), h.stored_keys(102)), (1, 0));
+    assert_eq!((h.stored_keys(103), h.stored_keys(104)), (2, 1));
+    // Rows behind their own side's watermark are late: kept as dead letters, not joined.
+    // A row on time meets what is kept.
+    let out = run_script_inputs(
+        &mut op,
+        &mut h,
+        &inputs,
+        "+ 3 7 90
+         1: + 7 100 51
+         1: + 7 113 52
+         barrier",
+    );
+    assert_eq!(out, "+ 2 7 105 7 113 52");
+    assert_eq!(h.stored_keys(crate::stream::source::DEAD_LETTERS_TABLE), 2);
+}
+
+#[test]
+fn interval_left_join_keeps_padded_rows_of_freed_rows() {
+    let mut op = interval_join(JoinType::Left);
+    let mut h = Harness::new();
+    let inputs = [schema("id:int k:int ts:int"), schema("k:int ts:int id:int")];
+    let out = run_script_inputs(
+        &mut op,
+        &mut h,
+        &inputs,
+        "+ 1 7 100
+         + 2 8 100
+         barrier
+         1: + 7 120 50
+         1: watermark 1 150
+         barrier
+         1: + 8 160 51",
+    );
+    // Row 1 meets no partner in time; row 2's partner would come too late. Both are freed
+    // by the right watermark (150 > 110) and keep their padded rows.
+    assert_eq!(out, "+ 1 7 100 . . .\n+ 2 8 100 . . .");
+    assert_eq!(h.stored_keys(101), 0);
 }

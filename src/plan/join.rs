@@ -1,0 +1,73 @@
+//! The join node: a symmetric hash join, with what bounds its state (a watermarked key
+//! pair, or time conditions between the sides: an interval join).
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::DataType;
+use datafusion::logical_expr::JoinType;
+use datafusion::physical_expr::PhysicalExpr;
+
+use super::StreamNode;
+use crate::state::TableId;
+
+#[derive(Debug, Clone)]
+pub struct HashJoinNode {
+    pub join_type: JoinType,
+    pub left_keys: Vec<usize>,
+    pub right_keys: Vec<usize>,
+    /// Non-equi conditions, over the joined row (left visible, right visible, hidden).
+    pub residual: Option<Arc<dyn PhysicalExpr>>,
+    /// NOT IN: a NULL on the right makes the anti join empty.
+    pub null_aware: bool,
+    pub left_table: TableId,
+    pub right_table: TableId,
+    /// The first key pair carries a watermark on both sides (planner revision 3): each
+    /// side's rows behind the other side's watermark can never match again and are freed,
+    /// and a row behind its own side's watermark is late.
+    pub closes: bool,
+    /// Time bounds between the sides (planner revision 6), at most one per side: that
+    /// side's rows are freed once the other side's watermark proves that no later row of
+    /// it can meet them (see [`IntervalBound`]).
+    pub intervals: Vec<IntervalBound>,
+}
+
+impl HashJoinNode {
+    /// Where column `column` of input `side` lands in the output, if it shows there.
+    pub fn output_column(&self, inputs: &[StreamNode], side: usize, column: usize) -> Option<usize> {
+        let (lv, rv) = (inputs[0].visible, inputs[1].visible);
+        let ln = inputs[0].schema.fields().len();
+        match (self.join_type, side) {
+            (JoinType::LeftSemi | JoinType::LeftAnti, 0) | (JoinType::RightSemi | JoinType::RightAnti, 1) => {
+                Some(column)
+            }
+            (JoinType::LeftSemi | JoinType::LeftAnti | JoinType::RightSemi | JoinType::RightAnti, _) => None,
+            (_, 0) => Some(if column < lv { column } else { lv + rv + (column - lv) }),
+            _ => Some(if column < rv { lv + column } else { lv + rv + (ln - lv) + (column - rv) }),
+        }
+    }
+}
+
+/// A condition of the join's residual, `other <= expiry` (or `<`), where `other` is a
+/// monotone function of the other side's watermarked column: once that watermark `W`
+/// gives `other(W) > expiry(row)` (`>=` when strict), no later row of the other side can
+/// satisfy it with `row`, which is freed. Rows of the other side behind their own
+/// watermark are late (their partners may be freed).
+#[derive(Debug, Clone)]
+pub struct IntervalBound {
+    /// The side whose rows are freed (0 left, 1 right).
+    pub side: usize,
+    /// Over that side's columns: the largest value of `other` a partner may have.
+    pub expiry: Arc<dyn PhysicalExpr>,
+    /// The other side's watermarked column...
+    pub other_column: usize,
+    /// ... and the expression over the other side's columns, monotone in it.
+    pub other: Arc<dyn PhysicalExpr>,
+    /// The type both expressions have.
+    pub data_type: DataType,
+    /// The condition is `other < expiry`: a row is freed once `other(W) >= expiry`.
+    pub strict: bool,
+    /// The freed side's rows by expiry: (instance, expiry, join key, stream key).
+    pub index_table: TableId,
+    /// The condition as EXPLAIN shows it.
+    pub text: String,
+}
