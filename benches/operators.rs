@@ -144,6 +144,7 @@ fn hash_join(c: &mut Criterion) {
                 right_table: 2,
                 closes: false,
                 intervals: Vec::new(),
+                lookup: false,
             };
             let (store, _dir) = store(kind);
             let l =

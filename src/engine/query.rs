@@ -40,10 +40,10 @@ pub fn context(catalog: SabotCatalog, default_schema: &str, memory: Arc<dyn Memo
     let ctx = SessionContext::new_with_state(state);
     let default_schema = default_schema.to_string();
     let relations = catalog.clone();
-    crate::sql::window::register(
-        &ctx,
-        Arc::new(move |schema: Option<&str>, name: &str| relations.relation(schema, name, &default_schema)),
-    );
+    let resolve: crate::sql::window::RelationResolver =
+        Arc::new(move |schema: Option<&str>, name: &str| relations.relation(schema, name, &default_schema));
+    crate::sql::window::register(&ctx, resolve.clone());
+    crate::sql::temporal_join::register(&ctx, resolve);
     crate::sql::frame_exclusion::register(&ctx);
     crate::sql::proctime::register(&ctx);
     ctx.register_catalog(CATALOG_NAME, Arc::new(catalog));

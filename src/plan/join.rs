@@ -29,6 +29,10 @@ pub struct HashJoinNode {
     /// side's rows are freed once the other side's watermark proves that no later row of
     /// it can meet them (see [`IntervalBound`]).
     pub intervals: Vec<IntervalBound>,
+    /// A processing-time temporal join (`FOR SYSTEM_TIME AS OF PROCTIME()`): each left row
+    /// looks up the right rows current when it arrives; left rows are not kept, and right
+    /// changes show nothing by themselves.
+    pub lookup: bool,
 }
 
 impl HashJoinNode {

@@ -281,6 +281,8 @@ impl StreamNode {
             | NodeKind::Union
             | NodeKind::Materialize { .. }
             | NodeKind::Sink { .. } => inputs(),
+            // A lookup join never retracts: right changes show nothing, padded rows stay.
+            NodeKind::HashJoin(join) if join.lookup => self.inputs[0].is_append_only(),
             NodeKind::HashJoin(join) => join.join_type == JoinType::Inner && inputs(),
             // Rows that only enter (no condition makes them leave) are never retracted.
             NodeKind::TemporalFilter(filter) => filter.conditions.iter().all(|c| c.enters) && inputs(),
@@ -472,6 +474,10 @@ impl StreamNode {
             NodeKind::HashJoin(join) if join.closes => {
                 vec![format!("left rows {}", join.left_table), format!("right rows {}", join.right_table)]
             }
+            // A lookup join keeps only the versioned side's current rows.
+            NodeKind::HashJoin(join) if join.lookup => {
+                vec![endless(&self.inputs[1], format!("right rows {}", join.right_table))]
+            }
             NodeKind::HashJoin(join) => {
                 // A side with an interval bound is freed behind the other's watermark.
                 let rows = |side: usize, text: String| match join.intervals.iter().any(|b| b.side == side) {
@@ -581,6 +587,9 @@ impl StreamNode {
                     })
                     .collect();
                 let _ = write!(line, " {:?} on [{}]", join.join_type, keys.join(", "));
+                if join.lookup {
+                    line.push_str(" lookup as of proctime");
+                }
                 if join.closes {
                     let _ = write!(line, " closes on {}", self.inputs[0].column_name(join.left_keys[0]));
                 }

@@ -18,6 +18,7 @@ pub fn join(planner: &mut StreamPlanner<'_>, join: &Join) -> Result<StreamNode> 
     if join.on.is_empty() {
         return Err(unsupported("a join without an equality condition (a cross join)"));
     }
+    let lookup = lookup_join(join)?;
     let left = planner.convert(&join.left)?;
     let right = planner.convert(&join.right)?;
     let (left_exprs, right_exprs): (Vec<Expr>, Vec<Expr>) = join.on.iter().cloned().unzip();
@@ -26,9 +27,13 @@ pub fn join(planner: &mut StreamPlanner<'_>, join: &Join) -> Result<StreamNode> 
     // A key pair with a watermark on both sides bounds the join's state (revision 3): it
     // leads the stored key, so that what the watermarks free is one key range.
     let (left_marks, right_marks) = (left.watermark_columns(), right.watermark_columns());
+    if lookup && !left.is_append_only() {
+        return Err(unsupported("FOR SYSTEM_TIME AS OF PROCTIME() joined to a stream with deletes or updates")
+            .with_hint("the left side of a processing-time temporal join must be a source, an APPEND ONLY table or a view of one"));
+    }
     let closing_pair = (0..left_keys.len())
         .find(|&i| left_marks.contains(&left_keys[i]) && right_marks.contains(&right_keys[i]))
-        .filter(|_| planner.revision >= 3 && !join.null_aware);
+        .filter(|_| planner.revision >= 3 && !join.null_aware && !lookup);
     if let Some(pair) = closing_pair {
         left_keys[..=pair].rotate_right(1);
         right_keys[..=pair].rotate_right(1);
@@ -48,7 +53,8 @@ pub fn join(planner: &mut StreamPlanner<'_>, join: &Join) -> Result<StreamNode> 
     };
     let intervals = match closing_pair {
         Some(_) => Vec::new(),
-        None => super::interval::interval_bounds(planner, join, [&left, &right])?,
+        None if !lookup => super::interval::interval_bounds(planner, join, [&left, &right])?,
+        None => Vec::new(),
     };
     let (Some(left_key), Some(right_key)) = (left.stream_key.clone(), right.stream_key.clone()) else {
         return Err(unsupported("a join over an input without a key"));
@@ -79,6 +85,7 @@ pub fn join(planner: &mut StreamPlanner<'_>, join: &Join) -> Result<StreamNode> 
         right_table: planner.ids.next_id()?,
         closes: closing_pair.is_some(),
         intervals,
+        lookup,
     };
     Ok(StreamNode {
         kind: NodeKind::HashJoin(node),
@@ -89,4 +96,23 @@ pub fn join(planner: &mut StreamPlanner<'_>, join: &Join) -> Result<StreamNode> 
         parallelism: if join.null_aware { 1 } else { planner.parallelism },
         inputs: vec![left, right],
     })
+}
+
+/// Whether `join` is a processing-time temporal join (its right side reads a relation
+/// `FOR SYSTEM_TIME AS OF PROCTIME()`): inner or left, with the versioned relation on the
+/// right.
+fn lookup_join(join: &Join) -> Result<bool> {
+    use crate::sql::temporal_join::reads_versioned;
+    if reads_versioned(&join.left) {
+        return Err(unsupported("FOR SYSTEM_TIME AS OF PROCTIME() on the left side of a join").with_hint(
+            "put the versioned table on the right: s JOIN t FOR SYSTEM_TIME AS OF PROCTIME() ON ...",
+        ));
+    }
+    if !reads_versioned(&join.right) {
+        return Ok(false);
+    }
+    match join.join_type {
+        JoinType::Inner | JoinType::Left => Ok(true),
+        other => Err(unsupported(format!("a {other} processing-time temporal join (only inner and LEFT)"))),
+    }
 }

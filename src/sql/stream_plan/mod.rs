@@ -241,6 +241,12 @@ impl StreamPlanner<'_> {
             let source = self.relation(&window.relation)?;
             return Ok(project_scan(window_node(source, window.spec.clone()), scan));
         }
+        if let Some(versioned) =
+            provider.as_ref().and_then(|p| p.downcast_ref::<crate::sql::temporal_join::VersionedTable>())
+        {
+            let source = self.relation(&versioned.relation)?;
+            return Ok(project_scan(source, scan));
+        }
         let schema_name = scan.table_name.schema().unwrap_or(self.default_schema);
         let desc = self.catalog.table(schema_name, scan.table_name.table()).cloned().ok_or_else(|| {
             Error::new(SqlState::UndefinedTable, format!("relation \"{}\" does not exist", scan.table_name))

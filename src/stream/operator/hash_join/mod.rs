@@ -173,6 +173,12 @@ pub struct HashJoinOperator {
     closing: Option<JoinClosing>,
     /// Frees rows by time conditions between the sides (see `interval.rs`).
     interval: Option<IntervalClosing>,
+    /// A processing-time temporal join: left chunks held until the first barrier (so that
+    /// a new view's right side is backfilled before it is looked up), or None once it
+    /// passed; None for other joins.
+    held: Option<Vec<Chunk>>,
+    /// A processing-time temporal join (`HashJoinNode::lookup`).
+    lookup: bool,
 }
 
 /// Where an output row's columns of one side come from.
@@ -253,6 +259,8 @@ impl HashJoinOperator {
             schema,
             closing: None,
             interval: None,
+            held: node.lookup.then(Vec::new),
+            lookup: node.lookup,
         }
     }
 
@@ -456,6 +464,28 @@ impl HashJoinOperator {
             s.buckets.evict_if_over_budget();
         }
         Ok((chunks, encoded))
+    }
+
+    /// A chunk of a processing-time temporal join: right rows are stored (the current
+    /// version) and show nothing; left rows look them up and are not stored.
+    fn process_lookup(&mut self, ctx: &OperatorContext, input: usize, chunk: Chunk) -> Result<Vec<Chunk>> {
+        if input == 1 {
+            let encoded = Encoded::new(&self.sides[1], &chunk)?;
+            for (i, op) in chunk.ops.iter().enumerate() {
+                let Some(key) = encoded.join_key(i) else { continue };
+                match Chunk::is_insert(*op) {
+                    true => self.sides[1].insert(key, encoded.stream_key(i), 0, encoded.rows.row(i).data()),
+                    false => self.sides[1].remove(key, encoded.stream_key(i)),
+                }
+            }
+            self.sides[1].buckets.evict_if_over_budget();
+            return Ok(Vec::new());
+        }
+        if let Some(held) = &mut self.held {
+            held.push(chunk);
+            return Ok(Vec::new());
+        }
+        Ok(self.process_chunk(ctx, 0, &chunk, Some(&vec![false; chunk.len()]))?.0)
     }
 
     /// A chunk of side `input` of an interval join: late rows leave, rows already behind
@@ -751,6 +781,9 @@ impl Operator for HashJoinOperator {
         if self.interval.is_some() {
             return self.process_interval(ctx, input, chunk);
         }
+        if self.lookup {
+            return self.process_lookup(ctx, input, chunk);
+        }
         if !self.null_aware {
             let (chunk, store) = match &mut self.closing {
                 Some(closing) => closing.admit(ctx.snapshot.as_ref(), input, chunk)?,
@@ -788,6 +821,13 @@ impl Operator for HashJoinOperator {
     }
 
     fn on_barrier(&mut self, ctx: &OperatorContext, epoch: Epoch) -> Result<Vec<Chunk>> {
+        if let Some(held) = self.held.take() {
+            let mut out = Vec::new();
+            for chunk in held {
+                out.extend(self.process_chunk(ctx, 0, &chunk, Some(&vec![false; chunk.len()]))?.0);
+            }
+            return Ok(out);
+        }
         self.free_behind_watermarks()?;
         let readers = [0, 1].map(|s| {
             let which = if s == 0 { "left" } else { "right" };

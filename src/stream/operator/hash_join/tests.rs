@@ -14,6 +14,7 @@ fn join(join_type: JoinType, null_aware: bool, out_columns: &str) -> HashJoinOpe
         right_table: 2,
         closes: false,
         intervals: Vec::new(),
+        lookup: false,
     };
     let left = Side::new(vec![1], vec![0], 2, vec![DataType::Int64; 2], 1, StateMemory::default()).unwrap();
     let right = Side::new(vec![0], vec![1], 2, vec![DataType::Int64; 2], 2, StateMemory::default()).unwrap();
@@ -85,6 +86,7 @@ fn windowed_join() -> HashJoinOperator {
         right_table: 102,
         closes: true,
         intervals: Vec::new(),
+        lookup: false,
     };
     let side =
         |table| Side::new(vec![0], vec![1], 2, vec![DataType::Int64; 2], table, StateMemory::default());
@@ -197,6 +199,7 @@ fn interval_join(join_type: JoinType) -> HashJoinOperator {
             bound(1, column("ts", 1), 2, column("ts", 2), 104),
             bound(0, plus_ten(column("ts", 2)), 1, column("ts", 1), 103),
         ],
+        lookup: false,
     };
     let left = Side::new(vec![1], vec![0], 3, vec![DataType::Int64; 3], 101, StateMemory::default()).unwrap();
     let right =
