@@ -12,7 +12,7 @@ use datafusion::common::DFSchema;
 use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{Between, BinaryExpr, Expr, Join, Operator};
 
-use super::StreamPlanner;
+use super::{StreamPlanner, shown};
 use crate::common::Result;
 use crate::plan::{IntervalBound, Monotone, StreamNode, monotone_of};
 
@@ -85,22 +85,4 @@ fn side_of(expr: &Expr, schemas: [&DFSchema; 2]) -> Option<usize> {
         return None;
     }
     (0..2).find(|&s| columns.iter().all(|c| schemas[s].has_column(c)))
-}
-
-/// `expr` as EXPLAIN shows it: constants as Postgres would print them (`10 mins`, not
-/// DataFusion's debug form of an interval).
-fn shown(expr: &Expr) -> String {
-    use datafusion::common::tree_node::{Transformed, TreeNode};
-    let constants_as_text = expr.clone().transform(|e| match e {
-        Expr::Literal(value, _) => {
-            let text = value
-                .to_array()
-                .ok()
-                .and_then(|a| datafusion::arrow::util::display::array_value_to_string(&a, 0).ok())
-                .unwrap_or_else(|| value.to_string());
-            Ok(Transformed::yes(Expr::Column(datafusion::common::Column::new_unqualified(text))))
-        }
-        other => Ok(Transformed::no(other)),
-    });
-    constants_as_text.map(|t| t.data.to_string()).unwrap_or_else(|_| expr.to_string())
 }

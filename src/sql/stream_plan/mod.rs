@@ -525,3 +525,21 @@ pub fn stored_type(data_type: &DataType) -> DataType {
         other => SqlType::from_arrow(&Field::new("", other.clone(), true)).to_arrow(),
     }
 }
+
+/// `expr` as EXPLAIN shows it: constants as Postgres would print them (`10 mins`, not
+/// DataFusion's debug form of an interval).
+pub fn shown(expr: &Expr) -> String {
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    let constants_as_text = expr.clone().transform(|e| match e {
+        Expr::Literal(value, _) => {
+            let text = value
+                .to_array()
+                .ok()
+                .and_then(|a| datafusion::arrow::util::display::array_value_to_string(&a, 0).ok())
+                .unwrap_or_else(|| value.to_string());
+            Ok(Transformed::yes(Expr::Column(datafusion::common::Column::new_unqualified(text))))
+        }
+        other => Ok(Transformed::no(other)),
+    });
+    constants_as_text.map(|t| t.data.to_string()).unwrap_or_else(|_| expr.to_string())
+}

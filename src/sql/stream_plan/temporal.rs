@@ -161,15 +161,7 @@ fn describe(row: &Expr, op: Operator, shift: Option<&(Operator, Expr)>) -> Strin
     }
     let mut text = format!("{row} {op} now()");
     if let Some((shift_op, constant)) = shift {
-        let shown = match constant {
-            Expr::Literal(value, _) => value
-                .to_array()
-                .ok()
-                .and_then(|a| datafusion::arrow::util::display::array_value_to_string(&a, 0).ok())
-                .unwrap_or_else(|| constant.to_string()),
-            other => other.to_string(),
-        };
-        text.push_str(&format!(" {shift_op} {shown}"));
+        text.push_str(&format!(" {shift_op} {}", super::shown(constant)));
     }
     text
 }

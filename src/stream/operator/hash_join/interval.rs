@@ -35,8 +35,8 @@ use crate::common::row::RowCodec;
 use crate::plan::IntervalBound;
 use crate::state::{Epoch, Snapshot, StateError, StateTable, WriteBatch, prefix_end};
 use crate::stream::message::Chunk;
-use crate::stream::operator::evaluate_one_row;
 use crate::stream::operator::late::{LateRows, decode_bound, encode_bound};
+use crate::stream::operator::{OperatorContext, evaluate_one_row};
 
 /// The index table key under which instance `instance` records side `side`'s watermark.
 /// No index key starts with 0xff: they start with the instance (below 0xff00).
@@ -309,4 +309,37 @@ fn split_value(value: &[u8]) -> Option<(&[u8], &[u8])> {
     let length = u32::from_le_bytes(value.get(..4)?.try_into().ok()?) as usize;
     let rest = &value[4..];
     (rest.len() >= length).then(|| rest.split_at(length))
+}
+
+impl super::HashJoinOperator {
+    /// A chunk of side `input` of an interval join: late rows leave, rows already behind
+    /// their bound are not stored, and the stored rows' expiry index follows.
+    pub(super) fn process_interval(
+        &mut self,
+        ctx: &OperatorContext,
+        input: usize,
+        chunk: Chunk,
+    ) -> Result<Vec<Chunk>> {
+        let mut interval = self.interval.take().expect("an interval join");
+        let result = (|| {
+            let admitted = interval.admit(ctx.snapshot.as_ref(), ctx.instance, input, chunk, &ctx.view)?;
+            if admitted.chunk.is_empty() {
+                return Ok(Vec::new());
+            }
+            let store = admitted.store.as_deref();
+            let (out, encoded) = self.process_chunk(ctx, input, &admitted.chunk, store)?;
+            if let Some(expiry) = &admitted.expiry {
+                for (i, op) in admitted.chunk.ops.iter().enumerate() {
+                    if let Some(key) = encoded.join_key(i)
+                        && store.is_none_or(|s| s[i])
+                    {
+                        interval.record(input, expiry, i, key, encoded.stream_key(i), Chunk::is_insert(*op));
+                    }
+                }
+            }
+            Ok(out)
+        })();
+        self.interval = Some(interval);
+        result
+    }
 }

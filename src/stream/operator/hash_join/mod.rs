@@ -25,12 +25,13 @@
 //!   the other way round;
 //! - null-aware anti also counts the right side's rows and NULL keys: a NULL on the right
 //!   empties the result, an empty right side shows every left row (this rare form reads
-//!   the state table row by row, without the cache).
+//!   the state table row by row, without the cache; see `null_aware.rs`).
 //!
 //! Update pairs are handled as a delete and an insert. Rows with a NULL key never match.
 //! A join on a key pair with a watermark on both sides frees rows behind the watermarks
 //! (see `closing.rs`); an interval join frees each side's rows once the other side's
-//! watermark proves a time condition between them fails for good (see `interval.rs`).
+//! watermark proves a time condition between them fails for good (see `interval.rs`); a
+//! processing-time temporal join looks rows up without keeping them (see `lookup.rs`).
 //! Output columns: left visible, right visible, left hidden, right hidden (semi / anti:
 //! the output side's columns only).
 
@@ -48,23 +49,18 @@ use super::{Operator, OperatorContext, evaluate};
 use crate::common::Result;
 use crate::common::row::RowCodec;
 use crate::plan::HashJoinNode;
-use crate::state::{
-    CachedTable, Epoch, Slot, Snapshot, StateMemory, StateTable, TableId, WriteBatch, prefix_end,
-};
+use crate::state::{CachedTable, Epoch, Slot, Snapshot, StateMemory, StateTable, TableId, WriteBatch};
 use crate::stream::message::{Chunk, Message, Op};
 
 mod bucket;
 mod closing;
 mod interval;
+mod lookup;
+mod null_aware;
 
 use self::bucket::{Bucket, JoinRow, encode_stored};
 use self::closing::JoinClosing;
 use self::interval::IntervalClosing;
-
-/// Null-aware anti join bookkeeping: right rows and right rows with a NULL key.
-const COUNTERS_KEY: &[u8] = &[0xff, b'c'];
-/// Null-aware anti join: left rows with a NULL key live under this prefix.
-const NULL_KEY_PREFIX: u8 = 0xfe;
 
 /// One side's layout and state.
 pub struct Side {
@@ -149,18 +145,6 @@ impl Side {
     fn bucket_len(&self, slot: Slot) -> usize {
         self.buckets.get(slot).map_or(0, |b| b.rows.len())
     }
-}
-
-/// A stored row read by the null-aware join: its state key, degree and encoded row.
-struct Stored {
-    key: Vec<u8>,
-    degree: i64,
-    row: Vec<u8>,
-}
-
-fn decode_stored(key: &[u8], value: &[u8]) -> Result<Stored> {
-    let row = JoinRow::decode(&[], value)?;
-    Ok(Stored { key: key.to_vec(), degree: row.degree, row: row.row().to_vec() })
 }
 
 pub struct HashJoinOperator {
@@ -466,54 +450,6 @@ impl HashJoinOperator {
         Ok((chunks, encoded))
     }
 
-    /// A chunk of a processing-time temporal join: right rows are stored (the current
-    /// version) and show nothing; left rows look them up and are not stored.
-    fn process_lookup(&mut self, ctx: &OperatorContext, input: usize, chunk: Chunk) -> Result<Vec<Chunk>> {
-        if input == 1 {
-            let encoded = Encoded::new(&self.sides[1], &chunk)?;
-            for (i, op) in chunk.ops.iter().enumerate() {
-                let Some(key) = encoded.join_key(i) else { continue };
-                match Chunk::is_insert(*op) {
-                    true => self.sides[1].insert(key, encoded.stream_key(i), 0, encoded.rows.row(i).data()),
-                    false => self.sides[1].remove(key, encoded.stream_key(i)),
-                }
-            }
-            self.sides[1].buckets.evict_if_over_budget();
-            return Ok(Vec::new());
-        }
-        if let Some(held) = &mut self.held {
-            held.push(chunk);
-            return Ok(Vec::new());
-        }
-        Ok(self.process_chunk(ctx, 0, &chunk, Some(&vec![false; chunk.len()]))?.0)
-    }
-
-    /// A chunk of side `input` of an interval join: late rows leave, rows already behind
-    /// their bound are not stored, and the stored rows' expiry index follows.
-    fn process_interval(&mut self, ctx: &OperatorContext, input: usize, chunk: Chunk) -> Result<Vec<Chunk>> {
-        let mut interval = self.interval.take().expect("an interval join");
-        let result = (|| {
-            let admitted = interval.admit(ctx.snapshot.as_ref(), ctx.instance, input, chunk, &ctx.view)?;
-            if admitted.chunk.is_empty() {
-                return Ok(Vec::new());
-            }
-            let store = admitted.store.as_deref();
-            let (out, encoded) = self.process_chunk(ctx, input, &admitted.chunk, store)?;
-            if let Some(expiry) = &admitted.expiry {
-                for (i, op) in admitted.chunk.ops.iter().enumerate() {
-                    if let Some(key) = encoded.join_key(i)
-                        && store.is_none_or(|s| s[i])
-                    {
-                        interval.record(input, expiry, i, key, encoded.stream_key(i), Chunk::is_insert(*op));
-                    }
-                }
-            }
-            Ok(out)
-        })();
-        self.interval = Some(interval);
-        result
-    }
-
     /// Whether each candidate pair of the chunk (rows in order, each with every row of
     /// its bucket) satisfies the residual condition: one evaluation for the chunk.
     fn residual_passes(
@@ -617,126 +553,6 @@ impl HashJoinOperator {
         }
     }
 
-    /// Null-aware anti join: (right rows, right rows with a NULL key).
-    fn counters(&self, ctx: &OperatorContext) -> Result<(i64, i64)> {
-        Ok(match self.sides[1].buckets.table().get(ctx.snapshot.as_ref(), COUNTERS_KEY)? {
-            Some(v) if v.len() == 16 => (
-                i64::from_le_bytes(v[..8].try_into().expect("eight bytes")),
-                i64::from_le_bytes(v[8..].try_into().expect("eight bytes")),
-            ),
-            _ => (0, 0),
-        })
-    }
-
-    /// Null-aware anti join: whether a left row shows.
-    fn shows(counters: (i64, i64), left_key_null: bool, degree: i64) -> bool {
-        let (rows, nulls) = counters;
-        rows == 0 || (nulls == 0 && !left_key_null && degree == 0)
-    }
-
-    /// Null-aware anti join: the stored rows of side `side` with join key `key`.
-    fn scan_key(&self, ctx: &OperatorContext, side: usize, key: &[u8]) -> Result<Vec<Stored>> {
-        let mut rows = Vec::new();
-        let mut failure = None;
-        let end = prefix_end(key);
-        self.sides[side].buckets.table().scan_range(
-            ctx.snapshot.as_ref(),
-            key,
-            end.as_deref(),
-            &mut |k, v| {
-                match decode_stored(k, v) {
-                    Ok(stored) => rows.push(stored),
-                    Err(e) => failure = Some(e),
-                }
-                Ok(true)
-            },
-        )?;
-        match failure {
-            Some(e) => Err(e),
-            None => Ok(rows),
-        }
-    }
-
-    /// Every left row of a null-aware anti join with whether it shows under `counters`.
-    fn all_left(&self, ctx: &OperatorContext, counters: (i64, i64)) -> Result<Vec<(Vec<u8>, bool)>> {
-        let mut out = Vec::new();
-        let mut failure = None;
-        self.sides[0].buckets.table().scan(ctx.snapshot.as_ref(), &mut |k, v| {
-            match decode_stored(k, v) {
-                Ok(stored) => {
-                    let shows = Self::shows(counters, k.first() == Some(&NULL_KEY_PREFIX), stored.degree);
-                    out.push((stored.row, shows));
-                }
-                Err(e) => failure = Some(e),
-            }
-            Ok(())
-        })?;
-        match failure {
-            Some(e) => Err(e),
-            None => Ok(out),
-        }
-    }
-
-    fn process_null_aware(
-        &mut self,
-        ctx: &OperatorContext,
-        side: usize,
-        encoded: &Encoded,
-        i: usize,
-        insert: bool,
-        out: &mut Pending,
-    ) -> Result<()> {
-        let (row, join_key, stream_key) =
-            (encoded.rows.row(i).data(), encoded.join_key(i), encoded.stream_key(i));
-        let counters = self.counters(ctx)?;
-        let sign = if insert { 1 } else { -1 };
-        if side == 0 {
-            let (state_key, degree) = match join_key {
-                Some(key) => ([key, stream_key].concat(), self.scan_key(ctx, 1, key)?.len() as i64),
-                None => ([&[NULL_KEY_PREFIX], stream_key].concat(), 0),
-            };
-            if Self::shows(counters, join_key.is_none(), degree) {
-                out.push(if insert { Op::Insert } else { Op::Delete }, RowRef::Probe(i as u32), RowRef::Null);
-            }
-            if insert {
-                self.sides[0].state().put(state_key, encode_stored(degree, row));
-            } else {
-                self.sides[0].state().delete(state_key);
-            }
-            return Ok(());
-        }
-        let after = (counters.0 + sign, counters.1 + if join_key.is_none() { sign } else { 0 });
-        let flips = (counters.0 == 0) != (after.0 == 0) || (counters.1 == 0) != (after.1 == 0);
-        let before_rows = if flips { Some(self.all_left(ctx, counters)?) } else { None };
-        if let Some(key) = join_key {
-            for m in self.scan_key(ctx, 0, key)? {
-                let degree = m.degree + sign;
-                if !flips && Self::shows(counters, false, m.degree) != Self::shows(after, false, degree) {
-                    let op = if Self::shows(after, false, degree) { Op::Insert } else { Op::Delete };
-                    out.push(op, RowRef::Bytes(m.row.clone()), RowRef::Null);
-                }
-                self.sides[0].state().put(m.key, encode_stored(degree, &m.row));
-            }
-            let state_key = [key, stream_key].concat();
-            if insert {
-                self.sides[1].state().put(state_key, encode_stored(0, row));
-            } else {
-                self.sides[1].state().delete(state_key);
-            }
-        }
-        let mut value = after.0.to_le_bytes().to_vec();
-        value.extend_from_slice(&after.1.to_le_bytes());
-        self.sides[1].state().put(COUNTERS_KEY.to_vec(), value);
-        if let Some(before_rows) = before_rows {
-            for ((left, before), (_, now)) in before_rows.into_iter().zip(self.all_left(ctx, after)?) {
-                if before != now {
-                    out.push(if now { Op::Insert } else { Op::Delete }, RowRef::Bytes(left), RowRef::Null);
-                }
-            }
-        }
-        Ok(())
-    }
-
     fn build(
         &self,
         out: Pending,
@@ -822,11 +638,7 @@ impl Operator for HashJoinOperator {
 
     fn on_barrier(&mut self, ctx: &OperatorContext, epoch: Epoch) -> Result<Vec<Chunk>> {
         if let Some(held) = self.held.take() {
-            let mut out = Vec::new();
-            for chunk in held {
-                out.extend(self.process_chunk(ctx, 0, &chunk, Some(&vec![false; chunk.len()]))?.0);
-            }
-            return Ok(out);
+            return self.release_held(ctx, held);
         }
         self.free_behind_watermarks()?;
         let readers = [0, 1].map(|s| {

@@ -211,15 +211,18 @@ fn interval_join(join_type: JoinType) -> HashJoinOperator {
         .unwrap()
 }
 
+/// Drives an [`interval_join`] through a script over its two inputs.
+fn run_interval(op: &mut HashJoinOperator, h: &mut Harness, script: &str) -> String {
+    run_script_inputs(op, h, &[schema("id:int k:int ts:int"), schema("k:int ts:int id:int")], script)
+}
+
 #[test]
 fn interval_join_frees_rows_behind_the_other_sides_watermark() {
     let mut op = interval_join(JoinType::Inner);
     let mut h = Harness::new();
-    let inputs = [schema("id:int k:int ts:int"), schema("k:int ts:int id:int")];
-    let out = run_script_inputs(
+    let out = run_interval(
         &mut op,
         &mut h,
-        &inputs,
         "+ 1 7 100
          + 2 7 105
          1: + 7 103 50
@@ -236,10 +239,9 @@ fn interval_join_frees_rows_behind_the_other_sides_watermark() {
     assert_eq!((h.stored_keys(103), h.stored_keys(104)), (2, 1));
     // Rows behind their own side's watermark are late: kept as dead letters, not joined.
     // A row on time meets what is kept.
-    let out = run_script_inputs(
+    let out = run_interval(
         &mut op,
         &mut h,
-        &inputs,
         "+ 3 7 90
          1: + 7 100 51
          1: + 7 113 52
@@ -253,11 +255,9 @@ fn interval_join_frees_rows_behind_the_other_sides_watermark() {
 fn interval_left_join_keeps_padded_rows_of_freed_rows() {
     let mut op = interval_join(JoinType::Left);
     let mut h = Harness::new();
-    let inputs = [schema("id:int k:int ts:int"), schema("k:int ts:int id:int")];
-    let out = run_script_inputs(
+    let out = run_interval(
         &mut op,
         &mut h,
-        &inputs,
         "+ 1 7 100
          + 2 8 100
          barrier
