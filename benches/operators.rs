@@ -145,6 +145,7 @@ fn hash_join(c: &mut Criterion) {
                 closes: false,
                 intervals: Vec::new(),
                 lookup: false,
+                asof: None,
             };
             let (store, _dir) = store(kind);
             let l =

@@ -59,7 +59,18 @@ fn analyzer_rules() -> Vec<Arc<dyn datafusion::optimizer::AnalyzerRule + Send + 
     rules
 }
 
+/// Plans a statement to run in batch (as-of joins lowered to what DataFusion runs).
 pub async fn plan(ctx: &SessionContext, statement: &ast::Statement) -> Result<LogicalPlan> {
+    crate::sql::asof_join::lower_for_batch(plan_unlowered(ctx, statement).await?)
+}
+
+/// Plans a view's query: as-of joins stay [`crate::sql::asof_join::AsofJoinNode`]s for the
+/// streaming planner.
+pub async fn plan_view_query(ctx: &SessionContext, statement: &ast::Statement) -> Result<LogicalPlan> {
+    crate::sql::asof_join::to_extension(plan_unlowered(ctx, statement).await?)
+}
+
+async fn plan_unlowered(ctx: &SessionContext, statement: &ast::Statement) -> Result<LogicalPlan> {
     reject_null_aggregate_arguments(ctx, statement)?;
     let statement = DfStatement::Statement(Box::new(statement.clone()));
     let plan = ctx.state().statement_to_plan(statement).await?;

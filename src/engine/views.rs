@@ -351,7 +351,7 @@ async fn plan_view(
     };
     // now() is kept for a temporal filter, not folded into the time of planning.
     crate::sql::stream_plan::temporal::register(ctx);
-    let logical = query::plan(ctx, &query::name_subqueries(&statement)).await?;
+    let logical = query::plan_view_query(ctx, &query::name_subqueries(&statement)).await?;
     let optimized = ctx.state().optimize(&logical)?;
     let state = ctx.state();
     let mut planner = StreamPlanner {

@@ -33,6 +33,9 @@ pub struct HashJoinNode {
     /// looks up the right rows current when it arrives; left rows are not kept, and right
     /// changes show nothing by themselves.
     pub lookup: bool,
+    /// An as-of join (`ASOF [LEFT] JOIN`): each left row matches the one right row of its
+    /// key nearest in time (see [`AsOfBound`]); no residual.
+    pub asof: Option<AsOfBound>,
 }
 
 impl HashJoinNode {
@@ -47,6 +50,49 @@ impl HashJoinNode {
             (JoinType::LeftSemi | JoinType::LeftAnti | JoinType::RightSemi | JoinType::RightAnti, _) => None,
             (_, 0) => Some(if column < lv { column } else { lv + rv + (column - lv) }),
             _ => Some(if column < rv { lv + column } else { lv + rv + (ln - lv) + (column - rv) }),
+        }
+    }
+}
+
+/// The inequality of an as-of join, `left_column OP right_column` (columns of each input,
+/// of one type): each side keeps its rows ordered by it within a join key.
+#[derive(Debug, Clone)]
+pub struct AsOfBound {
+    pub left_column: usize,
+    pub right_column: usize,
+    pub order: AsOfOrder,
+}
+
+/// An as-of join's inequality, as `left OP right`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd)]
+pub enum AsOfOrder {
+    /// `left >= right`: the latest right row at or before the left row.
+    AtOrAfter,
+    /// `left > right`: the latest right row before it.
+    After,
+    /// `left <= right`: the earliest right row at or after it.
+    AtOrBefore,
+    /// `left < right`: the earliest right row after it.
+    Before,
+}
+
+impl AsOfOrder {
+    /// The match is the right row with the greatest time (else the smallest).
+    pub fn latest(self) -> bool {
+        matches!(self, AsOfOrder::AtOrAfter | AsOfOrder::After)
+    }
+
+    /// Equal times do not match.
+    pub fn strict(self) -> bool {
+        matches!(self, AsOfOrder::After | AsOfOrder::Before)
+    }
+
+    pub fn symbol(self) -> &'static str {
+        match self {
+            AsOfOrder::AtOrAfter => ">=",
+            AsOfOrder::After => ">",
+            AsOfOrder::AtOrBefore => "<=",
+            AsOfOrder::Before => "<",
         }
     }
 }

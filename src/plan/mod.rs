@@ -23,7 +23,7 @@ use crate::state::TableId;
 
 pub mod join;
 pub mod over_window;
-pub use join::{HashJoinNode, IntervalBound};
+pub use join::{AsOfBound, AsOfOrder, HashJoinNode, IntervalBound};
 pub use over_window::{Frame, FrameBound, OverWindowNode, WindowCall, WindowKind};
 
 /// How EXPLAIN marks a state table that grows without bound over an endless input.
@@ -283,7 +283,8 @@ impl StreamNode {
             | NodeKind::Sink { .. } => inputs(),
             // A lookup join never retracts: right changes show nothing, padded rows stay.
             NodeKind::HashJoin(join) if join.lookup => self.inputs[0].is_append_only(),
-            NodeKind::HashJoin(join) => join.join_type == JoinType::Inner && inputs(),
+            // An as-of join's matches move as right rows come and go.
+            NodeKind::HashJoin(join) => join.join_type == JoinType::Inner && join.asof.is_none() && inputs(),
             // Rows that only enter (no condition makes them leave) are never retracted.
             NodeKind::TemporalFilter(filter) => filter.conditions.iter().all(|c| c.enters) && inputs(),
             NodeKind::HashAgg(agg) => agg.emit_on_close,
@@ -589,6 +590,13 @@ impl StreamNode {
                 let _ = write!(line, " {:?} on [{}]", join.join_type, keys.join(", "));
                 if join.lookup {
                     line.push_str(" lookup as of proctime");
+                }
+                if let Some(asof) = &join.asof {
+                    let (l, r) = (
+                        self.inputs[0].column_name(asof.left_column),
+                        self.inputs[1].column_name(asof.right_column),
+                    );
+                    let _ = write!(line, " asof [{l} {} {r}]", asof.order.symbol());
                 }
                 if join.closes {
                     let _ = write!(line, " closes on {}", self.inputs[0].column_name(join.left_keys[0]));

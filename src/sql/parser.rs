@@ -119,6 +119,7 @@ fn parse_statements(sql: &str) -> Result<Vec<Statement>> {
         Tokenizer::new(&dialect, sql).tokenize_with_location().map_err(|e| syntax_error(sql, e.into()))?;
     super::frame_exclusion::mark_exclusions(&mut tokens)?;
     super::temporal_join::rewrite_versioned(&mut tokens)?;
+    super::asof_join::rewrite_asof(&mut tokens)?;
     super::window::rewrite_flink_windows(&mut tokens);
     let window_closes = super::window::blank_emit_on_window_close(&mut tokens);
     let semicolons: Vec<usize> =

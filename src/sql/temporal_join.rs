@@ -7,13 +7,15 @@
 //! versions): `t FOR SYSTEM_TIME AS OF PROCTIME() r` becomes `sabot_versioned(t) AS r`
 //! (`AS t` when no alias follows), a table function whose [`VersionedTable`] reads `t`'s
 //! rows. A batch query reads it as `t` (the current version); the streaming planner plans
-//! `t`'s change stream and, where it is a join's right side, a lookup join.
+//! `t`'s change stream and, where it is a join's right side, a lookup join. The right
+//! side of an `ASOF JOIN` is marked the same way (`sabot_asof(t)`, see `sql::asof_join`).
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableFunctionImpl, TableProvider};
+use datafusion::common::ScalarValue;
 use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::context::SessionContext;
@@ -26,11 +28,32 @@ use super::window::RelationResolver;
 use crate::catalog::TableDesc;
 use crate::common::{Error, Result, SqlState};
 
-/// The table function a versioned reference becomes.
-pub const FUNCTION: &str = "sabot_versioned";
+/// How a join reads a marked relation: the table function a reference becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Marker {
+    /// `FOR SYSTEM_TIME AS OF PROCTIME()`: the rows current when a left row arrives.
+    Proctime,
+    /// `FOR SYSTEM_TIME AS OF s.ts`: the version valid at a left row's event time (an
+    /// as-of join on the relation's event time, see `sql::asof_join`).
+    EventTime,
+    /// The right side of an `ASOF JOIN` (see `sql::asof_join`).
+    Asof,
+}
+
+impl Marker {
+    pub fn function(self) -> &'static str {
+        match self {
+            Marker::Proctime => "sabot_versioned",
+            Marker::EventTime => "sabot_versioned_at",
+            Marker::Asof => "sabot_asof",
+        }
+    }
+}
 
 /// Rewrites every `name FOR SYSTEM_TIME AS OF PROCTIME() [[AS] alias]` of a statement's
-/// tokens. 0A000 for any other `AS OF` (event-time temporal joins are not supported yet).
+/// tokens to `sabot_versioned(name) AS alias`, and every `name FOR SYSTEM_TIME AS OF
+/// s.ts [[AS] alias]` (a column of the other side) to `sabot_versioned_at(name, 's.ts')
+/// AS alias`.
 pub fn rewrite_versioned(tokens: &mut Vec<TokenWithSpan>) -> Result<()> {
     loop {
         let significant: Vec<usize> =
@@ -46,13 +69,19 @@ pub fn rewrite_versioned(tokens: &mut Vec<TokenWithSpan>) -> Result<()> {
         let proctime = word(n + 4, "proctime")
             && significant.get(n + 5).is_some_and(|&i| tokens[i].token == Token::LParen)
             && significant.get(n + 6).is_some_and(|&i| tokens[i].token == Token::RParen);
-        if !proctime {
-            return Err(Error::new(
-                SqlState::FeatureNotSupported,
-                "FOR SYSTEM_TIME AS OF is supported only with PROCTIME() (a processing-time temporal join)",
-            )
-            .with_hint("write JOIN t FOR SYSTEM_TIME AS OF PROCTIME() ON ...; event-time temporal joins are not supported yet"));
-        }
+        let (marker, through, as_of) = match proctime {
+            true => (Marker::Proctime, n + 6, None),
+            false => {
+                let (end, column) = column_reference(tokens, &significant, n + 4).ok_or_else(|| {
+                    Error::new(
+                        SqlState::FeatureNotSupported,
+                        "FOR SYSTEM_TIME AS OF takes PROCTIME() or a column of the other side of the join",
+                    )
+                    .with_hint("write JOIN t FOR SYSTEM_TIME AS OF PROCTIME() or JOIN t FOR SYSTEM_TIME AS OF s.ts")
+                })?;
+                (Marker::EventTime, end, Some(column))
+            }
+        };
         // The relation's name: `name` or `schema . name`, just before FOR.
         let name_end = n.checked_sub(1).filter(|&m| matches!(tokens[significant[m]].token, Token::Word(_)));
         let Some(name_end) = name_end else {
@@ -62,38 +91,83 @@ pub fn rewrite_versioned(tokens: &mut Vec<TokenWithSpan>) -> Result<()> {
             && tokens[significant[name_end - 1]].token == Token::Period
             && matches!(tokens[significant[name_end - 2]].token, Token::Word(_));
         let name_start = if qualified { name_end - 2 } else { name_end };
-        let Token::Word(last) = tokens[significant[name_end]].token.clone() else {
-            unreachable!("checked above")
-        };
-        // An alias follows unless the next word is a keyword that cannot be one.
-        let aliased = match significant.get(n + 7).map(|&i| &tokens[i].token) {
-            Some(Token::Word(w)) => w.quote_style.is_some() || !RESERVED_FOR_TABLE_ALIAS.contains(&w.keyword),
-            _ => false,
-        };
-        let name: Vec<TokenWithSpan> = tokens[significant[name_start]..=significant[name_end]].to_vec();
-        let mut replacement =
-            vec![TokenWithSpan::wrap(Token::make_word(FUNCTION, None)), TokenWithSpan::wrap(Token::LParen)];
-        replacement.extend(name);
-        replacement.push(TokenWithSpan::wrap(Token::RParen));
-        if !aliased {
-            replacement.extend([
-                TokenWithSpan::wrap(Token::Whitespace(Whitespace::Space)),
-                TokenWithSpan::wrap(Token::make_keyword("AS")),
-                TokenWithSpan::wrap(Token::Whitespace(Whitespace::Space)),
-                TokenWithSpan::wrap(Token::Word(last)),
-            ]);
-        }
-        tokens.splice(significant[name_start]..=significant[n + 6], replacement);
+        wrap_relation(tokens, &significant, (name_start, name_end), through, (marker, as_of));
     }
 }
 
-/// Registers `sabot_versioned`.
+/// A column reference (`a`, `s.a`, `"S".a`) starting at significant token `start`: the
+/// significant token it ends at, and its text.
+fn column_reference(tokens: &[TokenWithSpan], significant: &[usize], start: usize) -> Option<(usize, String)> {
+    let word = |m: usize| match significant.get(m).map(|&i| &tokens[i].token) {
+        Some(token @ Token::Word(_)) => Some(token.to_string()),
+        _ => None,
+    };
+    let mut text = word(start)?;
+    let mut end = start;
+    while significant.get(end + 1).is_some_and(|&i| tokens[i].token == Token::Period)
+        && let Some(part) = word(end + 2)
+    {
+        text = format!("{text}.{part}");
+        end += 2;
+    }
+    // A function call is not a column.
+    let call = significant.get(end + 1).is_some_and(|&i| tokens[i].token == Token::LParen);
+    (!call).then_some((end, text))
+}
+
+/// Replaces significant tokens `name.0 ..= through` (a relation's name, then whatever
+/// marks it) with `marker(name[, 'argument'])`, followed by `AS last` unless an alias
+/// follows.
+pub(super) fn wrap_relation(
+    tokens: &mut Vec<TokenWithSpan>,
+    significant: &[usize],
+    (name_start, name_end): (usize, usize),
+    through: usize,
+    (marker, argument): (Marker, Option<String>),
+) {
+    let Token::Word(last) = tokens[significant[name_end]].token.clone() else {
+        unreachable!("a relation's name ends in a word")
+    };
+    // An alias follows unless the next word is a keyword that cannot be one.
+    let aliased = match significant.get(through + 1).map(|&i| &tokens[i].token) {
+        Some(Token::Word(w)) => w.quote_style.is_some() || !RESERVED_FOR_TABLE_ALIAS.contains(&w.keyword),
+        _ => false,
+    };
+    let name: Vec<TokenWithSpan> = tokens[significant[name_start]..=significant[name_end]].to_vec();
+    let mut replacement = vec![
+        TokenWithSpan::wrap(Token::make_word(marker.function(), None)),
+        TokenWithSpan::wrap(Token::LParen),
+    ];
+    replacement.extend(name);
+    if let Some(argument) = argument {
+        replacement.push(TokenWithSpan::wrap(Token::Comma));
+        replacement.push(TokenWithSpan::wrap(Token::SingleQuotedString(argument)));
+    }
+    replacement.push(TokenWithSpan::wrap(Token::RParen));
+    if !aliased {
+        replacement.extend([
+            TokenWithSpan::wrap(Token::Whitespace(Whitespace::Space)),
+            TokenWithSpan::wrap(Token::make_keyword("AS")),
+            TokenWithSpan::wrap(Token::Whitespace(Whitespace::Space)),
+            TokenWithSpan::wrap(Token::Word(last)),
+        ]);
+    }
+    tokens.splice(significant[name_start]..=significant[through], replacement);
+}
+
+/// Registers the markers' table functions.
 pub fn register(ctx: &SessionContext, resolve: RelationResolver) {
-    ctx.register_udtf(FUNCTION, Arc::new(VersionedFunction { resolve }));
+    for marker in [Marker::Proctime, Marker::EventTime, Marker::Asof] {
+        ctx.register_udtf(
+            marker.function(),
+            Arc::new(VersionedFunction { resolve: resolve.clone(), marker }),
+        );
+    }
 }
 
 struct VersionedFunction {
     resolve: RelationResolver,
+    marker: Marker,
 }
 
 impl std::fmt::Debug for VersionedFunction {
@@ -112,15 +186,22 @@ impl TableFunctionImpl for VersionedFunction {
         };
         let schema = relation.relation.as_ref().map(|r| r.table());
         let (relation, input) = (self.resolve)(schema, &relation.name).map_err(DataFusionError::from)?;
-        Ok(Arc::new(VersionedTable { relation, input }))
+        let as_of = match args.exprs().get(1) {
+            Some(Expr::Literal(ScalarValue::Utf8(Some(column)), _)) => Some(column.clone()),
+            _ => None,
+        };
+        Ok(Arc::new(VersionedTable { relation, input, marker: self.marker, as_of }))
     }
 }
 
-/// A relation read as of processing time: its rows now.
+/// A marked relation: read as itself (its rows now), joined as its marker says.
 #[derive(Debug)]
 pub struct VersionedTable {
     pub relation: Arc<TableDesc>,
     input: Arc<dyn TableProvider>,
+    pub marker: Marker,
+    /// `FOR SYSTEM_TIME AS OF s.ts`: the column of the other side, as written.
+    pub as_of: Option<String>,
 }
 
 #[async_trait]
@@ -144,15 +225,35 @@ impl TableProvider for VersionedTable {
     }
 }
 
-/// Whether `plan` reads a versioned relation (through projections, filters and aliases).
-pub fn reads_versioned(plan: &LogicalPlan) -> bool {
+/// Whether `plan` reads a relation marked `marker` (through projections, filters and
+/// aliases).
+pub fn reads_marked(plan: &LogicalPlan, marker: Marker) -> bool {
+    marked_relation(plan).is_some_and(|v| v.marker == marker)
+}
+
+/// A marked relation as a join reads it.
+pub struct Marked {
+    pub marker: Marker,
+    pub relation: Arc<TableDesc>,
+    pub as_of: Option<String>,
+}
+
+/// The marked relation `plan` reads (through projections, filters and aliases), if any.
+pub fn marked_relation(plan: &LogicalPlan) -> Option<Marked> {
     match plan {
-        LogicalPlan::TableScan(scan) => datafusion::datasource::source_as_provider(&scan.source)
-            .is_ok_and(|p| p.downcast_ref::<VersionedTable>().is_some()),
-        LogicalPlan::Projection(_) | LogicalPlan::Filter(_) | LogicalPlan::SubqueryAlias(_) => {
-            plan.inputs().into_iter().any(reads_versioned)
+        LogicalPlan::TableScan(scan) => {
+            let provider = datafusion::datasource::source_as_provider(&scan.source).ok()?;
+            let versioned = provider.downcast_ref::<VersionedTable>()?;
+            Some(Marked {
+                marker: versioned.marker,
+                relation: versioned.relation.clone(),
+                as_of: versioned.as_of.clone(),
+            })
         }
-        _ => false,
+        LogicalPlan::Projection(_) | LogicalPlan::Filter(_) | LogicalPlan::SubqueryAlias(_) => {
+            plan.inputs().into_iter().find_map(marked_relation)
+        }
+        _ => None,
     }
 }
 
@@ -184,7 +285,15 @@ mod tests {
             rewritten("SELECT * FROM s JOIN t FOR SYSTEM_TIME AS OF PROCTIME() r ON s.k = r.k").unwrap(),
             "SELECT * FROM s JOIN sabot_versioned(t) r ON s.k = r.k"
         );
-        let error = rewritten("SELECT * FROM s JOIN t FOR SYSTEM_TIME AS OF s.ts ON s.k = t.k").unwrap_err();
+        assert_eq!(
+            rewritten("SELECT * FROM s JOIN t FOR SYSTEM_TIME AS OF s.ts ON s.k = t.k").unwrap(),
+            "SELECT * FROM s JOIN sabot_versioned_at(t,'s.ts') AS t ON s.k = t.k"
+        );
+        assert_eq!(
+            rewritten("SELECT * FROM s LEFT JOIN t FOR SYSTEM_TIME AS OF \"S\".ts r ON true").unwrap(),
+            "SELECT * FROM s LEFT JOIN sabot_versioned_at(t,'\"S\".ts') r ON true"
+        );
+        let error = rewritten("SELECT * FROM s JOIN t FOR SYSTEM_TIME AS OF now() ON s.k = t.k").unwrap_err();
         assert_eq!(error.sqlstate(), SqlState::FeatureNotSupported);
     }
 }

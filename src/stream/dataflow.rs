@@ -266,17 +266,23 @@ pub fn build_operator(node: &StreamNode, memory: &StateMemory) -> Result<Box<dyn
             Box::new(HashAggOperator::new(agg, &types(&node.inputs[0]), node.schema.clone(), memory.clone())?)
         }
         NodeKind::HashJoin(join) => {
+            // An as-of join orders each side's rows by time: it leads the stream key.
+            let times = join.asof.as_ref().map(|b| [b.left_column, b.right_column]);
             let side = |i: usize, keys: &Vec<usize>, table| {
                 let input = &node.inputs[i];
                 let key =
                     input.stream_key.clone().ok_or_else(|| Error::internal("join input without a key"))?;
+                let key = times.map(|t| t[i]).into_iter().chain(key).collect();
                 Side::new(keys.clone(), key, input.visible, types(input), table, memory.clone())
             };
             let left = side(0, &join.left_keys, join.left_table)?;
             let right = side(1, &join.right_keys, join.right_table)?;
             let schemas = [node.inputs[0].schema.clone(), node.inputs[1].schema.clone()];
-            let operator = HashJoinOperator::new(join, left, right, node.schema.clone())
+            let mut operator = HashJoinOperator::new(join, left, right, node.schema.clone())
                 .with_intervals(&join.intervals, schemas)?;
+            if let Some(bound) = &join.asof {
+                operator = operator.with_asof(bound, &types(&node.inputs[0])[bound.left_column])?;
+            }
             match join.closes {
                 true => Box::new(operator.with_closing(node.watermark_columns())?),
                 false => Box::new(operator),

@@ -134,6 +134,15 @@ const RECOVERY_VIEWS: &[(&str, &str)] = &[
         "followups",
         "SELECT a.id, b.id AS later FROM e a JOIN e b ON a.v = b.v AND b.at > a.at AND b.at <= a.at + INTERVAL '120' SECOND",
     ),
+    // An as-of join whose both sides change: each row of t with the group of its parity
+    // whose threshold (30 per group, no two alike) it last passed.
+    (
+        "thresholds",
+        "SELECT t.id, u.g, u.label FROM t ASOF LEFT JOIN u ON t.g % 2 = u.g % 2 AND t.v >= u.g * 30",
+    ),
+    // A processing-time temporal join: each event with its group as it arrives (groups
+    // are never deleted, so the batch join gives the same pairs).
+    ("grouped", "SELECT e.id, u.g FROM e JOIN u FOR SYSTEM_TIME AS OF PROCTIME() ON e.v % 3 = u.g"),
 ];
 
 /// The time of the `n`-th event: a second per event, out of order by up to three seconds

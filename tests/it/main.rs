@@ -9,6 +9,7 @@ mod event_time;
 mod fuzz;
 mod hardening;
 mod harness;
+mod joins;
 mod over_windows;
 mod protocol;
 mod robustness;

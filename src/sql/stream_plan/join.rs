@@ -4,9 +4,12 @@
 use datafusion::common::NullEquality;
 use datafusion::logical_expr::{Expr, Join, JoinType};
 
+use datafusion::arrow::datatypes::SchemaRef;
+
 use super::{StreamPlanner, fields_of, nullable_schema, unsupported};
-use crate::common::Result;
-use crate::plan::{HashJoinNode, NodeKind, StreamNode};
+use crate::common::{Error, Result};
+use crate::plan::{AsOfBound, HashJoinNode, NodeKind, StreamNode};
+use crate::sql::asof_join::{AsofJoinNode, split_condition};
 
 pub fn join(planner: &mut StreamPlanner<'_>, join: &Join) -> Result<StreamNode> {
     if matches!(join.join_type, JoinType::LeftMark | JoinType::RightMark) {
@@ -56,25 +59,7 @@ pub fn join(planner: &mut StreamPlanner<'_>, join: &Join) -> Result<StreamNode> 
         None if !lookup => super::interval::interval_bounds(planner, join, [&left, &right])?,
         None => Vec::new(),
     };
-    let (Some(left_key), Some(right_key)) = (left.stream_key.clone(), right.stream_key.clone()) else {
-        return Err(unsupported("a join over an input without a key"));
-    };
-    let (lv, rv) = (left.visible, right.visible);
-    let (ln, rn) = (left.schema.fields().len(), right.schema.fields().len());
-    let (schema, visible, stream_key) = match join.join_type {
-        JoinType::LeftSemi | JoinType::LeftAnti => (left.schema.clone(), lv, left_key),
-        JoinType::RightSemi | JoinType::RightAnti => (right.schema.clone(), rv, right_key),
-        _ => {
-            let (lf, rf) = (fields_of(&left.schema), fields_of(&right.schema));
-            let fields = lf[..lv].iter().chain(&rf[..rv]).chain(&lf[lv..]).chain(&rf[rv..]).cloned();
-            let left_at = |i: usize| if i < lv { i } else { lv + rv + (i - lv) };
-            let right_at = |j: usize| if j < rv { lv + j } else { lv + rv + (ln - lv) + (j - rv) };
-            let key =
-                left_key.iter().map(|&i| left_at(i)).chain(right_key.iter().map(|&j| right_at(j))).collect();
-            (nullable_schema(fields), lv + rv, key)
-        }
-    };
-    debug_assert!(rn >= rv);
+    let (schema, visible, stream_key) = joined(&left, &right, join.join_type)?;
     let node = HashJoinNode {
         join_type: join.join_type,
         left_keys,
@@ -86,6 +71,7 @@ pub fn join(planner: &mut StreamPlanner<'_>, join: &Join) -> Result<StreamNode> 
         closes: closing_pair.is_some(),
         intervals,
         lookup,
+        asof: None,
     };
     Ok(StreamNode {
         kind: NodeKind::HashJoin(node),
@@ -98,11 +84,86 @@ pub fn join(planner: &mut StreamPlanner<'_>, join: &Join) -> Result<StreamNode> 
     })
 }
 
+/// The output of a join of `left` and `right`: schema, visible columns and stream key.
+fn joined(
+    left: &StreamNode,
+    right: &StreamNode,
+    join_type: JoinType,
+) -> Result<(SchemaRef, usize, Vec<usize>)> {
+    let (Some(left_key), Some(right_key)) = (left.stream_key.clone(), right.stream_key.clone()) else {
+        return Err(unsupported("a join over an input without a key"));
+    };
+    let (lv, rv) = (left.visible, right.visible);
+    let (ln, rn) = (left.schema.fields().len(), right.schema.fields().len());
+    debug_assert!(rn >= rv);
+    Ok(match join_type {
+        JoinType::LeftSemi | JoinType::LeftAnti => (left.schema.clone(), lv, left_key),
+        JoinType::RightSemi | JoinType::RightAnti => (right.schema.clone(), rv, right_key),
+        _ => {
+            let (lf, rf) = (fields_of(&left.schema), fields_of(&right.schema));
+            let fields = lf[..lv].iter().chain(&rf[..rv]).chain(&lf[lv..]).chain(&rf[rv..]).cloned();
+            let left_at = |i: usize| if i < lv { i } else { lv + rv + (i - lv) };
+            let right_at = |j: usize| if j < rv { lv + j } else { lv + rv + (ln - lv) + (j - rv) };
+            let key =
+                left_key.iter().map(|&i| left_at(i)).chain(right_key.iter().map(|&j| right_at(j))).collect();
+            (nullable_schema(fields), lv + rv, key)
+        }
+    })
+}
+
+/// An as-of join (`ASOF [LEFT] JOIN`): a hash join on the equalities whose sides keep
+/// their rows in time order, the time of each side a column (computed when it is an
+/// expression).
+pub fn asof_join(planner: &mut StreamPlanner<'_>, node: &AsofJoinNode) -> Result<StreamNode> {
+    let split = split_condition(&node.condition, node.left.schema(), node.right.schema())?;
+    let left = planner.convert(&node.left)?;
+    let right = planner.convert(&node.right)?;
+    let left_exprs: Vec<Expr> = split.left_keys.iter().chain([&split.left_time]).cloned().collect();
+    let right_exprs: Vec<Expr> = split.right_keys.iter().chain([&split.right_time]).cloned().collect();
+    let (left, mut left_keys) = planner.columns_for(left, &left_exprs, node.left.schema())?;
+    let (right, mut right_keys) = planner.columns_for(right, &right_exprs, node.right.schema())?;
+    let (left_time, right_time) = (left_keys.pop(), right_keys.pop());
+    let (Some(left_column), Some(right_column)) = (left_time, right_time) else {
+        return Err(Error::internal("an as-of join without its time columns"));
+    };
+    for (&l, &r) in left_keys.iter().zip(&right_keys).chain([(&left_column, &right_column)]) {
+        let (lt, rt) = (left.schema.field(l).data_type(), right.schema.field(r).data_type());
+        if lt != rt {
+            return Err(unsupported(format!(
+                "an ASOF JOIN comparing values of different types ({lt} and {rt})"
+            )));
+        }
+    }
+    let (schema, visible, stream_key) = joined(&left, &right, node.join_type)?;
+    let join = HashJoinNode {
+        join_type: node.join_type,
+        left_keys,
+        right_keys,
+        residual: None,
+        null_aware: false,
+        left_table: planner.ids.next_id()?,
+        right_table: planner.ids.next_id()?,
+        closes: false,
+        intervals: Vec::new(),
+        lookup: false,
+        asof: Some(AsOfBound { left_column, right_column, order: split.order }),
+    };
+    Ok(StreamNode {
+        kind: NodeKind::HashJoin(join),
+        schema,
+        visible,
+        stream_key: Some(stream_key),
+        parallelism: planner.parallelism,
+        inputs: vec![left, right],
+    })
+}
+
 /// Whether `join` is a processing-time temporal join (its right side reads a relation
 /// `FOR SYSTEM_TIME AS OF PROCTIME()`): inner or left, with the versioned relation on the
 /// right.
 fn lookup_join(join: &Join) -> Result<bool> {
-    use crate::sql::temporal_join::reads_versioned;
+    use crate::sql::temporal_join::{Marker, reads_marked};
+    let reads_versioned = |plan: &datafusion::logical_expr::LogicalPlan| reads_marked(plan, Marker::Proctime);
     if reads_versioned(&join.left) {
         return Err(unsupported("FOR SYSTEM_TIME AS OF PROCTIME() on the left side of a join").with_hint(
             "put the versioned table on the right: s JOIN t FOR SYSTEM_TIME AS OF PROCTIME() ON ...",

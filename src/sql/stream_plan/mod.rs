@@ -197,6 +197,12 @@ impl StreamPlanner<'_> {
                 }
             }
             LogicalPlan::Window(window) => over_window::over_window(self, window),
+            LogicalPlan::Extension(extension) => {
+                match extension.node.as_any().downcast_ref::<crate::sql::asof_join::AsofJoinNode>() {
+                    Some(asof) => join::asof_join(self, asof),
+                    None => Err(unsupported(format!("the plan node {}", extension.node.name()))),
+                }
+            }
             LogicalPlan::Distinct(_) => Err(unsupported("DISTINCT ON")),
             LogicalPlan::Values(_) | LogicalPlan::EmptyRelation(_) => {
                 Err(unsupported("a query part that reads no table (VALUES or a constant SELECT)"))

@@ -132,7 +132,7 @@ impl JoinRow {
         Ok(JoinRow::new(stream_key, degree, &value[8..]))
     }
 
-    fn stream_key(&self) -> &[u8] {
+    pub(super) fn stream_key(&self) -> &[u8] {
         &self.data[..self.key_len as usize]
     }
 

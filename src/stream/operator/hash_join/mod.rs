@@ -31,7 +31,9 @@
 //! A join on a key pair with a watermark on both sides frees rows behind the watermarks
 //! (see `closing.rs`); an interval join frees each side's rows once the other side's
 //! watermark proves a time condition between them fails for good (see `interval.rs`); a
-//! processing-time temporal join looks rows up without keeping them (see `lookup.rs`).
+//! processing-time temporal join looks rows up without keeping them (see `lookup.rs`); an
+//! as-of join keeps each side's rows in time order and matches each left row with the
+//! nearest right one (see `asof.rs`).
 //! Output columns: left visible, right visible, left hidden, right hidden (semi / anti:
 //! the output side's columns only).
 
@@ -52,6 +54,7 @@ use crate::plan::HashJoinNode;
 use crate::state::{CachedTable, Epoch, Slot, Snapshot, StateMemory, StateTable, TableId, WriteBatch};
 use crate::stream::message::{Chunk, Message, Op};
 
+mod asof;
 mod bucket;
 mod closing;
 mod interval;
@@ -163,6 +166,8 @@ pub struct HashJoinOperator {
     held: Option<Vec<Chunk>>,
     /// A processing-time temporal join (`HashJoinNode::lookup`).
     lookup: bool,
+    /// An as-of join (see `asof.rs`).
+    asof: Option<asof::AsOf>,
 }
 
 /// Where an output row's columns of one side come from.
@@ -245,7 +250,14 @@ impl HashJoinOperator {
             interval: None,
             held: node.lookup.then(Vec::new),
             lookup: node.lookup,
+            asof: None,
         }
+    }
+
+    /// An as-of join by `bound`, whose time columns have type `time_type`.
+    pub fn with_asof(mut self, bound: &crate::plan::AsOfBound, time_type: &DataType) -> Result<Self> {
+        self.asof = Some(asof::AsOf::new(bound, time_type)?);
+        Ok(self)
     }
 
     /// Frees rows behind the watermarks of the first key pair (a node that `closes`);
@@ -599,6 +611,9 @@ impl Operator for HashJoinOperator {
         }
         if self.lookup {
             return self.process_lookup(ctx, input, chunk);
+        }
+        if self.asof.is_some() {
+            return self.process_asof(ctx, input, chunk);
         }
         if !self.null_aware {
             let (chunk, store) = match &mut self.closing {

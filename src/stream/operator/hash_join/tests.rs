@@ -15,6 +15,7 @@ fn join(join_type: JoinType, null_aware: bool, out_columns: &str) -> HashJoinOpe
         closes: false,
         intervals: Vec::new(),
         lookup: false,
+        asof: None,
     };
     let left = Side::new(vec![1], vec![0], 2, vec![DataType::Int64; 2], 1, StateMemory::default()).unwrap();
     let right = Side::new(vec![0], vec![1], 2, vec![DataType::Int64; 2], 2, StateMemory::default()).unwrap();
@@ -87,6 +88,7 @@ fn windowed_join() -> HashJoinOperator {
         closes: true,
         intervals: Vec::new(),
         lookup: false,
+        asof: None,
     };
     let side =
         |table| Side::new(vec![0], vec![1], 2, vec![DataType::Int64; 2], table, StateMemory::default());
@@ -200,6 +202,7 @@ fn interval_join(join_type: JoinType) -> HashJoinOperator {
             bound(0, plus_ten(column("ts", 2)), 1, column("ts", 1), 103),
         ],
         lookup: false,
+        asof: None,
     };
     let left = Side::new(vec![1], vec![0], 3, vec![DataType::Int64; 3], 101, StateMemory::default()).unwrap();
     let right =
