@@ -49,6 +49,16 @@ pub const QUERIES: &[(&str, &str)] = &[
          FROM HOP(bid, date_time, INTERVAL '2' SECOND, INTERVAL '10' SECOND) GROUP BY bid.auction, window_start) AS CountBids \
          GROUP BY CountBids.starttime_c) AS MaxBids ON AuctionBids.starttime = MaxBids.starttime_c AND AuctionBids.num >= MaxBids.maxn",
     ),
+    // Nexmark's q6 ("the average price of each seller's last ten closed auctions") in
+    // RisingWave's group-top-N form; Flink's `AVG(...) OVER (... ROWS BETWEEN 10 PRECEDING
+    // AND CURRENT ROW)` form averages every auction's last eleven instead.
+    (
+        "q6",
+        "SELECT Q.seller, AVG(Q.final) AS avg FROM (SELECT C.seller, C.final, \
+         ROW_NUMBER() OVER (PARTITION BY C.seller ORDER BY C.date_time DESC) AS rank FROM (SELECT A.seller, A.date_time, \
+         MAX(B.price) AS final FROM auction A, bid B WHERE A.id = B.auction AND B.date_time BETWEEN A.date_time AND A.expires \
+         GROUP BY A.id, A.seller, A.date_time) C) Q WHERE Q.rank <= 10 GROUP BY Q.seller",
+    ),
     (
         "q7",
         "SELECT B.auction, B.price, B.bidder, B.date_time FROM bid B JOIN (SELECT MAX(price) AS maxprice, window_end AS date_time \
@@ -88,6 +98,13 @@ pub const QUERIES: &[(&str, &str)] = &[
          FROM (SELECT bidder, date_bin(INTERVAL '10' SECOND, PROCTIME()) AS window_start FROM bid) B \
          GROUP BY B.bidder, B.window_start",
     ),
+    // A side input looked up in processing time (`side_input`: 10,000 keys, see
+    // `sources_ddl`).
+    (
+        "q13",
+        "SELECT B.auction, B.bidder, B.price, B.date_time, S.value FROM bid B \
+         JOIN side_input FOR SYSTEM_TIME AS OF PROCTIME() S ON B.auction % 10000 = S.key",
+    ),
     (
         "q14",
         "SELECT auction, bidder, 0.908 * price AS price, CASE WHEN extract(hour FROM date_time) >= 8 AND extract(hour FROM date_time) <= 18 \
@@ -106,6 +123,20 @@ pub const QUERIES: &[(&str, &str)] = &[
          count(DISTINCT auction) FILTER (WHERE price < 10000) AS rank1_auctions, \
          count(DISTINCT auction) FILTER (WHERE price >= 10000 AND price < 1000000) AS rank2_auctions, \
          count(DISTINCT auction) FILTER (WHERE price >= 1000000) AS rank3_auctions FROM bid GROUP BY to_char(date_time, 'yyyy-mm-dd')",
+    ),
+    (
+        "q16",
+        "SELECT channel, to_char(date_time, 'yyyy-mm-dd') AS day, max(to_char(date_time, 'HH24:MI')) AS minute, \
+         count(*) AS total_bids, count(*) FILTER (WHERE price < 10000) AS rank1_bids, \
+         count(*) FILTER (WHERE price >= 10000 AND price < 1000000) AS rank2_bids, \
+         count(*) FILTER (WHERE price >= 1000000) AS rank3_bids, count(DISTINCT bidder) AS total_bidders, \
+         count(DISTINCT bidder) FILTER (WHERE price < 10000) AS rank1_bidders, \
+         count(DISTINCT bidder) FILTER (WHERE price >= 10000 AND price < 1000000) AS rank2_bidders, \
+         count(DISTINCT bidder) FILTER (WHERE price >= 1000000) AS rank3_bidders, count(DISTINCT auction) AS total_auctions, \
+         count(DISTINCT auction) FILTER (WHERE price < 10000) AS rank1_auctions, \
+         count(DISTINCT auction) FILTER (WHERE price >= 10000 AND price < 1000000) AS rank2_auctions, \
+         count(DISTINCT auction) FILTER (WHERE price >= 1000000) AS rank3_auctions FROM bid \
+         GROUP BY channel, to_char(date_time, 'yyyy-mm-dd')",
     ),
     (
         "q17",
@@ -172,6 +203,11 @@ pub const QUERIES: &[(&str, &str)] = &[
         "q105",
         "SELECT a.id AS auction_id, a.item_name AS auction_item_name, count(b.auction) AS bid_count FROM auction a \
          JOIN bid b ON a.id = b.auction GROUP BY a.id, a.item_name ORDER BY bid_count DESC LIMIT 1000",
+    ),
+    (
+        "q106",
+        "SELECT MIN(final) AS min_final FROM (SELECT A.id, MAX(B.price) AS final FROM auction A, bid B \
+         WHERE B.auction = A.id AND B.date_time BETWEEN A.date_time AND A.expires GROUP BY A.id) Q",
     ),
 ];
 
@@ -261,7 +297,9 @@ fn sources_ddl(events: u64, splits: u64, bid_dir: Option<&std::path::Path>) -> S
          CREATE SOURCE auction (id BIGINT, item_name VARCHAR, description VARCHAR, initial_bid BIGINT, reserve BIGINT, \
          date_time TIMESTAMP, expires TIMESTAMP, seller BIGINT, category BIGINT, extra VARCHAR, {WATERMARK}) {};\n\
          CREATE SOURCE bid (auction BIGINT, bidder BIGINT, price BIGINT, channel VARCHAR, url VARCHAR, \
-         date_time TIMESTAMP{}, {WATERMARK}) {};",
+         date_time TIMESTAMP{}, {WATERMARK}) {};\n\
+         CREATE TABLE side_input (key BIGINT PRIMARY KEY, value VARCHAR);\n\
+         INSERT INTO side_input SELECT v AS key, CAST(v AS VARCHAR) AS value FROM generate_series(0, 9999) AS s(v);",
         with("Person"),
         with("Auction"),
         if bid_dir.is_some() { "" } else { ", extra VARCHAR" },

@@ -246,13 +246,15 @@ async fn file_sources_and_file_sinks_are_exactly_once_across_kill_9() {
     }
 }
 
-/// Nexmark's windowed queries (q5: HOP, q7: TUMBLE joined back to the bids, q8: two
-/// TUMBLE aggregates joined on their windows) as views over tables the generator fills
-/// while the views are created (part backfilled, part streamed) equal the same queries run
-/// in batch over the tables afterwards.
+/// Every Nexmark query of `sabot bench nexmark` as a view over tables the generator fills
+/// while the views are created (part backfilled, part streamed) equals the same query run
+/// in batch over the tables afterwards; the ones a view cannot run yet are the ones
+/// docs/benchmarks.md lists.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nexmark_window_queries_match_batch() {
+async fn nexmark_queries_match_batch() {
     const EVENTS: u64 = 3000;
+    /// Refused as views, with the reason in docs/benchmarks.md.
+    const NOT_YET: [&str; 4] = ["q15", "q16", "q17", "q102"];
     let server = crate::harness::TestServer::start().await;
     let client = server.client().await;
     let with = |table: &str| {
@@ -261,14 +263,17 @@ async fn nexmark_window_queries_match_batch() {
                nexmark.split.num = '2', nexmark.base.time = '1700000000000', source_rate_limit = '3000')"
         )
     };
+    let watermark = "WATERMARK FOR date_time AS date_time - INTERVAL '4' SECOND";
     client
         .batch_execute(&format!(
             "CREATE TABLE person (id BIGINT, name VARCHAR, email_address VARCHAR, credit_card VARCHAR, city VARCHAR,
-               state VARCHAR, date_time TIMESTAMP, extra VARCHAR) {};
+               state VARCHAR, date_time TIMESTAMP, extra VARCHAR, {watermark}) {};
              CREATE TABLE auction (id BIGINT, item_name VARCHAR, description VARCHAR, initial_bid BIGINT, reserve BIGINT,
-               date_time TIMESTAMP, expires TIMESTAMP, seller BIGINT, category BIGINT, extra VARCHAR) {};
+               date_time TIMESTAMP, expires TIMESTAMP, seller BIGINT, category BIGINT, extra VARCHAR, {watermark}) {};
              CREATE TABLE bid (auction BIGINT, bidder BIGINT, price BIGINT, channel VARCHAR, url VARCHAR,
-               date_time TIMESTAMP, extra VARCHAR, WATERMARK FOR date_time AS date_time - INTERVAL '4' SECOND) {};
+               date_time TIMESTAMP, extra VARCHAR, {watermark}) {};
+             CREATE TABLE side_input (key BIGINT PRIMARY KEY, value VARCHAR);
+             INSERT INTO side_input SELECT v AS key, CAST(v AS VARCHAR) AS value FROM generate_series(0, 9999) AS s(v);
              SET streaming_parallelism = 2;",
             with("Person"),
             with("Auction"),
@@ -276,15 +281,22 @@ async fn nexmark_window_queries_match_batch() {
         ))
         .await
         .unwrap();
+    // q12 windows processing time, which a batch query cannot replay (checked below); the
+    // Flink peer's variants are q0 and q2 again.
     let queries: Vec<(&str, &str)> = sabot::bench::QUERIES
         .iter()
         .copied()
-        .filter(|(name, _)| ["q5", "q7", "q8", "q11"].contains(name))
+        .filter(|(name, _)| !["q12", "grp", "q2mod"].contains(name))
         .collect();
-    assert_eq!(queries.len(), 4);
+    let mut refused = Vec::new();
     for (name, query) in &queries {
-        client.batch_execute(&format!("CREATE MATERIALIZED VIEW {name} AS {query}")).await.unwrap();
+        if let Err(e) = client.batch_execute(&format!("CREATE MATERIALIZED VIEW {name} AS {query}")).await {
+            let code = e.code().map(|c| c.code().to_string()).unwrap_or_default();
+            assert_eq!(code, "0A000", "{name}: {e}");
+            refused.push(*name);
+        }
     }
+    assert_eq!(refused, NOT_YET, "queries a view cannot run yet");
     let timeout = Duration::from_secs(60);
     for table in ["person", "auction", "bid"] {
         let n =
@@ -292,9 +304,19 @@ async fn nexmark_window_queries_match_batch() {
         assert_eq!(n, EVENTS.to_string(), "{table} was not filled in time");
     }
     client.batch_execute("FLUSH").await.unwrap();
-    for (name, query) in &queries {
-        let mut view = rows(&client, &format!("SELECT * FROM {name}")).await;
-        let mut batch = rows(&client, query).await;
+    // Top-N queries whose order has ties keep one of the tied rows: compared on the
+    // columns the order decides (q6 averages each seller's last ten auctions, and many
+    // auctions of a seller open in the same millisecond: compared on its sellers).
+    let compared = |name: &str| match name {
+        "q6" => "seller",
+        "q18" => "auction, bidder, date_time",
+        "q19" => "auction, price",
+        _ => "*",
+    };
+    for (name, query) in queries.iter().filter(|(name, _)| !NOT_YET.contains(name)) {
+        let columns = compared(name);
+        let mut view = rows(&client, &format!("SELECT {columns} FROM {name}")).await;
+        let mut batch = rows(&client, &format!("SELECT {columns} FROM ({query}) q")).await;
         view.sort();
         batch.sort();
         assert!(!batch.is_empty(), "{name} has rows to compare");
