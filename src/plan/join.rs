@@ -61,6 +61,11 @@ pub struct AsOfBound {
     pub left_column: usize,
     pub right_column: usize,
     pub order: AsOfOrder,
+    /// `>=` over append-only inputs watermarked on both times: left rows are freed once
+    /// the right watermark passes them (the join's interval bound), right rows (versions)
+    /// once a later row of their key is behind both watermarks; rows behind their own
+    /// side's watermark are late.
+    pub frees: bool,
 }
 
 /// An as-of join's inequality, as `left OP right`.

@@ -481,7 +481,12 @@ impl StreamNode {
             }
             NodeKind::HashJoin(join) => {
                 // A side with an interval bound is freed behind the other's watermark.
-                let rows = |side: usize, text: String| match join.intervals.iter().any(|b| b.side == side) {
+                // So is an as-of join's right side that keeps only the versions still needed.
+                let freed = |side: usize| {
+                    join.intervals.iter().any(|b| b.side == side)
+                        || (side == 1 && join.asof.as_ref().is_some_and(|a| a.frees))
+                };
+                let rows = |side: usize, text: String| match freed(side) {
                     true => text,
                     false => endless(&self.inputs[side], text),
                 };

@@ -221,13 +221,21 @@ impl UserDefinedLogicalNodeCore for AsofJoinNode {
 fn asof_join(join: &Join) -> Result<Option<(JoinType, Expr)>> {
     let as_of = |plan: &LogicalPlan| marked_relation(plan).filter(|m| m.marker != Marker::Proctime);
     if as_of(&join.left).is_some() {
-        return Err(Error::new(SqlState::FeatureNotSupported, "a versioned relation on the left side of a join")
-            .with_hint("put it on the right: s JOIN t FOR SYSTEM_TIME AS OF s.ts ON ..., or s ASOF JOIN t ON ..."));
+        return Err(Error::new(
+            SqlState::FeatureNotSupported,
+            "a versioned relation on the left side of a join",
+        )
+        .with_hint(
+            "put it on the right: s JOIN t FOR SYSTEM_TIME AS OF s.ts ON ..., or s ASOF JOIN t ON ...",
+        ));
     }
     let Some(marked) = as_of(&join.right) else { return Ok(None) };
     if !matches!(join.join_type, JoinType::Inner | JoinType::Left) {
-        return Err(Error::new(SqlState::FeatureNotSupported, format!("an ASOF or temporal {} JOIN", join.join_type))
-            .with_hint("inner and LEFT joins are supported"));
+        return Err(Error::new(
+            SqlState::FeatureNotSupported,
+            format!("an ASOF or temporal {} JOIN", join.join_type),
+        )
+        .with_hint("inner and LEFT joins are supported"));
     }
     let equalities = join.on.iter().map(|(l, r)| l.clone().eq(r.clone()));
     let time = match &marked.as_of {
@@ -254,7 +262,10 @@ fn version_condition(join: &Join, relation: &crate::catalog::TableDesc, column: 
     let Some(watermark) = &relation.watermark else {
         return Err(Error::new(
             SqlState::FeatureNotSupported,
-            format!("FOR SYSTEM_TIME AS OF {column} needs a relation with an event time, and \"{}\" has none", relation.name),
+            format!(
+                "FOR SYSTEM_TIME AS OF {column} needs a relation with an event time, and \"{}\" has none",
+                relation.name
+            ),
         )
         .with_hint("declare WATERMARK FOR its time column: a version is valid from that time on"));
     };

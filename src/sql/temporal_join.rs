@@ -77,7 +77,9 @@ pub fn rewrite_versioned(tokens: &mut Vec<TokenWithSpan>) -> Result<()> {
                         SqlState::FeatureNotSupported,
                         "FOR SYSTEM_TIME AS OF takes PROCTIME() or a column of the other side of the join",
                     )
-                    .with_hint("write JOIN t FOR SYSTEM_TIME AS OF PROCTIME() or JOIN t FOR SYSTEM_TIME AS OF s.ts")
+                    .with_hint(
+                        "write JOIN t FOR SYSTEM_TIME AS OF PROCTIME() or JOIN t FOR SYSTEM_TIME AS OF s.ts",
+                    )
                 })?;
                 (Marker::EventTime, end, Some(column))
             }
@@ -97,7 +99,11 @@ pub fn rewrite_versioned(tokens: &mut Vec<TokenWithSpan>) -> Result<()> {
 
 /// A column reference (`a`, `s.a`, `"S".a`) starting at significant token `start`: the
 /// significant token it ends at, and its text.
-fn column_reference(tokens: &[TokenWithSpan], significant: &[usize], start: usize) -> Option<(usize, String)> {
+fn column_reference(
+    tokens: &[TokenWithSpan],
+    significant: &[usize],
+    start: usize,
+) -> Option<(usize, String)> {
     let word = |m: usize| match significant.get(m).map(|&i| &tokens[i].token) {
         Some(token @ Token::Word(_)) => Some(token.to_string()),
         _ => None,

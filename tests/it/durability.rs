@@ -143,6 +143,13 @@ const RECOVERY_VIEWS: &[(&str, &str)] = &[
     // A processing-time temporal join: each event with its group as it arrives (groups
     // are never deleted, so the batch join gives the same pairs).
     ("grouped", "SELECT e.id, u.g FROM e JOIN u FOR SYSTEM_TIME AS OF PROCTIME() ON e.v % 3 = u.g"),
+    // An event-time temporal join of the events with themselves: each event with the time
+    // of the latest event of its value class at or before it, rows and versions freed
+    // behind the watermark (the version's time is compared: events tie on their second).
+    (
+        "as_of",
+        "SELECT a.id, b.at AS version FROM e a LEFT JOIN e FOR SYSTEM_TIME AS OF a.at b ON a.v % 5 = b.v % 5",
+    ),
 ];
 
 /// The time of the `n`-th event: a second per event, out of order by up to three seconds
@@ -179,6 +186,12 @@ fn batch_query(name: &str, query: &str) -> String {
                WHERE object = 'public.e')",
             query.replace(" EMIT ON WINDOW CLOSE", "").replace("FROM e", "FROM e WHERE id <> -1")
         ),
+        // Event -1 is late on both sides: it neither looks up a version nor is one.
+        "as_of" => "SELECT id, version FROM (SELECT a.id, b.at AS version, \
+                      row_number() OVER (PARTITION BY a.id, a.at ORDER BY b.at DESC) AS rn \
+                    FROM e a LEFT JOIN e b ON a.v % 5 = b.v % 5 AND a.at >= b.at AND b.id <> -1 \
+                    WHERE a.id <> -1) x WHERE rn = 1"
+            .to_string(),
         // Event -1 (v = 500) is alone in its partition.
         "sessions" => format!("SELECT * FROM ({query}) x WHERE v <> 500"),
         // The sessions the table's watermark has closed.
@@ -295,7 +308,8 @@ async fn views_resume_after_kill_9_without_rescanning() {
     // is kept once per window it fell into (one TUMBLE, three HOP windows), once for
     // the over window (its place was emitted before the crash), once per session
     // view (behind the watermark, it could have joined a freed session) and once per
-    // side of the interval join (its partners may be freed), and nothing else was late.
+    // side of the interval join (its partners may be freed) and of the event-time
+    // temporal join, and nothing else was late.
     let late = rows(
         &client,
         "SELECT object, payload LIKE '%500%' FROM sabot_catalog.dead_letters WHERE reason = 'late' ORDER BY object",
@@ -304,6 +318,8 @@ async fn views_resume_after_kill_9_without_rescanning() {
     assert_eq!(
         late,
         [
+            ["public.as_of", "t"],
+            ["public.as_of", "t"],
             ["public.closed_sessions", "t"],
             ["public.closed_windows", "t"],
             ["public.followups", "t"],

@@ -8,7 +8,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 
 use super::{StreamPlanner, fields_of, nullable_schema, unsupported};
 use crate::common::{Error, Result};
-use crate::plan::{AsOfBound, HashJoinNode, NodeKind, StreamNode};
+use crate::plan::{AsOfBound, AsOfOrder, HashJoinNode, IntervalBound, NodeKind, StreamNode};
 use crate::sql::asof_join::{AsofJoinNode, split_condition};
 
 pub fn join(planner: &mut StreamPlanner<'_>, join: &Join) -> Result<StreamNode> {
@@ -135,18 +135,30 @@ pub fn asof_join(planner: &mut StreamPlanner<'_>, node: &AsofJoinNode) -> Result
         }
     }
     let (schema, visible, stream_key) = joined(&left, &right, node.join_type)?;
+    let (left_table, right_table) = (planner.ids.next_id()?, planner.ids.next_id()?);
+    // `l.t >= r.t` over endless inputs whose times carry watermarks: what the watermarks
+    // prove final is freed (`AsOfBound::frees`).
+    let frees = split.order == AsOfOrder::AtOrAfter
+        && left.is_append_only()
+        && right.is_append_only()
+        && left.watermark_columns().contains(&left_column)
+        && right.watermark_columns().contains(&right_column);
+    let intervals = match frees {
+        true => vec![stream_rows_bound(planner, [&left, &right], [left_column, right_column])?],
+        false => Vec::new(),
+    };
     let join = HashJoinNode {
         join_type: node.join_type,
         left_keys,
         right_keys,
         residual: None,
         null_aware: false,
-        left_table: planner.ids.next_id()?,
-        right_table: planner.ids.next_id()?,
+        left_table,
+        right_table,
         closes: false,
-        intervals: Vec::new(),
+        intervals,
         lookup: false,
-        asof: Some(AsOfBound { left_column, right_column, order: split.order }),
+        asof: Some(AsOfBound { left_column, right_column, order: split.order, frees }),
     };
     Ok(StreamNode {
         kind: NodeKind::HashJoin(join),
@@ -155,6 +167,30 @@ pub fn asof_join(planner: &mut StreamPlanner<'_>, node: &AsofJoinNode) -> Result
         stream_key: Some(stream_key),
         parallelism: planner.parallelism,
         inputs: vec![left, right],
+    })
+}
+
+/// An as-of join's left rows are final once the right watermark passes their time (no
+/// right row at or before it can come): `r.t <= l.t` as an interval bound on the left.
+fn stream_rows_bound(
+    planner: &mut StreamPlanner<'_>,
+    inputs: [&StreamNode; 2],
+    columns: [usize; 2],
+) -> Result<IntervalBound> {
+    use datafusion::physical_expr::expressions::Column;
+    let column = |s: usize| -> std::sync::Arc<dyn datafusion::physical_expr::PhysicalExpr> {
+        std::sync::Arc::new(Column::new(inputs[s].schema.field(columns[s]).name(), columns[s]))
+    };
+    let names = [0, 1].map(|s| inputs[s].column_name(columns[s]));
+    Ok(IntervalBound {
+        side: 0,
+        expiry: column(0),
+        other_column: columns[1],
+        other: column(1),
+        data_type: inputs[0].schema.field(columns[0]).data_type().clone(),
+        strict: false,
+        index_table: planner.ids.next_id()?,
+        text: format!("{} <= {}", names[1], names[0]),
     })
 }
 

@@ -20,6 +20,7 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::logical_expr::JoinType;
 
 use super::bucket::JoinRow;
+use super::interval::Admitted;
 use super::{Encoded, HashJoinOperator, Pending, RowRef};
 use crate::common::Result;
 use crate::common::row::RowCodec;
@@ -27,12 +28,16 @@ use crate::plan::{AsOfBound, AsOfOrder};
 use crate::state::Slot;
 use crate::stream::message::{Chunk, Op};
 use crate::stream::operator::OperatorContext;
+use crate::stream::operator::late::encode_bound;
 
 /// What an as-of join adds to a hash join: its order and how each side's times encode.
 pub(super) struct AsOf {
     order: AsOfOrder,
     columns: [usize; 2],
     times: RowCodec,
+    /// Frees by the watermarks (`AsOfBound::frees`; the left rows through the join's
+    /// interval bound).
+    frees: bool,
 }
 
 impl AsOf {
@@ -41,6 +46,7 @@ impl AsOf {
             order: bound.order,
             columns: [bound.left_column, bound.right_column],
             times: RowCodec::new(std::slice::from_ref(time_type))?,
+            frees: bound.frees,
         })
     }
 }
@@ -109,24 +115,44 @@ fn matched_by(
 }
 
 impl HashJoinOperator {
-    /// One chunk of an as-of join.
+    /// One chunk of an as-of join. One that frees admits the chunk first: late rows
+    /// leave, left rows the right watermark has passed are joined but not stored, and the
+    /// stored ones are indexed by time (see `interval.rs`).
     pub(super) fn process_asof(
         &mut self,
         ctx: &OperatorContext,
         input: usize,
         chunk: Chunk,
     ) -> Result<Vec<Chunk>> {
+        let admitted = match &mut self.interval {
+            Some(interval) => interval.admit(ctx.snapshot.as_ref(), ctx.instance, input, chunk, &ctx.view)?,
+            None => Admitted { chunk, store: None, expiry: None },
+        };
+        let chunk = admitted.chunk;
         let asof = self.asof.as_ref().expect("an as-of join");
         let times = asof.times.encode(&[chunk.data.column(asof.columns[input]).clone()])?;
         let encoded = Encoded::new(&self.sides[input], &chunk)?;
+        let through = self.versions_through()?;
         let mut out = Pending::default();
         for (i, op) in chunk.ops.iter().enumerate() {
             let insert = Chunk::is_insert(*op);
             let time = times.row(i);
+            let store = admitted.store.as_ref().is_none_or(|s| s[i]);
             match input {
-                0 => self.asof_left_row(ctx, &encoded, i, insert, time.data(), &mut out)?,
+                0 => self.asof_left_row(ctx, &encoded, i, (insert, store), time.data(), &mut out)?,
                 _ => self.asof_right_row(ctx, &encoded, i, insert, time.data(), &mut out)?,
             }
+            if let (Some(interval), Some(expiry), Some(key)) =
+                (&mut self.interval, &admitted.expiry, encoded.join_key(i))
+                && store
+            {
+                interval.record(input, expiry, i, key, encoded.stream_key(i), insert);
+            }
+        }
+        if let Some(through) = through
+            && input == 1
+        {
+            self.free_versions(&encoded, &through);
         }
         let chunks = self.build(out, input, Some(&chunk), Some(&encoded))?;
         for side in &mut self.sides {
@@ -135,13 +161,13 @@ impl HashJoinOperator {
         Ok(chunks)
     }
 
-    /// A left row: shown with its match (or padded), and kept.
+    /// A left row: shown with its match (or padded), and kept unless `store` is false.
     fn asof_left_row(
         &mut self,
         ctx: &OperatorContext,
         encoded: &Encoded,
         i: usize,
-        insert: bool,
+        (insert, store): (bool, bool),
         time: &[u8],
         out: &mut Pending,
     ) -> Result<()> {
@@ -160,6 +186,9 @@ impl HashJoinOperator {
             Some(at) => out.push(op, RowRef::Probe(i as u32), RowRef::Stored(slot, at as u32)),
             None if self.join_type == JoinType::Left => out.push(op, RowRef::Probe(i as u32), RowRef::Null),
             None => {}
+        }
+        if !store {
+            return Ok(());
         }
         let (stream_key, row) = (encoded.stream_key(i), encoded.rows.row(i));
         self.sides[0].bucket(ctx.snapshot.as_ref(), key)?;
@@ -216,6 +245,40 @@ impl HashJoinOperator {
     }
 }
 
+impl HashJoinOperator {
+    /// The smaller of the two sides' watermarks, encoded as a time, when the join frees:
+    /// a version with a later version of its key at or before it can match no row any
+    /// more (later left rows are at or after it, and the left rows before it are final).
+    fn versions_through(&self) -> Result<Option<Vec<u8>>> {
+        let (Some(asof), Some(interval)) = (&self.asof, &self.interval) else { return Ok(None) };
+        let (Some(left), Some(right)) = (interval.watermark_of(0), interval.watermark_of(1)) else {
+            return Ok(None);
+        };
+        if !asof.frees {
+            return Ok(None);
+        }
+        let left = encode_bound(&asof.times, left)?;
+        let right = encode_bound(&asof.times, right)?;
+        Ok(Some(left.min(right)))
+    }
+
+    /// Frees the versions of the keys of a right chunk that no row can match any more:
+    /// all but the last at or before `through`.
+    fn free_versions(&mut self, encoded: &Encoded, through: &[u8]) {
+        let keys: std::collections::BTreeSet<&[u8]> =
+            (0..encoded.null_key.len()).filter_map(|i| encoded.join_key(i)).collect();
+        for key in keys {
+            let Some(slot) = self.sides[1].buckets.lookup(key) else { continue };
+            let right = self.sides[1].buckets.get(slot).map_or(&[][..], |b| &b.rows[..]);
+            let dead = right.partition_point(|r| time(r) <= through).saturating_sub(1);
+            let dead: Vec<Box<[u8]>> = right[..dead].iter().map(|r| r.stream_key().into()).collect();
+            for stream_key in dead {
+                self.sides[1].remove(key, &stream_key);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -232,7 +295,19 @@ mod tests {
     /// `(id, k, t) ASOF [LEFT] JOIN (k, t, v) ON k AND l.t OP r.t`; left rows are keyed by
     /// id, right rows by v.
     fn asof_join(join_type: JoinType, order: AsOfOrder) -> HashJoinOperator {
-        let bound = AsOfBound { left_column: 2, right_column: 1, order };
+        let bound = AsOfBound { left_column: 2, right_column: 1, order, frees: false };
+        asof_join_with(join_type, bound, Vec::new())
+    }
+
+    fn inputs() -> [datafusion::arrow::datatypes::SchemaRef; 2] {
+        [schema("id:int k:int t:int"), schema("k:int t:int v:int")]
+    }
+
+    fn asof_join_with(
+        join_type: JoinType,
+        bound: AsOfBound,
+        intervals: Vec<crate::plan::IntervalBound>,
+    ) -> HashJoinOperator {
         let node = HashJoinNode {
             join_type,
             left_keys: vec![1],
@@ -242,7 +317,7 @@ mod tests {
             left_table: 101,
             right_table: 102,
             closes: false,
-            intervals: Vec::new(),
+            intervals,
             lookup: false,
             asof: Some(bound.clone()),
         };
@@ -252,13 +327,14 @@ mod tests {
         let fields: Vec<Field> =
             "id k t k2 t2 v".split_whitespace().map(|n| Field::new(n, DataType::Int64, true)).collect();
         HashJoinOperator::new(&node, left, right, Arc::new(Schema::new(fields)))
+            .with_intervals(&node.intervals, inputs())
+            .unwrap()
             .with_asof(&bound, &DataType::Int64)
             .unwrap()
     }
 
     fn run(op: &mut HashJoinOperator, h: &mut Harness, input: usize, rows: &str) -> String {
-        let s = if input == 0 { schema("id:int k:int t:int") } else { schema("k:int t:int v:int") };
-        let out = pretty(&op.on_chunk(&h.ctx, input, chunk(&s, rows)).unwrap());
+        let out = pretty(&op.on_chunk(&h.ctx, input, chunk(&inputs()[input], rows)).unwrap());
         h.commit(op);
         out
     }
@@ -300,6 +376,62 @@ mod tests {
             run(&mut op, &mut h, 1, "U- 7 15 100\nU+ 7 11 100"),
             lines("- 2 7 12 . . .\n+ 2 7 12 7 11 100")
         );
+    }
+
+    /// `l.t >= r.t` over append-only inputs watermarked on both times (an event-time
+    /// temporal join): left rows go once the right watermark passes them, versions once a
+    /// later version is behind both watermarks, and rows behind their own watermark are
+    /// late.
+    #[test]
+    fn watermarks_free_final_rows_and_dead_versions() {
+        use datafusion::physical_expr::expressions::Column;
+        let bound = AsOfBound { left_column: 2, right_column: 1, order: AsOfOrder::AtOrAfter, frees: true };
+        let interval = crate::plan::IntervalBound {
+            side: 0,
+            expiry: Arc::new(Column::new("t", 2)),
+            other_column: 1,
+            other: Arc::new(Column::new("t", 1)),
+            data_type: DataType::Int64,
+            strict: false,
+            index_table: 103,
+            text: String::new(),
+        };
+        let mut op = asof_join_with(JoinType::Inner, bound, vec![interval]);
+        let inputs = inputs();
+        let mut h = Harness::new();
+        let play = |op: &mut HashJoinOperator, h: &mut Harness, script: &str| {
+            crate::stream::operator::testing::run_script_inputs(op, h, &inputs, script)
+        };
+        let out = play(
+            &mut op,
+            &mut h,
+            "1: + 7 10 100
+             1: + 7 20 101
+             1: + 7 30 102
+             + 1 7 25
+             + 2 7 35
+             barrier
+             watermark 2 32
+             1: watermark 1 31
+             barrier",
+        );
+        assert_eq!(out, lines("+ 1 7 25 7 20 101\n+ 2 7 35 7 30 102"));
+        // Left row 1 (25) is final: the right watermark passed it.
+        assert_eq!((h.stored_keys(101), h.stored_keys(102)), (1, 3));
+        // The versions at 10 and 20 go with the next change of their key (30 is the last
+        // before both watermarks); rows behind their own side's watermark are late.
+        let out = play(
+            &mut op,
+            &mut h,
+            "1: + 7 40 103
+             + 3 7 28
+             1: + 7 29 104
+             + 4 7 33
+             barrier",
+        );
+        assert_eq!(out, "+ 4 7 33 7 30 102");
+        assert_eq!((h.stored_keys(101), h.stored_keys(102)), (2, 2));
+        assert_eq!(h.stored_keys(crate::stream::source::DEAD_LETTERS_TABLE), 2);
     }
 
     #[test]

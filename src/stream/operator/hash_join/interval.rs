@@ -129,6 +129,31 @@ impl IntervalClosing {
         Ok(IntervalClosing { bounds: sides, late, instance: None })
     }
 
+    /// Rows of `side` behind its own watermark on `column` are late too (an as-of join
+    /// frees the other side's versions by it); recorded in the first bound's index.
+    pub fn late_behind_own_watermark(
+        &mut self,
+        side: usize,
+        column: usize,
+        data_type: DataType,
+    ) -> Result<()> {
+        let table = self.bounds.first().map(|b| b.index.table_id());
+        let table =
+            table.ok_or_else(|| crate::common::Error::internal("lateness without an interval bound"))?;
+        self.late[side] = Some(SideLate {
+            late: LateRows::new(column, data_type.clone()),
+            codec: RowCodec::new(std::slice::from_ref(&data_type))?,
+            table,
+            record: None,
+        });
+        Ok(())
+    }
+
+    /// Side `side`'s watermark, where it makes rows late.
+    pub fn watermark_of(&self, side: usize) -> Option<&ScalarValue> {
+        self.late[side].as_ref()?.late.bound()
+    }
+
     pub fn state_tables(&self) -> impl Iterator<Item = crate::state::TableId> + '_ {
         self.bounds.iter().map(|b| b.index.table_id())
     }

@@ -254,8 +254,15 @@ impl HashJoinOperator {
         }
     }
 
-    /// An as-of join by `bound`, whose time columns have type `time_type`.
+    /// An as-of join by `bound`, whose time columns have type `time_type` (after
+    /// [`HashJoinOperator::with_intervals`]: one that frees makes left rows behind the
+    /// left watermark late).
     pub fn with_asof(mut self, bound: &crate::plan::AsOfBound, time_type: &DataType) -> Result<Self> {
+        if bound.frees
+            && let Some(interval) = &mut self.interval
+        {
+            interval.late_behind_own_watermark(0, bound.left_column, time_type.clone())?;
+        }
         self.asof = Some(asof::AsOf::new(bound, time_type)?);
         Ok(self)
     }
@@ -606,14 +613,14 @@ impl Operator for HashJoinOperator {
     }
 
     fn on_chunk(&mut self, ctx: &OperatorContext, input: usize, chunk: Chunk) -> Result<Vec<Chunk>> {
+        if self.asof.is_some() {
+            return self.process_asof(ctx, input, chunk);
+        }
         if self.interval.is_some() {
             return self.process_interval(ctx, input, chunk);
         }
         if self.lookup {
             return self.process_lookup(ctx, input, chunk);
-        }
-        if self.asof.is_some() {
-            return self.process_asof(ctx, input, chunk);
         }
         if !self.null_aware {
             let (chunk, store) = match &mut self.closing {
