@@ -259,7 +259,14 @@ fn version_condition(join: &Join, relation: &crate::catalog::TableDesc, column: 
             format!("column {column} of FOR SYSTEM_TIME AS OF is not a column of the join's left side"),
         ));
     }
-    let Some(watermark) = &relation.watermark else {
+    // The event time: a table's or source's WATERMARK column, or the first column a view
+    // carries a watermark on.
+    let event_time = match (&relation.watermark, &relation.view) {
+        (Some(watermark), _) => Some(watermark.column),
+        (None, Some(view)) => view.watermark_columns.first().copied(),
+        (None, None) => None,
+    };
+    let Some(event_time) = event_time else {
         return Err(Error::new(
             SqlState::FeatureNotSupported,
             format!(
@@ -267,9 +274,9 @@ fn version_condition(join: &Join, relation: &crate::catalog::TableDesc, column: 
                 relation.name
             ),
         )
-        .with_hint("declare WATERMARK FOR its time column: a version is valid from that time on"));
+        .with_hint("declare WATERMARK FOR its time column (a version is valid from that time on), or join a view that carries one"));
     };
-    let name = &relation.columns[watermark.column].name;
+    let name = &relation.columns[event_time].name;
     let (qualifier, _) = join.right.schema().qualified_field_with_unqualified_name(name)?;
     let right = datafusion::common::Column::new(qualifier.cloned(), name);
     Ok(Expr::Column(left).gt_eq(Expr::Column(right)))
