@@ -10,7 +10,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use datafusion::arrow::array::{Int64Array, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::logical_expr::JoinType;
-use sabot::plan::{AggCall, AggKind, HashAggNode, HashJoinNode};
+use sabot::plan::{AggCall, AggKind, AsOfBound, AsOfOrder, HashAggNode, HashJoinNode};
 use sabot::state::{MemoryStore, RocksStore, StateMemory, StateStore, WriteBatch};
 use sabot::stream::Chunk;
 use sabot::stream::Op;
@@ -125,7 +125,14 @@ fn hash_join(c: &mut Criterion) {
     let right_schema = schema(&["k", "w"]);
     let output = schema(&["id", "k", "k2", "w"]);
     let mut group = c.benchmark_group("hash_join");
-    for (kind, rows) in STORES.iter().flat_map(|k| BATCH_ROWS.map(|r| (*k, r))) {
+    // `inner_probe`: an equi-join; `asof_probe`: the same rows as-of joined on
+    // `l.id >= r.w` (each side's rows ordered by time in their buckets).
+    let asof = AsOfBound { left_column: 0, right_column: 1, order: AsOfOrder::AtOrAfter, frees: false };
+    let joins = [("inner_probe", None), ("asof_probe", Some(asof))];
+    for ((name, asof), (kind, rows)) in joins
+        .iter()
+        .flat_map(|j| STORES.iter().flat_map(|k| BATCH_ROWS.map(|r| (*k, r))).map(move |x| (j, x)))
+    {
         // 10k left rows with distinct keys; right batches probe them (one match per row).
         let left_ids = Int64Array::from_iter_values(0..10_000);
         let left =
@@ -133,7 +140,7 @@ fn hash_join(c: &mut Criterion) {
                 .unwrap();
         let data = batch(&right_schema, rows, 10_000, 3);
         group.throughput(Throughput::Elements(rows as u64));
-        group.bench_with_input(BenchmarkId::new(format!("inner_probe/{kind}"), rows), &data, |b, data| {
+        group.bench_with_input(BenchmarkId::new(format!("{name}/{kind}"), rows), &data, |b, data| {
             let node = HashJoinNode {
                 join_type: JoinType::Inner,
                 left_keys: vec![1],
@@ -145,15 +152,23 @@ fn hash_join(c: &mut Criterion) {
                 closes: false,
                 intervals: Vec::new(),
                 lookup: false,
-                asof: None,
+                asof: asof.clone(),
             };
             let (store, _dir) = store(kind);
+            // An as-of join's time column leads each side's stream key.
+            let (left_key, right_key) = match asof {
+                Some(_) => (vec![0, 0], vec![1, 0, 1]),
+                None => (vec![0], vec![0, 1]),
+            };
             let l =
-                Side::new(vec![1], vec![0], 2, vec![DataType::Int64; 2], 1, StateMemory::default()).unwrap();
+                Side::new(vec![1], left_key, 2, vec![DataType::Int64; 2], 1, StateMemory::default()).unwrap();
             // The right rows' key: (k, w) is unique enough for the benchmark's rows.
-            let r = Side::new(vec![0], vec![0, 1], 2, vec![DataType::Int64; 2], 2, StateMemory::default())
+            let r = Side::new(vec![0], right_key, 2, vec![DataType::Int64; 2], 2, StateMemory::default())
                 .unwrap();
             let mut op = HashJoinOperator::new(&node, l, r, output.clone());
+            if let Some(bound) = asof {
+                op = op.with_asof(bound, &DataType::Int64).unwrap();
+            }
             let ctx = OperatorContext {
                 snapshot: store.snapshot(),
                 view: Arc::from("bench"),
