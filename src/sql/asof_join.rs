@@ -112,18 +112,7 @@ fn asof_error(detail: impl Into<String>) -> Error {
 /// Splits `condition` (over `left` then `right`) into equalities and one inequality
 /// between the sides; 0A000 for anything else, or for no equality.
 pub fn split_condition(condition: &Expr, left: &DFSchema, right: &DFSchema) -> Result<AsOfCondition> {
-    let side_of = |expr: &Expr| {
-        let columns = expr.column_refs();
-        if columns.is_empty() {
-            None
-        } else if columns.iter().all(|c| left.has_column(c)) {
-            Some(0)
-        } else if columns.iter().all(|c| right.has_column(c)) {
-            Some(1)
-        } else {
-            None
-        }
-    };
+    let side_of = |expr: &Expr| super::stream_plan::interval::side_of(expr, [left, right]);
     let (mut left_keys, mut right_keys, mut inequality) = (Vec::new(), Vec::new(), None);
     for conjunct in split_conjunction(condition) {
         let Expr::BinaryExpr(BinaryExpr { left: a, op, right: b }) = conjunct else {

@@ -311,3 +311,14 @@ pub fn error_code_of(body: &[u8]) -> Option<String> {
         .find(|f| f.first() == Some(&b'C'))
         .map(|f| String::from_utf8_lossy(&f[1..]).into_owned())
 }
+
+/// Each view equals its query run in batch (rows compared in any order).
+pub async fn views_equal_batch(client: &Client, views: &[(&str, &str)], when: &str) {
+    for (name, query) in views {
+        let mut view = rows(client, &format!("SELECT * FROM {name}")).await;
+        let mut batch = rows(client, &format!("SELECT * FROM ({query}) q")).await;
+        view.sort();
+        batch.sort();
+        assert_eq!(view, batch, "{name} {when}");
+    }
+}

@@ -18,13 +18,7 @@ const VIEWS: [(&str, &str); 4] = [
 
 async fn views_match_batch(client: &Client, at: usize) {
     client.batch_execute("FLUSH").await.unwrap();
-    for (name, query) in VIEWS {
-        let mut view = rows(client, &format!("SELECT * FROM {name}")).await;
-        let mut batch = rows(client, &format!("SELECT * FROM ({query}) q")).await;
-        view.sort();
-        batch.sort();
-        assert_eq!(view, batch, "{name} after step {at}");
-    }
+    crate::harness::views_equal_batch(client, &VIEWS, &format!("after step {at}")).await;
 }
 
 /// One random change to `l` or `r`. Right rows are keyed by (k, t), so no two tie for a

@@ -45,13 +45,7 @@ const VIEWS: [(&str, &str); 6] = [
 ];
 
 async fn check(client: &tokio_postgres::Client, at: usize) {
-    for (name, query) in VIEWS {
-        let mut view = rows(client, &format!("SELECT * FROM {name}")).await;
-        let mut batch = rows(client, &format!("SELECT * FROM ({query}) q")).await;
-        view.sort();
-        batch.sort();
-        assert_eq!(view, batch, "{name} after step {at}");
-    }
+    crate::harness::views_equal_batch(client, &VIEWS, &format!("after step {at}")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

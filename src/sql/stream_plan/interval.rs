@@ -79,7 +79,7 @@ fn comparisons(expr: &Expr) -> Vec<(&Expr, &Expr, bool)> {
 }
 
 /// The one side whose columns `expr` reads (None: both, or none).
-fn side_of(expr: &Expr, schemas: [&DFSchema; 2]) -> Option<usize> {
+pub(crate) fn side_of(expr: &Expr, schemas: [&DFSchema; 2]) -> Option<usize> {
     let columns = expr.column_refs();
     if columns.is_empty() {
         return None;

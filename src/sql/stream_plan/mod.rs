@@ -8,7 +8,7 @@
 //! schema index correctly), followed by hidden columns.
 
 mod agg;
-mod interval;
+pub(crate) mod interval;
 mod join;
 mod over_window;
 pub mod temporal;
