@@ -153,6 +153,7 @@ fn hash_join(c: &mut Criterion) {
                 intervals: Vec::new(),
                 lookup: false,
                 asof: asof.clone(),
+                watermarks: Vec::new(),
             };
             let (store, _dir) = store(kind);
             // An as-of join's time column leads each side's stream key.

@@ -36,9 +36,53 @@ pub struct HashJoinNode {
     /// An as-of join (`ASOF [LEFT] JOIN`): each left row matches the one right row of its
     /// key nearest in time (see [`AsOfBound`]); no residual.
     pub asof: Option<AsOfBound>,
+    /// The input columns whose watermarks the output carries (see [`JoinWatermark`]).
+    pub watermarks: Vec<JoinWatermark>,
+}
+
+/// An input column that carries a watermark through the join: its output rows all come
+/// from rows of that side on time (behind the side's own watermark there are none) or
+/// meet, later, stored rows of it that a later row of the other side can still reach.
+/// A join that `closes` holds each side's watermark back to the other's (the stored rows
+/// are those at or above it); an interval join by the bound that frees the side (plan
+/// revision 7: [`HeldBack`]). From revision 7 a side whose rows may be NULL-padded carries
+/// one only in a FULL join, marked `padded` (both sides before, unmarked).
+#[derive(Debug, Clone)]
+pub struct JoinWatermark {
+    pub side: usize,
+    pub column: usize,
+    pub held_back: Option<HeldBack>,
+    /// The side's rows may be NULL-padded (a FULL join, revision 7): the column's
+    /// non-NULL values carry the watermark, and `coalesce` of both sides' columns does.
+    pub padded: bool,
+}
+
+/// How far an interval join's rows of one side reach back: once the other side's
+/// watermark on `other_column` is `W`, every stored row that a later row of the other side
+/// can meet has its watermarked column at least `lower(W)`. From a bound `other <= expiry`
+/// whose `expiry` is at most `column + k` (the column, `column ± constant`,
+/// `date_trunc` / `date_bin` of it): `lower` is `other - k`.
+#[derive(Debug, Clone)]
+pub struct HeldBack {
+    pub other_column: usize,
+    /// Over the other side's columns.
+    pub lower: Arc<dyn PhysicalExpr>,
 }
 
 impl HashJoinNode {
+    /// The output columns of the join's watermarks, ascending: those that may be
+    /// NULL-padded (`padded`) or the others.
+    pub fn watermark_outputs(&self, inputs: &[StreamNode], padded: bool) -> Vec<usize> {
+        let mut columns: Vec<usize> = self
+            .watermarks
+            .iter()
+            .filter(|mark| mark.padded == padded)
+            .filter_map(|mark| self.output_column(inputs, mark.side, mark.column))
+            .collect();
+        columns.sort_unstable();
+        columns
+    }
+
     /// Where column `column` of input `side` lands in the output, if it shows there.
     pub fn output_column(&self, inputs: &[StreamNode], side: usize, column: usize) -> Option<usize> {
         let (lv, rv) = (inputs[0].visible, inputs[1].visible);

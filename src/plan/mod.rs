@@ -23,7 +23,7 @@ use crate::state::TableId;
 
 pub mod join;
 pub mod over_window;
-pub use join::{AsOfBound, AsOfOrder, HashJoinNode, IntervalBound};
+pub use join::{AsOfBound, AsOfOrder, HashJoinNode, HeldBack, IntervalBound, JoinWatermark};
 pub use over_window::{Frame, FrameBound, OverWindowNode, WindowCall, WindowKind};
 
 /// How EXPLAIN marks a state table that grows without bound over an endless input.
@@ -203,19 +203,23 @@ impl TopNNode {
 }
 
 /// What an expression's values never decrease with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Monotone {
     /// An input column.
     Column(usize),
     /// The processing-time clock (`PROCTIME()`, see `common::proctime`).
     ProcessingTime,
+    /// The first non-NULL of these input columns (`coalesce(l.ts, r.ts)` over a FULL
+    /// join, planned as `CASE WHEN l.ts IS NOT NULL THEN l.ts ELSE r.ts END`): at least
+    /// the smallest of their watermarks.
+    Coalesce(Vec<usize>),
 }
 
 /// What `expr` is a monotone (non-decreasing) function of, if anything: an input column
 /// itself, `column ± constant`, a cast of it to a timestamp or integer type, or
 /// `date_trunc(unit, column)` / `date_bin(stride, column[, origin])`; or the same
 /// functions of `PROCTIME()`. A watermark on the column (or the clock) then bounds the
-/// expression's values too.
+/// expression's values too. Or `coalesce` of columns (see [`Monotone::Coalesce`]).
 pub fn monotone_of(expr: &Arc<dyn PhysicalExpr>) -> Option<Monotone> {
     use datafusion::logical_expr::Operator;
     use datafusion::physical_expr::ScalarFunctionExpr;
@@ -235,6 +239,9 @@ pub fn monotone_of(expr: &Arc<dyn PhysicalExpr>) -> Option<Monotone> {
         let target = cast.cast_type();
         return if target.is_temporal() || target.is_integer() { monotone_of(cast.expr()) } else { None };
     }
+    if let Some(case) = expr.downcast_ref::<datafusion::physical_expr::expressions::CaseExpr>() {
+        return coalesced_columns(case).map(Monotone::Coalesce);
+    }
     if let Some(function) = expr.downcast_ref::<ScalarFunctionExpr>() {
         let args = function.args();
         return match function.name() {
@@ -244,6 +251,24 @@ pub fn monotone_of(expr: &Arc<dyn PhysicalExpr>) -> Option<Monotone> {
         };
     }
     None
+}
+
+/// The columns of `CASE WHEN a IS NOT NULL THEN a [WHEN b IS NOT NULL THEN b ...] ELSE z
+/// END`, what the optimizer makes of `coalesce(a, [b, ...] z)`.
+fn coalesced_columns(case: &datafusion::physical_expr::expressions::CaseExpr) -> Option<Vec<usize>> {
+    use datafusion::physical_expr::expressions::{Column, IsNotNullExpr};
+    let column = |e: &Arc<dyn PhysicalExpr>| e.downcast_ref::<Column>().map(Column::index);
+    if case.expr().is_some() {
+        return None;
+    }
+    let mut columns = Vec::new();
+    for (when, then) in case.when_then_expr() {
+        let tested = column(when.downcast_ref::<IsNotNullExpr>()?.arg())?;
+        (column(then)? == tested).then_some(())?;
+        columns.push(tested);
+    }
+    columns.push(column(case.else_expr()?)?);
+    Some(columns)
 }
 
 impl StreamNode {
@@ -365,10 +390,14 @@ impl StreamNode {
             NodeKind::Filter { .. } => input(),
             NodeKind::Project { exprs } => {
                 let marked = input();
+                let padded = self.inputs[0].padded_watermark_columns();
                 (0..exprs.len())
                     .filter(|&i| match monotone_of(&exprs[i]) {
                         Some(Monotone::Column(c)) => marked.contains(&c),
                         Some(Monotone::ProcessingTime) => true,
+                        Some(Monotone::Coalesce(columns)) => {
+                            columns.iter().all(|c| marked.contains(c) || padded.contains(c))
+                        }
                         None => false,
                     })
                     .collect()
@@ -392,17 +421,7 @@ impl StreamNode {
             | NodeKind::PartialAgg(PartialAggNode { group_len, .. }) => {
                 input().into_iter().filter(|&c| c < *group_len).collect()
             }
-            NodeKind::HashJoin(join) if join.closes => {
-                // Every later output row comes from a row on time on one side: its key is
-                // at least the smaller of the two watermarks (DESIGN §3).
-                let (l, r) = (join.left_keys[0], join.right_keys[0]);
-                let mut columns: Vec<usize> = [(0, l), (1, r)]
-                    .into_iter()
-                    .filter_map(|(side, column)| join.output_column(&self.inputs, side, column))
-                    .collect();
-                columns.sort_unstable();
-                columns
-            }
+            NodeKind::HashJoin(join) => join.watermark_outputs(&self.inputs, false),
             // Later changes come from rows on time: in groups at or above the watermark.
             NodeKind::TopN(top) if top.closes => {
                 vec![top.output_column(self.inputs[0].visible, top.group_by[0])]
@@ -419,11 +438,28 @@ impl StreamNode {
                 input()
             }
             // A row may enter or leave long after the watermark passed its values.
-            NodeKind::HashJoin(_)
-            | NodeKind::TemporalFilter(_)
+            NodeKind::TemporalFilter(_)
             | NodeKind::TopN(_)
             | NodeKind::Materialize { .. }
             | NodeKind::Sink { .. } => Vec::new(),
+        }
+    }
+
+    /// Output columns whose non-NULL values carry a watermark but which may be NULL in a
+    /// row for good (a FULL join's NULL-padded sides): alone they close nothing, but the
+    /// first non-NULL of them does (`coalesce(l.window_start, r.window_start)`, see
+    /// [`Monotone::Coalesce`]). Passed through filters and plain column projections.
+    pub fn padded_watermark_columns(&self) -> Vec<usize> {
+        match &self.kind {
+            NodeKind::HashJoin(join) => join.watermark_outputs(&self.inputs, true),
+            NodeKind::Filter { .. } => self.inputs[0].padded_watermark_columns(),
+            NodeKind::Project { exprs } => {
+                let padded = self.inputs[0].padded_watermark_columns();
+                (0..exprs.len())
+                    .filter(|&i| matches!(monotone_of(&exprs[i]), Some(Monotone::Column(c)) if padded.contains(&c)))
+                    .collect()
+            }
+            _ => Vec::new(),
         }
     }
 
@@ -668,6 +704,11 @@ impl StreamNode {
         if !watermarks.is_empty() {
             let names: Vec<String> = watermarks.iter().map(|&i| column(i)).collect();
             let _ = write!(line, " watermark=[{}]", names.join(", "));
+        }
+        let padded = self.padded_watermark_columns();
+        if !padded.is_empty() {
+            let names: Vec<String> = padded.iter().map(|&i| column(i)).collect();
+            let _ = write!(line, " padded watermark=[{}]", names.join(", "));
         }
         let _ = write!(line, " parallelism={}", self.parallelism);
         let state = self.state_description();

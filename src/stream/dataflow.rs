@@ -284,8 +284,23 @@ pub fn build_operator(node: &StreamNode, memory: &StateMemory) -> Result<Box<dyn
                 operator = operator.with_asof(bound, &types(&node.inputs[0])[bound.left_column])?;
             }
             match join.closes {
-                true => Box::new(operator.with_closing(node.watermark_columns())?),
-                false => Box::new(operator),
+                true => Box::new(
+                    operator.with_closing(
+                        join.watermarks
+                            .iter()
+                            .filter_map(|w| join.output_column(&node.inputs, w.side, w.column))
+                            .collect(),
+                    )?,
+                ),
+                false => {
+                    let outputs = join
+                        .watermarks
+                        .iter()
+                        .map(|w| join.output_column(&node.inputs, w.side, w.column))
+                        .collect::<Option<Vec<usize>>>()
+                        .ok_or_else(|| Error::internal("a join watermark on a side the output lacks"))?;
+                    Box::new(operator.with_held_watermarks(&join.watermarks, &outputs)?)
+                }
             }
         }
         NodeKind::Union => {

@@ -134,6 +134,13 @@ const RECOVERY_VIEWS: &[(&str, &str)] = &[
         "followups",
         "SELECT a.id, b.id AS later FROM e a JOIN e b ON a.v = b.v AND b.at > a.at AND b.at <= a.at + INTERVAL '120' SECOND",
     ),
+    // The same events each with its later ones, or NULL-padded, shown once final: when
+    // the watermark, held back the two minutes a later event may still come, passes it.
+    (
+        "followups_final",
+        "SELECT a.id, a.at, b.id AS later FROM e a LEFT JOIN e b \
+         ON a.v = b.v AND b.at > a.at AND b.at <= a.at + INTERVAL '120' SECOND EMIT ON WINDOW CLOSE",
+    ),
     // An as-of join whose both sides change: each row of t with the group of its parity
     // whose threshold (30 per group, no two alike) it last passed.
     (
@@ -192,6 +199,13 @@ fn batch_query(name: &str, query: &str) -> String {
                     FROM e a LEFT JOIN e b ON a.v % 5 = b.v % 5 AND a.at >= b.at AND b.id <> -1 \
                     WHERE a.id <> -1) x WHERE rn = 1"
             .to_string(),
+        // The events two minutes behind the table's watermark; event -1 is late on both
+        // sides (not joined, not padded).
+        "followups_final" => format!(
+            "SELECT * FROM ({}) x WHERE id <> -1 AND at < (SELECT CAST(watermark AS TIMESTAMP) \
+               FROM sabot_catalog.watermarks WHERE object = 'public.e') - INTERVAL '120' SECOND",
+            query.replace(" EMIT ON WINDOW CLOSE", "")
+        ),
         // Event -1 (v = 500) is alone in its partition.
         "sessions" => format!("SELECT * FROM ({query}) x WHERE v <> 500"),
         // The sessions the table's watermark has closed.
@@ -308,7 +322,7 @@ async fn views_resume_after_kill_9_without_rescanning() {
     // is kept once per window it fell into (one TUMBLE, three HOP windows), once for
     // the over window (its place was emitted before the crash), once per session
     // view (behind the watermark, it could have joined a freed session) and once per
-    // side of the interval join (its partners may be freed) and of the event-time
+    // side of the interval joins (its partners may be freed) and of the event-time
     // temporal join, and nothing else was late.
     let late = rows(
         &client,
@@ -324,6 +338,8 @@ async fn views_resume_after_kill_9_without_rescanning() {
             ["public.closed_windows", "t"],
             ["public.followups", "t"],
             ["public.followups", "t"],
+            ["public.followups_final", "t"],
+            ["public.followups_final", "t"],
             ["public.hops", "t"],
             ["public.hops", "t"],
             ["public.hops", "t"],

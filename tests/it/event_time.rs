@@ -98,7 +98,8 @@ pub async fn state_rows(client: &tokio_postgres::Client, view: &str) -> (u64, Ve
 /// aggregates joined on their window, two streams joined on their watermarked column —
 /// against the same queries in batch, after random out-of-order inserts (within the
 /// watermark's delay, so no row is late), checked along the way; the closing joins free
-/// their state, and so do the interval joins.
+/// their state, and so do the interval joins, whose rows under EMIT ON WINDOW CLOSE show
+/// once their watermark (held back by the bound) passes them, and never late.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn windowed_views_match_batch_after_out_of_order_inserts() {
     const DELAY: i64 = 30;
@@ -162,6 +163,13 @@ async fn windowed_views_match_batch_after_out_of_order_inserts() {
         setup.push_str(&format!("CREATE MATERIALIZED VIEW {name} AS {query};"));
     }
     setup.push_str(&format!("CREATE MATERIALIZED VIEW closed AS {} EMIT ON WINDOW CLOSE;", windowed("l")));
+    // The interval joins' rows once final: l.ts carries min(l's watermark, r's watermark
+    // minus the bound's reach), and a row shows once that passes it.
+    let finals = [("answered_final", "answered", 3), ("within_five_final", "within_five", 5)];
+    for (name, of, _) in finals {
+        let query = &views.iter().find(|(v, _)| *v == of).expect("a view above").1;
+        setup.push_str(&format!("CREATE MATERIALIZED VIEW {name} AS {query} EMIT ON WINDOW CLOSE;"));
+    }
     client.batch_execute(&setup).await.unwrap();
 
     let mut random = crate::differential::Random(0x005e_ed0f_e7e7);
@@ -210,6 +218,18 @@ async fn windowed_views_match_batch_after_out_of_order_inserts() {
             )
             .await;
             assert_eq!(closed, batch, "closed windows after {clock} seconds");
+            for (name, of, reach) in finals {
+                let bound = (newest[0] - DELAY).min(newest[1] - DELAY - reach);
+                let view = rows(&client, &format!("SELECT * FROM {name} ORDER BY 1, 2, 3, 4")).await;
+                let batch = rows(
+                    &client,
+                    &format!(
+                        "SELECT * FROM {of} WHERE ts < TIMESTAMP '2026-01-01 00:00:00' + INTERVAL '{bound} seconds' ORDER BY 1, 2, 3, 4"
+                    ),
+                )
+                .await;
+                assert_eq!(view, batch, "{name} after {clock} seconds");
+            }
         }
     }
     let late = rows(&client, "SELECT count(*) FROM sabot_catalog.dead_letters WHERE reason = 'late'").await;

@@ -8,13 +8,16 @@
 //! of a watermarked column there: the other side's later rows have `small` at least
 //! `small(W)`, so a row whose `large` is below it can never match again.
 
+use std::sync::Arc;
+
 use datafusion::common::DFSchema;
 use datafusion::logical_expr::utils::split_conjunction;
-use datafusion::logical_expr::{Between, BinaryExpr, Expr, Join, Operator};
+use datafusion::logical_expr::{Between, BinaryExpr, Expr, Join, JoinType, Operator};
+use datafusion::physical_expr::PhysicalExpr;
 
 use super::{StreamPlanner, shown};
 use crate::common::Result;
-use crate::plan::{IntervalBound, Monotone, StreamNode, monotone_of};
+use crate::plan::{HeldBack, IntervalBound, JoinWatermark, Monotone, StreamNode, monotone_of};
 
 /// The interval bounds of `join` over its converted inputs: at most one per side.
 pub fn interval_bounds(
@@ -58,6 +61,68 @@ pub fn interval_bounds(
         }
     }
     Ok(bounds)
+}
+
+/// The watermarks an interval join's output carries (plan revision 7): for each side
+/// freed by a bound whose expiry is at most `c + k` for a watermarked column `c` of that
+/// side, `c`'s own watermark held back to `other(W) - k` (see [`HeldBack`]) — the rows a
+/// later row of the other side can still meet. Only on sides every output row shows, or
+/// on both sides of a FULL join, marked `padded`.
+pub fn held_watermarks(
+    bounds: &[IntervalBound],
+    inputs: [&StreamNode; 2],
+    join_type: JoinType,
+) -> Vec<JoinWatermark> {
+    let padded = join_type == JoinType::Full;
+    let mut watermarks: Vec<JoinWatermark> = bounds
+        .iter()
+        .filter(|bound| padded || super::join::shown_whole(join_type, bound.side))
+        .filter_map(|bound| {
+            let (column, lower) = held_back(&bound.expiry, bound.other.clone())?;
+            inputs[bound.side].watermark_columns().contains(&column).then(|| JoinWatermark {
+                side: bound.side,
+                column,
+                held_back: Some(HeldBack { other_column: bound.other_column, lower }),
+                padded,
+            })
+        })
+        .collect();
+    watermarks.sort_by_key(|w| w.side);
+    watermarks
+}
+
+/// For `expiry` at most `c + k` (`c`, `c ± constant`, `date_trunc` / `date_bin` of such,
+/// which round down): `c` and `lower - k`, where `lower` is what `expiry` is compared with.
+fn held_back(
+    expiry: &Arc<dyn PhysicalExpr>,
+    lower: Arc<dyn PhysicalExpr>,
+) -> Option<(usize, Arc<dyn PhysicalExpr>)> {
+    use datafusion::physical_expr::ScalarFunctionExpr;
+    use datafusion::physical_expr::expressions::{BinaryExpr, Column, Literal};
+    if let Some(column) = expiry.downcast_ref::<Column>() {
+        return Some((column.index(), lower));
+    }
+    if let Some(binary) = expiry.downcast_ref::<BinaryExpr>() {
+        let constant = |e: &Arc<dyn PhysicalExpr>| e.downcast_ref::<Literal>().is_some();
+        let shifted = |op, k: &Arc<dyn PhysicalExpr>| -> Arc<dyn PhysicalExpr> {
+            Arc::new(BinaryExpr::new(lower.clone(), op, k.clone()))
+        };
+        let (left, right) = (binary.left(), binary.right());
+        return match binary.op() {
+            Operator::Plus if constant(right) => held_back(left, shifted(Operator::Minus, right)),
+            Operator::Minus if constant(right) => held_back(left, shifted(Operator::Plus, right)),
+            Operator::Plus if constant(left) => held_back(right, shifted(Operator::Minus, left)),
+            _ => None,
+        };
+    }
+    if let Some(function) = expiry.downcast_ref::<ScalarFunctionExpr>() {
+        let args = function.args();
+        return match function.name() {
+            "date_trunc" | "date_bin" if args.len() >= 2 => held_back(&args[1], lower),
+            _ => None,
+        };
+    }
+    None
 }
 
 /// The comparisons of one conjunct as `(small, large, strict)`: `small < large` when

@@ -8,7 +8,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 
 use super::{StreamPlanner, fields_of, nullable_schema, unsupported};
 use crate::common::{Error, Result};
-use crate::plan::{AsOfBound, AsOfOrder, HashJoinNode, IntervalBound, NodeKind, StreamNode};
+use crate::plan::{AsOfBound, AsOfOrder, HashJoinNode, IntervalBound, JoinWatermark, NodeKind, StreamNode};
 use crate::sql::asof_join::{AsofJoinNode, split_condition};
 
 pub fn join(planner: &mut StreamPlanner<'_>, join: &Join) -> Result<StreamNode> {
@@ -59,6 +59,13 @@ pub fn join(planner: &mut StreamPlanner<'_>, join: &Join) -> Result<StreamNode> 
         None if !lookup => super::interval::interval_bounds(planner, join, [&left, &right])?,
         None => Vec::new(),
     };
+    let watermarks = match closing_pair {
+        Some(_) => closing_watermarks(planner.revision, join.join_type, [left_keys[0], right_keys[0]]),
+        None if planner.revision >= 7 => {
+            super::interval::held_watermarks(&intervals, [&left, &right], join.join_type)
+        }
+        None => Vec::new(),
+    };
     let (schema, visible, stream_key) = joined(&left, &right, join.join_type)?;
     let node = HashJoinNode {
         join_type: join.join_type,
@@ -72,6 +79,7 @@ pub fn join(planner: &mut StreamPlanner<'_>, join: &Join) -> Result<StreamNode> 
         intervals,
         lookup,
         asof: None,
+        watermarks,
     };
     Ok(StreamNode {
         kind: NodeKind::HashJoin(node),
@@ -82,6 +90,29 @@ pub fn join(planner: &mut StreamPlanner<'_>, join: &Join) -> Result<StreamNode> 
         parallelism: if join.null_aware { 1 } else { planner.parallelism },
         inputs: vec![left, right],
     })
+}
+
+/// A join that closes on the key pair `keys` carries the smaller of the two sides'
+/// watermarks on those keys: on both output columns before plan revision 7; from it only
+/// on the sides whose rows are never NULL-padded (a padded row's NULL would never pass a
+/// watermark, so an EMIT ON WINDOW CLOSE sort over it would hold the row for ever), and
+/// on both sides of a FULL join marked `padded` (for `coalesce` of the two).
+fn closing_watermarks(revision: u32, join_type: JoinType, keys: [usize; 2]) -> Vec<JoinWatermark> {
+    let padded = revision >= 7 && join_type == JoinType::Full;
+    (0..2)
+        .filter(|&side| revision < 7 || padded || shown_whole(join_type, side))
+        .map(|side| JoinWatermark { side, column: keys[side], held_back: None, padded })
+        .collect()
+}
+
+/// Whether every output row of the join shows a row of `side` (none is NULL-padded there).
+pub(super) fn shown_whole(join_type: JoinType, side: usize) -> bool {
+    match join_type {
+        JoinType::Inner => true,
+        JoinType::Left | JoinType::LeftSemi | JoinType::LeftAnti => side == 0,
+        JoinType::Right | JoinType::RightSemi | JoinType::RightAnti => side == 1,
+        _ => false,
+    }
 }
 
 /// The output of a join of `left` and `right`: schema, visible columns and stream key.
@@ -159,6 +190,7 @@ pub fn asof_join(planner: &mut StreamPlanner<'_>, node: &AsofJoinNode) -> Result
         intervals,
         lookup: false,
         asof: Some(AsOfBound { left_column, right_column, order: split.order, frees }),
+        watermarks: Vec::new(),
     };
     Ok(StreamNode {
         kind: NodeKind::HashJoin(join),

@@ -59,9 +59,11 @@ impl TableIds<'_> {
 /// (that pair leads their stored key); 4: views pass their watermarks on to views over
 /// them; 5: a per-group top-N partitioned by a watermarked column frees groups behind it
 /// (that column leads its stored key); 6: interval joins free each side's rows behind
-/// the other side's watermark through a time condition between them. Views keep the revision they were created with, so
-/// that a server that plans differently still resumes them from their state.
-pub const PLAN_REVISION: u32 = 6;
+/// the other side's watermark through a time condition between them; 7: interval joins
+/// carry watermarks (held back by their bounds) and joins carry none on NULL-padded
+/// sides. Views keep the revision they were created with, so that a server that plans
+/// differently still resumes them from their state.
+pub const PLAN_REVISION: u32 = 7;
 
 pub struct StreamPlanner<'a> {
     pub state: &'a SessionState,
@@ -112,6 +114,13 @@ fn close_below(node: &mut StreamNode) -> Option<Result<()>> {
 /// passes it (in that column's order): an over window without calls.
 fn eowc_sort(body: StreamNode, ids: &mut TableIds<'_>) -> Result<StreamNode> {
     let Some(&column) = body.watermark_columns().first() else {
+        if full_join_below(&body) {
+            return Err(Error::new(
+                SqlState::FeatureNotSupported,
+                "EMIT ON WINDOW CLOSE over a FULL join needs the first non-NULL of both sides' times in its output: either side's columns may be NULL-padded, so neither alone carries a watermark",
+            )
+            .with_hint("select coalesce(l.window_start, r.window_start) (or of the two watermarked times), or use a LEFT or RIGHT join"));
+        }
         return Err(Error::new(
             SqlState::FeatureNotSupported,
             "EMIT ON WINDOW CLOSE is supported only on a window aggregate (GROUP BY over a watermarked stream), window functions ordered by a watermarked column, or a query whose rows carry a watermarked column",
@@ -133,6 +142,15 @@ fn eowc_sort(body: StreamNode, ids: &mut TableIds<'_>) -> Result<StreamNode> {
         parallelism: 1,
         inputs: vec![body],
     })
+}
+
+/// Whether the rows of `node` come from a FULL join through projections and filters.
+fn full_join_below(node: &StreamNode) -> bool {
+    match &node.kind {
+        NodeKind::Project { .. } | NodeKind::Filter { .. } => full_join_below(&node.inputs[0]),
+        NodeKind::HashJoin(join) => join.join_type == datafusion::logical_expr::JoinType::Full,
+        _ => false,
+    }
 }
 
 pub fn unsupported(what: impl std::fmt::Display) -> Error {

@@ -7,8 +7,11 @@
 //! on each output column that is a monotone function of it (`ts - INTERVAL '1' MINUTE`,
 //! `date_trunc('hour', ts)`), with that function applied to it. An output column that is
 //! a monotone function of `PROCTIME()` gets a watermark at each barrier: the function of
-//! the clock then, which no later row's value is below (`common::proctime`).
+//! the clock then, which no later row's value is below (`common::proctime`). A
+//! `coalesce` of columns with watermarks (a FULL join's two window starts, each of which
+//! may be NULL-padded) gets the smallest of theirs, once each has one.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions};
@@ -34,6 +37,11 @@ struct DerivedWatermarks {
     from_columns: Vec<(usize, usize)>,
     /// Output columns that are a monotone function of the processing-time clock.
     from_clock: Vec<usize>,
+    /// (output column, the input columns it takes the first non-NULL of) ...
+    coalesced: Vec<(usize, Vec<usize>)>,
+    /// ... with each input column's watermark so far, and what each output had last.
+    input_marks: HashMap<usize, ScalarValue>,
+    passed: HashMap<usize, ScalarValue>,
 }
 
 impl ProjectOperator {
@@ -44,18 +52,67 @@ impl ProjectOperator {
     /// Derives output watermarks for the output columns `marked` (the plan's watermark
     /// columns) from the input's or from the clock.
     pub fn with_watermarks(mut self, input_schema: SchemaRef, marked: &[usize]) -> Self {
-        let (mut from_columns, mut from_clock) = (Vec::new(), Vec::new());
+        let (mut from_columns, mut from_clock, mut coalesced) = (Vec::new(), Vec::new(), Vec::new());
         for &i in marked {
             match monotone_of(&self.exprs[i]) {
                 Some(Monotone::Column(c)) => from_columns.push((i, c)),
                 Some(Monotone::ProcessingTime) => from_clock.push(i),
+                Some(Monotone::Coalesce(columns)) => coalesced.push((i, columns)),
                 None => {}
             }
         }
-        if !from_columns.is_empty() || !from_clock.is_empty() {
-            self.watermarks = Some(DerivedWatermarks { input_schema, from_columns, from_clock });
+        if !from_columns.is_empty() || !from_clock.is_empty() || !coalesced.is_empty() {
+            self.watermarks = Some(DerivedWatermarks {
+                input_schema,
+                from_columns,
+                from_clock,
+                coalesced,
+                input_marks: HashMap::new(),
+                passed: HashMap::new(),
+            });
         }
         self
+    }
+
+    /// The watermarks of the `coalesce` columns over `column`, which reached `value`: the
+    /// expression at the smallest of their columns' watermarks (that column holding it,
+    /// the others NULL) once each has one, when it rose.
+    fn coalesced_watermarks(
+        &mut self,
+        column: usize,
+        value: &ScalarValue,
+        view: &str,
+    ) -> Result<Vec<Message>> {
+        let Some(derived) = &mut self.watermarks else { return Ok(Vec::new()) };
+        if derived.coalesced.iter().all(|(_, columns)| !columns.contains(&column)) {
+            return Ok(Vec::new());
+        }
+        let mark = derived.input_marks.entry(column).or_insert_with(|| value.clone());
+        if *mark < *value {
+            *mark = value.clone();
+        }
+        let mut out = Vec::new();
+        for (output, columns) in derived.coalesced.iter().filter(|(_, c)| c.contains(&column)) {
+            let mut smallest: Option<(usize, &ScalarValue)> = None;
+            for c in columns {
+                let Some(mark) = derived.input_marks.get(c) else {
+                    smallest = None;
+                    break;
+                };
+                if smallest.is_none_or(|(_, s)| mark < s) {
+                    smallest = Some((*c, mark));
+                }
+            }
+            let Some(smallest) = smallest else { continue };
+
+            let value = evaluate_one_row(&self.exprs[*output], &derived.input_schema, Some(smallest), view)?;
+            if value.is_null() || derived.passed.get(output).is_some_and(|p| *p >= value) {
+                continue;
+            }
+            derived.passed.insert(*output, value.clone());
+            out.push(Message::Watermark { column: *output, value });
+        }
+        Ok(out)
     }
 }
 
@@ -94,6 +151,7 @@ impl Operator for ProjectOperator {
                 out.push(Message::Watermark { column: output, value });
             }
         }
+        out.extend(self.coalesced_watermarks(column, value, &ctx.view)?);
         Ok(out)
     }
 
@@ -219,5 +277,34 @@ mod tests {
         };
         let after = stamp(&mut project);
         assert!(before <= *mark && *mark <= after, "{before} <= {mark} <= {after}");
+    }
+
+    #[test]
+    fn coalesce_of_watermarked_columns_gets_the_smaller_watermark_once_both_have_one() {
+        use datafusion::physical_expr::expressions::{CaseExpr, IsNotNullExpr};
+
+        let input_schema = schema("a:int b:int");
+        // coalesce(a, b) as the optimizer leaves it.
+        let (a, b): (Arc<dyn PhysicalExpr>, Arc<dyn PhysicalExpr>) =
+            (Arc::new(Column::new("a", 0)), Arc::new(Column::new("b", 1)));
+        let coalesce: Arc<dyn PhysicalExpr> = Arc::new(
+            CaseExpr::try_new(None, vec![(Arc::new(IsNotNullExpr::new(a.clone())), a)], Some(b)).unwrap(),
+        );
+        assert!(matches!(monotone_of(&coalesce), Some(Monotone::Coalesce(c)) if c == [0, 1]));
+        let mut project =
+            ProjectOperator::new(vec![coalesce], schema("t:int")).with_watermarks(input_schema, &[0]);
+        let harness = Harness::new();
+        let mut mark = |column: usize, value: i64| {
+            watermarks(
+                &project.on_watermark(&harness.ctx, 0, column, &ScalarValue::Int64(Some(value))).unwrap(),
+            )
+        };
+        // Nothing until both columns have one; then the smaller, only when it rises.
+        assert!(mark(0, 50).is_empty());
+        assert_eq!(mark(1, 40), vec![(0, ScalarValue::Int64(Some(40)))]);
+        assert_eq!(mark(1, 60), vec![(0, ScalarValue::Int64(Some(50)))]);
+        assert!(mark(1, 70).is_empty());
+        assert!(mark(0, 45).is_empty());
+        assert_eq!(mark(0, 65), vec![(0, ScalarValue::Int64(Some(65)))]);
     }
 }

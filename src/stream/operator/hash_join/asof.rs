@@ -320,6 +320,7 @@ mod tests {
             intervals,
             lookup: false,
             asof: Some(bound.clone()),
+            watermarks: Vec::new(),
         };
         let types = vec![DataType::Int64; 3];
         let left = Side::new(vec![1], vec![2, 0], 3, types.clone(), 101, StateMemory::default()).unwrap();

@@ -32,9 +32,9 @@ use datafusion::physical_expr::PhysicalExpr;
 
 use crate::common::Result;
 use crate::common::row::RowCodec;
-use crate::plan::IntervalBound;
+use crate::plan::{IntervalBound, JoinWatermark};
 use crate::state::{Epoch, Snapshot, StateError, StateTable, WriteBatch, prefix_end};
-use crate::stream::message::Chunk;
+use crate::stream::message::{Chunk, Message};
 use crate::stream::operator::late::{LateRows, decode_bound, encode_bound};
 use crate::stream::operator::{OperatorContext, evaluate_one_row};
 
@@ -76,9 +76,59 @@ struct SideLate {
     record: Option<Vec<u8>>,
 }
 
+/// An output column that carries a side's watermark held back by the other side's (see
+/// `plan::HeldBack`): the smaller of the two, passed on when it rises.
+struct HeldWatermark {
+    side: usize,
+    column: usize,
+    output: usize,
+    other_column: usize,
+    lower: Arc<dyn PhysicalExpr>,
+    data_type: DataType,
+    own: Option<ScalarValue>,
+    held: Option<ScalarValue>,
+    passed: Option<ScalarValue>,
+}
+
+impl HeldWatermark {
+    /// Side `side`'s watermark on `column` reached `value`: the output's, if it rose.
+    fn advance(
+        &mut self,
+        schemas: &[SchemaRef; 2],
+        side: usize,
+        column: usize,
+        value: &ScalarValue,
+        view: &str,
+    ) -> Result<Option<ScalarValue>> {
+        let rises = |old: &Option<ScalarValue>, new: &ScalarValue| old.as_ref().is_none_or(|o| o < new);
+        if side == self.side && column == self.column && rises(&self.own, value) {
+            self.own = Some(value.clone());
+        } else if side != self.side && column == self.other_column {
+            let lower = evaluate_one_row(&self.lower, &schemas[side], Some((column, value)), view)?;
+            let lower = lower.cast_to(&self.data_type)?;
+            if lower.is_null() || !rises(&self.held, &lower) {
+                return Ok(None);
+            }
+            self.held = Some(lower);
+        } else {
+            return Ok(None);
+        }
+        let (Some(own), Some(held)) = (&self.own, &self.held) else { return Ok(None) };
+        let minimum = if own < held { own } else { held };
+        if !rises(&self.passed, minimum) {
+            return Ok(None);
+        }
+        self.passed = Some(minimum.clone());
+        Ok(self.passed.clone())
+    }
+}
+
 pub struct IntervalClosing {
     bounds: Vec<SideBound>,
     late: [Option<SideLate>; 2],
+    /// Each input's full schema.
+    schemas: [SchemaRef; 2],
+    watermarks: Vec<HeldWatermark>,
     /// This instance (known once the first context is seen).
     instance: Option<u16>,
 }
@@ -126,7 +176,30 @@ impl IntervalClosing {
                 freed: Vec::new(),
             });
         }
-        Ok(IntervalClosing { bounds: sides, late, instance: None })
+        Ok(IntervalClosing { bounds: sides, late, schemas, watermarks: Vec::new(), instance: None })
+    }
+
+    /// The output carries `watermarks`, each at output column `outputs[i]`.
+    pub fn with_watermarks(mut self, watermarks: &[JoinWatermark], outputs: &[usize]) -> Result<Self> {
+        for (mark, &output) in watermarks.iter().zip(outputs) {
+            let Some(held) = &mark.held_back else {
+                return Err(crate::common::Error::internal(
+                    "an interval join's watermark that is not held back",
+                ));
+            };
+            self.watermarks.push(HeldWatermark {
+                side: mark.side,
+                column: mark.column,
+                output,
+                other_column: held.other_column,
+                lower: held.lower.clone(),
+                data_type: self.schemas[mark.side].field(mark.column).data_type().clone(),
+                own: None,
+                held: None,
+                passed: None,
+            });
+        }
+        Ok(self)
     }
 
     /// Rows of `side` behind its own watermark on `column` are late too (an as-of join
@@ -227,7 +300,7 @@ impl IntervalClosing {
     }
 
     /// Side `side`'s watermark on `column` advanced to `value`: its late bound moves, and
-    /// the bound of the rows it frees.
+    /// the bound of the rows it frees; returns the output's watermarks that rose.
     pub fn watermark(
         &mut self,
         snapshot: &dyn Snapshot,
@@ -236,7 +309,7 @@ impl IntervalClosing {
         column: usize,
         value: &ScalarValue,
         view: &str,
-    ) -> Result<()> {
+    ) -> Result<Vec<Message>> {
         self.load(snapshot, instance)?;
         if let Some(late) = &mut self.late[side]
             && late.late.column() == column
@@ -258,7 +331,13 @@ impl IntervalClosing {
                 bound.free_end = Some(end);
             }
         }
-        Ok(())
+        let mut out = Vec::new();
+        for mark in &mut self.watermarks {
+            if let Some(value) = mark.advance(&self.schemas, side, column, value, view)? {
+                out.push(Message::Watermark { column: mark.output, value });
+            }
+        }
+        Ok(out)
     }
 
     /// Takes out of the indexes every row due to be freed.

@@ -290,6 +290,18 @@ impl HashJoinOperator {
         Ok(self)
     }
 
+    /// An interval join's output carries `watermarks`, each at output column `outputs[i]`.
+    pub fn with_held_watermarks(
+        mut self,
+        watermarks: &[crate::plan::JoinWatermark],
+        outputs: &[usize],
+    ) -> Result<Self> {
+        if let Some(interval) = self.interval.take() {
+            self.interval = Some(interval.with_watermarks(watermarks, outputs)?);
+        }
+        Ok(self)
+    }
+
     /// Frees each side's rows behind the other side's watermark, in memory (the store's
     /// range is deleted at the checkpoint).
     fn free_behind_watermarks(&mut self) -> Result<()> {
@@ -641,7 +653,8 @@ impl Operator for HashJoinOperator {
     }
 
     /// A watermark of the first key pair: the output carries the smaller of the two
-    /// sides' (see `closing.rs`).
+    /// sides' (see `closing.rs`); of an interval join: the side's own, held back by the
+    /// other side's (see `interval.rs`).
     fn on_watermark(
         &mut self,
         ctx: &OperatorContext,
@@ -649,13 +662,16 @@ impl Operator for HashJoinOperator {
         column: usize,
         value: &ScalarValue,
     ) -> Result<Vec<Message>> {
-        if let Some(interval) = &mut self.interval {
-            interval.watermark(ctx.snapshot.as_ref(), ctx.instance, input, column, value, &ctx.view)?;
+        let mut out = match &mut self.interval {
+            Some(interval) => {
+                interval.watermark(ctx.snapshot.as_ref(), ctx.instance, input, column, value, &ctx.view)?
+            }
+            None => Vec::new(),
+        };
+        if let Some(closing) = &mut self.closing {
+            out.extend(closing.watermark(ctx.snapshot.as_ref(), input, column, value)?);
         }
-        match &mut self.closing {
-            Some(closing) => closing.watermark(ctx.snapshot.as_ref(), input, column, value),
-            None => Ok(Vec::new()),
-        }
+        Ok(out)
     }
 
     fn on_barrier(&mut self, ctx: &OperatorContext, epoch: Epoch) -> Result<Vec<Chunk>> {

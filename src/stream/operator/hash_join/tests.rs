@@ -16,6 +16,7 @@ fn join(join_type: JoinType, null_aware: bool, out_columns: &str) -> HashJoinOpe
         intervals: Vec::new(),
         lookup: false,
         asof: None,
+        watermarks: Vec::new(),
     };
     let left = Side::new(vec![1], vec![0], 2, vec![DataType::Int64; 2], 1, StateMemory::default()).unwrap();
     let right = Side::new(vec![0], vec![1], 2, vec![DataType::Int64; 2], 2, StateMemory::default()).unwrap();
@@ -89,6 +90,7 @@ fn windowed_join() -> HashJoinOperator {
         intervals: Vec::new(),
         lookup: false,
         asof: None,
+        watermarks: Vec::new(),
     };
     let side =
         |table| Side::new(vec![0], vec![1], 2, vec![DataType::Int64; 2], table, StateMemory::default());
@@ -203,6 +205,7 @@ fn interval_join(join_type: JoinType) -> HashJoinOperator {
         ],
         lookup: false,
         asof: None,
+        watermarks: Vec::new(),
     };
     let left = Side::new(vec![1], vec![0], 3, vec![DataType::Int64; 3], 101, StateMemory::default()).unwrap();
     let right =
@@ -273,4 +276,48 @@ fn interval_left_join_keeps_padded_rows_of_freed_rows() {
     // by the right watermark (150 > 110) and keep their padded rows.
     assert_eq!(out, "+ 1 7 100 . . .\n+ 2 8 100 . . .");
     assert_eq!(h.stored_keys(101), 0);
+}
+
+#[test]
+fn interval_join_output_carries_each_sides_watermark_held_back_by_its_bound() {
+    use crate::plan::{HeldBack, JoinWatermark};
+    use datafusion::logical_expr::Operator as BinaryOp;
+    use datafusion::physical_expr::expressions::{BinaryExpr, Column, Literal};
+    let column = |name: &str, i: usize| -> Arc<dyn PhysicalExpr> { Arc::new(Column::new(name, i)) };
+    let minus_ten = |e: Arc<dyn PhysicalExpr>| -> Arc<dyn PhysicalExpr> {
+        Arc::new(BinaryExpr::new(e, BinaryOp::Minus, Arc::new(Literal::new(ScalarValue::Int64(Some(10))))))
+    };
+    let node_watermarks = vec![
+        // A left row (ts) meets right rows up to ts + 10: the right watermark W reaches back
+        // to left rows from W - 10.
+        JoinWatermark {
+            side: 0,
+            column: 2,
+            held_back: Some(HeldBack { other_column: 1, lower: minus_ten(column("ts", 1)) }),
+            padded: false,
+        },
+        // A right row meets left rows at or before it: the left watermark W reaches back
+        // to right rows from W.
+        JoinWatermark {
+            side: 1,
+            column: 1,
+            held_back: Some(HeldBack { other_column: 2, lower: column("ts", 2) }),
+            padded: false,
+        },
+    ];
+    let mut op = interval_join(JoinType::Inner).with_held_watermarks(&node_watermarks, &[2, 4]).unwrap();
+    let mut h = Harness::new();
+    let out = run_interval(
+        &mut op,
+        &mut h,
+        "watermark 2 104
+         1: watermark 1 112
+         barrier
+         watermark 2 130
+         1: watermark 1 113
+         1: watermark 1 111",
+    );
+    // Left ts: min(104, 112 - 10), then min(130, 113 - 10); right ts: min(112, 104), then
+    // min(112, 130) and min(113, 130). Nothing goes back.
+    assert_eq!(out, "watermark 2 102\nwatermark 4 104\nwatermark 4 112\nwatermark 2 103\nwatermark 4 113");
 }
