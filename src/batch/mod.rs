@@ -18,6 +18,7 @@ use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 
 mod information_schema;
+pub mod pg_catalog;
 pub mod system;
 
 use crate::catalog::{Catalog, TableCodec, TableDesc};
@@ -309,6 +310,11 @@ impl SabotCatalog {
         Ok((desc, Arc::new(provider)))
     }
 
+    /// The catalog the statement sees.
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
     /// Serves `schema.name` from `table` instead of the catalog (a DML target, COPY input).
     pub fn with_table(mut self, schema: &str, name: &str, table: Arc<dyn TableProvider>) -> Self {
         self.overrides.insert((schema.to_string(), name.to_string()), table);
@@ -321,6 +327,7 @@ impl CatalogProvider for SabotCatalog {
         let mut names = self.catalog.schema_names();
         names.push(information_schema::NAME.to_string());
         names.push(system::NAME.to_string());
+        names.push(pg_catalog::NAME.to_string());
         names
     }
 
@@ -333,7 +340,10 @@ impl CatalogProvider for SabotCatalog {
                 system::SystemSchema::new(self.system.clone(), self.catalog.clone(), self.snapshot.clone());
             return Some(Arc::new(schema));
         }
-        if !self.catalog.schema_exists(name) || name == "pg_catalog" {
+        if name == pg_catalog::NAME {
+            return Some(Arc::new(pg_catalog::PgCatalogSchema::new(self.catalog.clone())));
+        }
+        if !self.catalog.schema_exists(name) {
             return None;
         }
         Some(Arc::new(SabotSchema { name: name.to_string(), catalog: self.clone() }))
@@ -366,14 +376,18 @@ impl SchemaProvider for SabotSchema {
         if let Some(table) = self.catalog.overrides.get(&key) {
             return Ok(Some(table.clone()));
         }
-        Ok(self.catalog.catalog.table(&self.name, name).map(|desc| {
-            Arc::new(StoredTable::committed(desc.clone(), self.catalog.snapshot.clone()))
-                as Arc<dyn TableProvider>
-        }))
+        let Some(desc) = self.catalog.catalog.table(&self.name, name) else {
+            // As in Postgres, pg_catalog is on every search path: `pg_class` alone names it.
+            return Ok(pg_catalog::PgCatalogSchema::new(self.catalog.catalog.clone())
+                .build(name)
+                .map_err(DataFusionError::from)?
+                .map(|t| t as Arc<dyn TableProvider>));
+        };
+        Ok(Some(Arc::new(StoredTable::committed(desc.clone(), self.catalog.snapshot.clone()))))
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.catalog.catalog.table(&self.name, name).is_some()
+        self.catalog.catalog.table(&self.name, name).is_some() || pg_catalog::TABLES.contains(&name)
     }
 }
 

@@ -13,7 +13,7 @@ use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{self, SelectItem, SetExpr};
 
-use crate::batch::SabotCatalog;
+use crate::batch::{SabotCatalog, pg_catalog};
 use crate::catalog::TableDesc;
 use crate::common::{Error, Result, SqlState};
 
@@ -21,7 +21,15 @@ pub const CATALOG_NAME: &str = "sabot";
 
 /// A DataFusion context whose `sabot` catalog reads `snapshot`, and whose operators
 /// reserve memory from `memory` (one pool per statement).
-pub fn context(catalog: SabotCatalog, default_schema: &str, memory: Arc<dyn MemoryPool>) -> SessionContext {
+///
+/// A session's statements (`user` Some) get the session functions (`current_user`, ...);
+/// every context gets the catalog functions (`pg_get_userbyid`, `format_type`, ...).
+pub fn context(
+    catalog: SabotCatalog,
+    default_schema: &str,
+    user: Option<&str>,
+    memory: Arc<dyn MemoryPool>,
+) -> SessionContext {
     let config = SessionConfig::new()
         .with_information_schema(false)
         .with_create_default_catalog_and_schema(false)
@@ -38,6 +46,8 @@ pub fn context(catalog: SabotCatalog, default_schema: &str, memory: Arc<dyn Memo
         .with_physical_optimizer_rule(Arc::new(super::execute::CooperativeJoins))
         .build();
     let ctx = SessionContext::new_with_state(state);
+    let session = pg_catalog::SessionInfo { user, schema: default_schema };
+    pg_catalog::register_functions(&ctx, catalog.catalog(), &session);
     let default_schema = default_schema.to_string();
     let relations = catalog.clone();
     let resolve: crate::sql::window::RelationResolver =
@@ -72,7 +82,9 @@ pub async fn plan_view_query(ctx: &SessionContext, statement: &ast::Statement) -
 
 async fn plan_unlowered(ctx: &SessionContext, statement: &ast::Statement) -> Result<LogicalPlan> {
     reject_null_aggregate_arguments(ctx, statement)?;
-    let statement = DfStatement::Statement(Box::new(statement.clone()));
+    let mut statement = statement.clone();
+    crate::sql::pg_compat::rewrite(&mut statement);
+    let statement = DfStatement::Statement(Box::new(statement));
     let plan = ctx.state().statement_to_plan(statement).await?;
     reject_untyped_aggregates(&plan)?;
     Ok(plan)

@@ -112,7 +112,7 @@ pub struct Session {
     /// The memory pool of the statement running now.
     memory: Option<Arc<dyn MemoryPool>>,
     /// The role this session runs as.
-    user: String,
+    pub(super) user: String,
 }
 
 impl Session {
@@ -359,7 +359,10 @@ impl Session {
             &desc.name,
             Arc::new(table),
         );
-        Some((query::context(catalog, &self.settings.current_schema(), self.memory_pool()), rewritten))
+        Some((
+            query::context(catalog, &self.settings.current_schema(), Some(&self.user), self.memory_pool()),
+            rewritten,
+        ))
     }
 
     /// A DataFusion context over the newest committed snapshot.
@@ -369,7 +372,7 @@ impl Session {
         let snapshot = self.db.coordinator.store().snapshot();
         let system = crate::batch::system::SystemState { epoch, sources: self.db.source_progress() };
         let catalog = crate::batch::SabotCatalog::new(self.db.catalog(), snapshot).with_system(system);
-        query::context(catalog, &self.settings.current_schema(), self.memory_pool())
+        query::context(catalog, &self.settings.current_schema(), Some(&self.user), self.memory_pool())
     }
 
     /// Parameter types and result columns of a statement, without running it.

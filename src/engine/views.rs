@@ -147,7 +147,7 @@ impl Database {
 
     fn planning_context(&self, catalog: &Arc<Catalog>, schema: &str) -> SessionContext {
         let snapshot = self.coordinator.store().snapshot();
-        query::context(SabotCatalog::new(catalog.clone(), snapshot), schema, self.statement_pool(None))
+        query::context(SabotCatalog::new(catalog.clone(), snapshot), schema, None, self.statement_pool(None))
     }
 
     /// Starts a view's dataflow at a boundary and registers its actors.

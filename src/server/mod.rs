@@ -37,7 +37,7 @@ pub use auth::DATABASE_NAME;
 pub const DEBUG_PANIC_QUERY: &str = "SELECT sabot_debug_panic()";
 
 /// What `server_version` reports to clients (drivers read the leading number).
-pub const SERVER_VERSION: &str = concat!("16.6 (Sabot ", env!("CARGO_PKG_VERSION"), ")");
+pub const SERVER_VERSION: &str = crate::common::SERVER_VERSION;
 
 /// What every connection of one server shares.
 pub struct Shared {

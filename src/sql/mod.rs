@@ -8,6 +8,7 @@ pub mod depth;
 pub mod fields;
 pub mod frame_exclusion;
 pub mod parser;
+pub mod pg_compat;
 pub mod proctime;
 pub mod session_window;
 pub mod source_ddl;

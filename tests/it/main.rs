@@ -1,6 +1,7 @@
 //! The one integration-test binary (STYLE.md rule 12): every test starts what it needs
 //! in-process on port 0, or spawns the real `sabot` binary where a test kills it.
 
+mod catalog;
 mod changes;
 mod differential;
 mod durability;

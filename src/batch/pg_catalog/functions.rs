@@ -1,0 +1,259 @@
+//! The functions of Postgres' catalog and session that tools call: `version()`,
+//! `current_user`, `current_schema()`, `pg_get_userbyid`, `pg_table_is_visible`,
+//! `format_type`, ... — each registered for one statement, with what it looks up
+//! captured from the catalog and the session then.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    ArrayRef, AsArray, BooleanArray, GenericListArray, StringArray, new_null_array,
+};
+use datafusion::arrow::buffer::OffsetBuffer;
+use datafusion::arrow::datatypes::{DataType, Field, Int64Type};
+use datafusion::execution::context::SessionContext;
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature, Volatility,
+};
+
+use super::relations::{TYPES, UTF8_ENCODING};
+use super::{NAME, relation_oid, role_oid};
+use crate::catalog::Catalog;
+
+/// What a session's functions answer.
+pub struct SessionInfo<'a> {
+    /// The session's role (None: no session, e.g. planning a view at start-up; the
+    /// session functions are then not registered).
+    pub user: Option<&'a str>,
+    /// The schema unqualified names resolve in (`current_schema()`).
+    pub schema: &'a str,
+}
+
+/// The server's version as `version()` shows it: Postgres' form, which tools parse.
+pub fn version() -> String {
+    format!(
+        "PostgreSQL {} on {}-{}, compiled by rustc, 64-bit",
+        crate::common::SERVER_VERSION,
+        std::env::consts::ARCH,
+        std::env::consts::OS
+    )
+}
+
+type Body = Arc<dyn Fn(&[ArrayRef], usize) -> datafusion::common::Result<ArrayRef> + Send + Sync>;
+
+/// One function: its name, argument types and body over whole arrays.
+struct CatalogFunction {
+    name: &'static str,
+    signature: Signature,
+    returns: DataType,
+    body: Body,
+}
+
+impl std::fmt::Debug for CatalogFunction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CatalogFunction").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+// Functions are told apart by name: one of each is registered per statement.
+impl PartialEq for CatalogFunction {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for CatalogFunction {}
+
+impl std::hash::Hash for CatalogFunction {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
+    }
+}
+
+impl ScalarUDFImpl for CatalogFunction {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> datafusion::common::Result<DataType> {
+        Ok(self.returns.clone())
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> datafusion::common::Result<ColumnarValue> {
+        let rows = args.number_rows;
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        Ok(ColumnarValue::Array((self.body)(&arrays, rows)?))
+    }
+}
+
+fn function(name: &'static str, arguments: Vec<Vec<DataType>>, returns: DataType, body: Body) -> ScalarUDF {
+    let signature = match arguments.as_slice() {
+        [] => Signature::nullary(Volatility::Stable),
+        [one] => Signature::exact(one.clone(), Volatility::Stable),
+        _ => Signature::one_of(arguments.into_iter().map(TypeSignature::Exact).collect(), Volatility::Stable),
+    };
+    ScalarUDF::new_from_impl(CatalogFunction { name, signature, returns, body })
+}
+
+/// A function of no arguments returning `value` on every row.
+fn constant(name: &'static str, value: String) -> ScalarUDF {
+    function(
+        name,
+        Vec::new(),
+        DataType::Utf8,
+        Arc::new(move |_, rows| Ok(Arc::new(StringArray::from(vec![value.as_str(); rows])) as ArrayRef)),
+    )
+}
+
+/// A function of one `oid` (and any further arguments, ignored) answered from `lookup`.
+fn by_oid<T>(name: &'static str, more: Vec<DataType>, returns: DataType, lookup: T) -> ScalarUDF
+where
+    T: Fn(i64) -> Option<String> + Send + Sync + 'static,
+{
+    let mut arguments = vec![vec![DataType::Int64]];
+    if !more.is_empty() {
+        arguments.push([vec![DataType::Int64], more].concat());
+    }
+    function(
+        name,
+        arguments,
+        returns,
+        Arc::new(move |args, _| {
+            let oids = args[0].as_primitive::<Int64Type>();
+            Ok(Arc::new(oids.iter().map(|o| o.and_then(&lookup)).collect::<StringArray>()) as ArrayRef)
+        }),
+    )
+}
+
+/// Registers the catalog and session functions in `ctx`.
+pub fn register(ctx: &SessionContext, catalog: &Catalog, session: &SessionInfo<'_>) {
+    ctx.register_udf(constant("version", version()));
+    if let Some(user) = session.user {
+        for name in ["current_user", "session_user", "current_role"] {
+            ctx.register_udf(constant(name, user.to_string()));
+        }
+    }
+    ctx.register_udf(constant("current_database", super::DATABASE_NAME.to_string()));
+    ctx.register_udf(constant("current_catalog", super::DATABASE_NAME.to_string()));
+    ctx.register_udf(constant("current_schema", session.schema.to_string()));
+    ctx.register_udf(current_schemas(session.schema));
+
+    let roles: HashMap<i64, String> = catalog.roles().map(|r| (role_oid(&r.name), r.name.clone())).collect();
+    ctx.register_udf(by_oid("pg_get_userbyid", Vec::new(), DataType::Utf8, move |oid| {
+        Some(roles.get(&oid).cloned().unwrap_or_else(|| format!("unknown (OID={oid})")))
+    }));
+    ctx.register_udf(format_type());
+    ctx.register_udf(by_oid("pg_encoding_to_char", Vec::new(), DataType::Utf8, |encoding| {
+        Some(if encoding == UTF8_ENCODING { "UTF8" } else { "" }.to_string())
+    }));
+    // Defaults are kept as SQL text: the expression is its own text.
+    ctx.register_udf(function(
+        "pg_get_expr",
+        vec![vec![DataType::Utf8, DataType::Int64], vec![DataType::Utf8, DataType::Int64, DataType::Boolean]],
+        DataType::Utf8,
+        Arc::new(|args, _| Ok(args[0].clone())),
+    ));
+    ctx.register_udf(table_is_visible(catalog, session.schema));
+    for name in ["obj_description", "col_description", "shobj_description"] {
+        ctx.register_udf(function(
+            name,
+            vec![
+                vec![DataType::Int64],
+                vec![DataType::Int64, DataType::Utf8],
+                vec![DataType::Int64, DataType::Int32],
+            ],
+            DataType::Utf8,
+            Arc::new(|_, rows| Ok(new_null_array(&DataType::Utf8, rows))),
+        ));
+    }
+}
+
+/// `current_schemas(include_implicit)`: the search path, with `pg_catalog` first when asked.
+fn current_schemas(schema: &str) -> ScalarUDF {
+    let schema = schema.to_string();
+    let item = Arc::new(Field::new_list_field(DataType::Utf8, true));
+    function(
+        "current_schemas",
+        vec![vec![DataType::Boolean]],
+        DataType::List(item.clone()),
+        Arc::new(move |args, _| {
+            let implicit = args[0].as_boolean();
+            let lists: Vec<Vec<&str>> = implicit
+                .iter()
+                .map(|i| if i == Some(true) { vec![NAME, schema.as_str()] } else { vec![schema.as_str()] })
+                .collect();
+            let values: StringArray = lists.iter().flatten().map(|s| Some(*s)).collect();
+            let offsets = OffsetBuffer::from_lengths(lists.iter().map(Vec::len));
+            Ok(Arc::new(GenericListArray::<i32>::try_new(item.clone(), offsets, Arc::new(values), None)?)
+                as ArrayRef)
+        }),
+    )
+}
+
+/// `format_type(type_oid, typmod)`: the type's SQL name (`numeric(10,2)`).
+fn format_type() -> ScalarUDF {
+    function(
+        "format_type",
+        vec![vec![DataType::Int64, DataType::Int64]],
+        DataType::Utf8,
+        Arc::new(|args, _| {
+            let (oids, modifiers) =
+                (args[0].as_primitive::<Int64Type>(), args[1].as_primitive::<Int64Type>());
+            let names = oids.iter().zip(modifiers.iter()).map(|(oid, modifier)| {
+                let modifier = modifier.and_then(|m| i32::try_from(m).ok()).unwrap_or(-1);
+                Some(type_name(oid?, modifier).unwrap_or_else(|| "???".to_string()))
+            });
+            Ok(Arc::new(names.collect::<StringArray>()) as ArrayRef)
+        }),
+    )
+}
+
+/// The SQL name of type `oid` with modifier `modifier`, as Postgres' `format_type` prints it.
+fn type_name(oid: i64, modifier: i32) -> Option<String> {
+    let pg_type = TYPES.iter().find(|t| t.oid == oid)?;
+    if pg_type.element != 0 {
+        return Some(format!("{}[]", type_name(pg_type.element, -1)?));
+    }
+    Some(
+        match pg_type.name {
+            "numeric" if modifier >= 4 => {
+                let packed = modifier - 4;
+                return Some(format!("numeric({},{})", packed >> 16, packed & 0xffff));
+            }
+            "bool" => "boolean",
+            "int2" => "smallint",
+            "int4" => "integer",
+            "int8" => "bigint",
+            "float4" => "real",
+            "float8" => "double precision",
+            "time" => "time without time zone",
+            "timestamp" => "timestamp without time zone",
+            "timestamptz" => "timestamp with time zone",
+            "bpchar" => "character",
+            "varchar" => "character varying",
+            "char" => "\"char\"",
+            other => other,
+        }
+        .to_string(),
+    )
+}
+
+/// `pg_table_is_visible(oid)`: the relation is in the session's schema or `pg_catalog`.
+fn table_is_visible(catalog: &Catalog, schema: &str) -> ScalarUDF {
+    let visible: HashSet<i64> =
+        catalog.tables().filter(|t| t.schema == schema).map(|t| relation_oid(t.id)).collect();
+    function(
+        "pg_table_is_visible",
+        vec![vec![DataType::Int64]],
+        DataType::Boolean,
+        Arc::new(move |args, _| {
+            let oids = args[0].as_primitive::<Int64Type>();
+            Ok(Arc::new(oids.iter().map(|o| o.map(|o| visible.contains(&o))).collect::<BooleanArray>())
+                as ArrayRef)
+        }),
+    )
+}

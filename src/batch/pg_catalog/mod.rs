@@ -1,0 +1,190 @@
+//! `pg_catalog` as Postgres presents it, for psql's meta-commands and the introspection
+//! queries of drivers and tools: built from Sabot's catalog for each statement that
+//! names a relation (only that relation is built).
+//!
+//! Object ids: `pg_catalog` is 11 and `public` 2200 as in Postgres, the bootstrap
+//! superuser 10, the one database 16384; a table, materialized view or source is 16384
+//! plus its table id (stable across restarts); other schemas and roles get a stable id
+//! from their name ([`name_oid`]). Materialized views are `relkind = 'm'`, sources are
+//! shown as foreign tables (`'f'`); sinks keep no rows and are not relations here (see
+//! `sabot_catalog`). Relations Sabot has no objects for yet (indexes, constraints,
+//! descriptions, policies, statistics, publications, inheritance, rules, triggers) are
+//! empty, with Postgres' columns, so that tools' queries over them plan and return
+//! nothing.
+
+mod functions;
+mod relations;
+
+pub use functions::{SessionInfo, register as register_functions, version};
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, RecordBatch, new_empty_array};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use datafusion::catalog::SchemaProvider;
+use datafusion::common::ScalarValue;
+use datafusion::datasource::MemTable;
+
+use crate::catalog::{Catalog, SUPERUSER};
+use crate::common::Result;
+
+pub use relations::TABLES;
+
+pub const NAME: &str = "pg_catalog";
+pub const PG_CATALOG_OID: i64 = 11;
+pub const PUBLIC_OID: i64 = 2200;
+pub const BOOTSTRAP_SUPERUSER_OID: i64 = 10;
+pub const DATABASE_OID: i64 = 16384;
+/// The one database's name (`current_database()`, `pg_database`).
+pub const DATABASE_NAME: &str = "sabot";
+/// The first object id of user objects in Postgres.
+const FIRST_USER_OID: i64 = 16384;
+
+/// The object id of a table, materialized view or source.
+pub fn relation_oid(table: crate::state::TableId) -> i64 {
+    FIRST_USER_OID + i64::from(table)
+}
+
+/// The object id of a schema.
+pub fn namespace_oid(name: &str) -> i64 {
+    match name {
+        NAME => PG_CATALOG_OID,
+        "public" => PUBLIC_OID,
+        _ => name_oid(name),
+    }
+}
+
+/// The object id of a role.
+pub fn role_oid(name: &str) -> i64 {
+    if name == SUPERUSER { BOOTSTRAP_SUPERUSER_OID } else { name_oid(name) }
+}
+
+/// A stable object id for an object Sabot keys by name (FNV-1a of the name, above the
+/// ids of relations).
+fn name_oid(name: &str) -> i64 {
+    let hash = name.bytes().fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+    (1 << 31) + i64::from(hash >> 1)
+}
+
+/// The `pg_catalog` schema over one catalog.
+pub struct PgCatalogSchema {
+    catalog: Arc<Catalog>,
+}
+
+impl std::fmt::Debug for PgCatalogSchema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgCatalogSchema").finish_non_exhaustive()
+    }
+}
+
+impl PgCatalogSchema {
+    pub fn new(catalog: Arc<Catalog>) -> Self {
+        PgCatalogSchema { catalog }
+    }
+
+    /// The relation `name`, built now; None when pg_catalog has no such relation.
+    pub fn build(&self, name: &str) -> Result<Option<Arc<MemTable>>> {
+        let Some(relation) = relations::relation(&self.catalog, name) else { return Ok(None) };
+        relation.into_table().map(Some)
+    }
+}
+
+#[async_trait::async_trait]
+impl SchemaProvider for PgCatalogSchema {
+    fn table_names(&self) -> Vec<String> {
+        TABLES.iter().map(|t| t.to_string()).collect()
+    }
+
+    async fn table(
+        &self,
+        name: &str,
+    ) -> datafusion::error::Result<Option<Arc<dyn datafusion::catalog::TableProvider>>> {
+        let table = self.build(name).map_err(datafusion::error::DataFusionError::from)?;
+        Ok(table.map(|t| t as Arc<dyn datafusion::catalog::TableProvider>))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        TABLES.contains(&name)
+    }
+}
+
+/// A relation's columns and rows, as values (catalogs are small; rows read better than
+/// column builders here). A `None` value is NULL.
+struct Relation {
+    fields: Vec<Field>,
+    rows: Vec<Vec<Option<ScalarValue>>>,
+}
+
+impl Relation {
+    /// `columns`: `name:type` pairs, the types named as in Postgres (`oid`, `name`,
+    /// `text`, `char`, `bool`, `int2`, `int4`, `int8`, `float4`, `text[]`,
+    /// `timestamptz`).
+    fn new(columns: &str) -> Self {
+        let fields = columns
+            .split_whitespace()
+            .map(|column| {
+                let (name, pg_type) = column.split_once(':').expect("columns are written name:type");
+                Field::new(name, arrow_type(pg_type), true)
+            })
+            .collect();
+        Relation { fields, rows: Vec::new() }
+    }
+
+    fn push(&mut self, row: Vec<Option<ScalarValue>>) {
+        debug_assert_eq!(row.len(), self.fields.len(), "a row of every column");
+        self.rows.push(row);
+    }
+
+    fn into_table(self) -> Result<Arc<MemTable>> {
+        let schema = Arc::new(Schema::new(self.fields));
+        let columns = schema
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(i, field)| -> Result<ArrayRef> {
+                if self.rows.is_empty() {
+                    return Ok(new_empty_array(field.data_type()));
+                }
+                let values = self.rows.iter().map(|row| match &row[i] {
+                    Some(value) => value.cast_to(field.data_type()),
+                    None => ScalarValue::try_from(field.data_type()),
+                });
+                let values = values.collect::<std::result::Result<Vec<_>, _>>()?;
+                Ok(ScalarValue::iter_to_array(values)?)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let batch = RecordBatch::try_new(schema.clone(), columns)?;
+        Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
+    }
+}
+
+fn arrow_type(pg_type: &str) -> DataType {
+    match pg_type {
+        "oid" | "int8" => DataType::Int64,
+        "int4" => DataType::Int32,
+        "int2" => DataType::Int16,
+        "bool" => DataType::Boolean,
+        "float4" => DataType::Float32,
+        "text[]" => DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true))),
+        "timestamptz" => DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
+        // name, text, "char"
+        _ => DataType::Utf8,
+    }
+}
+
+/// Value helpers for rows.
+fn oid(value: i64) -> Option<ScalarValue> {
+    Some(ScalarValue::Int64(Some(value)))
+}
+
+fn int(value: i64) -> Option<ScalarValue> {
+    Some(ScalarValue::Int64(Some(value)))
+}
+
+fn text(value: impl Into<String>) -> Option<ScalarValue> {
+    Some(ScalarValue::Utf8(Some(value.into())))
+}
+
+fn boolean(value: bool) -> Option<ScalarValue> {
+    Some(ScalarValue::Boolean(Some(value)))
+}
