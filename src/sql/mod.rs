@@ -1,6 +1,7 @@
 //! SQL front end: parsing with Sabot's extensions and binding of DDL against the catalog.
 
 pub mod asof_join;
+pub mod catalog_subquery;
 pub mod copy;
 pub mod ddl;
 pub mod decorrelate;

@@ -10,6 +10,18 @@
 //!   and `::regproc`-like names Sabot has no type for are left to fail.
 //! - `ARRAY(SELECT x FROM ...)` (psql's `\du`): `(SELECT array_agg(x) FROM ...)`, a scalar
 //!   subquery the planner decorrelates (NULL rather than `{}` when it finds no rows).
+//! - `x::regclass`: `to_regclass('name')` (the relation's oid) for a name written out,
+//!   else `sabot_regclass_name(x)` (the oid's relation, as regclass prints);
+//!   `x::regtype`: `format_type(x, NULL)`; `x::regnamespace`: `sabot_namespace_name(x)`;
+//!   `x::oid`: `bigint` (Sabot's object ids are bigints).
+//! - A query that reads, by inner joins, a catalog relation Sabot never has rows in
+//!   ([`EMPTY_CATALOGS`]: policies, extended statistics, publications, inheritance,
+//!   rules, triggers, foreign tables' options) and aggregates nothing: it has no rows, so
+//!   it becomes `SELECT NULL::text AS ..., ... WHERE false` with as many columns (psql's
+//!   `\d NAME` asks for these with forms DataFusion cannot plan, e.g. `generate_series`
+//!   with correlated arguments).
+//! - Correlated scalar subqueries over the catalog in a select list: LEFT JOINs (see
+//!   `sql::catalog_subquery`).
 
 use std::ops::ControlFlow;
 
@@ -20,6 +32,62 @@ use datafusion::sql::sqlparser::ast::{
 /// Rewrites `statement` in place.
 pub fn rewrite(statement: &mut datafusion::sql::sqlparser::ast::Statement) {
     let _ = statement.visit(&mut PgForms);
+    if let datafusion::sql::sqlparser::ast::Statement::Query(query) = statement {
+        super::catalog_subquery::decorrelate(query);
+    }
+    if let datafusion::sql::sqlparser::ast::Statement::Query(query) = statement
+        && let Some(columns) = empty::columns_if_empty(query)
+        && let Some(nothing) = empty::no_rows(&columns)
+    {
+        *query = nothing;
+    }
+}
+
+pub use empty::{EMPTY_CATALOGS, aggregates};
+
+/// `x::regclass` and the other object-id types, as calls of the catalog functions; None
+/// for any other cast.
+fn object_id_cast(data_type: &DataType, inner: &Expr) -> Option<Expr> {
+    let type_name = match data_type {
+        DataType::Regclass => "regclass".to_string(),
+        DataType::Custom(name, modifiers) if modifiers.is_empty() => match name.0.as_slice() {
+            [ObjectNamePart::Identifier(t)] => t.value.to_ascii_lowercase(),
+            [ObjectNamePart::Identifier(schema), ObjectNamePart::Identifier(t)]
+                if schema.value.eq_ignore_ascii_case("pg_catalog") =>
+            {
+                t.value.to_ascii_lowercase()
+            }
+            _ => return None,
+        },
+        _ => return None,
+    };
+    let written_out = matches!(
+        inner,
+        Expr::Value(v) if matches!(v.value, datafusion::sql::sqlparser::ast::Value::SingleQuotedString(_))
+    );
+    match (type_name.as_str(), written_out) {
+        ("regclass", true) => call("to_regclass", vec![inner.clone()]),
+        ("regclass", false) => call("sabot_regclass_name", vec![inner.clone()]),
+        ("regtype", false) => call("format_type", vec![inner.clone(), template_expr("NULL")?]),
+        ("regnamespace", false) => call("sabot_namespace_name", vec![inner.clone()]),
+        ("oid", _) => Some(Expr::Cast {
+            kind: datafusion::sql::sqlparser::ast::CastKind::DoubleColon,
+            expr: Box::new(inner.clone()),
+            data_type: DataType::BigInt(None),
+            array: false,
+            format: None,
+        }),
+        _ => None,
+    }
+}
+
+/// A call of `name` with `args`.
+fn call(name: &str, args: Vec<Expr>) -> Option<Expr> {
+    use datafusion::sql::sqlparser::ast::{FunctionArg, FunctionArgExpr, FunctionArguments};
+    let Expr::Function(mut function) = template_expr(&format!("{name}(NULL)"))? else { return None };
+    let FunctionArguments::List(list) = &mut function.args else { return None };
+    list.args = args.into_iter().map(|a| FunctionArg::Unnamed(FunctionArgExpr::Expr(a))).collect();
+    Some(Expr::Function(function))
 }
 
 struct PgForms;
@@ -49,8 +117,10 @@ impl VisitorMut for PgForms {
                     *expr = aggregated;
                 }
             }
-            Expr::Cast { data_type, .. } => {
-                if let DataType::Custom(name, modifiers) = data_type
+            Expr::Cast { data_type, expr: inner, .. } => {
+                if let Some(call) = object_id_cast(data_type, inner) {
+                    *expr = call;
+                } else if let DataType::Custom(name, modifiers) = data_type
                     && modifiers.is_empty()
                     && let Some(builtin) = catalog_type(name)
                 {
@@ -185,7 +255,197 @@ mod tests {
             ),
             "SELECT (SELECT array_agg(b.rolname) FROM pg_roles b WHERE b.oid = r.oid) AS memberof FROM pg_roles r"
         );
+        assert_eq!(
+            rewritten(
+                "SELECT c.reloftype::pg_catalog.regtype::pg_catalog.text, 'bid'::regclass, c.oid::regclass FROM c"
+            ),
+            "SELECT format_type(c.reloftype, NULL)::TEXT, to_regclass('bid'), sabot_regclass_name(c.oid) FROM c"
+        );
+        // Policies are never there: no rows, as many columns.
+        assert_eq!(
+            rewritten(
+                "SELECT pol.polname, pol.polpermissive, NULL, NULL FROM pg_catalog.pg_policy pol WHERE pol.polrelid = '16388' ORDER BY 1"
+            ),
+            "SELECT CAST(NULL AS TEXT) AS \"polname\", CAST(NULL AS TEXT) AS \"polpermissive\", CAST(NULL AS TEXT) AS \"?column?3\", CAST(NULL AS TEXT) AS \"?column?4\" WHERE false"
+        );
+        // An inner join with one is empty too; a LEFT join from another relation is not,
+        // nor is an aggregate over it.
+        assert!(
+            rewritten("SELECT c.relname FROM pg_class c, pg_inherits i WHERE c.oid = i.inhparent")
+                .contains("WHERE false")
+        );
+        assert!(
+            !rewritten("SELECT c.relname FROM pg_class c LEFT JOIN pg_inherits i ON c.oid = i.inhparent")
+                .contains("WHERE false")
+        );
+        assert!(!rewritten("SELECT count(*) FROM pg_policy").contains("WHERE false"));
         // Not the catalog's: left as written.
         assert_eq!(rewritten("SELECT s.f(1)"), "SELECT s.f(1)");
+    }
+}
+
+/// Queries over the catalog relations Sabot never has rows in.
+mod empty {
+    use std::ops::ControlFlow;
+
+    use datafusion::sql::sqlparser::ast::{
+        Expr, GroupByExpr, JoinOperator, ObjectNamePart, Query, Select, SelectItem, SetExpr, SetOperator,
+        TableFactor, TableWithJoins, Visit, Visitor,
+    };
+
+    /// `pg_catalog`'s relations that never have rows in Sabot.
+    pub const EMPTY_CATALOGS: [&str; 9] = [
+        "pg_policy",
+        "pg_statistic_ext",
+        "pg_publication",
+        "pg_publication_namespace",
+        "pg_publication_rel",
+        "pg_inherits",
+        "pg_rewrite",
+        "pg_trigger",
+        "pg_foreign_table",
+    ];
+
+    /// The output column names of `query` when it can have no rows.
+    pub fn columns_if_empty(query: &Query) -> Option<Vec<String>> {
+        if !empty_set(&query.body) {
+            return None;
+        }
+        let mut first = query.body.as_ref();
+        loop {
+            match first {
+                SetExpr::SetOperation { left, .. } => first = left,
+                SetExpr::Query(inner) => first = &inner.body,
+                SetExpr::Select(select) => return names(&select.projection),
+                _ => return None,
+            }
+        }
+    }
+
+    /// `SELECT CAST(NULL AS TEXT) AS "name", ... WHERE false`.
+    pub fn no_rows(columns: &[String]) -> Option<Box<Query>> {
+        use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+        use datafusion::sql::sqlparser::parser::Parser;
+        let list: Vec<String> =
+            columns.iter().map(|c| format!("CAST(NULL AS TEXT) AS \"{}\"", c.replace('"', "\"\""))).collect();
+        let sql = format!("SELECT {} WHERE false", list.join(", "));
+        Parser::new(&PostgreSqlDialect {}).try_with_sql(&sql).ok()?.parse_query().ok()
+    }
+
+    /// Distinct output names (a wildcard: None, the columns cannot be counted here).
+    fn names(projection: &[SelectItem]) -> Option<Vec<String>> {
+        let mut names = Vec::with_capacity(projection.len());
+        for (i, item) in projection.iter().enumerate() {
+            let name = match item {
+                SelectItem::ExprWithAlias { alias, .. } => alias.value.clone(),
+                SelectItem::UnnamedExpr(Expr::Identifier(id)) => id.value.clone(),
+                SelectItem::UnnamedExpr(Expr::CompoundIdentifier(parts)) => parts.last()?.value.clone(),
+                SelectItem::UnnamedExpr(_) => "?column?".to_string(),
+                _ => return None,
+            };
+            names.push(if names.contains(&name) || name == "?column?" {
+                format!("{name}{}", i + 1)
+            } else {
+                name
+            });
+        }
+        Some(names)
+    }
+
+    fn empty_set(set: &SetExpr) -> bool {
+        match set {
+            SetExpr::Select(select) => empty_select(select),
+            SetExpr::Query(query) => empty_set(&query.body),
+            SetExpr::SetOperation { left, op, right, .. } => match op {
+                SetOperator::Union => empty_set(left) && empty_set(right),
+                SetOperator::Intersect => empty_set(left) || empty_set(right),
+                SetOperator::Except | SetOperator::Minus => empty_set(left),
+            },
+            _ => false,
+        }
+    }
+
+    /// Some FROM item is empty, and nothing is aggregated without GROUP BY (which gives a
+    /// row over no rows).
+    fn empty_select(select: &Select) -> bool {
+        let grouped = !matches!(&select.group_by, GroupByExpr::Expressions(e, _) if e.is_empty());
+        if (!grouped && aggregates(&select.projection)) || select.having.is_some() {
+            return false;
+        }
+        select.from.iter().any(empty_joins)
+    }
+
+    fn empty_joins(from: &TableWithJoins) -> bool {
+        let mut empty = empty_relation(&from.relation);
+        for join in &from.joins {
+            let right = empty_relation(&join.relation);
+            empty = match &join.join_operator {
+                JoinOperator::Join(_) | JoinOperator::Inner(_) | JoinOperator::CrossJoin(_) => empty || right,
+                JoinOperator::Left(_) | JoinOperator::LeftOuter(_) => empty,
+                JoinOperator::Right(_) | JoinOperator::RightOuter(_) => right,
+                JoinOperator::FullOuter(_) => empty && right,
+                _ => false,
+            };
+        }
+        empty
+    }
+
+    fn empty_relation(factor: &TableFactor) -> bool {
+        let TableFactor::Table { name, .. } = factor else { return false };
+        match name.0.as_slice() {
+            [ObjectNamePart::Identifier(t)] => EMPTY_CATALOGS.contains(&t.value.as_str()),
+            [ObjectNamePart::Identifier(schema), ObjectNamePart::Identifier(t)] => {
+                schema.value == "pg_catalog" && EMPTY_CATALOGS.contains(&t.value.as_str())
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether the select list calls an aggregate (outside subqueries).
+    pub fn aggregates(projection: &[SelectItem]) -> bool {
+        struct Aggregates {
+            depth: usize,
+        }
+        impl Visitor for Aggregates {
+            type Break = ();
+            fn pre_visit_query(&mut self, _: &Query) -> ControlFlow<()> {
+                self.depth += 1;
+                ControlFlow::Continue(())
+            }
+            fn post_visit_query(&mut self, _: &Query) -> ControlFlow<()> {
+                self.depth -= 1;
+                ControlFlow::Continue(())
+            }
+            fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
+                const AGGREGATES: [&str; 16] = [
+                    "count",
+                    "sum",
+                    "avg",
+                    "min",
+                    "max",
+                    "array_agg",
+                    "string_agg",
+                    "bool_and",
+                    "bool_or",
+                    "every",
+                    "json_agg",
+                    "jsonb_agg",
+                    "json_object_agg",
+                    "jsonb_object_agg",
+                    "stddev",
+                    "variance",
+                ];
+                match expr {
+                    Expr::Function(f)
+                        if self.depth == 0
+                            && AGGREGATES.contains(&f.name.to_string().to_ascii_lowercase().as_str()) =>
+                    {
+                        ControlFlow::Break(())
+                    }
+                    _ => ControlFlow::Continue(()),
+                }
+            }
+        }
+        projection.iter().any(|item| item.visit(&mut Aggregates { depth: 0 }).is_break())
     }
 }

@@ -32,12 +32,13 @@ fn psql(port: u16, commands: &[&str]) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn psql_lists_relations_schemas_databases_and_roles() {
+async fn psql_lists_and_describes_relations_schemas_databases_and_roles() {
     let server = TestServer::start().await;
     let client = server.client().await;
     client
         .batch_execute(
-            "CREATE TABLE bid (auction INT PRIMARY KEY, price INT NOT NULL, note TEXT DEFAULT 'none');
+            "CREATE TABLE bid (auction INT PRIMARY KEY, price INT NOT NULL, note TEXT DEFAULT 'none', \
+               amount NUMERIC(10,2), at TIMESTAMPTZ);
              CREATE MATERIALIZED VIEW top AS SELECT auction, max(price) AS high FROM bid GROUP BY auction;
              CREATE SCHEMA archive;
              CREATE TABLE archive.old (id INT);
@@ -46,9 +47,21 @@ async fn psql_lists_relations_schemas_databases_and_roles() {
         .await
         .unwrap();
     let port = server.addr.port();
-    let commands = ["\\d", "\\dt", "\\dm", "\\dv", "\\dt archive.*", "\\dn", "\\l", "\\du"];
+    let commands = [
+        "\\d",
+        "\\dt",
+        "\\dm",
+        "\\dv",
+        "\\dt archive.*",
+        "\\dn",
+        "\\l",
+        "\\du",
+        "\\d bid",
+        "\\d top",
+        "\\d nothing",
+    ];
     let out = tokio::task::spawn_blocking(move || psql(port, &commands)).await.unwrap();
-    let expected = "             List of relations
+    let expected = r#"             List of relations
  Schema | Name |       Type        | Owner 
 --------+------+-------------------+-------
  public | bid  | table             | sabot
@@ -94,6 +107,22 @@ Did not find any relations.
  analyst   |                                               | 
  sabot     | Superuser, Create role, Create DB, Bypass RLS | 
 
-";
+                         Table "public.bid"
+ Column  |           Type           | Collation | Nullable | Default 
+---------+--------------------------+-----------+----------+---------
+ auction | integer                  |           | not null | 
+ price   | integer                  |           | not null | 
+ note    | text                     |           |          | 'none'
+ amount  | numeric(10,2)            |           |          | 
+ at      | timestamp with time zone |           |          | 
+
+           Materialized view "public.top"
+ Column  |  Type   | Collation | Nullable | Default 
+---------+---------+-----------+----------+---------
+ auction | integer |           |          | 
+ high    | integer |           |          | 
+
+Did not find any relation named "nothing".
+"#;
     assert_eq!(out, expected);
 }

@@ -158,6 +158,7 @@ pub fn register(ctx: &SessionContext, catalog: &Catalog, session: &SessionInfo<'
         Arc::new(|args, _| Ok(args[0].clone())),
     ));
     ctx.register_udf(table_is_visible(catalog, session.schema));
+    register_object_names(ctx, catalog, session.schema);
     for name in ["obj_description", "col_description", "shobj_description"] {
         ctx.register_udf(function(
             name,
@@ -256,4 +257,56 @@ fn table_is_visible(catalog: &Catalog, schema: &str) -> ScalarUDF {
                 as ArrayRef)
         }),
     )
+}
+
+/// What `::regclass` and `::regnamespace` do (see `sql::pg_compat`): `to_regclass(name)`
+/// is the relation's oid (NULL when there is none), `sabot_regclass_name(oid)` the name it
+/// prints as (schema-qualified outside the session's schema), `sabot_namespace_name(oid)`
+/// the schema's name.
+fn register_object_names(ctx: &SessionContext, catalog: &Catalog, schema: &str) {
+    let mut oids: HashMap<(String, String), i64> = HashMap::new();
+    let mut names: HashMap<i64, String> = HashMap::new();
+    for desc in catalog.tables().filter(|t| !t.is_sink()) {
+        let oid = relation_oid(desc.id);
+        oids.insert((desc.schema.clone(), desc.name.clone()), oid);
+        let shown = if desc.schema == schema { desc.name.clone() } else { desc.qualified_name() };
+        names.insert(oid, shown);
+    }
+    let session_schema = schema.to_string();
+    ctx.register_udf(function(
+        "to_regclass",
+        vec![vec![DataType::Utf8]],
+        DataType::Int64,
+        Arc::new(move |args, _| {
+            let found = args[0].as_string::<i32>().iter().map(|name| {
+                let name = name?;
+                let (schema, relation) = match name.split_once('.') {
+                    Some((schema, relation)) => (identifier(schema), identifier(relation)),
+                    None => (session_schema.clone(), identifier(name)),
+                };
+                oids.get(&(schema, relation)).copied()
+            });
+            Ok(Arc::new(found.collect::<datafusion::arrow::array::Int64Array>()) as ArrayRef)
+        }),
+    ));
+    ctx.register_udf(by_oid("sabot_regclass_name", Vec::new(), DataType::Utf8, move |oid| {
+        Some(names.get(&oid).cloned().unwrap_or_else(|| oid.to_string()))
+    }));
+    let schemas: HashMap<i64, String> = catalog
+        .schema_names()
+        .into_iter()
+        .chain([NAME.to_string()])
+        .map(|name| (super::namespace_oid(&name), name))
+        .collect();
+    ctx.register_udf(by_oid("sabot_namespace_name", Vec::new(), DataType::Utf8, move |oid| {
+        Some(schemas.get(&oid).cloned().unwrap_or_else(|| oid.to_string()))
+    }));
+}
+
+/// An identifier as written in a regclass name: `"Quoted"` as is, else lower-cased.
+fn identifier(text: &str) -> String {
+    match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+        Some(quoted) => quoted.replace("\"\"", "\""),
+        None => text.to_lowercase(),
+    }
 }
