@@ -59,6 +59,7 @@ async fn psql_lists_and_describes_relations_schemas_databases_and_roles() {
         "\\d bid",
         "\\d top",
         "\\d nothing",
+        "\\di",
     ];
     let out = tokio::task::spawn_blocking(move || psql(port, &commands)).await.unwrap();
     let expected = r#"             List of relations
@@ -115,6 +116,8 @@ Did not find any relations.
  note    | text                     |           |          | 'none'
  amount  | numeric(10,2)            |           |          | 
  at      | timestamp with time zone |           |          | 
+Indexes:
+    "bid_pkey" PRIMARY KEY, btree (auction)
 
            Materialized view "public.top"
  Column  |  Type   | Collation | Nullable | Default 
@@ -123,6 +126,12 @@ Did not find any relations.
  high    | integer |           |          | 
 
 Did not find any relation named "nothing".
+             List of relations
+ Schema |   Name   | Type  | Owner | Table 
+--------+----------+-------+-------+-------
+ public | bid_pkey | index | sabot | bid
+(1 row)
+
 "#;
     assert_eq!(out, expected);
 }

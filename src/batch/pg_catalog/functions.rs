@@ -159,6 +159,7 @@ pub fn register(ctx: &SessionContext, catalog: &Catalog, session: &SessionInfo<'
     ));
     ctx.register_udf(table_is_visible(catalog, session.schema));
     register_object_names(ctx, catalog, session.schema);
+    register_key_definitions(ctx, catalog);
     for name in ["obj_description", "col_description", "shobj_description"] {
         ctx.register_udf(function(
             name,
@@ -243,10 +244,15 @@ fn type_name(oid: i64, modifier: i32) -> Option<String> {
     )
 }
 
-/// `pg_table_is_visible(oid)`: the relation is in the session's schema or `pg_catalog`.
+/// `pg_table_is_visible(oid)`: the relation (or primary key index) is in the session's schema.
 fn table_is_visible(catalog: &Catalog, schema: &str) -> ScalarUDF {
-    let visible: HashSet<i64> =
-        catalog.tables().filter(|t| t.schema == schema).map(|t| relation_oid(t.id)).collect();
+    let mut visible: HashSet<i64> = HashSet::new();
+    for table in catalog.tables().filter(|t| t.schema == schema) {
+        visible.insert(relation_oid(table.id));
+        if super::has_primary_key(table) {
+            visible.insert(super::primary_key_oid(table.id));
+        }
+    }
     function(
         "pg_table_is_visible",
         vec![vec![DataType::Int64]],
@@ -269,8 +275,15 @@ fn register_object_names(ctx: &SessionContext, catalog: &Catalog, schema: &str) 
     for desc in catalog.tables().filter(|t| !t.is_sink()) {
         let oid = relation_oid(desc.id);
         oids.insert((desc.schema.clone(), desc.name.clone()), oid);
-        let shown = if desc.schema == schema { desc.name.clone() } else { desc.qualified_name() };
-        names.insert(oid, shown);
+        let shown = |name: &str| {
+            if desc.schema == schema { name.to_string() } else { format!("{}.{name}", desc.schema) }
+        };
+        names.insert(oid, shown(&desc.name));
+        if super::has_primary_key(desc) {
+            let index = super::primary_key_oid(desc.id);
+            oids.insert((desc.schema.clone(), desc.primary_key_name()), index);
+            names.insert(index, shown(&desc.primary_key_name()));
+        }
     }
     let session_schema = schema.to_string();
     ctx.register_udf(function(
@@ -309,4 +322,30 @@ fn identifier(text: &str) -> String {
         Some(quoted) => quoted.replace("\"\"", "\""),
         None => text.to_lowercase(),
     }
+}
+
+/// `pg_get_indexdef(oid [, column, pretty])` and `pg_get_constraintdef(oid [, pretty])` of
+/// the primary keys (the only indexes and constraints in the catalog).
+fn register_key_definitions(ctx: &SessionContext, catalog: &Catalog) {
+    let mut indexes: HashMap<i64, String> = HashMap::new();
+    let mut constraints: HashMap<i64, String> = HashMap::new();
+    for desc in catalog.tables().filter(|d| super::has_primary_key(d)) {
+        let columns: Vec<&str> = desc.primary_key.iter().map(|&i| desc.columns[i].name.as_str()).collect();
+        let columns = columns.join(", ");
+        let id = super::primary_key_oid(desc.id);
+        indexes.insert(
+            id,
+            format!(
+                "CREATE UNIQUE INDEX {} ON {} USING btree ({columns})",
+                desc.primary_key_name(),
+                desc.qualified_name()
+            ),
+        );
+        constraints.insert(id, format!("PRIMARY KEY ({columns})"));
+    }
+    let more = vec![DataType::Int64, DataType::Boolean];
+    ctx.register_udf(by_oid("pg_get_indexdef", more, DataType::Utf8, move |oid| indexes.get(&oid).cloned()));
+    ctx.register_udf(by_oid("pg_get_constraintdef", vec![DataType::Boolean], DataType::Utf8, move |oid| {
+        constraints.get(&oid).cloned()
+    }));
 }

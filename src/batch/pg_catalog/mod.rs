@@ -7,8 +7,9 @@
 //! plus its table id (stable across restarts); other schemas and roles get a stable id
 //! from their name ([`name_oid`]). Materialized views are `relkind = 'm'`, sources are
 //! shown as foreign tables (`'f'`); sinks keep no rows and are not relations here (see
-//! `sabot_catalog`). Relations Sabot has no objects for yet (indexes, constraints,
-//! descriptions, policies, statistics, publications, inheritance, rules, triggers) are
+//! `sabot_catalog`). A table's primary key is an index (`<table>_pkey`, relkind `'i'`,
+//! in `pg_index`) and a constraint (`pg_constraint`). Relations Sabot has no objects for
+//! yet (other indexes and constraints, descriptions, policies, statistics, publications, inheritance, rules, triggers) are
 //! empty, with Postgres' columns, so that tools' queries over them plan and return
 //! nothing.
 
@@ -43,6 +44,18 @@ const FIRST_USER_OID: i64 = 16384;
 /// The object id of a table, materialized view or source.
 pub fn relation_oid(table: crate::state::TableId) -> i64 {
     FIRST_USER_OID + i64::from(table)
+}
+
+/// The object id of a table's primary key index (and of its constraint, in
+/// `pg_constraint`): above relation ids, below name-derived ids.
+pub fn primary_key_oid(table: crate::state::TableId) -> i64 {
+    (1 << 30) + i64::from(table)
+}
+
+/// The tables with a declared primary key (a table without one is keyed by a hidden row
+/// id, which is no constraint).
+pub fn has_primary_key(desc: &crate::catalog::TableDesc) -> bool {
+    !desc.is_view() && !desc.is_source() && !desc.primary_key.is_empty() && !desc.has_row_id()
 }
 
 /// The object id of a schema.

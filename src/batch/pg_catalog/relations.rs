@@ -1,8 +1,8 @@
 //! The relations of `pg_catalog`, each built from the catalog.
 
 use super::{
-    BOOTSTRAP_SUPERUSER_OID, DATABASE_OID, NAME, PG_CATALOG_OID, Relation, boolean, int, namespace_oid, oid,
-    relation_oid, role_oid, text,
+    BOOTSTRAP_SUPERUSER_OID, DATABASE_OID, NAME, PG_CATALOG_OID, Relation, boolean, has_primary_key, int,
+    namespace_oid, oid, primary_key_oid, relation_oid, role_oid, text,
 };
 use crate::catalog::{Catalog, TableDesc};
 use crate::common::SqlType;
@@ -53,6 +53,8 @@ pub(super) fn relation(catalog: &Catalog, name: &str) -> Option<Relation> {
         "pg_tables" => tables(catalog),
         "pg_matviews" => materialized_views(catalog),
         "pg_collation" => collations(),
+        "pg_index" => primary_key_indexes(catalog),
+        "pg_constraint" => primary_key_constraints(catalog),
         _ => empty(name)?,
     })
 }
@@ -62,19 +64,6 @@ fn empty(name: &str) -> Option<Relation> {
     Some(Relation::new(match name {
         "pg_auth_members" => "roleid:oid member:oid grantor:oid admin_option:bool",
         "pg_views" => "schemaname:name viewname:name viewowner:name definition:text",
-        "pg_index" => {
-            "indexrelid:oid indrelid:oid indnatts:int2 indnkeyatts:int2 indisunique:bool \
-             indnullsnotdistinct:bool indisprimary:bool indisexclusion:bool indimmediate:bool \
-             indisclustered:bool indisvalid:bool indcheckxmin:bool indisready:bool indislive:bool \
-             indisreplident:bool indkey:text indcollation:text indclass:text indoption:text \
-             indexprs:text indpred:text"
-        }
-        "pg_constraint" => {
-            "oid:oid conname:name connamespace:oid contype:char condeferrable:bool condeferred:bool \
-             convalidated:bool conrelid:oid contypid:oid conindid:oid conparentid:oid confrelid:oid \
-             confupdtype:char confdeltype:char confmatchtype:char conislocal:bool coninhcount:int4 \
-             connoinherit:bool conkey:text confkey:text conbin:text"
-        }
         "pg_description" => "objoid:oid classoid:oid objsubid:int4 description:text",
         "pg_shdescription" => "objoid:oid classoid:oid description:text",
         "pg_inherits" => "inhrelid:oid inhparent:oid inhseqno:int4 inhdetachpending:bool",
@@ -102,6 +91,87 @@ fn empty(name: &str) -> Option<Relation> {
         "pg_foreign_table" => "ftrelid:oid ftserver:oid ftoptions:text[]",
         _ => return None,
     }))
+}
+
+const INDEX_COLUMNS: &str = "indexrelid:oid indrelid:oid indnatts:int2 indnkeyatts:int2 indisunique:bool \
+     indnullsnotdistinct:bool indisprimary:bool indisexclusion:bool indimmediate:bool \
+     indisclustered:bool indisvalid:bool indcheckxmin:bool indisready:bool indislive:bool \
+     indisreplident:bool indkey:text indcollation:text indclass:text indoption:text \
+     indexprs:text indpred:text";
+
+const CONSTRAINT_COLUMNS: &str = "oid:oid conname:name connamespace:oid contype:char condeferrable:bool \
+     condeferred:bool convalidated:bool conrelid:oid contypid:oid conindid:oid conparentid:oid \
+     confrelid:oid confupdtype:char confdeltype:char confmatchtype:char conislocal:bool \
+     coninhcount:int4 connoinherit:bool conkey:text confkey:text conbin:text";
+
+/// A primary key's columns as attribute numbers (1-based, among the visible columns).
+fn key_numbers(desc: &TableDesc) -> Vec<i64> {
+    desc.primary_key.iter().map(|&i| i as i64 + 1).collect()
+}
+
+fn primary_key_indexes(catalog: &Catalog) -> Relation {
+    let mut relation = Relation::new(INDEX_COLUMNS);
+    for desc in catalog.tables().filter(|d| has_primary_key(d)) {
+        let keys = key_numbers(desc);
+        let count = keys.len() as i64;
+        let listed = |each: &str| vec![each; keys.len()].join(" ");
+        let numbers: Vec<String> = keys.iter().map(i64::to_string).collect();
+        relation.push(vec![
+            oid(primary_key_oid(desc.id)),
+            oid(relation_oid(desc.id)),
+            int(count),
+            int(count),
+            boolean(true),
+            boolean(false),
+            boolean(true),
+            boolean(false),
+            boolean(true),
+            boolean(false),
+            boolean(true),
+            boolean(false),
+            boolean(true),
+            boolean(true),
+            boolean(false),
+            text(numbers.join(" ")),
+            text(listed("0")),
+            text(listed("0")),
+            text(listed("0")),
+            None,
+            None,
+        ]);
+    }
+    relation
+}
+
+fn primary_key_constraints(catalog: &Catalog) -> Relation {
+    let mut relation = Relation::new(CONSTRAINT_COLUMNS);
+    for desc in catalog.tables().filter(|d| has_primary_key(d)) {
+        let keys: Vec<String> = key_numbers(desc).iter().map(i64::to_string).collect();
+        relation.push(vec![
+            oid(primary_key_oid(desc.id)),
+            text(desc.primary_key_name()),
+            oid(namespace_oid(&desc.schema)),
+            text("p"),
+            boolean(false),
+            boolean(false),
+            boolean(true),
+            oid(relation_oid(desc.id)),
+            oid(0),
+            oid(primary_key_oid(desc.id)),
+            oid(0),
+            oid(0),
+            text(" "),
+            text(" "),
+            text(" "),
+            boolean(true),
+            int(0),
+            boolean(true),
+            text(format!("{{{}}}", keys.join(","))),
+            None,
+            None,
+        ]);
+    }
+    relation
 }
 
 fn namespaces(catalog: &Catalog) -> Relation {
@@ -144,21 +214,58 @@ fn classes(catalog: &Catalog) -> Relation {
         let kind = relkind(desc);
         let columns = desc.columns.iter().filter(|c| !c.hidden).count() as i64;
         let access_method = if kind == "f" { 0 } else { HEAP_OID };
-        relation.push(vec![
-            oid(relation_oid(desc.id)),
-            text(&desc.name),
-            oid(namespace_oid(&desc.schema)),
+        let indexed = has_primary_key(desc);
+        if indexed {
+            let keys = desc.primary_key.len() as i64;
+            relation.push(class_row(
+                primary_key_oid(desc.id),
+                &desc.primary_key_name(),
+                &desc.schema,
+                "i",
+                403,
+                keys,
+                false,
+            ));
+        }
+        relation.push(class_row(
+            relation_oid(desc.id),
+            &desc.name,
+            &desc.schema,
+            kind,
+            access_method,
+            columns,
+            indexed,
+        ));
+    }
+    relation
+}
+
+/// A row of `pg_class`.
+fn class_row(
+    id: i64,
+    name: &str,
+    schema: &str,
+    kind: &str,
+    access_method: i64,
+    columns: i64,
+    indexed: bool,
+) -> Vec<Option<datafusion::common::ScalarValue>> {
+    {
+        vec![
+            oid(id),
+            text(name),
+            oid(namespace_oid(schema)),
             oid(0),
             oid(0),
             oid(BOOTSTRAP_SUPERUSER_OID),
             oid(access_method),
-            oid(relation_oid(desc.id)),
+            oid(id),
             oid(0),
             int(0),
             int(-1),
             int(0),
             oid(0),
-            boolean(false),
+            boolean(indexed),
             boolean(false),
             text("p"),
             text(kind),
@@ -174,9 +281,8 @@ fn classes(catalog: &Catalog) -> Relation {
             None,
             None,
             None,
-        ]);
+        ]
     }
-    relation
 }
 
 fn attributes(catalog: &Catalog) -> Relation {
@@ -472,7 +578,7 @@ fn tables(catalog: &Catalog) -> Relation {
             text(&desc.name),
             text(crate::catalog::SUPERUSER),
             None,
-            boolean(false),
+            boolean(has_primary_key(desc)),
             boolean(false),
             boolean(false),
             boolean(false),
