@@ -60,6 +60,7 @@ async fn psql_lists_and_describes_relations_schemas_databases_and_roles() {
         "\\d top",
         "\\d nothing",
         "\\di",
+        "\\df",
     ];
     let out = tokio::task::spawn_blocking(move || psql(port, &commands)).await.unwrap();
     let expected = r#"             List of relations
@@ -131,6 +132,11 @@ Did not find any relation named "nothing".
 --------+----------+-------+-------+-------
  public | bid_pkey | index | sabot | bid
 (1 row)
+
+                       List of functions
+ Schema | Name | Result data type | Argument data types | Type 
+--------+------+------------------+---------------------+------
+(0 rows)
 
 "#;
     assert_eq!(out, expected);

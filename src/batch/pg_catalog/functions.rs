@@ -160,6 +160,7 @@ pub fn register(ctx: &SessionContext, catalog: &Catalog, session: &SessionInfo<'
     ctx.register_udf(table_is_visible(catalog, session.schema));
     register_object_names(ctx, catalog, session.schema);
     register_key_definitions(ctx, catalog);
+    register_privileges_and_functions(ctx);
     for name in ["obj_description", "col_description", "shobj_description"] {
         ctx.register_udf(function(
             name,
@@ -348,4 +349,76 @@ fn register_key_definitions(ctx: &SessionContext, catalog: &Catalog) {
     ctx.register_udf(by_oid("pg_get_constraintdef", vec![DataType::Boolean], DataType::Utf8, move |oid| {
         constraints.get(&oid).cloned()
     }));
+}
+
+/// What tools ask besides: privileges (every role may use every object: Sabot does not
+/// check privileges yet, see `engine::roles`), functions (`pg_proc` is empty: there are no
+/// user-defined functions), `quote_ident` (psql's tab completion), `pg_backend_pid()`.
+fn register_privileges_and_functions(ctx: &SessionContext) {
+    let text = || DataType::Utf8;
+    let privileges: [(&'static str, usize); 8] = [
+        ("has_table_privilege", 3),
+        ("has_schema_privilege", 3),
+        ("has_database_privilege", 3),
+        ("has_column_privilege", 4),
+        ("has_function_privilege", 3),
+        ("has_sequence_privilege", 3),
+        ("has_any_column_privilege", 3),
+        ("pg_has_role", 3),
+    ];
+    for (name, most) in privileges {
+        // (object, privilege) or (role, object, privilege), objects by name or oid.
+        let mut forms = Vec::new();
+        for arguments in (most - 1)..=most {
+            for by_oid in [false, true] {
+                let object = if by_oid { DataType::Int64 } else { text() };
+                let mut form = vec![text(); arguments];
+                form[arguments - 2] = object;
+                forms.push(form);
+            }
+        }
+        ctx.register_udf(function(
+            name,
+            forms,
+            DataType::Boolean,
+            Arc::new(|_, rows| Ok(Arc::new(BooleanArray::from(vec![true; rows])) as ArrayRef)),
+        ));
+    }
+    ctx.register_udf(function(
+        "pg_function_is_visible",
+        vec![vec![DataType::Int64]],
+        DataType::Boolean,
+        Arc::new(|_, rows| Ok(Arc::new(BooleanArray::from(vec![true; rows])) as ArrayRef)),
+    ));
+    for name in ["pg_get_function_result", "pg_get_function_arguments", "pg_get_function_identity_arguments"]
+    {
+        ctx.register_udf(by_oid(name, Vec::new(), DataType::Utf8, |_| None));
+    }
+    ctx.register_udf(function(
+        "quote_ident",
+        vec![vec![text()]],
+        text(),
+        Arc::new(|args, _| {
+            let quoted = args[0].as_string::<i32>().iter().map(|name| name.map(quote_ident));
+            Ok(Arc::new(quoted.collect::<StringArray>()) as ArrayRef)
+        }),
+    ));
+    let pid = i32::try_from(std::process::id()).unwrap_or(i32::MAX);
+    ctx.register_udf(function(
+        "pg_backend_pid",
+        Vec::new(),
+        DataType::Int32,
+        Arc::new(move |_, rows| {
+            Ok(Arc::new(datafusion::arrow::array::Int32Array::from(vec![pid; rows])) as ArrayRef)
+        }),
+    ));
+}
+
+/// An identifier as SQL must write it: as is when lower-case letters, digits and `_`
+/// (not starting with a digit), else double-quoted. (Postgres also quotes reserved
+/// words; not yet here.)
+fn quote_ident(name: &str) -> String {
+    let plain = name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if plain { name.to_string() } else { format!("\"{}\"", name.replace('"', "\"\"")) }
 }
