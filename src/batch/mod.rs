@@ -275,6 +275,8 @@ pub struct SabotCatalog {
     snapshot: Arc<dyn Snapshot>,
     overrides: HashMap<(String, String), Arc<dyn TableProvider>>,
     system: system::SystemState,
+    /// The session's variables, for `pg_settings` and `current_setting`.
+    settings: Arc<Vec<pg_catalog::Setting>>,
 }
 
 impl std::fmt::Debug for SabotCatalog {
@@ -285,7 +287,13 @@ impl std::fmt::Debug for SabotCatalog {
 
 impl SabotCatalog {
     pub fn new(catalog: Arc<Catalog>, snapshot: Arc<dyn Snapshot>) -> Self {
-        SabotCatalog { catalog, snapshot, overrides: HashMap::new(), system: Default::default() }
+        SabotCatalog {
+            catalog,
+            snapshot,
+            overrides: HashMap::new(),
+            system: Default::default(),
+            settings: Arc::default(),
+        }
     }
 
     /// What `sabot_catalog`'s relations show.
@@ -315,6 +323,16 @@ impl SabotCatalog {
         &self.catalog
     }
 
+    /// The session's variables (`pg_settings`, `current_setting`).
+    pub fn with_settings(mut self, settings: Vec<pg_catalog::Setting>) -> Self {
+        self.settings = Arc::new(settings);
+        self
+    }
+
+    pub fn settings(&self) -> &[pg_catalog::Setting] {
+        &self.settings
+    }
+
     /// Serves `schema.name` from `table` instead of the catalog (a DML target, COPY input).
     pub fn with_table(mut self, schema: &str, name: &str, table: Arc<dyn TableProvider>) -> Self {
         self.overrides.insert((schema.to_string(), name.to_string()), table);
@@ -341,7 +359,10 @@ impl CatalogProvider for SabotCatalog {
             return Some(Arc::new(schema));
         }
         if name == pg_catalog::NAME {
-            return Some(Arc::new(pg_catalog::PgCatalogSchema::new(self.catalog.clone())));
+            return Some(Arc::new(pg_catalog::PgCatalogSchema::new(
+                self.catalog.clone(),
+                self.settings.clone(),
+            )));
         }
         if !self.catalog.schema_exists(name) {
             return None;
@@ -378,10 +399,13 @@ impl SchemaProvider for SabotSchema {
         }
         let Some(desc) = self.catalog.catalog.table(&self.name, name) else {
             // As in Postgres, pg_catalog is on every search path: `pg_class` alone names it.
-            return Ok(pg_catalog::PgCatalogSchema::new(self.catalog.catalog.clone())
-                .build(name)
-                .map_err(DataFusionError::from)?
-                .map(|t| t as Arc<dyn TableProvider>));
+            return Ok(pg_catalog::PgCatalogSchema::new(
+                self.catalog.catalog.clone(),
+                self.catalog.settings.clone(),
+            )
+            .build(name)
+            .map_err(DataFusionError::from)?
+            .map(|t| t as Arc<dyn TableProvider>));
         };
         Ok(Some(Arc::new(StoredTable::committed(desc.clone(), self.catalog.snapshot.clone()))))
     }

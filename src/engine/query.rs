@@ -46,7 +46,7 @@ pub fn context(
         .with_physical_optimizer_rule(Arc::new(super::execute::CooperativeJoins))
         .build();
     let ctx = SessionContext::new_with_state(state);
-    let session = pg_catalog::SessionInfo { user, schema: default_schema };
+    let session = pg_catalog::SessionInfo { user, schema: default_schema, settings: catalog.settings() };
     pg_catalog::register_functions(&ctx, catalog.catalog(), &session);
     let default_schema = default_schema.to_string();
     let relations = catalog.clone();

@@ -365,13 +365,28 @@ impl Session {
         ))
     }
 
+    /// The session's variables as `pg_settings` shows them.
+    fn settings_list(&self) -> Vec<crate::batch::pg_catalog::Setting> {
+        self.settings
+            .all()
+            .into_iter()
+            .map(|(name, value, description)| crate::batch::pg_catalog::Setting {
+                name: name.to_string(),
+                value,
+                description: description.to_string(),
+            })
+            .collect()
+    }
+
     /// A DataFusion context over the newest committed snapshot.
     pub(super) fn snapshot_context(&self) -> datafusion::execution::context::SessionContext {
         // The epoch is read before the snapshot is taken: progress is never ahead of the data.
         let epoch = self.db.coordinator.committed_epoch();
         let snapshot = self.db.coordinator.store().snapshot();
         let system = crate::batch::system::SystemState { epoch, sources: self.db.source_progress() };
-        let catalog = crate::batch::SabotCatalog::new(self.db.catalog(), snapshot).with_system(system);
+        let catalog = crate::batch::SabotCatalog::new(self.db.catalog(), snapshot)
+            .with_system(system)
+            .with_settings(self.settings_list());
         query::context(catalog, &self.settings.current_schema(), Some(&self.user), self.memory_pool())
     }
 

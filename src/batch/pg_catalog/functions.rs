@@ -27,6 +27,8 @@ pub struct SessionInfo<'a> {
     pub user: Option<&'a str>,
     /// The schema unqualified names resolve in (`current_schema()`).
     pub schema: &'a str,
+    /// The session's variables (`current_setting`).
+    pub settings: &'a [super::Setting],
 }
 
 /// The server's version as `version()` shows it: Postgres' form, which tools parse.
@@ -131,6 +133,7 @@ where
 
 /// Registers the catalog and session functions in `ctx`.
 pub fn register(ctx: &SessionContext, catalog: &Catalog, session: &SessionInfo<'_>) {
+    ctx.register_udf(current_setting(session.settings));
     ctx.register_udf(constant("version", version()));
     if let Some(user) = session.user {
         for name in ["current_user", "session_user", "current_role"] {
@@ -421,4 +424,37 @@ fn quote_ident(name: &str) -> String {
     let plain = name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
         && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
     if plain { name.to_string() } else { format!("\"{}\"", name.replace('"', "\"\"")) }
+}
+
+/// `current_setting(name [, missing_ok])`: a session variable or a read-only server
+/// setting; an unknown name is 42704 (NULL with `missing_ok`).
+fn current_setting(session: &[super::Setting]) -> ScalarUDF {
+    let values: HashMap<String, String> =
+        super::all_settings(session).into_iter().map(|s| (s.name.to_lowercase(), s.value)).collect();
+    function(
+        "current_setting",
+        vec![vec![DataType::Utf8], vec![DataType::Utf8, DataType::Boolean]],
+        DataType::Utf8,
+        Arc::new(move |args, _| {
+            let missing_ok = args.get(1).map(|a| a.as_boolean().clone());
+            let mut out = Vec::with_capacity(args[0].len());
+            for (i, name) in args[0].as_string::<i32>().iter().enumerate() {
+                let Some(name) = name else {
+                    out.push(None);
+                    continue;
+                };
+                match values.get(&name.to_lowercase()) {
+                    Some(value) => out.push(Some(value.clone())),
+                    None if missing_ok.as_ref().is_some_and(|m| m.value(i)) => out.push(None),
+                    None => {
+                        return Err(datafusion::error::DataFusionError::from(crate::common::Error::new(
+                            crate::common::SqlState::UndefinedObject,
+                            format!("unrecognized configuration parameter \"{name}\""),
+                        )));
+                    }
+                }
+            }
+            Ok(Arc::new(StringArray::from(out)) as ArrayRef)
+        }),
+    )
 }

@@ -79,9 +79,46 @@ fn name_oid(name: &str) -> i64 {
     (1 << 31) + i64::from(hash >> 1)
 }
 
+/// A session variable: name, value, description.
+#[derive(Clone, Debug)]
+pub struct Setting {
+    pub name: String,
+    pub value: String,
+    pub description: String,
+}
+
+/// The session's variables, then the read-only server settings they do not name.
+pub fn all_settings(session: &[Setting]) -> Vec<Setting> {
+    let mut all = session.to_vec();
+    let fixed = server_settings().into_iter().filter(|f| !session.iter().any(|s| s.name == f.name));
+    all.extend(fixed);
+    all
+}
+
+/// Read-only settings tools ask for, with Sabot's values.
+fn server_settings() -> Vec<Setting> {
+    let fixed = [
+        ("server_version", crate::common::SERVER_VERSION, "The Postgres version Sabot follows, and its own."),
+        ("server_version_num", "160006", "The Postgres version Sabot follows, as a number."),
+        ("server_encoding", "UTF8", "The encoding of all text."),
+        ("integer_datetimes", "on", "Times are integers (microseconds)."),
+        ("standard_conforming_strings", "on", "Backslashes in '...' strings are literal."),
+        ("max_identifier_length", "63", "The longest name, in bytes."),
+    ];
+    fixed
+        .into_iter()
+        .map(|(name, value, description)| Setting {
+            name: name.to_string(),
+            value: value.to_string(),
+            description: description.to_string(),
+        })
+        .collect()
+}
+
 /// The `pg_catalog` schema over one catalog.
 pub struct PgCatalogSchema {
     catalog: Arc<Catalog>,
+    settings: Arc<Vec<Setting>>,
 }
 
 impl std::fmt::Debug for PgCatalogSchema {
@@ -91,13 +128,19 @@ impl std::fmt::Debug for PgCatalogSchema {
 }
 
 impl PgCatalogSchema {
-    pub fn new(catalog: Arc<Catalog>) -> Self {
-        PgCatalogSchema { catalog }
+    pub fn new(catalog: Arc<Catalog>, settings: Arc<Vec<Setting>>) -> Self {
+        PgCatalogSchema { catalog, settings }
     }
 
     /// The relation `name`, built now; None when pg_catalog has no such relation.
     pub fn build(&self, name: &str) -> Result<Option<Arc<MemTable>>> {
-        let Some(relation) = relations::relation(&self.catalog, name) else { return Ok(None) };
+        let relation = match name {
+            "pg_settings" => relations::settings(&self.settings),
+            _ => match relations::relation(&self.catalog, name) {
+                Some(relation) => relation,
+                None => return Ok(None),
+            },
+        };
         relation.into_table().map(Some)
     }
 }

@@ -7,7 +7,8 @@ use super::{
 use crate::catalog::{Catalog, TableDesc};
 use crate::common::SqlType;
 
-pub const TABLES: [&str; 28] = [
+pub const TABLES: [&str; 29] = [
+    "pg_settings",
     "pg_am",
     "pg_attrdef",
     "pg_attribute",
@@ -602,6 +603,38 @@ fn materialized_views(catalog: &Catalog) -> Relation {
             boolean(false),
             boolean(true),
             definition.map(|d| datafusion::common::ScalarValue::Utf8(Some(d))),
+        ]);
+    }
+    relation
+}
+
+/// `pg_settings`: the session's variables and the server's read-only ones.
+pub(super) fn settings(session: &[super::Setting]) -> Relation {
+    let mut relation = Relation::new(
+        "name:text setting:text unit:text category:text short_desc:text extra_desc:text context:text \
+         vartype:text source:text min_val:text max_val:text enumvals:text[] boot_val:text reset_val:text \
+         sourcefile:text sourceline:int4 pending_restart:bool",
+    );
+    for (i, setting) in super::all_settings(session).iter().enumerate() {
+        let context = if i < session.len() { "user" } else { "internal" };
+        relation.push(vec![
+            text(&setting.name),
+            text(&setting.value),
+            None,
+            text("Sabot"),
+            text(&setting.description),
+            None,
+            text(context),
+            text("string"),
+            text("default"),
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            boolean(false),
         ]);
     }
     relation
