@@ -356,18 +356,50 @@ impl CatalogProvider for SabotCatalog {
         if name == system::NAME {
             let schema =
                 system::SystemSchema::new(self.system.clone(), self.catalog.clone(), self.snapshot.clone());
-            return Some(Arc::new(schema));
+            return Some(Arc::new(BuiltSchema(schema)));
         }
         if name == pg_catalog::NAME {
-            return Some(Arc::new(pg_catalog::PgCatalogSchema::new(
-                self.catalog.clone(),
-                self.settings.clone(),
-            )));
+            let schema = pg_catalog::PgCatalogSchema::new(self.catalog.clone(), self.settings.clone());
+            return Some(Arc::new(BuiltSchema(schema)));
         }
         if !self.catalog.schema_exists(name) {
             return None;
         }
         Some(Arc::new(SabotSchema { name: name.to_string(), catalog: self.clone() }))
+    }
+}
+
+/// A schema whose relations are built when a statement names one, from what the
+/// statement sees (`sabot_catalog`, `pg_catalog`).
+pub trait BuiltRelations: Send + Sync + 'static {
+    /// The relations' names.
+    fn names(&self) -> &'static [&'static str];
+    /// The relation `name`, built now (None when there is no such relation).
+    fn build(&self, name: &str) -> crate::common::Result<Option<Arc<datafusion::datasource::MemTable>>>;
+}
+
+/// The DataFusion schema of [`BuiltRelations`].
+pub struct BuiltSchema<T>(pub T);
+
+impl<T> std::fmt::Debug for BuiltSchema<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BuiltSchema").finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl<T: BuiltRelations> SchemaProvider for BuiltSchema<T> {
+    fn table_names(&self) -> Vec<String> {
+        self.0.names().iter().map(|t| t.to_string()).collect()
+    }
+
+    async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        let table = self.0.build(name).map_err(DataFusionError::from)?;
+        Ok(table.map(|t| t as Arc<dyn TableProvider>))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.0.names().contains(&name)
     }
 }
 

@@ -21,7 +21,6 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-use datafusion::catalog::SchemaProvider;
 use datafusion::datasource::MemTable;
 
 use crate::catalog::Catalog;
@@ -49,15 +48,15 @@ pub struct SystemSchema {
     snapshot: Arc<dyn Snapshot>,
 }
 
-impl std::fmt::Debug for SystemSchema {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SystemSchema").finish_non_exhaustive()
-    }
-}
-
 impl SystemSchema {
     pub fn new(state: SystemState, catalog: Arc<Catalog>, snapshot: Arc<dyn Snapshot>) -> Self {
         SystemSchema { state, catalog, snapshot }
+    }
+}
+
+impl super::BuiltRelations for SystemSchema {
+    fn names(&self) -> &'static [&'static str] {
+        &TABLES
     }
 
     fn build(&self, name: &str) -> Result<Option<Arc<MemTable>>> {
@@ -69,25 +68,6 @@ impl SystemSchema {
             "state_tables" => state_tables(&self.catalog, snapshot)?,
             _ => return Ok(None),
         }))
-    }
-}
-
-#[async_trait::async_trait]
-impl SchemaProvider for SystemSchema {
-    fn table_names(&self) -> Vec<String> {
-        TABLES.iter().map(|t| t.to_string()).collect()
-    }
-
-    async fn table(
-        &self,
-        name: &str,
-    ) -> datafusion::error::Result<Option<Arc<dyn datafusion::catalog::TableProvider>>> {
-        let table = self.build(name).map_err(datafusion::error::DataFusionError::from)?;
-        Ok(table.map(|t| t as Arc<dyn datafusion::catalog::TableProvider>))
-    }
-
-    fn table_exist(&self, name: &str) -> bool {
-        TABLES.contains(&name)
     }
 }
 

@@ -22,7 +22,6 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, RecordBatch, new_empty_array};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-use datafusion::catalog::SchemaProvider;
 use datafusion::common::ScalarValue;
 use datafusion::datasource::MemTable;
 
@@ -121,12 +120,6 @@ pub struct PgCatalogSchema {
     settings: Arc<Vec<Setting>>,
 }
 
-impl std::fmt::Debug for PgCatalogSchema {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgCatalogSchema").finish_non_exhaustive()
-    }
-}
-
 impl PgCatalogSchema {
     pub fn new(catalog: Arc<Catalog>, settings: Arc<Vec<Setting>>) -> Self {
         PgCatalogSchema { catalog, settings }
@@ -134,6 +127,16 @@ impl PgCatalogSchema {
 
     /// The relation `name`, built now; None when pg_catalog has no such relation.
     pub fn build(&self, name: &str) -> Result<Option<Arc<MemTable>>> {
+        super::BuiltRelations::build(self, name)
+    }
+}
+
+impl super::BuiltRelations for PgCatalogSchema {
+    fn names(&self) -> &'static [&'static str] {
+        &TABLES
+    }
+
+    fn build(&self, name: &str) -> Result<Option<Arc<MemTable>>> {
         let relation = match name {
             "pg_settings" => relations::settings(&self.settings),
             _ => match relations::relation(&self.catalog, name) {
@@ -142,25 +145,6 @@ impl PgCatalogSchema {
             },
         };
         relation.into_table().map(Some)
-    }
-}
-
-#[async_trait::async_trait]
-impl SchemaProvider for PgCatalogSchema {
-    fn table_names(&self) -> Vec<String> {
-        TABLES.iter().map(|t| t.to_string()).collect()
-    }
-
-    async fn table(
-        &self,
-        name: &str,
-    ) -> datafusion::error::Result<Option<Arc<dyn datafusion::catalog::TableProvider>>> {
-        let table = self.build(name).map_err(datafusion::error::DataFusionError::from)?;
-        Ok(table.map(|t| t as Arc<dyn datafusion::catalog::TableProvider>))
-    }
-
-    fn table_exist(&self, name: &str) -> bool {
-        TABLES.contains(&name)
     }
 }
 
