@@ -431,13 +431,9 @@ impl SchemaProvider for SabotSchema {
         }
         let Some(desc) = self.catalog.catalog.table(&self.name, name) else {
             // As in Postgres, pg_catalog is on every search path: `pg_class` alone names it.
-            return Ok(pg_catalog::PgCatalogSchema::new(
-                self.catalog.catalog.clone(),
-                self.catalog.settings.clone(),
-            )
-            .build(name)
-            .map_err(DataFusionError::from)?
-            .map(|t| t as Arc<dyn TableProvider>));
+            let catalog = &self.catalog;
+            let schema = pg_catalog::PgCatalogSchema::new(catalog.catalog.clone(), catalog.settings.clone());
+            return BuiltSchema(schema).table(name).await;
         };
         Ok(Some(Arc::new(StoredTable::committed(desc.clone(), self.catalog.snapshot.clone()))))
     }

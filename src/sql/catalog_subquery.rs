@@ -102,7 +102,7 @@ fn as_join(subquery: &Query, name: &str) -> Option<(Join, Expr)> {
         from.join(", "),
         on.join(" AND ")
     );
-    let mut parsed = parse_query(&sql)?;
+    let mut parsed = super::pg_compat::parse_query(&sql)?;
     let SetExpr::Select(outer) = parsed.body.as_mut() else { return None };
     let join = outer.from.first_mut()?.joins.pop()?;
     let value = Expr::CompoundIdentifier(vec![Ident::new(name), Ident::new("_value")]);
@@ -196,16 +196,10 @@ impl VisitorMut for Carried<'_> {
     }
 }
 
-fn parse_query(sql: &str) -> Option<Box<Query>> {
-    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
-    use datafusion::sql::sqlparser::parser::Parser;
-    Parser::new(&PostgreSqlDialect {}).try_with_sql(sql).ok()?.parse_query().ok()
-}
-
 #[cfg(test)]
 mod tests {
     fn rewritten(sql: &str) -> String {
-        let mut query = super::parse_query(sql).unwrap();
+        let mut query = crate::sql::pg_compat::parse_query(sql).unwrap();
         super::decorrelate(&mut query);
         query.to_string()
     }

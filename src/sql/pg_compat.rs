@@ -167,9 +167,18 @@ fn array_of_subquery(function: &datafusion::sql::sqlparser::ast::Function) -> Op
 
 /// The expression `sql`, parsed.
 fn template_expr(sql: &str) -> Option<Expr> {
+    parser(sql)?.parse_expr().ok()
+}
+
+/// The query `sql`, parsed (the rewrites build what they put in from text).
+pub(crate) fn parse_query(sql: &str) -> Option<Box<datafusion::sql::sqlparser::ast::Query>> {
+    parser(sql)?.parse_query().ok()
+}
+
+fn parser(sql: &str) -> Option<datafusion::sql::sqlparser::parser::Parser<'static>> {
     use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
     use datafusion::sql::sqlparser::parser::Parser;
-    Parser::new(&PostgreSqlDialect {}).try_with_sql(sql).ok()?.parse_expr().ok()
+    Parser::new(&PostgreSqlDialect {}).try_with_sql(sql).ok()
 }
 
 /// The operator `OPERATOR(pg_catalog.op)` names.
@@ -324,12 +333,9 @@ mod empty {
 
     /// `SELECT CAST(NULL AS TEXT) AS "name", ... WHERE false`.
     pub fn no_rows(columns: &[String]) -> Option<Box<Query>> {
-        use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
-        use datafusion::sql::sqlparser::parser::Parser;
         let list: Vec<String> =
             columns.iter().map(|c| format!("CAST(NULL AS TEXT) AS \"{}\"", c.replace('"', "\"\""))).collect();
-        let sql = format!("SELECT {} WHERE false", list.join(", "));
-        Parser::new(&PostgreSqlDialect {}).try_with_sql(&sql).ok()?.parse_query().ok()
+        super::parse_query(&format!("SELECT {} WHERE false", list.join(", ")))
     }
 
     /// Distinct output names (a wildcard: None, the columns cannot be counted here).

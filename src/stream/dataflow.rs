@@ -283,20 +283,14 @@ pub fn build_operator(node: &StreamNode, memory: &StateMemory) -> Result<Box<dyn
             if let Some(bound) = &join.asof {
                 operator = operator.with_asof(bound, &types(&node.inputs[0])[bound.left_column])?;
             }
+            // Where each watermark lands in the output (a closing semi join's other side: nowhere).
+            let outputs: Vec<Option<usize>> =
+                join.watermarks.iter().map(|w| join.output_column(&node.inputs, w.side, w.column)).collect();
             match join.closes {
-                true => Box::new(
-                    operator.with_closing(
-                        join.watermarks
-                            .iter()
-                            .filter_map(|w| join.output_column(&node.inputs, w.side, w.column))
-                            .collect(),
-                    )?,
-                ),
+                true => Box::new(operator.with_closing(outputs.into_iter().flatten().collect())?),
                 false => {
-                    let outputs = join
-                        .watermarks
-                        .iter()
-                        .map(|w| join.output_column(&node.inputs, w.side, w.column))
+                    let outputs = outputs
+                        .into_iter()
                         .collect::<Option<Vec<usize>>>()
                         .ok_or_else(|| Error::internal("a join watermark on a side the output lacks"))?;
                     Box::new(operator.with_held_watermarks(&join.watermarks, &outputs)?)

@@ -111,10 +111,13 @@ fn constant(name: &'static str, value: String) -> ScalarUDF {
     )
 }
 
-/// A function of one `oid` (and any further arguments, ignored) answered from `lookup`.
-fn by_oid<T>(name: &'static str, more: Vec<DataType>, returns: DataType, lookup: T) -> ScalarUDF
+/// A text function of one `oid` (and any further arguments, ignored): `lookup()`, made
+/// once per call (catalog lookups are built only by statements that use them), answers
+/// each oid.
+fn by_oid<M, F>(name: &'static str, more: Vec<DataType>, lookup: M) -> ScalarUDF
 where
-    T: Fn(i64) -> Option<String> + Send + Sync + 'static,
+    M: Fn() -> F + Send + Sync + 'static,
+    F: Fn(i64) -> Option<String>,
 {
     let mut arguments = vec![vec![DataType::Int64]];
     if !more.is_empty() {
@@ -123,16 +126,17 @@ where
     function(
         name,
         arguments,
-        returns,
+        DataType::Utf8,
         Arc::new(move |args, _| {
             let oids = args[0].as_primitive::<Int64Type>();
+            let lookup = lookup();
             Ok(Arc::new(oids.iter().map(|o| o.and_then(&lookup)).collect::<StringArray>()) as ArrayRef)
         }),
     )
 }
 
 /// Registers the catalog and session functions in `ctx`.
-pub fn register(ctx: &SessionContext, catalog: &Catalog, session: &SessionInfo<'_>) {
+pub fn register(ctx: &SessionContext, catalog: &Arc<Catalog>, session: &SessionInfo<'_>) {
     ctx.register_udf(current_setting(session.settings));
     ctx.register_udf(constant("version", version()));
     if let Some(user) = session.user {
@@ -145,13 +149,15 @@ pub fn register(ctx: &SessionContext, catalog: &Catalog, session: &SessionInfo<'
     ctx.register_udf(constant("current_schema", session.schema.to_string()));
     ctx.register_udf(current_schemas(session.schema));
 
-    let roles: HashMap<i64, String> = catalog.roles().map(|r| (role_oid(&r.name), r.name.clone())).collect();
-    ctx.register_udf(by_oid("pg_get_userbyid", Vec::new(), DataType::Utf8, move |oid| {
-        Some(roles.get(&oid).cloned().unwrap_or_else(|| format!("unknown (OID={oid})")))
+    let roles = catalog.clone();
+    ctx.register_udf(by_oid("pg_get_userbyid", Vec::new(), move || {
+        let roles: HashMap<i64, String> =
+            roles.roles().map(|r| (role_oid(&r.name), r.name.clone())).collect();
+        move |oid| Some(roles.get(&oid).cloned().unwrap_or_else(|| format!("unknown (OID={oid})")))
     }));
     ctx.register_udf(format_type());
-    ctx.register_udf(by_oid("pg_encoding_to_char", Vec::new(), DataType::Utf8, |encoding| {
-        Some(if encoding == UTF8_ENCODING { "UTF8" } else { "" }.to_string())
+    ctx.register_udf(by_oid("pg_encoding_to_char", Vec::new(), || {
+        |encoding| Some(if encoding == UTF8_ENCODING { "UTF8" } else { "" }.to_string())
     }));
     // Defaults are kept as SQL text: the expression is its own text.
     ctx.register_udf(function(
@@ -249,19 +255,20 @@ fn type_name(oid: i64, modifier: i32) -> Option<String> {
 }
 
 /// `pg_table_is_visible(oid)`: the relation (or primary key index) is in the session's schema.
-fn table_is_visible(catalog: &Catalog, schema: &str) -> ScalarUDF {
-    let mut visible: HashSet<i64> = HashSet::new();
-    for table in catalog.tables().filter(|t| t.schema == schema) {
-        visible.insert(relation_oid(table.id));
-        if super::has_primary_key(table) {
-            visible.insert(super::primary_key_oid(table.id));
-        }
-    }
+fn table_is_visible(catalog: &Arc<Catalog>, schema: &str) -> ScalarUDF {
+    let (catalog, schema) = (catalog.clone(), schema.to_string());
     function(
         "pg_table_is_visible",
         vec![vec![DataType::Int64]],
         DataType::Boolean,
         Arc::new(move |args, _| {
+            let mut visible: HashSet<i64> = HashSet::new();
+            for table in catalog.tables().filter(|t| t.schema == schema) {
+                visible.insert(relation_oid(table.id));
+                if super::has_primary_key(table) {
+                    visible.insert(super::primary_key_oid(table.id));
+                }
+            }
             let oids = args[0].as_primitive::<Int64Type>();
             Ok(Arc::new(oids.iter().map(|o| o.map(|o| visible.contains(&o))).collect::<BooleanArray>())
                 as ArrayRef)
@@ -273,28 +280,17 @@ fn table_is_visible(catalog: &Catalog, schema: &str) -> ScalarUDF {
 /// is the relation's oid (NULL when there is none), `sabot_regclass_name(oid)` the name it
 /// prints as (schema-qualified outside the session's schema), `sabot_namespace_name(oid)`
 /// the schema's name.
-fn register_object_names(ctx: &SessionContext, catalog: &Catalog, schema: &str) {
-    let mut oids: HashMap<(String, String), i64> = HashMap::new();
-    let mut names: HashMap<i64, String> = HashMap::new();
-    for desc in catalog.tables().filter(|t| !t.is_sink()) {
-        let oid = relation_oid(desc.id);
-        oids.insert((desc.schema.clone(), desc.name.clone()), oid);
-        let shown = |name: &str| {
-            if desc.schema == schema { name.to_string() } else { format!("{}.{name}", desc.schema) }
-        };
-        names.insert(oid, shown(&desc.name));
-        if super::has_primary_key(desc) {
-            let index = super::primary_key_oid(desc.id);
-            oids.insert((desc.schema.clone(), desc.primary_key_name()), index);
-            names.insert(index, shown(&desc.primary_key_name()));
-        }
-    }
-    let session_schema = schema.to_string();
+fn register_object_names(ctx: &SessionContext, catalog: &Arc<Catalog>, schema: &str) {
+    let (relations, session_schema) = (catalog.clone(), schema.to_string());
     ctx.register_udf(function(
         "to_regclass",
         vec![vec![DataType::Utf8]],
         DataType::Int64,
         Arc::new(move |args, _| {
+            let oids: HashMap<(String, String), i64> = relation_names(&relations)
+                .into_iter()
+                .map(|(oid, schema, name)| ((schema, name), oid))
+                .collect();
             let found = args[0].as_string::<i32>().iter().map(|name| {
                 let name = name?;
                 let (schema, relation) = match name.split_once('.') {
@@ -306,18 +302,39 @@ fn register_object_names(ctx: &SessionContext, catalog: &Catalog, schema: &str) 
             Ok(Arc::new(found.collect::<datafusion::arrow::array::Int64Array>()) as ArrayRef)
         }),
     ));
-    ctx.register_udf(by_oid("sabot_regclass_name", Vec::new(), DataType::Utf8, move |oid| {
-        Some(names.get(&oid).cloned().unwrap_or_else(|| oid.to_string()))
+    let (relations, session_schema) = (catalog.clone(), schema.to_string());
+    ctx.register_udf(by_oid("sabot_regclass_name", Vec::new(), move || {
+        let names: HashMap<i64, String> = relation_names(&relations)
+            .into_iter()
+            .map(|(oid, schema, name)| {
+                (oid, if schema == session_schema { name } else { format!("{schema}.{name}") })
+            })
+            .collect();
+        move |oid| Some(names.get(&oid).cloned().unwrap_or_else(|| oid.to_string()))
     }));
-    let schemas: HashMap<i64, String> = catalog
-        .schema_names()
-        .into_iter()
-        .chain([NAME.to_string()])
-        .map(|name| (super::namespace_oid(&name), name))
-        .collect();
-    ctx.register_udf(by_oid("sabot_namespace_name", Vec::new(), DataType::Utf8, move |oid| {
-        Some(schemas.get(&oid).cloned().unwrap_or_else(|| oid.to_string()))
+    let schemas = catalog.clone();
+    ctx.register_udf(by_oid("sabot_namespace_name", Vec::new(), move || {
+        let names: HashMap<i64, String> = schemas
+            .schema_names()
+            .into_iter()
+            .chain([NAME.to_string()])
+            .map(|name| (super::namespace_oid(&name), name))
+            .collect();
+        move |oid| Some(names.get(&oid).cloned().unwrap_or_else(|| oid.to_string()))
     }));
+}
+
+/// `(oid, schema, name)` of every relation in `pg_class`: tables, materialized views,
+/// sources and primary key indexes.
+fn relation_names(catalog: &Catalog) -> Vec<(i64, String, String)> {
+    let mut relations = Vec::new();
+    for desc in catalog.tables().filter(|t| !t.is_sink()) {
+        relations.push((relation_oid(desc.id), desc.schema.clone(), desc.name.clone()));
+        if super::has_primary_key(desc) {
+            relations.push((super::primary_key_oid(desc.id), desc.schema.clone(), desc.primary_key_name()));
+        }
+    }
+    relations
 }
 
 /// An identifier as written in a regclass name: `"Quoted"` as is, else lower-cased.
@@ -330,28 +347,38 @@ fn identifier(text: &str) -> String {
 
 /// `pg_get_indexdef(oid [, column, pretty])` and `pg_get_constraintdef(oid [, pretty])` of
 /// the primary keys (the only indexes and constraints in the catalog).
-fn register_key_definitions(ctx: &SessionContext, catalog: &Catalog) {
-    let mut indexes: HashMap<i64, String> = HashMap::new();
-    let mut constraints: HashMap<i64, String> = HashMap::new();
-    for desc in catalog.tables().filter(|d| super::has_primary_key(d)) {
-        let columns: Vec<&str> = desc.primary_key.iter().map(|&i| desc.columns[i].name.as_str()).collect();
-        let columns = columns.join(", ");
-        let id = super::primary_key_oid(desc.id);
-        indexes.insert(
-            id,
-            format!(
-                "CREATE UNIQUE INDEX {} ON {} USING btree ({columns})",
-                desc.primary_key_name(),
-                desc.qualified_name()
-            ),
-        );
-        constraints.insert(id, format!("PRIMARY KEY ({columns})"));
-    }
+fn register_key_definitions(ctx: &SessionContext, catalog: &Arc<Catalog>) {
+    let tables = catalog.clone();
     let more = vec![DataType::Int64, DataType::Boolean];
-    ctx.register_udf(by_oid("pg_get_indexdef", more, DataType::Utf8, move |oid| indexes.get(&oid).cloned()));
-    ctx.register_udf(by_oid("pg_get_constraintdef", vec![DataType::Boolean], DataType::Utf8, move |oid| {
-        constraints.get(&oid).cloned()
+    ctx.register_udf(by_oid("pg_get_indexdef", more, move || {
+        let indexes: HashMap<i64, String> = primary_keys(&tables)
+            .map(|(id, desc, columns)| {
+                let name = desc.primary_key_name();
+                (
+                    id,
+                    format!(
+                        "CREATE UNIQUE INDEX {name} ON {} USING btree ({columns})",
+                        desc.qualified_name()
+                    ),
+                )
+            })
+            .collect();
+        move |oid| indexes.get(&oid).cloned()
     }));
+    let tables = catalog.clone();
+    ctx.register_udf(by_oid("pg_get_constraintdef", vec![DataType::Boolean], move || {
+        let constraints: HashMap<i64, String> =
+            primary_keys(&tables).map(|(id, _, columns)| (id, format!("PRIMARY KEY ({columns})"))).collect();
+        move |oid| constraints.get(&oid).cloned()
+    }));
+}
+
+/// Each primary key: its object id, its table, and its columns as SQL lists them.
+fn primary_keys(catalog: &Catalog) -> impl Iterator<Item = (i64, &crate::catalog::TableDesc, String)> {
+    catalog.tables().filter(|d| super::has_primary_key(d)).map(|desc| {
+        let columns: Vec<&str> = desc.primary_key.iter().map(|&i| desc.columns[i].name.as_str()).collect();
+        (super::primary_key_oid(desc.id), desc.as_ref(), columns.join(", "))
+    })
 }
 
 /// What tools ask besides: privileges (every role may use every object: Sabot does not
@@ -395,7 +422,7 @@ fn register_privileges_and_functions(ctx: &SessionContext) {
     ));
     for name in ["pg_get_function_result", "pg_get_function_arguments", "pg_get_function_identity_arguments"]
     {
-        ctx.register_udf(by_oid(name, Vec::new(), DataType::Utf8, |_| None));
+        ctx.register_udf(by_oid(name, Vec::new(), || |_| None));
     }
     ctx.register_udf(function(
         "quote_ident",

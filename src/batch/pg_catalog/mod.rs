@@ -124,11 +124,6 @@ impl PgCatalogSchema {
     pub fn new(catalog: Arc<Catalog>, settings: Arc<Vec<Setting>>) -> Self {
         PgCatalogSchema { catalog, settings }
     }
-
-    /// The relation `name`, built now; None when pg_catalog has no such relation.
-    pub fn build(&self, name: &str) -> Result<Option<Arc<MemTable>>> {
-        super::BuiltRelations::build(self, name)
-    }
 }
 
 impl super::BuiltRelations for PgCatalogSchema {
