@@ -51,7 +51,7 @@ fn schemata(catalog: &Catalog) -> Result<Arc<MemTable>> {
     )
 }
 
-/// As in Postgres, materialized views are not listed in information_schema.
+/// As in Postgres, materialized views are not listed in information_schema; views are.
 fn tables(catalog: &Catalog) -> Result<Arc<MemTable>> {
     let tables: Vec<_> = catalog.tables().filter(|t| !t.is_view()).collect();
     let count = tables.len();
@@ -61,7 +61,11 @@ fn tables(catalog: &Catalog) -> Result<Arc<MemTable>> {
             text(std::iter::repeat_n(Some(CATALOG.to_string()), count)),
             text(tables.iter().map(|t| Some(t.schema.clone()))),
             text(tables.iter().map(|t| Some(t.name.clone()))),
-            text(std::iter::repeat_n(Some("BASE TABLE".to_string()), count)),
+            text(
+                tables
+                    .iter()
+                    .map(|t| Some(if t.is_plain_view() { "VIEW" } else { "BASE TABLE" }.to_string())),
+            ),
         ],
     )
 }

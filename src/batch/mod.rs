@@ -251,6 +251,14 @@ impl TableProvider for StoredTable {
         if self.desc.is_sink() {
             return Err(sink_not_readable(&self.desc.name).into());
         }
+        if self.desc.is_plain_view() {
+            // Views are expanded before planning (`sql::views`); a scan of one is a bug.
+            return Err(Error::internal(format!(
+                "view \"{}\" was scanned instead of expanded",
+                self.desc.name
+            ))
+            .into());
+        }
         if self.desc.is_source() {
             // Views read sources through their own readers; a query has nothing to read.
             return Err(DataFusionError::from(
@@ -314,8 +322,19 @@ impl SabotCatalog {
         let desc = self.catalog.table(schema, name).cloned().ok_or_else(|| {
             Error::new(crate::common::SqlState::UndefinedTable, format!("relation \"{name}\" does not exist"))
         })?;
+        if desc.is_plain_view() {
+            return Err(Error::unsupported(format!("a window table function over view \"{name}\""))
+                .with_hint(
+                    "name the view's tables in the window function, or make the view a materialized view",
+                ));
+        }
         let provider = StoredTable::committed(desc.clone(), self.snapshot.clone());
         Ok((desc, Arc::new(provider)))
+    }
+
+    /// The committed state the statement reads.
+    pub fn snapshot(&self) -> &Arc<dyn Snapshot> {
+        &self.snapshot
     }
 
     /// The catalog the statement sees.
@@ -471,6 +490,7 @@ mod tests {
             connector: None,
             append_only: false,
             watermark: None,
+            plain_view: None,
         });
         let codec = TableCodec::new(&desc).unwrap();
         let batch = RecordBatch::try_new(

@@ -62,6 +62,21 @@ pub struct TableDesc {
     /// `WATERMARK FOR column AS expression` of a source or an append-only table.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub watermark: Option<WatermarkDef>,
+    /// Set for plain views (`CREATE VIEW`): no rows are stored; the query is expanded
+    /// wherever the view is named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plain_view: Option<PlainViewDef>,
+}
+
+/// What the catalog keeps of a plain view besides its columns.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlainViewDef {
+    /// The query, as SQL text.
+    pub query: String,
+    /// The schema unqualified names in the query resolve in.
+    pub schema_search: String,
+    /// The relations the query names directly.
+    pub dependencies: Vec<TableId>,
 }
 
 /// A declared watermark: after each batch of rows, the relation's event time on
@@ -132,6 +147,16 @@ impl TableDesc {
         format!("{}.{}", self.schema, self.name)
     }
 
+    /// A plain view: a named query, expanded where it is used.
+    pub fn is_plain_view(&self) -> bool {
+        self.plain_view.is_some()
+    }
+
+    /// A table: rows stored and written by DML (or by its connector).
+    pub fn is_table(&self) -> bool {
+        !self.is_view() && !self.is_source() && !self.is_plain_view()
+    }
+
     /// A materialized view or a sink: a relation maintained by a dataflow.
     pub fn is_view(&self) -> bool {
         self.view.is_some()
@@ -152,9 +177,11 @@ impl TableDesc {
         self.connector.as_ref().is_some_and(|c| !c.stored)
     }
 
-    /// "table", "materialized view", "sink" or "source", for messages.
+    /// "table", "view", "materialized view", "sink" or "source", for messages.
     pub fn kind_name(&self) -> &'static str {
-        if self.is_sink() {
+        if self.is_plain_view() {
+            "view"
+        } else if self.is_sink() {
             "sink"
         } else if self.is_view() {
             "materialized view"
@@ -291,11 +318,14 @@ impl Catalog {
         self.tables.values().find(|t| t.id == id)
     }
 
-    /// Views that read `id` directly.
+    /// Views (materialized or plain) that read `id` directly.
     pub fn dependents(&self, id: TableId) -> Vec<Arc<TableDesc>> {
         self.tables
             .values()
-            .filter(|t| t.view.as_ref().is_some_and(|v| v.dependencies.contains(&id)))
+            .filter(|t| {
+                t.view.as_ref().is_some_and(|v| v.dependencies.contains(&id))
+                    || t.plain_view.as_ref().is_some_and(|v| v.dependencies.contains(&id))
+            })
             .cloned()
             .collect()
     }
@@ -469,6 +499,7 @@ mod tests {
             connector: None,
             append_only: false,
             watermark: None,
+            plain_view: None,
         });
         let mut batch = WriteBatch::default();
         for change in [CatalogChange::CreateSchema("s".into()), CatalogChange::CreateTable(desc.clone())] {

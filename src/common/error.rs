@@ -36,6 +36,7 @@ pub enum SqlState {
     InvalidParameterValue,
     InvalidColumnReference,
     InvalidTableDefinition,
+    InvalidObjectDefinition,
     BadCopyFileFormat,
     ProtocolViolation,
     QueryCanceled,
@@ -53,6 +54,9 @@ pub enum SqlState {
     DuplicateObject,
     ObjectInUse,
     InvalidTransactionState,
+    ActiveSqlTransaction,
+    InFailedSqlTransaction,
+    SerializationFailure,
     IoError,
     Internal,
 }
@@ -84,6 +88,7 @@ impl SqlState {
             SqlState::InvalidParameterValue => "22023",
             SqlState::InvalidColumnReference => "42P10",
             SqlState::InvalidTableDefinition => "42P16",
+            SqlState::InvalidObjectDefinition => "42P17",
             SqlState::BadCopyFileFormat => "22P04",
             SqlState::ProtocolViolation => "08P01",
             SqlState::QueryCanceled => "57014",
@@ -101,6 +106,9 @@ impl SqlState {
             SqlState::DuplicateObject => "42710",
             SqlState::ObjectInUse => "55006",
             SqlState::InvalidTransactionState => "25000",
+            SqlState::ActiveSqlTransaction => "25001",
+            SqlState::InFailedSqlTransaction => "25P02",
+            SqlState::SerializationFailure => "40001",
             SqlState::IoError => "58030",
             SqlState::Internal => "XX000",
         }
@@ -318,9 +326,21 @@ fn clean_datafusion_message(error: &DataFusionError) -> String {
         DataFusionError::External(e) => e.to_string(),
         root => {
             let text = root.strip_backtrace();
-            lower_first(strip_prefixes(&text))
+            let message = strip_prefixes(&text);
+            missing_relation(message).unwrap_or_else(|| lower_first(message))
         }
     }
+}
+
+/// DataFusion's "table 'sabot.public.t' not found", as Postgres says it: `relation "t"
+/// does not exist` (schema-qualified outside `public`).
+fn missing_relation(message: &str) -> Option<String> {
+    let name = message.strip_prefix("table '")?.strip_suffix("' not found")?;
+    let mut parts = name.splitn(3, '.');
+    let (_catalog, schema, relation) = (parts.next()?, parts.next()?, parts.next()?);
+    // "public" is `catalog::DEFAULT_SCHEMA` (common sits below catalog).
+    let shown = if schema == "public" { relation.to_string() } else { format!("{schema}.{relation}") };
+    Some(format!("relation \"{shown}\" does not exist"))
 }
 
 fn clean_arrow_message(error: &ArrowError) -> String {
@@ -376,7 +396,9 @@ mod tests {
     #[test]
     fn datafusion_errors_map_to_sqlstates() {
         let plan = DataFusionError::Plan("table 'sabot.public.nope' not found".into());
-        assert_eq!(Error::from(plan).sqlstate().code(), "42P01");
+        let missing = Error::from(plan);
+        assert_eq!(missing.sqlstate().code(), "42P01");
+        assert_eq!(missing.to_string(), "relation \"nope\" does not exist");
         let cast = DataFusionError::ArrowError(
             Box::new(ArrowError::CastError("Cannot cast string 'x' to value of Int32 type".into())),
             None,

@@ -9,7 +9,7 @@ use super::Database;
 use super::session::Outcome;
 use crate::catalog::{CatalogChange, TableDesc};
 use crate::common::{Error, Result, SqlState, SqlType};
-use crate::sql::ddl::{bind_create_table, normalize_ident, resolve_drop_targets};
+use crate::sql::ddl::{bind_create_table, normalize_ident};
 
 impl Database {
     pub(super) async fn create_table(&self, create: &CreateTable, schema: &str) -> Result<Outcome> {
@@ -61,45 +61,25 @@ impl Database {
         cascade: bool,
         schema: &str,
     ) -> Result<Outcome> {
-        let _ddl = self.ddl_lock.lock().await;
         match object_type {
-            ObjectType::Table | ObjectType::MaterializedView => {
-                let views = object_type == ObjectType::MaterializedView;
-                let (kind, tag) = if views {
-                    ("materialized view", "DROP MATERIALIZED VIEW")
-                } else {
-                    ("table", "DROP TABLE")
-                };
-                let mut notices = Vec::new();
-                let catalog = self.catalog();
-                let targets = resolve_drop_targets(names, &catalog, schema, if_exists, kind, &mut notices)?;
-                if let Some(wrong) =
-                    targets.iter().find(|t| t.is_view() != views || t.is_source() || t.is_sink())
-                {
-                    let hint = if wrong.is_sink() {
-                        "Use DROP SINK to remove a sink."
-                    } else if wrong.is_view() {
-                        "Use DROP MATERIALIZED VIEW to remove a materialized view."
-                    } else if wrong.is_source() {
-                        "Use DROP SOURCE to remove a source."
-                    } else {
-                        "Use DROP TABLE to remove a table."
-                    };
-                    return Err(Error::new(
-                        SqlState::WrongObjectType,
-                        format!("\"{}\" is not a {kind}", wrong.name),
-                    )
-                    .with_hint(hint));
-                }
-                if views || targets.iter().any(|t| !catalog.dependents(t.id).is_empty()) {
-                    notices.extend(self.drop_with_views(targets, cascade, Vec::new()).await?);
-                } else {
-                    let changes = targets.into_iter().map(CatalogChange::DropTable).collect();
-                    self.change_catalog(changes).await?;
-                }
-                Ok(Outcome::command(tag).with_notices(notices))
+            ObjectType::Table => {
+                let notices = self
+                    .drop_of_kind(names, if_exists, cascade, schema, "table", TableDesc::is_table)
+                    .await?;
+                Ok(Outcome::command("DROP TABLE").with_notices(notices))
             }
-            ObjectType::Schema => self.drop_schemas(names, if_exists, cascade).await,
+            ObjectType::MaterializedView => {
+                let is_kind = TableDesc::is_materialized_view;
+                let notices = self
+                    .drop_of_kind(names, if_exists, cascade, schema, "materialized view", is_kind)
+                    .await?;
+                Ok(Outcome::command("DROP MATERIALIZED VIEW").with_notices(notices))
+            }
+            ObjectType::View => self.drop_plain_views(names, if_exists, cascade, schema).await,
+            ObjectType::Schema => {
+                let _ddl = self.ddl_lock.lock().await;
+                self.drop_schemas(names, if_exists, cascade).await
+            }
             other => Err(Error::unsupported(format!("DROP {other}"))),
         }
     }

@@ -374,7 +374,7 @@ impl Session {
         let snapshot = self.db.coordinator.store().snapshot();
         let catalog =
             SabotCatalog::new(self.db.catalog(), snapshot).with_table(&desc.schema, &desc.name, table);
-        query::context(catalog, &self.settings.current_schema(), Some(&self.user), self.memory_pool())
+        query::context(catalog, &self.settings.current_schema(), Some(self.identity()), self.memory_pool())
     }
 
     fn update_target(&self, update: &Update) -> Result<Arc<TableDesc>> {

@@ -6,6 +6,7 @@ mod ddl;
 mod dml;
 pub mod execute;
 pub mod memory;
+mod plain_views;
 mod query;
 mod roles;
 pub mod session;
@@ -73,7 +74,7 @@ impl Database {
             snapshot.as_ref(),
             Duration::from_millis(config.checkpoint_timeout_ms.max(1)),
         )?);
-        for desc in catalog.tables().filter(|t| !t.is_source()) {
+        for desc in catalog.tables().filter(|t| !t.is_source() && !t.is_plain_view()) {
             coordinator.add_writer(TableWriter::open(desc.clone(), snapshot.as_ref())?);
         }
         tracing::info!(
@@ -259,7 +260,7 @@ impl Database {
             let snapshot = self.coordinator.store().snapshot();
             for change in &changes {
                 match change {
-                    CatalogChange::CreateTable(desc) if desc.is_view() || desc.is_source() => {}
+                    CatalogChange::CreateTable(desc) if !desc.is_table() => {}
                     CatalogChange::CreateTable(desc) => {
                         self.coordinator.add_writer(TableWriter::open(desc.clone(), snapshot.as_ref())?);
                     }

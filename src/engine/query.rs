@@ -19,6 +19,14 @@ use crate::common::{Error, Result, SqlState};
 
 pub const CATALOG_NAME: &str = "sabot";
 
+/// Who runs a session's statements, and over which connection (None: embedded).
+#[derive(Clone, Copy, Debug)]
+pub struct SessionIdentity<'a> {
+    pub user: &'a str,
+    pub server: Option<std::net::SocketAddr>,
+    pub client: Option<std::net::SocketAddr>,
+}
+
 /// A DataFusion context whose `sabot` catalog reads `snapshot`, and whose operators
 /// reserve memory from `memory` (one pool per statement).
 ///
@@ -27,7 +35,7 @@ pub const CATALOG_NAME: &str = "sabot";
 pub fn context(
     catalog: SabotCatalog,
     default_schema: &str,
-    user: Option<&str>,
+    session: Option<SessionIdentity<'_>>,
     memory: Arc<dyn MemoryPool>,
 ) -> SessionContext {
     let config = SessionConfig::new()
@@ -46,8 +54,14 @@ pub fn context(
         .with_physical_optimizer_rule(Arc::new(super::execute::CooperativeJoins))
         .build();
     let ctx = SessionContext::new_with_state(state);
-    let session = pg_catalog::SessionInfo { user, schema: default_schema, settings: catalog.settings() };
-    pg_catalog::register_functions(&ctx, catalog.catalog(), &session);
+    let session = pg_catalog::SessionInfo {
+        user: session.as_ref().map(|s| s.user),
+        schema: default_schema,
+        settings: catalog.settings(),
+        server: session.as_ref().and_then(|s| s.server),
+        client: session.as_ref().and_then(|s| s.client),
+    };
+    pg_catalog::register_functions(&ctx, catalog.catalog(), catalog.snapshot(), &session);
     let default_schema = default_schema.to_string();
     let relations = catalog.clone();
     let resolve: crate::sql::window::RelationResolver =
@@ -83,11 +97,26 @@ pub async fn plan_view_query(ctx: &SessionContext, statement: &ast::Statement) -
 async fn plan_unlowered(ctx: &SessionContext, statement: &ast::Statement) -> Result<LogicalPlan> {
     reject_null_aggregate_arguments(ctx, statement)?;
     let mut statement = statement.clone();
+    expand_views(ctx, &mut statement)?;
     crate::sql::pg_compat::rewrite(&mut statement);
     let statement = DfStatement::Statement(Box::new(statement));
     let plan = ctx.state().statement_to_plan(statement).await?;
     reject_untyped_aggregates(&plan)?;
     Ok(plan)
+}
+
+/// Inlines the plain views `statement` names (`sql::views`); returns their ids.
+pub fn expand_views(
+    ctx: &SessionContext,
+    statement: &mut ast::Statement,
+) -> Result<Vec<crate::state::TableId>> {
+    let Some(provider) = ctx.catalog(CATALOG_NAME) else { return Ok(Vec::new()) };
+    let Some(catalog) = (provider.as_ref() as &dyn std::any::Any).downcast_ref::<SabotCatalog>() else {
+        return Ok(Vec::new());
+    };
+    let state = ctx.state();
+    let schema = state.config_options().catalog.default_schema.clone();
+    crate::sql::views::expand(statement, catalog.catalog(), &schema)
 }
 
 /// An aggregate (other than count) called on a bare NULL literal: see
@@ -304,9 +333,40 @@ fn expression_name(expr: &ast::Expr) -> Option<String> {
         E::Function(function) => {
             function.name.0.last().and_then(|part| part.as_ident()).map(crate::sql::ddl::normalize_ident)
         }
-        E::Cast { expr, .. } | E::Nested(expr) => expression_name(expr),
+        // A cast of what has no name is named by its type, as Postgres' internal name.
+        E::Cast { expr, data_type, .. } => expression_name(expr).or_else(|| cast_type_name(data_type)),
+        E::Nested(expr) => expression_name(expr),
         _ => None,
     }
+}
+
+/// Postgres' internal name of a type written in a cast (`integer` is `int4`).
+fn cast_type_name(data_type: &ast::DataType) -> Option<String> {
+    use ast::DataType as T;
+    Some(
+        match data_type {
+            T::Int(_) | T::Integer(_) | T::Int4(_) => "int4",
+            T::BigInt(_) | T::Int8(_) => "int8",
+            T::SmallInt(_) | T::Int2(_) => "int2",
+            T::Real | T::Float4 => "float4",
+            T::DoublePrecision | T::Float8 | T::Double(_) => "float8",
+            T::Boolean | T::Bool => "bool",
+            T::Text => "text",
+            T::Varchar(_) | T::CharacterVarying(_) => "varchar",
+            T::Char(_) | T::Character(_) => "bpchar",
+            T::Numeric(_) | T::Decimal(_) => "numeric",
+            T::Date => "date",
+            T::Timestamp(_, ast::TimezoneInfo::Tz | ast::TimezoneInfo::WithTimeZone) => "timestamptz",
+            T::Timestamp(..) => "timestamp",
+            T::Interval { .. } => "interval",
+            T::Bytea => "bytea",
+            T::JSONB => "jsonb",
+            T::Regclass => "regclass",
+            T::Custom(name, _) => return name.0.last()?.as_ident().map(|i| i.value.to_lowercase()),
+            _ => return None,
+        }
+        .to_string(),
+    )
 }
 
 /// DEFAULT expressions of `desc` as DataFusion expressions, for INSERT planning.

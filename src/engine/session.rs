@@ -113,6 +113,14 @@ pub struct Session {
     memory: Option<Arc<dyn MemoryPool>>,
     /// The role this session runs as.
     pub(super) user: String,
+    addresses: Addresses,
+}
+
+/// The two ends of a session's connection; None for a session without one (embedded).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Addresses {
+    pub server: Option<std::net::SocketAddr>,
+    pub client: Option<std::net::SocketAddr>,
 }
 
 impl Session {
@@ -126,7 +134,22 @@ impl Session {
             copy: None,
             memory: None,
             user: user.to_string(),
+            addresses: Addresses::default(),
         }
+    }
+
+    /// Who runs the session's statements, and over which connection.
+    pub(super) fn identity(&self) -> query::SessionIdentity<'_> {
+        query::SessionIdentity {
+            user: &self.user,
+            server: self.addresses.server,
+            client: self.addresses.client,
+        }
+    }
+
+    /// Records the connection's ends (`inet_server_addr()`, `inet_client_port()`, ...).
+    pub fn set_addresses(&mut self, addresses: Addresses) {
+        self.addresses = addresses;
     }
 
     /// The role this session runs as.
@@ -266,7 +289,8 @@ impl Session {
                 }
                 self.db.create_materialized_view(self.create_view(create), false).await
             }
-            S::CreateView(_) => Err(Error::unsupported("CREATE VIEW (use CREATE MATERIALIZED VIEW)")),
+            S::CreateView(create) => self.db.create_plain_view(create, &schema).await,
+            S::ShowViews { materialized: false, .. } => Ok(self.show_relations(|t| t.is_plain_view())),
             S::ShowViews { materialized: true, .. } => Ok(self.show_relations(|t| t.is_materialized_view())),
             S::Insert(insert) => self.insert(insert, params, None).await,
             S::Update(update) => self.update(statement, update, params).await,
@@ -297,7 +321,7 @@ impl Session {
             S::Rollback { .. } => Ok(self.end_transaction("ROLLBACK", true)),
             S::Set(set) => self.set(set),
             S::ShowVariable { variable } => self.show(variable),
-            S::ShowTables { .. } => Ok(self.show_relations(|t| !t.is_view() && !t.is_source())),
+            S::ShowTables { .. } => Ok(self.show_relations(|t| t.is_table())),
             other => Err(Error::unsupported(format!("statement {}", statement_kind(other)))),
         }
     }
@@ -360,7 +384,12 @@ impl Session {
             Arc::new(table),
         );
         Some((
-            query::context(catalog, &self.settings.current_schema(), Some(&self.user), self.memory_pool()),
+            query::context(
+                catalog,
+                &self.settings.current_schema(),
+                Some(self.identity()),
+                self.memory_pool(),
+            ),
             rewritten,
         ))
     }
@@ -387,7 +416,7 @@ impl Session {
         let catalog = crate::batch::SabotCatalog::new(self.db.catalog(), snapshot)
             .with_system(system)
             .with_settings(self.settings_list());
-        query::context(catalog, &self.settings.current_schema(), Some(&self.user), self.memory_pool())
+        query::context(catalog, &self.settings.current_schema(), Some(self.identity()), self.memory_pool())
     }
 
     /// Parameter types and result columns of a statement, without running it.
@@ -428,6 +457,11 @@ impl Session {
     /// The table a DML statement writes: views and sources are read-only.
     pub(super) fn writable_table(&self, name: &ast::ObjectName) -> Result<Arc<TableDesc>> {
         let desc = self.target_table(name)?;
+        if desc.is_plain_view() {
+            return Err(Error::unsupported(format!("cannot change view \"{}\"", desc.name))
+                .with_detail("Views are not automatically updatable in Sabot.")
+                .with_hint("Change the tables the view reads."));
+        }
         if desc.is_view() || desc.is_source() {
             return Err(Error::new(
                 SqlState::WrongObjectType,

@@ -109,6 +109,7 @@ impl Database {
             connector: None,
             append_only: false,
             watermark: None,
+            plain_view: None,
         });
         if let Some(def) = &create.sink {
             check_sink(def, &desc, &root_node(planned.body.clone(), desc.clone()))?;
@@ -145,7 +146,7 @@ impl Database {
         Ok(Outcome::command(tag))
     }
 
-    fn planning_context(&self, catalog: &Arc<Catalog>, schema: &str) -> SessionContext {
+    pub(super) fn planning_context(&self, catalog: &Arc<Catalog>, schema: &str) -> SessionContext {
         let snapshot = self.coordinator.store().snapshot();
         query::context(SabotCatalog::new(catalog.clone(), snapshot), schema, None, self.statement_pool(None))
     }
@@ -295,7 +296,7 @@ impl Database {
             }
             for dependent in dependents {
                 if !doomed.iter().any(|d| d.id == dependent.id) {
-                    notices.push(format!("drop cascades to materialized view {}", dependent.name));
+                    notices.push(format!("drop cascades to {} {}", dependent.kind_name(), dependent.name));
                     doomed.push(dependent);
                 }
             }
@@ -367,7 +368,13 @@ async fn plan_view(
     if on_window_close {
         body = crate::sql::stream_plan::emit_on_window_close(body, &mut planner.ids)?;
     }
-    let dependencies = std::mem::take(&mut planner.dependencies);
+    let mut dependencies = std::mem::take(&mut planner.dependencies);
+    // The plain views the query names are inlined; the view depends on them too.
+    for view in query::expand_views(ctx, &mut statement.clone())? {
+        if !dependencies.contains(&view) {
+            dependencies.push(view);
+        }
+    }
     let state_tables = match planner.ids {
         TableIds::Fresh { allocated, .. } => allocated,
         TableIds::Replay(rest) => {
@@ -378,27 +385,8 @@ async fn plan_view(
         }
     };
     let Some(key) = body.stream_key.clone() else { return Err(unsupported("a query without a row key")) };
-    // Visible names: the explicit column list, else Postgres' names for the query's columns.
     let arrow = optimized.schema().as_arrow().clone();
-    let names = query::postgres_column_names(&statement, &arrow);
-    let mut visible: Vec<String> = names.fields().iter().map(|f| f.name().clone()).collect();
-    if !column_names.is_empty() {
-        if column_names.len() > visible.len() {
-            return Err(Error::new(
-                SqlState::SyntaxError,
-                "CREATE MATERIALIZED VIEW specifies more column names than columns",
-            ));
-        }
-        visible.splice(..column_names.len(), column_names.iter().cloned());
-    }
-    for (i, name) in visible.iter().enumerate() {
-        if visible[..i].contains(name) {
-            return Err(Error::new(
-                SqlState::DuplicateColumn,
-                format!("column \"{name}\" specified more than once"),
-            ));
-        }
-    }
+    let visible = output_column_names(&statement, &arrow, column_names, "CREATE MATERIALIZED VIEW")?;
     // Struct values are not stored (a cast to text would lose them).
     if let Some(i) =
         (0..body.visible).find(|&i| matches!(body.schema.field(i).data_type(), DataType::Struct(_)))
@@ -424,6 +412,36 @@ async fn plan_view(
         })
         .collect();
     Ok(PlannedView { body, columns, key, dependencies, state_tables })
+}
+
+/// The names of a view's columns: the explicit column list, else Postgres' names for the
+/// query's columns.
+pub(super) fn output_column_names(
+    statement: &ast::Statement,
+    schema: &datafusion::arrow::datatypes::Schema,
+    column_names: &[String],
+    command: &str,
+) -> Result<Vec<String>> {
+    let names = query::postgres_column_names(statement, schema);
+    let mut visible: Vec<String> = names.fields().iter().map(|f| f.name().clone()).collect();
+    if !column_names.is_empty() {
+        if column_names.len() > visible.len() {
+            return Err(Error::new(
+                SqlState::SyntaxError,
+                format!("{command} specifies more column names than columns"),
+            ));
+        }
+        visible.splice(..column_names.len(), column_names.iter().cloned());
+    }
+    for (i, name) in visible.iter().enumerate() {
+        if visible[..i].contains(name) {
+            return Err(Error::new(
+                SqlState::DuplicateColumn,
+                format!("column \"{name}\" specified more than once"),
+            ));
+        }
+    }
+    Ok(visible)
 }
 
 /// A Project casting columns to the types the view stores, when any differs.

@@ -58,6 +58,8 @@ async fn run(
     let deadline = tokio::time::sleep(Duration::from_millis(config.startup_timeout_ms));
     tokio::pin!(deadline);
     let _ = socket.set_nodelay(true);
+    let addresses =
+        crate::engine::session::Addresses { server: socket.local_addr().ok(), client: Some(peer) };
     let (socket, hangup) = match HangupWatch::new(socket) {
         Ok(pair) => pair,
         Err(e) => {
@@ -87,7 +89,7 @@ async fn run(
         Framed::new(guard, PgWireMessageServerCodec::new(DefaultClient::new(peer, secure)));
     socket.set_state(PgWireConnectionState::AwaitingStartup);
     let cancel = Arc::new(DefaultCancelHandler::new(shared.cancel.clone()));
-    let connection = Arc::new(Connection::new(shared.clone(), limits, user, hangup));
+    let connection = Arc::new(Connection::new(shared.clone(), limits, user, hangup, addresses));
 
     let served =
         std::panic::AssertUnwindSafe(messages(&mut socket, &connection, &cancel, deadline, starting))

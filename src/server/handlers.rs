@@ -55,6 +55,8 @@ pub struct Connection {
     /// The role, once known (for logs).
     pub(super) user: Arc<parking_lot::Mutex<Option<String>>>,
     hangup: HangupWatch,
+    /// The connection's two ends (`inet_server_port()` and friends).
+    addresses: crate::engine::session::Addresses,
 }
 
 impl Connection {
@@ -63,6 +65,7 @@ impl Connection {
         limits: Arc<FrameLimits>,
         user: Arc<parking_lot::Mutex<Option<String>>>,
         hangup: HangupWatch,
+        addresses: crate::engine::session::Addresses,
     ) -> Self {
         let session = Arc::new(Mutex::new(None));
         Connection {
@@ -73,6 +76,7 @@ impl Connection {
             slot: parking_lot::Mutex::new(None),
             user,
             hangup,
+            addresses,
         }
     }
 
@@ -90,7 +94,8 @@ impl Connection {
     }
 
     pub(super) fn start_session(&self, user: &str) {
-        let session = self.shared.db.session_as(user);
+        let mut session = self.shared.db.session_as(user);
+        session.set_addresses(self.addresses);
         *self.user.lock() = Some(user.to_string());
         match self.session.try_lock() {
             Ok(mut guard) => *guard = Some(session),

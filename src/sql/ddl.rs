@@ -64,6 +64,7 @@ pub fn bind_create_table(
         connector: None,
         append_only: false,
         watermark: None,
+        plain_view: None,
     })
 }
 

@@ -15,6 +15,7 @@ pub mod session_window;
 pub mod source_ddl;
 pub mod stream_plan;
 pub mod temporal_join;
+pub mod views;
 pub mod window;
 
 pub use parser::{Statement, parse, parse_within};

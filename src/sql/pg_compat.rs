@@ -10,8 +10,10 @@
 //!   and `::regproc`-like names Sabot has no type for are left to fail.
 //! - `ARRAY(SELECT x FROM ...)` (psql's `\du`): `(SELECT array_agg(x) FROM ...)`, a scalar
 //!   subquery the planner decorrelates (NULL rather than `{}` when it finds no rows).
-//! - `x::regclass`: `to_regclass('name')` (the relation's oid) for a name written out,
-//!   else `sabot_regclass_name(x)` (the oid's relation, as regclass prints);
+//! - `x::regclass`: `sabot_regclass('name')` (the relation's oid; 42P01 when there is
+//!   none) for a name written out, else `sabot_regclass_name(x)` (the oid's relation, as
+//!   regclass prints); a select item that is such a cast prints the relation's name, as
+//!   Postgres prints a regclass (`SELECT 'bid'::regclass` is `bid`);
 //!   `x::regtype`: `format_type(x, NULL)`; `x::regnamespace`: `sabot_namespace_name(x)`;
 //!   `x::oid`: `bigint` (Sabot's object ids are bigints).
 //! - A query that reads, by inner joins, a catalog relation Sabot never has rows in
@@ -31,6 +33,9 @@ use datafusion::sql::sqlparser::ast::{
 
 /// Rewrites `statement` in place.
 pub fn rewrite(statement: &mut datafusion::sql::sqlparser::ast::Statement) {
+    if let datafusion::sql::sqlparser::ast::Statement::Query(query) = statement {
+        print_regclass_items(query);
+    }
     let _ = statement.visit(&mut PgForms);
     if let datafusion::sql::sqlparser::ast::Statement::Query(query) = statement {
         super::catalog_subquery::decorrelate(query);
@@ -45,28 +50,53 @@ pub fn rewrite(statement: &mut datafusion::sql::sqlparser::ast::Statement) {
 
 pub use empty::{EMPTY_CATALOGS, aggregates};
 
-/// `x::regclass` and the other object-id types, as calls of the catalog functions; None
-/// for any other cast.
-fn object_id_cast(data_type: &DataType, inner: &Expr) -> Option<Expr> {
-    let type_name = match data_type {
-        DataType::Regclass => "regclass".to_string(),
+/// A select item `'name'::regclass` prints the relation's name, as Postgres prints a
+/// regclass; elsewhere (`WHERE c.oid = 'bid'::regclass`) it stays the oid.
+fn print_regclass_items(query: &mut datafusion::sql::sqlparser::ast::Query) {
+    use datafusion::sql::sqlparser::ast::{SelectItem, SetExpr};
+    let SetExpr::Select(select) = query.body.as_mut() else { return };
+    for item in &mut select.projection {
+        let (SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. }) = item else { continue };
+        // Only a name written out: `oid::regclass` already becomes the relation's name.
+        let is_regclass = matches!(
+            expr,
+            Expr::Cast { data_type, expr: inner, .. }
+                if object_id_type(data_type).as_deref() == Some("regclass")
+                    && matches!(inner.as_ref(), Expr::Value(v) if matches!(v.value, datafusion::sql::sqlparser::ast::Value::SingleQuotedString(_)))
+        );
+        if is_regclass && let Some(named) = call("sabot_regclass_name", vec![expr.clone()]) {
+            *expr = named;
+        }
+    }
+}
+
+/// The name of an object-id type (`regclass`, `pg_catalog.regtype`, `oid`, ...).
+fn object_id_type(data_type: &DataType) -> Option<String> {
+    match data_type {
+        DataType::Regclass => Some("regclass".to_string()),
         DataType::Custom(name, modifiers) if modifiers.is_empty() => match name.0.as_slice() {
-            [ObjectNamePart::Identifier(t)] => t.value.to_ascii_lowercase(),
+            [ObjectNamePart::Identifier(t)] => Some(t.value.to_ascii_lowercase()),
             [ObjectNamePart::Identifier(schema), ObjectNamePart::Identifier(t)]
                 if schema.value.eq_ignore_ascii_case("pg_catalog") =>
             {
-                t.value.to_ascii_lowercase()
+                Some(t.value.to_ascii_lowercase())
             }
-            _ => return None,
+            _ => None,
         },
-        _ => return None,
-    };
+        _ => None,
+    }
+}
+
+/// `x::regclass` and the other object-id types, as calls of the catalog functions; None
+/// for any other cast.
+fn object_id_cast(data_type: &DataType, inner: &Expr) -> Option<Expr> {
+    let type_name = object_id_type(data_type)?;
     let written_out = matches!(
         inner,
         Expr::Value(v) if matches!(v.value, datafusion::sql::sqlparser::ast::Value::SingleQuotedString(_))
     );
     match (type_name.as_str(), written_out) {
-        ("regclass", true) => call("to_regclass", vec![inner.clone()]),
+        ("regclass", true) => call("sabot_regclass", vec![inner.clone()]),
         ("regclass", false) => call("sabot_regclass_name", vec![inner.clone()]),
         ("regtype", false) => call("format_type", vec![inner.clone(), template_expr("NULL")?]),
         ("regnamespace", false) => call("sabot_namespace_name", vec![inner.clone()]),
@@ -155,6 +185,9 @@ fn array_of_subquery(function: &datafusion::sql::sqlparser::ast::Function) -> Op
     if select.distinct.is_some() || select.having.is_some() {
         return None;
     }
+    if let Some(mapped) = array_over_unnest(select, item) {
+        return Some(mapped);
+    }
     // The aggregate call, from a template (its AST has many fields that stay default).
     let Expr::Function(mut aggregate) = template_expr("array_agg(NULL)")? else { return None };
     let FunctionArguments::List(list) = &mut aggregate.args else { return None };
@@ -163,6 +196,45 @@ fn array_of_subquery(function: &datafusion::sql::sqlparser::ast::Function) -> Op
     let SetExpr::Select(select) = query.body.as_mut() else { return None };
     select.projection = vec![SelectItem::UnnamedExpr(Expr::Function(aggregate))];
     Some(Expr::Subquery(query))
+}
+
+/// `ARRAY(SELECT f(x) FROM unnest(a) x)` (psql's `\d+` lists options so):
+/// `array_transform(a, x -> f(x))`, which needs no correlated subquery.
+fn array_over_unnest(select: &datafusion::sql::sqlparser::ast::Select, item: &Expr) -> Option<Expr> {
+    use datafusion::sql::sqlparser::ast::{
+        FunctionArg, FunctionArgExpr, FunctionArguments, LambdaFunction, LambdaFunctionParameter,
+        LambdaSyntax, OneOrManyWithParens, TableFactor,
+    };
+    let [from] = select.from.as_slice() else { return None };
+    if !from.joins.is_empty()
+        || select.selection.is_some()
+        || !matches!(select.group_by, datafusion::sql::sqlparser::ast::GroupByExpr::Expressions(ref e, _) if e.is_empty())
+    {
+        return None;
+    }
+    let TableFactor::Table { name, args: Some(args), alias: Some(alias), .. } = &from.relation else {
+        return None;
+    };
+    let unnest = name.0.last()?.as_ident()?.value.eq_ignore_ascii_case("unnest");
+    let [FunctionArg::Unnamed(FunctionArgExpr::Expr(array))] = args.args.as_slice() else { return None };
+    if !unnest || !alias.columns.is_empty() {
+        return None;
+    }
+    let lambda = Expr::Lambda(LambdaFunction {
+        params: OneOrManyWithParens::One(LambdaFunctionParameter {
+            name: alias.name.clone(),
+            data_type: None,
+        }),
+        body: Box::new(item.clone()),
+        syntax: LambdaSyntax::Arrow,
+    });
+    let Expr::Function(mut transform) = template_expr("array_transform(NULL, NULL)")? else { return None };
+    let FunctionArguments::List(list) = &mut transform.args else { return None };
+    list.args = vec![
+        FunctionArg::Unnamed(FunctionArgExpr::Expr(array.clone())),
+        FunctionArg::Unnamed(FunctionArgExpr::Expr(lambda)),
+    ];
+    Some(Expr::Function(transform))
 }
 
 /// The expression `sql`, parsed.
@@ -268,7 +340,7 @@ mod tests {
             rewritten(
                 "SELECT c.reloftype::pg_catalog.regtype::pg_catalog.text, 'bid'::regclass, c.oid::regclass FROM c"
             ),
-            "SELECT format_type(c.reloftype, NULL)::TEXT, to_regclass('bid'), sabot_regclass_name(c.oid) FROM c"
+            "SELECT format_type(c.reloftype, NULL)::TEXT, sabot_regclass_name(sabot_regclass('bid')), sabot_regclass_name(c.oid) FROM c"
         );
         // Policies are never there: no rows, as many columns.
         assert_eq!(

@@ -370,6 +370,7 @@ pub fn bind_source(create: &CreateSource, catalog: &mut Catalog, default_schema:
         connector,
         append_only: create.append_only || !create.table,
         watermark,
+        plain_view: None,
     })
 }
 

@@ -167,6 +167,7 @@ pub(crate) mod tests {
             connector: None,
             append_only: true,
             watermark: Some(WatermarkDef { column: 1, expression: expression.into() }),
+            plain_view: None,
         }
     }
 

@@ -31,6 +31,22 @@ fn psql(port: u16, commands: &[&str]) -> String {
     out
 }
 
+/// Runs `commands` as the `-c` options of one psql: one session, in order.
+fn psql_session(port: u16, commands: &[&str]) -> String {
+    let mut args: Vec<String> =
+        ["-X", "-h", "127.0.0.1", "-p", &port.to_string(), "-U", "sabot", "-d", "sabot"]
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+    for command in commands {
+        args.extend(["-c".to_string(), command.to_string()]);
+    }
+    let output = Command::new("psql").args(&args).output().expect("psql is installed");
+    let mut out = String::from_utf8_lossy(&output.stdout).into_owned();
+    out.push_str(&String::from_utf8_lossy(&output.stderr));
+    out
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn psql_lists_and_describes_relations_schemas_databases_and_roles() {
     let server = TestServer::start().await;
@@ -140,4 +156,69 @@ Did not find any relation named "nothing".
 
 "#;
     assert_eq!(out, expected);
+}
+
+/// Views in psql: `\dv`, `\d view`, and the verbose forms `\d+` with a view's definition
+/// and a table's storage columns; `\x` output; the connection functions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_describes_views_verbosely_and_expands_rows() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE bid (auction INT PRIMARY KEY, price INT NOT NULL, note TEXT DEFAULT 'none');
+             INSERT INTO bid VALUES (1, 20, 'a'), (2, 5, 'b');
+             CREATE VIEW high AS SELECT auction, price FROM bid WHERE price > 10;",
+        )
+        .await
+        .unwrap();
+    let port = server.addr.port();
+    let commands = ["\\dv", "\\d high", "\\d+ high", "\\d+ bid"];
+    let out = tokio::task::spawn_blocking(move || psql(port, &commands)).await.unwrap();
+    // As Postgres' psql prints the same objects, except that a view's definition is its
+    // query as written (Postgres prints its own deparsed form) and a default is its
+    // expression without a cast.
+    let expected = r#"      List of relations
+ Schema | Name | Type | Owner 
+--------+------+------+-------
+ public | high | view | sabot
+(1 row)
+
+                 View "public.high"
+ Column  |  Type   | Collation | Nullable | Default 
+---------+---------+-----------+----------+---------
+ auction | integer |           |          | 
+ price   | integer |           |          | 
+
+                             View "public.high"
+ Column  |  Type   | Collation | Nullable | Default | Storage | Description 
+---------+---------+-----------+----------+---------+---------+-------------
+ auction | integer |           |          |         | plain   | 
+ price   | integer |           |          |         | plain   | 
+View definition:
+ SELECT auction, price FROM bid WHERE price > 10;
+
+                                            Table "public.bid"
+ Column  |  Type   | Collation | Nullable | Default | Storage  | Compression | Stats target | Description 
+---------+---------+-----------+----------+---------+----------+-------------+--------------+-------------
+ auction | integer |           | not null |         | plain    |             |              | 
+ price   | integer |           | not null |         | plain    |             |              | 
+ note    | text    |           |          | 'none'  | extended |             |              | 
+Indexes:
+    "bid_pkey" PRIMARY KEY, btree (auction)
+Access method: heap
+
+"#;
+    assert_eq!(out, expected);
+
+    let expanded = tokio::task::spawn_blocking(move || {
+        psql_session(port, &["\\x on", "SELECT auction, price FROM high", "SELECT inet_server_port()"])
+    })
+    .await
+    .unwrap();
+    let rule = "-".repeat(port.to_string().len() + 1);
+    let expected = format!(
+        "Expanded display is on.\n-[ RECORD 1 ]\nauction | 1\nprice   | 20\n\n-[ RECORD 1 ]----+{rule}\ninet_server_port | {port}\n\n"
+    );
+    assert_eq!(expanded, expected);
 }

@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    ArrayRef, AsArray, BooleanArray, GenericListArray, StringArray, new_null_array,
+    ArrayRef, AsArray, BooleanArray, GenericListArray, Int32Array, Int64Array, StringArray, new_null_array,
 };
 use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::datatypes::{DataType, Field, Int64Type};
@@ -19,6 +19,7 @@ use datafusion::logical_expr::{
 use super::relations::{TYPES, UTF8_ENCODING};
 use super::{NAME, relation_oid, role_oid};
 use crate::catalog::Catalog;
+use crate::state::Snapshot;
 
 /// What a session's functions answer.
 pub struct SessionInfo<'a> {
@@ -29,6 +30,9 @@ pub struct SessionInfo<'a> {
     pub schema: &'a str,
     /// The session's variables (`current_setting`).
     pub settings: &'a [super::Setting],
+    /// The connection's ends (`inet_server_port()`, ...); None without a connection.
+    pub server: Option<std::net::SocketAddr>,
+    pub client: Option<std::net::SocketAddr>,
 }
 
 /// The server's version as `version()` shows it: Postgres' form, which tools parse.
@@ -135,8 +139,15 @@ where
     )
 }
 
-/// Registers the catalog and session functions in `ctx`.
-pub fn register(ctx: &SessionContext, catalog: &Arc<Catalog>, session: &SessionInfo<'_>) {
+/// Registers the catalog and session functions in `ctx`; `snapshot` is what the
+/// statement reads (the relation size functions measure it).
+pub fn register(
+    ctx: &SessionContext,
+    catalog: &Arc<Catalog>,
+    snapshot: &Arc<dyn Snapshot>,
+    session: &SessionInfo<'_>,
+) {
+    register_sizes(ctx, catalog, snapshot);
     ctx.register_udf(current_setting(session.settings));
     ctx.register_udf(constant("version", version()));
     if let Some(user) = session.user {
@@ -148,6 +159,26 @@ pub fn register(ctx: &SessionContext, catalog: &Arc<Catalog>, session: &SessionI
     ctx.register_udf(constant("current_catalog", super::DATABASE_NAME.to_string()));
     ctx.register_udf(constant("current_schema", session.schema.to_string()));
     ctx.register_udf(current_schemas(session.schema));
+    let ends = [
+        ("inet_server_addr", "inet_server_port", session.server),
+        ("inet_client_addr", "inet_client_port", session.client),
+    ];
+    for (address_function, port_function, address) in ends {
+        let ip = address.map(|a| a.ip().to_string());
+        ctx.register_udf(function(
+            address_function,
+            Vec::new(),
+            DataType::Utf8,
+            Arc::new(move |_, rows| Ok(Arc::new(StringArray::from(vec![ip.as_deref(); rows])) as ArrayRef)),
+        ));
+        let port = address.map(|a| i32::from(a.port()));
+        ctx.register_udf(function(
+            port_function,
+            Vec::new(),
+            DataType::Int32,
+            Arc::new(move |_, rows| Ok(Arc::new(Int32Array::from(vec![port; rows])) as ArrayRef)),
+        ));
+    }
 
     let roles = catalog.clone();
     ctx.register_udf(by_oid("pg_get_userbyid", Vec::new(), move || {
@@ -169,6 +200,7 @@ pub fn register(ctx: &SessionContext, catalog: &Arc<Catalog>, session: &SessionI
     ctx.register_udf(table_is_visible(catalog, session.schema));
     register_object_names(ctx, catalog, session.schema);
     register_key_definitions(ctx, catalog);
+    ctx.register_udf(view_definitions(catalog));
     register_privileges_and_functions(ctx);
     for name in ["obj_description", "col_description", "shobj_description"] {
         ctx.register_udf(function(
@@ -182,6 +214,97 @@ pub fn register(ctx: &SessionContext, catalog: &Arc<Catalog>, session: &SessionI
             Arc::new(|_, rows| Ok(new_null_array(&DataType::Utf8, rows))),
         ));
     }
+}
+
+/// `pg_total_relation_size(oid)`, `pg_table_size`, `pg_relation_size`: the bytes of the
+/// relation's rows as the state store holds them (keys and values, before the store's own
+/// compression), with a materialized view's operator state for the total;
+/// `pg_indexes_size` is 0 (a primary key is the rows' order, not a separate index);
+/// `pg_size_pretty(bytes)` as Postgres prints it.
+fn register_sizes(ctx: &SessionContext, catalog: &Arc<Catalog>, snapshot: &Arc<dyn Snapshot>) {
+    let sizes = [("pg_total_relation_size", true), ("pg_table_size", false), ("pg_relation_size", false)];
+    for (name, with_state) in sizes {
+        let (catalog, snapshot) = (catalog.clone(), snapshot.clone());
+        ctx.register_udf(function(
+            name,
+            vec![vec![DataType::Int64]],
+            DataType::Int64,
+            Arc::new(move |args, _| {
+                let tables: HashMap<i64, &crate::catalog::TableDesc> =
+                    catalog.tables().map(|t| (relation_oid(t.id), t.as_ref())).collect();
+                let mut out = Vec::with_capacity(args[0].len());
+                for oid in args[0].as_primitive::<Int64Type>().iter() {
+                    let size = match oid.and_then(|oid| tables.get(&oid)) {
+                        Some(desc) => Some(stored_bytes(desc, snapshot.as_ref(), with_state)?),
+                        None => None,
+                    };
+                    out.push(size);
+                }
+                Ok(Arc::new(Int64Array::from(out)) as ArrayRef)
+            }),
+        ));
+    }
+    ctx.register_udf(function(
+        "pg_indexes_size",
+        vec![vec![DataType::Int64]],
+        DataType::Int64,
+        Arc::new(|args, _| {
+            let oids = args[0].as_primitive::<Int64Type>();
+            Ok(Arc::new(oids.iter().map(|o| o.map(|_| 0)).collect::<Int64Array>()) as ArrayRef)
+        }),
+    ));
+    ctx.register_udf(function(
+        "pg_size_pretty",
+        vec![vec![DataType::Int64]],
+        DataType::Utf8,
+        Arc::new(|args, _| {
+            let bytes = args[0].as_primitive::<Int64Type>();
+            Ok(Arc::new(bytes.iter().map(|b| b.map(size_pretty)).collect::<StringArray>()) as ArrayRef)
+        }),
+    ));
+}
+
+/// Bytes stored under a relation's id (and its operator state's ids, `with_state`).
+fn stored_bytes(
+    desc: &crate::catalog::TableDesc,
+    snapshot: &dyn Snapshot,
+    with_state: bool,
+) -> datafusion::common::Result<i64> {
+    let mut tables = vec![desc.id];
+    if with_state {
+        tables.extend(desc.view.iter().flat_map(|v| v.state_tables.iter().copied()));
+    }
+    let mut total = 0usize;
+    for table in tables {
+        snapshot
+            .scan(table, &mut |key, value| {
+                total += key.len() + value.len();
+                Ok(())
+            })
+            .map_err(|e| datafusion::error::DataFusionError::from(crate::common::Error::from(e)))?;
+    }
+    Ok(i64::try_from(total).unwrap_or(i64::MAX))
+}
+
+/// Postgres' `pg_size_pretty`: bytes below 10 kB, then the largest unit (kB, MB, GB, TB,
+/// PB) that keeps the number below 20480 halves, rounded half away from zero.
+fn size_pretty(bytes: i64) -> String {
+    const LIMIT: i64 = 10 * 1024;
+    const HALVES_LIMIT: i64 = LIMIT * 2 - 1;
+    const UNITS: [&str; 5] = ["kB", "MB", "GB", "TB", "PB"];
+    if bytes.abs() < LIMIT {
+        return format!("{bytes} bytes");
+    }
+    // Halves of the unit: one bit more than the unit keeps, for rounding.
+    let mut halves = bytes >> 9;
+    for (i, unit) in UNITS.iter().enumerate() {
+        if halves.abs() < HALVES_LIMIT || i == UNITS.len() - 1 {
+            let rounded = (halves + if halves < 0 { -1 } else { 1 }) / 2;
+            return format!("{rounded} {unit}");
+        }
+        halves >>= 10;
+    }
+    unreachable!("the last unit returns")
 }
 
 /// `current_schemas(include_implicit)`: the search path, with `pg_catalog` first when asked.
@@ -281,27 +404,9 @@ fn table_is_visible(catalog: &Arc<Catalog>, schema: &str) -> ScalarUDF {
 /// prints as (schema-qualified outside the session's schema), `sabot_namespace_name(oid)`
 /// the schema's name.
 fn register_object_names(ctx: &SessionContext, catalog: &Arc<Catalog>, schema: &str) {
-    let (relations, session_schema) = (catalog.clone(), schema.to_string());
-    ctx.register_udf(function(
-        "to_regclass",
-        vec![vec![DataType::Utf8]],
-        DataType::Int64,
-        Arc::new(move |args, _| {
-            let oids: HashMap<(String, String), i64> = relation_names(&relations)
-                .into_iter()
-                .map(|(oid, schema, name)| ((schema, name), oid))
-                .collect();
-            let found = args[0].as_string::<i32>().iter().map(|name| {
-                let name = name?;
-                let (schema, relation) = match name.split_once('.') {
-                    Some((schema, relation)) => (identifier(schema), identifier(relation)),
-                    None => (session_schema.clone(), identifier(name)),
-                };
-                oids.get(&(schema, relation)).copied()
-            });
-            Ok(Arc::new(found.collect::<datafusion::arrow::array::Int64Array>()) as ArrayRef)
-        }),
-    ));
+    for strict in [false, true] {
+        ctx.register_udf(regclass_of_name(catalog, schema, strict));
+    }
     let (relations, session_schema) = (catalog.clone(), schema.to_string());
     ctx.register_udf(by_oid("sabot_regclass_name", Vec::new(), move || {
         let names: HashMap<i64, String> = relation_names(&relations)
@@ -322,6 +427,50 @@ fn register_object_names(ctx: &SessionContext, catalog: &Arc<Catalog>, schema: &
             .collect();
         move |oid| Some(names.get(&oid).cloned().unwrap_or_else(|| oid.to_string()))
     }));
+}
+
+/// `to_regclass(name)`: the relation's oid, or NULL; strict, `sabot_regclass(name)` (what
+/// `'name'::regclass` becomes) fails with 42P01 instead. A name may also be an oid
+/// written out (`'16385'::regclass`).
+fn regclass_of_name(catalog: &Arc<Catalog>, schema: &str, strict: bool) -> ScalarUDF {
+    let (relations, session_schema) = (catalog.clone(), schema.to_string());
+    function(
+        if strict { "sabot_regclass" } else { "to_regclass" },
+        vec![vec![DataType::Utf8]],
+        DataType::Int64,
+        Arc::new(move |args, _| {
+            let relations = relation_names(&relations);
+            let oids: HashMap<(&str, &str), i64> = relations
+                .iter()
+                .map(|(oid, schema, name)| ((schema.as_str(), name.as_str()), *oid))
+                .collect();
+            let mut found = Vec::with_capacity(args[0].len());
+            for name in args[0].as_string::<i32>().iter() {
+                let Some(name) = name else {
+                    found.push(None);
+                    continue;
+                };
+                let oid = match name.parse::<i64>() {
+                    Ok(oid) => Some(oid),
+                    Err(_) => {
+                        let (schema, relation) = match name.split_once('.') {
+                            Some((schema, relation)) => (identifier(schema), identifier(relation)),
+                            None => (session_schema.clone(), identifier(name)),
+                        };
+                        oids.get(&(schema.as_str(), relation.as_str())).copied()
+                    }
+                };
+                if oid.is_none() && strict {
+                    return Err(datafusion::error::DataFusionError::from(crate::common::Error::new(
+                        crate::common::SqlState::UndefinedTable,
+                        format!("relation \"{name}\" does not exist"),
+                    )));
+                }
+                found.push(oid);
+            }
+            Ok(Arc::new(datafusion::arrow::array::Int64Array::from(found)) as ArrayRef)
+        }),
+    )
 }
 
 /// `(oid, schema, name)` of every relation in `pg_class`: tables, materialized views,
@@ -371,6 +520,18 @@ fn register_key_definitions(ctx: &SessionContext, catalog: &Arc<Catalog>) {
             primary_keys(&tables).map(|(id, _, columns)| (id, format!("PRIMARY KEY ({columns})"))).collect();
         move |oid| constraints.get(&oid).cloned()
     }));
+}
+
+/// `pg_get_viewdef(oid [, pretty])`: a view's or materialized view's query.
+fn view_definitions(catalog: &Arc<Catalog>) -> ScalarUDF {
+    let views = catalog.clone();
+    by_oid("pg_get_viewdef", vec![DataType::Boolean], move || {
+        let definitions: HashMap<i64, String> = views
+            .tables()
+            .filter_map(|desc| Some((relation_oid(desc.id), super::relations::view_definition(desc)?)))
+            .collect();
+        move |oid| definitions.get(&oid).cloned()
+    })
 }
 
 /// Each primary key: its object id, its table, and its columns as SQL lists them.
@@ -484,4 +645,27 @@ fn current_setting(session: &[super::Setting]) -> ScalarUDF {
             Ok(Arc::new(StringArray::from(out)) as ArrayRef)
         }),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes_print_as_postgres_prints_them() {
+        // Postgres 15's answers for the same values.
+        let cases = [
+            (0, "0 bytes"),
+            (10239, "10239 bytes"),
+            (10240, "10 kB"),
+            (10751, "10 kB"),
+            (10752, "11 kB"),
+            (1048575, "1024 kB"),
+            (20971520, "20 MB"),
+            (-20000, "-20 kB"),
+            (1099511627776, "1024 GB"),
+            (i64::MAX, "8192 PB"),
+        ];
+        for (bytes, printed) in cases {
+            assert_eq!(super::size_pretty(bytes), printed, "{bytes}");
+        }
+    }
 }

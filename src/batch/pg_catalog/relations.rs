@@ -53,6 +53,7 @@ pub(super) fn relation(catalog: &Catalog, name: &str) -> Option<Relation> {
         "pg_user" => users(catalog),
         "pg_tables" => tables(catalog),
         "pg_matviews" => materialized_views(catalog),
+        "pg_views" => plain_views(catalog),
         "pg_collation" => collations(),
         "pg_index" => primary_key_indexes(catalog),
         "pg_constraint" => primary_key_constraints(catalog),
@@ -64,7 +65,6 @@ pub(super) fn relation(catalog: &Catalog, name: &str) -> Option<Relation> {
 fn empty(name: &str) -> Option<Relation> {
     Some(Relation::new(match name {
         "pg_auth_members" => "roleid:oid member:oid grantor:oid admin_option:bool",
-        "pg_views" => "schemaname:name viewname:name viewowner:name definition:text",
         "pg_description" => "objoid:oid classoid:oid objsubid:int4 description:text",
         "pg_shdescription" => "objoid:oid classoid:oid description:text",
         "pg_inherits" => "inhrelid:oid inhparent:oid inhseqno:int4 inhdetachpending:bool",
@@ -193,7 +193,9 @@ fn queryable(catalog: &Catalog) -> impl Iterator<Item = &std::sync::Arc<TableDes
 }
 
 fn relkind(desc: &TableDesc) -> &'static str {
-    if desc.is_view() {
+    if desc.is_plain_view() {
+        "v"
+    } else if desc.is_view() {
         "m"
     } else if desc.is_source() {
         "f"
@@ -214,7 +216,7 @@ fn classes(catalog: &Catalog) -> Relation {
     for desc in queryable(catalog) {
         let kind = relkind(desc);
         let columns = desc.columns.iter().filter(|c| !c.hidden).count() as i64;
-        let access_method = if kind == "f" { 0 } else { HEAP_OID };
+        let access_method = if kind == "f" || kind == "v" { 0 } else { HEAP_OID };
         let indexed = has_primary_key(desc);
         if indexed {
             let keys = desc.primary_key.len() as i64;
@@ -592,7 +594,7 @@ fn materialized_views(catalog: &Catalog) -> Relation {
          ispopulated:bool definition:text",
     );
     for desc in queryable(catalog).filter(|d| d.is_materialized_view()) {
-        let definition = desc.view.as_ref().map(|v| v.query.clone());
+        let definition = view_definition(desc);
         relation.push(vec![
             text(&desc.schema),
             text(&desc.name),
@@ -604,6 +606,25 @@ fn materialized_views(catalog: &Catalog) -> Relation {
         ]);
     }
     relation
+}
+
+fn plain_views(catalog: &Catalog) -> Relation {
+    let mut relation = Relation::new("schemaname:name viewname:name viewowner:name definition:text");
+    for desc in queryable(catalog).filter(|d| d.is_plain_view()) {
+        relation.push(vec![
+            text(&desc.schema),
+            text(&desc.name),
+            text(crate::catalog::SUPERUSER),
+            view_definition(desc).map(|d| datafusion::common::ScalarValue::Utf8(Some(d))),
+        ]);
+    }
+    relation
+}
+
+/// A view's (or materialized view's) query as `pg_get_viewdef` prints it.
+pub(super) fn view_definition(desc: &TableDesc) -> Option<String> {
+    let query = desc.plain_view.as_ref().map(|v| &v.query).or(desc.view.as_ref().map(|v| &v.query))?;
+    Some(format!(" {query};"))
 }
 
 /// `pg_settings`: the session's variables and the server's read-only ones.

@@ -118,6 +118,7 @@ mod tests {
             connector: None,
             append_only: false,
             watermark: None,
+            plain_view: None,
         });
         let mut op = MaterializeOperator::new(desc.clone()).unwrap();
         let mut harness = Harness::new();
