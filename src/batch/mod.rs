@@ -77,6 +77,17 @@ impl StoredTable {
         }
     }
 
+    /// The table as committed in `snapshot` with `state`'s writes on top (a transaction's
+    /// own writes), hidden columns left out.
+    pub fn overlaid(desc: Arc<TableDesc>, state: StateTable, snapshot: Arc<dyn Snapshot>) -> Self {
+        StoredTable {
+            schema: desc.visible_schema(),
+            desc,
+            rows: Rows::Current { state, snapshot },
+            defaults: HashMap::new(),
+        }
+    }
+
     /// The given rows (in the full schema); hidden columns are shown when `show_hidden`.
     pub fn materialized(desc: Arc<TableDesc>, rows: RecordBatch, show_hidden: bool) -> Self {
         StoredTable {

@@ -25,12 +25,12 @@ use datafusion::sql::sqlparser::ast::{
 
 use super::query;
 use super::session::{Outcome, OutcomeKind, Session};
-use crate::batch::{SabotCatalog, StoredTable};
+use crate::batch::StoredTable;
 use crate::catalog::TableDesc;
 use crate::common::{Error, Result, SqlState, SqlType};
 use crate::sql::copy::{CopyOptions, parse_copy_data};
 use crate::sql::ddl::normalize_ident;
-use crate::state::Snapshot;
+use crate::state::{Snapshot, StateTable};
 use crate::stream::{Chunk, Op, TableWriter};
 
 /// Name under which COPY data is visible to the INSERT it becomes.
@@ -66,10 +66,11 @@ impl Session {
             let full = with_hidden_columns(&mut writer, &desc, rows)?;
             if !desc.has_row_id() {
                 let keys = writer.encode_keys(&full)?;
-                check_unique(&writer, snapshot.as_ref(), &desc, &full, &keys, &HashSet::new())?;
+                let state = self.table_state(&writer);
+                check_unique(&state, snapshot.as_ref(), &desc, &full, &keys, &HashSet::new())?;
             }
-            writer.apply(Chunk::inserts(full.clone())).await?;
-            (full, self.db.coordinator.pending_epoch())
+            let epoch = self.put_change(&mut writer, snapshot.as_ref(), Chunk::inserts(full.clone())).await?;
+            (full, epoch)
         };
         self.finish_write(epoch).await?;
         self.returning("INSERT 0", &desc, full, count, insert.returning.as_deref()).await
@@ -92,14 +93,9 @@ impl Session {
         let snapshot = self.db.coordinator.store().snapshot();
         let ctx = self.snapshot_context();
         let defaults = query::column_defaults(&ctx, &desc)?;
-        let target = StoredTable::committed(desc.clone(), snapshot.clone())
-            .with_defaults(defaults)
-            .with_nullable_columns();
-        let mut catalog = SabotCatalog::new(self.db.catalog(), snapshot).with_table(
-            &desc.schema,
-            &desc.name,
-            Arc::new(target),
-        );
+        let target = self.readable_table(&desc, &snapshot).with_defaults(defaults).with_nullable_columns();
+        let mut catalog =
+            self.statement_catalog(&snapshot).with_table(&desc.schema, &desc.name, Arc::new(target));
         if let Some(input) = extra_input {
             catalog = catalog.with_table(&self.settings.current_schema(), COPY_INPUT, input);
         }
@@ -120,6 +116,7 @@ impl Session {
         let writer = self.db.writer(&desc)?;
         let mut writer = writer.lock().await;
         let (ctx, plan, snapshot) = self.plan_on_current_state(&writer, &desc, statement).await?;
+        let state = self.table_state(&writer).into_owned();
         check_assignment_types(&plan, &desc)?;
         let qualifier = target_qualifier(&plan, &update.table.relation, &desc);
         let plan = with_old_columns(plan, &desc, &qualifier)?;
@@ -140,11 +137,10 @@ impl Session {
         let new_keys = writer.encode_keys(&new)?;
         if (0..old.num_rows()).any(|i| old_keys.row(i) != new_keys.row(i)) {
             let freed: HashSet<Vec<u8>> = old_keys.iter().map(|r| r.data().to_vec()).collect();
-            check_unique(&writer, snapshot.as_ref(), &desc, &new, &new_keys, &freed)?;
+            check_unique(&state, snapshot.as_ref(), &desc, &new, &new_keys, &freed)?;
         }
         let count = new.num_rows();
-        writer.apply(update_pairs(&old, &new)?).await?;
-        let epoch = self.db.coordinator.pending_epoch();
+        let epoch = self.put_change(&mut writer, snapshot.as_ref(), update_pairs(&old, &new)?).await?;
         drop(writer);
         self.finish_write(epoch).await?;
         self.returning("UPDATE", &desc, new, count, update.returning.as_deref()).await
@@ -159,7 +155,7 @@ impl Session {
         let (desc, relation) = self.delete_target(delete)?;
         let writer = self.db.writer(&desc)?;
         let mut writer = writer.lock().await;
-        let (ctx, plan, _) = self.plan_on_current_state(&writer, &desc, statement).await?;
+        let (ctx, plan, snapshot) = self.plan_on_current_state(&writer, &desc, statement).await?;
         let qualifier = target_qualifier(&plan, &relation, &desc);
         let plan = target_columns(plan, &desc, &qualifier)?;
         let (_, batches) = self.db.compute.collect(&ctx, query::bind(plan, params)?).await?;
@@ -168,8 +164,8 @@ impl Session {
         let old = RecordBatch::try_new(schema.clone(), all.columns().to_vec())?;
         let old = take_record_batch(&old, &first_per_key(&writer.encode_keys(&old)?))?;
         let count = old.num_rows();
-        writer.apply(Chunk::new(vec![Op::Delete; count], old.clone())).await?;
-        let epoch = self.db.coordinator.pending_epoch();
+        let chunk = Chunk::new(vec![Op::Delete; count], old.clone());
+        let epoch = self.put_change(&mut writer, snapshot.as_ref(), chunk).await?;
         drop(writer);
         self.finish_write(epoch).await?;
         self.returning("DELETE", &desc, old, count, delete.returning.as_deref()).await
@@ -310,11 +306,44 @@ impl Session {
         self.copy = None;
     }
 
-    async fn finish_write(&self, epoch: crate::state::Epoch) -> Result<()> {
-        if self.settings.implicit_flush() {
+    /// Waits, with `implicit_flush`, until the epoch of a write is committed (None: the
+    /// write went to a transaction block and commits with it).
+    pub(super) async fn finish_write(&self, epoch: Option<crate::state::Epoch>) -> Result<()> {
+        if let Some(epoch) = epoch
+            && self.settings.implicit_flush()
+        {
             self.db.coordinator.wait_committed(epoch).await?;
         }
         Ok(())
+    }
+
+    /// Hands a statement's validated change to the table's writer (returning the epoch it
+    /// lands in), or keeps it in the open transaction block (None).
+    async fn put_change(
+        &mut self,
+        writer: &mut TableWriter,
+        snapshot: &dyn Snapshot,
+        chunk: Chunk,
+    ) -> Result<Option<crate::state::Epoch>> {
+        match &mut self.transaction {
+            Some(transaction) => {
+                transaction.record(writer, snapshot, chunk)?;
+                Ok(None)
+            }
+            None => {
+                writer.apply(chunk).await?;
+                Ok(Some(self.db.coordinator.pending_epoch()))
+            }
+        }
+    }
+
+    /// The table's state as a statement sees it: the writer's (committed rows and the open
+    /// epoch's), with the transaction block's writes on top.
+    fn table_state<'w>(&self, writer: &'w TableWriter) -> std::borrow::Cow<'w, StateTable> {
+        match &self.transaction {
+            Some(transaction) => std::borrow::Cow::Owned(transaction.state(writer)),
+            None => std::borrow::Cow::Borrowed(writer.state()),
+        }
     }
 
     /// The statement's outcome, with RETURNING rows computed over `rows` (full schema).
@@ -356,8 +385,8 @@ impl Session {
         desc: &Arc<TableDesc>,
         snapshot: Arc<dyn Snapshot>,
     ) -> SessionContext {
-        let table =
-            StoredTable::current(desc.clone(), writer.state().clone(), snapshot).with_nullable_columns();
+        let state = self.table_state(writer).into_owned();
+        let table = StoredTable::current(desc.clone(), state, snapshot).with_nullable_columns();
         self.context_with(desc, Arc::new(table))
     }
 
@@ -372,8 +401,7 @@ impl Session {
 
     fn context_with(&self, desc: &TableDesc, table: Arc<dyn TableProvider>) -> SessionContext {
         let snapshot = self.db.coordinator.store().snapshot();
-        let catalog =
-            SabotCatalog::new(self.db.catalog(), snapshot).with_table(&desc.schema, &desc.name, table);
+        let catalog = self.statement_catalog(&snapshot).with_table(&desc.schema, &desc.name, table);
         query::context(catalog, &self.settings.current_schema(), Some(self.identity()), self.memory_pool())
     }
 
@@ -654,7 +682,7 @@ fn with_hidden_columns(writer: &mut TableWriter, desc: &TableDesc, rows: RecordB
 /// Fails with 23505 if a key repeats within `keys` or already exists in the table (keys in
 /// `freed` are being removed by the same statement).
 fn check_unique(
-    writer: &TableWriter,
+    state: &StateTable,
     snapshot: &dyn Snapshot,
     desc: &TableDesc,
     rows: &RecordBatch,
@@ -664,7 +692,7 @@ fn check_unique(
     let mut seen = HashSet::with_capacity(keys.num_rows());
     for (i, key) in keys.iter().enumerate() {
         let bytes = key.data();
-        let taken = !freed.contains(bytes) && writer.get(snapshot, bytes)?.is_some();
+        let taken = !freed.contains(bytes) && state.get(snapshot, bytes)?.is_some();
         if !seen.insert(bytes) || taken {
             return Err(duplicate_key(desc, rows, i));
         }

@@ -13,6 +13,7 @@ pub mod session;
 mod settings;
 mod sinks;
 mod sources;
+mod transaction;
 mod views;
 
 use std::sync::Arc;

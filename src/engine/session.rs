@@ -13,9 +13,11 @@ use super::dml::CopyIn;
 use super::execute::Rows;
 use super::query;
 use super::settings::Settings;
+use crate::batch::{SabotCatalog, StoredTable};
 use crate::catalog::TableDesc;
 use crate::common::{Error, Result, SqlState};
 use crate::sql::Statement;
+use crate::state::Snapshot;
 
 /// What a statement produced.
 #[derive(Debug, Default)]
@@ -105,9 +107,8 @@ pub struct Prepared {
 pub struct Session {
     pub(super) db: Arc<Database>,
     pub(super) settings: Settings,
-    in_transaction: bool,
-    /// Statements run since BEGIN (each already committed on its own).
-    statements_in_transaction: usize,
+    /// The open transaction block (BEGIN ... COMMIT), if any.
+    pub(super) transaction: Option<super::transaction::Transaction>,
     pub(super) copy: Option<CopyIn>,
     /// The memory pool of the statement running now.
     memory: Option<Arc<dyn MemoryPool>>,
@@ -129,8 +130,7 @@ impl Session {
         Session {
             db,
             settings,
-            in_transaction: false,
-            statements_in_transaction: 0,
+            transaction: None,
             copy: None,
             memory: None,
             user: user.to_string(),
@@ -199,8 +199,24 @@ impl Session {
     }
 
     /// Splits `sql` into statements (for running them one at a time with [`Session::run`]).
-    pub fn parse(&self, sql: &str) -> Result<Vec<Statement>> {
-        crate::sql::parse_within(sql, self.settings.statement_memory_bytes_max())
+    pub fn parse(&mut self, sql: &str) -> Result<Vec<Statement>> {
+        let parsed = crate::sql::parse_within(sql, self.settings.statement_memory_bytes_max());
+        if parsed.is_err() {
+            self.fail_transaction();
+        }
+        parsed
+    }
+
+    /// Whether a transaction block is open (failed or not).
+    pub fn in_transaction_block(&self) -> bool {
+        self.transaction.is_some()
+    }
+
+    /// An error inside a transaction block aborts it (25P02 until it ends).
+    fn fail_transaction(&mut self) {
+        if let Some(transaction) = &mut self.transaction {
+            transaction.failed = true;
+        }
     }
 
     /// Parses and checks one statement for the extended protocol.
@@ -229,16 +245,26 @@ impl Session {
 
     /// Runs one statement.
     pub async fn run(&mut self, statement: &Statement, params: &[ScalarValue]) -> Result<Outcome> {
+        if let Some(transaction) = &self.transaction {
+            let ends = matches!(statement, Statement::Sql(s) if matches!(s.as_ref(), ast::Statement::Commit { .. } | ast::Statement::Rollback { .. }));
+            if transaction.failed && !ends {
+                return Err(super::transaction::aborted());
+            }
+            if let Err(e) = super::transaction::check_allowed(statement) {
+                self.fail_transaction();
+                return Err(e);
+            }
+        }
         self.memory = Some(self.db.statement_pool(Some(self.settings.statement_memory_bytes_max())));
         let outcome = self.run_statement(statement, params).await;
         self.memory = None;
+        if outcome.is_err() {
+            self.fail_transaction();
+        }
         outcome
     }
 
     async fn run_statement(&mut self, statement: &Statement, params: &[ScalarValue]) -> Result<Outcome> {
-        if self.in_transaction {
-            self.statements_in_transaction += 1;
-        }
         let statement = match statement {
             Statement::Flush => {
                 self.db.flush().await?;
@@ -317,8 +343,8 @@ impl Session {
                 self.db.drop_objects(*object_type, names, *if_exists, *cascade, &schema).await
             }
             S::StartTransaction { .. } => Ok(self.begin()),
-            S::Commit { .. } => Ok(self.end_transaction("COMMIT", false)),
-            S::Rollback { .. } => Ok(self.end_transaction("ROLLBACK", true)),
+            S::Commit { .. } => self.end_transaction("COMMIT", false).await,
+            S::Rollback { .. } => self.end_transaction("ROLLBACK", true).await,
             S::Set(set) => self.set(set),
             S::ShowVariable { variable } => self.show(variable),
             S::ShowTables { .. } => Ok(self.show_relations(|t| t.is_table())),
@@ -376,13 +402,8 @@ impl Session {
         let rewritten = decorrelate(statement, &columns_of)?;
         let desc = outer.into_inner()?;
         let snapshot = self.db.coordinator.store().snapshot();
-        let table =
-            crate::batch::StoredTable::committed(desc.clone(), snapshot.clone()).with_hidden_columns();
-        let catalog = crate::batch::SabotCatalog::new(self.db.catalog(), snapshot).with_table(
-            &desc.schema,
-            &desc.name,
-            Arc::new(table),
-        );
+        let table = self.readable_table(&desc, &snapshot).with_hidden_columns();
+        let catalog = self.statement_catalog(&snapshot).with_table(&desc.schema, &desc.name, Arc::new(table));
         Some((
             query::context(
                 catalog,
@@ -407,15 +428,34 @@ impl Session {
             .collect()
     }
 
+    /// A table's rows as this session's statements read them: committed, with the open
+    /// transaction block's own writes on top.
+    pub(super) fn readable_table(&self, desc: &Arc<TableDesc>, snapshot: &Arc<dyn Snapshot>) -> StoredTable {
+        match self.transaction.as_ref().and_then(|t| t.committed_state(desc)) {
+            Some(state) => StoredTable::overlaid(desc.clone(), state, snapshot.clone()),
+            None => StoredTable::committed(desc.clone(), snapshot.clone()),
+        }
+    }
+
+    /// The catalog a statement reads through: `snapshot`, with the transaction block's
+    /// writes.
+    pub(super) fn statement_catalog(&self, snapshot: &Arc<dyn Snapshot>) -> SabotCatalog {
+        let mut catalog = SabotCatalog::new(self.db.catalog(), snapshot.clone());
+        for desc in self.transaction.iter().flat_map(|t| t.tables()) {
+            catalog =
+                catalog.with_table(&desc.schema, &desc.name, Arc::new(self.readable_table(desc, snapshot)));
+        }
+        catalog
+    }
+
     /// A DataFusion context over the newest committed snapshot.
     pub(super) fn snapshot_context(&self) -> datafusion::execution::context::SessionContext {
         // The epoch is read before the snapshot is taken: progress is never ahead of the data.
         let epoch = self.db.coordinator.committed_epoch();
         let snapshot = self.db.coordinator.store().snapshot();
         let system = crate::batch::system::SystemState { epoch, sources: self.db.source_progress() };
-        let catalog = crate::batch::SabotCatalog::new(self.db.catalog(), snapshot)
-            .with_system(system)
-            .with_settings(self.settings_list());
+        let catalog =
+            self.statement_catalog(&snapshot).with_system(system).with_settings(self.settings_list());
         query::context(catalog, &self.settings.current_schema(), Some(self.identity()), self.memory_pool())
     }
 
@@ -493,29 +533,29 @@ impl Session {
 
     fn begin(&mut self) -> Outcome {
         let outcome = Outcome::command("BEGIN").with_kind(OutcomeKind::TransactionStart);
-        if self.in_transaction {
+        if self.transaction.is_some() {
             return outcome.with_warning("there is already a transaction in progress".into());
         }
-        self.in_transaction = true;
-        self.statements_in_transaction = 0;
+        self.transaction = Some(super::transaction::Transaction::default());
         outcome
     }
 
-    fn end_transaction(&mut self, tag: &str, rollback: bool) -> Outcome {
-        let outcome = Outcome::command(tag).with_kind(OutcomeKind::TransactionEnd);
-        if !self.in_transaction {
-            return outcome.with_warning("there is no transaction in progress".into());
+    /// COMMIT (applies the block's writes in one epoch) or ROLLBACK (discards them); a
+    /// failed block is rolled back either way. The block is over even when COMMIT fails.
+    async fn end_transaction(&mut self, tag: &str, rollback: bool) -> Result<Outcome> {
+        let Some(transaction) = self.transaction.take() else {
+            return Ok(Outcome::command(tag)
+                .with_kind(OutcomeKind::TransactionEnd)
+                .with_warning("there is no transaction in progress".into()));
+        };
+        if rollback || transaction.failed {
+            return Ok(Outcome::command("ROLLBACK").with_kind(OutcomeKind::TransactionEnd));
         }
-        self.in_transaction = false;
-        let done = std::mem::take(&mut self.statements_in_transaction);
-        // The COMMIT/ROLLBACK itself was counted.
-        let done = done.saturating_sub(1);
-        if rollback && done > 0 {
-            return outcome.with_warning(format!(
-                "ROLLBACK cannot undo the {done} statement(s) run since BEGIN: Sabot commits every statement on its own"
-            ));
+        let epoch = transaction.commit(&self.db).await?;
+        if let Some(epoch) = epoch {
+            self.finish_write(Some(epoch)).await?;
         }
-        outcome
+        Ok(Outcome::command("COMMIT").with_kind(OutcomeKind::TransactionEnd))
     }
 
     fn set(&mut self, set: &Set) -> Result<Outcome> {
@@ -539,7 +579,11 @@ impl Session {
     }
 
     fn show(&self, variable: &[ast::Ident]) -> Result<Outcome> {
-        let name = variable.iter().map(|i| i.value.as_str()).collect::<Vec<_>>().join(" ");
+        let mut name = variable.iter().map(|i| i.value.as_str()).collect::<Vec<_>>().join(" ");
+        // SQL's spelling (JDBC sends it), named as Postgres names the column.
+        if name.eq_ignore_ascii_case("transaction isolation level") {
+            name = "transaction_isolation".to_string();
+        }
         if name.eq_ignore_ascii_case("all") {
             let all = self.settings.all();
             let columns = [
@@ -670,7 +714,7 @@ fn show_all_schema() -> SchemaRef {
 }
 
 /// A short name of a statement for "is not supported" errors.
-fn statement_kind(statement: &ast::Statement) -> String {
+pub(super) fn statement_kind(statement: &ast::Statement) -> String {
     let text = statement.to_string();
     let words: Vec<&str> = text.split_whitespace().take(3).collect();
     let keywords: Vec<&str> =

@@ -168,7 +168,7 @@ const VARIABLES: &[Variable] = &[
     Variable {
         name: "transaction_isolation",
         default: "read committed",
-        description: "Every statement reads the newest committed epoch.",
+        description: "Every statement reads the newest committed epoch (and its transaction block's own writes).",
         check: None,
     },
     Variable {

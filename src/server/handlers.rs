@@ -248,7 +248,14 @@ impl Connection {
         for statement in &statements {
             let outcome = match session.run(statement, &[]).await {
                 Ok(outcome) => outcome,
-                Err(e) => return fail(client, &e, status).await,
+                Err(e) => {
+                    fail(client, &e, status).await?;
+                    // A failed COMMIT has ended the block.
+                    if !session.in_transaction_block() {
+                        *status = status.to_idle_state();
+                    }
+                    return Ok(());
+                }
             };
             send_notices(client, &outcome.notices).await?;
             match outcome.kind {
@@ -311,7 +318,12 @@ impl Connection {
             let params = bind_parameters(portal).map_err(|e| user_error(&e))?;
             let outcome = {
                 let mut session = session_of(&self.session).await?;
-                session.execute_prepared(prepared, &params).await.map_err(|e| user_error(&e))?
+                let outcome = session.execute_prepared(prepared, &params).await;
+                if outcome.is_err() && !session.in_transaction_block() {
+                    // A failed COMMIT has ended the block.
+                    *status = status.to_idle_state();
+                }
+                outcome.map_err(|e| user_error(&e))?
             };
             send_notices(client, &outcome.notices).await?;
             match outcome.kind {
