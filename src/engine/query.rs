@@ -278,6 +278,24 @@ fn bind_parameters(plan: LogicalPlan, params: &[ScalarValue]) -> Result<LogicalP
 /// Column names the way Postgres prints them: an unaliased expression is named after its
 /// column or function, or `?column?`. DataFusion names it after the whole expression.
 pub fn postgres_column_names(statement: &ast::Statement, schema: &Schema) -> SchemaRef {
+    let named = statement_column_names(statement, schema);
+    if !named.fields().iter().any(|f| f.name().starts_with(crate::sql::pg_compat::SAME_NAME_PREFIX)) {
+        return named;
+    }
+    // Columns `sql::pg_compat` renamed so that DataFusion takes a second column of the same
+    // name get their name back.
+    let fields: Vec<Field> = named
+        .fields()
+        .iter()
+        .map(|f| match f.name().strip_prefix(crate::sql::pg_compat::SAME_NAME_PREFIX) {
+            Some(name) => f.as_ref().clone().with_name(name),
+            None => f.as_ref().clone(),
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, named.metadata().clone()))
+}
+
+fn statement_column_names(statement: &ast::Statement, schema: &Schema) -> SchemaRef {
     let ast::Statement::Query(query) = statement else {
         return Arc::new(schema.clone());
     };

@@ -35,6 +35,9 @@ use datafusion::sql::sqlparser::ast::{
 pub fn rewrite(statement: &mut datafusion::sql::sqlparser::ast::Statement) {
     if let datafusion::sql::sqlparser::ast::Statement::Query(query) = statement {
         print_regclass_items(query);
+        if let datafusion::sql::sqlparser::ast::SetExpr::Select(select) = query.body.as_mut() {
+            name_columns_beside_wildcards(select);
+        }
     }
     let _ = statement.visit(&mut PgForms);
     if let datafusion::sql::sqlparser::ast::Statement::Query(query) = statement {
@@ -84,6 +87,38 @@ fn object_id_type(data_type: &DataType) -> Option<String> {
             _ => None,
         },
         _ => None,
+    }
+}
+
+/// Prefix of the alias a column named beside a wildcard gets; the result's column drops it.
+pub const SAME_NAME_PREFIX: &str = "__sabot_same_name:";
+
+/// `SELECT t.oid, t.* FROM t` (DBeaver's catalog queries): Postgres returns `oid` twice;
+/// DataFusion refuses two columns named `t.oid` (and drops an alias equal to the column's
+/// name). A column named beside a wildcard is aliased `__sabot_same_name:oid`, and the
+/// result names it `oid` again (`engine::query::postgres_column_names`). Only in the
+/// statement's own select list: a subquery's columns are named by the query around it.
+fn name_columns_beside_wildcards(select: &mut datafusion::sql::sqlparser::ast::Select) {
+    use datafusion::sql::sqlparser::ast::SelectItem;
+    let wildcard = select
+        .projection
+        .iter()
+        .any(|item| matches!(item, SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..)));
+    if !wildcard {
+        return;
+    }
+    for item in &mut select.projection {
+        let SelectItem::UnnamedExpr(expr) = item else { continue };
+        let name = match expr {
+            Expr::Identifier(ident) => ident.clone(),
+            Expr::CompoundIdentifier(parts) => match parts.last() {
+                Some(last) => last.clone(),
+                None => continue,
+            },
+            _ => continue,
+        };
+        let alias = Ident::with_quote('"', format!("{SAME_NAME_PREFIX}{}", name.value));
+        *item = SelectItem::ExprWithAlias { expr: expr.clone(), alias };
     }
 }
 
@@ -212,12 +247,26 @@ fn array_over_unnest(select: &datafusion::sql::sqlparser::ast::Select, item: &Ex
     {
         return None;
     }
-    let TableFactor::Table { name, args: Some(args), alias: Some(alias), .. } = &from.relation else {
-        return None;
+    // `pg_catalog.unnest(a) x` is a table function; a bare `unnest(a) x` has its own form.
+    let (array, alias) = match &from.relation {
+        TableFactor::Table { name, args: Some(args), alias: Some(alias), .. }
+            if name.0.last()?.as_ident()?.value.eq_ignore_ascii_case("unnest") =>
+        {
+            let [FunctionArg::Unnamed(FunctionArgExpr::Expr(array))] = args.args.as_slice() else {
+                return None;
+            };
+            (array, alias)
+        }
+        TableFactor::UNNEST {
+            alias: Some(alias),
+            array_exprs,
+            with_offset: false,
+            with_ordinality: false,
+            ..
+        } if array_exprs.len() == 1 => (&array_exprs[0], alias),
+        _ => return None,
     };
-    let unnest = name.0.last()?.as_ident()?.value.eq_ignore_ascii_case("unnest");
-    let [FunctionArg::Unnamed(FunctionArgExpr::Expr(array))] = args.args.as_slice() else { return None };
-    if !unnest || !alias.columns.is_empty() {
+    if !alias.columns.is_empty() {
         return None;
     }
     let lambda = Expr::Lambda(LambdaFunction {
@@ -330,6 +379,15 @@ mod tests {
             "SELECT c.oid FROM pg_catalog.pg_class c WHERE c.relname ~ '^(t1)$' AND pg_table_is_visible(c.oid)"
         );
         assert_eq!(rewritten("SELECT x::pg_catalog.text FROM t"), "SELECT x::TEXT FROM t");
+        // A column named beside a wildcard is aliased by its name (DBeaver's `db.oid, db.*`).
+        assert_eq!(
+            rewritten("SELECT db.oid, db.* FROM pg_catalog.pg_database db"),
+            "SELECT db.oid AS \"__sabot_same_name:oid\", db.* FROM pg_catalog.pg_database db"
+        );
+        assert_eq!(
+            rewritten("SELECT ARRAY(SELECT 'toast.' || x FROM unnest(tc.reloptions) x) FROM c"),
+            "SELECT array_transform(tc.reloptions, x -> 'toast.' || x) FROM c"
+        );
         assert_eq!(
             rewritten(
                 "SELECT ARRAY(SELECT b.rolname FROM pg_roles b WHERE b.oid = r.oid) AS memberof FROM pg_roles r"

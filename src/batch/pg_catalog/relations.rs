@@ -7,7 +7,7 @@ use super::{
 use crate::catalog::{Catalog, TableDesc};
 use crate::common::SqlType;
 
-pub const TABLES: [&str; 29] = [
+pub const TABLES: [&str; 31] = [
     "pg_settings",
     "pg_am",
     "pg_attrdef",
@@ -37,6 +37,8 @@ pub const TABLES: [&str; 29] = [
     "pg_views",
     "pg_foreign_table",
     "pg_shdescription",
+    "pg_enum",
+    "pg_extension",
 ];
 
 /// `pg_catalog.name`, or None.
@@ -90,6 +92,11 @@ fn empty(name: &str) -> Option<Relation> {
             "oid:oid tgrelid:oid tgparentid:oid tgname:name tgfoid:oid tgtype:int2 tgenabled:char tgisinternal:bool"
         }
         "pg_foreign_table" => "ftrelid:oid ftserver:oid ftoptions:text[]",
+        "pg_enum" => "oid:oid enumtypid:oid enumsortorder:float4 enumlabel:name",
+        "pg_extension" => {
+            "oid:oid extname:name extowner:oid extnamespace:oid extrelocatable:bool extversion:text \
+             extconfig:text[] extcondition:text[]"
+        }
         _ => return None,
     }))
 }
