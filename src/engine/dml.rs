@@ -171,6 +171,46 @@ impl Session {
         self.returning("DELETE", &desc, old, count, delete.returning.as_deref()).await
     }
 
+    /// `TRUNCATE [TABLE] t, ...`: every row of each table deleted, all tables in one
+    /// transaction (the open block's, or one of its own). Sabot has no sequences, so
+    /// `RESTART IDENTITY` has nothing to restart.
+    pub(super) async fn truncate(&mut self, truncate: &ast::Truncate) -> Result<Outcome> {
+        if truncate.partitions.is_some() {
+            return Err(Error::unsupported("TRUNCATE ... PARTITION"));
+        }
+        let own_block = self.transaction.is_none();
+        if own_block {
+            self.transaction = Some(super::transaction::Transaction::default());
+        }
+        let deleted = self.delete_all(truncate).await;
+        if !own_block {
+            return deleted.map(|()| Outcome::command("TRUNCATE TABLE"));
+        }
+        let block = self.transaction.take().expect("the statement's own block is open");
+        deleted?;
+        let epoch = block.commit(&self.db).await?;
+        self.finish_write(epoch).await?;
+        Ok(Outcome::command("TRUNCATE TABLE"))
+    }
+
+    async fn delete_all(&mut self, truncate: &ast::Truncate) -> Result<()> {
+        for target in &truncate.table_names {
+            let desc = match self.changeable_table(&target.name, "truncate") {
+                Err(e) if truncate.if_exists && e.sqlstate() == SqlState::UndefinedTable => continue,
+                other => other?,
+            };
+            let sql = format!("DELETE FROM {}", quoted_name(&desc));
+            let Some(crate::sql::Statement::Sql(statement)) = crate::sql::parse(&sql)?.pop() else {
+                return Err(Error::internal("DELETE FROM did not parse"));
+            };
+            let ast::Statement::Delete(delete) = statement.as_ref() else {
+                return Err(Error::internal("DELETE FROM is not a DELETE"));
+            };
+            self.delete(&statement, delete, &[]).await?;
+        }
+        Ok(())
+    }
+
     /// Parameter types and RETURNING columns of a DML statement.
     pub(super) async fn describe_dml(
         &mut self,

@@ -327,6 +327,7 @@ impl Session {
                     _ => Err(Error::internal("the DELETE rewrite lost the DELETE")),
                 }
             }
+            S::Truncate(truncate) => self.truncate(truncate).await,
             S::Copy { source, to, target, options, legacy_options, .. } => {
                 self.copy_from(source, *to, target, options, legacy_options)
             }

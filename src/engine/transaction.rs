@@ -209,6 +209,7 @@ pub fn check_allowed(statement: &Statement) -> Result<()> {
             | S::Insert(_)
             | S::Update(_)
             | S::Delete(_)
+            | S::Truncate(_)
             | S::Copy { to: false, .. }
             | S::Set(_)
             | S::ShowVariable { .. }
