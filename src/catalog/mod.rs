@@ -351,6 +351,11 @@ impl Catalog {
         self.tables.values().filter(move |t| t.schema == schema)
     }
 
+    /// The id [`Catalog::allocate_table_id`] would hand out next.
+    pub fn next_table_id(&self) -> TableId {
+        self.next_id
+    }
+
     /// Hands out the id for a new table.
     pub fn allocate_table_id(&mut self) -> TableId {
         let id = self.next_id;

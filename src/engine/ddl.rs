@@ -75,7 +75,12 @@ impl Database {
                     .await?;
                 Ok(Outcome::command("DROP MATERIALIZED VIEW").with_notices(notices))
             }
-            ObjectType::View => self.drop_plain_views(names, if_exists, cascade, schema).await,
+            ObjectType::View => {
+                let notices = self
+                    .drop_of_kind(names, if_exists, cascade, schema, "view", TableDesc::is_plain_view)
+                    .await?;
+                Ok(Outcome::command("DROP VIEW").with_notices(notices))
+            }
             ObjectType::Schema => {
                 let _ddl = self.ddl_lock.lock().await;
                 self.drop_schemas(names, if_exists, cascade).await

@@ -1,9 +1,9 @@
-//! CREATE [OR REPLACE] VIEW and DROP VIEW: plain views, named queries that are expanded
+//! CREATE [OR REPLACE] VIEW: plain views, named queries that are expanded
 //! where they are used (`sql::views`). Nothing of a view is stored but its definition.
 
 use std::sync::Arc;
 
-use datafusion::sql::sqlparser::ast::{self, ObjectName};
+use datafusion::sql::sqlparser::ast;
 
 use super::session::Outcome;
 use super::{Database, query};
@@ -59,13 +59,8 @@ impl Database {
                 hidden: false,
             })
             .collect();
-        let id = match &existing {
-            Some(old) => old.id,
-            None => {
-                let mut next = (*catalog).clone();
-                next.allocate_table_id()
-            }
-        };
+        // A new view takes the next id; applying its CreateTable moves the counter on.
+        let id = existing.as_ref().map_or_else(|| catalog.next_table_id(), |old| old.id);
         let desc = TableDesc {
             id,
             schema,
@@ -92,18 +87,6 @@ impl Database {
         changes.push(CatalogChange::CreateTable(Arc::new(desc)));
         self.change_catalog(changes).await?;
         Ok(Outcome::command("CREATE VIEW"))
-    }
-
-    pub(super) async fn drop_plain_views(
-        &self,
-        names: &[ObjectName],
-        if_exists: bool,
-        cascade: bool,
-        schema: &str,
-    ) -> Result<Outcome> {
-        let notices =
-            self.drop_of_kind(names, if_exists, cascade, schema, "view", TableDesc::is_plain_view).await?;
-        Ok(Outcome::command("DROP VIEW").with_notices(notices))
     }
 }
 

@@ -1,50 +1,17 @@
 //! pg_catalog as psql sees it: the real psql's meta-commands against a server, their
 //! output compared with what Postgres' psql prints for the same objects.
 
-use std::process::Command;
-
 use crate::harness::TestServer;
 
-/// Runs each of `commands` in its own `psql -X -c` and returns stdout and stderr together.
+/// Runs each of `commands` in its own psql session; returns stdout and stderr together.
 fn psql(port: u16, commands: &[&str]) -> String {
-    let mut out = String::new();
-    for command in commands {
-        let output = Command::new("psql")
-            .args([
-                "-X",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-U",
-                "sabot",
-                "-d",
-                "sabot",
-                "-c",
-                command,
-            ])
-            .output()
-            .expect("psql is installed (.ci/run installs postgresql-client)");
-        out.push_str(&String::from_utf8_lossy(&output.stdout));
-        out.push_str(&String::from_utf8_lossy(&output.stderr));
-    }
-    out
+    commands.iter().map(|command| psql_session(port, &[command])).collect()
 }
 
-/// Runs `commands` as the `-c` options of one psql: one session, in order.
+/// Runs `commands` in one psql session, in order; returns stdout and stderr together.
 fn psql_session(port: u16, commands: &[&str]) -> String {
-    let mut args: Vec<String> =
-        ["-X", "-h", "127.0.0.1", "-p", &port.to_string(), "-U", "sabot", "-d", "sabot"]
-            .iter()
-            .map(|a| a.to_string())
-            .collect();
-    for command in commands {
-        args.extend(["-c".to_string(), command.to_string()]);
-    }
-    let output = Command::new("psql").args(&args).output().expect("psql is installed");
-    let mut out = String::from_utf8_lossy(&output.stdout).into_owned();
-    out.push_str(&String::from_utf8_lossy(&output.stderr));
-    out
+    let (stdout, stderr) = crate::harness::psql_session(port, &[], commands);
+    stdout + &stderr
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -322,3 +322,22 @@ pub async fn views_equal_batch(client: &Client, views: &[(&str, &str)], when: &s
         assert_eq!(view, batch, "{name} {when}");
     }
 }
+
+/// Runs the real psql against `port` with `options` (e.g. `-At`) and `commands` as its `-c`
+/// options, in order, in one session; returns stdout and stderr.
+pub fn psql_session(port: u16, options: &[&str], commands: &[&str]) -> (String, String) {
+    let port = port.to_string();
+    let mut args = vec!["-X", "-h", "127.0.0.1", "-p", &port, "-U", "sabot", "-d", "sabot"];
+    args.extend_from_slice(options);
+    for command in commands {
+        args.extend(["-c", command]);
+    }
+    let output = Command::new("psql")
+        .args(&args)
+        .output()
+        .expect("psql is installed (.ci/run installs postgresql-client)");
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}

@@ -114,7 +114,7 @@ async fn psql_sees_an_aborted_block_roll_back() {
     let server = TestServer::start().await;
     let setup = server.client().await;
     setup.batch_execute("CREATE TABLE t (id INT PRIMARY KEY); INSERT INTO t VALUES (1);").await.unwrap();
-    let port = server.addr.port().to_string();
+    let port = server.addr.port();
     let commands = [
         "BEGIN",
         "INSERT INTO t VALUES (2)",
@@ -123,21 +123,10 @@ async fn psql_sees_an_aborted_block_roll_back() {
         "COMMIT",
         "SELECT count(*) FROM t",
     ];
-    let output = tokio::task::spawn_blocking(move || {
-        let mut args: Vec<String> =
-            ["-X", "-At", "-h", "127.0.0.1", "-p", &port, "-U", "sabot", "-d", "sabot"]
-                .iter()
-                .map(|a| a.to_string())
-                .collect();
-        for command in commands {
-            args.extend(["-c".to_string(), command.to_string()]);
-        }
-        std::process::Command::new("psql").args(&args).output().expect("psql is installed")
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let (stdout, stderr) =
+        tokio::task::spawn_blocking(move || crate::harness::psql_session(port, &["-At"], &commands))
+            .await
+            .unwrap();
     assert_eq!(stdout, "BEGIN\nINSERT 0 1\nROLLBACK\n1\n", "stderr: {stderr}");
     assert!(stderr.contains("duplicate key value violates unique constraint \"t_pkey\""), "{stderr}");
     assert!(
