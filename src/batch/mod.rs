@@ -502,6 +502,7 @@ mod tests {
             append_only: false,
             watermark: None,
             plain_view: None,
+            checks: Vec::new(),
         });
         let codec = TableCodec::new(&desc).unwrap();
         let batch = RecordBatch::try_new(

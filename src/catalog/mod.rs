@@ -27,6 +27,9 @@ const SCHEMA_PREFIX: &[u8] = b"catalog/schema/";
 const TABLE_PREFIX: &[u8] = b"catalog/table/";
 const NEXT_ID_KEY: &[u8] = b"catalog/next_id";
 const ROLE_PREFIX: &[u8] = b"catalog/role/";
+/// `COMMENT ON`: this prefix, the relation's id and the column number (0 for the
+/// relation itself), both big-endian u32.
+const COMMENT_PREFIX: &[u8] = b"catalog/comment/";
 /// First id handed to a user table; lower ids are reserved for system tables.
 const FIRST_TABLE_ID: TableId = 1024;
 
@@ -66,6 +69,19 @@ pub struct TableDesc {
     /// wherever the view is named.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plain_view: Option<PlainViewDef>,
+    /// A table's `CHECK` constraints, in name order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<CheckDef>,
+}
+
+/// A `CHECK (expression)` constraint: every row written must make it true or NULL.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckDef {
+    pub name: String,
+    /// The condition as SQL text, over the table's columns.
+    pub expression: String,
+    /// Indexes into `columns` of the columns it reads.
+    pub columns: Vec<usize>,
 }
 
 /// What the catalog keeps of a plain view besides its columns.
@@ -240,6 +256,13 @@ pub enum CatalogChange {
     /// Replaces a role's attributes (same name).
     AlterRole(Arc<RoleDesc>),
     DropRole(Arc<RoleDesc>),
+    /// `COMMENT ON`: sets (or, with None, removes) the comment on a relation (`column`
+    /// 0) or on one of its columns (1-based).
+    SetComment {
+        table: TableId,
+        column: u32,
+        comment: Option<String>,
+    },
 }
 
 #[derive(Clone, Debug, Default)]
@@ -248,6 +271,8 @@ pub struct Catalog {
     tables: BTreeMap<(String, String), Arc<TableDesc>>,
     roles: BTreeMap<String, Arc<RoleDesc>>,
     next_id: TableId,
+    /// `COMMENT ON` texts by (relation, column number; 0 for the relation).
+    comments: BTreeMap<(TableId, u32), String>,
 }
 
 impl Catalog {
@@ -258,6 +283,7 @@ impl Catalog {
             tables: BTreeMap::new(),
             roles: BTreeMap::from([(superuser.name.clone(), superuser)]),
             next_id: FIRST_TABLE_ID,
+            comments: BTreeMap::new(),
         }
     }
 
@@ -275,6 +301,12 @@ impl Catalog {
                 let role: RoleDesc = serde_json::from_slice(value)
                     .map_err(|e| StateError::Corrupt(format!("role descriptor: {e}")))?;
                 catalog.roles.insert(role.name.clone(), Arc::new(role));
+            } else if let Some(rest) = key.strip_prefix(COMMENT_PREFIX) {
+                let corrupt = || StateError::Corrupt("comment key".into());
+                let (table, column) = rest.split_at_checked(4).ok_or_else(corrupt)?;
+                let table = TableId::from_be_bytes(table.try_into().map_err(|_| corrupt())?);
+                let column = u32::from_be_bytes(column.try_into().map_err(|_| corrupt())?);
+                catalog.comments.insert((table, column), String::from_utf8_lossy(value).into_owned());
             } else if key == NEXT_ID_KEY {
                 let bytes: [u8; 4] =
                     value.try_into().map_err(|_| StateError::Corrupt("catalog next id".into()))?;
@@ -351,6 +383,16 @@ impl Catalog {
         self.tables.values().filter(move |t| t.schema == schema)
     }
 
+    /// The `COMMENT ON` text of a relation (`column` 0) or of its column (1-based).
+    pub fn comment(&self, table: TableId, column: u32) -> Option<&str> {
+        self.comments.get(&(table, column)).map(String::as_str)
+    }
+
+    /// Every comment, as ((relation, column number), text).
+    pub fn comments(&self) -> impl Iterator<Item = (&(TableId, u32), &String)> {
+        self.comments.iter()
+    }
+
     /// The id [`Catalog::allocate_table_id`] would hand out next.
     pub fn next_table_id(&self) -> TableId {
         self.next_id
@@ -399,7 +441,16 @@ impl Catalog {
             }
             CatalogChange::DropTable(desc) => {
                 self.tables.remove(&(desc.schema.clone(), desc.name.clone()));
+                self.comments.retain(|(table, _), _| *table != desc.id);
             }
+            CatalogChange::SetComment { table, column, comment } => match comment {
+                Some(text) => {
+                    self.comments.insert((*table, *column), text.clone());
+                }
+                None => {
+                    self.comments.remove(&(*table, *column));
+                }
+            },
             CatalogChange::CreateRole(role) => {
                 if self.roles.contains_key(&role.name) {
                     return Err(Error::new(
@@ -451,8 +502,16 @@ impl Catalog {
             CatalogChange::DropRole(role) => {
                 batch.delete(META_TABLE, &[ROLE_PREFIX, role.name.as_bytes()].concat())
             }
+            CatalogChange::SetComment { table, column, comment } => {
+                let key = [COMMENT_PREFIX, &table.to_be_bytes(), &column.to_be_bytes()].concat();
+                match comment {
+                    Some(text) => batch.put(META_TABLE, &key, text.clone().into_bytes()),
+                    None => batch.delete(META_TABLE, &key),
+                }
+            }
             CatalogChange::DropTable(desc) => {
                 batch.delete(META_TABLE, &table_meta_key(desc.id));
+                batch.delete_prefix(META_TABLE, &[COMMENT_PREFIX, &desc.id.to_be_bytes()].concat());
                 batch.delete_table(desc.id);
                 // A source's undecodable records, a view's late rows.
                 if desc.connector.is_some() || desc.is_view() {
@@ -505,6 +564,7 @@ mod tests {
             append_only: false,
             watermark: None,
             plain_view: None,
+            checks: Vec::new(),
         });
         let mut batch = WriteBatch::default();
         for change in [CatalogChange::CreateSchema("s".into()), CatalogChange::CreateTable(desc.clone())] {

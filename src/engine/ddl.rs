@@ -27,6 +27,7 @@ impl Database {
             ));
         }
         check_defaults(&desc)?;
+        super::checks::validate(&desc)?;
         // DDL is serialized by `ddl_lock`, so the id handed out by this copy of the catalog
         // is still free; applying the change moves the live id counter past it.
         self.change_catalog(vec![CatalogChange::CreateTable(Arc::new(desc))]).await?;

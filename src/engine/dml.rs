@@ -1,7 +1,7 @@
-//! INSERT, UPDATE, DELETE and COPY FROM STDIN.
+//! INSERT, UPDATE, DELETE and TRUNCATE.
 //!
-//! DataFusion plans each statement (casts, defaults, placeholders, joins in UPDATE ... FROM
-//! and DELETE ... USING); Sabot runs the plan's input to get the affected rows, validates
+//! DataFusion plans each statement (casts, defaults, placeholders, joins in DELETE ... USING;
+//! UPDATE ... FROM is rewritten to a query first); Sabot runs the plan's input to get the affected rows, validates
 //! them (NOT NULL, keys, JSON) and hands one chunk to the table's writer. A statement is
 //! all or nothing: it is checked completely before its chunk is applied.
 
@@ -15,36 +15,25 @@ use datafusion::arrow::row::Rows;
 use datafusion::arrow::util::display::array_value_to_string;
 use datafusion::catalog::TableProvider;
 use datafusion::common::{Column, ScalarValue};
-use datafusion::datasource::MemTable;
 use datafusion::execution::context::SessionContext;
 use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan, Projection};
 use datafusion::sql::sqlparser::ast::{
-    self, CopyLegacyOption, CopyOption, CopySource, CopyTarget, Delete, Insert, SelectItem, SetExpr,
-    TableFactor, TableObject, Update,
+    self, Delete, Insert, SelectItem, SetExpr, TableFactor, TableObject, Update,
 };
 
 use super::query;
-use super::session::{Outcome, OutcomeKind, Session};
+use super::session::{Outcome, Session};
 use crate::batch::StoredTable;
 use crate::catalog::TableDesc;
 use crate::common::{Error, Result, SqlState, SqlType};
-use crate::sql::copy::{CopyOptions, parse_copy_data};
 use crate::sql::ddl::normalize_ident;
 use crate::state::{Snapshot, StateTable};
 use crate::stream::{Chunk, Op, TableWriter};
 
 /// Name under which COPY data is visible to the INSERT it becomes.
-const COPY_INPUT: &str = "__sabot_copy_input";
+pub(super) const COPY_INPUT: &str = "__sabot_copy_input";
 /// Prefix of the extra columns UPDATE adds to carry each row's old values.
 const OLD_COLUMN_PREFIX: &str = "__sabot_old_";
-
-/// A COPY FROM STDIN waiting for its data.
-pub struct CopyIn {
-    desc: Arc<TableDesc>,
-    columns: Vec<String>,
-    options: CopyOptions,
-    data: Vec<u8>,
-}
 
 impl Session {
     pub(super) async fn insert(
@@ -54,6 +43,9 @@ impl Session {
         extra_input: Option<Arc<dyn TableProvider>>,
     ) -> Result<Outcome> {
         let (ctx, desc, input) = self.plan_insert(insert, extra_input).await?;
+        if let Some(on) = super::upsert::conflict_clause(insert, &desc)? {
+            return self.insert_on_conflict(insert, on, (ctx, desc, input), params).await;
+        }
         let input = query::bind(input, params)?;
         let (_, batches) = self.db.compute.collect(&ctx, input).await?;
         let rows = checked_rows(&desc, &desc.visible_schema(), &batches)?;
@@ -89,6 +81,8 @@ impl Session {
         let desc = self.writable_table(name)?;
         let mut insert = insert.clone();
         insert.returning = None; // computed by Sabot over the written rows
+        insert.on = None; // applied by Sabot over the planned rows
+        insert.table_alias = None; // only ON CONFLICT reads it
         fill_implicit_columns(&mut insert, &desc);
         let snapshot = self.db.coordinator.store().snapshot();
         let ctx = self.snapshot_context();
@@ -115,11 +109,18 @@ impl Session {
         let desc = self.update_target(update)?;
         let writer = self.db.writer(&desc)?;
         let mut writer = writer.lock().await;
-        let (ctx, plan, snapshot) = self.plan_on_current_state(&writer, &desc, statement).await?;
+        let (ctx, plan, snapshot) = match &update.from {
+            Some(ast::UpdateTableFromKind::BeforeSet(from) | ast::UpdateTableFromKind::AfterSet(from)) => {
+                self.plan_update_from(&writer, &desc, update, from).await?
+            }
+            None => {
+                let (ctx, plan, snapshot) = self.plan_on_current_state(&writer, &desc, statement).await?;
+                check_assignment_types(&plan, &desc)?;
+                let qualifier = target_qualifier(&plan, &update.table.relation, &desc);
+                (ctx, with_old_columns(plan, &desc, &qualifier)?, snapshot)
+            }
+        };
         let state = self.table_state(&writer).into_owned();
-        check_assignment_types(&plan, &desc)?;
-        let qualifier = target_qualifier(&plan, &update.table.relation, &desc);
-        let plan = with_old_columns(plan, &desc, &qualifier)?;
         let (_, batches) = self.db.compute.collect(&ctx, query::bind(plan, params)?).await?;
         let width = desc.columns.len();
         let schema = desc.full_schema();
@@ -246,106 +247,6 @@ impl Session {
         Ok((params, schema))
     }
 
-    pub(super) fn copy_from(
-        &mut self,
-        source: &CopySource,
-        to: bool,
-        target: &CopyTarget,
-        options: &[CopyOption],
-        legacy_options: &[CopyLegacyOption],
-    ) -> Result<Outcome> {
-        if to {
-            return Err(
-                Error::unsupported("COPY TO").with_hint("use SELECT, or psql's \\copy (SELECT ...) TO")
-            );
-        }
-        if *target != CopyTarget::Stdin {
-            return Err(Error::unsupported(format!("COPY FROM {target}"))
-                .with_hint("the server reads no files: use COPY FROM STDIN (psql's \\copy)"));
-        }
-        let CopySource::Table { table_name, columns } = source else {
-            return Err(Error::new(SqlState::SyntaxError, "COPY FROM needs a table"));
-        };
-        let desc = self.writable_table(table_name)?;
-        let columns: Vec<String> = if columns.is_empty() {
-            desc.columns.iter().filter(|c| !c.hidden).map(|c| c.name.clone()).collect()
-        } else {
-            columns.iter().map(normalize_ident).collect()
-        };
-        for column in &columns {
-            if desc.column_index(column).is_none_or(|i| desc.columns[i].hidden) {
-                return Err(Error::new(
-                    SqlState::UndefinedColumn,
-                    format!("column \"{column}\" of relation \"{}\" does not exist", desc.name),
-                ));
-            }
-        }
-        let options = CopyOptions::from_ast(options, legacy_options)?;
-        let count = columns.len();
-        self.copy = Some(CopyIn { desc, columns, options, data: Vec::new() });
-        Ok(Outcome { kind: OutcomeKind::CopyIn { columns: count }, ..Outcome::command("COPY") })
-    }
-
-    /// Buffers a piece of COPY data.
-    pub fn copy_data(&mut self, data: &[u8]) -> Result<()> {
-        let copy = self
-            .copy
-            .as_mut()
-            .ok_or_else(|| Error::new(SqlState::ProtocolViolation, "no COPY in progress"))?;
-        let limit = self.settings.statement_memory_bytes_max();
-        if copy.data.len() + data.len() > limit {
-            self.copy = None;
-            return Err(Error::new(
-                SqlState::OutOfMemory,
-                format!("COPY data exceeds statement_memory_bytes_max ({limit} bytes)"),
-            )
-            .with_hint("split the load into several COPY statements"));
-        }
-        copy.data.extend_from_slice(data);
-        Ok(())
-    }
-
-    /// Ends COPY: parses everything received and inserts it as one statement.
-    pub async fn copy_done(&mut self) -> Result<Outcome> {
-        let copy =
-            self.copy.take().ok_or_else(|| Error::new(SqlState::ProtocolViolation, "no COPY in progress"))?;
-        let strings = parse_copy_data(&copy.data, &copy.options, &copy.columns)?;
-        self.insert_strings(&copy.desc, &copy.columns, strings).await
-    }
-
-    /// Inserts text columns into `desc`, cast to the column types as INSERT would.
-    async fn insert_strings(
-        &mut self,
-        desc: &TableDesc,
-        columns: &[String],
-        strings: Vec<ArrayRef>,
-    ) -> Result<Outcome> {
-        let schema = Arc::new(Schema::new(
-            columns.iter().map(|c| Field::new(c, DataType::Utf8, true)).collect::<Vec<_>>(),
-        ));
-        let batch = RecordBatch::try_new(schema.clone(), strings)?;
-        let input: Arc<dyn TableProvider> = Arc::new(MemTable::try_new(schema, vec![vec![batch]])?);
-        let sql = format!(
-            "INSERT INTO {} ({}) SELECT * FROM {COPY_INPUT}",
-            quoted_name(desc),
-            columns.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ")
-        );
-        let statement = match crate::sql::parse(&sql)?.pop() {
-            Some(crate::sql::Statement::Sql(statement)) => *statement,
-            _ => return Err(Error::internal("COPY produced no INSERT")),
-        };
-        let ast::Statement::Insert(insert) = &statement else {
-            return Err(Error::internal("COPY produced no INSERT"));
-        };
-        let outcome = self.insert(insert, &[], Some(input)).await?;
-        Ok(Outcome::affected("COPY", outcome.rows_affected.unwrap_or(0)))
-    }
-
-    /// Abandons a COPY (client sent CopyFail or went away): nothing is applied.
-    pub fn copy_fail(&mut self) {
-        self.copy = None;
-    }
-
     /// Waits, with `implicit_flush`, until the epoch of a write is committed (None: the
     /// write went to a transaction block and commits with it).
     pub(super) async fn finish_write(&self, epoch: Option<crate::state::Epoch>) -> Result<()> {
@@ -359,7 +260,7 @@ impl Session {
 
     /// Hands a statement's validated change to the table's writer (returning the epoch it
     /// lands in), or keeps it in the open transaction block (None).
-    async fn put_change(
+    pub(super) async fn put_change(
         &mut self,
         writer: &mut TableWriter,
         snapshot: &dyn Snapshot,
@@ -379,7 +280,7 @@ impl Session {
 
     /// The table's state as a statement sees it: the writer's (committed rows and the open
     /// epoch's), with the transaction block's writes on top.
-    fn table_state<'w>(&self, writer: &'w TableWriter) -> std::borrow::Cow<'w, StateTable> {
+    pub(super) fn table_state<'w>(&self, writer: &'w TableWriter) -> std::borrow::Cow<'w, StateTable> {
         match &self.transaction {
             Some(transaction) => std::borrow::Cow::Owned(transaction.state(writer)),
             None => std::borrow::Cow::Borrowed(writer.state()),
@@ -387,7 +288,7 @@ impl Session {
     }
 
     /// The statement's outcome, with RETURNING rows computed over `rows` (full schema).
-    async fn returning(
+    pub(super) async fn returning(
         &self,
         tag: &str,
         desc: &Arc<TableDesc>,
@@ -417,6 +318,31 @@ impl Session {
         Ok((ctx, plan, snapshot))
     }
 
+    /// `UPDATE ... FROM` as a query yielding each matched row's new values, then its old
+    /// ones (see [`crate::sql::update_from`]), over the table's current state.
+    async fn plan_update_from(
+        &self,
+        writer: &TableWriter,
+        desc: &Arc<TableDesc>,
+        update: &Update,
+        from: &[ast::TableWithJoins],
+    ) -> Result<(SessionContext, LogicalPlan, Arc<dyn Snapshot>)> {
+        self.db.coordinator.check_healthy()?;
+        let snapshot = self.db.coordinator.store().snapshot();
+        let ctx = self.current_state_context(writer, desc, snapshot.clone());
+        let columns: Vec<String> = desc.columns.iter().map(|c| c.name.clone()).collect();
+        let query = crate::sql::update_from::update_from_query(
+            &quoted_name(desc),
+            &desc.name,
+            &columns,
+            update,
+            from,
+            OLD_COLUMN_PREFIX,
+        )?;
+        let plan = assignment_casts(query::plan(&ctx, &query).await?, desc)?;
+        Ok((ctx, plan, snapshot))
+    }
+
     /// A context in which `desc` holds its current rows (pending writes included), with the
     /// hidden row id visible so DML can address rows.
     fn current_state_context(
@@ -439,7 +365,7 @@ impl Session {
         self.context_with(desc, Arc::new(StoredTable::materialized(desc.clone(), rows, false)))
     }
 
-    fn context_with(&self, desc: &TableDesc, table: Arc<dyn TableProvider>) -> SessionContext {
+    pub(super) fn context_with(&self, desc: &TableDesc, table: Arc<dyn TableProvider>) -> SessionContext {
         let snapshot = self.db.coordinator.store().snapshot();
         let catalog = self.statement_catalog(&snapshot).with_table(&desc.schema, &desc.name, table);
         query::context(catalog, &self.settings.current_schema(), Some(self.identity()), self.memory_pool())
@@ -500,8 +426,10 @@ fn without_returning(statement: &ast::Statement) -> ast::Statement {
 }
 
 fn reject_unsupported_insert(insert: &Insert) -> Result<()> {
-    if insert.on.is_some() {
-        return Err(Error::unsupported("INSERT ... ON CONFLICT"));
+    if matches!(insert.on, Some(ast::OnInsert::DuplicateKeyUpdate(_))) {
+        return Err(
+            Error::unsupported("ON DUPLICATE KEY UPDATE").with_hint("use ON CONFLICT (key) DO UPDATE")
+        );
     }
     if insert.overwrite || insert.replace_into || insert.or.is_some() || insert.ignore {
         return Err(Error::unsupported("this form of INSERT"));
@@ -551,22 +479,48 @@ fn check_assignment_types(plan: &LogicalPlan, desc: &TableDesc) -> Result<()> {
     for (expr, field) in projection.expr.iter().zip(projection.schema.fields()) {
         let Some(column) = desc.column_index(field.name()).map(|i| &desc.columns[i]) else { continue };
         for source_type in assigned_types(unalias(expr), &projection.input)? {
-            let source = SqlType::from_arrow(&Field::new("", source_type.clone(), true));
-            if source_type != DataType::Null && !source.assignable_to(&column.sql_type) {
-                return Err(Error::new(
-                    SqlState::DatatypeMismatch,
-                    format!(
-                        "column \"{}\" is of type {} but expression is of type {}",
-                        column.name,
-                        column.sql_type.name(),
-                        source.name()
-                    ),
-                )
-                .with_hint("You will need to rewrite or cast the expression."));
-            }
+            check_assignable(&source_type, column)?;
         }
     }
     Ok(())
+}
+
+/// 42804 where Postgres would not store a value of `source_type` in `column` without an
+/// explicit cast.
+fn check_assignable(source_type: &DataType, column: &crate::catalog::ColumnDesc) -> Result<()> {
+    let source = SqlType::from_arrow(&Field::new("", source_type.clone(), true));
+    if *source_type == DataType::Null || source.assignable_to(&column.sql_type) {
+        return Ok(());
+    }
+    Err(Error::new(
+        SqlState::DatatypeMismatch,
+        format!(
+            "column \"{}\" is of type {} but expression is of type {}",
+            column.name,
+            column.sql_type.name(),
+            source.name()
+        ),
+    )
+    .with_hint("You will need to rewrite or cast the expression."))
+}
+
+/// Casts each of the table's columns in `plan`'s output to the column's type, refusing
+/// with 42804 what an assignment in Postgres refuses (a boolean into an integer, say).
+pub(super) fn assignment_casts(plan: LogicalPlan, desc: &TableDesc) -> Result<LogicalPlan> {
+    let schema = plan.schema().clone();
+    let exprs = schema
+        .columns()
+        .into_iter()
+        .map(|column| {
+            let expr = Expr::Column(column.clone());
+            let Some(target) = desc.column_index(&column.name).map(|i| &desc.columns[i]) else {
+                return Ok(expr);
+            };
+            check_assignable(&expr.get_type(&schema)?, target)?;
+            Ok(expr.cast_to(&target.sql_type.to_arrow(), &schema)?.alias(&column.name))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(LogicalPlan::Projection(Projection::try_new(exprs, Arc::new(plan))?))
 }
 
 /// The types of the values an expression casts into a column. DataFusion casts either in
@@ -668,9 +622,13 @@ fn batches_schema(batches: &[RecordBatch], fallback: &SchemaRef, width: usize) -
     }
 }
 
-/// Concatenates rows for `desc` into `schema` (visible or full), checking NOT NULL and
-/// JSON columns on the way.
-fn checked_rows(desc: &TableDesc, schema: &SchemaRef, batches: &[RecordBatch]) -> Result<RecordBatch> {
+/// Concatenates rows for `desc` into `schema` (visible or full), checking NOT NULL, JSON
+/// columns and CHECK constraints on the way.
+pub(super) fn checked_rows(
+    desc: &TableDesc,
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+) -> Result<RecordBatch> {
     let columns: Vec<ArrayRef> = if batches.is_empty() {
         schema.fields().iter().map(|f| datafusion::arrow::array::new_empty_array(f.data_type())).collect()
     } else {
@@ -692,7 +650,9 @@ fn checked_rows(desc: &TableDesc, schema: &SchemaRef, batches: &[RecordBatch]) -
             check_json(array.as_ref(), &column.name)?;
         }
     }
-    Ok(RecordBatch::try_new(schema.clone(), columns)?)
+    let rows = RecordBatch::try_new(schema.clone(), columns)?;
+    super::checks::enforce(desc, &rows)?;
+    Ok(rows)
 }
 
 fn check_json(array: &dyn Array, column: &str) -> Result<()> {
@@ -710,7 +670,11 @@ fn check_json(array: &dyn Array, column: &str) -> Result<()> {
 }
 
 /// Adds the hidden row id to rows in the visible schema.
-fn with_hidden_columns(writer: &mut TableWriter, desc: &TableDesc, rows: RecordBatch) -> Result<RecordBatch> {
+pub(super) fn with_hidden_columns(
+    writer: &mut TableWriter,
+    desc: &TableDesc,
+    rows: RecordBatch,
+) -> Result<RecordBatch> {
     if !desc.has_row_id() {
         return Ok(RecordBatch::try_new(desc.full_schema(), rows.columns().to_vec())?);
     }
@@ -721,7 +685,7 @@ fn with_hidden_columns(writer: &mut TableWriter, desc: &TableDesc, rows: RecordB
 
 /// Fails with 23505 if a key repeats within `keys` or already exists in the table (keys in
 /// `freed` are being removed by the same statement).
-fn check_unique(
+pub(super) fn check_unique(
     state: &StateTable,
     snapshot: &dyn Snapshot,
     desc: &TableDesc,
@@ -764,7 +728,7 @@ fn first_per_key(keys: &Rows) -> UInt32Array {
 }
 
 /// Interleaves old and new rows into update pairs.
-fn update_pairs(old: &RecordBatch, new: &RecordBatch) -> Result<Chunk> {
+pub(super) fn update_pairs(old: &RecordBatch, new: &RecordBatch) -> Result<Chunk> {
     let both = concat_batches(&old.schema(), [old, new])?;
     let n = old.num_rows() as u32;
     let order = UInt32Array::from_iter_values((0..n).flat_map(|i| [i, n + i]));
@@ -781,10 +745,10 @@ fn returning_query(desc: &TableDesc, items: &[SelectItem]) -> Result<ast::Statem
     }
 }
 
-fn quoted_name(desc: &TableDesc) -> String {
+pub(super) fn quoted_name(desc: &TableDesc) -> String {
     format!("{}.{}", quote_ident(&desc.schema), quote_ident(&desc.name))
 }
 
-fn quote_ident(name: &str) -> String {
+pub(super) fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }

@@ -2,6 +2,9 @@
 //! coordinator, and hands out [`Session`]s that execute SQL. This is the embeddable API;
 //! the pgwire server is one client of it.
 
+mod checks;
+mod comments;
+mod copy;
 mod ddl;
 mod dml;
 pub mod execute;
@@ -14,6 +17,7 @@ mod settings;
 mod sinks;
 mod sources;
 mod transaction;
+mod upsert;
 mod views;
 
 use std::sync::Arc;
@@ -287,7 +291,8 @@ impl Database {
                     | CatalogChange::DropSchema(_)
                     | CatalogChange::CreateRole(_)
                     | CatalogChange::AlterRole(_)
-                    | CatalogChange::DropRole(_) => {}
+                    | CatalogChange::DropRole(_)
+                    | CatalogChange::SetComment { .. } => {}
                 }
             }
             *current = Arc::new(next);

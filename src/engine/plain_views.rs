@@ -76,6 +76,7 @@ impl Database {
                 schema_search: session_schema.to_string(),
                 dependencies: views::referenced_relations(&create.query, &catalog, session_schema),
             }),
+            checks: Vec::new(),
         };
         let expanded = query::expand_views(&ctx, &mut statement.clone())?;
         views::check_not_recursive(&desc, &expanded)?;
@@ -84,7 +85,16 @@ impl Database {
             check_replacement(&old, &desc, &catalog)?;
             changes.push(CatalogChange::DropTable(old));
         }
+        let id = desc.id;
         changes.push(CatalogChange::CreateTable(Arc::new(desc)));
+        // Postgres keeps a replaced view's comments; dropping the old descriptor removed them.
+        changes.extend(catalog.comments().filter(|((table, _), _)| *table == id).map(
+            |((_, column), text)| CatalogChange::SetComment {
+                table: id,
+                column: *column,
+                comment: Some(text.clone()),
+            },
+        ));
         self.change_catalog(changes).await?;
         Ok(Outcome::command("CREATE VIEW"))
     }

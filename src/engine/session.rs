@@ -9,7 +9,7 @@ use datafusion::execution::memory_pool::MemoryPool;
 use datafusion::sql::sqlparser::ast::{self, Set};
 
 use super::Database;
-use super::dml::CopyIn;
+use super::copy::CopyIn;
 use super::execute::Rows;
 use super::query;
 use super::settings::Settings;
@@ -33,7 +33,7 @@ pub struct Outcome {
     pub notices: Vec<(&'static str, String)>,
 }
 
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub enum OutcomeKind {
     #[default]
     Done,
@@ -43,6 +43,8 @@ pub enum OutcomeKind {
     CopyIn {
         columns: usize,
     },
+    /// The rows go to the client as COPY data in this format.
+    CopyOut(crate::sql::copy::CopyOptions),
 }
 
 impl Outcome {
@@ -271,11 +273,12 @@ impl Session {
                 return Ok(Outcome::command("FLUSH"));
             }
             Statement::CopyInline { copy, data } => {
-                let ast::Statement::Copy { source, to, target, options, legacy_options, .. } = copy.as_ref()
+                let ast::Statement::Copy { source, to: false, target, options, legacy_options, .. } =
+                    copy.as_ref()
                 else {
-                    return Err(Error::internal("inline COPY data without COPY"));
+                    return Err(Error::internal("inline COPY data without COPY ... FROM"));
                 };
-                self.copy_from(source, *to, target, options, legacy_options)?;
+                self.copy_from(source, target, options, legacy_options)?;
                 self.copy_data(data.as_bytes())?;
                 return self.copy_done().await;
             }
@@ -328,10 +331,16 @@ impl Session {
                 }
             }
             S::Truncate(truncate) => self.truncate(truncate).await,
-            S::Copy { source, to, target, options, legacy_options, .. } => {
-                self.copy_from(source, *to, target, options, legacy_options)
+            S::Copy { source, to: true, target, options, legacy_options, .. } => {
+                self.copy_to(source, target, options, legacy_options, params).await
+            }
+            S::Copy { source, to: false, target, options, legacy_options, .. } => {
+                self.copy_from(source, target, options, legacy_options)
             }
             S::CreateTable(create) => self.db.create_table(create, &schema).await,
+            S::Comment { object_type, object_name, comment, .. } => {
+                self.db.comment_on(*object_type, object_name, comment.clone(), &schema).await
+            }
             S::CreateSchema { schema_name, if_not_exists, .. } => {
                 self.db.create_schema(schema_name, *if_not_exists).await
             }
@@ -353,7 +362,11 @@ impl Session {
         }
     }
 
-    async fn query(&mut self, statement: &ast::Statement, params: &[ScalarValue]) -> Result<Outcome> {
+    pub(super) async fn query(
+        &mut self,
+        statement: &ast::Statement,
+        params: &[ScalarValue],
+    ) -> Result<Outcome> {
         let ctx = self.snapshot_context();
         let result = self.start(&ctx, &query::name_subqueries(statement), params).await;
         let rows = match result {

@@ -210,7 +210,7 @@ pub fn check_allowed(statement: &Statement) -> Result<()> {
             | S::Update(_)
             | S::Delete(_)
             | S::Truncate(_)
-            | S::Copy { to: false, .. }
+            | S::Copy { .. }
             | S::Set(_)
             | S::ShowVariable { .. }
             | S::ShowTables { .. }

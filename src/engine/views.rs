@@ -110,6 +110,7 @@ impl Database {
             append_only: false,
             watermark: None,
             plain_view: None,
+            checks: Vec::new(),
         });
         if let Some(def) = &create.sink {
             check_sink(def, &desc, &root_node(planned.body.clone(), desc.clone()))?;

@@ -8,7 +8,7 @@ use std::error::Error as StdError;
 use std::fmt::Write;
 use std::sync::Arc;
 
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime};
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
@@ -25,6 +25,7 @@ use pgwire::types::format::FormatOptions;
 use postgres_types::{IsNull, ToSql, to_sql_checked};
 
 use crate::common::{Error, Result, SqlType};
+use crate::sql::copy::{CopyOptions, write_row};
 
 type BoxError = Box<dyn StdError + Sync + Send>;
 
@@ -46,17 +47,7 @@ pub fn encode_rows(batches: &[RecordBatch], fields: &Arc<Vec<FieldInfo>>) -> Res
     let mut rows = Vec::with_capacity(batches.iter().map(RecordBatch::num_rows).sum());
     let mut encoder = DataRowEncoder::new(fields.clone());
     for batch in batches {
-        let columns: Vec<(SqlType, ArrayRef)> = batch
-            .schema()
-            .fields()
-            .iter()
-            .zip(batch.columns())
-            .map(|(field, array)| {
-                let sql_type = SqlType::from_arrow(field);
-                let array = canonical(array, &sql_type)?;
-                Ok((sql_type, array))
-            })
-            .collect::<Result<_>>()?;
+        let columns = canonical_columns(batch)?;
         for row in 0..batch.num_rows() {
             for (sql_type, array) in &columns {
                 let value = PgValue::of(array.as_ref(), sql_type, row);
@@ -66,6 +57,39 @@ pub fn encode_rows(batches: &[RecordBatch], fields: &Arc<Vec<FieldInfo>>) -> Res
         }
     }
     Ok(rows)
+}
+
+/// Each row of `batch` as a line of `COPY TO` output (values in their Postgres text form).
+pub fn copy_lines(batch: &RecordBatch, forced: &[bool], options: &CopyOptions) -> Result<Vec<Bytes>> {
+    let columns = canonical_columns(batch)?;
+    let mut lines = Vec::with_capacity(batch.num_rows());
+    let mut texts: Vec<Option<String>> = Vec::with_capacity(columns.len());
+    let mut line = String::new();
+    for row in 0..batch.num_rows() {
+        texts.clear();
+        texts.extend(
+            columns.iter().map(|(sql_type, array)| PgValue::of(array.as_ref(), sql_type, row).to_text()),
+        );
+        line.clear();
+        write_row(texts.iter().map(Option::as_deref), forced, options, &mut line);
+        lines.push(Bytes::copy_from_slice(line.as_bytes()));
+    }
+    Ok(lines)
+}
+
+/// The columns of `batch` with their SQL types, cast to the Arrow types `PgValue` reads.
+fn canonical_columns(batch: &RecordBatch) -> Result<Vec<(SqlType, ArrayRef)>> {
+    batch
+        .schema()
+        .fields()
+        .iter()
+        .zip(batch.columns())
+        .map(|(field, array)| {
+            let sql_type = SqlType::from_arrow(field);
+            let array = canonical(array, &sql_type)?;
+            Ok((sql_type, array))
+        })
+        .collect()
 }
 
 /// Casts an array to the Arrow type Sabot stores for its SQL type (or to text).

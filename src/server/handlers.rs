@@ -37,6 +37,7 @@ use tokio::sync::{Mutex, MutexGuard, OwnedSemaphorePermit};
 
 use super::Shared;
 use super::connection::HangupWatch;
+use super::copy_out;
 use super::encode;
 use super::frames::FrameLimits;
 use crate::common::{Error, SqlState, SqlType};
@@ -258,13 +259,20 @@ impl Connection {
                 }
             };
             send_notices(client, &outcome.notices).await?;
-            match outcome.kind {
+            match &outcome.kind {
                 OutcomeKind::TransactionStart => *status = status.to_in_transaction_state(),
                 OutcomeKind::TransactionEnd => *status = status.to_idle_state(),
                 OutcomeKind::CopyIn { columns } => {
-                    send_copy_in_response(client, CopyResponse::new(0, columns, stream::empty())).await?;
+                    send_copy_in_response(client, CopyResponse::new(0, *columns, stream::empty())).await?;
                     client.set_state(PgWireConnectionState::CopyInProgress(false));
                     return Ok(());
+                }
+                OutcomeKind::CopyOut(options) => {
+                    let rows = outcome.rows.expect("COPY TO has rows");
+                    if let Err(e) = copy_out::send_copy_out(client, rows, options).await? {
+                        return fail(client, &e, status).await;
+                    }
+                    continue;
                 }
                 OutcomeKind::Done => {}
             }
@@ -326,7 +334,7 @@ impl Connection {
                 outcome.map_err(|e| user_error(&e))?
             };
             send_notices(client, &outcome.notices).await?;
-            match outcome.kind {
+            match &outcome.kind {
                 OutcomeKind::TransactionStart => *status = status.to_in_transaction_state(),
                 OutcomeKind::TransactionEnd => {
                     *status = status.to_idle_state();
@@ -334,7 +342,15 @@ impl Connection {
                 }
                 OutcomeKind::CopyIn { columns } => {
                     client.set_state(PgWireConnectionState::CopyInProgress(true));
-                    send_copy_in_response(client, CopyResponse::new(0, columns, stream::empty())).await?;
+                    send_copy_in_response(client, CopyResponse::new(0, *columns, stream::empty())).await?;
+                    return Ok(());
+                }
+                OutcomeKind::CopyOut(options) => {
+                    *state = PortalExecutionState::Finished;
+                    let rows = outcome.rows.expect("COPY TO has rows");
+                    if let Err(e) = copy_out::send_copy_out(client, rows, options).await? {
+                        return Err(user_error(&e));
+                    }
                     return Ok(());
                 }
                 OutcomeKind::Done => {}

@@ -11,6 +11,7 @@
 
 mod auth;
 mod connection;
+mod copy_out;
 mod encode;
 pub mod frames;
 mod handlers;

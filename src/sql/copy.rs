@@ -1,8 +1,10 @@
-//! `COPY ... FROM STDIN`: options and the text and CSV formats, as Postgres defines them.
+//! `COPY ... FROM STDIN` and `COPY ... TO STDOUT`: options and the text and CSV formats,
+//! as Postgres defines them.
 //!
 //! Parsing yields one string column per target column (NULLs where the data says so); the
 //! engine then casts each column to its SQL type in one vectorized step, so bad values are
-//! reported with the same 22P02 errors as in `INSERT`.
+//! reported with the same 22P02 errors as in `INSERT`. Writing takes each value's Postgres
+//! text form and escapes or quotes it as Postgres' `COPY TO` does.
 
 use std::sync::Arc;
 
@@ -25,12 +27,17 @@ pub struct CopyOptions {
     pub header: bool,
     pub quote: char,
     pub escape: char,
+    /// `FORCE_QUOTE (columns)`: CSV output quotes every non-NULL value of these columns.
+    pub force_quote: Vec<String>,
+    /// `FORCE_QUOTE *`.
+    pub force_quote_all: bool,
 }
 
 impl CopyOptions {
     pub fn from_ast(options: &[CopyOption], legacy: &[CopyLegacyOption]) -> Result<Self> {
         let mut format = CopyFormat::Text;
         let (mut delimiter, mut null, mut header, mut quote, mut escape) = (None, None, false, '"', None);
+        let mut force_quote = Vec::new();
         for option in options {
             match option {
                 CopyOption::Format(name) => {
@@ -48,6 +55,7 @@ impl CopyOptions {
                 CopyOption::Encoding(e)
                     if e.eq_ignore_ascii_case("utf8") || e.eq_ignore_ascii_case("utf-8") => {}
                 CopyOption::Freeze(_) => {}
+                CopyOption::ForceQuote(columns) => force_quote.extend(columns.iter().cloned()),
                 other => return Err(Error::unsupported(format!("COPY option {other}"))),
             }
         }
@@ -63,6 +71,9 @@ impl CopyOptions {
                             CopyLegacyCsvOption::Header => header = true,
                             CopyLegacyCsvOption::Quote(c) => quote = *c,
                             CopyLegacyCsvOption::Escape(c) => escape = Some(*c),
+                            CopyLegacyCsvOption::ForceQuote(columns) => {
+                                force_quote.extend(columns.iter().cloned())
+                            }
                             other => return Err(Error::unsupported(format!("COPY option {other}"))),
                         }
                     }
@@ -70,10 +81,11 @@ impl CopyOptions {
                 other => return Err(Error::unsupported(format!("COPY option {other}"))),
             }
         }
-        if header && format == CopyFormat::Text {
-            return Err(Error::unsupported("COPY HEADER in text format").with_hint("use FORMAT csv"));
-        }
         let csv = format == CopyFormat::Csv;
+        if !force_quote.is_empty() && !csv {
+            return Err(Error::new(SqlState::FeatureNotSupported, "COPY FORCE_QUOTE requires CSV mode"));
+        }
+        let force_quote_all = force_quote.iter().any(|c| c.value == "*" && c.quote_style.is_none());
         Ok(CopyOptions {
             format,
             delimiter: delimiter.unwrap_or(if csv { ',' } else { '\t' }),
@@ -81,8 +93,83 @@ impl CopyOptions {
             header,
             quote,
             escape: escape.unwrap_or(quote),
+            force_quote: force_quote.iter().map(crate::sql::ddl::normalize_ident).collect(),
+            force_quote_all,
         })
     }
+
+    /// Whether CSV output quotes every non-NULL value of `column`.
+    pub fn forces_quote(&self, column: &str) -> bool {
+        self.format == CopyFormat::Csv
+            && (self.force_quote_all || self.force_quote.iter().any(|c| c == column))
+    }
+}
+
+/// Appends one row of `COPY TO` output, ended by a newline. `values` are the Postgres
+/// text forms (None for NULL); `forced[i]` quotes value `i` in CSV even when it need not be.
+pub fn write_row<'a>(
+    values: impl ExactSizeIterator<Item = Option<&'a str>>,
+    forced: &[bool],
+    options: &CopyOptions,
+    out: &mut String,
+) {
+    let single = values.len() == 1;
+    for (i, value) in values.enumerate() {
+        if i > 0 {
+            out.push(options.delimiter);
+        }
+        match (value, options.format) {
+            (None, _) => out.push_str(&options.null),
+            (Some(value), CopyFormat::Text) => write_text_field(value, options.delimiter, out),
+            (Some(value), CopyFormat::Csv) => {
+                write_csv_field(value, forced.get(i).copied().unwrap_or(false), single, options, out)
+            }
+        }
+    }
+    out.push('\n');
+}
+
+/// The text format's backslash escapes (Postgres' `CopyAttributeOutText`).
+fn write_text_field(value: &str, delimiter: char, out: &mut String) {
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{b}' => out.push_str("\\v"),
+            c if c == delimiter => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+}
+
+/// CSV quoting (Postgres' `CopyAttributeOutCSV`): a value is quoted when forced, when it
+/// equals the NULL string (so it reads back as a value), when it holds the delimiter, the
+/// quote or a line break, or when it is `\.` alone on its line.
+fn write_csv_field(value: &str, forced: bool, single: bool, options: &CopyOptions, out: &mut String) {
+    let (delimiter, quote, escape) = (options.delimiter, options.quote, options.escape);
+    let needs_quote = forced
+        || value == options.null
+        || (single && value == "\\.")
+        || value.chars().any(|c| c == delimiter || c == quote || c == '\n' || c == '\r');
+    if !needs_quote {
+        out.push_str(value);
+        return;
+    }
+    out.push(quote);
+    for c in value.chars() {
+        if c == quote || c == escape {
+            out.push(escape);
+        }
+        out.push(c);
+    }
+    out.push(quote);
 }
 
 /// Parses COPY data into one string column per target column.
@@ -316,6 +403,43 @@ mod tests {
                 vec![Some("3".into()), Some(String::new())],
             ]
         );
+    }
+
+    fn written(rows: &[Vec<Option<&str>>], options: &CopyOptions) -> String {
+        let mut out = String::new();
+        for row in rows {
+            write_row(row.iter().copied(), &[], options, &mut out);
+        }
+        out
+    }
+
+    #[test]
+    fn text_output_escapes_what_input_unescapes() {
+        let options = CopyOptions::from_ast(&[], &[]).unwrap();
+        let rows = vec![vec![Some("a\tb\\c\nd"), None], vec![Some(""), Some("\\N")]];
+        let out = written(&rows, &options);
+        assert_eq!(out, "a\\tb\\\\c\\nd\t\\N\n\t\\\\N\n");
+        let back = parse_copy_data(out.as_bytes(), &options, &columns(2)).unwrap();
+        let expected: Vec<Vec<Option<String>>> =
+            rows.iter().map(|r| r.iter().map(|v| v.map(str::to_string)).collect()).collect();
+        assert_eq!(values(&back), expected);
+    }
+
+    #[test]
+    fn csv_output_quotes_only_where_needed() {
+        let options = CopyOptions::from_ast(&[CopyOption::Format("csv".into())], &[]).unwrap();
+        let rows = vec![vec![Some("plain"), Some(""), None, Some("x,\"y\"\nz")]];
+        let out = written(&rows, &options);
+        assert_eq!(out, "plain,\"\",,\"x,\"\"y\"\"\nz\"\n");
+        let back = parse_copy_data(out.as_bytes(), &options, &columns(4)).unwrap();
+        assert_eq!(
+            values(&back),
+            vec![vec![Some("plain".into()), Some(String::new()), None, Some("x,\"y\"\nz".into())]]
+        );
+        let mut out = String::new();
+        write_row([Some("1"), Some("\\.")].into_iter(), &[true, false], &options, &mut out);
+        write_row([Some("\\.")].into_iter(), &[false], &options, &mut out);
+        assert_eq!(out, "\"1\",\\.\n\"\\.\"\n");
     }
 
     #[test]

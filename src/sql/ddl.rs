@@ -6,6 +6,7 @@ use datafusion::sql::sqlparser::ast::{
     ColumnDef, ColumnOption, CreateTable, Expr, Ident, ObjectName, TableConstraint,
 };
 
+use super::checks::DeclaredCheck;
 use crate::catalog::{Catalog, ColumnDesc, ROW_ID_COLUMN, TableDesc};
 use crate::common::{Error, Result, SqlState, SqlType};
 
@@ -52,7 +53,9 @@ pub fn bind_create_table(
     if create.columns.is_empty() {
         return Err(Error::unsupported("a table without columns"));
     }
-    let (mut columns, primary_key) = bind_columns(&create.columns, &create.constraints, &name)?;
+    let BoundColumns { mut columns, primary_key, checks } =
+        bind_columns(&create.columns, &create.constraints, &name)?;
+    let checks = super::checks::bind_checks(checks, &columns, &name)?;
     let primary_key = key_columns(&mut columns, primary_key);
     Ok(TableDesc {
         id: catalog.allocate_table_id(),
@@ -65,6 +68,7 @@ pub fn bind_create_table(
         append_only: false,
         watermark: None,
         plain_view: None,
+        checks,
     })
 }
 
@@ -85,14 +89,25 @@ pub fn key_columns(columns: &mut Vec<ColumnDesc>, primary_key: Option<Vec<usize>
     }
 }
 
-/// The columns of a `CREATE TABLE` (or `CREATE SOURCE`) and its primary key, if declared.
+/// What the column list of a `CREATE TABLE` (or `CREATE SOURCE`) declares.
+pub struct BoundColumns {
+    pub columns: Vec<ColumnDesc>,
+    /// The primary key, if declared.
+    pub primary_key: Option<Vec<usize>>,
+    /// CHECK constraints as written.
+    pub checks: Vec<DeclaredCheck>,
+}
+
+/// The columns of a `CREATE TABLE` (or `CREATE SOURCE`), its primary key and its CHECK
+/// constraints.
 pub fn bind_columns(
     definitions: &[ColumnDef],
     constraints: &[TableConstraint],
     name: &str,
-) -> Result<(Vec<ColumnDesc>, Option<Vec<usize>>)> {
+) -> Result<BoundColumns> {
     let mut columns = Vec::with_capacity(definitions.len() + 1);
     let mut primary_key: Option<Vec<usize>> = None;
+    let mut checks = Vec::new();
     let mut seen = HashSet::new();
     for (index, column) in definitions.iter().enumerate() {
         let column_name = normalize_ident(&column.name);
@@ -115,6 +130,11 @@ pub fn bind_columns(
                 ColumnOption::NotNull => desc.nullable = false,
                 ColumnOption::Default(expr) => desc.default = Some(expr.to_string()),
                 ColumnOption::PrimaryKey(_) => set_primary_key(&mut primary_key, vec![index], name)?,
+                ColumnOption::Check(constraint) => checks.push(DeclaredCheck {
+                    constraint: constraint.clone(),
+                    name: option.name.clone(),
+                    column: Some(index),
+                }),
                 other => return Err(Error::unsupported(format!("column constraint {other}"))),
             }
         }
@@ -130,10 +150,13 @@ pub fn bind_columns(
                     .collect::<Result<Vec<_>>>()?;
                 set_primary_key(&mut primary_key, indexes, name)?;
             }
+            TableConstraint::Check(constraint) => {
+                checks.push(DeclaredCheck { constraint: constraint.clone(), name: None, column: None })
+            }
             other => return Err(Error::unsupported(format!("table constraint {other}"))),
         }
     }
-    Ok((columns, primary_key))
+    Ok(BoundColumns { columns, primary_key, checks })
 }
 
 /// The hidden row id column that keys a table (or source) declared without a key.

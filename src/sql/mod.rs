@@ -2,12 +2,14 @@
 
 pub mod asof_join;
 pub mod catalog_subquery;
+pub mod checks;
 pub mod copy;
 pub mod ddl;
 pub mod decorrelate;
 pub mod depth;
 pub mod fields;
 pub mod frame_exclusion;
+pub mod on_conflict;
 pub mod parser;
 pub mod pg_compat;
 pub mod proctime;
@@ -15,6 +17,7 @@ pub mod session_window;
 pub mod source_ddl;
 pub mod stream_plan;
 pub mod temporal_join;
+pub mod update_from;
 pub mod views;
 pub mod window;
 

@@ -330,7 +330,12 @@ pub fn bind_source(create: &CreateSource, catalog: &mut Catalog, default_schema:
         return Err(Error::unsupported(format!("a {what} without columns"))
             .with_hint("declare the columns the connector produces"));
     }
-    let (mut columns, primary_key) = bind_columns(&create.columns, &create.constraints, &name)?;
+    let super::ddl::BoundColumns { mut columns, primary_key, checks } =
+        bind_columns(&create.columns, &create.constraints, &name)?;
+    if !checks.is_empty() {
+        return Err(Error::unsupported("CHECK constraints on a source or a table with a connector")
+            .with_hint("filter the rows in a view over it"));
+    }
     if create.table
         && let Some(column) = columns.iter().find(|c| matches!(c.sql_type, crate::common::SqlType::Struct(_)))
     {
@@ -371,6 +376,7 @@ pub fn bind_source(create: &CreateSource, catalog: &mut Catalog, default_schema:
         append_only: create.append_only || !create.table,
         watermark,
         plain_view: None,
+        checks: Vec::new(),
     })
 }
 

@@ -102,6 +102,11 @@ impl TableWriter {
         self.codec.encode_keys(batch)
     }
 
+    /// Stored rows (as `get` returns them) as a batch in the table's full schema.
+    pub fn decode_rows<'a>(&self, rows: impl IntoIterator<Item = &'a [u8]>) -> Result<RecordBatch> {
+        self.codec.decode_rows(rows)
+    }
+
     /// Applies a validated chunk to the table state and sends it downstream.
     pub async fn apply(&mut self, chunk: Chunk) -> Result<()> {
         if chunk.is_empty() {

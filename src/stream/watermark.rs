@@ -168,6 +168,7 @@ pub(crate) mod tests {
             append_only: true,
             watermark: Some(WatermarkDef { column: 1, expression: expression.into() }),
             plain_view: None,
+            checks: Vec::new(),
         }
     }
 

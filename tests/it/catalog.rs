@@ -189,3 +189,28 @@ Access method: heap
     );
     assert_eq!(expanded, expected);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_shows_check_constraints_and_comments() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE stock (item TEXT PRIMARY KEY, qty INT CHECK (qty >= 0));
+             COMMENT ON TABLE stock IS 'what we have';
+             COMMENT ON COLUMN stock.qty IS 'units';",
+        )
+        .await
+        .unwrap();
+    let port = server.addr.port();
+    let out = tokio::task::spawn_blocking(move || psql(port, &["\\d stock", "\\d+ stock", "\\dt+ stock"]))
+        .await
+        .unwrap();
+    // As psql prints them against Postgres 15.
+    let checks = "Indexes:\n    \"stock_pkey\" PRIMARY KEY, btree (item)\nCheck constraints:\n    \
+                  \"stock_qty_check\" CHECK (qty >= 0)\n";
+    assert_eq!(out.matches(checks).count(), 2, "{out}");
+    assert!(out.contains(" qty    | integer |           |          |         | plain    |"), "{out}");
+    assert!(out.contains("| units\n"), "\\d+ shows the column's comment: {out}");
+    assert!(out.contains("| what we have\n"), "\\dt+ shows the table's comment: {out}");
+}

@@ -210,3 +210,65 @@ async fn psycopg_uses_server_side_parameters() {
         String::from_utf8_lossy(&output.stdout)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_to_stdout_writes_text_and_csv_that_copy_from_reads_back() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE notes (id INT PRIMARY KEY, body TEXT, score DOUBLE PRECISION);
+             INSERT INTO notes VALUES (1, 'tab' || chr(9) || 'here\\', 1.5), (2, NULL, NULL),
+                                      (3, 'say \"hi\", twice', -0.25), (4, '', 'Infinity');
+             CREATE TABLE notes_copy (id INT PRIMARY KEY, body TEXT, score DOUBLE PRECISION);",
+        )
+        .await
+        .unwrap();
+
+    // tokio-postgres runs COPY over the extended protocol.
+    let text = copy_out(&client, "COPY (SELECT * FROM notes ORDER BY id) TO STDOUT").await;
+    assert_eq!(text, "1\ttab\\there\\\\\t1.5\n2\t\\N\t\\N\n3\tsay \"hi\", twice\t-0.25\n4\t\tInfinity\n");
+    let csv =
+        copy_out(&client, "COPY notes (id, body) TO STDOUT WITH (FORMAT csv, HEADER, FORCE_QUOTE (id))")
+            .await;
+    // As Postgres 15 prints it: only the forced column, the quotes and the empty string
+    // are quoted.
+    assert_eq!(csv, "id,body\n\"1\",tab\there\\\n\"2\",\n\"3\",\"say \"\"hi\"\", twice\"\n\"4\",\"\"\n");
+
+    // psql's \copy: out to a file in CSV and back into another table, then compared.
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let path = file.path().display().to_string();
+    let port = server.addr.port();
+    let (stdout, stderr) = tokio::task::spawn_blocking(move || {
+        crate::harness::psql_session(
+            port,
+            &["-v", "ON_ERROR_STOP=1"],
+            &[
+                &format!("\\copy notes TO '{path}' CSV HEADER"),
+                &format!("\\copy notes_copy FROM '{path}' CSV HEADER"),
+                "COPY notes TO STDOUT",
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(stderr.is_empty(), "{stderr}");
+    assert!(stdout.starts_with("COPY 4\nCOPY 4\n1\ttab"), "{stdout}");
+    let differences =
+        rows(&client, "SELECT count(*) FROM (SELECT * FROM notes EXCEPT SELECT * FROM notes_copy) AS d")
+            .await;
+    assert_eq!(differences, vec![vec!["0".to_string()]]);
+    let nulls = rows(&client, "SELECT id, body IS NULL FROM notes_copy WHERE id IN (2, 4) ORDER BY id").await;
+    assert_eq!(nulls, vec![vec!["2".to_string(), "t".to_string()], vec!["4".to_string(), "f".to_string()]]);
+
+    assert_eq!(error_code(&client, "COPY notes TO '/tmp/out.csv'").await, "0A000");
+    assert_eq!(error_code(&client, "COPY nope TO STDOUT").await, "42P01");
+    assert_eq!(error_code(&client, "COPY notes TO STDOUT WITH (FORCE_QUOTE (id))").await, "0A000");
+}
+
+async fn copy_out(client: &tokio_postgres::Client, sql: &str) -> String {
+    use futures::TryStreamExt;
+    let stream = client.copy_out(sql).await.unwrap();
+    let chunks: Vec<bytes::Bytes> = stream.try_collect().await.unwrap();
+    String::from_utf8(chunks.concat()).unwrap()
+}

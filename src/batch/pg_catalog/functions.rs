@@ -202,18 +202,55 @@ pub fn register(
     register_key_definitions(ctx, catalog);
     ctx.register_udf(view_definitions(catalog));
     register_privileges_and_functions(ctx);
-    for name in ["obj_description", "col_description", "shobj_description"] {
-        ctx.register_udf(function(
-            name,
-            vec![
-                vec![DataType::Int64],
-                vec![DataType::Int64, DataType::Utf8],
-                vec![DataType::Int64, DataType::Int32],
-            ],
-            DataType::Utf8,
-            Arc::new(|_, rows| Ok(new_null_array(&DataType::Utf8, rows))),
-        ));
-    }
+    register_descriptions(ctx, catalog);
+}
+
+/// `obj_description(oid [, catalog])` and `col_description(oid, column)`: the `COMMENT ON`
+/// texts; `shobj_description` (databases, roles) is always NULL.
+fn register_descriptions(ctx: &SessionContext, catalog: &Arc<Catalog>) {
+    let comments: Arc<HashMap<(i64, i64), String>> = Arc::new(
+        catalog
+            .comments()
+            .map(|((table, column), text)| ((relation_oid(*table), i64::from(*column)), text.clone()))
+            .collect(),
+    );
+    let by_column = comments.clone();
+    ctx.register_udf(function(
+        "obj_description",
+        vec![vec![DataType::Int64], vec![DataType::Int64, DataType::Utf8]],
+        DataType::Utf8,
+        Arc::new(move |args, _| {
+            let oids = args[0].as_primitive::<Int64Type>();
+            let of_class =
+                |row: usize| args.get(1).is_none_or(|c| c.as_string::<i32>().value(row) == "pg_class");
+            let values = oids.iter().enumerate().map(|(row, oid)| {
+                let oid = oid.filter(|_| of_class(row))?;
+                comments.get(&(oid, 0)).cloned()
+            });
+            Ok(Arc::new(values.collect::<StringArray>()) as ArrayRef)
+        }),
+    ));
+    ctx.register_udf(function(
+        "col_description",
+        vec![vec![DataType::Int64, DataType::Int32], vec![DataType::Int64, DataType::Int64]],
+        DataType::Utf8,
+        Arc::new(move |args, _| {
+            let oids = args[0].as_primitive::<Int64Type>();
+            let columns = datafusion::arrow::compute::cast(&args[1], &DataType::Int64)?;
+            let columns = columns.as_primitive::<Int64Type>();
+            let values = oids.iter().zip(columns.iter()).map(|(oid, column)| match (oid, column) {
+                (Some(oid), Some(column)) if column > 0 => by_column.get(&(oid, column)).cloned(),
+                _ => None,
+            });
+            Ok(Arc::new(values.collect::<StringArray>()) as ArrayRef)
+        }),
+    ));
+    ctx.register_udf(function(
+        "shobj_description",
+        vec![vec![DataType::Int64, DataType::Utf8]],
+        DataType::Utf8,
+        Arc::new(|_, rows| Ok(new_null_array(&DataType::Utf8, rows))),
+    ));
 }
 
 /// `pg_total_relation_size(oid)`, `pg_table_size`, `pg_relation_size`: the bytes of the
@@ -516,8 +553,13 @@ fn register_key_definitions(ctx: &SessionContext, catalog: &Arc<Catalog>) {
     }));
     let tables = catalog.clone();
     ctx.register_udf(by_oid("pg_get_constraintdef", vec![DataType::Boolean], move || {
-        let constraints: HashMap<i64, String> =
+        let mut constraints: HashMap<i64, String> =
             primary_keys(&tables).map(|(id, _, columns)| (id, format!("PRIMARY KEY ({columns})"))).collect();
+        for desc in tables.tables() {
+            for (index, check) in desc.checks.iter().enumerate() {
+                constraints.insert(super::check_oid(desc.id, index), format!("CHECK ({})", check.expression));
+            }
+        }
         move |oid| constraints.get(&oid).cloned()
     }));
 }

@@ -51,6 +51,12 @@ pub fn primary_key_oid(table: crate::state::TableId) -> i64 {
     (1 << 30) + i64::from(table)
 }
 
+/// The object id of a table's CHECK constraint number `index` (in name order): above
+/// primary-key ids (table ids stay below 2^20), below name-derived ids.
+pub fn check_oid(table: crate::state::TableId, index: usize) -> i64 {
+    (1 << 30) + ((index as i64 + 1) << 20) + i64::from(table)
+}
+
 /// The tables with a declared primary key (a table without one is keyed by a hidden row
 /// id, which is no constraint).
 pub fn has_primary_key(desc: &crate::catalog::TableDesc) -> bool {

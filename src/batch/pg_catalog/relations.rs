@@ -1,8 +1,8 @@
 //! The relations of `pg_catalog`, each built from the catalog.
 
 use super::{
-    BOOTSTRAP_SUPERUSER_OID, DATABASE_OID, NAME, PG_CATALOG_OID, Relation, boolean, has_primary_key, int,
-    namespace_oid, oid, primary_key_oid, relation_oid, role_oid, text,
+    BOOTSTRAP_SUPERUSER_OID, DATABASE_OID, NAME, PG_CATALOG_OID, Relation, boolean, check_oid,
+    has_primary_key, int, namespace_oid, oid, primary_key_oid, relation_oid, role_oid, text,
 };
 use crate::catalog::{Catalog, TableDesc};
 use crate::common::SqlType;
@@ -58,7 +58,8 @@ pub(super) fn relation(catalog: &Catalog, name: &str) -> Option<Relation> {
         "pg_views" => plain_views(catalog),
         "pg_collation" => collations(),
         "pg_index" => primary_key_indexes(catalog),
-        "pg_constraint" => primary_key_constraints(catalog),
+        "pg_constraint" => constraints(catalog),
+        "pg_description" => descriptions(catalog),
         _ => empty(name)?,
     })
 }
@@ -67,7 +68,6 @@ pub(super) fn relation(catalog: &Catalog, name: &str) -> Option<Relation> {
 fn empty(name: &str) -> Option<Relation> {
     Some(Relation::new(match name {
         "pg_auth_members" => "roleid:oid member:oid grantor:oid admin_option:bool",
-        "pg_description" => "objoid:oid classoid:oid objsubid:int4 description:text",
         "pg_shdescription" => "objoid:oid classoid:oid description:text",
         "pg_inherits" => "inhrelid:oid inhparent:oid inhseqno:int4 inhdetachpending:bool",
         "pg_policy" => {
@@ -151,35 +151,70 @@ fn primary_key_indexes(catalog: &Catalog) -> Relation {
     relation
 }
 
-fn primary_key_constraints(catalog: &Catalog) -> Relation {
+/// `pg_constraint`: each table's primary key (`p`) and CHECK constraints (`c`).
+fn constraints(catalog: &Catalog) -> Relation {
     let mut relation = Relation::new(CONSTRAINT_COLUMNS);
     for desc in catalog.tables().filter(|d| has_primary_key(d)) {
-        let keys: Vec<String> = key_numbers(desc).iter().map(i64::to_string).collect();
-        relation.push(vec![
-            oid(primary_key_oid(desc.id)),
-            text(desc.primary_key_name()),
-            oid(namespace_oid(&desc.schema)),
-            text("p"),
-            boolean(false),
-            boolean(false),
-            boolean(true),
-            oid(relation_oid(desc.id)),
-            oid(0),
-            oid(primary_key_oid(desc.id)),
-            oid(0),
-            oid(0),
-            text(" "),
-            text(" "),
-            text(" "),
-            boolean(true),
-            int(0),
-            boolean(true),
-            text(format!("{{{}}}", keys.join(","))),
+        let keys: Vec<i64> = key_numbers(desc);
+        relation.push(constraint_row(
+            desc,
+            primary_key_oid(desc.id),
+            &desc.primary_key_name(),
+            "p",
+            &keys,
             None,
-            None,
-        ]);
+        ));
+    }
+    for desc in catalog.tables() {
+        for (index, check) in desc.checks.iter().enumerate() {
+            let columns: Vec<i64> = check.columns.iter().map(|&i| i as i64 + 1).collect();
+            let row = constraint_row(
+                desc,
+                check_oid(desc.id, index),
+                &check.name,
+                "c",
+                &columns,
+                Some(&check.expression),
+            );
+            relation.push(row);
+        }
     }
     relation
+}
+
+fn constraint_row(
+    desc: &TableDesc,
+    id: i64,
+    name: &str,
+    kind: &str,
+    columns: &[i64],
+    expression: Option<&str>,
+) -> Vec<Option<datafusion::common::ScalarValue>> {
+    let numbers: Vec<String> = columns.iter().map(i64::to_string).collect();
+    let index = if kind == "p" { id } else { 0 };
+    vec![
+        oid(id),
+        text(name),
+        oid(namespace_oid(&desc.schema)),
+        text(kind),
+        boolean(false),
+        boolean(false),
+        boolean(true),
+        oid(relation_oid(desc.id)),
+        oid(0),
+        oid(index),
+        oid(0),
+        oid(0),
+        text(" "),
+        text(" "),
+        text(" "),
+        boolean(true),
+        int(0),
+        boolean(kind == "c"),
+        text(format!("{{{}}}", numbers.join(","))),
+        None,
+        expression.and_then(text),
+    ]
 }
 
 fn namespaces(catalog: &Catalog) -> Relation {
@@ -237,18 +272,17 @@ fn classes(catalog: &Catalog) -> Relation {
                 false,
             ));
         }
-        relation.push(class_row(
-            relation_oid(desc.id),
-            &desc.name,
-            &desc.schema,
-            kind,
-            access_method,
-            columns,
-            indexed,
-        ));
+        let mut row =
+            class_row(relation_oid(desc.id), &desc.name, &desc.schema, kind, access_method, columns, indexed);
+        // psql's `\d` reads CHECK constraints only when `relchecks` counts some.
+        row[RELCHECKS] = int(desc.checks.len() as i64);
+        relation.push(row);
     }
     relation
 }
+
+/// The position of `relchecks` in a `pg_class` row.
+const RELCHECKS: usize = 18;
 
 /// A row of `pg_class`.
 fn class_row(
@@ -623,6 +657,23 @@ fn plain_views(catalog: &Catalog) -> Relation {
             text(&desc.name),
             text(crate::catalog::SUPERUSER),
             view_definition(desc).map(|d| datafusion::common::ScalarValue::Utf8(Some(d))),
+        ]);
+    }
+    relation
+}
+
+/// The object id of `pg_class`, the catalog relations' comments belong to.
+pub(super) const PG_CLASS_OID: i64 = 1259;
+
+/// `pg_description`: the `COMMENT ON` texts of relations (objsubid 0) and columns.
+fn descriptions(catalog: &Catalog) -> Relation {
+    let mut relation = Relation::new("objoid:oid classoid:oid objsubid:int4 description:text");
+    for ((table, column), comment) in catalog.comments() {
+        relation.push(vec![
+            oid(relation_oid(*table)),
+            oid(PG_CLASS_OID),
+            int(i64::from(*column)),
+            text(comment),
         ]);
     }
     relation

@@ -119,6 +119,7 @@ mod tests {
             append_only: false,
             watermark: None,
             plain_view: None,
+            checks: Vec::new(),
         });
         let mut op = MaterializeOperator::new(desc.clone()).unwrap();
         let mut harness = Harness::new();
