@@ -50,10 +50,7 @@ impl Session {
                 } else {
                     columns.iter().map(|c| quote_ident(&normalize_ident(c))).collect::<Vec<_>>().join(", ")
                 };
-                match crate::sql::parse(&format!("SELECT {list} FROM {table_name}"))?.pop() {
-                    Some(crate::sql::Statement::Sql(statement)) => *statement,
-                    _ => return Err(Error::internal("COPY produced no query")),
-                }
+                crate::sql::parser::parse_generated(&format!("SELECT {list} FROM {table_name}"))?
             }
         };
         let mut outcome = self.query(&query, params).await?;
@@ -143,10 +140,7 @@ impl Session {
             quoted_name(desc),
             columns.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ")
         );
-        let statement = match crate::sql::parse(&sql)?.pop() {
-            Some(crate::sql::Statement::Sql(statement)) => *statement,
-            _ => return Err(Error::internal("COPY produced no INSERT")),
-        };
+        let statement = crate::sql::parser::parse_generated(&sql)?;
         let ast::Statement::Insert(insert) = &statement else {
             return Err(Error::internal("COPY produced no INSERT"));
         };

@@ -62,32 +62,20 @@ impl Database {
         cascade: bool,
         schema: &str,
     ) -> Result<Outcome> {
-        match object_type {
-            ObjectType::Table => {
-                let notices = self
-                    .drop_of_kind(names, if_exists, cascade, schema, "table", TableDesc::is_table)
-                    .await?;
-                Ok(Outcome::command("DROP TABLE").with_notices(notices))
-            }
+        let (kind, is_kind, tag): (&str, fn(&TableDesc) -> bool, &str) = match object_type {
+            ObjectType::Table => ("table", TableDesc::is_table, "DROP TABLE"),
             ObjectType::MaterializedView => {
-                let is_kind = TableDesc::is_materialized_view;
-                let notices = self
-                    .drop_of_kind(names, if_exists, cascade, schema, "materialized view", is_kind)
-                    .await?;
-                Ok(Outcome::command("DROP MATERIALIZED VIEW").with_notices(notices))
+                ("materialized view", TableDesc::is_materialized_view, "DROP MATERIALIZED VIEW")
             }
-            ObjectType::View => {
-                let notices = self
-                    .drop_of_kind(names, if_exists, cascade, schema, "view", TableDesc::is_plain_view)
-                    .await?;
-                Ok(Outcome::command("DROP VIEW").with_notices(notices))
-            }
+            ObjectType::View => ("view", TableDesc::is_plain_view, "DROP VIEW"),
             ObjectType::Schema => {
                 let _ddl = self.ddl_lock.lock().await;
-                self.drop_schemas(names, if_exists, cascade).await
+                return self.drop_schemas(names, if_exists, cascade).await;
             }
-            other => Err(Error::unsupported(format!("DROP {other}"))),
-        }
+            other => return Err(Error::unsupported(format!("DROP {other}"))),
+        };
+        let notices = self.drop_of_kind(names, if_exists, cascade, schema, kind, is_kind).await?;
+        Ok(Outcome::command(tag).with_notices(notices))
     }
 
     async fn drop_schemas(&self, names: &[ObjectName], if_exists: bool, cascade: bool) -> Result<Outcome> {

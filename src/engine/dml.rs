@@ -1,8 +1,9 @@
 //! INSERT, UPDATE, DELETE and TRUNCATE.
 //!
-//! DataFusion plans each statement (casts, defaults, placeholders, joins in DELETE ... USING;
-//! UPDATE ... FROM is rewritten to a query first); Sabot runs the plan's input to get the affected rows, validates
-//! them (NOT NULL, keys, JSON) and hands one chunk to the table's writer. A statement is
+//! DataFusion plans each statement (casts, defaults, placeholders, joins in DELETE ...
+//! USING; UPDATE ... FROM is first rewritten to a query, see `sql::assignments`); Sabot
+//! runs the plan's input to get the affected rows, validates them (NOT NULL, keys, JSON,
+//! CHECK) and hands one chunk to the table's writer. A statement is
 //! all or nothing: it is checked completely before its chunk is applied.
 
 use std::collections::HashSet;
@@ -26,6 +27,7 @@ use super::session::{Outcome, Session};
 use crate::batch::StoredTable;
 use crate::catalog::TableDesc;
 use crate::common::{Error, Result, SqlState, SqlType};
+use crate::sql::assignments::{Target, update_from_query};
 use crate::sql::ddl::normalize_ident;
 use crate::state::{Snapshot, StateTable};
 use crate::stream::{Chunk, Op, TableWriter};
@@ -201,10 +203,8 @@ impl Session {
                 other => other?,
             };
             let sql = format!("DELETE FROM {}", quoted_name(&desc));
-            let Some(crate::sql::Statement::Sql(statement)) = crate::sql::parse(&sql)?.pop() else {
-                return Err(Error::internal("DELETE FROM did not parse"));
-            };
-            let ast::Statement::Delete(delete) = statement.as_ref() else {
+            let statement = crate::sql::parser::parse_generated(&sql)?;
+            let ast::Statement::Delete(delete) = &statement else {
                 return Err(Error::internal("DELETE FROM is not a DELETE"));
             };
             self.delete(&statement, delete, &[]).await?;
@@ -311,15 +311,13 @@ impl Session {
         desc: &Arc<TableDesc>,
         statement: &ast::Statement,
     ) -> Result<(SessionContext, LogicalPlan, Arc<dyn Snapshot>)> {
-        self.db.coordinator.check_healthy()?;
-        let snapshot = self.db.coordinator.store().snapshot();
-        let ctx = self.current_state_context(writer, desc, snapshot.clone());
+        let (ctx, snapshot) = self.current_state(writer, desc)?;
         let plan = dml_input(query::plan(&ctx, &without_returning(statement)).await?)?;
         Ok((ctx, plan, snapshot))
     }
 
     /// `UPDATE ... FROM` as a query yielding each matched row's new values, then its old
-    /// ones (see [`crate::sql::update_from`]), over the table's current state.
+    /// ones (see [`crate::sql::assignments`]), over the table's current state.
     async fn plan_update_from(
         &self,
         writer: &TableWriter,
@@ -327,33 +325,31 @@ impl Session {
         update: &Update,
         from: &[ast::TableWithJoins],
     ) -> Result<(SessionContext, LogicalPlan, Arc<dyn Snapshot>)> {
-        self.db.coordinator.check_healthy()?;
-        let snapshot = self.db.coordinator.store().snapshot();
-        let ctx = self.current_state_context(writer, desc, snapshot.clone());
+        let TableFactor::Table { alias, .. } = &update.table.relation else {
+            return Err(Error::unsupported("UPDATE of something other than a table"));
+        };
+        let (ctx, snapshot) = self.current_state(writer, desc)?;
         let columns: Vec<String> = desc.columns.iter().map(|c| c.name.clone()).collect();
-        let query = crate::sql::update_from::update_from_query(
-            &quoted_name(desc),
-            &desc.name,
-            &columns,
-            update,
-            from,
-            OLD_COLUMN_PREFIX,
-        )?;
+        let relation = quoted_name(desc);
+        let alias = alias.as_ref().map(|a| &a.name);
+        let target = Target { relation: &relation, alias, name: &desc.name, columns: &columns };
+        let query = update_from_query(&target, update, from, OLD_COLUMN_PREFIX)?;
         let plan = assignment_casts(query::plan(&ctx, &query).await?, desc)?;
         Ok((ctx, plan, snapshot))
     }
 
     /// A context in which `desc` holds its current rows (pending writes included), with the
-    /// hidden row id visible so DML can address rows.
-    fn current_state_context(
+    /// hidden row id visible so DML can address rows, and the snapshot it reads.
+    fn current_state(
         &self,
         writer: &TableWriter,
         desc: &Arc<TableDesc>,
-        snapshot: Arc<dyn Snapshot>,
-    ) -> SessionContext {
+    ) -> Result<(SessionContext, Arc<dyn Snapshot>)> {
+        self.db.coordinator.check_healthy()?;
+        let snapshot = self.db.coordinator.store().snapshot();
         let state = self.table_state(writer).into_owned();
-        let table = StoredTable::current(desc.clone(), state, snapshot).with_nullable_columns();
-        self.context_with(desc, Arc::new(table))
+        let table = StoredTable::current(desc.clone(), state, snapshot.clone()).with_nullable_columns();
+        Ok((self.context_with(desc, Arc::new(table)), snapshot))
     }
 
     fn empty_table_context(&self, desc: &Arc<TableDesc>) -> SessionContext {
@@ -670,11 +666,7 @@ fn check_json(array: &dyn Array, column: &str) -> Result<()> {
 }
 
 /// Adds the hidden row id to rows in the visible schema.
-pub(super) fn with_hidden_columns(
-    writer: &mut TableWriter,
-    desc: &TableDesc,
-    rows: RecordBatch,
-) -> Result<RecordBatch> {
+fn with_hidden_columns(writer: &mut TableWriter, desc: &TableDesc, rows: RecordBatch) -> Result<RecordBatch> {
     if !desc.has_row_id() {
         return Ok(RecordBatch::try_new(desc.full_schema(), rows.columns().to_vec())?);
     }
@@ -738,11 +730,7 @@ pub(super) fn update_pairs(old: &RecordBatch, new: &RecordBatch) -> Result<Chunk
 
 fn returning_query(desc: &TableDesc, items: &[SelectItem]) -> Result<ast::Statement> {
     let list: Vec<String> = items.iter().map(ToString::to_string).collect();
-    let sql = format!("SELECT {} FROM {}", list.join(", "), quoted_name(desc));
-    match crate::sql::parse(&sql)?.pop() {
-        Some(crate::sql::Statement::Sql(statement)) => Ok(*statement),
-        _ => Err(Error::internal("RETURNING produced no query")),
-    }
+    crate::sql::parser::parse_generated(&format!("SELECT {} FROM {}", list.join(", "), quoted_name(desc)))
 }
 
 pub(super) fn quoted_name(desc: &TableDesc) -> String {

@@ -627,10 +627,7 @@ impl Session {
             SinkInput::Query(query) => query.as_ref(),
             SinkInput::From(relation) => {
                 let sql = format!("SELECT * FROM {relation}");
-                let Some(Statement::Sql(statement)) = crate::sql::parser::parse(&sql)?.pop() else {
-                    return Err(Error::internal("SELECT * FROM did not parse"));
-                };
-                let ast::Statement::Query(query) = *statement else {
+                let ast::Statement::Query(query) = crate::sql::parser::parse_generated(&sql)? else {
                     return Err(Error::internal("SELECT * FROM is not a query"));
                 };
                 from = query;

@@ -28,9 +28,8 @@ pub struct CopyOptions {
     pub quote: char,
     pub escape: char,
     /// `FORCE_QUOTE (columns)`: CSV output quotes every non-NULL value of these columns.
+    /// (`FORCE_QUOTE *` does not parse: sqlparser wants a column list.)
     pub force_quote: Vec<String>,
-    /// `FORCE_QUOTE *`.
-    pub force_quote_all: bool,
 }
 
 impl CopyOptions {
@@ -85,7 +84,6 @@ impl CopyOptions {
         if !force_quote.is_empty() && !csv {
             return Err(Error::new(SqlState::FeatureNotSupported, "COPY FORCE_QUOTE requires CSV mode"));
         }
-        let force_quote_all = force_quote.iter().any(|c| c.value == "*" && c.quote_style.is_none());
         Ok(CopyOptions {
             format,
             delimiter: delimiter.unwrap_or(if csv { ',' } else { '\t' }),
@@ -94,14 +92,12 @@ impl CopyOptions {
             quote,
             escape: escape.unwrap_or(quote),
             force_quote: force_quote.iter().map(crate::sql::ddl::normalize_ident).collect(),
-            force_quote_all,
         })
     }
 
     /// Whether CSV output quotes every non-NULL value of `column`.
     pub fn forces_quote(&self, column: &str) -> bool {
-        self.format == CopyFormat::Csv
-            && (self.force_quote_all || self.force_quote.iter().any(|c| c == column))
+        self.format == CopyFormat::Csv && self.force_quote.iter().any(|c| c == column)
     }
 }
 

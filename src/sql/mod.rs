@@ -1,6 +1,7 @@
 //! SQL front end: parsing with Sabot's extensions and binding of DDL against the catalog.
 
 pub mod asof_join;
+pub mod assignments;
 pub mod catalog_subquery;
 pub mod checks;
 pub mod copy;
@@ -17,8 +18,7 @@ pub mod session_window;
 pub mod source_ddl;
 pub mod stream_plan;
 pub mod temporal_join;
-pub mod update_from;
 pub mod views;
 pub mod window;
 
-pub use parser::{Statement, parse, parse_within};
+pub use parser::{Statement, parse, parse_generated, parse_within};

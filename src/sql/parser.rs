@@ -48,6 +48,15 @@ pub enum Statement {
 /// `select 1+1+...` (see the test below).
 pub const PARSE_BYTES_PER_TEXT_BYTE: usize = 128;
 
+/// Parses SQL that Sabot wrote itself (a rewrite, a statement built from a table's name):
+/// exactly one plain statement, or an internal error.
+pub fn parse_generated(sql: &str) -> Result<ast::Statement> {
+    match parse(sql)?.pop() {
+        Some(Statement::Sql(statement)) => Ok(*statement),
+        _ => Err(crate::common::Error::internal(format!("generated SQL is not one statement: {sql}"))),
+    }
+}
+
 /// Parses one or more `;`-separated statements.
 pub fn parse(sql: &str) -> Result<Vec<Statement>> {
     parse_within(sql, usize::MAX)
