@@ -94,6 +94,7 @@ fn columns(catalog: &Catalog) -> Result<Arc<MemTable>> {
     let mut fields = text_fields(&["table_catalog", "table_schema", "table_name", "column_name"]);
     fields.push(Field::new("ordinal_position", DataType::Int32, false));
     fields.extend(text_fields(&["column_default", "is_nullable", "data_type"]));
+    fields.push(Field::new("character_maximum_length", DataType::Int32, true));
     fields.push(Field::new("numeric_precision", DataType::Int32, true));
     fields.push(Field::new("numeric_scale", DataType::Int32, true));
     table(
@@ -107,6 +108,11 @@ fn columns(catalog: &Catalog) -> Result<Arc<MemTable>> {
             text(rows.iter().map(|(_, _, c)| c.default.clone())),
             text(rows.iter().map(|(_, _, c)| Some(if c.nullable { "YES" } else { "NO" }.to_string()))),
             text(rows.iter().map(|(_, _, c)| Some(c.sql_type.base_name().to_string()))),
+            Arc::new(
+                rows.iter()
+                    .map(|(_, _, c)| c.sql_type.max_characters().map(|n| n as i32))
+                    .collect::<Int32Array>(),
+            ),
             Arc::new(rows.iter().map(|(_, _, c)| numeric(c).0).collect::<Int32Array>()),
             Arc::new(rows.iter().map(|(_, _, c)| numeric(c).1).collect::<Int32Array>()),
         ],

@@ -17,6 +17,7 @@ use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 
+pub mod index_scan;
 mod information_schema;
 pub mod pg_catalog;
 pub mod system;
@@ -47,6 +48,8 @@ pub struct StoredTable {
     /// The visible schema, or the full one (hidden row id included) for DML.
     schema: SchemaRef,
     defaults: HashMap<String, Expr>,
+    /// The relation's indexes, which committed reads may scan through.
+    indexes: Vec<Arc<TableDesc>>,
 }
 
 impl std::fmt::Debug for StoredTable {
@@ -63,6 +66,7 @@ impl StoredTable {
             desc,
             rows: Rows::Committed(snapshot),
             defaults: HashMap::new(),
+            indexes: Vec::new(),
         }
     }
 
@@ -74,6 +78,7 @@ impl StoredTable {
             desc,
             rows: Rows::Current { state, snapshot },
             defaults: HashMap::new(),
+            indexes: Vec::new(),
         }
     }
 
@@ -85,6 +90,7 @@ impl StoredTable {
             desc,
             rows: Rows::Current { state, snapshot },
             defaults: HashMap::new(),
+            indexes: Vec::new(),
         }
     }
 
@@ -95,6 +101,7 @@ impl StoredTable {
             desc,
             rows: Rows::Materialized(rows),
             defaults: HashMap::new(),
+            indexes: Vec::new(),
         }
     }
 
@@ -113,6 +120,12 @@ impl StoredTable {
             fields,
             self.schema.metadata().clone(),
         ));
+        self
+    }
+
+    /// The relation's indexes, for scans of committed rows.
+    pub fn with_indexes(mut self, indexes: Vec<Arc<TableDesc>>) -> Self {
+        self.indexes = indexes;
         self
     }
 
@@ -194,7 +207,12 @@ impl StoredTable {
     }
 
     fn load(&self, filters: &[Expr]) -> DfResult<RecordBatch> {
-        let full = self.read(self.pinned_keys(filters)).map_err(DataFusionError::from)?;
+        self.load_keys(self.pinned_keys(filters))
+    }
+
+    /// The rows (in this provider's schema) of the whole table, or of the given keys only.
+    fn load_keys(&self, keys: Option<Vec<Vec<u8>>>) -> DfResult<RecordBatch> {
+        let full = self.read(keys).map_err(DataFusionError::from)?;
         if full.schema().fields().len() == self.schema.fields().len() {
             return Ok(RecordBatch::try_new(self.schema.clone(), full.columns().to_vec())?);
         }
@@ -209,7 +227,7 @@ impl StoredTable {
 const PINNED_KEYS_MAX: usize = 1024;
 
 /// The literal values `filter` pins `column` to (`column = v`, `v = column`,
-/// `column IN (v, ...)`).
+/// `column IN (v, ...)`, and ORs of those, which is how DataFusion writes short IN lists).
 fn pinned_values(filter: &Expr, column: &str) -> Option<Vec<ScalarValue>> {
     use datafusion::logical_expr::{BinaryExpr, Operator, expr::InList};
     let is_column = |e: &Expr| matches!(e, Expr::Column(c) if c.name == column);
@@ -229,6 +247,11 @@ fn pinned_values(filter: &Expr, column: &str) -> Option<Vec<ScalarValue>> {
         }
         Expr::InList(InList { expr, list, negated: false }) if is_column(expr) => {
             list.iter().map(literal).collect()
+        }
+        Expr::BinaryExpr(BinaryExpr { left, op: Operator::Or, right }) => {
+            let mut values = pinned_values(left, column)?;
+            values.extend(pinned_values(right, column)?);
+            Some(values)
         }
         _ => None,
     }
@@ -280,9 +303,40 @@ impl TableProvider for StoredTable {
                 .with_hint("create a materialized view over it, or a table with the connector (CREATE TABLE ... WITH (connector = ...))"),
             ));
         }
+        if let Some(scan) = self.index_scan(filters, projection)? {
+            return Ok(scan);
+        }
         let batch = self.load(filters)?;
+        self.rows_exec(batch, projection)
+    }
+}
+
+impl StoredTable {
+    fn rows_exec(&self, batch: RecordBatch, projection: Option<&Vec<usize>>) -> DfResult<Arc<dyn ExecutionPlan>> {
         let partitions = if batch.num_rows() == 0 { vec![vec![]] } else { vec![vec![batch]] };
         Ok(MemorySourceConfig::try_new_exec(&partitions, self.schema.clone(), projection.cloned())?)
+    }
+
+    /// A scan through an index of committed rows, when one serves the filters and the
+    /// primary key does not pin the rows already.
+    fn index_scan(
+        &self,
+        filters: &[Expr],
+        projection: Option<&Vec<usize>>,
+    ) -> DfResult<Option<Arc<dyn ExecutionPlan>>> {
+        let Rows::Committed(snapshot) = &self.rows else { return Ok(None) };
+        if self.indexes.is_empty() || self.pinned_keys(filters).is_some() {
+            return Ok(None);
+        }
+        let Some(choice) = index_scan::choose(&self.desc, &self.indexes, filters) else { return Ok(None) };
+        let keys = choice.table_keys(&self.desc, snapshot.as_ref()).map_err(DataFusionError::from)?;
+        let rows = self.rows_exec(self.load_keys(Some(keys))?, projection)?;
+        Ok(Some(Arc::new(index_scan::IndexScanExec {
+            table: self.desc.qualified_name(),
+            index: choice.index.name.clone(),
+            condition: choice.condition,
+            rows,
+        })))
     }
 }
 
@@ -333,6 +387,9 @@ impl SabotCatalog {
         let desc = self.catalog.table(schema, name).cloned().ok_or_else(|| {
             Error::new(crate::common::SqlState::UndefinedTable, format!("relation \"{name}\" does not exist"))
         })?;
+        if desc.is_index() {
+            return Err(Error::new(crate::common::SqlState::WrongObjectType, format!("\"{name}\" is an index")));
+        }
         if desc.is_plain_view() {
             return Err(Error::unsupported(format!("a window table function over view \"{name}\""))
                 .with_hint(
@@ -465,7 +522,15 @@ impl SchemaProvider for SabotSchema {
             let schema = pg_catalog::PgCatalogSchema::new(catalog.catalog.clone(), catalog.settings.clone());
             return BuiltSchema(schema).table(name).await;
         };
-        Ok(Some(Arc::new(StoredTable::committed(desc.clone(), self.catalog.snapshot.clone()))))
+        if desc.is_index() {
+            return Err(DataFusionError::from(Error::new(
+                crate::common::SqlState::WrongObjectType,
+                format!("\"{name}\" is an index"),
+            )));
+        }
+        let indexes = self.catalog.catalog.indexes_on(desc.id);
+        let table = StoredTable::committed(desc.clone(), self.catalog.snapshot.clone()).with_indexes(indexes);
+        Ok(Some(Arc::new(table)))
     }
 
     fn table_exist(&self, name: &str) -> bool {
@@ -503,6 +568,7 @@ mod tests {
             watermark: None,
             plain_view: None,
             checks: Vec::new(),
+            key_constraint: None,
         });
         let codec = TableCodec::new(&desc).unwrap();
         let batch = RecordBatch::try_new(
@@ -528,6 +594,10 @@ mod tests {
         assert_eq!(table.load(&[col("id").eq(lit(2i64))]).unwrap().num_rows(), 1);
         let in_list = col("id").in_list(vec![lit(1), lit(3), lit(9)], false);
         assert_eq!(table.load(&[in_list]).unwrap().num_rows(), 2);
+        // DataFusion writes a short IN list as ORs.
+        let ors = col("id").eq(lit(1)).or(col("id").eq(lit(3))).or(col("id").eq(lit(1)));
+        assert_eq!(table.pinned_keys(std::slice::from_ref(&ors)).map(|k| k.len()), Some(2));
+        assert_eq!(table.pinned_keys(&[col("id").eq(lit(1)).or(col("v").eq(lit("a")))]), None);
         // Anything else scans the whole table (DataFusion applies the filter afterwards).
         assert_eq!(table.pinned_keys(&[col("v").eq(lit("a"))]), None);
         assert_eq!(table.pinned_keys(&[col("id").gt(lit(1))]), None);

@@ -72,6 +72,10 @@ pub struct TableDesc {
     /// A table's `CHECK` constraints, in name order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checks: Vec<CheckDef>,
+    /// The primary key's name when it is not `<name>_pkey`: the table was renamed, and
+    /// its key keeps the name it had, as in Postgres.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_constraint: Option<String>,
 }
 
 /// A `CHECK (expression)` constraint: every row written must make it true or NULL.
@@ -156,6 +160,29 @@ pub struct ViewDef {
     /// is a view whose rows are not stored).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sink: Option<ConnectorDef>,
+    /// Set for an index: the view is `SELECT key columns, INCLUDE columns FROM table`,
+    /// keyed by the index key and then the table's key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<IndexDef>,
+}
+
+/// What the catalog keeps of an index (`CREATE INDEX`) besides its view.
+///
+/// An index is a view over one table or materialized view whose rows are the indexed
+/// columns, the `INCLUDE` columns and the relation's key, stored in the index key's order
+/// (then the relation's key, which makes each entry unique). It is maintained by its own
+/// dataflow, committed in the same epoch as the rows it indexes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexDef {
+    /// The indexed relation.
+    pub table: TableId,
+    /// Indexes into the relation's `columns` of the key columns, in index order.
+    pub key_columns: Vec<usize>,
+    /// Indexes into the relation's `columns` of the `INCLUDE` columns.
+    pub include_columns: Vec<usize>,
+    /// Indexes into the index's own `columns` of the relation's key, in its order: what
+    /// finds an entry's row in the relation.
+    pub table_key: Vec<usize>,
 }
 
 impl TableDesc {
@@ -183,9 +210,19 @@ impl TableDesc {
         self.view.as_ref().is_some_and(|v| v.sink.is_some())
     }
 
-    /// A materialized view (not a sink): its rows are stored and can be queried.
+    /// A materialized view (not a sink, not an index): its rows are stored and can be
+    /// queried.
     pub fn is_materialized_view(&self) -> bool {
-        self.is_view() && !self.is_sink()
+        self.is_view() && !self.is_sink() && !self.is_index()
+    }
+
+    /// An index (`CREATE INDEX`): a view kept for lookups, which cannot be queried.
+    pub fn is_index(&self) -> bool {
+        self.index().is_some()
+    }
+
+    pub fn index(&self) -> Option<&IndexDef> {
+        self.view.as_ref().and_then(|v| v.index.as_ref())
     }
 
     /// A source: rows come from its connector and are not stored.
@@ -193,12 +230,14 @@ impl TableDesc {
         self.connector.as_ref().is_some_and(|c| !c.stored)
     }
 
-    /// "table", "view", "materialized view", "sink" or "source", for messages.
+    /// "table", "view", "materialized view", "sink", "index" or "source", for messages.
     pub fn kind_name(&self) -> &'static str {
         if self.is_plain_view() {
             "view"
         } else if self.is_sink() {
             "sink"
+        } else if self.is_index() {
+            "index"
         } else if self.is_view() {
             "materialized view"
         } else if self.is_source() {
@@ -241,7 +280,7 @@ impl TableDesc {
 
     /// Postgres' name for the primary key constraint.
     pub fn primary_key_name(&self) -> String {
-        format!("{}_pkey", self.name)
+        self.key_constraint.clone().unwrap_or_else(|| format!("{}_pkey", self.name))
     }
 }
 
@@ -251,6 +290,9 @@ pub enum CatalogChange {
     CreateSchema(String),
     DropSchema(String),
     CreateTable(Arc<TableDesc>),
+    /// Replaces the relation with the same id (`ALTER`: a new name, columns, or a
+    /// dependent's query rewritten); its rows stay.
+    AlterTable(Arc<TableDesc>),
     DropTable(Arc<TableDesc>),
     CreateRole(Arc<RoleDesc>),
     /// Replaces a role's attributes (same name).
@@ -379,6 +421,14 @@ impl Catalog {
         out
     }
 
+    /// The indexes of relation `id`, in creation order.
+    pub fn indexes_on(&self, id: TableId) -> Vec<Arc<TableDesc>> {
+        let mut indexes: Vec<Arc<TableDesc>> =
+            self.tables.values().filter(|t| t.index().is_some_and(|i| i.table == id)).cloned().collect();
+        indexes.sort_by_key(|i| i.id);
+        indexes
+    }
+
     pub fn tables_in(&self, schema: &str) -> impl Iterator<Item = &Arc<TableDesc>> {
         self.tables.values().filter(move |t| t.schema == schema)
     }
@@ -439,6 +489,20 @@ impl Catalog {
                     desc.view.iter().flat_map(|v| v.state_tables.iter()).copied().max().unwrap_or(desc.id);
                 self.next_id = self.next_id.max(desc.id.max(last) + 1);
             }
+            CatalogChange::AlterTable(desc) => {
+                let old = self.table_by_id(desc.id).cloned().ok_or_else(|| {
+                    Error::new(SqlState::UndefinedTable, format!("relation \"{}\" does not exist", desc.name))
+                })?;
+                let key = (desc.schema.clone(), desc.name.clone());
+                if self.tables.get(&key).is_some_and(|other| other.id != desc.id) {
+                    return Err(Error::new(
+                        SqlState::DuplicateTable,
+                        format!("relation \"{}\" already exists", desc.name),
+                    ));
+                }
+                self.tables.remove(&(old.schema.clone(), old.name.clone()));
+                self.tables.insert(key, desc.clone());
+            }
             CatalogChange::DropTable(desc) => {
                 self.tables.remove(&(desc.schema.clone(), desc.name.clone()));
                 self.comments.retain(|(table, _), _| *table != desc.id);
@@ -487,6 +551,11 @@ impl Catalog {
             }
             CatalogChange::DropSchema(name) => {
                 batch.delete(META_TABLE, &[SCHEMA_PREFIX, name.as_bytes()].concat())
+            }
+            CatalogChange::AlterTable(desc) => {
+                let value = serde_json::to_vec(desc.as_ref())
+                    .map_err(|e| Error::internal(format!("cannot encode table descriptor: {e}")))?;
+                batch.put(META_TABLE, &table_meta_key(desc.id), value);
             }
             CatalogChange::CreateTable(desc) => {
                 let value = serde_json::to_vec(desc.as_ref())
@@ -565,6 +634,7 @@ mod tests {
             watermark: None,
             plain_view: None,
             checks: Vec::new(),
+            key_constraint: None,
         });
         let mut batch = WriteBatch::default();
         for change in [CatalogChange::CreateSchema("s".into()), CatalogChange::CreateTable(desc.clone())] {

@@ -14,7 +14,7 @@ use super::error::{Error, Result, SqlState};
 pub const PG_TYPE_METADATA: &str = "sabot.pg_type";
 /// The time zone stored on `timestamptz` columns: values are UTC instants.
 pub const UTC: &str = "+00:00";
-/// `numeric` without precision is stored as `numeric(38, 10)` (see docs/sql/types.md).
+/// `numeric` without precision is stored as `numeric(38, 10)` (see docs/sql/tables.md).
 pub const NUMERIC_DEFAULT_PRECISION: u8 = 38;
 pub const NUMERIC_DEFAULT_SCALE: i8 = 10;
 
@@ -31,6 +31,12 @@ pub enum SqlType {
         scale: i8,
     },
     Text,
+    /// `varchar(n)` (`character varying`): text of at most `n` characters; no limit when
+    /// None. Stored as text; the length is checked when a row is written (22001).
+    Varchar(Option<u32>),
+    /// `char(n)` (`character`, `bpchar`): text of at most `n` characters. Stored as text
+    /// without Postgres' blank padding (see docs/sql/tables.md).
+    Char(u32),
     Bytea,
     Date,
     Time,
@@ -56,13 +62,13 @@ impl SqlType {
             D::Float(ExactNumberInfo::Precision(p)) if *p <= 24 => SqlType::Float32,
             D::Float(_) | D::Double(_) | D::DoublePrecision | D::Float8 | D::Float64 => SqlType::Float64,
             D::Numeric(info) | D::Decimal(info) | D::Dec(info) => numeric_from_info(info)?,
-            D::Text
-            | D::String(_)
-            | D::Varchar(_)
-            | D::CharacterVarying(_)
-            | D::CharVarying(_)
-            | D::Char(_)
-            | D::Character(_) => SqlType::Text,
+            D::Text | D::String(_) => SqlType::Text,
+            D::Varchar(length) | D::CharacterVarying(length) | D::CharVarying(length) => {
+                SqlType::Varchar(character_length(length.as_ref(), "varchar")?)
+            }
+            D::Char(length) | D::Character(length) => {
+                SqlType::Char(character_length(length.as_ref(), "char")?.unwrap_or(1))
+            }
             D::Bytea => SqlType::Bytea,
             D::Date => SqlType::Date,
             D::Time(_, TimezoneInfo::None | TimezoneInfo::WithoutTimeZone) => SqlType::Time,
@@ -80,7 +86,13 @@ impl SqlType {
                             Some(ident) => ident.value.to_lowercase(),
                             None => format!("f{}", i + 1),
                         };
-                        Ok((name, SqlType::from_ast(&f.field_type)?))
+                        // Struct fields carry no length: a field's Arrow type has no
+                        // place for one.
+                        let field_type = match SqlType::from_ast(&f.field_type)? {
+                            t if t.is_text() => SqlType::Text,
+                            t => t,
+                        };
+                        Ok((name, field_type))
                     })
                     .collect::<Result<_>>()?,
             ),
@@ -89,6 +101,7 @@ impl SqlType {
                 "float4" => SqlType::Float32,
                 "int2" => SqlType::Int16,
                 "int4" => SqlType::Int32,
+                "bpchar" => SqlType::Char(1),
                 "serial" | "serial4" => {
                     return Err(Error::unsupported("type serial").with_hint(
                         "declare a PRIMARY KEY column or omit it: tables without a key get a hidden row id",
@@ -114,7 +127,7 @@ impl SqlType {
             SqlType::Float32 => DataType::Float32,
             SqlType::Float64 => DataType::Float64,
             SqlType::Numeric { precision, scale } => DataType::Decimal128(*precision, *scale),
-            SqlType::Text | SqlType::Jsonb => DataType::Utf8,
+            SqlType::Text | SqlType::Varchar(_) | SqlType::Char(_) | SqlType::Jsonb => DataType::Utf8,
             SqlType::Bytea => DataType::Binary,
             SqlType::Date => DataType::Date32,
             SqlType::Time => DataType::Time64(TimeUnit::Microsecond),
@@ -130,21 +143,40 @@ impl SqlType {
     /// The Arrow field for a column of this type.
     pub fn to_field(&self, name: &str, nullable: bool) -> Field {
         let field = Field::new(name, self.to_arrow(), nullable);
-        if *self == SqlType::Jsonb {
-            field.with_metadata(HashMap::from([(PG_TYPE_METADATA.into(), "jsonb".into())]))
-        } else {
-            field
-        }
+        let marked = match self {
+            SqlType::Jsonb => "jsonb".to_string(),
+            SqlType::Varchar(None) => "varchar".to_string(),
+            SqlType::Varchar(Some(n)) => format!("varchar({n})"),
+            SqlType::Char(n) => format!("bpchar({n})"),
+            _ => return field,
+        };
+        field.with_metadata(HashMap::from([(PG_TYPE_METADATA.into(), marked)]))
     }
 
     /// The SQL type that represents an Arrow field in results. Arrow types Sabot does not
     /// store (unsigned integers, lists, ...) map to the nearest Postgres type; values are
     /// cast to [`SqlType::to_arrow`] before they are encoded.
     pub fn from_arrow(field: &Field) -> SqlType {
-        if field.metadata().get(PG_TYPE_METADATA).is_some_and(|t| t == "jsonb") {
-            return SqlType::Jsonb;
+        if let Some(marked) = field.metadata().get(PG_TYPE_METADATA)
+            && let Some(sql_type) = Self::from_marker(marked)
+        {
+            return sql_type;
         }
         Self::from_arrow_type(field.data_type())
+    }
+
+    /// The type a field's `PG_TYPE_METADATA` names (`jsonb`, `varchar(10)`, `bpchar(3)`).
+    fn from_marker(marked: &str) -> Option<SqlType> {
+        let length = |rest: &str| rest.strip_prefix('(')?.strip_suffix(')')?.parse::<u32>().ok();
+        if marked == "jsonb" {
+            Some(SqlType::Jsonb)
+        } else if marked == "varchar" {
+            Some(SqlType::Varchar(None))
+        } else if let Some(rest) = marked.strip_prefix("varchar") {
+            length(rest).map(|n| SqlType::Varchar(Some(n)))
+        } else {
+            marked.strip_prefix("bpchar").and_then(length).map(SqlType::Char)
+        }
     }
 
     fn from_arrow_type(data_type: &DataType) -> SqlType {
@@ -183,6 +215,8 @@ impl SqlType {
             SqlType::Float64 => Type::FLOAT8,
             SqlType::Numeric { .. } => Type::NUMERIC,
             SqlType::Text => Type::TEXT,
+            SqlType::Varchar(_) => Type::VARCHAR,
+            SqlType::Char(_) => Type::BPCHAR,
             SqlType::Bytea => Type::BYTEA,
             SqlType::Date => Type::DATE,
             SqlType::Time => Type::TIME,
@@ -206,7 +240,9 @@ impl SqlType {
             Type::NUMERIC => {
                 SqlType::Numeric { precision: NUMERIC_DEFAULT_PRECISION, scale: NUMERIC_DEFAULT_SCALE }
             }
-            Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME => SqlType::Text,
+            Type::TEXT | Type::NAME => SqlType::Text,
+            Type::VARCHAR => SqlType::Varchar(None),
+            Type::BPCHAR => SqlType::Char(1),
             Type::BYTEA => SqlType::Bytea,
             Type::DATE => SqlType::Date,
             Type::TIME => SqlType::Time,
@@ -229,6 +265,9 @@ impl SqlType {
             SqlType::Float64 => "double precision".into(),
             SqlType::Numeric { precision, scale } => format!("numeric({precision},{scale})"),
             SqlType::Text => "text".into(),
+            SqlType::Varchar(None) => "character varying".into(),
+            SqlType::Varchar(Some(n)) => format!("character varying({n})"),
+            SqlType::Char(n) => format!("character({n})"),
             SqlType::Bytea => "bytea".into(),
             SqlType::Date => "date".into(),
             SqlType::Time => "time without time zone".into(),
@@ -254,6 +293,8 @@ impl SqlType {
             SqlType::Float64 => "double precision",
             SqlType::Numeric { .. } => "numeric",
             SqlType::Text => "text",
+            SqlType::Varchar(_) => "character varying",
+            SqlType::Char(_) => "character",
             SqlType::Bytea => "bytea",
             SqlType::Date => "date",
             SqlType::Time => "time without time zone",
@@ -265,6 +306,20 @@ impl SqlType {
         }
     }
 
+    /// Text of any length limit (`text`, `varchar(n)`, `char(n)`).
+    pub fn is_text(&self) -> bool {
+        matches!(self, SqlType::Text | SqlType::Varchar(_) | SqlType::Char(_))
+    }
+
+    /// The most characters a value may have (`varchar(n)`, `char(n)`).
+    pub fn max_characters(&self) -> Option<u32> {
+        match self {
+            SqlType::Varchar(n) => *n,
+            SqlType::Char(n) => Some(*n),
+            _ => None,
+        }
+    }
+
     /// Whether a value of `self` may be stored into a column of type `target` without an
     /// explicit cast (Postgres' assignment casts). Text literals are coerced by parsing.
     pub fn assignable_to(&self, target: &SqlType) -> bool {
@@ -272,13 +327,36 @@ impl SqlType {
         let numeric = |t: &SqlType| matches!(t, Int16 | Int32 | Int64 | Float32 | Float64 | Numeric { .. });
         match (self, target) {
             (a, b) if a == b => true,
-            (Text, _) | (_, Text) => true,
+            (a, b) if a.is_text() || b.is_text() => true,
             (a, b) if numeric(a) && numeric(b) => true,
             (Jsonb, _) | (_, Jsonb) => false,
             (Date | Timestamp | TimestampTz, Date | Timestamp | TimestampTz) => true,
             (Time, Time) | (Interval, Interval) | (Bytea, Bytea) | (Boolean, Boolean) => true,
             _ => false,
         }
+    }
+}
+
+/// The `n` of `varchar(n)` / `char(n)`: at least 1, at most Postgres' 10485760.
+fn character_length(length: Option<&ast::CharacterLength>, type_name: &str) -> Result<Option<u32>> {
+    const LENGTH_MAX: u64 = 10_485_760;
+    match length {
+        None => Ok(None),
+        Some(ast::CharacterLength::Max) => Err(Error::new(
+            SqlState::SyntaxError,
+            format!("{type_name}(max) is not a Postgres type; use text"),
+        )),
+        Some(ast::CharacterLength::IntegerLength { length, .. }) => match *length {
+            0 => Err(Error::new(
+                SqlState::InvalidParameterValue,
+                format!("length for type {type_name} must be at least 1"),
+            )),
+            n if n > LENGTH_MAX => Err(Error::new(
+                SqlState::InvalidParameterValue,
+                format!("length for type {type_name} cannot exceed {LENGTH_MAX}"),
+            )),
+            n => Ok(Some(n as u32)),
+        },
     }
 }
 
@@ -333,6 +411,9 @@ mod tests {
             SqlType::Float64,
             SqlType::Numeric { precision: 10, scale: 2 },
             SqlType::Text,
+            SqlType::Varchar(None),
+            SqlType::Varchar(Some(12)),
+            SqlType::Char(3),
             SqlType::Bytea,
             SqlType::Date,
             SqlType::Time,

@@ -68,6 +68,7 @@ impl Database {
                 ("materialized view", TableDesc::is_materialized_view, "DROP MATERIALIZED VIEW")
             }
             ObjectType::View => ("view", TableDesc::is_plain_view, "DROP VIEW"),
+            ObjectType::Index => ("index", TableDesc::is_index, "DROP INDEX"),
             ObjectType::Schema => {
                 let _ddl = self.ddl_lock.lock().await;
                 return self.drop_schemas(names, if_exists, cascade).await;
@@ -123,7 +124,7 @@ impl Database {
 
 /// Rejects DEFAULT expressions that do not parse, refer to columns, or cannot be stored in
 /// their column, when the table is created rather than at the first INSERT.
-fn check_defaults(desc: &TableDesc) -> Result<()> {
+pub(super) fn check_defaults(desc: &TableDesc) -> Result<()> {
     let ctx = datafusion::execution::context::SessionContext::new();
     let empty = DFSchema::empty();
     for column in &desc.columns {

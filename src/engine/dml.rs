@@ -619,20 +619,23 @@ fn batches_schema(batches: &[RecordBatch], fallback: &SchemaRef, width: usize) -
 }
 
 /// Concatenates rows for `desc` into `schema` (visible or full), checking NOT NULL, JSON
-/// columns and CHECK constraints on the way.
+/// columns, `varchar(n)` / `char(n)` lengths and CHECK constraints on the way.
 pub(super) fn checked_rows(
     desc: &TableDesc,
     schema: &SchemaRef,
     batches: &[RecordBatch],
 ) -> Result<RecordBatch> {
-    let columns: Vec<ArrayRef> = if batches.is_empty() {
+    let mut columns: Vec<ArrayRef> = if batches.is_empty() {
         schema.fields().iter().map(|f| datafusion::arrow::array::new_empty_array(f.data_type())).collect()
     } else {
         let all = concat_batches(&batches[0].schema(), batches)?;
         all.columns().to_vec()
     };
-    for (field, array) in schema.fields().iter().zip(&columns) {
+    for (field, array) in schema.fields().iter().zip(columns.iter_mut()) {
         let Some(column) = desc.column_index(field.name()).map(|i| &desc.columns[i]) else { continue };
+        if let Some(limit) = column.sql_type.max_characters() {
+            *array = fit_length(array, limit, &column.sql_type)?;
+        }
         if !column.nullable && array.null_count() > 0 {
             return Err(Error::new(
                 SqlState::NotNullViolation,
@@ -649,6 +652,36 @@ pub(super) fn checked_rows(
     let rows = RecordBatch::try_new(schema.clone(), columns)?;
     super::checks::enforce(desc, &rows)?;
     Ok(rows)
+}
+
+/// A text column's values within `limit` characters: as Postgres stores `varchar(n)` and
+/// `char(n)`, a longer value fails with 22001 unless what is over the limit is spaces,
+/// which are cut.
+fn fit_length(array: &ArrayRef, limit: u32, sql_type: &SqlType) -> Result<ArrayRef> {
+    let Some(strings) = array.as_string_opt::<i32>() else { return Ok(array.clone()) };
+    let limit = limit as usize;
+    // A value of at most `limit` bytes has at most `limit` characters.
+    let over = |s: &str| s.len() > limit && s.chars().nth(limit).is_some();
+    if !strings.iter().flatten().any(over) {
+        return Ok(array.clone());
+    }
+    let mut fitted = datafusion::arrow::array::StringBuilder::with_capacity(strings.len(), strings.value_data().len());
+    for value in strings.iter() {
+        match value {
+            Some(s) if over(s) => {
+                let (cut, _) = s.char_indices().nth(limit).expect("over the limit");
+                if !s[cut..].bytes().all(|b| b == b' ') {
+                    return Err(Error::new(
+                        SqlState::StringDataRightTruncation,
+                        format!("value too long for type {}", sql_type.name()),
+                    ));
+                }
+                fitted.append_value(&s[..cut]);
+            }
+            other => fitted.append_option(other),
+        }
+    }
+    Ok(Arc::new(fitted.finish()))
 }
 
 fn check_json(array: &dyn Array, column: &str) -> Result<()> {

@@ -2,11 +2,13 @@
 //! coordinator, and hands out [`Session`]s that execute SQL. This is the embeddable API;
 //! the pgwire server is one client of it.
 
+mod alter;
 mod checks;
 mod comments;
 mod copy;
 mod ddl;
 mod dml;
+mod indexes;
 pub mod execute;
 pub mod memory;
 mod plain_views;
@@ -287,7 +289,9 @@ impl Database {
                             &crate::stream::table_writer::watermark_key(desc.id),
                         );
                     }
-                    CatalogChange::CreateSchema(_)
+                    // The writer of an altered table is changed at the boundary of the ALTER.
+                    CatalogChange::AlterTable(_)
+                    | CatalogChange::CreateSchema(_)
                     | CatalogChange::DropSchema(_)
                     | CatalogChange::CreateRole(_)
                     | CatalogChange::AlterRole(_)

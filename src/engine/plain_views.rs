@@ -77,6 +77,7 @@ impl Database {
                 dependencies: views::referenced_relations(&create.query, &catalog, session_schema),
             }),
             checks: Vec::new(),
+            key_constraint: None,
         };
         let expanded = query::expand_views(&ctx, &mut statement.clone())?;
         views::check_not_recursive(&desc, &expanded)?;

@@ -300,6 +300,10 @@ impl Session {
                     .await;
             }
             Statement::ShowSinks => return Ok(self.show_relations(|t| t.is_sink())),
+            Statement::RenameRelation { kind, name, new_name, if_exists } => {
+                let schema = self.settings.current_schema();
+                return self.db.rename_relation(kind, name, new_name, *if_exists, &schema).await;
+            }
             Statement::EmitOnWindowClose(statement) => return self.emit_on_window_close(statement).await,
             Statement::Sql(statement) => statement.as_ref(),
         };
@@ -338,6 +342,13 @@ impl Session {
                 self.copy_from(source, target, options, legacy_options)
             }
             S::CreateTable(create) => self.db.create_table(create, &schema).await,
+            S::AlterTable(alter) => self.db.alter_table(alter, &schema).await,
+            S::AlterIndex { name, operation: ast::AlterIndexOperation::RenameIndex { index_name } } => {
+                self.db.rename_relation("index", name, index_name, false, &schema).await
+            }
+            S::CreateIndex(create) => {
+                self.db.create_index(create, &schema, self.settings.streaming_parallelism()).await
+            }
             S::Comment { object_type, object_name, comment, .. } => {
                 self.db.comment_on(*object_type, object_name, comment.clone(), &schema).await
             }
@@ -643,6 +654,7 @@ impl Session {
             parallelism: self.settings.streaming_parallelism(),
             sink: Some(def),
             emit_on_window_close: create.emit_on_window_close,
+            index: None,
         };
         self.db.create_materialized_view(view, false).await
     }
@@ -679,6 +691,7 @@ impl Session {
             parallelism: self.settings.streaming_parallelism(),
             sink: None,
             emit_on_window_close: false,
+            index: None,
         }
     }
 

@@ -132,12 +132,17 @@ impl Database {
         let mut notices = Vec::new();
         let targets = resolve_drop_targets(names, &catalog, schema, if_exists, kind, &mut notices)?;
         if let Some(wrong) = targets.iter().find(|t| !is_kind(t)) {
-            return Err(Error::new(SqlState::WrongObjectType, format!("\"{}\" is not a {kind}", wrong.name))
-                .with_hint(format!(
-                    "Use DROP {} to remove a {}.",
-                    wrong.kind_name().to_uppercase(),
-                    wrong.kind_name()
-                )));
+            let article = |kind: &str| if kind.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
+            return Err(Error::new(
+                SqlState::WrongObjectType,
+                format!("\"{}\" is not {} {kind}", wrong.name, article(kind)),
+            )
+            .with_hint(format!(
+                "Use DROP {} to remove {} {}.",
+                wrong.kind_name().to_uppercase(),
+                article(wrong.kind_name()),
+                wrong.kind_name()
+            )));
         }
         if targets.iter().any(|t| t.is_view() || !catalog.dependents(t.id).is_empty()) {
             notices.extend(self.drop_with_views(targets, cascade, Vec::new()).await?);

@@ -200,6 +200,7 @@ pub fn check_allowed(statement: &Statement) -> Result<()> {
         Statement::CreateSink(_) => "CREATE SINK".to_string(),
         Statement::DropSink { .. } => "DROP SINK".to_string(),
         Statement::EmitOnWindowClose(_) => "CREATE MATERIALIZED VIEW".to_string(),
+        Statement::RenameRelation { kind, .. } => format!("ALTER {}", kind.to_uppercase()),
         Statement::Sql(sql) => match sql.as_ref() {
             S::Savepoint { .. } | S::ReleaseSavepoint { .. } | S::Rollback { savepoint: Some(_), .. } => {
                 return Err(Error::unsupported("savepoints")

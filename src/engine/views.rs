@@ -48,6 +48,39 @@ pub(super) struct CreateView<'a> {
     pub sink: Option<crate::catalog::ConnectorDef>,
     /// The query ended with EMIT ON WINDOW CLOSE.
     pub emit_on_window_close: bool,
+    /// `CREATE INDEX`: the view is the index's entries (see [`crate::catalog::IndexDef`]).
+    pub index: Option<IndexRequest>,
+}
+
+/// What CREATE INDEX adds to the view of its entries, whose query selects `projected`.
+pub(super) struct IndexRequest {
+    pub table: TableId,
+    /// Indexes into the relation's columns: the key (repeats allowed, as in Postgres), the
+    /// INCLUDE columns, and each column the query selects, once.
+    pub key_columns: Vec<usize>,
+    pub include_columns: Vec<usize>,
+    pub projected: Vec<usize>,
+}
+
+impl IndexRequest {
+    /// The index's key (its key columns, then the relation's key as planned, `table_key`)
+    /// and its catalog entry.
+    fn into_def(self, table_key: Vec<usize>) -> Result<(Vec<usize>, crate::catalog::IndexDef)> {
+        let mut key = Vec::with_capacity(self.key_columns.len() + table_key.len());
+        for column in &self.key_columns {
+            let position = self.projected.iter().position(|p| p == column);
+            key.push(position.ok_or_else(|| Error::internal("an index key column is not selected"))?);
+        }
+        let indexed = key.clone();
+        key.extend(table_key.iter().filter(|i| !indexed.contains(i)));
+        let def = crate::catalog::IndexDef {
+            table: self.table,
+            key_columns: self.key_columns,
+            include_columns: self.include_columns,
+            table_key,
+        };
+        Ok((key, def))
+    }
 }
 
 impl Database {
@@ -57,7 +90,11 @@ impl Database {
         explain: bool,
     ) -> Result<Outcome> {
         let _ddl = self.ddl_lock.lock().await;
-        let tag = if create.sink.is_some() { "CREATE SINK" } else { "CREATE MATERIALIZED VIEW" };
+        let tag = match (&create.sink, &create.index) {
+            (Some(_), _) => "CREATE SINK",
+            (_, Some(_)) => "CREATE INDEX",
+            _ => "CREATE MATERIALIZED VIEW",
+        };
         let (schema, name) = resolve_name(create.name, &create.schema)?;
         let lookup = self.catalog();
         if !lookup.schema_exists(&schema) {
@@ -89,12 +126,19 @@ impl Database {
             (create.parallelism, PLAN_REVISION),
         )
         .await?;
+        let (primary_key, index) = match create.index {
+            Some(request) => {
+                let (key, def) = request.into_def(planned.key)?;
+                (key, Some(def))
+            }
+            None => (planned.key, None),
+        };
         let desc = Arc::new(TableDesc {
             id,
             schema,
             name,
             columns: planned.columns,
-            primary_key: planned.key,
+            primary_key,
             view: Some(ViewDef {
                 query: query_sql,
                 schema_search: create.schema.clone(),
@@ -105,12 +149,14 @@ impl Database {
                 plan: Vec::new(),
                 watermark_columns: planned.body.watermark_columns(),
                 sink: create.sink.clone(),
+                index,
             }),
             connector: None,
             append_only: false,
             watermark: None,
             plain_view: None,
             checks: Vec::new(),
+            key_constraint: None,
         });
         if let Some(def) = &create.sink {
             check_sink(def, &desc, &root_node(planned.body.clone(), desc.clone()))?;
@@ -271,8 +317,10 @@ impl Database {
                 .into_iter()
                 .filter(|d| !targets.iter().any(|t| t.id == d.id))
                 .collect();
-            if !dependents.is_empty() && !cascade {
-                let detail: Vec<String> = dependents
+            // Indexes go with their relation, as in Postgres: they need no CASCADE.
+            let blocking: Vec<&Arc<TableDesc>> = dependents.iter().filter(|d| !d.is_index()).collect();
+            if !blocking.is_empty() && !cascade {
+                let detail: Vec<String> = blocking
                     .iter()
                     .map(|d| {
                         format!(
@@ -297,6 +345,10 @@ impl Database {
             }
             for dependent in dependents {
                 if !doomed.iter().any(|d| d.id == dependent.id) {
+                    if dependent.is_index() {
+                        doomed.push(dependent);
+                        continue;
+                    }
                     notices.push(format!("drop cascades to {} {}", dependent.kind_name(), dependent.name));
                     doomed.push(dependent);
                 }
@@ -322,8 +374,8 @@ impl Database {
     }
 }
 
-struct PlannedView {
-    body: StreamNode,
+pub(super) struct PlannedView {
+    pub body: StreamNode,
     columns: Vec<ColumnDesc>,
     key: Vec<usize>,
     dependencies: Vec<TableId>,
@@ -331,7 +383,7 @@ struct PlannedView {
 }
 
 /// Plans `query_sql` into the body of a view's dataflow and the view's columns.
-async fn plan_view(
+pub(super) async fn plan_view(
     ctx: &SessionContext,
     catalog: &Catalog,
     mut ids: TableIds<'_>,
@@ -406,7 +458,14 @@ async fn plan_view(
         .enumerate()
         .map(|(i, field)| ColumnDesc {
             name: if i < body.visible { visible[i].clone() } else { format!("_hidden{i}") },
-            sql_type: SqlType::from_arrow(field),
+            // The query's own field keeps what the type's Arrow form leaves out
+            // (`varchar(n)`, `jsonb`) when the stored type is the same.
+            sql_type: match arrow.fields().get(i) {
+                Some(planned) if i < body.visible && planned.data_type() == field.data_type() => {
+                    SqlType::from_arrow(planned)
+                }
+                _ => SqlType::from_arrow(field),
+            },
             nullable: true,
             default: None,
             hidden: i >= body.visible,
@@ -491,7 +550,7 @@ fn check_sink(def: &crate::catalog::ConnectorDef, desc: &TableDesc, root: &Strea
 }
 
 /// The root of a view's dataflow: Materialize, or Sink for a sink.
-fn root_node(body: StreamNode, view: Arc<TableDesc>) -> StreamNode {
+pub(super) fn root_node(body: StreamNode, view: Arc<TableDesc>) -> StreamNode {
     StreamNode {
         kind: if view.is_sink() {
             NodeKind::Sink { sink: view.clone() }

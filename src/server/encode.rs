@@ -148,7 +148,9 @@ impl<'a> PgValue<'a> {
                         crate::common::types::NUMERIC_DEFAULT_SCALE,
                     ),
             },
-            SqlType::Text => PgValue::Text(array.as_string::<i32>().value(row)),
+            SqlType::Text | SqlType::Varchar(_) | SqlType::Char(_) => {
+                PgValue::Text(array.as_string::<i32>().value(row))
+            }
             SqlType::Jsonb => PgValue::Json(array.as_string::<i32>().value(row)),
             // `canonical` refuses struct columns before any value is encoded.
             SqlType::Struct(_) => PgValue::Null,

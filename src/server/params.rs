@@ -47,7 +47,9 @@ fn decode_binary(bytes: &[u8], sql_type: &SqlType) -> Result<ScalarValue> {
         SqlType::Int64 => ScalarValue::Int64(Some(from_sql::<i64>(&Type::INT8, bytes)?)),
         SqlType::Float32 => ScalarValue::Float32(Some(from_sql::<f32>(&ty, bytes)?)),
         SqlType::Float64 => ScalarValue::Float64(Some(from_sql::<f64>(&ty, bytes)?)),
-        SqlType::Text => ScalarValue::Utf8(Some(from_sql::<String>(&Type::TEXT, bytes)?)),
+        SqlType::Text | SqlType::Varchar(_) | SqlType::Char(_) => {
+            ScalarValue::Utf8(Some(from_sql::<String>(&Type::TEXT, bytes)?))
+        }
         SqlType::Jsonb => {
             let value = from_sql::<serde_json::Value>(&ty, bytes)?;
             ScalarValue::Utf8(Some(value.to_string()))

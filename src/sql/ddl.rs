@@ -69,6 +69,7 @@ pub fn bind_create_table(
         watermark: None,
         plain_view: None,
         checks,
+        key_constraint: None,
     })
 }
 
@@ -226,10 +227,9 @@ pub fn resolve_drop_targets(
             Some(desc) => targets.push(desc.clone()),
             None if if_exists => notices.push(format!("{kind} \"{table}\" does not exist, skipping")),
             None => {
-                return Err(Error::new(
-                    SqlState::UndefinedTable,
-                    format!("{kind} \"{table}\" does not exist"),
-                ));
+                // Postgres: a missing index is an undefined object, the rest undefined tables.
+                let state = if kind == "index" { SqlState::UndefinedObject } else { SqlState::UndefinedTable };
+                return Err(Error::new(state, format!("{kind} \"{table}\" does not exist")));
             }
         }
     }

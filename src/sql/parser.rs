@@ -38,6 +38,9 @@ pub enum Statement {
     DropSink { names: Vec<ast::ObjectName>, if_exists: bool, cascade: bool },
     /// `SHOW SINKS`.
     ShowSinks,
+    /// `ALTER VIEW | MATERIALIZED VIEW | SOURCE | SINK [IF EXISTS] name RENAME TO new`
+    /// (`kind` in lower case, as `TableDesc::kind_name` says it).
+    RenameRelation { kind: &'static str, name: ast::ObjectName, new_name: ast::ObjectName, if_exists: bool },
     /// A statement whose query ends with `EMIT ON WINDOW CLOSE`: CREATE MATERIALIZED VIEW,
     /// EXPLAIN of one, or a bare query (a view's stored query, re-planned at start-up).
     EmitOnWindowClose(Box<ast::Statement>),
@@ -150,6 +153,8 @@ fn parse_statements(sql: &str) -> Result<Vec<Statement>> {
             parse_source_statement(&mut parser).map_err(|e| syntax_error(sql, e))?
         {
             statement
+        } else if let Some(statement) = parse_rename(&mut parser).map_err(|e| syntax_error(sql, e))? {
+            statement
         } else if peek_keywords(&parser, &["CREATE", "USER"]) || peek_keywords(&parser, &["ALTER", "USER"]) {
             let mut statement = parse_user_statement(&mut parser).map_err(|e| syntax_error(sql, e))?;
             super::depth::balance_and_check(&mut statement)?;
@@ -220,6 +225,35 @@ fn emit_on_window_close(statement: Statement) -> Result<Statement> {
             SqlState::SyntaxError,
             "EMIT ON WINDOW CLOSE can only end the query of a materialized view or a sink",
         )
+    })
+}
+
+/// `ALTER VIEW | MATERIALIZED VIEW | SOURCE | SINK [IF EXISTS] name RENAME TO new`, which
+/// sqlparser does not parse (it knows ALTER VIEW ... AS only), or `None`.
+fn parse_rename(parser: &mut Parser) -> std::result::Result<Option<Statement>, ParserError> {
+    use datafusion::sql::sqlparser::keywords::Keyword;
+    if !peek_keyword(parser, "ALTER") {
+        return Ok(None);
+    }
+    parser.maybe_parse(|p| {
+        p.expect_keyword(Keyword::ALTER)?;
+        let kind = if p.parse_keywords(&[Keyword::MATERIALIZED, Keyword::VIEW]) {
+            "materialized view"
+        } else if p.parse_keyword(Keyword::VIEW) {
+            "view"
+        } else if p.parse_keyword(Keyword::SOURCE) {
+            "source"
+        } else if peek_keyword(p, "SINK") {
+            p.next_token();
+            "sink"
+        } else {
+            return p.expected("VIEW, MATERIALIZED VIEW, SOURCE or SINK", p.peek_token());
+        };
+        let if_exists = p.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
+        let name = p.parse_object_name(false)?;
+        p.expect_keywords(&[Keyword::RENAME, Keyword::TO])?;
+        let new_name = p.parse_object_name(false)?;
+        Ok(Statement::RenameRelation { kind, name, new_name, if_exists })
     })
 }
 

@@ -336,6 +336,15 @@ pub fn bind_source(create: &CreateSource, catalog: &mut Catalog, default_schema:
         return Err(Error::unsupported("CHECK constraints on a source or a table with a connector")
             .with_hint("filter the rows in a view over it"));
     }
+    // A connector's rows are not checked like INSERTed rows, so a length would not hold.
+    if let Some(column) = columns.iter().find(|c| c.sql_type.max_characters().is_some()) {
+        return Err(Error::unsupported(format!(
+            "type {} for column \"{}\" of a source or a table with a connector",
+            column.sql_type.name(),
+            column.name
+        ))
+        .with_hint("declare it varchar or text"));
+    }
     if create.table
         && let Some(column) = columns.iter().find(|c| matches!(c.sql_type, crate::common::SqlType::Struct(_)))
     {
@@ -377,6 +386,7 @@ pub fn bind_source(create: &CreateSource, catalog: &mut Catalog, default_schema:
         watermark,
         plain_view: None,
         checks: Vec::new(),
+        key_constraint: None,
     })
 }
 

@@ -35,10 +35,59 @@ pub struct TableWriter {
     splits: Vec<(String, Vec<u8>)>,
     /// Writes of system tables (dead letters) staged with the rows.
     system: Vec<(crate::state::TableId, Vec<u8>, Vec<u8>)>,
-    subscribers: Vec<mpsc::Sender<Message>>,
+    subscribers: Vec<Subscriber>,
     /// The table's `WATERMARK FOR` clause and its current watermark.
     watermark: Option<WatermarkGenerator>,
     watermark_dirty: bool,
+}
+
+/// A view's dataflow reading the table's changes.
+struct Subscriber {
+    sender: mpsc::Sender<Message>,
+    /// Set when the table's columns changed after the subscriber was planned
+    /// (`ALTER TABLE`): the columns it was planned with, which its chunks keep.
+    layout: Option<Layout>,
+}
+
+/// The columns a subscriber was planned with: for each, the current column it reads, or
+/// None for a column dropped since (NULL; the subscriber's plan does not read it).
+#[derive(Clone, Debug)]
+struct Layout {
+    columns: Vec<Option<usize>>,
+    schema: datafusion::arrow::datatypes::SchemaRef,
+}
+
+impl Layout {
+    fn chunk(&self, chunk: &Chunk) -> Result<Chunk> {
+        let rows = chunk.data.num_rows();
+        let columns: Vec<datafusion::arrow::array::ArrayRef> = self
+            .columns
+            .iter()
+            .zip(self.schema.fields())
+            .map(|(column, field)| match column {
+                Some(i) => chunk.data.column(*i).clone(),
+                None => datafusion::arrow::array::new_null_array(field.data_type(), rows),
+            })
+            .collect();
+        Ok(Chunk::new(chunk.ops.clone(), RecordBatch::try_new(self.schema.clone(), columns)?))
+    }
+
+    fn message(&self, message: &Message) -> Option<Message> {
+        match message {
+            Message::Chunk(chunk) => match self.chunk(chunk) {
+                Ok(chunk) => Some(Message::Chunk(chunk)),
+                Err(e) => {
+                    tracing::error!(error = %e, "a chunk could not be shaped for a view planned before ALTER TABLE");
+                    None
+                }
+            },
+            Message::Watermark { column, value } => {
+                let column = self.columns.iter().position(|c| *c == Some(*column))?;
+                Some(Message::Watermark { column, value: value.clone() })
+            }
+            other => Some(other.clone()),
+        }
+    }
 }
 
 impl TableWriter {
@@ -148,8 +197,34 @@ impl TableWriter {
             let message = Message::Watermark { column: watermark.expr.column, value };
             sender.try_send(message).map_err(|_| crate::common::Error::internal("a new channel is full"))?;
         }
-        self.subscribers.push(sender);
+        self.subscribers.push(Subscriber { sender, layout: None });
         Ok(receiver)
+    }
+
+    /// `ALTER TABLE`: from now on rows are `desc`'s. `moved[i]` is where old column `i`
+    /// is now (None: dropped); current subscribers keep receiving the columns they were
+    /// planned with. `rows` (key, encoded row) are the stored rows re-encoded, written
+    /// with the next epoch without being sent as changes.
+    pub fn alter(&mut self, desc: Arc<TableDesc>, moved: &[Option<usize>], rows: Vec<(Vec<u8>, Vec<u8>)>) -> Result<()> {
+        let old_schema = self.desc.full_schema();
+        for subscriber in &mut self.subscribers {
+            let layout = match subscriber.layout.take() {
+                None => Layout { columns: moved.to_vec(), schema: nullable(&old_schema) },
+                Some(layout) => Layout {
+                    columns: layout.columns.iter().map(|c| c.and_then(|i| moved.get(i).copied().flatten())).collect(),
+                    schema: layout.schema,
+                },
+            };
+            let identity = layout.columns.len() == desc.columns.len()
+                && layout.columns.iter().enumerate().all(|(i, c)| *c == Some(i));
+            subscriber.layout = (!identity).then_some(layout);
+        }
+        self.codec = TableCodec::new(&desc)?;
+        self.desc = desc;
+        for (key, row) in rows {
+            self.state.put(key, row);
+        }
+        Ok(())
     }
 
     pub fn has_pending(&self) -> bool {
@@ -257,13 +332,28 @@ impl TableWriter {
         // cancel (the coordinator bounds a barrier's wait): no subscriber is lost.
         let mut i = 0;
         while i < self.subscribers.len() {
-            if self.subscribers[i].send(message.clone()).await.is_ok() {
+            let subscriber = &self.subscribers[i];
+            let shaped = match &subscriber.layout {
+                None => Some(message.clone()),
+                Some(layout) => layout.message(&message),
+            };
+            let sent = match shaped {
+                Some(shaped) => subscriber.sender.send(shaped).await.is_ok(),
+                None => true,
+            };
+            if sent {
                 i += 1;
             } else {
                 self.subscribers.remove(i);
             }
         }
     }
+}
+
+/// `schema` with every field nullable (a dropped column reads as NULL).
+fn nullable(schema: &datafusion::arrow::datatypes::SchemaRef) -> datafusion::arrow::datatypes::SchemaRef {
+    let fields: Vec<_> = schema.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect();
+    Arc::new(datafusion::arrow::datatypes::Schema::new(fields))
 }
 
 /// The meta key of a table's row-id counter; deleted with the table.

@@ -169,6 +169,7 @@ pub(crate) mod tests {
             watermark: Some(WatermarkDef { column: 1, expression: expression.into() }),
             plain_view: None,
             checks: Vec::new(),
+            key_constraint: None,
         }
     }
 

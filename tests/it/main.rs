@@ -1,6 +1,7 @@
 //! The one integration-test binary (STYLE.md rule 12): every test starts what it needs
 //! in-process on port 0, or spawns the real `sabot` binary where a test kills it.
 
+mod alter;
 mod catalog;
 mod changes;
 mod differential;
@@ -10,6 +11,7 @@ mod event_time;
 mod fuzz;
 mod hardening;
 mod harness;
+mod indexes;
 mod introspection;
 mod joins;
 mod over_windows;

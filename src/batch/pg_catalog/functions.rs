@@ -253,14 +253,19 @@ fn register_descriptions(ctx: &SessionContext, catalog: &Arc<Catalog>) {
     ));
 }
 
-/// `pg_total_relation_size(oid)`, `pg_table_size`, `pg_relation_size`: the bytes of the
-/// relation's rows as the state store holds them (keys and values, before the store's own
-/// compression), with a materialized view's operator state for the total;
-/// `pg_indexes_size` is 0 (a primary key is the rows' order, not a separate index);
-/// `pg_size_pretty(bytes)` as Postgres prints it.
+/// `pg_total_relation_size(oid)`, `pg_table_size`, `pg_relation_size`, `pg_indexes_size`:
+/// the bytes of the relation's rows (or of its indexes' entries) as the state store holds
+/// them (keys and values, before the store's own compression); the total adds a
+/// materialized view's operator state and the relation's indexes. `pg_size_pretty(bytes)`
+/// as Postgres prints it.
 fn register_sizes(ctx: &SessionContext, catalog: &Arc<Catalog>, snapshot: &Arc<dyn Snapshot>) {
-    let sizes = [("pg_total_relation_size", true), ("pg_table_size", false), ("pg_relation_size", false)];
-    for (name, with_state) in sizes {
+    let sizes = [
+        ("pg_total_relation_size", Size::Total),
+        ("pg_table_size", Size::Rows),
+        ("pg_relation_size", Size::Rows),
+        ("pg_indexes_size", Size::Indexes),
+    ];
+    for (name, size) in sizes {
         let (catalog, snapshot) = (catalog.clone(), snapshot.clone());
         ctx.register_udf(function(
             name,
@@ -271,25 +276,16 @@ fn register_sizes(ctx: &SessionContext, catalog: &Arc<Catalog>, snapshot: &Arc<d
                     catalog.tables().map(|t| (relation_oid(t.id), t.as_ref())).collect();
                 let mut out = Vec::with_capacity(args[0].len());
                 for oid in args[0].as_primitive::<Int64Type>().iter() {
-                    let size = match oid.and_then(|oid| tables.get(&oid)) {
-                        Some(desc) => Some(stored_bytes(desc, snapshot.as_ref(), with_state)?),
+                    let bytes = match oid.and_then(|oid| tables.get(&oid)) {
+                        Some(desc) => Some(stored_bytes(&catalog, desc, snapshot.as_ref(), size)?),
                         None => None,
                     };
-                    out.push(size);
+                    out.push(bytes);
                 }
                 Ok(Arc::new(Int64Array::from(out)) as ArrayRef)
             }),
         ));
     }
-    ctx.register_udf(function(
-        "pg_indexes_size",
-        vec![vec![DataType::Int64]],
-        DataType::Int64,
-        Arc::new(|args, _| {
-            let oids = args[0].as_primitive::<Int64Type>();
-            Ok(Arc::new(oids.iter().map(|o| o.map(|_| 0)).collect::<Int64Array>()) as ArrayRef)
-        }),
-    ));
     ctx.register_udf(function(
         "pg_size_pretty",
         vec![vec![DataType::Int64]],
@@ -302,14 +298,30 @@ fn register_sizes(ctx: &SessionContext, catalog: &Arc<Catalog>, snapshot: &Arc<d
 }
 
 /// Bytes stored under a relation's id (and its operator state's ids, `with_state`).
+/// What a size function counts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Size {
+    Rows,
+    Indexes,
+    Total,
+}
+
 fn stored_bytes(
+    catalog: &Catalog,
     desc: &crate::catalog::TableDesc,
     snapshot: &dyn Snapshot,
-    with_state: bool,
+    size: Size,
 ) -> datafusion::common::Result<i64> {
-    let mut tables = vec![desc.id];
-    if with_state {
+    let indexes = catalog.indexes_on(desc.id);
+    let mut tables = Vec::new();
+    if size != Size::Indexes {
+        tables.push(desc.id);
+    }
+    if size == Size::Total {
         tables.extend(desc.view.iter().flat_map(|v| v.state_tables.iter().copied()));
+    }
+    if size != Size::Rows {
+        tables.extend(indexes.iter().map(|i| i.id));
     }
     let mut total = 0usize;
     for table in tables {
@@ -396,6 +408,8 @@ fn type_name(oid: i64, modifier: i32) -> Option<String> {
                 let packed = modifier - 4;
                 return Some(format!("numeric({},{})", packed >> 16, packed & 0xffff));
             }
+            "varchar" if modifier >= 4 => return Some(format!("character varying({})", modifier - 4)),
+            "bpchar" if modifier >= 4 => return Some(format!("character({})", modifier - 4)),
             "bool" => "boolean",
             "int2" => "smallint",
             "int4" => "integer",
@@ -531,13 +545,13 @@ fn identifier(text: &str) -> String {
     }
 }
 
-/// `pg_get_indexdef(oid [, column, pretty])` and `pg_get_constraintdef(oid [, pretty])` of
-/// the primary keys (the only indexes and constraints in the catalog).
+/// `pg_get_indexdef(oid [, column, pretty])` of primary keys and indexes, and
+/// `pg_get_constraintdef(oid [, pretty])` of primary keys and CHECK constraints.
 fn register_key_definitions(ctx: &SessionContext, catalog: &Arc<Catalog>) {
     let tables = catalog.clone();
     let more = vec![DataType::Int64, DataType::Boolean];
     ctx.register_udf(by_oid("pg_get_indexdef", more, move || {
-        let indexes: HashMap<i64, String> = primary_keys(&tables)
+        let mut indexes: HashMap<i64, String> = primary_keys(&tables)
             .map(|(id, desc, columns)| {
                 let name = desc.primary_key_name();
                 (
@@ -549,6 +563,11 @@ fn register_key_definitions(ctx: &SessionContext, catalog: &Arc<Catalog>) {
                 )
             })
             .collect();
+        for desc in tables.tables() {
+            if let Some(definition) = super::relations::index_definition(&tables, desc) {
+                indexes.insert(relation_oid(desc.id), definition);
+            }
+        }
         move |oid| indexes.get(&oid).cloned()
     }));
     let tables = catalog.clone();

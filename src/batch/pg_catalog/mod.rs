@@ -8,9 +8,11 @@
 //! from their name ([`name_oid`]). Materialized views are `relkind = 'm'`, sources are
 //! shown as foreign tables (`'f'`); sinks keep no rows and are not relations here (see
 //! `sabot_catalog`). A table's primary key is an index (`<table>_pkey`, relkind `'i'`,
-//! in `pg_index`) and a constraint (`pg_constraint`). Relations Sabot has no objects for
-//! yet (other indexes and constraints, descriptions, policies, statistics, publications, inheritance, rules, triggers) are
-//! empty, with Postgres' columns, so that tools' queries over them plan and return
+//! in `pg_index`) and a constraint (`pg_constraint`); `CREATE INDEX` indexes are relkind
+//! `'i'` with their own table id, in `pg_index` and `pg_indexes`. Relations Sabot has no
+//! objects for yet (other constraints, policies, statistics, publications, inheritance,
+//! rules, triggers) are empty, with Postgres' columns, so that tools' queries over them
+//! plan and return
 //! nothing.
 
 mod functions;

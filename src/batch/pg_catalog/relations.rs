@@ -7,7 +7,7 @@ use super::{
 use crate::catalog::{Catalog, TableDesc};
 use crate::common::SqlType;
 
-pub const TABLES: [&str; 31] = [
+pub const TABLES: [&str; 32] = [
     "pg_settings",
     "pg_am",
     "pg_attrdef",
@@ -19,6 +19,7 @@ pub const TABLES: [&str; 31] = [
     "pg_database",
     "pg_description",
     "pg_index",
+    "pg_indexes",
     "pg_inherits",
     "pg_matviews",
     "pg_namespace",
@@ -57,7 +58,8 @@ pub(super) fn relation(catalog: &Catalog, name: &str) -> Option<Relation> {
         "pg_matviews" => materialized_views(catalog),
         "pg_views" => plain_views(catalog),
         "pg_collation" => collations(),
-        "pg_index" => primary_key_indexes(catalog),
+        "pg_index" => indexes(catalog),
+        "pg_indexes" => index_definitions(catalog),
         "pg_constraint" => constraints(catalog),
         "pg_description" => descriptions(catalog),
         _ => empty(name)?,
@@ -117,36 +119,98 @@ fn key_numbers(desc: &TableDesc) -> Vec<i64> {
     desc.primary_key.iter().map(|&i| i as i64 + 1).collect()
 }
 
-fn primary_key_indexes(catalog: &Catalog) -> Relation {
+/// `pg_index`: each table's primary key and every index (`CREATE INDEX`).
+fn indexes(catalog: &Catalog) -> Relation {
     let mut relation = Relation::new(INDEX_COLUMNS);
     for desc in catalog.tables().filter(|d| has_primary_key(d)) {
-        let keys = key_numbers(desc);
-        let count = keys.len() as i64;
-        let listed = |each: &str| vec![each; keys.len()].join(" ");
-        let numbers: Vec<String> = keys.iter().map(i64::to_string).collect();
-        relation.push(vec![
-            oid(primary_key_oid(desc.id)),
-            oid(relation_oid(desc.id)),
-            int(count),
-            int(count),
-            boolean(true),
-            boolean(false),
-            boolean(true),
-            boolean(false),
-            boolean(true),
-            boolean(false),
-            boolean(true),
-            boolean(false),
-            boolean(true),
-            boolean(true),
-            boolean(false),
-            text(numbers.join(" ")),
-            text(listed("0")),
-            text(listed("0")),
-            text(listed("0")),
-            None,
-            None,
-        ]);
+        relation.push(index_row(primary_key_oid(desc.id), desc.id, &key_numbers(desc), &[], true));
+    }
+    for desc in catalog.tables() {
+        let Some(def) = desc.index() else { continue };
+        let numbers = |columns: &[usize]| columns.iter().map(|&i| i as i64 + 1).collect::<Vec<i64>>();
+        let (keys, include) = (numbers(&def.key_columns), numbers(&def.include_columns));
+        relation.push(index_row(relation_oid(desc.id), def.table, &keys, &include, false));
+    }
+    relation
+}
+
+/// A row of `pg_index`: the key's and the INCLUDE columns' numbers in the table.
+fn index_row(
+    index: i64,
+    table: crate::state::TableId,
+    keys: &[i64],
+    include: &[i64],
+    primary: bool,
+) -> Vec<Option<datafusion::common::ScalarValue>> {
+    let all: Vec<String> = keys.iter().chain(include).map(i64::to_string).collect();
+    let listed = |each: &str, count: usize| vec![each; count].join(" ");
+    vec![
+        oid(index),
+        oid(relation_oid(table)),
+        int(all.len() as i64),
+        int(keys.len() as i64),
+        boolean(primary),
+        boolean(false),
+        boolean(primary),
+        boolean(false),
+        boolean(true),
+        boolean(false),
+        boolean(true),
+        boolean(false),
+        boolean(true),
+        boolean(true),
+        boolean(false),
+        text(all.join(" ")),
+        text(listed("0", all.len())),
+        text(listed("0", keys.len())),
+        text(listed("0", keys.len())),
+        None,
+        None,
+    ]
+}
+
+/// `CREATE INDEX ...` as `pg_get_indexdef` prints an index Sabot keeps.
+pub(super) fn index_definition(catalog: &Catalog, desc: &TableDesc) -> Option<String> {
+    let def = desc.index()?;
+    let table = catalog.table_by_id(def.table)?;
+    let names = |columns: &[usize]| -> String {
+        let names: Vec<&str> = columns.iter().map(|&i| table.columns[i].name.as_str()).collect();
+        names.join(", ")
+    };
+    let mut sql =
+        format!("CREATE INDEX {} ON {} USING btree ({})", desc.name, table.qualified_name(), names(&def.key_columns));
+    if !def.include_columns.is_empty() {
+        sql.push_str(&format!(" INCLUDE ({})", names(&def.include_columns)));
+    }
+    Some(sql)
+}
+
+/// `pg_indexes`: every index with its definition, primary keys included.
+fn index_definitions(catalog: &Catalog) -> Relation {
+    let mut relation =
+        Relation::new("schemaname:name tablename:name indexname:name tablespace:name indexdef:text");
+    for desc in catalog.tables() {
+        if has_primary_key(desc) {
+            let columns: Vec<&str> = desc.primary_key.iter().map(|&i| desc.columns[i].name.as_str()).collect();
+            let definition = format!(
+                "CREATE UNIQUE INDEX {} ON {} USING btree ({})",
+                desc.primary_key_name(),
+                desc.qualified_name(),
+                columns.join(", ")
+            );
+            relation.push(vec![
+                text(&desc.schema),
+                text(&desc.name),
+                text(desc.primary_key_name()),
+                None,
+                text(&definition),
+            ]);
+        }
+        if let (Some(def), Some(definition)) = (desc.index(), index_definition(catalog, desc))
+            && let Some(table) = catalog.table_by_id(def.table)
+        {
+            relation.push(vec![text(&desc.schema), text(&table.name), text(&desc.name), None, text(&definition)]);
+        }
     }
     relation
 }
@@ -237,6 +301,8 @@ fn queryable(catalog: &Catalog) -> impl Iterator<Item = &std::sync::Arc<TableDes
 fn relkind(desc: &TableDesc) -> &'static str {
     if desc.is_plain_view() {
         "v"
+    } else if desc.is_index() {
+        "i"
     } else if desc.is_view() {
         "m"
     } else if desc.is_source() {
@@ -257,9 +323,13 @@ fn classes(catalog: &Catalog) -> Relation {
     );
     for desc in queryable(catalog) {
         let kind = relkind(desc);
-        let columns = desc.columns.iter().filter(|c| !c.hidden).count() as i64;
-        let access_method = if kind == "f" || kind == "v" { 0 } else { HEAP_OID };
-        let indexed = has_primary_key(desc);
+        let columns = attribute_columns(catalog, desc).len() as i64;
+        let access_method = match kind {
+            "f" | "v" => 0,
+            "i" => BTREE_OID,
+            _ => HEAP_OID,
+        };
+        let indexed = has_primary_key(desc) || !catalog.indexes_on(desc.id).is_empty();
         if indexed {
             let keys = desc.primary_key.len() as i64;
             relation.push(class_row(
@@ -267,7 +337,7 @@ fn classes(catalog: &Catalog) -> Relation {
                 &desc.primary_key_name(),
                 &desc.schema,
                 "i",
-                403,
+                BTREE_OID,
                 keys,
                 false,
             ));
@@ -336,7 +406,7 @@ fn attributes(catalog: &Catalog) -> Relation {
          attcollation:oid attacl:text[] attoptions:text[] attfdwoptions:text[]",
     );
     for desc in queryable(catalog) {
-        for (number, column) in desc.columns.iter().filter(|c| !c.hidden).enumerate() {
+        for (number, column) in attribute_columns(catalog, desc).into_iter().enumerate() {
             let pg_type = type_of(&column.sql_type);
             relation.push(vec![
                 oid(relation_oid(desc.id)),
@@ -370,11 +440,23 @@ fn attributes(catalog: &Catalog) -> Relation {
     relation
 }
 
+/// The columns `pg_attribute` lists for a relation: its visible columns; for an index,
+/// the table's key and INCLUDE columns, as in Postgres.
+fn attribute_columns<'a>(catalog: &'a Catalog, desc: &'a TableDesc) -> Vec<&'a crate::catalog::ColumnDesc> {
+    match desc.index() {
+        Some(def) => match catalog.table_by_id(def.table) {
+            Some(table) => def.key_columns.iter().chain(&def.include_columns).map(|&i| &table.columns[i]).collect(),
+            None => Vec::new(),
+        },
+        None => desc.columns.iter().filter(|c| !c.hidden).collect(),
+    }
+}
+
 /// Column defaults, as their SQL text (what `pg_get_expr` shows).
 fn defaults(catalog: &Catalog) -> Relation {
     let mut relation = Relation::new("oid:oid adrelid:oid adnum:int2 adbin:text");
     for desc in queryable(catalog) {
-        for (number, column) in desc.columns.iter().filter(|c| !c.hidden).enumerate() {
+        for (number, column) in attribute_columns(catalog, desc).into_iter().enumerate() {
             if let Some(default) = &column.default {
                 let id = relation_oid(desc.id);
                 relation.push(vec![
@@ -412,6 +494,8 @@ const fn array(oid: i64, name: &'static str, element: i64) -> PgType {
 
 const DEFAULT_COLLATION_OID: i64 = 100;
 const HEAP_OID: i64 = 2;
+/// The btree access method, which every index reports.
+const BTREE_OID: i64 = 403;
 
 /// The types Sabot's columns have, and those the catalogs' columns have.
 pub const TYPES: [PgType; 36] = [
@@ -459,10 +543,12 @@ pub fn type_of(sql_type: &SqlType) -> &'static PgType {
     TYPES.iter().find(|t| t.oid == oid).unwrap_or(&TYPES[7])
 }
 
-/// `atttypmod`: numeric's precision and scale as Postgres packs them, else -1.
+/// `atttypmod`: numeric's precision and scale, and the length of `varchar(n)` and
+/// `char(n)`, as Postgres packs them; else -1.
 fn type_modifier(sql_type: &SqlType) -> i64 {
     match sql_type {
         SqlType::Numeric { precision, scale } => ((i64::from(*precision) << 16) | i64::from(*scale)) + 4,
+        SqlType::Varchar(Some(n)) | SqlType::Char(n) => i64::from(*n) + 4,
         _ => -1,
     }
 }
@@ -505,7 +591,7 @@ fn types() -> Relation {
 fn access_methods() -> Relation {
     let mut relation = Relation::new("oid:oid amname:name amhandler:text amtype:char");
     relation.push(vec![oid(HEAP_OID), text("heap"), text("heap_tableam_handler"), text("t")]);
-    relation.push(vec![oid(403), text("btree"), text("bthandler"), text("i")]);
+    relation.push(vec![oid(BTREE_OID), text("btree"), text("bthandler"), text("i")]);
     relation
 }
 

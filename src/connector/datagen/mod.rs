@@ -121,6 +121,7 @@ fn column(options: &Options, name: &str, sql_type: SqlType) -> Result<Column> {
             | SqlType::Float64
             | SqlType::Numeric { .. }
             | SqlType::Text
+            | SqlType::Varchar(None)
             | SqlType::Date
             | SqlType::Timestamp
             | SqlType::TimestampTz
@@ -295,13 +296,13 @@ impl SplitReader for DatagenReader {
 /// One column's values for `rows`, in `target`'s type.
 fn values(column: &Column, index: u64, rows: &[u64], base_time: i64, target: &DataType) -> Result<ArrayRef> {
     let array: ArrayRef = match (&column.values, &column.sql_type) {
-        (Values::Sequence { start, .. }, SqlType::Text) => {
+        (Values::Sequence { start, .. }, SqlType::Text | SqlType::Varchar(None)) => {
             Arc::new(StringArray::from_iter_values(rows.iter().map(|&r| (start + r as i64).to_string())))
         }
         (Values::Sequence { start, .. }, _) => {
             Arc::new(Int64Array::from_iter_values(rows.iter().map(|&r| start + r as i64)))
         }
-        (Values::Random { seed, length, .. }, SqlType::Text) => Arc::new(StringArray::from_iter_values(
+        (Values::Random { seed, length, .. }, SqlType::Text | SqlType::Varchar(None)) => Arc::new(StringArray::from_iter_values(
             rows.iter().map(|&r| random::text(random::bits(*seed, index, r), *length)),
         )),
         (Values::Random { seed, .. }, SqlType::Boolean) => Arc::new(BooleanArray::from_iter(

@@ -171,7 +171,7 @@ fn declared_columns(table: &[(&str, Kind)], schema: &SchemaRef) -> Result<Vec<us
                         | SqlType::Numeric { .. }
                         | SqlType::Float64
                 ),
-                Kind::Text => sql_type == SqlType::Text,
+                Kind::Text => sql_type.is_text(),
                 Kind::Time => matches!(sql_type, SqlType::Timestamp | SqlType::TimestampTz),
             };
             if !fits {

@@ -120,6 +120,7 @@ mod tests {
             watermark: None,
             plain_view: None,
             checks: Vec::new(),
+            key_constraint: None,
         });
         let mut op = MaterializeOperator::new(desc.clone()).unwrap();
         let mut harness = Harness::new();
