@@ -72,7 +72,8 @@ fn usable(table: &TableDesc, index: &Arc<TableDesc>, filters: &[Expr]) -> Option
         let name = &table.columns[column].name;
         let target = index.columns[*index.primary_key.get(position)?].sql_type.to_arrow();
         if let Some(values) = filters.iter().find_map(|f| super::pinned_values(f, name)) {
-            let values: Vec<ScalarValue> = values.iter().map(|v| exact_cast(v, &target)).collect::<Option<_>>()?;
+            let values: Vec<ScalarValue> =
+                values.iter().map(|v| exact_cast(v, &target)).collect::<Option<_>>()?;
             condition.push(equality_text(name, &values));
             pinned.push(values);
             continue;
@@ -118,7 +119,11 @@ fn map_bound<T, U>(bound: Bound<T>, f: impl FnOnce(T) -> Option<U>) -> Option<Bo
 
 /// The tighter of two bounds on one side: the one further in direction `inward`
 /// (`Greater` for lower bounds); at equal values the exclusive one.
-fn tighter(current: Bound<ScalarValue>, new: Bound<ScalarValue>, inward: std::cmp::Ordering) -> Bound<ScalarValue> {
+fn tighter(
+    current: Bound<ScalarValue>,
+    new: Bound<ScalarValue>,
+    inward: std::cmp::Ordering,
+) -> Bound<ScalarValue> {
     let value = |b: &Bound<ScalarValue>| match b {
         Bound::Included(v) | Bound::Excluded(v) => Some(v.clone()),
         Bound::Unbounded => None,
@@ -329,7 +334,10 @@ impl ExecutionPlan for IndexScanExec {
         Ok(TreeNodeRecursion::Continue)
     }
 
-    fn with_new_children(self: Arc<Self>, _children: Vec<Arc<dyn ExecutionPlan>>) -> DfResult<Arc<dyn ExecutionPlan>> {
+    fn with_new_children(
+        self: Arc<Self>,
+        _children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
         Ok(self)
     }
 

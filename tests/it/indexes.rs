@@ -68,10 +68,15 @@ async fn queries_read_through_indexes_and_match_a_full_scan() {
                 explained.contains(&format!("IndexScanExec: table=public.t, index={index}")),
                 "{query} should read through {index}:\n{explained}"
             ),
-            None => assert!(!explained.contains("IndexScanExec"), "{query} should not use an index:\n{explained}"),
+            None => {
+                assert!(!explained.contains("IndexScanExec"), "{query} should not use an index:\n{explained}")
+            }
         }
         // The same filter, hidden from the scan (a computed column is never an index key).
-        let full = query.replace(" a ", " (a + 0) ").replace("WHERE b", "WHERE (b || '')").replace("WHERE c", "WHERE (c + 0)");
+        let full = query
+            .replace(" a ", " (a + 0) ")
+            .replace("WHERE b", "WHERE (b || '')")
+            .replace("WHERE c", "WHERE (c + 0)");
         assert_ne!(&full, query, "the query can be rewritten");
         assert!(!plan(&client, &full).await.contains("IndexScanExec"), "{full} scans everything");
         assert_eq!(sorted(&client, query).await, sorted(&client, &full).await, "{query}");

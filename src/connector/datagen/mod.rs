@@ -302,9 +302,11 @@ fn values(column: &Column, index: u64, rows: &[u64], base_time: i64, target: &Da
         (Values::Sequence { start, .. }, _) => {
             Arc::new(Int64Array::from_iter_values(rows.iter().map(|&r| start + r as i64)))
         }
-        (Values::Random { seed, length, .. }, SqlType::Text | SqlType::Varchar(None)) => Arc::new(StringArray::from_iter_values(
-            rows.iter().map(|&r| random::text(random::bits(*seed, index, r), *length)),
-        )),
+        (Values::Random { seed, length, .. }, SqlType::Text | SqlType::Varchar(None)) => {
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|&r| random::text(random::bits(*seed, index, r), *length)),
+            ))
+        }
         (Values::Random { seed, .. }, SqlType::Boolean) => Arc::new(BooleanArray::from_iter(
             rows.iter().map(|&r| Some(random::bits(*seed, index, r) & 1 == 1)),
         )),
