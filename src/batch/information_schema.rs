@@ -97,6 +97,7 @@ fn columns(catalog: &Catalog) -> Result<Arc<MemTable>> {
     fields.push(Field::new("character_maximum_length", DataType::Int32, true));
     fields.push(Field::new("numeric_precision", DataType::Int32, true));
     fields.push(Field::new("numeric_scale", DataType::Int32, true));
+    fields.extend(text_fields(&["udt_catalog", "udt_schema", "udt_name"]));
     table(
         fields,
         vec![
@@ -115,6 +116,9 @@ fn columns(catalog: &Catalog) -> Result<Arc<MemTable>> {
             ),
             Arc::new(rows.iter().map(|(_, _, c)| numeric(c).0).collect::<Int32Array>()),
             Arc::new(rows.iter().map(|(_, _, c)| numeric(c).1).collect::<Int32Array>()),
+            text(rows.iter().map(|_| Some(CATALOG.to_string()))),
+            text(rows.iter().map(|_| Some("pg_catalog".to_string()))),
+            text(rows.iter().map(|(_, _, c)| Some(c.sql_type.pg_type().name().to_string()))),
         ],
     )
 }

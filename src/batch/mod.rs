@@ -312,7 +312,11 @@ impl TableProvider for StoredTable {
 }
 
 impl StoredTable {
-    fn rows_exec(&self, batch: RecordBatch, projection: Option<&Vec<usize>>) -> DfResult<Arc<dyn ExecutionPlan>> {
+    fn rows_exec(
+        &self,
+        batch: RecordBatch,
+        projection: Option<&Vec<usize>>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let partitions = if batch.num_rows() == 0 { vec![vec![]] } else { vec![vec![batch]] };
         Ok(MemorySourceConfig::try_new_exec(&partitions, self.schema.clone(), projection.cloned())?)
     }
@@ -388,7 +392,10 @@ impl SabotCatalog {
             Error::new(crate::common::SqlState::UndefinedTable, format!("relation \"{name}\" does not exist"))
         })?;
         if desc.is_index() {
-            return Err(Error::new(crate::common::SqlState::WrongObjectType, format!("\"{name}\" is an index")));
+            return Err(Error::new(
+                crate::common::SqlState::WrongObjectType,
+                format!("\"{name}\" is an index"),
+            ));
         }
         if desc.is_plain_view() {
             return Err(Error::unsupported(format!("a window table function over view \"{name}\""))
@@ -569,6 +576,7 @@ mod tests {
             plain_view: None,
             checks: Vec::new(),
             key_constraint: None,
+            uniques: Vec::new(),
         });
         let codec = TableCodec::new(&desc).unwrap();
         let batch = RecordBatch::try_new(

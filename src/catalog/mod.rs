@@ -76,6 +76,28 @@ pub struct TableDesc {
     /// its key keeps the name it had, as in Postgres.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_constraint: Option<String>,
+    /// A table's `UNIQUE` constraints, in the order declared.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub uniques: Vec<UniqueDef>,
+}
+
+/// A `UNIQUE (columns)` constraint: no two rows have equal values in `columns` (rows
+/// with a NULL among them never conflict, unless `NULLS NOT DISTINCT`). The table's writer
+/// keeps each constraint's values in a state table of its own, to check a change against
+/// before it applies it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UniqueDef {
+    pub name: String,
+    /// Indexes into `columns`.
+    pub columns: Vec<usize>,
+    /// The state table mapping each value (encoded) to the key of the row that holds it.
+    pub state: TableId,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub nulls_not_distinct: bool,
+    /// Made by `CREATE UNIQUE INDEX`: a unique index, not a constraint (Postgres lists it
+    /// in `pg_index` only).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub index_only: bool,
 }
 
 /// A `CHECK (expression)` constraint: every row written must make it true or NULL.
@@ -448,6 +470,34 @@ impl Catalog {
         self.next_id
     }
 
+    /// The relation named `name` in `schema` (with `except`'s own), or the table whose
+    /// UNIQUE constraint's index has that name: Postgres' indexes share the relations'
+    /// names.
+    pub fn relation_name_taken(&self, schema: &str, name: &str, except: TableId) -> bool {
+        let taken_by = |desc: &TableDesc| desc.id != except;
+        self.tables.get(&(schema.to_string(), name.to_string())).is_some_and(|d| taken_by(d))
+            || self.unique_owner(schema, name).is_some_and(|d| taken_by(d))
+    }
+
+    /// The table with a UNIQUE constraint (or unique index) named `name` in `schema`.
+    pub fn unique_owner(&self, schema: &str, name: &str) -> Option<&Arc<TableDesc>> {
+        self.tables.values().find(|t| t.schema == schema && t.uniques.iter().any(|u| u.name == name))
+    }
+
+    /// `desc`'s name and its UNIQUE constraints' names are no other relation's.
+    fn check_names_free(&self, desc: &TableDesc) -> Result<()> {
+        let names = std::iter::once(&desc.name).chain(desc.uniques.iter().map(|u| &u.name));
+        for name in names {
+            if self.relation_name_taken(&desc.schema, name, desc.id) {
+                return Err(Error::new(
+                    SqlState::DuplicateTable,
+                    format!("relation \"{name}\" already exists"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Hands out the id for a new table.
     pub fn allocate_table_id(&mut self) -> TableId {
         let id = self.next_id;
@@ -484,10 +534,9 @@ impl Catalog {
                         format!("relation \"{}\" already exists", desc.name),
                     ));
                 }
+                self.check_names_free(desc)?;
                 self.tables.insert(key, desc.clone());
-                let last =
-                    desc.view.iter().flat_map(|v| v.state_tables.iter()).copied().max().unwrap_or(desc.id);
-                self.next_id = self.next_id.max(desc.id.max(last) + 1);
+                self.next_id = self.next_id.max(last_state_table(desc) + 1);
             }
             CatalogChange::AlterTable(desc) => {
                 let old = self.table_by_id(desc.id).cloned().ok_or_else(|| {
@@ -500,8 +549,10 @@ impl Catalog {
                         format!("relation \"{}\" already exists", desc.name),
                     ));
                 }
+                self.check_names_free(desc)?;
                 self.tables.remove(&(old.schema.clone(), old.name.clone()));
                 self.tables.insert(key, desc.clone());
+                self.next_id = self.next_id.max(last_state_table(desc) + 1);
             }
             CatalogChange::DropTable(desc) => {
                 self.tables.remove(&(desc.schema.clone(), desc.name.clone()));
@@ -592,6 +643,9 @@ impl Catalog {
                         batch.delete_table(*table);
                     }
                 }
+                for unique in &desc.uniques {
+                    batch.delete_table(unique.state);
+                }
             }
         }
         Ok(())
@@ -600,6 +654,13 @@ impl Catalog {
 
 pub fn undefined_role(name: &str) -> Error {
     Error::new(SqlState::UndefinedObject, format!("role \"{name}\" does not exist"))
+}
+
+/// The largest id among a relation's own and its state tables'.
+fn last_state_table(desc: &TableDesc) -> TableId {
+    let views = desc.view.iter().flat_map(|v| v.state_tables.iter()).copied();
+    let uniques = desc.uniques.iter().map(|u| u.state);
+    views.chain(uniques).fold(desc.id, TableId::max)
 }
 
 fn table_meta_key(id: TableId) -> Vec<u8> {
@@ -635,6 +696,7 @@ mod tests {
             plain_view: None,
             checks: Vec::new(),
             key_constraint: None,
+            uniques: Vec::new(),
         });
         let mut batch = WriteBatch::default();
         for change in [CatalogChange::CreateSchema("s".into()), CatalogChange::CreateTable(desc.clone())] {

@@ -1,4 +1,5 @@
-//! ALTER TABLE (RENAME TO, RENAME COLUMN, ADD COLUMN, DROP COLUMN) and ALTER VIEW /
+//! ALTER TABLE (RENAME TO, RENAME COLUMN, ADD COLUMN, DROP COLUMN; ADD UNIQUE and DROP
+//! CONSTRAINT are in `uniques`) and ALTER VIEW /
 //! MATERIALIZED VIEW / SOURCE / SINK / INDEX ... RENAME TO.
 //!
 //! A change is committed at an epoch boundary with everything that depends on the
@@ -27,7 +28,7 @@ use crate::sql::ddl::{normalize_ident, resolve_name};
 use crate::sql::stream_plan::TableIds;
 
 /// What an ALTER does to the stored rows of a table.
-struct RowChange {
+pub(super) struct RowChange {
     /// Where each old column is now (None: dropped).
     moved: Vec<Option<usize>>,
     /// The value of an added column (its DEFAULT, or NULL) and its place.
@@ -85,6 +86,21 @@ impl Database {
                 }
                 self.drop_column(&catalog, &desc, &name).await?;
             }
+            AlterTableOperation::AddConstraint {
+                constraint: ast::TableConstraint::Unique(unique),
+                not_valid,
+            } => {
+                if *not_valid {
+                    return Err(Error::unsupported("NOT VALID UNIQUE constraints"));
+                }
+                self.add_unique(&catalog, &desc, unique).await?;
+            }
+            AlterTableOperation::DropConstraint { if_exists, name, drop_behavior } => {
+                if matches!(drop_behavior, Some(ast::DropBehavior::Cascade)) {
+                    return Err(Error::unsupported("DROP CONSTRAINT ... CASCADE"));
+                }
+                return self.drop_constraint(&catalog, &desc, name, *if_exists).await;
+            }
             other => return Err(Error::unsupported(format!("ALTER TABLE ... {other}"))),
         }
         Ok(Outcome::command("ALTER TABLE"))
@@ -103,12 +119,21 @@ impl Database {
         let _ddl = self.ddl_lock.lock().await;
         let catalog = self.catalog();
         let (relation_schema, relation) = resolve_name(name, schema)?;
+        if kind == "index"
+            && let Some(owner) = catalog.unique_owner(&relation_schema, &relation).cloned()
+        {
+            self.rename_unique(&catalog, &owner, &relation, new_name).await?;
+            return Ok(Outcome::command(&tag));
+        }
         let Some(desc) = catalog.table(&relation_schema, &relation).cloned() else {
             if if_exists {
                 return Ok(Outcome::command(&tag)
                     .with_notice(format!("relation \"{relation}\" does not exist, skipping")));
             }
-            return Err(Error::new(SqlState::UndefinedTable, format!("relation \"{relation}\" does not exist")));
+            return Err(Error::new(
+                SqlState::UndefinedTable,
+                format!("relation \"{relation}\" does not exist"),
+            ));
         };
         if desc.kind_name() != kind {
             return Err(Error::new(SqlState::WrongObjectType, format!("\"{relation}\" is not a {kind}"))
@@ -157,10 +182,11 @@ impl Database {
         check_table(desc)?;
         check_column_layout(desc, "add a column to")?;
         let bound = crate::sql::ddl::bind_columns(std::slice::from_ref(column), &[], &desc.name)?;
-        if bound.primary_key.is_some() || !bound.checks.is_empty() {
+        if bound.primary_key.is_some() || !bound.checks.is_empty() || !bound.uniques.is_empty() {
             return Err(Error::unsupported("constraints other than NOT NULL and DEFAULT in ADD COLUMN"));
         }
-        let added = bound.columns.into_iter().next().ok_or_else(|| Error::internal("ADD COLUMN bound no column"))?;
+        let added =
+            bound.columns.into_iter().next().ok_or_else(|| Error::internal("ADD COLUMN bound no column"))?;
         if desc.column_index(&added.name).is_some() {
             return Err(Error::new(
                 SqlState::DuplicateColumn,
@@ -190,8 +216,17 @@ impl Database {
         if desc.primary_key.contains(&index) {
             return Err(Error::unsupported(format!("dropping primary key column \"{name}\"")));
         }
+        if let Some(unique) = desc.uniques.iter().find(|u| u.columns.contains(&index)) {
+            return Err(Error::unsupported(format!(
+                "dropping column \"{name}\", which UNIQUE constraint \"{}\" covers",
+                unique.name
+            )));
+        }
         if desc.columns.iter().filter(|c| !c.hidden).count() == 1 {
-            return Err(Error::unsupported(format!("dropping \"{name}\", the only column of \"{}\"", desc.name)));
+            return Err(Error::unsupported(format!(
+                "dropping \"{name}\", the only column of \"{}\"",
+                desc.name
+            )));
         }
         let shift = |i: usize| if i > index { i - 1 } else { i };
         let mut altered = (**desc).clone();
@@ -202,6 +237,9 @@ impl Database {
         for check in &mut altered.checks {
             check.columns = check.columns.iter().map(|&i| shift(i)).collect();
         }
+        for unique in &mut altered.uniques {
+            unique.columns = unique.columns.iter().map(|&i| shift(i)).collect();
+        }
         let moved = (0..desc.columns.len()).map(|i| (i != index).then(|| shift(i))).collect();
         let change = RowChange { moved, added: None };
         self.commit_alter(catalog, desc, Arc::new(altered), Some(change)).await
@@ -209,7 +247,7 @@ impl Database {
 
     /// Commits `altered` (which replaces `old`) with its dependents planned again over it,
     /// at a boundary; a table's writer takes the new columns and re-encoded rows there.
-    async fn commit_alter(
+    pub(super) async fn commit_alter(
         &self,
         catalog: &Catalog,
         old: &Arc<TableDesc>,
@@ -225,10 +263,13 @@ impl Database {
             let snapshot = boundary.snapshot.clone();
             if let Some(writer) = boundary.writer(old.id) {
                 let (moved, stored) = match &rows {
-                    Some(change) => (change.moved.clone(), reencode(old, &altered, change, snapshot.as_ref())?),
+                    Some(change) => {
+                        (change.moved.clone(), reencode(old, &altered, change, snapshot.as_ref())?)
+                    }
                     None => ((0..old.columns.len()).map(Some).collect(), Vec::new()),
                 };
-                writer.alter(altered.clone(), &moved, stored)?;
+                let seeded = seed_uniques(old, &altered, snapshot.as_ref())?;
+                writer.alter(altered.clone(), &moved, stored, seeded)?;
             }
             self.stage_catalog_changes(changes)?
         };
@@ -258,7 +299,8 @@ impl Database {
         };
         let mut changes = Vec::new();
         for relation in relations {
-            let mut desc = next.table_by_id(relation.id).map_or_else(|| (*relation).clone(), |d| (**d).clone());
+            let mut desc =
+                next.table_by_id(relation.id).map_or_else(|| (*relation).clone(), |d| (**d).clone());
             if let Some(mut view) = desc.view.clone() {
                 if old.name != new.name {
                     view.query = renamed_in_query(&view.query, &view.schema_search, old, &new.name)?;
@@ -269,9 +311,10 @@ impl Database {
                 let columns: Vec<String> =
                     relation.columns.iter().filter(|c| !c.hidden).map(|c| c.name.clone()).collect();
                 let revision = (view.parallelism, view.plan_revision);
-                let planned = plan_view(&ctx, next, ids, &view.query, &view.schema_search, &columns, revision)
-                    .await
-                    .map_err(|e| kept_from_working(&relation, old, &e.to_string()))?;
+                let planned =
+                    plan_view(&ctx, next, ids, &view.query, &view.schema_search, &columns, revision)
+                        .await
+                        .map_err(|e| kept_from_working(&relation, old, &e.to_string()))?;
                 let lines = root_node(planned.body, Arc::new(desc.clone())).explain();
                 if !same(&view.plan, &lines) {
                     return Err(kept_from_working(&relation, old, "its plan would change"));
@@ -354,7 +397,11 @@ fn kept_from_working(dependent: &TableDesc, altered: &TableDesc, why: &str) -> E
             dependent.name
         ),
     )
-    .with_detail(format!("planned again over the change, {} {}: {why}", dependent.kind_name(), dependent.name))
+    .with_detail(format!(
+        "planned again over the change, {} {}: {why}",
+        dependent.kind_name(),
+        dependent.name
+    ))
     .with_hint("drop the dependent (a view that selects * fixes its columns when it is created), then alter")
 }
 
@@ -363,7 +410,11 @@ fn renamed_column(old: &TableDesc, new: &TableDesc) -> Option<(String, String)> 
     if old.columns.len() != new.columns.len() {
         return None;
     }
-    old.columns.iter().zip(&new.columns).find(|(a, b)| a.name != b.name).map(|(a, b)| (a.name.clone(), b.name.clone()))
+    old.columns
+        .iter()
+        .zip(&new.columns)
+        .find(|(a, b)| a.name != b.name)
+        .map(|(a, b)| (a.name.clone(), b.name.clone()))
 }
 
 /// Plan lines as compared across an ALTER: column positions (`@3`) left out, and in the
@@ -470,8 +521,9 @@ impl VisitorMut for Renamer<'_> {
             match args {
                 // A window table function: TUMBLE(relation, ...).
                 Some(args) => {
-                    if let Some(ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(ast::Expr::Identifier(ident)))) =
-                        args.args.first_mut()
+                    if let Some(ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(ast::Expr::Identifier(
+                        ident,
+                    )))) = args.args.first_mut()
                         && let Some(renamed) = self.renamed(&ObjectName::from(vec![ident.clone()]))
                         && let Some(ast::ObjectNamePart::Identifier(new)) = renamed.0.last()
                     {
@@ -516,6 +568,33 @@ fn default_value(column: &crate::catalog::ColumnDesc) -> Result<ArrayRef> {
 }
 
 /// The table's stored rows in `new`'s columns, as (key, row) to write back.
+/// The values of each UNIQUE constraint `new` adds to `old`, over the stored rows: 23505
+/// when two rows share one.
+fn seed_uniques(
+    old: &TableDesc,
+    new: &TableDesc,
+    snapshot: &dyn crate::state::Snapshot,
+) -> Result<crate::stream::unique::Seeded> {
+    let mut seeded = std::collections::BTreeMap::new();
+    let added: Vec<_> =
+        new.uniques.iter().filter(|u| !old.uniques.iter().any(|o| o.state == u.state)).collect();
+    if added.is_empty() {
+        return Ok(seeded);
+    }
+    let mut values: Vec<Vec<u8>> = Vec::new();
+    snapshot.scan(old.id, &mut |_, value| {
+        values.push(value.to_vec());
+        Ok(())
+    })?;
+    let codec = TableCodec::new(new)?;
+    let rows = codec.decode_rows(values.iter().map(Vec::as_slice))?;
+    let keys = codec.encode_keys(&rows)?;
+    for unique in added {
+        seeded.insert(unique.state, crate::stream::unique::seed(new, unique, &rows, &keys)?);
+    }
+    Ok(seeded)
+}
+
 fn reencode(
     old: &TableDesc,
     new: &TableDesc,
@@ -541,7 +620,10 @@ fn reencode(
         if !new.columns[*at].nullable && (value.is_null(0)) && count > 0 {
             return Err(Error::new(
                 SqlState::NotNullViolation,
-                format!("column \"{}\" of relation \"{}\" contains null values", new.columns[*at].name, new.name),
+                format!(
+                    "column \"{}\" of relation \"{}\" contains null values",
+                    new.columns[*at].name, new.name
+                ),
             ));
         }
         let repeated = datafusion::arrow::compute::take(
@@ -551,8 +633,10 @@ fn reencode(
         )?;
         columns[*at] = Some(repeated);
     }
-    let columns: Vec<ArrayRef> =
-        columns.into_iter().collect::<Option<_>>().ok_or_else(|| Error::internal("a column of the altered table has no values"))?;
+    let columns: Vec<ArrayRef> = columns
+        .into_iter()
+        .collect::<Option<_>>()
+        .ok_or_else(|| Error::internal("a column of the altered table has no values"))?;
     let batch = RecordBatch::try_new(new.full_schema(), columns)?;
     let encoded = TableCodec::new(new)?.encode_rows(&batch)?;
     Ok(keys.into_iter().enumerate().map(|(i, key)| (key, encoded.row(i).data().to_vec())).collect())
@@ -564,28 +648,36 @@ mod tests {
 
     fn table(name: &str) -> TableDesc {
         let mut catalog = Catalog::new();
-        let create = match crate::sql::parser::parse(&format!("CREATE TABLE {name} (a INT)")).unwrap().remove(0) {
-            crate::sql::parser::Statement::Sql(s) => match *s {
-                ast::Statement::CreateTable(c) => c,
-                _ => panic!("not a CREATE TABLE"),
-            },
-            _ => panic!("not SQL"),
-        };
+        let create =
+            match crate::sql::parser::parse(&format!("CREATE TABLE {name} (a INT)")).unwrap().remove(0) {
+                crate::sql::parser::Statement::Sql(s) => match *s {
+                    ast::Statement::CreateTable(c) => c,
+                    _ => panic!("not a CREATE TABLE"),
+                },
+                _ => panic!("not SQL"),
+            };
         crate::sql::ddl::bind_create_table(&create, &mut catalog, "public").unwrap()
     }
 
     #[test]
     fn plan_lines_compare_without_positions_and_with_new_names() {
         assert_eq!(without_positions("Project a@0, b@12 key=[a]"), "Project a, b key=[a]");
-        assert_eq!(replace_word("Source public.t key=[t_id]", "public.t", "public.u"), "Source public.u key=[t_id]");
-        assert_eq!(replace_word("Materialize public.t_idx", "public.t", "public.u"), "Materialize public.t_idx");
+        assert_eq!(
+            replace_word("Source public.t key=[t_id]", "public.t", "public.u"),
+            "Source public.u key=[t_id]"
+        );
+        assert_eq!(
+            replace_word("Materialize public.t_idx", "public.t", "public.u"),
+            "Materialize public.t_idx"
+        );
         assert_eq!(replace_word("a, aa, a_b, (a)", "a", "z"), "z, aa, a_b, (z)");
     }
 
     #[test]
     fn renamed_queries_keep_the_old_name_as_an_alias() {
         let old = table("t");
-        let rewritten = renamed_in_query("SELECT t.a FROM t JOIN u ON t.a = u.a", "public", &old, "t2").unwrap();
+        let rewritten =
+            renamed_in_query("SELECT t.a FROM t JOIN u ON t.a = u.a", "public", &old, "t2").unwrap();
         assert_eq!(rewritten, r#"SELECT t.a FROM "t2" AS "t" JOIN u ON t.a = u.a"#);
         let aliased = renamed_in_query("SELECT x.a FROM public.t AS x", "public", &old, "t2").unwrap();
         assert_eq!(aliased, r#"SELECT x.a FROM public."t2" AS x"#);
@@ -599,6 +691,9 @@ mod tests {
             "t2",
         )
         .unwrap();
-        assert!(windowed.contains(r#"tumble("t2", a"#) && windowed.ends_with("EMIT ON WINDOW CLOSE"), "{windowed}");
+        assert!(
+            windowed.contains(r#"tumble("t2", a"#) && windowed.ends_with("EMIT ON WINDOW CLOSE"),
+            "{windowed}"
+        );
     }
 }

@@ -75,7 +75,14 @@ impl Database {
             }
             other => return Err(Error::unsupported(format!("DROP {other}"))),
         };
-        let notices = self.drop_of_kind(names, if_exists, cascade, schema, kind, is_kind).await?;
+        let rest = match object_type {
+            ObjectType::Index => self.drop_unique_indexes(names, schema).await?,
+            _ => names.to_vec(),
+        };
+        if rest.is_empty() {
+            return Ok(Outcome::command(tag));
+        }
+        let notices = self.drop_of_kind(&rest, if_exists, cascade, schema, kind, is_kind).await?;
         Ok(Outcome::command(tag).with_notices(notices))
     }
 

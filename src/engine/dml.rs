@@ -272,6 +272,7 @@ impl Session {
                 Ok(None)
             }
             None => {
+                writer.check_unique(snapshot, None, &chunk)?;
                 writer.apply(chunk).await?;
                 Ok(Some(self.db.coordinator.pending_epoch()))
             }
@@ -665,7 +666,8 @@ fn fit_length(array: &ArrayRef, limit: u32, sql_type: &SqlType) -> Result<ArrayR
     if !strings.iter().flatten().any(over) {
         return Ok(array.clone());
     }
-    let mut fitted = datafusion::arrow::array::StringBuilder::with_capacity(strings.len(), strings.value_data().len());
+    let mut fitted =
+        datafusion::arrow::array::StringBuilder::with_capacity(strings.len(), strings.value_data().len());
     for value in strings.iter() {
         match value {
             Some(s) if over(s) => {

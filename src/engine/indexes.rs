@@ -18,9 +18,6 @@ use crate::catalog::{Catalog, TableDesc};
 use crate::common::{Error, Result, SqlState};
 use crate::sql::ddl::{normalize_ident, resolve_name};
 
-/// Postgres' longest identifier, in bytes.
-const NAME_BYTES_MAX: usize = 63;
-
 impl Database {
     pub(super) async fn create_index(
         &self,
@@ -29,6 +26,9 @@ impl Database {
         parallelism: usize,
     ) -> Result<Outcome> {
         check_supported(create)?;
+        if create.unique {
+            return self.create_unique_index(create, schema).await;
+        }
         let catalog = self.catalog();
         let (table_schema, table_name) = resolve_name(&create.table_name, schema)?;
         let table = catalog.table(&table_schema, &table_name).cloned().ok_or_else(|| {
@@ -79,10 +79,6 @@ impl Database {
 
 /// Refuses what Sabot's indexes do not do (yet), each with 0A000.
 fn check_supported(create: &CreateIndex) -> Result<()> {
-    if create.unique {
-        return Err(Error::unsupported("CREATE UNIQUE INDEX")
-            .with_hint("a table's PRIMARY KEY is unique; other unique indexes are not enforced yet"));
-    }
     if let Some(using) = &create.using
         && !matches!(using, IndexType::BTree)
     {
@@ -142,7 +138,7 @@ fn column_of(table: &TableDesc, expr: &Expr) -> Result<usize> {
 
 /// The name of `CREATE INDEX name`, which Postgres does not let carry a schema (the index
 /// lives in its table's schema).
-fn index_name(name: &ObjectName) -> Result<String> {
+pub(super) fn index_name(name: &ObjectName) -> Result<String> {
     match name.0.as_slice() {
         [part] => part
             .as_ident()
@@ -158,15 +154,5 @@ fn index_name(name: &ObjectName) -> Result<String> {
 fn choose_name<'a>(catalog: &Catalog, table: &TableDesc, columns: impl Iterator<Item = &'a usize>) -> String {
     let columns: Vec<&str> = columns.map(|&i| table.columns[i].name.as_str()).collect();
     let stem = format!("{}_{}", table.name, columns.join("_"));
-    (0..)
-        .map(|n| {
-            let suffix = if n == 0 { "_idx".to_string() } else { format!("_idx{n}") };
-            let mut stem = stem.clone();
-            while stem.len() + suffix.len() > NAME_BYTES_MAX {
-                stem.pop();
-            }
-            stem + &suffix
-        })
-        .find(|name| catalog.table(&table.schema, name).is_none())
-        .expect("some numbered name is free")
+    crate::sql::uniques::choose_name(catalog, &table.schema, &stem, "idx", &Default::default())
 }

@@ -8,8 +8,8 @@ mod comments;
 mod copy;
 mod ddl;
 mod dml;
-mod indexes;
 pub mod execute;
+mod indexes;
 pub mod memory;
 mod plain_views;
 mod query;
@@ -19,6 +19,7 @@ mod settings;
 mod sinks;
 mod sources;
 mod transaction;
+mod uniques;
 mod upsert;
 mod views;
 
@@ -289,9 +290,18 @@ impl Database {
                             &crate::stream::table_writer::watermark_key(desc.id),
                         );
                     }
-                    // The writer of an altered table is changed at the boundary of the ALTER.
-                    CatalogChange::AlterTable(_)
-                    | CatalogChange::CreateSchema(_)
+                    // The writer of an altered table is changed at the boundary of the ALTER;
+                    // the values of UNIQUE constraints it drops go.
+                    CatalogChange::AlterTable(desc) => {
+                        if let Some(old) = current.table_by_id(desc.id) {
+                            for unique in &old.uniques {
+                                if !desc.uniques.iter().any(|u| u.state == unique.state) {
+                                    batch.delete_table(unique.state);
+                                }
+                            }
+                        }
+                    }
+                    CatalogChange::CreateSchema(_)
                     | CatalogChange::DropSchema(_)
                     | CatalogChange::CreateRole(_)
                     | CatalogChange::AlterRole(_)

@@ -78,6 +78,7 @@ impl Database {
             }),
             checks: Vec::new(),
             key_constraint: None,
+            uniques: Vec::new(),
         };
         let expanded = query::expand_views(&ctx, &mut statement.clone())?;
         views::check_not_recursive(&desc, &expanded)?;

@@ -99,6 +99,8 @@ async fn plan_unlowered(ctx: &SessionContext, statement: &ast::Statement) -> Res
     let mut statement = statement.clone();
     expand_views(ctx, &mut statement)?;
     crate::sql::pg_compat::rewrite(&mut statement);
+    crate::sql::from_functions::rewrite(&mut statement, &|name| ctx.table_function(name).is_ok());
+    crate::sql::subquery_forms::rewrite(&mut statement);
     let statement = DfStatement::Statement(Box::new(statement));
     let plan = ctx.state().statement_to_plan(statement).await?;
     reject_untyped_aggregates(&plan)?;

@@ -22,6 +22,7 @@ use crate::catalog::{TableCodec, TableDesc};
 use crate::common::{Error, Result, SqlState};
 use crate::sql::Statement;
 use crate::state::{Epoch, Snapshot, StateTable, TableId};
+use crate::stream::unique::UniqueWrites;
 use crate::stream::{Chunk, Op, TableWriter};
 
 /// A block's rows, written but not committed.
@@ -46,6 +47,9 @@ struct TableWrites {
     base: Writes,
     /// The changes, in statement order.
     chunks: Vec<Chunk>,
+    /// The changes' effect on the table's UNIQUE constraints, checked at each statement
+    /// (and again at COMMIT, over the values other sessions committed since).
+    uniques: UniqueWrites,
 }
 
 impl Transaction {
@@ -87,8 +91,10 @@ impl Transaction {
                 rows: Writes::new(),
                 base: Writes::new(),
                 chunks: Vec::new(),
+                uniques: UniqueWrites::default(),
             }),
         };
+        let uniques = writer.check_unique(snapshot, Some(&table.uniques), &chunk)?;
         let keys = table.codec.encode_keys(&chunk.data)?;
         let rows = table.codec.encode_rows(&chunk.data)?;
         for i in 0..chunk.len() {
@@ -109,6 +115,7 @@ impl Transaction {
             }
         }
         table.chunks.push(chunk);
+        table.uniques = uniques;
         Ok(())
     }
 
@@ -127,6 +134,10 @@ impl Transaction {
         let snapshot = db.coordinator.store().snapshot();
         for (table, writer) in self.tables.values().zip(&writers) {
             check_unchanged(table, writer, snapshot.as_ref())?;
+            let mut uniques = None;
+            for chunk in &table.chunks {
+                uniques = Some(writer.check_unique(snapshot.as_ref(), uniques.as_ref(), chunk)?);
+            }
         }
         for (table, writer) in self.tables.into_values().zip(writers.iter_mut()) {
             for chunk in table.chunks {

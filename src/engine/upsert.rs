@@ -42,6 +42,7 @@ use crate::stream::{Chunk, Op};
 /// nothing can conflict there, so `DO NOTHING` (without a target) inserts every row.
 pub(super) fn conflict_clause<'a>(insert: &'a Insert, desc: &TableDesc) -> Result<Option<&'a OnConflict>> {
     let Some(ast::OnInsert::OnConflict(on)) = &insert.on else { return Ok(None) };
+    check_unique_target(desc, on)?;
     match &on.conflict_target {
         None if matches!(on.action, OnConflictAction::DoUpdate(_)) => {
             return Err(Error::new(
@@ -63,6 +64,40 @@ pub(super) fn conflict_clause<'a>(insert: &'a Insert, desc: &TableDesc) -> Resul
         }
     }
     Ok((!desc.has_row_id()).then_some(on))
+}
+
+/// Conflicts are resolved on the primary key only: a target that is one of the table's
+/// UNIQUE constraints, or no target on a table that has some (Postgres would skip rows
+/// conflicting on any of them), is 0A000 rather than a different answer.
+fn check_unique_target(desc: &TableDesc, on: &OnConflict) -> Result<()> {
+    if desc.uniques.is_empty() {
+        return Ok(());
+    }
+    let named = match &on.conflict_target {
+        None => {
+            return Err(Error::unsupported(
+                "ON CONFLICT without a target on a table with UNIQUE constraints",
+            )
+            .with_hint("name the primary key's columns as the target"));
+        }
+        Some(ConflictTarget::Columns(columns)) => {
+            let named: BTreeSet<String> = columns.iter().map(normalize_ident).collect();
+            desc.uniques.iter().find(|u| {
+                named == u.columns.iter().map(|&i| desc.columns[i].name.clone()).collect::<BTreeSet<_>>()
+            })
+        }
+        Some(ConflictTarget::OnConstraint(name)) => {
+            let name = name.0.last().and_then(|p| p.as_ident()).map(normalize_ident).unwrap_or_default();
+            desc.uniques.iter().find(|u| u.name == name)
+        }
+    };
+    match named {
+        Some(unique) => Err(Error::unsupported(format!(
+            "ON CONFLICT on UNIQUE constraint \"{}\": Sabot resolves conflicts on the primary key only",
+            unique.name
+        ))),
+        None => Ok(()),
+    }
 }
 
 fn check_target_columns(desc: &TableDesc, columns: &[ast::Ident]) -> Result<()> {

@@ -157,6 +157,7 @@ impl Database {
             plain_view: None,
             checks: Vec::new(),
             key_constraint: None,
+            uniques: Vec::new(),
         });
         if let Some(def) = &create.sink {
             check_sink(def, &desc, &root_node(planned.body.clone(), desc.clone()))?;

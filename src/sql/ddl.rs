@@ -7,6 +7,7 @@ use datafusion::sql::sqlparser::ast::{
 };
 
 use super::checks::DeclaredCheck;
+use super::uniques::DeclaredUnique;
 use crate::catalog::{Catalog, ColumnDesc, ROW_ID_COLUMN, TableDesc};
 use crate::common::{Error, Result, SqlState, SqlType};
 
@@ -53,12 +54,16 @@ pub fn bind_create_table(
     if create.columns.is_empty() {
         return Err(Error::unsupported("a table without columns"));
     }
-    let BoundColumns { mut columns, primary_key, checks } =
+    let BoundColumns { mut columns, primary_key, checks, uniques } =
         bind_columns(&create.columns, &create.constraints, &name)?;
     let checks = super::checks::bind_checks(checks, &columns, &name)?;
     let primary_key = key_columns(&mut columns, primary_key);
+    let id = catalog.allocate_table_id();
+    let mut taken: HashSet<String> = checks.iter().map(|c| c.name.clone()).collect();
+    taken.insert(format!("{name}_pkey"));
+    let uniques = super::uniques::bind_uniques(uniques, &columns, (&schema, &name), &mut taken, catalog)?;
     Ok(TableDesc {
-        id: catalog.allocate_table_id(),
+        id,
         schema,
         name,
         columns,
@@ -70,6 +75,7 @@ pub fn bind_create_table(
         plain_view: None,
         checks,
         key_constraint: None,
+        uniques,
     })
 }
 
@@ -97,6 +103,8 @@ pub struct BoundColumns {
     pub primary_key: Option<Vec<usize>>,
     /// CHECK constraints as written.
     pub checks: Vec<DeclaredCheck>,
+    /// UNIQUE constraints as written.
+    pub uniques: Vec<DeclaredUnique>,
 }
 
 /// The columns of a `CREATE TABLE` (or `CREATE SOURCE`), its primary key and its CHECK
@@ -109,6 +117,7 @@ pub fn bind_columns(
     let mut columns = Vec::with_capacity(definitions.len() + 1);
     let mut primary_key: Option<Vec<usize>> = None;
     let mut checks = Vec::new();
+    let mut uniques = Vec::new();
     let mut seen = HashSet::new();
     for (index, column) in definitions.iter().enumerate() {
         let column_name = normalize_ident(&column.name);
@@ -136,6 +145,11 @@ pub fn bind_columns(
                     name: option.name.clone(),
                     column: Some(index),
                 }),
+                ColumnOption::Unique(constraint) => uniques.push(DeclaredUnique {
+                    constraint: constraint.clone(),
+                    name: option.name.clone(),
+                    column: Some(index),
+                }),
                 other => return Err(Error::unsupported(format!("column constraint {other}"))),
             }
         }
@@ -154,10 +168,13 @@ pub fn bind_columns(
             TableConstraint::Check(constraint) => {
                 checks.push(DeclaredCheck { constraint: constraint.clone(), name: None, column: None })
             }
+            TableConstraint::Unique(constraint) => {
+                uniques.push(DeclaredUnique { constraint: constraint.clone(), name: None, column: None })
+            }
             other => return Err(Error::unsupported(format!("table constraint {other}"))),
         }
     }
-    Ok(BoundColumns { columns, primary_key, checks })
+    Ok(BoundColumns { columns, primary_key, checks, uniques })
 }
 
 /// The hidden row id column that keys a table (or source) declared without a key.
@@ -228,7 +245,8 @@ pub fn resolve_drop_targets(
             None if if_exists => notices.push(format!("{kind} \"{table}\" does not exist, skipping")),
             None => {
                 // Postgres: a missing index is an undefined object, the rest undefined tables.
-                let state = if kind == "index" { SqlState::UndefinedObject } else { SqlState::UndefinedTable };
+                let state =
+                    if kind == "index" { SqlState::UndefinedObject } else { SqlState::UndefinedTable };
                 return Err(Error::new(state, format!("{kind} \"{table}\" does not exist")));
             }
         }
@@ -268,12 +286,28 @@ mod tests {
     }
 
     #[test]
+    fn unique_constraints_are_named_as_postgres_names_them() {
+        let desc =
+            bind("CREATE TABLE t (a INT UNIQUE, b INT CONSTRAINT mine UNIQUE, UNIQUE (a, b), UNIQUE (a))")
+                .unwrap();
+        let names: Vec<&str> = desc.uniques.iter().map(|u| u.name.as_str()).collect();
+        assert_eq!(names, ["t_a_key", "mine", "t_a_b_key", "t_a_key1"]);
+        assert_eq!(desc.uniques[2].columns, [0, 1]);
+        // Each has a state table of its own.
+        let states: std::collections::HashSet<_> = desc.uniques.iter().map(|u| u.state).collect();
+        assert_eq!(states.len(), 4);
+        assert!(!states.contains(&desc.id));
+    }
+
+    #[test]
     fn bad_definitions_are_rejected_with_their_sqlstate() {
         let code = |sql| bind(sql).unwrap_err().sqlstate().code();
         assert_eq!(code("CREATE TABLE t (a INT, a INT)"), "42701");
         assert_eq!(code("CREATE TABLE t (a INT PRIMARY KEY, b INT PRIMARY KEY)"), "42P16");
         assert_eq!(code("CREATE TABLE t (a INT, PRIMARY KEY (z))"), "42703");
-        assert_eq!(code("CREATE TABLE t (a INT UNIQUE)"), "0A000");
+        assert_eq!(code("CREATE TABLE t (a INT REFERENCES u (b))"), "0A000");
+        assert_eq!(code("CREATE TABLE t (a INT, UNIQUE (a, a))"), "42701");
+        assert_eq!(code("CREATE TABLE t (a INT, UNIQUE (z))"), "42703");
         assert_eq!(code("CREATE TABLE t (a widget)"), "42704");
     }
 }

@@ -10,6 +10,7 @@ pub mod decorrelate;
 pub mod depth;
 pub mod fields;
 pub mod frame_exclusion;
+pub mod from_functions;
 pub mod on_conflict;
 pub mod parser;
 pub mod pg_compat;
@@ -17,7 +18,9 @@ pub mod proctime;
 pub mod session_window;
 pub mod source_ddl;
 pub mod stream_plan;
+pub mod subquery_forms;
 pub mod temporal_join;
+pub mod uniques;
 pub mod views;
 pub mod window;
 

@@ -15,7 +15,13 @@
 //!   regclass prints); a select item that is such a cast prints the relation's name, as
 //!   Postgres prints a regclass (`SELECT 'bid'::regclass` is `bid`);
 //!   `x::regtype`: `format_type(x, NULL)`; `x::regnamespace`: `sabot_namespace_name(x)`;
-//!   `x::oid`: `bigint` (Sabot's object ids are bigints).
+//!   `x::oid`: `bigint` (Sabot's object ids are bigints); `'pg_catalog.f'::regproc`: the
+//!   text `'f'` (as `pg_type.typinput` holds it).
+//! - `user` (unquoted): `current_user`.
+//! - `x::varchar(n)`: `left(x::varchar, n)` (an explicit cast cuts, as in Postgres).
+//! - `information_schema._pg_expandarray(a)` (the JDBC driver's primary keys): the set of
+//!   `(x, n)` as `unnest(sabot_expandarray(a))`, and `(... ).n` / `.x` as the unnest of that
+//!   field alone (unnests in one select list run in step).
 //! - A query that reads, by inner joins, a catalog relation Sabot never has rows in
 //!   ([`EMPTY_CATALOGS`]: policies, extended statistics, publications, inheritance,
 //!   rules, triggers, foreign tables' options) and aggregates nothing: it has no rows, so
@@ -135,6 +141,15 @@ fn object_id_cast(data_type: &DataType, inner: &Expr) -> Option<Expr> {
         ("regclass", false) => call("sabot_regclass_name", vec![inner.clone()]),
         ("regtype", false) => call("format_type", vec![inner.clone(), template_expr("NULL")?]),
         ("regnamespace", false) => call("sabot_namespace_name", vec![inner.clone()]),
+        // A function's name as `pg_type.typinput` and friends hold it (without its schema).
+        ("regproc", true) => {
+            let Expr::Value(value) = inner else { return None };
+            let datafusion::sql::sqlparser::ast::Value::SingleQuotedString(name) = &value.value else {
+                return None;
+            };
+            let name = name.strip_prefix("pg_catalog.").unwrap_or(name);
+            template_expr(&format!("'{}'", name.replace('\'', "''")))
+        }
         ("oid", _) => Some(Expr::Cast {
             kind: datafusion::sql::sqlparser::ast::CastKind::DoubleColon,
             expr: Box::new(inner.clone()),
@@ -144,6 +159,27 @@ fn object_id_cast(data_type: &DataType, inner: &Expr) -> Option<Expr> {
         }),
         _ => None,
     }
+}
+
+/// `x::varchar(n)`: `left(x::varchar, n)`. An explicit cast cuts a longer value to `n`
+/// characters, as in Postgres (a value written to a `varchar(n)` column is checked
+/// instead: 22001); None for any other cast.
+fn varchar_cast(data_type: &DataType, inner: &Expr) -> Option<Expr> {
+    use datafusion::sql::sqlparser::ast::{CastKind, CharacterLength};
+    let (DataType::Varchar(Some(CharacterLength::IntegerLength { length, .. }))
+    | DataType::CharacterVarying(Some(CharacterLength::IntegerLength { length, .. }))
+    | DataType::CharVarying(Some(CharacterLength::IntegerLength { length, .. }))) = data_type
+    else {
+        return None;
+    };
+    let text = Expr::Cast {
+        kind: CastKind::Cast,
+        expr: Box::new(inner.clone()),
+        data_type: DataType::Varchar(None),
+        array: false,
+        format: None,
+    };
+    call("left", vec![text, template_expr(&length.to_string())?])
 }
 
 /// A call of `name` with `args`.
@@ -178,13 +214,36 @@ impl VisitorMut for PgForms {
             }
             Expr::Function(function) => {
                 unqualify(&mut function.name);
+                // `user` is Postgres' `current_user` (the parser reads both as calls).
+                if let [ObjectNamePart::Identifier(name)] = function.name.0.as_mut_slice()
+                    && name.quote_style.is_none()
+                    && name.value.eq_ignore_ascii_case("user")
+                {
+                    name.value = "current_user".into();
+                }
                 if let Some(aggregated) = array_of_subquery(function) {
                     *expr = aggregated;
+                } else if let Some(expanded) = expand_array(function) {
+                    *expr = expanded;
+                }
+            }
+            // `(information_schema._pg_expandarray(a)).n` (already `unnest(sabot_expandarray(a))`).
+            Expr::CompoundFieldAccess { root, access_chain } => {
+                if let [access] = access_chain.as_slice()
+                    && let Some(field) = accessed_field(access)
+                    && (field == "x" || field == "n")
+                    && let Some(arguments) = expanded_array_arguments(root)
+                    && let Some(one_field) = call(&format!("sabot_expandarray_{field}"), arguments)
+                    && let Some(unnested) = call("unnest", vec![one_field])
+                {
+                    *expr = unnested;
                 }
             }
             Expr::Cast { data_type, expr: inner, .. } => {
                 if let Some(call) = object_id_cast(data_type, inner) {
                     *expr = call;
+                } else if let Some(cut) = varchar_cast(data_type, inner) {
+                    *expr = cut;
                 } else if let DataType::Custom(name, modifiers) = data_type
                     && modifiers.is_empty()
                     && let Some(builtin) = catalog_type(name)
@@ -195,6 +254,66 @@ impl VisitorMut for PgForms {
             _ => {}
         }
         ControlFlow::Continue(())
+    }
+}
+
+/// `information_schema._pg_expandarray(a)` (the set of `(x, n)`: each element and its
+/// position) as `unnest(sabot_expandarray(a))`, a struct per element; None for any other
+/// function.
+fn expand_array(function: &datafusion::sql::sqlparser::ast::Function) -> Option<Expr> {
+    use datafusion::sql::sqlparser::ast::{FunctionArg, FunctionArgExpr, FunctionArguments};
+    let name = match function.name.0.as_slice() {
+        [ObjectNamePart::Identifier(name)] => name,
+        [ObjectNamePart::Identifier(schema), ObjectNamePart::Identifier(name)]
+            if schema.value.eq_ignore_ascii_case("information_schema") =>
+        {
+            name
+        }
+        _ => return None,
+    };
+    if !name.value.eq_ignore_ascii_case("_pg_expandarray") {
+        return None;
+    }
+    let FunctionArguments::List(list) = &function.args else { return None };
+    let [FunctionArg::Unnamed(FunctionArgExpr::Expr(array))] = list.args.as_slice() else { return None };
+    call("unnest", vec![call("sabot_expandarray", vec![array.clone()])?])
+}
+
+/// The arguments of `unnest(sabot_expandarray(...))`, parenthesized or not.
+fn expanded_array_arguments(expr: &Expr) -> Option<Vec<Expr>> {
+    use datafusion::sql::sqlparser::ast::{FunctionArg, FunctionArgExpr, FunctionArguments};
+    let expr = match expr {
+        Expr::Nested(inner) => inner.as_ref(),
+        other => other,
+    };
+    let arguments = |expr: &Expr, name: &str| -> Option<Vec<Expr>> {
+        let Expr::Function(function) = expr else { return None };
+        if function.name.to_string() != name {
+            return None;
+        }
+        let FunctionArguments::List(list) = &function.args else { return None };
+        list.args
+            .iter()
+            .map(|a| match a {
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    let [inner] = arguments(expr, "unnest")?.try_into().ok()?;
+    arguments(&inner, "sabot_expandarray")
+}
+
+/// The field a `.f` or `['f']` access names.
+fn accessed_field(access: &datafusion::sql::sqlparser::ast::AccessExpr) -> Option<String> {
+    use datafusion::sql::sqlparser::ast::{AccessExpr, Subscript, Value};
+    match access {
+        AccessExpr::Dot(Expr::Identifier(field)) => Some(field.value.to_lowercase()),
+        AccessExpr::Subscript(Subscript::Index { index: Expr::Value(v) }) => match &v.value {
+            Value::SingleQuotedString(field) => Some(field.clone()),
+            _ => None,
+        },
+        _ => None,
     }
 }
 

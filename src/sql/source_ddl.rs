@@ -330,8 +330,12 @@ pub fn bind_source(create: &CreateSource, catalog: &mut Catalog, default_schema:
         return Err(Error::unsupported(format!("a {what} without columns"))
             .with_hint("declare the columns the connector produces"));
     }
-    let super::ddl::BoundColumns { mut columns, primary_key, checks } =
+    let super::ddl::BoundColumns { mut columns, primary_key, checks, uniques } =
         bind_columns(&create.columns, &create.constraints, &name)?;
+    if !uniques.is_empty() {
+        return Err(Error::unsupported("UNIQUE constraints on a source or a table with a connector")
+            .with_hint("a connector's rows upsert by the primary key; declare the key as PRIMARY KEY"));
+    }
     if !checks.is_empty() {
         return Err(Error::unsupported("CHECK constraints on a source or a table with a connector")
             .with_hint("filter the rows in a view over it"));
@@ -387,6 +391,7 @@ pub fn bind_source(create: &CreateSource, catalog: &mut Catalog, default_schema:
         plain_view: None,
         checks: Vec::new(),
         key_constraint: None,
+        uniques: Vec::new(),
     })
 }
 

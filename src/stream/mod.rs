@@ -11,6 +11,7 @@ pub mod operator;
 pub mod sink;
 pub mod source;
 pub mod table_writer;
+pub mod unique;
 pub mod watermark;
 
 pub use coordinator::Coordinator;

@@ -13,6 +13,7 @@ use datafusion::arrow::row::Rows;
 use tokio::sync::mpsc;
 
 use super::message::{Chunk, Message, Op};
+use super::unique::{UniqueIndexes, UniqueWrites};
 use super::watermark::{WatermarkExpr, WatermarkGenerator};
 use crate::catalog::{TableCodec, TableDesc};
 use crate::common::Result;
@@ -29,6 +30,8 @@ pub struct TableWriter {
     desc: Arc<TableDesc>,
     codec: TableCodec,
     state: StateTable,
+    /// The table's UNIQUE constraints.
+    uniques: UniqueIndexes,
     next_row_id: i64,
     row_id_dirty: bool,
     /// Split states of the table's connector, staged with the rows they produced.
@@ -114,6 +117,7 @@ impl TableWriter {
         Ok(TableWriter {
             codec: TableCodec::new(&desc)?,
             state: StateTable::new(desc.id),
+            uniques: UniqueIndexes::open(&desc)?,
             desc,
             next_row_id,
             row_id_dirty: false,
@@ -163,6 +167,7 @@ impl TableWriter {
         }
         let keys = self.codec.encode_keys(&chunk.data)?;
         let rows = self.codec.encode_rows(&chunk.data)?;
+        self.uniques.apply(&chunk, &keys)?;
         // Deletes first: in `UPDATE t SET id = id + 1` one pair's new key is another pair's
         // old key, and a valid chunk never deletes a key it also inserts after.
         for (i, op) in chunk.ops.iter().enumerate() {
@@ -187,6 +192,22 @@ impl TableWriter {
         Ok(())
     }
 
+    /// Checks a chunk against the table's UNIQUE constraints, with `base` (a transaction
+    /// block's earlier changes) on top of the current values: 23505 when it would give a
+    /// value to two rows. Returns `base` with the chunk's changes added.
+    pub fn check_unique(
+        &self,
+        snapshot: &dyn Snapshot,
+        base: Option<&UniqueWrites>,
+        chunk: &Chunk,
+    ) -> Result<UniqueWrites> {
+        if self.uniques.is_empty() {
+            return Ok(UniqueWrites::default());
+        }
+        let keys = self.codec.encode_keys(&chunk.data)?;
+        self.uniques.check(&self.desc, snapshot, base, chunk, &keys)
+    }
+
     /// A new subscriber to this table's changes, from the next chunk on; its first message
     /// is the table's current watermark, if it has one.
     pub fn subscribe(&mut self, capacity: usize) -> Result<mpsc::Receiver<Message>> {
@@ -204,14 +225,25 @@ impl TableWriter {
     /// `ALTER TABLE`: from now on rows are `desc`'s. `moved[i]` is where old column `i`
     /// is now (None: dropped); current subscribers keep receiving the columns they were
     /// planned with. `rows` (key, encoded row) are the stored rows re-encoded, written
-    /// with the next epoch without being sent as changes.
-    pub fn alter(&mut self, desc: Arc<TableDesc>, moved: &[Option<usize>], rows: Vec<(Vec<u8>, Vec<u8>)>) -> Result<()> {
+    /// with the next epoch without being sent as changes, as are `seeded`, the values of
+    /// each UNIQUE constraint `desc` adds (by state table).
+    pub fn alter(
+        &mut self,
+        desc: Arc<TableDesc>,
+        moved: &[Option<usize>],
+        rows: Vec<(Vec<u8>, Vec<u8>)>,
+        seeded: super::unique::Seeded,
+    ) -> Result<()> {
         let old_schema = self.desc.full_schema();
         for subscriber in &mut self.subscribers {
             let layout = match subscriber.layout.take() {
                 None => Layout { columns: moved.to_vec(), schema: nullable(&old_schema) },
                 Some(layout) => Layout {
-                    columns: layout.columns.iter().map(|c| c.and_then(|i| moved.get(i).copied().flatten())).collect(),
+                    columns: layout
+                        .columns
+                        .iter()
+                        .map(|c| c.and_then(|i| moved.get(i).copied().flatten()))
+                        .collect(),
                     schema: layout.schema,
                 },
             };
@@ -220,6 +252,7 @@ impl TableWriter {
             subscriber.layout = (!identity).then_some(layout);
         }
         self.codec = TableCodec::new(&desc)?;
+        self.uniques.alter(&desc, seeded)?;
         self.desc = desc;
         for (key, row) in rows {
             self.state.put(key, row);
@@ -229,6 +262,7 @@ impl TableWriter {
 
     pub fn has_pending(&self) -> bool {
         self.state.has_pending()
+            || self.uniques.has_pending()
             || self.row_id_dirty
             || self.watermark_dirty
             || !self.splits.is_empty()
@@ -241,6 +275,7 @@ impl TableWriter {
     /// next epoch run while this one commits and must see them.
     pub fn seal_into(&mut self, batch: &mut WriteBatch) {
         self.state.seal_into(batch);
+        self.uniques.seal_into(batch);
         if self.row_id_dirty {
             batch.put(META_TABLE, &row_id_key(self.desc.id), self.next_row_id.to_be_bytes().to_vec());
             self.row_id_dirty = false;
@@ -318,6 +353,7 @@ impl TableWriter {
     /// The sealed writes are committed: reads now find them in the store.
     pub fn committed(&mut self) {
         self.state.committed();
+        self.uniques.committed();
     }
 
     pub async fn barrier(&mut self, epoch: Epoch) {

@@ -170,6 +170,7 @@ pub(crate) mod tests {
             plain_view: None,
             checks: Vec::new(),
             key_constraint: None,
+            uniques: Vec::new(),
         }
     }
 

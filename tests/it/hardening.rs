@@ -173,7 +173,8 @@ async fn connections_beyond_the_limit_get_53300() {
 async fn statements_over_their_memory_limit_get_53200_and_give_it_back() {
     let server = TestServer::start().await;
     let client = server.client().await;
-    let join = "select count(*) from generate_series(1, 2000000) a join generate_series(1, 2000000) b on a.value = b.value";
+    let join =
+        "select count(*) from generate_series(1, 2000000) a join generate_series(1, 2000000) b on a.a = b.b";
     client.batch_execute("set statement_memory_bytes_max = '4MB'").await.unwrap();
     assert_eq!(error_code(&client, join).await, "53200");
     released(&server).await;
@@ -204,7 +205,7 @@ async fn released(server: &TestServer) {
 async fn cancelled_timed_out_and_abandoned_statements_release_their_memory() {
     let server = TestServer::start().await;
     // Holds a large hash table, then runs for a long time.
-    let heavy = "select count(*) from generate_series(1, 3000000) a join generate_series(1, 3000000) b on a.value = b.value \
+    let heavy = "select count(*) from generate_series(1, 3000000) a join generate_series(1, 3000000) b on a.a = b.b \
                  cross join generate_series(1, 1000000000) c";
     let wait_for = |reserved: bool| {
         let db = server.db.clone();
@@ -301,7 +302,7 @@ async fn a_stopped_statement_stops_and_gives_memory_back_to_the_system() {
     let baseline = server.resident_bytes();
     client.batch_execute("set statement_timeout = '4s'").await.unwrap();
     let heavy = "select count(*) from generate_series(1, 8000000) a join generate_series(1, 8000000) b \
-                 on a.value = b.value cross join generate_series(1, 1000000000) c";
+                 on a.a = b.b cross join generate_series(1, 1000000000) c";
     let running = tokio::spawn(async move { crate::harness::error_code(&client, heavy).await });
     let mut peak = baseline;
     while !running.is_finished() {

@@ -21,4 +21,5 @@ mod security;
 mod slt;
 mod sources;
 mod transactions;
+mod uniques;
 mod views;

@@ -125,7 +125,7 @@ async fn errors_carry_sqlstate_and_position() {
     client.batch_execute("INSERT INTO e VALUES (1, 1)").await.unwrap();
     assert_eq!(error_code(&client, "INSERT INTO e VALUES (1, 2)").await, "23505");
     assert_eq!(error_code(&client, "CREATE TABLE e (x INT)").await, "42P07");
-    assert_eq!(error_code(&client, "CREATE UNIQUE INDEX i ON e (v)").await, "0A000");
+    assert_eq!(error_code(&client, "CREATE UNIQUE INDEX i ON e (id) INCLUDE (v)").await, "0A000");
     assert_eq!(error_code(&client, "SELECT 1/0").await, "22012");
     // The session is still usable after every error.
     assert_eq!(rows(&client, "SELECT count(*) FROM e").await, [["1"]]);

@@ -45,7 +45,7 @@ pub fn version() -> String {
     )
 }
 
-type Body = Arc<dyn Fn(&[ArrayRef], usize) -> datafusion::common::Result<ArrayRef> + Send + Sync>;
+pub(super) type Body = Arc<dyn Fn(&[ArrayRef], usize) -> datafusion::common::Result<ArrayRef> + Send + Sync>;
 
 /// One function: its name, argument types and body over whole arrays.
 struct CatalogFunction {
@@ -96,12 +96,26 @@ impl ScalarUDFImpl for CatalogFunction {
     }
 }
 
-fn function(name: &'static str, arguments: Vec<Vec<DataType>>, returns: DataType, body: Body) -> ScalarUDF {
+pub(super) fn function(
+    name: &'static str,
+    arguments: Vec<Vec<DataType>>,
+    returns: DataType,
+    body: Body,
+) -> ScalarUDF {
     let signature = match arguments.as_slice() {
         [] => Signature::nullary(Volatility::Stable),
         [one] => Signature::exact(one.clone(), Volatility::Stable),
         _ => Signature::one_of(arguments.into_iter().map(TypeSignature::Exact).collect(), Volatility::Stable),
     };
+    function_with_signature(name, signature, returns, body)
+}
+
+pub(super) fn function_with_signature(
+    name: &'static str,
+    signature: Signature,
+    returns: DataType,
+    body: Body,
+) -> ScalarUDF {
     ScalarUDF::new_from_impl(CatalogFunction { name, signature, returns, body })
 }
 
@@ -148,6 +162,7 @@ pub fn register(
     session: &SessionInfo<'_>,
 ) {
     register_sizes(ctx, catalog, snapshot);
+    super::tool_functions::register(ctx, catalog, snapshot);
     ctx.register_udf(current_setting(session.settings));
     ctx.register_udf(constant("version", version()));
     if let Some(user) = session.user {
@@ -300,13 +315,13 @@ fn register_sizes(ctx: &SessionContext, catalog: &Arc<Catalog>, snapshot: &Arc<d
 /// Bytes stored under a relation's id (and its operator state's ids, `with_state`).
 /// What a size function counts.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Size {
+pub(super) enum Size {
     Rows,
     Indexes,
     Total,
 }
 
-fn stored_bytes(
+pub(super) fn stored_bytes(
     catalog: &Catalog,
     desc: &crate::catalog::TableDesc,
     snapshot: &dyn Snapshot,
@@ -322,6 +337,7 @@ fn stored_bytes(
     }
     if size != Size::Rows {
         tables.extend(indexes.iter().map(|i| i.id));
+        tables.extend(desc.uniques.iter().map(|u| u.state));
     }
     let mut total = 0usize;
     for table in tables {
@@ -463,7 +479,8 @@ fn register_object_names(ctx: &SessionContext, catalog: &Arc<Catalog>, schema: &
         let names: HashMap<i64, String> = relation_names(&relations)
             .into_iter()
             .map(|(oid, schema, name)| {
-                (oid, if schema == session_schema { name } else { format!("{schema}.{name}") })
+                let visible = schema == session_schema || schema == NAME;
+                (oid, if visible { name } else { format!("{schema}.{name}") })
             })
             .collect();
         move |oid| Some(names.get(&oid).cloned().unwrap_or_else(|| oid.to_string()))
@@ -504,11 +521,18 @@ fn regclass_of_name(catalog: &Arc<Catalog>, schema: &str, strict: bool) -> Scala
                 let oid = match name.parse::<i64>() {
                     Ok(oid) => Some(oid),
                     Err(_) => {
-                        let (schema, relation) = match name.split_once('.') {
-                            Some((schema, relation)) => (identifier(schema), identifier(relation)),
-                            None => (session_schema.clone(), identifier(name)),
-                        };
-                        oids.get(&(schema.as_str(), relation.as_str())).copied()
+                        match name.split_once('.') {
+                            Some((schema, relation)) => oids
+                                .get(&(identifier(schema).as_str(), identifier(relation).as_str()))
+                                .copied(),
+                            // pg_catalog is searched first, as in Postgres.
+                            None => {
+                                let relation = identifier(name);
+                                oids.get(&(NAME, relation.as_str()))
+                                    .or_else(|| oids.get(&(session_schema.as_str(), relation.as_str())))
+                                    .copied()
+                            }
+                        }
                     }
                 };
                 if oid.is_none() && strict {
@@ -525,13 +549,20 @@ fn regclass_of_name(catalog: &Arc<Catalog>, schema: &str, strict: bool) -> Scala
 }
 
 /// `(oid, schema, name)` of every relation in `pg_class`: tables, materialized views,
-/// sources and primary key indexes.
+/// sources and primary key indexes; and of `pg_catalog`'s relations (Postgres' oids, which
+/// tools compare `classoid` with).
 fn relation_names(catalog: &Catalog) -> Vec<(i64, String, String)> {
-    let mut relations = Vec::new();
+    let mut relations: Vec<(i64, String, String)> = super::TABLES
+        .iter()
+        .map(|name| (super::catalog_relation_oid(name), NAME.to_string(), name.to_string()))
+        .collect();
     for desc in catalog.tables().filter(|t| !t.is_sink()) {
         relations.push((relation_oid(desc.id), desc.schema.clone(), desc.name.clone()));
         if super::has_primary_key(desc) {
             relations.push((super::primary_key_oid(desc.id), desc.schema.clone(), desc.primary_key_name()));
+        }
+        for unique in &desc.uniques {
+            relations.push((relation_oid(unique.state), desc.schema.clone(), unique.name.clone()));
         }
     }
     relations
@@ -567,6 +598,10 @@ fn register_key_definitions(ctx: &SessionContext, catalog: &Arc<Catalog>) {
             if let Some(definition) = super::relations::index_definition(&tables, desc) {
                 indexes.insert(relation_oid(desc.id), definition);
             }
+            for unique in &desc.uniques {
+                let definition = super::relations::unique_index_definition(desc, unique);
+                indexes.insert(relation_oid(unique.state), definition);
+            }
         }
         move |oid| indexes.get(&oid).cloned()
     }));
@@ -577,6 +612,10 @@ fn register_key_definitions(ctx: &SessionContext, catalog: &Arc<Catalog>) {
         for desc in tables.tables() {
             for (index, check) in desc.checks.iter().enumerate() {
                 constraints.insert(super::check_oid(desc.id, index), format!("CHECK ({})", check.expression));
+            }
+            for unique in desc.uniques.iter().filter(|u| !u.index_only) {
+                let definition = super::relations::unique_constraint_definition(desc, unique);
+                constraints.insert(super::primary_key_oid(unique.state), definition);
             }
         }
         move |oid| constraints.get(&oid).cloned()

@@ -9,14 +9,17 @@
 //! shown as foreign tables (`'f'`); sinks keep no rows and are not relations here (see
 //! `sabot_catalog`). A table's primary key is an index (`<table>_pkey`, relkind `'i'`,
 //! in `pg_index`) and a constraint (`pg_constraint`); `CREATE INDEX` indexes are relkind
-//! `'i'` with their own table id, in `pg_index` and `pg_indexes`. Relations Sabot has no
-//! objects for yet (other constraints, policies, statistics, publications, inheritance,
+//! `'i'` with their own table id, in `pg_index` and `pg_indexes`; a UNIQUE constraint is
+//! an index (relkind `'i'`, the oid of its state table) and a constraint (`contype 'u'`),
+//! a unique index only the index. Relations Sabot has no
+//! objects for yet (foreign keys, policies, statistics, publications, inheritance,
 //! rules, triggers) are empty, with Postgres' columns, so that tools' queries over them
 //! plan and return
 //! nothing.
 
 mod functions;
 mod relations;
+mod tool_functions;
 
 pub use functions::{SessionInfo, register as register_functions, version};
 
@@ -57,6 +60,40 @@ pub fn primary_key_oid(table: crate::state::TableId) -> i64 {
 /// primary-key ids (table ids stay below 2^20), below name-derived ids.
 pub fn check_oid(table: crate::state::TableId, index: usize) -> i64 {
     (1 << 30) + ((index as i64 + 1) << 20) + i64::from(table)
+}
+
+/// The object id of a `pg_catalog` relation: Postgres' for its catalog tables, a stable
+/// name-derived one for its views (whose oids vary between Postgres versions).
+pub fn catalog_relation_oid(name: &str) -> i64 {
+    match name {
+        "pg_type" => 1247,
+        "pg_attribute" => 1249,
+        "pg_proc" => 1255,
+        "pg_class" => 1259,
+        "pg_auth_members" => 1261,
+        "pg_database" => 1262,
+        "pg_shdescription" => 2396,
+        "pg_am" => 2601,
+        "pg_attrdef" => 2604,
+        "pg_constraint" => 2606,
+        "pg_depend" => 2608,
+        "pg_description" => 2609,
+        "pg_index" => 2610,
+        "pg_inherits" => 2611,
+        "pg_namespace" => 2615,
+        "pg_rewrite" => 2618,
+        "pg_trigger" => 2620,
+        "pg_extension" => 3079,
+        "pg_foreign_table" => 3118,
+        "pg_policy" => 3256,
+        "pg_statistic_ext" => 3381,
+        "pg_collation" => 3456,
+        "pg_enum" => 3501,
+        "pg_publication" => 6104,
+        "pg_publication_rel" => 6106,
+        "pg_publication_namespace" => 6237,
+        _ => name_oid(name),
+    }
 }
 
 /// The tables with a declared primary key (a table without one is keyed by a hidden row

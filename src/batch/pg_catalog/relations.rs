@@ -7,7 +7,7 @@ use super::{
 use crate::catalog::{Catalog, TableDesc};
 use crate::common::SqlType;
 
-pub const TABLES: [&str; 32] = [
+pub const TABLES: [&str; 33] = [
     "pg_settings",
     "pg_am",
     "pg_attrdef",
@@ -40,6 +40,7 @@ pub const TABLES: [&str; 32] = [
     "pg_shdescription",
     "pg_enum",
     "pg_extension",
+    "pg_depend",
 ];
 
 /// `pg_catalog.name`, or None.
@@ -70,6 +71,10 @@ pub(super) fn relation(catalog: &Catalog, name: &str) -> Option<Relation> {
 fn empty(name: &str) -> Option<Relation> {
     Some(Relation::new(match name {
         "pg_auth_members" => "roleid:oid member:oid grantor:oid admin_option:bool",
+        // Dependencies are Sabot's own (`sabot_catalog`, and DROP's 2BP01).
+        "pg_depend" => {
+            "classid:oid objid:oid objsubid:int4 refclassid:oid refobjid:oid refobjsubid:int4 deptype:char"
+        }
         "pg_shdescription" => "objoid:oid classoid:oid description:text",
         "pg_inherits" => "inhrelid:oid inhparent:oid inhseqno:int4 inhdetachpending:bool",
         "pg_policy" => {
@@ -123,15 +128,39 @@ fn key_numbers(desc: &TableDesc) -> Vec<i64> {
 fn indexes(catalog: &Catalog) -> Relation {
     let mut relation = Relation::new(INDEX_COLUMNS);
     for desc in catalog.tables().filter(|d| has_primary_key(d)) {
-        relation.push(index_row(primary_key_oid(desc.id), desc.id, &key_numbers(desc), &[], true));
+        relation.push(index_row(
+            primary_key_oid(desc.id),
+            desc.id,
+            &key_numbers(desc),
+            &[],
+            IndexKind::Primary,
+        ));
     }
+    let numbers = |columns: &[usize]| columns.iter().map(|&i| i as i64 + 1).collect::<Vec<i64>>();
     for desc in catalog.tables() {
+        for unique in &desc.uniques {
+            let kind = IndexKind::Unique { nulls_not_distinct: unique.nulls_not_distinct };
+            relation.push(index_row(
+                relation_oid(unique.state),
+                desc.id,
+                &numbers(&unique.columns),
+                &[],
+                kind,
+            ));
+        }
         let Some(def) = desc.index() else { continue };
-        let numbers = |columns: &[usize]| columns.iter().map(|&i| i as i64 + 1).collect::<Vec<i64>>();
         let (keys, include) = (numbers(&def.key_columns), numbers(&def.include_columns));
-        relation.push(index_row(relation_oid(desc.id), def.table, &keys, &include, false));
+        relation.push(index_row(relation_oid(desc.id), def.table, &keys, &include, IndexKind::Plain));
     }
     relation
+}
+
+/// What an index of `pg_index` enforces.
+#[derive(Clone, Copy, PartialEq)]
+enum IndexKind {
+    Primary,
+    Unique { nulls_not_distinct: bool },
+    Plain,
 }
 
 /// A row of `pg_index`: the key's and the INCLUDE columns' numbers in the table.
@@ -140,7 +169,7 @@ fn index_row(
     table: crate::state::TableId,
     keys: &[i64],
     include: &[i64],
-    primary: bool,
+    kind: IndexKind,
 ) -> Vec<Option<datafusion::common::ScalarValue>> {
     let all: Vec<String> = keys.iter().chain(include).map(i64::to_string).collect();
     let listed = |each: &str, count: usize| vec![each; count].join(" ");
@@ -149,9 +178,9 @@ fn index_row(
         oid(relation_oid(table)),
         int(all.len() as i64),
         int(keys.len() as i64),
-        boolean(primary),
-        boolean(false),
-        boolean(primary),
+        boolean(kind != IndexKind::Plain),
+        boolean(kind == IndexKind::Unique { nulls_not_distinct: true }),
+        boolean(kind == IndexKind::Primary),
         boolean(false),
         boolean(true),
         boolean(false),
@@ -177,12 +206,35 @@ pub(super) fn index_definition(catalog: &Catalog, desc: &TableDesc) -> Option<St
         let names: Vec<&str> = columns.iter().map(|&i| table.columns[i].name.as_str()).collect();
         names.join(", ")
     };
-    let mut sql =
-        format!("CREATE INDEX {} ON {} USING btree ({})", desc.name, table.qualified_name(), names(&def.key_columns));
+    let mut sql = format!(
+        "CREATE INDEX {} ON {} USING btree ({})",
+        desc.name,
+        table.qualified_name(),
+        names(&def.key_columns)
+    );
     if !def.include_columns.is_empty() {
         sql.push_str(&format!(" INCLUDE ({})", names(&def.include_columns)));
     }
     Some(sql)
+}
+
+/// `CREATE UNIQUE INDEX ...` as `pg_get_indexdef` prints a UNIQUE constraint's index.
+pub(super) fn unique_index_definition(desc: &TableDesc, unique: &crate::catalog::UniqueDef) -> String {
+    let names: Vec<&str> = unique.columns.iter().map(|&i| desc.columns[i].name.as_str()).collect();
+    let nulls = if unique.nulls_not_distinct { " NULLS NOT DISTINCT" } else { "" };
+    format!(
+        "CREATE UNIQUE INDEX {} ON {} USING btree ({}){nulls}",
+        unique.name,
+        desc.qualified_name(),
+        names.join(", ")
+    )
+}
+
+/// `UNIQUE (...)` as `pg_get_constraintdef` prints a UNIQUE constraint.
+pub(super) fn unique_constraint_definition(desc: &TableDesc, unique: &crate::catalog::UniqueDef) -> String {
+    let names: Vec<&str> = unique.columns.iter().map(|&i| desc.columns[i].name.as_str()).collect();
+    let nulls = if unique.nulls_not_distinct { " NULLS NOT DISTINCT" } else { "" };
+    format!("UNIQUE{nulls} ({})", names.join(", "))
 }
 
 /// `pg_indexes`: every index with its definition, primary keys included.
@@ -191,7 +243,8 @@ fn index_definitions(catalog: &Catalog) -> Relation {
         Relation::new("schemaname:name tablename:name indexname:name tablespace:name indexdef:text");
     for desc in catalog.tables() {
         if has_primary_key(desc) {
-            let columns: Vec<&str> = desc.primary_key.iter().map(|&i| desc.columns[i].name.as_str()).collect();
+            let columns: Vec<&str> =
+                desc.primary_key.iter().map(|&i| desc.columns[i].name.as_str()).collect();
             let definition = format!(
                 "CREATE UNIQUE INDEX {} ON {} USING btree ({})",
                 desc.primary_key_name(),
@@ -206,16 +259,31 @@ fn index_definitions(catalog: &Catalog) -> Relation {
                 text(&definition),
             ]);
         }
+        for unique in &desc.uniques {
+            relation.push(vec![
+                text(&desc.schema),
+                text(&desc.name),
+                text(&unique.name),
+                None,
+                text(unique_index_definition(desc, unique)),
+            ]);
+        }
         if let (Some(def), Some(definition)) = (desc.index(), index_definition(catalog, desc))
             && let Some(table) = catalog.table_by_id(def.table)
         {
-            relation.push(vec![text(&desc.schema), text(&table.name), text(&desc.name), None, text(&definition)]);
+            relation.push(vec![
+                text(&desc.schema),
+                text(&table.name),
+                text(&desc.name),
+                None,
+                text(&definition),
+            ]);
         }
     }
     relation
 }
 
-/// `pg_constraint`: each table's primary key (`p`) and CHECK constraints (`c`).
+/// `pg_constraint`: each table's primary key (`p`), UNIQUE (`u`) and CHECK constraints (`c`).
 fn constraints(catalog: &Catalog) -> Relation {
     let mut relation = Relation::new(CONSTRAINT_COLUMNS);
     for desc in catalog.tables().filter(|d| has_primary_key(d)) {
@@ -230,6 +298,13 @@ fn constraints(catalog: &Catalog) -> Relation {
         ));
     }
     for desc in catalog.tables() {
+        for unique in desc.uniques.iter().filter(|u| !u.index_only) {
+            let columns: Vec<i64> = unique.columns.iter().map(|&i| i as i64 + 1).collect();
+            let mut row =
+                constraint_row(desc, primary_key_oid(unique.state), &unique.name, "u", &columns, None);
+            row[CONINDID] = oid(relation_oid(unique.state));
+            relation.push(row);
+        }
         for (index, check) in desc.checks.iter().enumerate() {
             let columns: Vec<i64> = check.columns.iter().map(|&i| i as i64 + 1).collect();
             let row = constraint_row(
@@ -245,6 +320,9 @@ fn constraints(catalog: &Catalog) -> Relation {
     }
     relation
 }
+
+/// The position of `conindid` in a `pg_constraint` row.
+const CONINDID: usize = 9;
 
 fn constraint_row(
     desc: &TableDesc,
@@ -329,7 +407,13 @@ fn classes(catalog: &Catalog) -> Relation {
             "i" => BTREE_OID,
             _ => HEAP_OID,
         };
-        let indexed = has_primary_key(desc) || !catalog.indexes_on(desc.id).is_empty();
+        let indexed =
+            has_primary_key(desc) || !desc.uniques.is_empty() || !catalog.indexes_on(desc.id).is_empty();
+        for unique in &desc.uniques {
+            let columns = unique.columns.len() as i64;
+            let id = relation_oid(unique.state);
+            relation.push(class_row(id, &unique.name, &desc.schema, "i", BTREE_OID, columns, false));
+        }
         if indexed {
             let keys = desc.primary_key.len() as i64;
             relation.push(class_row(
@@ -445,7 +529,9 @@ fn attributes(catalog: &Catalog) -> Relation {
 fn attribute_columns<'a>(catalog: &'a Catalog, desc: &'a TableDesc) -> Vec<&'a crate::catalog::ColumnDesc> {
     match desc.index() {
         Some(def) => match catalog.table_by_id(def.table) {
-            Some(table) => def.key_columns.iter().chain(&def.include_columns).map(|&i| &table.columns[i]).collect(),
+            Some(table) => {
+                def.key_columns.iter().chain(&def.include_columns).map(|&i| &table.columns[i]).collect()
+            }
             None => Vec::new(),
         },
         None => desc.columns.iter().filter(|c| !c.hidden).collect(),
@@ -553,11 +639,25 @@ fn type_modifier(sql_type: &SqlType) -> i64 {
     }
 }
 
+/// A type's input or output function, as `typinput` / `typoutput` name it (drivers tell
+/// arrays by `typinput = 'array_in'`).
+fn io_function(t: &PgType, direction: &str) -> String {
+    let underscored =
+        ["numeric", "date", "time", "timestamp", "timestamptz", "interval", "json", "jsonb", "record"];
+    if t.category == "A" {
+        format!("array_{direction}")
+    } else if underscored.contains(&t.name) {
+        format!("{}_{direction}", t.name)
+    } else {
+        format!("{}{direction}", t.name)
+    }
+}
+
 fn types() -> Relation {
     let mut relation = Relation::new(
         "oid:oid typname:name typnamespace:oid typowner:oid typlen:int2 typbyval:bool typtype:char \
          typcategory:char typispreferred:bool typisdefined:bool typdelim:char typrelid:oid \
-         typelem:oid typarray:oid typnotnull:bool typbasetype:oid typtypmod:int4 typndims:int4 \
+         typelem:oid typarray:oid typinput:text typoutput:text typnotnull:bool typbasetype:oid typtypmod:int4 typndims:int4 \
          typcollation:oid typdefault:text",
     );
     for t in &TYPES {
@@ -577,6 +677,8 @@ fn types() -> Relation {
             oid(0),
             oid(t.element),
             oid(t.array),
+            text(io_function(t, "in")),
+            text(io_function(t, "out")),
             boolean(false),
             oid(0),
             int(-1),

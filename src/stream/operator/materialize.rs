@@ -121,6 +121,7 @@ mod tests {
             plain_view: None,
             checks: Vec::new(),
             key_constraint: None,
+            uniques: Vec::new(),
         });
         let mut op = MaterializeOperator::new(desc.clone()).unwrap();
         let mut harness = Harness::new();

@@ -1,0 +1,76 @@
+//! Functions in FROM as Postgres names their columns (Grafana's table and column pickers
+//! send `FROM generate_series(...) AS i, string_to_array(...) s` and read `s[i]`):
+//!
+//! - a set-returning function with an alias and no column list (`generate_series(1, 3)
+//!   AS i`) names its one column after the alias; DataFusion would call it `value`;
+//! - any other function there is a scalar function, whose value Postgres makes a one-row
+//!   relation with one column named after the alias (or the function):
+//!   `(SELECT string_to_array(...) AS s) AS s`.
+
+use std::ops::ControlFlow;
+
+use datafusion::sql::sqlparser::ast::{
+    Ident, Statement, TableAlias, TableAliasColumnDef, TableFactor, VisitMut, VisitorMut,
+};
+
+/// Set-returning functions of one column, named after the alias as in Postgres.
+const ONE_COLUMN: &[&str] = &["generate_series", "unnest"];
+
+/// Rewrites the functions in `statement`'s FROM clauses; `is_table_function` tells the
+/// table functions (whose columns are their own) from the rest.
+pub fn rewrite(statement: &mut Statement, is_table_function: &dyn Fn(&str) -> bool) {
+    let _ = statement.visit(&mut FromFunctions { is_table_function });
+}
+
+struct FromFunctions<'a> {
+    is_table_function: &'a dyn Fn(&str) -> bool,
+}
+
+impl VisitorMut for FromFunctions<'_> {
+    type Break = ();
+
+    fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
+        let TableFactor::Table { name, args: Some(args), alias, with_hints, .. } = factor else {
+            return ControlFlow::Continue(());
+        };
+        // `pg_catalog.f(...)`: the catalog's functions are registered by their names.
+        if let [schema, _] = name.0.as_slice()
+            && schema.as_ident().is_some_and(|s| s.value.eq_ignore_ascii_case("pg_catalog"))
+        {
+            name.0.remove(0);
+        }
+        let [part] = name.0.as_slice() else { return ControlFlow::Continue(()) };
+        let Some(ident) = part.as_ident() else { return ControlFlow::Continue(()) };
+        let function = ident.value.to_lowercase();
+        if !with_hints.is_empty() {
+            return ControlFlow::Continue(());
+        }
+        if function == "unnest" || (self.is_table_function)(&function) {
+            if let Some(alias) = alias
+                && alias.columns.is_empty()
+                && ONE_COLUMN.contains(&function.as_str())
+            {
+                alias.columns = vec![TableAliasColumnDef { name: alias.name.clone(), data_type: None }];
+            }
+            return ControlFlow::Continue(());
+        }
+        // A scalar function: a derived table of its one value.
+        let column = match alias {
+            Some(alias) if alias.columns.len() == 1 => alias.columns[0].name.clone(),
+            Some(alias) if alias.columns.is_empty() => alias.name.clone(),
+            Some(_) => return ControlFlow::Continue(()),
+            None => Ident::new(function.clone()),
+        };
+        let sql = format!(
+            "SELECT {ident}({args}) AS {column}",
+            args = args.args.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
+        );
+        let Ok(Statement::Query(query)) = super::parser::parse_generated(&sql) else {
+            return ControlFlow::Continue(());
+        };
+        let name = alias.as_ref().map(|a| a.name.clone()).unwrap_or_else(|| Ident::new(function));
+        let alias = TableAlias { explicit: true, name, columns: Vec::new(), at: None };
+        *factor = TableFactor::Derived { lateral: false, subquery: query, alias: Some(alias), sample: None };
+        ControlFlow::Continue(())
+    }
+}

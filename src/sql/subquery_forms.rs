@@ -1,0 +1,294 @@
+//! Subquery forms tools send that DataFusion does not plan, rewritten to equivalent ones it
+//! does (Grafana's table and column pickers send both):
+//!
+//! - a scalar subquery that picks the first row by an order, `(SELECT x FROM ... WHERE ...
+//!   ORDER BY k LIMIT 1)`, correlated or not, is the aggregate `(SELECT first_value(x ORDER
+//!   BY k) FROM ... WHERE ...)`, which the planner decorrelates: both are NULL without rows,
+//!   and the first row's `x` (NULL or not) otherwise;
+//! - a subquery inside an `ORDER BY` expression, which DataFusion plans only in a select
+//!   list or a filter: the query computes each ORDER BY expression as a hidden column of a
+//!   derived table and the outer query sorts by it, returning the original columns:
+//!   `SELECT * EXCLUDE (hidden) FROM (SELECT ..., expr AS hidden ...) ORDER BY hidden`;
+//! - `x [NOT] IN (SELECT e FROM ...)` in a select list, which DataFusion plans only as a
+//!   filter: `coalesce(array_has((SELECT array_agg(e) FROM ...), x), false)` (negated for
+//!   NOT IN), a scalar subquery it decorrelates. It is false, not NULL, where Postgres
+//!   gives NULL (no value equal and a NULL among the subquery's or `x` NULL): the same in
+//!   a CASE condition, where tools write it.
+
+use std::ops::ControlFlow;
+
+use datafusion::sql::sqlparser::ast::{
+    Expr, Ident, LimitClause, OrderByExpr, OrderByKind, Query, SelectItem, SetExpr, Statement, Value, Visit,
+    VisitMut, Visitor, VisitorMut,
+};
+
+/// Prefix of the hidden columns that carry ORDER BY expressions.
+const ORDER_COLUMN: &str = "__sabot_order_";
+
+pub fn rewrite(statement: &mut Statement) {
+    let _ = statement.visit(&mut FirstRows);
+    if let Statement::Query(query) = statement {
+        sort_by_subqueries(query);
+    }
+    let _ = statement.visit(&mut SelectListMembership);
+}
+
+/// Finds the select lists and rewrites the IN subqueries of each.
+struct SelectListMembership;
+
+impl VisitorMut for SelectListMembership {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+        if let SetExpr::Select(select) = query.body.as_mut() {
+            for item in &mut select.projection {
+                if let SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. } = item {
+                    let _ = expr.visit(&mut MembershipAsArray { depth: 0 });
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// Rewrites `x [NOT] IN (subquery)` outside nested queries.
+struct MembershipAsArray {
+    depth: usize,
+}
+
+impl VisitorMut for MembershipAsArray {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, _: &mut Query) -> ControlFlow<()> {
+        self.depth += 1;
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_query(&mut self, _: &mut Query) -> ControlFlow<()> {
+        self.depth -= 1;
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        if self.depth == 0
+            && let Expr::InSubquery { expr: needle, subquery, negated } = expr
+            && let Some(rewritten) = membership_as_array(needle, subquery, *negated)
+        {
+            *expr = rewritten;
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+fn membership_as_array(needle: &Expr, subquery: &Query, negated: bool) -> Option<Expr> {
+    if subquery.with.is_some() || subquery.limit_clause.is_some() || subquery.order_by.is_some() {
+        return None;
+    }
+    let SetExpr::Select(select) = subquery.body.as_ref() else { return None };
+    let grouped = !matches!(&select.group_by, datafusion::sql::sqlparser::ast::GroupByExpr::Expressions(e, _) if e.is_empty());
+    if grouped
+        || select.having.is_some()
+        || select.distinct.is_some()
+        || super::pg_compat::aggregates(&select.projection)
+    {
+        return None;
+    }
+    let [SelectItem::UnnamedExpr(value) | SelectItem::ExprWithAlias { expr: value, .. }] =
+        select.projection.as_slice()
+    else {
+        return None;
+    };
+    let mut aggregated = select.as_ref().clone();
+    let sql = format!("SELECT array_agg({value})");
+    let SetExpr::Select(items) = *super::pg_compat::parse_query(&sql)?.body else { return None };
+    aggregated.projection = items.projection;
+    let not = if negated { "NOT " } else { "" };
+    let sql = format!("SELECT {not}coalesce(array_has(({aggregated}), {needle}), false)");
+    let SetExpr::Select(mut parsed) = *super::pg_compat::parse_query(&sql)?.body else { return None };
+    match parsed.projection.pop()? {
+        SelectItem::UnnamedExpr(expr) => Some(expr),
+        _ => None,
+    }
+}
+
+struct FirstRows;
+
+impl VisitorMut for FirstRows {
+    type Break = ();
+
+    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        if let Expr::Subquery(query) = expr
+            && let Some(aggregated) = first_row_as_aggregate(query)
+        {
+            *query = aggregated;
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// `SELECT x FROM ... [WHERE ...] ORDER BY k LIMIT 1` as `SELECT first_value(x ORDER BY k)
+/// FROM ... [WHERE ...]`; None for any other shape.
+fn first_row_as_aggregate(query: &Query) -> Option<Box<Query>> {
+    if query.with.is_some() || query.fetch.is_some() || !query.locks.is_empty() {
+        return None;
+    }
+    let Some(LimitClause::LimitOffset { limit: Some(limit), offset: None, limit_by }) = &query.limit_clause
+    else {
+        return None;
+    };
+    let is_one = matches!(limit, Expr::Value(v) if matches!(&v.value, Value::Number(n, _) if n == "1"));
+    if !is_one || !limit_by.is_empty() {
+        return None;
+    }
+    let OrderByKind::Expressions(order) = &query.order_by.as_ref()?.kind else { return None };
+    let SetExpr::Select(select) = query.body.as_ref() else { return None };
+    let grouped = !matches!(&select.group_by, datafusion::sql::sqlparser::ast::GroupByExpr::Expressions(e, _) if e.is_empty());
+    if grouped
+        || select.having.is_some()
+        || select.distinct.is_some()
+        || select.top.is_some()
+        || !select.named_window.is_empty()
+        || super::pg_compat::aggregates(&select.projection)
+        || order.is_empty()
+    {
+        return None;
+    }
+    let [SelectItem::UnnamedExpr(value) | SelectItem::ExprWithAlias { expr: value, .. }] =
+        select.projection.as_slice()
+    else {
+        return None;
+    };
+    let order: Vec<String> = order.iter().map(OrderByExpr::to_string).collect();
+    let from: Vec<String> = select.from.iter().map(|f| f.to_string()).collect();
+    let filter = select.selection.as_ref().map(|s| format!(" WHERE {s}")).unwrap_or_default();
+    let sql =
+        format!("SELECT first_value({value} ORDER BY {}) FROM {}{filter}", order.join(", "), from.join(", "));
+    super::pg_compat::parse_query(&sql)
+}
+
+/// Rewrites `query` when an ORDER BY expression holds a subquery.
+fn sort_by_subqueries(query: &mut Box<Query>) {
+    let Some(order_by) = &query.order_by else { return };
+    let OrderByKind::Expressions(order) = &order_by.kind else { return };
+    if !order.iter().any(|o| has_subquery(&o.expr)) || query.with.is_some() || query.fetch.is_some() {
+        return;
+    }
+    let SetExpr::Select(select) = query.body.as_ref() else { return };
+    let plain = select
+        .projection
+        .iter()
+        .all(|item| matches!(item, SelectItem::UnnamedExpr(_) | SelectItem::ExprWithAlias { .. }));
+    if !plain || select.distinct.is_some() {
+        return;
+    }
+    // Ordinals and output columns' names keep meaning the same output columns; every other
+    // expression is computed inside, where the relations it names are in scope.
+    let output_names: Vec<String> = select
+        .projection
+        .iter()
+        .filter_map(|item| match item {
+            SelectItem::ExprWithAlias { alias, .. } => Some(alias.value.to_lowercase()),
+            _ => None,
+        })
+        .collect();
+    let mut inner_items: Vec<String> = select.projection.iter().map(|i| i.to_string()).collect();
+    let mut hidden = Vec::new();
+    let mut outer_order = Vec::new();
+    for (i, item) in order.iter().enumerate() {
+        let ordinal = match &item.expr {
+            Expr::Value(v) => matches!(v.value, Value::Number(..)),
+            Expr::Identifier(ident) => output_names.contains(&ident.value.to_lowercase()),
+            _ => false,
+        };
+        let mut item = item.clone();
+        if !ordinal {
+            let name = format!("{ORDER_COLUMN}{}", i + 1);
+            inner_items.push(format!("{} AS {name}", item.expr));
+            item.expr = Expr::Identifier(Ident::new(&name));
+            hidden.push(name);
+        }
+        outer_order.push(item.to_string());
+    }
+    let Some(items) = super::pg_compat::parse_query(&format!("SELECT {}", inner_items.join(", "))) else {
+        return;
+    };
+    let SetExpr::Select(items) = *items.body else { return };
+    let mut inner = select.as_ref().clone();
+    inner.projection = items.projection;
+    let inner_sql = inner.to_string();
+    let limit = query.limit_clause.as_ref().map(|l| format!(" {l}")).unwrap_or_default();
+    let sql = format!(
+        "SELECT * EXCLUDE ({}) FROM ({inner_sql}) AS __sabot_sorted ORDER BY {}{limit}",
+        hidden.join(", "),
+        outer_order.join(", ")
+    );
+    if let Some(rewritten) = parse_with_exclude(&sql) {
+        *query = rewritten;
+    }
+}
+
+/// Parses `sql` with a dialect that reads `* EXCLUDE (...)` (Postgres' does not).
+fn parse_with_exclude(sql: &str) -> Option<Box<Query>> {
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+    Parser::new(&GenericDialect {}).try_with_sql(sql).ok()?.parse_query().ok()
+}
+
+fn has_subquery(expr: &Expr) -> bool {
+    struct Finder;
+    impl Visitor for Finder {
+        type Break = ();
+        fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
+            match expr {
+                Expr::Subquery(_) | Expr::InSubquery { .. } | Expr::Exists { .. } => ControlFlow::Break(()),
+                _ => ControlFlow::Continue(()),
+            }
+        }
+    }
+    expr.visit(&mut Finder).is_break()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rewritten(sql: &str) -> String {
+        let mut statement = crate::sql::parser::parse_generated(sql).unwrap();
+        rewrite(&mut statement);
+        statement.to_string()
+    }
+
+    #[test]
+    fn a_first_row_subquery_becomes_an_aggregate() {
+        assert_eq!(
+            rewritten("SELECT (SELECT c.x FROM c WHERE c.t = t.t ORDER BY c.n LIMIT 1) AS f FROM t"),
+            "SELECT (SELECT first_value(c.x ORDER BY c.n) FROM c WHERE c.t = t.t) AS f FROM t"
+        );
+        // Other limits, and aggregates, stay.
+        let kept = "SELECT (SELECT c.x FROM c ORDER BY c.n LIMIT 2) FROM t";
+        assert_eq!(rewritten(kept), kept);
+    }
+
+    #[test]
+    fn membership_in_a_select_list_is_an_array_lookup() {
+        assert_eq!(
+            rewritten(
+                "SELECT CASE WHEN a IN (SELECT b FROM u WHERE b > 0) THEN 0 END FROM t WHERE a IN (SELECT c FROM v)"
+            ),
+            "SELECT CASE WHEN coalesce(array_has((SELECT array_agg(b) FROM u WHERE b > 0), a), false) THEN 0 END \
+             FROM t WHERE a IN (SELECT c FROM v)"
+        );
+    }
+
+    #[test]
+    fn a_subquery_in_order_by_is_computed_as_a_hidden_column() {
+        assert_eq!(
+            rewritten(
+                "SELECT a AS x FROM t ORDER BY CASE WHEN a > (SELECT max(b) FROM u) THEN 0 ELSE 1 END, 1, x, a LIMIT 5"
+            ),
+            "SELECT * EXCLUDE (__sabot_order_1, __sabot_order_4) FROM (SELECT a AS x, CASE WHEN a > (SELECT max(b) FROM u) \
+             THEN 0 ELSE 1 END AS __sabot_order_1, a AS __sabot_order_4 FROM t) AS __sabot_sorted \
+             ORDER BY __sabot_order_1, 1, x, __sabot_order_4 LIMIT 5"
+        );
+    }
+}
