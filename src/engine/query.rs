@@ -70,6 +70,7 @@ pub fn context(
     crate::sql::temporal_join::register(&ctx, resolve);
     crate::sql::frame_exclusion::register(&ctx);
     crate::sql::proctime::register(&ctx);
+    crate::sql::pg_functions::register(&ctx);
     ctx.register_catalog(CATALOG_NAME, Arc::new(catalog));
     ctx
 }

@@ -15,6 +15,7 @@ pub mod multiset;
 pub mod on_conflict;
 pub mod parser;
 pub mod pg_compat;
+pub mod pg_functions;
 pub mod proctime;
 pub mod session_window;
 pub mod source_ddl;

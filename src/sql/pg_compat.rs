@@ -17,7 +17,7 @@
 //!   `x::regtype`: `format_type(x, NULL)`; `x::regnamespace`: `sabot_namespace_name(x)`;
 //!   `x::oid`: `bigint` (Sabot's object ids are bigints); `'pg_catalog.f'::regproc`: the
 //!   text `'f'` (as `pg_type.typinput` holds it).
-//! - `user` (unquoted): `current_user`.
+//! - `user` (unquoted): `current_user`; `mod(a, b)`: `(a % b)`.
 //! - `x::varchar(n)`: `left(x::varchar, n)` (an explicit cast cuts, as in Postgres).
 //! - `information_schema._pg_expandarray(a)` (the JDBC driver's primary keys): the set of
 //!   `(x, n)` as `unnest(sabot_expandarray(a))`, and `(... ).n` / `.x` as the unnest of that
@@ -225,6 +225,8 @@ impl VisitorMut for PgForms {
                     *expr = aggregated;
                 } else if let Some(expanded) = expand_array(function) {
                     *expr = expanded;
+                } else if let Some(remainder) = modulo(function) {
+                    *expr = remainder;
                 }
             }
             // `(information_schema._pg_expandarray(a)).n` (already `unnest(sabot_expandarray(a))`).
@@ -277,6 +279,26 @@ fn expand_array(function: &datafusion::sql::sqlparser::ast::Function) -> Option<
     let FunctionArguments::List(list) = &function.args else { return None };
     let [FunctionArg::Unnamed(FunctionArgExpr::Expr(array))] = list.args.as_slice() else { return None };
     call("unnest", vec![call("sabot_expandarray", vec![array.clone()])?])
+}
+
+/// `mod(a, b)` as `(a % b)`; None for any other function.
+fn modulo(function: &datafusion::sql::sqlparser::ast::Function) -> Option<Expr> {
+    use datafusion::sql::sqlparser::ast::{FunctionArg, FunctionArgExpr, FunctionArguments};
+    let [ObjectNamePart::Identifier(name)] = function.name.0.as_slice() else { return None };
+    if !name.value.eq_ignore_ascii_case("mod") || name.quote_style.is_some() {
+        return None;
+    }
+    let FunctionArguments::List(list) = &function.args else { return None };
+    let [FunctionArg::Unnamed(FunctionArgExpr::Expr(a)), FunctionArg::Unnamed(FunctionArgExpr::Expr(b))] =
+        list.args.as_slice()
+    else {
+        return None;
+    };
+    Some(Expr::Nested(Box::new(Expr::BinaryOp {
+        left: Box::new(a.clone()),
+        op: BinaryOperator::Modulo,
+        right: Box::new(b.clone()),
+    })))
 }
 
 /// The arguments of `unnest(sabot_expandarray(...))`, parenthesized or not.

@@ -1,0 +1,195 @@
+//! Postgres functions DataFusion lacks or names otherwise, registered in every context:
+//! `ceiling` (DataFusion's `ceil`), `sign` (`signum`), `quote_literal`, `width_bucket`.
+//! `mod(a, b)` is rewritten to `a % b` (`sql::pg_compat`), whose sign follows the dividend
+//! as in Postgres.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int32Array, StringArray};
+use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type};
+use datafusion::execution::context::SessionContext;
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature, Volatility,
+};
+
+use crate::common::{Error, SqlState};
+
+pub fn register(ctx: &SessionContext) {
+    let ceil = datafusion::functions::math::ceil();
+    ctx.register_udf(ceil.as_ref().clone().with_aliases(["ceiling"]));
+    let signum = datafusion::functions::math::signum();
+    ctx.register_udf(signum.as_ref().clone().with_aliases(["sign"]));
+    ctx.register_udf(ScalarUDF::new_from_impl(QuoteLiteral::new()));
+    ctx.register_udf(ScalarUDF::new_from_impl(WidthBucket::new()));
+}
+
+/// `quote_literal(text)`: the text as a string literal (`'it''s'`; with backslashes
+/// doubled in an `E'...'` literal, as Postgres writes it).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct QuoteLiteral {
+    signature: Signature,
+}
+
+impl QuoteLiteral {
+    fn new() -> Self {
+        QuoteLiteral { signature: Signature::exact(vec![DataType::Utf8], Volatility::Immutable) }
+    }
+}
+
+impl ScalarUDFImpl for QuoteLiteral {
+    fn name(&self) -> &str {
+        "quote_literal"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> datafusion::common::Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> datafusion::common::Result<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let quoted: StringArray = arrays[0].as_string::<i32>().iter().map(|t| t.map(quote_literal)).collect();
+        Ok(ColumnarValue::Array(Arc::new(quoted) as ArrayRef))
+    }
+}
+
+fn quote_literal(text: &str) -> String {
+    let quoted = text.replace('\'', "''");
+    if text.contains('\\') { format!("E'{}'", quoted.replace('\\', "\\\\")) } else { format!("'{quoted}'") }
+}
+
+/// `width_bucket(operand, low, high, count)`: which of `count` equal buckets over
+/// `[low, high)` holds the operand: 0 below, `count + 1` at or above `high` (reversed
+/// when `low > high`); 2201G for a count below 1 or equal bounds.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct WidthBucket {
+    signature: Signature,
+}
+
+impl WidthBucket {
+    fn new() -> Self {
+        let numbers = vec![DataType::Float64, DataType::Float64, DataType::Float64, DataType::Int64];
+        WidthBucket {
+            signature: Signature::one_of(
+                vec![TypeSignature::Coercible(coercions(&numbers))],
+                Volatility::Immutable,
+            ),
+        }
+    }
+}
+
+fn coercions(types: &[DataType]) -> Vec<datafusion::logical_expr::Coercion> {
+    use datafusion::common::types::{NativeType, logical_float64, logical_int64};
+    use datafusion::logical_expr::{Coercion, TypeSignatureClass};
+    types
+        .iter()
+        .map(|t| match t {
+            DataType::Int64 => Coercion::new_implicit(
+                TypeSignatureClass::Native(logical_int64()),
+                vec![TypeSignatureClass::Integer],
+                NativeType::Int64,
+            ),
+            _ => Coercion::new_implicit(
+                TypeSignatureClass::Native(logical_float64()),
+                vec![TypeSignatureClass::Numeric],
+                NativeType::Float64,
+            ),
+        })
+        .collect()
+}
+
+impl ScalarUDFImpl for WidthBucket {
+    fn name(&self) -> &str {
+        "width_bucket"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> datafusion::common::Result<DataType> {
+        Ok(DataType::Int32)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> datafusion::common::Result<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let float = |i: usize| datafusion::arrow::compute::cast(&arrays[i], &DataType::Float64);
+        let (operand, low, high) = (float(0)?, float(1)?, float(2)?);
+        let count = datafusion::arrow::compute::cast(&arrays[3], &DataType::Int64)?;
+        let (operand, low, high) = (
+            operand.as_primitive::<Float64Type>(),
+            low.as_primitive::<Float64Type>(),
+            high.as_primitive::<Float64Type>(),
+        );
+        let count = count.as_primitive::<Int64Type>();
+        let mut out = Vec::with_capacity(operand.len());
+        for row in 0..operand.len() {
+            let values = [operand, low, high].map(|a| a.is_valid(row).then(|| a.value(row)));
+            let [Some(x), Some(lo), Some(hi)] = values else {
+                out.push(None);
+                continue;
+            };
+            if !count.is_valid(row) {
+                out.push(None);
+                continue;
+            }
+            out.push(Some(width_bucket(x, lo, hi, count.value(row))?));
+        }
+        Ok(ColumnarValue::Array(Arc::new(Int32Array::from(out)) as ArrayRef))
+    }
+}
+
+fn width_bucket(x: f64, low: f64, high: f64, count: i64) -> datafusion::common::Result<i32> {
+    let invalid = |message: &str| {
+        datafusion::error::DataFusionError::from(Error::new(SqlState::InvalidArgumentForWidthBucket, message))
+    };
+    if count <= 0 {
+        return Err(invalid("count must be greater than zero"));
+    }
+    if low == high {
+        return Err(invalid("lower bound cannot equal upper bound"));
+    }
+    if !(x.is_finite() || x.is_infinite()) || !low.is_finite() || !high.is_finite() {
+        return Err(invalid("operand, lower bound, and upper bound cannot be NaN"));
+    }
+    let bucket = if low < high {
+        if x < low {
+            0
+        } else if x >= high {
+            count + 1
+        } else {
+            ((x - low) / (high - low) * count as f64).floor() as i64 + 1
+        }
+    } else if x > low {
+        0
+    } else if x <= high {
+        count + 1
+    } else {
+        ((low - x) / (low - high) * count as f64).floor() as i64 + 1
+    };
+    i32::try_from(bucket).map_err(|_| {
+        datafusion::error::DataFusionError::from(Error::new(
+            SqlState::NumericValueOutOfRange,
+            "integer out of range",
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn width_bucket_and_quote_literal_answer_as_postgres() {
+        assert_eq!(width_bucket(5.0, 0.0, 10.0, 5).unwrap(), 3);
+        assert_eq!(width_bucket(-1.0, 0.0, 10.0, 5).unwrap(), 0);
+        assert_eq!(width_bucket(10.0, 0.0, 10.0, 5).unwrap(), 6);
+        assert_eq!(width_bucket(5.35, 10.0, 0.0, 4).unwrap(), 2);
+        assert!(width_bucket(1.0, 0.0, 10.0, 0).is_err());
+        assert_eq!(quote_literal("it's"), "'it''s'");
+        assert_eq!(quote_literal(r"a\b"), r"E'a\\b'");
+    }
+}
