@@ -103,6 +103,7 @@ async fn plan_unlowered(ctx: &SessionContext, statement: &ast::Statement) -> Res
     crate::sql::from_functions::rewrite(&mut statement, &|name| ctx.table_function(name).is_ok());
     crate::sql::subquery_forms::rewrite(&mut statement);
     crate::sql::multiset::rewrite(ctx, &mut statement).await?;
+    crate::sql::alias_lists::rewrite(ctx, &mut statement).await;
     let statement = DfStatement::Statement(Box::new(statement));
     let plan = ctx.state().statement_to_plan(statement).await?;
     reject_untyped_aggregates(&plan)?;

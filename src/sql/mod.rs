@@ -1,5 +1,6 @@
 //! SQL front end: parsing with Sabot's extensions and binding of DDL against the catalog.
 
+pub mod alias_lists;
 pub mod asof_join;
 pub mod assignments;
 pub mod catalog_subquery;
