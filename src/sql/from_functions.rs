@@ -6,11 +6,15 @@
 //! - any other function there is a scalar function, whose value Postgres makes a one-row
 //!   relation with one column named after the alias (or the function):
 //!   `(SELECT string_to_array(...) AS s) AS s`.
+//!
+//! And in a select list, `generate_series(...)` returns rows, as in Postgres (DataFusion
+//! returns one list): it becomes `unnest(generate_series(...))`; several in one select
+//! list run in step, the shorter padded with NULLs, as Postgres 10 and later.
 
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    Ident, Statement, TableAlias, TableAliasColumnDef, TableFactor, VisitMut, VisitorMut,
+    Expr, Ident, Statement, TableAlias, TableAliasColumnDef, TableFactor, VisitMut, VisitorMut,
 };
 
 /// Set-returning functions of one column, named after the alias as in Postgres.
@@ -20,6 +24,96 @@ const ONE_COLUMN: &[&str] = &["generate_series", "unnest"];
 /// table functions (whose columns are their own) from the rest.
 pub fn rewrite(statement: &mut Statement, is_table_function: &dyn Fn(&str) -> bool) {
     let _ = statement.visit(&mut FromFunctions { is_table_function });
+    let _ = statement.visit(&mut SelectLists);
+}
+
+/// Finds the select lists and makes each `generate_series` call there set-returning.
+struct SelectLists;
+
+impl VisitorMut for SelectLists {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, query: &mut datafusion::sql::sqlparser::ast::Query) -> ControlFlow<()> {
+        use datafusion::sql::sqlparser::ast::{SelectItem, SetExpr};
+        if let SetExpr::Select(select) = query.body.as_mut() {
+            for item in &mut select.projection {
+                if let SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. } = item {
+                    let _ = expr.visit(&mut SeriesAsRows { depth: 0 });
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// Wraps `generate_series(...)` (outside nested queries) in `unnest`.
+struct SeriesAsRows {
+    depth: usize,
+}
+
+impl VisitorMut for SeriesAsRows {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, _: &mut datafusion::sql::sqlparser::ast::Query) -> ControlFlow<()> {
+        self.depth += 1;
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_query(&mut self, _: &mut datafusion::sql::sqlparser::ast::Query) -> ControlFlow<()> {
+        self.depth -= 1;
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        if self.depth > 0 {
+            return ControlFlow::Continue(());
+        }
+        if is_call(expr, "generate_series") {
+            *expr = unnest(expr.clone());
+        } else if is_call(expr, "unnest")
+            && let Some(inner) = only_argument(expr)
+            && is_call(inner, "unnest")
+        {
+            // `unnest(generate_series(...))` as written: its inner call was just wrapped.
+            *expr = inner.clone();
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+fn is_call(expr: &Expr, name: &str) -> bool {
+    matches!(expr, Expr::Function(f) if f.over.is_none()
+        && matches!(f.name.0.as_slice(), [part] if part.as_ident().is_some_and(|i| i.value.eq_ignore_ascii_case(name))))
+}
+
+fn only_argument(expr: &Expr) -> Option<&Expr> {
+    use datafusion::sql::sqlparser::ast::{FunctionArg, FunctionArgExpr, FunctionArguments};
+    let Expr::Function(function) = expr else { return None };
+    let FunctionArguments::List(list) = &function.args else { return None };
+    match list.args.as_slice() {
+        [FunctionArg::Unnamed(FunctionArgExpr::Expr(arg))] => Some(arg),
+        _ => None,
+    }
+}
+
+fn unnest(expr: Expr) -> Expr {
+    use datafusion::sql::sqlparser::ast::{
+        Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, ObjectName,
+    };
+    Expr::Function(Function {
+        name: ObjectName::from(vec![Ident::new("unnest")]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::List(FunctionArgumentList {
+            duplicate_treatment: None,
+            args: vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(expr))],
+            clauses: Vec::new(),
+        }),
+        filter: None,
+        null_treatment: None,
+        over: None,
+        within_group: Vec::new(),
+    })
 }
 
 struct FromFunctions<'a> {
