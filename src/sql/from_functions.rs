@@ -24,60 +24,19 @@ const ONE_COLUMN: &[&str] = &["generate_series", "unnest"];
 /// table functions (whose columns are their own) from the rest.
 pub fn rewrite(statement: &mut Statement, is_table_function: &dyn Fn(&str) -> bool) {
     let _ = statement.visit(&mut FromFunctions { is_table_function });
-    let _ = statement.visit(&mut SelectLists);
+    super::select_lists::rewrite_exprs(statement, &mut series_as_rows);
 }
 
-/// Finds the select lists and makes each `generate_series` call there set-returning.
-struct SelectLists;
-
-impl VisitorMut for SelectLists {
-    type Break = ();
-
-    fn pre_visit_query(&mut self, query: &mut datafusion::sql::sqlparser::ast::Query) -> ControlFlow<()> {
-        use datafusion::sql::sqlparser::ast::{SelectItem, SetExpr};
-        if let SetExpr::Select(select) = query.body.as_mut() {
-            for item in &mut select.projection {
-                if let SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. } = item {
-                    let _ = expr.visit(&mut SeriesAsRows { depth: 0 });
-                }
-            }
-        }
-        ControlFlow::Continue(())
-    }
-}
-
-/// Wraps `generate_series(...)` (outside nested queries) in `unnest`.
-struct SeriesAsRows {
-    depth: usize,
-}
-
-impl VisitorMut for SeriesAsRows {
-    type Break = ();
-
-    fn pre_visit_query(&mut self, _: &mut datafusion::sql::sqlparser::ast::Query) -> ControlFlow<()> {
-        self.depth += 1;
-        ControlFlow::Continue(())
-    }
-
-    fn post_visit_query(&mut self, _: &mut datafusion::sql::sqlparser::ast::Query) -> ControlFlow<()> {
-        self.depth -= 1;
-        ControlFlow::Continue(())
-    }
-
-    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
-        if self.depth > 0 {
-            return ControlFlow::Continue(());
-        }
-        if is_call(expr, "generate_series") {
-            *expr = unnest(expr.clone());
-        } else if is_call(expr, "unnest")
-            && let Some(inner) = only_argument(expr)
-            && is_call(inner, "unnest")
-        {
-            // `unnest(generate_series(...))` as written: its inner call was just wrapped.
-            *expr = inner.clone();
-        }
-        ControlFlow::Continue(())
+/// `generate_series(...)` as `unnest(generate_series(...))`; an `unnest` written around one
+/// (whose inner call was just wrapped) stays single.
+fn series_as_rows(expr: &mut Expr) {
+    if is_call(expr, "generate_series") {
+        *expr = unnest(expr.clone());
+    } else if is_call(expr, "unnest")
+        && let Some(inner) = only_argument(expr)
+        && is_call(inner, "unnest")
+    {
+        *expr = inner.clone();
     }
 }
 

@@ -18,6 +18,7 @@ pub mod parser;
 pub mod pg_compat;
 pub mod pg_functions;
 pub mod proctime;
+pub mod select_lists;
 pub mod session_window;
 pub mod source_ddl;
 pub mod stream_plan;

@@ -30,54 +30,13 @@ pub fn rewrite(statement: &mut Statement) {
     if let Statement::Query(query) = statement {
         sort_by_subqueries(query);
     }
-    let _ = statement.visit(&mut SelectListMembership);
-}
-
-/// Finds the select lists and rewrites the IN subqueries of each.
-struct SelectListMembership;
-
-impl VisitorMut for SelectListMembership {
-    type Break = ();
-
-    fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
-        if let SetExpr::Select(select) = query.body.as_mut() {
-            for item in &mut select.projection {
-                if let SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. } = item {
-                    let _ = expr.visit(&mut MembershipAsArray { depth: 0 });
-                }
-            }
-        }
-        ControlFlow::Continue(())
-    }
-}
-
-/// Rewrites `x [NOT] IN (subquery)` outside nested queries.
-struct MembershipAsArray {
-    depth: usize,
-}
-
-impl VisitorMut for MembershipAsArray {
-    type Break = ();
-
-    fn pre_visit_query(&mut self, _: &mut Query) -> ControlFlow<()> {
-        self.depth += 1;
-        ControlFlow::Continue(())
-    }
-
-    fn post_visit_query(&mut self, _: &mut Query) -> ControlFlow<()> {
-        self.depth -= 1;
-        ControlFlow::Continue(())
-    }
-
-    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
-        if self.depth == 0
-            && let Expr::InSubquery { expr: needle, subquery, negated } = expr
+    super::select_lists::rewrite_exprs(statement, &mut |expr| {
+        if let Expr::InSubquery { expr: needle, subquery, negated } = expr
             && let Some(rewritten) = membership_as_array(needle, subquery, *negated)
         {
             *expr = rewritten;
         }
-        ControlFlow::Continue(())
-    }
+    });
 }
 
 fn membership_as_array(needle: &Expr, subquery: &Query, negated: bool) -> Option<Expr> {

@@ -595,11 +595,11 @@ fn register_key_definitions(ctx: &SessionContext, catalog: &Arc<Catalog>) {
             })
             .collect();
         for desc in tables.tables() {
-            if let Some(definition) = super::relations::index_definition(&tables, desc) {
+            if let Some(definition) = super::keys::index_definition(&tables, desc) {
                 indexes.insert(relation_oid(desc.id), definition);
             }
             for unique in &desc.uniques {
-                let definition = super::relations::unique_index_definition(desc, unique);
+                let definition = super::keys::unique_index_definition(desc, unique);
                 indexes.insert(relation_oid(unique.state), definition);
             }
         }
@@ -614,7 +614,7 @@ fn register_key_definitions(ctx: &SessionContext, catalog: &Arc<Catalog>) {
                 constraints.insert(super::check_oid(desc.id, index), format!("CHECK ({})", check.expression));
             }
             for unique in desc.uniques.iter().filter(|u| !u.index_only) {
-                let definition = super::relations::unique_constraint_definition(desc, unique);
+                let definition = super::keys::unique_constraint_definition(desc, unique);
                 constraints.insert(super::primary_key_oid(unique.state), definition);
             }
         }

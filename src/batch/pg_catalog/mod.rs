@@ -18,6 +18,7 @@
 //! nothing.
 
 mod functions;
+mod keys;
 mod relations;
 mod tool_functions;
 
