@@ -3,6 +3,7 @@
 pub mod config;
 pub mod error;
 pub mod failpoint;
+pub mod pg_text;
 pub mod proctime;
 pub mod row;
 pub mod types;

@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::execution::context::SessionContext;
-use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::{CastExpr, Column};
+use datafusion::physical_expr::{PhysicalExpr, ScalarFunctionExpr};
 use datafusion::sql::sqlparser::ast::{self, ObjectName};
 
 use super::session::Outcome;
@@ -451,7 +451,7 @@ pub(super) async fn plan_view(
         ))
         .with_hint("select its fields instead, as (column).field"));
     }
-    let body = cast_to_stored(body);
+    let body = cast_to_stored(body, revision)?;
     let columns: Vec<ColumnDesc> = body
         .schema
         .fields()
@@ -505,12 +505,17 @@ pub(super) fn output_column_names(
     Ok(visible)
 }
 
-/// A Project casting columns to the types the view stores, when any differs.
-fn cast_to_stored(body: StreamNode) -> StreamNode {
+/// A Project casting columns to the types the view stores, when any differs. Arrays are
+/// stored as text in Postgres' form (plan revision 8; before, in Arrow's).
+fn cast_to_stored(body: StreamNode, revision: u32) -> Result<StreamNode> {
     let types: Vec<DataType> = body.schema.fields().iter().map(|f| stored_type(f.data_type())).collect();
     if body.schema.fields().iter().zip(&types).all(|(f, t)| f.data_type() == t) {
-        return body;
+        return Ok(body);
     }
+    let array_text = Arc::new(datafusion::logical_expr::ScalarUDF::new_from_impl(
+        crate::sql::pg_functions::ArrayText::new(),
+    ));
+    let config = Arc::new(datafusion::config::ConfigOptions::default());
     let exprs: Vec<Arc<dyn PhysicalExpr>> = body
         .schema
         .fields()
@@ -519,16 +524,28 @@ fn cast_to_stored(body: StreamNode) -> StreamNode {
         .enumerate()
         .map(|(i, (field, t))| {
             let column: Arc<dyn PhysicalExpr> = Arc::new(Column::new(field.name(), i));
-            if field.data_type() == t {
+            let is_list = matches!(
+                field.data_type(),
+                DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..)
+            );
+            Ok(if field.data_type() == t {
                 column
+            } else if is_list && revision >= 8 {
+                let function = ScalarFunctionExpr::try_new(
+                    array_text.clone(),
+                    vec![column],
+                    &body.schema,
+                    config.clone(),
+                )?;
+                Arc::new(function) as Arc<dyn PhysicalExpr>
             } else {
                 Arc::new(CastExpr::new(column, t.clone(), None)) as Arc<dyn PhysicalExpr>
-            }
+            })
         })
-        .collect();
+        .collect::<Result<_>>()?;
     let fields: Vec<(String, DataType)> =
         body.schema.fields().iter().zip(types).map(|(f, t)| (f.name().clone(), t)).collect();
-    project_in_place(body, exprs, fields)
+    Ok(project_in_place(body, exprs, fields))
 }
 
 /// A changelog sink has an `op` column beside the query's; an append-only sink needs an

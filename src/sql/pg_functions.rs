@@ -23,6 +23,44 @@ pub fn register(ctx: &SessionContext) {
     ctx.register_udf(ScalarUDF::new_from_impl(WidthBucket::new()));
 }
 
+/// `sabot_array_text(array)`: an array in Postgres' text form (`{1,NULL,"a b"}`), what a
+/// view stores for an array column (Arrow's own cast to text writes `[1, , a b]`).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct ArrayText {
+    signature: Signature,
+}
+
+impl ArrayText {
+    pub fn new() -> Self {
+        ArrayText { signature: Signature::any(1, Volatility::Immutable) }
+    }
+}
+
+impl Default for ArrayText {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ScalarUDFImpl for ArrayText {
+    fn name(&self) -> &str {
+        "sabot_array_text"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> datafusion::common::Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> datafusion::common::Result<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        Ok(ColumnarValue::Array(crate::common::pg_text::array_texts(&arrays[0])?))
+    }
+}
+
 /// `quote_literal(text)`: the text as a string literal (`'it''s'`; with backslashes
 /// doubled in an `E'...'` literal, as Postgres writes it).
 #[derive(Debug, PartialEq, Eq, Hash)]

@@ -61,9 +61,10 @@ impl TableIds<'_> {
 /// (that column leads its stored key); 6: interval joins free each side's rows behind
 /// the other side's watermark through a time condition between them; 7: interval joins
 /// carry watermarks (held back by their bounds) and joins carry none on NULL-padded
-/// sides. Views keep the revision they were created with, so that a server that plans
+/// sides; 8: views store arrays as text in Postgres' form (`{1,NULL}`, not Arrow's
+/// `[1, ]`). Views keep the revision they were created with, so that a server that plans
 /// differently still resumes them from their state.
-pub const PLAN_REVISION: u32 = 7;
+pub const PLAN_REVISION: u32 = 8;
 
 pub struct StreamPlanner<'a> {
     pub state: &'a SessionState,
