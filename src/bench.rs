@@ -492,7 +492,9 @@ mod tests {
         let windows = run_query(&bench, "q5", select_queries(&["q5".into()]).unwrap()[0].1).await.unwrap();
         assert_eq!(windows.unsupported, None, "{windows:?}");
         let filtered = run_query(&bench, "q15", select_queries(&["q15".into()]).unwrap()[0].1).await.unwrap();
-        assert!(filtered.unsupported.is_some(), "{filtered:?}");
+        assert_eq!(filtered.unsupported, None, "{filtered:?}");
+        let subquery = run_query(&bench, "q102", select_queries(&["q102".into()]).unwrap()[0].1).await.unwrap();
+        assert!(subquery.unsupported.is_some(), "{subquery:?}");
         // `bid` from files in the Flink peer's format.
         let dir = tempfile::tempdir().unwrap();
         let lines: String = (0..300)
@@ -511,7 +513,7 @@ mod tests {
         let grp = select_queries(&["grp".into()]).unwrap()[0].1;
         let from_files = run_query(&files, "grp", grp).await.unwrap();
         assert_eq!((from_files.unsupported.as_deref(), from_files.events), (None, 300));
-        let text = report(&[result, windows, filtered], false);
+        let text = report(&[result, windows, filtered, subquery], false);
         assert!(text.contains("q0") && text.contains("q5") && text.contains("not supported yet"), "{text}");
     }
 }

@@ -71,6 +71,7 @@ pub fn context(
     crate::sql::frame_exclusion::register(&ctx);
     crate::sql::proctime::register(&ctx);
     crate::sql::pg_functions::register(&ctx);
+    crate::sql::ordered_set::register(&ctx);
     ctx.register_catalog(CATALOG_NAME, Arc::new(catalog));
     ctx
 }

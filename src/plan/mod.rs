@@ -58,6 +58,10 @@ pub enum NodeKind {
     Filter {
         predicate: Arc<dyn PhysicalExpr>,
     },
+    /// One projection of each input row per grouping set (GROUPING SETS, ROLLUP, CUBE).
+    Expand {
+        sets: Vec<Vec<Arc<dyn PhysicalExpr>>>,
+    },
     Project {
         exprs: Vec<Arc<dyn PhysicalExpr>>,
     },
@@ -107,6 +111,10 @@ pub struct HashAggNode {
     /// EMIT ON WINDOW CLOSE: each group shows once, when it closes (append-only output),
     /// instead of changing as rows arrive. Needs `closing_column`.
     pub emit_on_close: bool,
+    /// With grouping sets that include the empty set `()`: its grouping id (the last group
+    /// column; the others NULL). That group always shows a row, as Postgres' grand total
+    /// does over no rows at all, like an aggregate without GROUP BY.
+    pub empty_set_id: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -137,12 +145,58 @@ pub enum AggKind {
     StringAgg {
         delimiter: String,
     },
+    /// bit_and / bit_or / bit_xor of integers: per bit, the count of values with it set.
+    Bits(BitOp),
+    /// The variance and standard deviation family, from the count, sum and sum of squares.
+    Spread(Spread),
+    /// array_agg: every value, NULLs included, in ORDER BY order.
+    ArrayAgg,
+    /// first_value / last_value: the value of the first / last row in ORDER BY order.
+    FirstValue,
+    LastValue,
+    /// percentile_cont / percentile_disc at a fraction, WITHIN GROUP (ORDER BY the value).
+    PercentileCont(f64),
+    PercentileDisc(f64),
+    /// mode() WITHIN GROUP (ORDER BY the value): the most frequent value (the first in
+    /// order among equally frequent ones).
+    Mode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum BitOp {
+    And,
+    Or,
+    Xor,
+}
+
+/// var_pop, var_samp (variance), stddev_pop, stddev_samp (stddev).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Spread {
+    pub sample: bool,
+    pub root: bool,
 }
 
 impl AggKind {
     /// Aggregates that keep the multiset of their input values in a state table.
     pub fn keeps_values(&self) -> bool {
-        matches!(self, AggKind::CountDistinct | AggKind::Min | AggKind::Max | AggKind::StringAgg { .. })
+        matches!(
+            self,
+            AggKind::CountDistinct
+                | AggKind::Min
+                | AggKind::Max
+                | AggKind::StringAgg { .. }
+                | AggKind::ArrayAgg
+                | AggKind::FirstValue
+                | AggKind::LastValue
+                | AggKind::PercentileCont(_)
+                | AggKind::PercentileDisc(_)
+                | AggKind::Mode
+        )
+    }
+
+    /// Value-keeping aggregates that keep NULL values too (in their order).
+    pub fn keeps_nulls(&self) -> bool {
+        matches!(self, AggKind::ArrayAgg | AggKind::FirstValue | AggKind::LastValue)
     }
 }
 
@@ -153,9 +207,14 @@ pub struct AggCall {
     pub input: Option<usize>,
     pub input_type: DataType,
     pub output_type: DataType,
-    /// The value multiset of min / max / count(DISTINCT) / string_agg. None for min and
-    /// max over an append-only input: they keep their current extreme inline.
+    /// The value multiset of value-keeping calls ([`AggKind::keeps_values`]). None for min
+    /// and max over an append-only input: they keep their current extreme inline.
     pub value_table: Option<TableId>,
+    /// Input columns the values are ordered by before the value itself (`ORDER BY` inside
+    /// array_agg, string_agg, first_value, last_value), each with its direction.
+    pub order_by: Vec<(usize, SortOptions)>,
+    /// A boolean input column: only rows where it is true count (`FILTER (WHERE ...)`).
+    pub filter: Option<usize>,
 }
 
 /// One comparison of a row with `now()`, as a bound on the time the row shows.
@@ -277,6 +336,7 @@ impl StreamNode {
             NodeKind::Source { .. } => "Source",
             NodeKind::Filter { .. } => "Filter",
             NodeKind::Project { .. } => "Project",
+            NodeKind::Expand { .. } => "Expand",
             NodeKind::WindowTvf(_) => "WindowTvf",
             NodeKind::HashAgg(_) => "HashAgg",
             NodeKind::PartialAgg(_) => "PartialAgg",
@@ -302,6 +362,7 @@ impl StreamNode {
             NodeKind::Source { relation, .. } => relation.append_only,
             NodeKind::Filter { .. }
             | NodeKind::Project { .. }
+            | NodeKind::Expand { .. }
             | NodeKind::WindowTvf(_)
             | NodeKind::Union
             | NodeKind::Materialize { .. }
@@ -437,6 +498,8 @@ impl StreamNode {
             NodeKind::Materialize { view } if view.view.as_ref().is_some_and(|v| v.plan_revision >= 4) => {
                 input()
             }
+            // A set without the column shows NULL there for good.
+            NodeKind::Expand { .. } => Vec::new(),
             // A row may enter or leave long after the watermark passed its values.
             NodeKind::TemporalFilter(_)
             | NodeKind::TopN(_)
@@ -595,6 +658,13 @@ impl StreamNode {
                 let list: Vec<String> = exprs.iter().map(|e| e.to_string()).collect();
                 let _ = write!(line, " {}", list.join(", "));
             }
+            NodeKind::Expand { sets } => {
+                let sets: Vec<String> = sets
+                    .iter()
+                    .map(|exprs| exprs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(", "))
+                    .collect();
+                let _ = write!(line, " [{}]", sets.join("], ["));
+            }
             NodeKind::WindowTvf(spec) => {
                 let _ = write!(line, " {}", spec.display(&self.inputs[0].column_name(spec.time_column)));
             }
@@ -726,12 +796,27 @@ impl StreamNode {
     }
 }
 
+/// A sort key as EXPLAIN shows it: the column, and DESC where it descends.
+fn sort_key_text(name: &str, options: &SortOptions) -> String {
+    format!("{name}{}", if options.descending { " DESC" } else { "" })
+}
+
 impl AggCall {
+    /// The aggregates ordered WITHIN GROUP by their value: `order_by` is the value column
+    /// itself, with its direction, and the value multiset is kept in that order.
+    pub fn is_within_group(&self) -> bool {
+        matches!(self.kind, AggKind::PercentileCont(_) | AggKind::PercentileDisc(_) | AggKind::Mode)
+    }
+
     /// Whether partial states of the call (over disjoint parts of a group's rows) merge
     /// into its state: all but the aggregates that keep a multiset of values.
     pub fn is_decomposable(&self) -> bool {
-        !self.kind.keeps_values()
-            || (matches!(self.kind, AggKind::Min | AggKind::Max) && self.value_table.is_none())
+        match self.kind {
+            // Their partial states have no merge (yet).
+            AggKind::Bits(_) | AggKind::Spread(_) => false,
+            AggKind::Min | AggKind::Max => self.value_table.is_none(),
+            ref kind => !kind.keeps_values(),
+        }
     }
 
     /// The columns a PartialAgg outputs for the call: count(x) its count; sum and avg the
@@ -767,8 +852,44 @@ impl AggCall {
             AggKind::BoolAnd => "bool_and",
             AggKind::BoolOr => "bool_or",
             AggKind::StringAgg { .. } => "string_agg",
+            AggKind::Bits(BitOp::And) => "bit_and",
+            AggKind::Bits(BitOp::Or) => "bit_or",
+            AggKind::Bits(BitOp::Xor) => "bit_xor",
+            AggKind::Spread(Spread { sample: false, root: false }) => "var_pop",
+            AggKind::Spread(Spread { sample: true, root: false }) => "var_samp",
+            AggKind::Spread(Spread { sample: false, root: true }) => "stddev_pop",
+            AggKind::Spread(Spread { sample: true, root: true }) => "stddev_samp",
+            AggKind::ArrayAgg => "array_agg",
+            AggKind::FirstValue => "first_value",
+            AggKind::LastValue => "last_value",
+            AggKind::PercentileCont(f) => return self.within_group("percentile_cont", *f, input),
+            AggKind::PercentileDisc(f) => return self.within_group("percentile_disc", *f, input),
+            AggKind::Mode => return self.within_group("mode", f64::NAN, input),
         };
         let arg = self.input.map(|i| input.column_name(i)).unwrap_or_default();
-        format!("{name}({arg})")
+        let mut text = format!("{name}({arg}");
+        if !self.order_by.is_empty() {
+            let keys: Vec<String> =
+                self.order_by.iter().map(|(c, o)| sort_key_text(&input.column_name(*c), o)).collect();
+            let _ = write!(text, " ORDER BY {}", keys.join(", "));
+        }
+        text.push(')');
+        if let Some(filter) = self.filter {
+            let _ = write!(text, " FILTER ({})", input.column_name(filter));
+        }
+        text
+    }
+
+    /// `name(fraction) WITHIN GROUP (ORDER BY value)` (no fraction when it is NaN).
+    fn within_group(&self, name: &str, fraction: f64, input: &StreamNode) -> String {
+        let arg = self.input.map(|i| input.column_name(i)).unwrap_or_default();
+        let fraction = if fraction.is_nan() { String::new() } else { fraction.to_string() };
+        let descending = self.order_by.first().is_some_and(|(_, o)| o.descending);
+        let direction = if descending { " DESC" } else { "" };
+        let mut text = format!("{name}({fraction}) WITHIN GROUP (ORDER BY {arg}{direction})");
+        if let Some(filter) = self.filter {
+            let _ = write!(text, " FILTER ({})", input.column_name(filter));
+        }
+        text
     }
 }

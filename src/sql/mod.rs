@@ -14,6 +14,7 @@ pub mod frame_exclusion;
 pub mod from_functions;
 pub mod multiset;
 pub mod on_conflict;
+pub mod ordered_set;
 pub mod parser;
 pub mod pg_compat;
 pub mod pg_functions;

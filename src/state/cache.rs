@@ -464,6 +464,13 @@ impl<V: CacheValue> CachedTable<V> {
         &mut entry.value
     }
 
+    /// The slot's value for changing what it derives in memory from its stored state (an
+    /// index it builds on first use): nothing to write, so it is not marked changed. Call
+    /// [`CachedTable::recharge`] after.
+    pub fn peek_mut(&mut self, slot: Slot) -> Option<&mut V> {
+        self.entries[slot as usize].value.as_mut()
+    }
+
     /// The value of a slot already marked dirty ([`CachedTable::get_mut`]) since the last
     /// flush, for changing it further.
     pub fn value_mut(&mut self, slot: Slot) -> &mut Option<V> {

@@ -13,6 +13,7 @@ use super::coordinator::Committed;
 use super::exchange::{Dispatcher, InputSet, Outlet};
 use super::message::Message;
 use super::operator::Operator;
+use super::operator::expand::ExpandOperator;
 use super::operator::filter::FilterOperator;
 use super::operator::hash_agg::HashAggOperator;
 use super::operator::hash_agg::partial::PartialAggOperator;
@@ -255,6 +256,7 @@ pub fn build_operator(node: &StreamNode, memory: &StateMemory) -> Result<Box<dyn
     Ok(match &node.kind {
         NodeKind::Source { .. } => return Err(Error::internal("sources are not operators")),
         NodeKind::Filter { predicate } => Box::new(FilterOperator::new(predicate.clone())),
+        NodeKind::Expand { sets } => Box::new(ExpandOperator::new(sets.clone(), node.schema.clone())),
         NodeKind::Project { exprs } => Box::new(
             ProjectOperator::new(exprs.clone(), node.schema.clone())
                 .with_watermarks(node.inputs[0].schema.clone(), &node.watermark_columns()),

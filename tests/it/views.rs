@@ -32,6 +32,42 @@ const VIEWS: &[(&str, &str, Option<&str>)] = &[
          FROM a GROUP BY g",
         None,
     ),
+    (
+        "agg_filtered",
+        "SELECT g, count(*) FILTER (WHERE v > 50) AS big, sum(v) FILTER (WHERE s IS NOT NULL) AS sv, \
+         min(v) FILTER (WHERE s = 'x') AS mx, count(DISTINCT s) FILTER (WHERE v < 50) AS ds FROM a GROUP BY g",
+        None,
+    ),
+    (
+        "agg_ordered_lists",
+        "SELECT g, array_agg(v ORDER BY v DESC, id) AS vs, string_agg(s, '/' ORDER BY id DESC) AS ss, \
+         first_value(s ORDER BY v NULLS FIRST, id) AS fs, last_value(v ORDER BY s, id) AS lv FROM a GROUP BY g",
+        None,
+    ),
+    (
+        "agg_bits_spread",
+        "SELECT g, bit_and(v) AS ba, bit_or(v) AS bo, bit_xor(v) AS bx, var_pop(v) AS vp, stddev_samp(v) AS ss \
+         FROM a GROUP BY g",
+        None,
+    ),
+    (
+        "agg_ordered_sets",
+        "SELECT g, percentile_cont(0.5) WITHIN GROUP (ORDER BY v) AS med, \
+         percentile_disc(0.25) WITHIN GROUP (ORDER BY v DESC) AS q, mode() WITHIN GROUP (ORDER BY s) AS ms \
+         FROM a GROUP BY g",
+        None,
+    ),
+    (
+        "agg_ordered_sets_global",
+        "SELECT percentile_cont(0.9) WITHIN GROUP (ORDER BY v) AS p90, mode() WITHIN GROUP (ORDER BY v) AS mv FROM a",
+        None,
+    ),
+    (
+        "agg_rollup",
+        "SELECT g, s, count(*) AS n, sum(v) AS sv, grouping(g, s) AS gid FROM a GROUP BY ROLLUP (g, s)",
+        None,
+    ),
+    ("agg_cube", "SELECT g, s, max(v) AS mx FROM a GROUP BY CUBE (g, s)", None),
     ("agg_global", "SELECT count(*) AS n, sum(v) AS sv, max(v) AS mx, min(s) AS ms FROM a", None),
     ("agg_global_filtered", "SELECT count(*) AS n, avg(w) AS aw FROM b WHERE w > 8", None),
     (

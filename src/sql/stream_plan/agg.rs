@@ -3,28 +3,38 @@
 
 use std::sync::Arc;
 
+use datafusion::arrow::compute::SortOptions;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
-use datafusion::logical_expr::expr::AggregateFunction;
-use datafusion::logical_expr::{Aggregate, Expr, ExprSchemable};
+use datafusion::logical_expr::expr::{AggregateFunction, NullTreatment, Sort};
+use datafusion::logical_expr::{Aggregate, Expr, ExprSchemable, GroupingSet};
 use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::expressions::Literal;
 
 use super::{StreamPlanner, nullable_schema, unsupported};
-use crate::common::Result;
-use crate::plan::{AggCall, AggKind, HashAggNode, NodeKind, PartialAggNode, StreamNode};
+use crate::common::{Error, Result, SqlState};
+use crate::plan::{AggCall, AggKind, BitOp, HashAggNode, NodeKind, PartialAggNode, Spread, StreamNode};
 
 pub fn aggregate(planner: &mut StreamPlanner<'_>, aggregate: &Aggregate) -> Result<StreamNode> {
     let input = planner.convert(&aggregate.input)?;
     let input_schema = aggregate.input.schema();
-    if aggregate.group_expr.iter().any(|e| matches!(e, Expr::GroupingSet(_))) {
-        return Err(unsupported("GROUPING SETS, CUBE and ROLLUP"));
-    }
-    // The pre-projection: group keys, then one column per aggregate argument.
+    let sets = grouping_sets(&aggregate.group_expr)?;
+    let group_exprs: Vec<&Expr> = match &sets {
+        Some(sets) => sets.exprs.clone(),
+        None => aggregate.group_expr.iter().collect(),
+    };
+    // The pre-projection: group keys (and with grouping sets the grouping id), then one
+    // column per aggregate argument.
     let mut exprs: Vec<Arc<dyn PhysicalExpr>> = Vec::new();
     let mut fields: Vec<(String, DataType)> = Vec::new();
-    for (i, expr) in aggregate.group_expr.iter().enumerate() {
+    for (i, expr) in group_exprs.iter().enumerate() {
         exprs.push(planner.physical(expr, input_schema)?);
         fields.push((aggregate.schema.field(i).name().clone(), expr.get_type(input_schema)?));
+    }
+    if sets.is_some() {
+        let id = aggregate.schema.field(exprs.len());
+        exprs.push(Arc::new(Literal::new(ScalarValue::try_from(id.data_type())?)));
+        fields.push((id.name().clone(), id.data_type().clone()));
     }
     let group_len = exprs.len();
     // Over an append-only input nothing is retracted: min and max keep only the current
@@ -37,23 +47,50 @@ pub fn aggregate(planner: &mut StreamPlanner<'_>, aggregate: &Aggregate) -> Resu
             Expr::AggregateFunction(function) => function,
             other => return Err(unsupported(format!("the aggregate expression {other}"))),
         };
-        let (kind, argument) = classify(function)?;
-        let (input_column, input_type) = match argument {
-            Some(argument) => {
-                exprs.push(planner.physical(argument, input_schema)?);
-                let data_type = argument.get_type(input_schema)?;
-                fields.push((format!("_arg{i}"), data_type.clone()));
-                (Some(exprs.len() - 1), data_type)
-            }
+        let classified = classify(function)?;
+        let mut column = |expr: &Expr, name: String| -> Result<usize> {
+            exprs.push(planner.physical(expr, input_schema)?);
+            fields.push((name, expr.get_type(input_schema)?));
+            Ok(exprs.len() - 1)
+        };
+        let (input_column, input_type) = match classified.argument {
+            Some(argument) => (Some(column(argument, format!("_arg{i}"))?), argument.get_type(input_schema)?),
             None => (None, DataType::Null),
+        };
+        let mut order_by = Vec::new();
+        for (j, sort) in classified.order_by.iter().enumerate() {
+            let options = SortOptions { descending: !sort.asc, nulls_first: sort.nulls_first };
+            let key = match (Some(&sort.expr) == classified.argument, input_column) {
+                (true, Some(input)) => input,
+                _ => column(&sort.expr, format!("_arg{i}_key{j}"))?,
+            };
+            order_by.push((key, options));
+        }
+        let filter = classified.filter.map(|f| column(f, format!("_arg{i}_filter"))).transpose()?;
+        // count(*) FILTER (WHERE f) counts the rows where the filter column is true.
+        let (kind, input_column, input_type) = match (classified.kind, filter) {
+            (AggKind::CountRows, Some(f)) => (AggKind::Count, Some(f), DataType::Boolean),
+            (kind, _) => (kind, input_column, input_type),
         };
         let inline_extreme = append_only && matches!(kind, AggKind::Min | AggKind::Max);
         let value_table =
             if kind.keeps_values() && !inline_extreme { Some(planner.ids.next_id()?) } else { None };
-        calls.push(AggCall { kind, input: input_column, input_type, output_type, value_table });
+        calls.push(AggCall {
+            kind,
+            input: input_column,
+            input_type,
+            output_type,
+            value_table,
+            order_by,
+            filter,
+        });
     }
+    let kind = match &sets {
+        Some(sets) => NodeKind::Expand { sets: sets.projections(&exprs, &fields)? },
+        None => NodeKind::Project { exprs },
+    };
     let projected = StreamNode {
-        kind: NodeKind::Project { exprs },
+        kind,
         visible: fields.len(),
         schema: nullable_schema(fields),
         stream_key: None,
@@ -62,7 +99,10 @@ pub fn aggregate(planner: &mut StreamPlanner<'_>, aggregate: &Aggregate) -> Resu
     };
     let group_table = planner.ids.next_id()?;
     let output = aggregate.schema.fields().iter().map(|f| (f.name().clone(), f.data_type().clone()));
-    let parallelism = if group_len == 0 { 1 } else { planner.parallelism };
+    // The grand total (no GROUP BY, or the empty grouping set) shows a row even over no rows:
+    // one instance keeps it.
+    let grand_total = group_len == 0 || sets.as_ref().is_some_and(|s| s.empty_set_id().is_some());
+    let parallelism = if grand_total { 1 } else { planner.parallelism };
     // Two phases where rows cross instances (an exchange, or a gather) and every call's
     // partial states merge: each input instance pre-aggregates its epoch, so a group's
     // rows cross as one partial row per instance and epoch.
@@ -78,8 +118,16 @@ pub fn aggregate(planner: &mut StreamPlanner<'_>, aggregate: &Aggregate) -> Resu
     } else {
         (projected, calls)
     };
-    let node =
-        HashAggNode { group_len, calls, group_table, merge: two_phase, closing_column, emit_on_close: false };
+    let empty_set_id = sets.as_ref().and_then(GroupingSets::empty_set_id);
+    let node = HashAggNode {
+        group_len,
+        calls,
+        group_table,
+        merge: two_phase,
+        closing_column,
+        emit_on_close: false,
+        empty_set_id,
+    };
     Ok(StreamNode {
         kind: NodeKind::HashAgg(node),
         schema: nullable_schema(output),
@@ -104,7 +152,8 @@ fn partial(input: StreamNode, node: PartialAggNode) -> (StreamNode, Vec<AggCall>
             fields.push((if j == 0 { name.clone() } else { format!("{name}_{j}") }, data_type));
         }
         let input = if call.kind == AggKind::CountRows { None } else { Some(first) };
-        merging.push(AggCall { input, ..call.clone() });
+        // The partials applied the filter; the merging call reads only its partial columns.
+        merging.push(AggCall { input, filter: None, order_by: Vec::new(), ..call.clone() });
     }
     let node = StreamNode {
         kind: NodeKind::PartialAgg(node),
@@ -117,6 +166,75 @@ fn partial(input: StreamNode, node: PartialAggNode) -> (StreamNode, Vec<AggCall>
     (node, merging)
 }
 
+/// GROUPING SETS, ROLLUP or CUBE: the distinct group expressions, and per grouping set
+/// which of them it leaves NULL and its number among equal sets.
+struct GroupingSets<'a> {
+    exprs: Vec<&'a Expr>,
+    sets: Vec<(Vec<bool>, usize)>,
+}
+
+fn grouping_sets(group_expr: &[Expr]) -> Result<Option<GroupingSets<'_>>> {
+    let [Expr::GroupingSet(set)] = group_expr else {
+        if group_expr.iter().any(|e| matches!(e, Expr::GroupingSet(_))) {
+            return Err(unsupported("a grouping set mixed with other group expressions"));
+        }
+        return Ok(None);
+    };
+    let exprs = set.distinct_expr();
+    if exprs.len() > 32 {
+        return Err(unsupported("grouping sets over more than 32 expressions"));
+    }
+    let members: Vec<Vec<&Expr>> = match set {
+        GroupingSet::Rollup(list) => (0..=list.len()).map(|i| list[..i].iter().collect()).collect(),
+        GroupingSet::Cube(list) => (0..1usize << list.len())
+            .map(|bits| list.iter().enumerate().filter(|(j, _)| bits >> j & 1 == 1).map(|(_, e)| e).collect())
+            .collect(),
+        GroupingSet::GroupingSets(sets) => sets.iter().map(|set| set.iter().collect()).collect(),
+    };
+    let mut sets: Vec<(Vec<bool>, usize)> = Vec::with_capacity(members.len());
+    for set in members {
+        let nulls: Vec<bool> = exprs.iter().map(|e| !set.contains(e)).collect();
+        let ordinal = sets.iter().filter(|(other, _)| *other == nulls).count();
+        sets.push((nulls, ordinal));
+    }
+    Ok(Some(GroupingSets { exprs, sets }))
+}
+
+impl GroupingSets<'_> {
+    /// The grouping id of the empty set `()` (its first occurrence), if it is one of the sets.
+    fn empty_set_id(&self) -> Option<u64> {
+        let n = self.exprs.len();
+        self.sets.iter().any(|(nulls, _)| nulls.iter().all(|null| *null)).then(|| (1u64 << n) - 1)
+    }
+
+    /// One projection per set from the pre-projection `exprs` (group columns, the grouping
+    /// id, arguments): NULL for the columns the set leaves out, and the set's id, as
+    /// DataFusion numbers it (a bit per group expression, the last one lowest, set when
+    /// NULL; equal sets told apart by their number above those bits).
+    fn projections(
+        &self,
+        exprs: &[Arc<dyn PhysicalExpr>],
+        fields: &[(String, DataType)],
+    ) -> Result<Vec<Vec<Arc<dyn PhysicalExpr>>>> {
+        let n = self.exprs.len();
+        let id_type = &fields[n].1;
+        let mut projections = Vec::with_capacity(self.sets.len());
+        for (nulls, ordinal) in &self.sets {
+            let mut set = exprs.to_vec();
+            let mut id = (*ordinal as u64) << n;
+            for (j, null) in nulls.iter().enumerate() {
+                if *null {
+                    set[j] = Arc::new(Literal::new(ScalarValue::try_from(&fields[j].1)?));
+                    id |= 1 << (n - 1 - j);
+                }
+            }
+            set[n] = Arc::new(Literal::new(ScalarValue::UInt64(Some(id)).cast_to(id_type)?));
+            projections.push(set);
+        }
+        Ok(projections)
+    }
+}
+
 fn unalias(expr: &Expr) -> &Expr {
     match expr {
         Expr::Alias(alias) => unalias(&alias.expr),
@@ -124,20 +242,26 @@ fn unalias(expr: &Expr) -> &Expr {
     }
 }
 
-/// The aggregate kind and its argument (None for count(*)).
-fn classify(function: &AggregateFunction) -> Result<(AggKind, Option<&Expr>)> {
+/// What an aggregate call computes: its kind, its argument (None for count(*)), the keys
+/// it orders its values by and its FILTER condition.
+struct Classified<'a> {
+    kind: AggKind,
+    argument: Option<&'a Expr>,
+    order_by: &'a [Sort],
+    filter: Option<&'a Expr>,
+}
+
+fn classify(function: &AggregateFunction) -> Result<Classified<'_>> {
     let name = function.func.name().to_ascii_lowercase();
     let params = &function.params;
-    if params.filter.is_some() {
-        return Err(unsupported(format!("the FILTER clause of {name}")));
-    }
     let argument = params.args.first();
+    let literal_argument = || match argument {
+        Some(Expr::Literal(value, _)) => !value.is_null(),
+        _ => false,
+    };
     let kind = match (name.as_str(), params.distinct) {
-        ("count", false) => match argument {
-            None => AggKind::CountRows,
-            Some(Expr::Literal(value, _)) if !value.is_null() => return Ok((AggKind::CountRows, None)),
-            Some(_) => AggKind::Count,
-        },
+        ("count", false) if argument.is_none() || literal_argument() => AggKind::CountRows,
+        ("count", false) => AggKind::Count,
         ("count", true) => AggKind::CountDistinct,
         ("sum", false) => AggKind::Sum,
         ("avg" | "mean", false) => AggKind::Avg,
@@ -145,31 +269,86 @@ fn classify(function: &AggregateFunction) -> Result<(AggKind, Option<&Expr>)> {
         ("max", _) => AggKind::Max,
         ("bool_and", _) => AggKind::BoolAnd,
         ("bool_or", _) => AggKind::BoolOr,
-        ("string_agg", false) => {
-            let delimiter = match params.args.get(1) {
-                Some(Expr::Literal(
-                    ScalarValue::Utf8(Some(d))
-                    | ScalarValue::LargeUtf8(Some(d))
-                    | ScalarValue::Utf8View(Some(d)),
-                    _,
-                )) => d.clone(),
-                Some(Expr::Literal(value, _)) if value.is_null() => String::new(),
-                _ => return Err(unsupported("string_agg with a delimiter that is not a constant")),
-            };
-            // The result lists values in value order: ORDER BY the value itself matches.
-            match params.order_by.as_slice() {
-                [] => {}
-                [sort] if Some(&sort.expr) == argument && sort.asc => {}
-                _ => return Err(unsupported("string_agg ordered by anything but its own value, ascending")),
-            }
-            AggKind::StringAgg { delimiter }
-        }
+        ("bit_and", _) => AggKind::Bits(BitOp::And),
+        ("bit_or", _) => AggKind::Bits(BitOp::Or),
+        ("bit_xor", false) => AggKind::Bits(BitOp::Xor),
+        ("var" | "var_samp" | "variance", false) => AggKind::Spread(Spread { sample: true, root: false }),
+        ("var_pop", false) => AggKind::Spread(Spread { sample: false, root: false }),
+        ("stddev" | "stddev_samp", false) => AggKind::Spread(Spread { sample: true, root: true }),
+        ("stddev_pop", false) => AggKind::Spread(Spread { sample: false, root: true }),
+        ("string_agg", false) => AggKind::StringAgg { delimiter: delimiter(params.args.get(1))? },
+        ("array_agg", false) => AggKind::ArrayAgg,
+        ("first_value", false) => AggKind::FirstValue,
+        ("last_value", false) => AggKind::LastValue,
+        ("percentile_cont", false) => AggKind::PercentileCont(fraction(&name, params.args.get(1))?),
+        ("percentile_disc", false) => AggKind::PercentileDisc(fraction(&name, params.args.get(1))?),
+        ("mode", false) => AggKind::Mode,
         (other, true) => return Err(unsupported(format!("{other}(DISTINCT ...)"))),
         (other, false) => return Err(unsupported(format!("the aggregate function {other}"))),
     };
-    if !params.order_by.is_empty() && !matches!(kind, AggKind::StringAgg { .. } | AggKind::Min | AggKind::Max)
-    {
-        return Err(unsupported(format!("ORDER BY inside {name}")));
+    if params.null_treatment == Some(NullTreatment::IgnoreNulls) {
+        return Err(unsupported(format!("{name} IGNORE NULLS")));
     }
-    Ok((kind, argument))
+    let order_by: &[Sort] = match &kind {
+        // The order does not change these results.
+        AggKind::Min | AggKind::Max | AggKind::CountDistinct => &[],
+        // Ordered by the value itself, ascending: the value set's own order (as string_agg
+        // views were planned before ORDER BY keys were kept).
+        AggKind::StringAgg { .. } if matches!(params.order_by.as_slice(), [sort] if Some(&sort.expr) == argument && sort.asc) => {
+            &[]
+        }
+        AggKind::StringAgg { .. } | AggKind::ArrayAgg | AggKind::FirstValue | AggKind::LastValue => {
+            &params.order_by
+        }
+        AggKind::PercentileCont(_) | AggKind::PercentileDisc(_) | AggKind::Mode => {
+            match params.order_by.as_slice() {
+                // The value as ordered (the argument may be a cast of it).
+                [sort] => {
+                    return Ok(Classified {
+                        kind,
+                        argument: Some(&sort.expr),
+                        order_by: &params.order_by,
+                        filter: params.filter.as_deref(),
+                    });
+                }
+                _ => return Err(unsupported(format!("{name} without WITHIN GROUP (ORDER BY its value)"))),
+            }
+        }
+        _ if params.order_by.is_empty() => &[],
+        _ => return Err(unsupported(format!("ORDER BY inside {name}"))),
+    };
+    let argument = if kind == AggKind::CountRows { None } else { argument };
+    Ok(Classified { kind, argument, order_by, filter: params.filter.as_deref() })
+}
+
+/// string_agg's delimiter: a constant (NULL: none).
+fn delimiter(argument: Option<&Expr>) -> Result<String> {
+    match argument {
+        Some(Expr::Literal(
+            ScalarValue::Utf8(Some(d)) | ScalarValue::LargeUtf8(Some(d)) | ScalarValue::Utf8View(Some(d)),
+            _,
+        )) => Ok(d.clone()),
+        Some(Expr::Literal(value, _)) if value.is_null() => Ok(String::new()),
+        _ => Err(unsupported("string_agg with a delimiter that is not a constant")),
+    }
+}
+
+/// A percentile's fraction: a constant from 0 to 1 (22003 otherwise, as Postgres).
+fn fraction(name: &str, argument: Option<&Expr>) -> Result<f64> {
+    let value = match argument {
+        Some(Expr::Literal(value, _)) => value.cast_to(&DataType::Float64).ok(),
+        Some(Expr::Cast(cast)) => match cast.expr.as_ref() {
+            Expr::Literal(value, _) => value.cast_to(&DataType::Float64).ok(),
+            _ => None,
+        },
+        _ => None,
+    };
+    match value {
+        Some(ScalarValue::Float64(Some(f))) if (0.0..=1.0).contains(&f) => Ok(f),
+        Some(ScalarValue::Float64(Some(f))) => Err(Error::new(
+            SqlState::NumericValueOutOfRange,
+            format!("percentile value {f} is not between 0 and 1"),
+        )),
+        _ => Err(unsupported(format!("{name} of a fraction that is not a constant"))),
+    }
 }

@@ -6,6 +6,7 @@
 //! through [`OperatorContext::snapshot`], the last committed epoch; their `StateTable`s
 //! layer the uncommitted writes on top. Stateless operators use the default hooks.
 
+pub mod expand;
 pub mod filter;
 pub mod hash_agg;
 pub mod hash_join;

@@ -34,8 +34,10 @@ use datafusion::arrow::datatypes::{DataType, Int64Type, SchemaRef};
 use datafusion::arrow::row::{RowConverter, Rows, SortField};
 use datafusion::common::ScalarValue;
 
-use self::state::{GroupState, Input, Partial, Sum, accumulate, inline_output, merge, normalize_input};
-use self::values::{ValueInputs, ValueSet, value_outputs};
+use self::state::{
+    GroupState, Input, Partial, Sum, accumulate, call_inputs, filter_mask, inline_output, merge,
+};
+use self::values::{ValueInputs, ValueSet, encode_entries, ordered_value_converter, value_outputs};
 use super::late::Closing;
 use super::{HeldWatermarks, Operator, OperatorContext};
 use crate::common::Result;
@@ -61,7 +63,10 @@ pub struct HashAggOperator {
     /// (group, value) that orders the extreme first.
     extremes: Vec<Option<RowConverter>>,
     schema: SchemaRef,
-    /// Without GROUP BY: whether the single output row is known to exist.
+    /// The group that always shows a row: without GROUP BY the only one (key empty); with
+    /// grouping sets the empty set's, when there is one.
+    permanent: Option<Box<[u8]>>,
+    /// Whether the permanent group is known to exist.
     global_row_checked: bool,
     /// The groups changed since the last emission (in the order they first changed) and
     /// the row each showed then.
@@ -110,13 +115,21 @@ impl HashAggOperator {
             values.push(match call.value_table {
                 Some(table) => Some(ValueSet {
                     cache: CachedTable::new(table, memory.clone()),
-                    converter: extreme_converter(&[], call)?,
+                    converter: match call.kind {
+                        AggKind::Min | AggKind::Max => extreme_converter(&[], call)?,
+                        _ => ordered_value_converter(call, input_types)?,
+                    },
                 }),
                 None => None,
             });
             let inline = call.value_table.is_none() && matches!(call.kind, AggKind::Min | AggKind::Max);
             extremes.push(if inline { Some(extreme_converter(group_types, call)?) } else { None });
         }
+        let permanent = match node.empty_set_id {
+            _ if node.group_len == 0 => Some(Box::default()),
+            Some(id) => Some(empty_set_key(group_codec.as_ref(), &key_types, id)?),
+            None => None,
+        };
         Ok(HashAggOperator {
             group_len: node.group_len,
             merge: node.merge,
@@ -126,6 +139,7 @@ impl HashAggOperator {
             values,
             extremes,
             schema,
+            permanent,
             global_row_checked: false,
             touched: Vec::new(),
             held_watermarks: HeldWatermarks::default(),
@@ -134,8 +148,9 @@ impl HashAggOperator {
         })
     }
 
-    fn is_global(&self) -> bool {
-        self.group_len == 0
+    /// Whether `key` is the group that always shows a row ([`HashAggOperator::permanent`]).
+    fn is_permanent(&self, key: &[u8]) -> bool {
+        self.permanent.as_deref() == Some(key)
     }
 
     fn has_value_sets(&self) -> bool {
@@ -168,7 +183,7 @@ impl HashAggOperator {
     /// What the group in `slot` shows now, or None when it shows no row.
     fn shown(&mut self, ctx: &OperatorContext, slot: Slot) -> Result<Option<Shown>> {
         let Some(state) = self.groups.get(slot) else { return Ok(None) };
-        if state.rows <= 0 && !self.is_global() {
+        if state.rows <= 0 && !self.is_permanent(self.groups.key(slot)) {
             return Ok(None);
         }
         let state = state.clone();
@@ -188,13 +203,15 @@ impl HashAggOperator {
         Ok(slot)
     }
 
-    /// Without GROUP BY the single row exists from the start (count 0, NULLs).
+    /// Without GROUP BY the single row exists from the start (count 0, NULLs); so does the
+    /// empty grouping set's.
     fn ensure_global_row(&mut self, ctx: &OperatorContext) -> Result<()> {
-        if !self.is_global() || self.global_row_checked {
+        if self.global_row_checked {
             return Ok(());
         }
         self.global_row_checked = true;
-        let slot = self.touch(ctx, &[])?;
+        let Some(key) = self.permanent.clone() else { return Ok(()) };
+        let slot = self.touch(ctx, &key)?;
         let calls = &self.calls;
         self.groups.get_mut(slot).get_or_insert_with(|| GroupState::empty(calls));
         Ok(())
@@ -227,7 +244,7 @@ impl HashAggOperator {
                 let new = self
                     .groups
                     .get(*slot)
-                    .filter(|state| state.rows > 0 || self.is_global())
+                    .filter(|state| state.rows > 0 || self.is_permanent(self.groups.key(*slot)))
                     .map(|state| (state, now.get(i).map_or(&[][..], |v| v.as_slice())));
                 let key = self.groups.key(*slot);
                 match (old, new) {
@@ -262,6 +279,9 @@ impl HashAggOperator {
             return;
         }
         for (slot, _) in touched {
+            if self.is_permanent(self.groups.key(*slot)) {
+                continue;
+            }
             let value = self.groups.get_mut(*slot);
             if value.as_ref().is_some_and(|state| state.rows <= 0) {
                 debug_assert_eq!(
@@ -327,6 +347,17 @@ impl HashAggOperator {
         let data = RecordBatch::try_new_with_options(self.schema.clone(), columns, &options)?;
         Ok(vec![Chunk::new(ops, data)])
     }
+}
+
+/// The stored key of the empty grouping set's group: NULL in every group column but the
+/// last, the grouping id `id`.
+fn empty_set_key(codec: Option<&RowCodec>, key_types: &[DataType], id: u64) -> Result<Box<[u8]>> {
+    let codec = codec.ok_or_else(|| crate::common::Error::internal("grouping sets without group columns"))?;
+    let (id_type, nulls) = key_types.split_last().expect("a grouping id column");
+    let mut columns: Vec<ArrayRef> =
+        nulls.iter().map(|t| datafusion::arrow::array::new_null_array(t, 1)).collect();
+    columns.push(ScalarValue::UInt64(Some(id)).cast_to(id_type)?.to_array()?);
+    Ok(codec.encode(&columns)?.row(0).data().into())
 }
 
 /// Per call with a converter: the chunk's rows of (its first `group_len` columns, the
@@ -476,17 +507,21 @@ impl Operator for HashAggOperator {
             return Ok(Vec::new());
         }
         let keys = self.group_keys(&chunk)?;
-        let inputs: Vec<Option<ArrayRef>> = self
-            .calls
+        let inputs = call_inputs(&self.calls, &chunk)?;
+        let encoded: Vec<Option<Rows>> = self
+            .values
             .iter()
-            .map(|c| c.input.map(|i| normalize_input(chunk.data.column(i))).transpose())
+            .zip(&self.calls)
+            .map(|(set, call)| match set {
+                Some(set) => encode_entries(&set.converter, call, &chunk),
+                None => Ok(None),
+            })
             .collect::<Result<_>>()?;
-        let value_converters = self.values.iter().map(|v| v.as_ref().map(|v| &v.converter));
-        let encoded = value_rows(value_converters, &self.calls, &chunk, 0)?;
+        let filters = self.calls.iter().map(|call| filter_mask(call, &chunk)).collect();
         let extremes =
             value_rows(self.extremes.iter().map(Option::as_ref), &self.calls, &chunk, self.group_len)?;
         let has_extremes = extremes.iter().any(Option::is_some);
-        let value_inputs = ValueInputs { encoded, inputs };
+        let value_inputs = ValueInputs { encoded, inputs, filters };
         let typed: Vec<Input> = value_inputs.inputs.iter().map(|i| Input::of(i.as_ref())).collect();
         // Merging: each row is a partial with its row count, and each call's partial columns.
         let (partial_rows, partials) = if self.merge {

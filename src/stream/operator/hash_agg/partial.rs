@@ -17,7 +17,7 @@ use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::row::RowConverter;
 use datafusion::common::ScalarValue;
 
-use super::state::{Accumulator, GroupState, Input, Sum, accumulate, normalize_input};
+use super::state::{Accumulator, GroupState, Input, Sum, accumulate, call_inputs};
 use super::{extreme_column, extreme_converter, offer_extreme, value_rows};
 use crate::common::row::RowCodec;
 use crate::common::{Error, Result};
@@ -149,12 +149,7 @@ impl Operator for PartialAggOperator {
             Some(codec) => Some(codec.encode(&chunk.data.columns()[..group_len])?),
             None => None,
         };
-        let inputs: Vec<Option<ArrayRef>> = self
-            .node
-            .calls
-            .iter()
-            .map(|c| c.input.map(|i| normalize_input(chunk.data.column(i))).transpose())
-            .collect::<Result<_>>()?;
+        let inputs = call_inputs(&self.node.calls, &chunk)?;
         let typed: Vec<Input> = inputs.iter().map(|i| Input::of(i.as_ref())).collect();
         let extremes =
             value_rows(self.extremes.iter().map(Option::as_ref), &self.node.calls, &chunk, group_len)?;

@@ -1,7 +1,10 @@
 //! Per-group accumulator state of the hash aggregate and its byte encoding.
 //!
 //! Every accumulator is retractable: counts and sums move both ways, bool_and / bool_or
-//! count trues and falses. min, max, count(DISTINCT) and string_agg keep the multiset of
+//! count trues and falses, bit_and / bit_or count per bit the values that set it, bit_xor
+//! xors again, and the variance family keeps the count, sum and sum of squares (exact
+//! for integers and decimals: wrapping i128 sums, correct whenever the current multiset's
+//! sums fit, however many values came and went). min, max, count(DISTINCT) and string_agg keep the multiset of
 //! their values in a value table instead (see `mod.rs`), except min and max over an
 //! append-only input, which keep their extreme inline (it never has to be retracted).
 
@@ -12,8 +15,9 @@ use datafusion::arrow::datatypes::{DataType, Decimal128Type, Float64Type, Int64T
 use datafusion::common::ScalarValue;
 
 use crate::common::{Error, Result};
-use crate::plan::{AggCall, AggKind};
+use crate::plan::{AggCall, AggKind, BitOp, Spread};
 use crate::state::{CacheValue, StateError, StoredValue};
+use crate::stream::message::Chunk;
 
 /// A running sum: exact for integers and decimals (unscaled), floating for floats.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -36,6 +40,24 @@ pub enum Accumulator {
     /// min / max over an append-only input: the current extreme, as the row-format bytes
     /// of (group, value) that order it first (the value descending for max).
     Extreme(Option<Box<[u8]>>),
+    /// bit_and / bit_or: non-null values and, per bit, how many of them have it set.
+    Bits { count: i64, ones: Box<[i64; 64]> },
+    /// bit_xor: non-null values and their xor.
+    Xor { count: i64, value: i64 },
+    /// The variance family: non-null values, their sum and the sum of their squares
+    /// (exact sums are unscaled: squares of decimals at twice the input's scale). Boxed:
+    /// the accumulators of every other aggregate stay as small as they were.
+    Moments(Box<Moments>),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Moments {
+    pub count: i64,
+    pub sum: Sum,
+    pub squares: Sum,
+    /// Floats sum `x - shift`, the shift being the first value the group saw: sums of
+    /// values near their mean cancel far less than sums of the values.
+    pub shift: Option<f64>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -64,6 +86,18 @@ impl GroupState {
                     sum: if is_float(&call.input_type) { Sum::Float(0.0) } else { Sum::Exact(0) },
                 },
                 AggKind::BoolAnd | AggKind::BoolOr => Accumulator::Bools { trues: 0, falses: 0 },
+                AggKind::Bits(BitOp::Xor) => Accumulator::Xor { count: 0, value: 0 },
+                AggKind::Bits(_) => Accumulator::Bits { count: 0, ones: Box::new([0; 64]) },
+                AggKind::Spread(_) => {
+                    let zero = if is_float(&call.input_type) { Sum::Float(0.0) } else { Sum::Exact(0) };
+                    Accumulator::Moments(Box::new(Moments {
+                        count: 0,
+                        sum: zero,
+                        squares: zero,
+                        shift: None,
+                    }))
+                }
+                _ => Accumulator::None,
             })
             .collect();
         GroupState { rows: 0, accumulators }
@@ -82,16 +116,7 @@ impl GroupState {
                 Accumulator::Sum { count, sum } => {
                     out.push(2);
                     out.extend_from_slice(&count.to_le_bytes());
-                    match sum {
-                        Sum::Exact(v) => {
-                            out.push(0);
-                            out.extend_from_slice(&v.to_le_bytes());
-                        }
-                        Sum::Float(v) => {
-                            out.push(1);
-                            out.extend_from_slice(&v.to_le_bytes());
-                        }
-                    }
+                    encode_sum(&mut out, *sum);
                 }
                 Accumulator::Bools { trues, falses } => {
                     out.push(3);
@@ -103,6 +128,25 @@ impl GroupState {
                     out.push(5);
                     out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
                     out.extend_from_slice(bytes);
+                }
+                Accumulator::Bits { count, ones } => {
+                    out.push(6);
+                    out.extend_from_slice(&count.to_le_bytes());
+                    for n in ones.iter() {
+                        out.extend_from_slice(&n.to_le_bytes());
+                    }
+                }
+                Accumulator::Xor { count, value } => {
+                    out.push(7);
+                    out.extend_from_slice(&count.to_le_bytes());
+                    out.extend_from_slice(&value.to_le_bytes());
+                }
+                Accumulator::Moments(moments) => {
+                    out.push(8);
+                    out.extend_from_slice(&moments.count.to_le_bytes());
+                    encode_sum(&mut out, moments.sum);
+                    encode_sum(&mut out, moments.squares);
+                    out.extend_from_slice(&moments.shift.unwrap_or(f64::NAN).to_le_bytes());
                 }
             }
         }
@@ -117,19 +161,26 @@ impl GroupState {
             accumulators.push(match reader.u8()? {
                 0 => Accumulator::None,
                 1 => Accumulator::Count(reader.i64()?),
-                2 => {
-                    let count = reader.i64()?;
-                    let sum = match reader.u8()? {
-                        0 => Sum::Exact(i128::from_le_bytes(reader.take::<16>()?)),
-                        _ => Sum::Float(f64::from_le_bytes(reader.take::<8>()?)),
-                    };
-                    Accumulator::Sum { count, sum }
-                }
+                2 => Accumulator::Sum { count: reader.i64()?, sum: reader.sum()? },
                 3 => Accumulator::Bools { trues: reader.i64()?, falses: reader.i64()? },
                 4 => Accumulator::Extreme(None),
                 5 => {
                     let len = u32::from_le_bytes(reader.take::<4>()?) as usize;
                     Accumulator::Extreme(Some(reader.slice(len)?.into()))
+                }
+                6 => {
+                    let count = reader.i64()?;
+                    let mut ones = Box::new([0; 64]);
+                    for n in ones.iter_mut() {
+                        *n = reader.i64()?;
+                    }
+                    Accumulator::Bits { count, ones }
+                }
+                7 => Accumulator::Xor { count: reader.i64()?, value: reader.i64()? },
+                8 => {
+                    let (count, sum, squares) = (reader.i64()?, reader.sum()?, reader.sum()?);
+                    let shift = Some(f64::from_le_bytes(reader.take::<8>()?)).filter(|s| !s.is_nan());
+                    Accumulator::Moments(Box::new(Moments { count, sum, squares, shift }))
                 }
                 tag => return Err(corrupt(format!("accumulator tag {tag}"))),
             });
@@ -145,6 +196,8 @@ impl CacheValue for GroupState {
             .iter()
             .map(|a| match a {
                 Accumulator::Extreme(Some(bytes)) => bytes.len(),
+                Accumulator::Bits { .. } => 64 * 8,
+                Accumulator::Moments(_) => std::mem::size_of::<Moments>(),
                 _ => 0,
             })
             .sum();
@@ -190,6 +243,26 @@ impl Reader<'_> {
     fn i64(&mut self) -> Result<i64> {
         Ok(i64::from_le_bytes(self.take::<8>()?))
     }
+
+    fn sum(&mut self) -> Result<Sum> {
+        Ok(match self.u8()? {
+            0 => Sum::Exact(i128::from_le_bytes(self.take::<16>()?)),
+            _ => Sum::Float(f64::from_le_bytes(self.take::<8>()?)),
+        })
+    }
+}
+
+fn encode_sum(out: &mut Vec<u8>, sum: Sum) {
+    match sum {
+        Sum::Exact(v) => {
+            out.push(0);
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        Sum::Float(v) => {
+            out.push(1);
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
 }
 
 fn corrupt(what: String) -> Error {
@@ -209,6 +282,34 @@ pub fn normalize_input(array: &ArrayRef) -> Result<ArrayRef> {
         t if is_float(t) => cast(array, &DataType::Float64)?,
         t if t.is_integer() => cast(array, &DataType::Int64)?,
         _ => array.clone(),
+    })
+}
+
+/// The input columns of `calls` over `chunk`, normalized ([`normalize_input`]) and NULL
+/// in the rows a call's FILTER leaves out (the calls that keep NULL values skip those rows
+/// by [`filter_mask`] instead).
+pub fn call_inputs(calls: &[AggCall], chunk: &Chunk) -> Result<Vec<Option<ArrayRef>>> {
+    use datafusion::arrow::compute::{not, nullif};
+    calls
+        .iter()
+        .map(|call| {
+            let Some(column) = call.input else { return Ok(None) };
+            let input = normalize_input(chunk.data.column(column))?;
+            match filter_mask(call, chunk) {
+                Some(keep) if !call.kind.keeps_nulls() => Ok(Some(nullif(&input, &not(&keep)?)?)),
+                _ => Ok(Some(input)),
+            }
+        })
+        .collect()
+}
+
+/// The rows of `chunk` a call's FILTER keeps (true where the condition is true; NULL
+/// counts as false), or None without FILTER.
+pub fn filter_mask(call: &AggCall, chunk: &Chunk) -> Option<BooleanArray> {
+    let column = chunk.data.column(call.filter?).as_boolean();
+    Some(match column.null_count() {
+        0 => column.clone(),
+        _ => datafusion::arrow::compute::prep_null_mask_filter(column),
     })
 }
 
@@ -273,6 +374,40 @@ pub fn accumulate(acc: &mut Accumulator, kind: &AggKind, input: &Input, row: usi
                 *falses += sign;
             }
         }
+        (Accumulator::Bits { count, ones }, Input::Int(a)) => {
+            *count += sign;
+            let mut bits = a.value(row) as u64;
+            while bits != 0 {
+                ones[bits.trailing_zeros() as usize] += sign;
+                bits &= bits - 1;
+            }
+        }
+        (Accumulator::Xor { count, value }, Input::Int(a)) => {
+            *count += sign;
+            *value ^= a.value(row);
+        }
+        (Accumulator::Moments(moments), input) => {
+            let Moments { count, sum, squares, shift } = moments.as_mut();
+            *count += sign;
+            match (sum, squares, input) {
+                (Sum::Exact(s), Sum::Exact(q), Input::Int(a)) => {
+                    let v = a.value(row) as i128;
+                    *s = s.wrapping_add(sign as i128 * v);
+                    *q = q.wrapping_add((sign as i128).wrapping_mul(v * v));
+                }
+                (Sum::Exact(s), Sum::Exact(q), Input::Decimal(a)) => {
+                    let v = a.value(row);
+                    *s = s.wrapping_add(sign as i128 * v);
+                    *q = q.wrapping_add((sign as i128).wrapping_mul(v.wrapping_mul(v)));
+                }
+                (Sum::Float(s), Sum::Float(q), Input::Float(a)) => {
+                    let v = a.value(row) - *shift.get_or_insert(a.value(row));
+                    *s += sign as f64 * v;
+                    *q += sign as f64 * v * v;
+                }
+                (sum, _, _) => debug_assert!(false, "moments state {sum:?} cannot take its input"),
+            }
+        }
         _ => {}
     }
 }
@@ -334,8 +469,53 @@ pub fn inline_output(acc: &Accumulator, call: &AggCall, rows: i64) -> ScalarValu
         (AggKind::BoolOr, Accumulator::Bools { trues, falses }) if trues + falses > 0 => {
             ScalarValue::Boolean(Some(*trues > 0))
         }
+        (AggKind::Bits(op), Accumulator::Bits { count, ones }) if *count > 0 => {
+            let set = |b: usize| match op {
+                BitOp::And => ones[b] == *count,
+                _ => ones[b] > 0,
+            };
+            let bits = (0..64).filter(|&b| set(b)).fold(0u64, |bits, b| bits | 1 << b);
+            cast_output(Some(ScalarValue::Int64(Some(bits as i64))), call)
+        }
+        (AggKind::Bits(_), Accumulator::Xor { count, value }) if *count > 0 => {
+            cast_output(Some(ScalarValue::Int64(Some(*value))), call)
+        }
+        (AggKind::Spread(spread), Accumulator::Moments(m)) => {
+            let value = spread_output(*spread, m.count, m.sum, m.squares, &call.input_type);
+            cast_output(value.map(|v| ScalarValue::Float64(Some(v))), call)
+        }
         _ => ScalarValue::try_from(&call.output_type).unwrap_or(ScalarValue::Null),
     }
+}
+
+/// A variance or standard deviation from the count, sum and sum of squares of the values
+/// (None: no values, or one for a sample's). Exact sums give the numerator `n·Σx² − (Σx)²`
+/// exactly where it fits in i128 (it is never negative); floats clamp rounding below zero.
+fn spread_output(spread: Spread, count: i64, sum: Sum, squares: Sum, input_type: &DataType) -> Option<f64> {
+    let n = count as f64;
+    let divisor = if spread.sample { n * (n - 1.0) } else { n * n };
+    if count <= 0 || (spread.sample && count < 2) {
+        return None;
+    }
+    let numerator = match (sum, squares) {
+        (Sum::Exact(s), Sum::Exact(q)) => {
+            let scale = match input_type {
+                DataType::Decimal128(_, scale) => *scale as i32,
+                _ => 0,
+            };
+            let exact =
+                (count as i128).checked_mul(q).zip(s.checked_mul(s)).and_then(|(a, b)| a.checked_sub(b));
+            let unscaled = match exact {
+                Some(v) => v as f64,
+                None => n * q as f64 - (s as f64) * (s as f64),
+            };
+            unscaled / 10f64.powi(2 * scale)
+        }
+        (Sum::Float(s), Sum::Float(q)) => (n * q - s * s).max(0.0),
+        _ => return None,
+    };
+    let variance = numerator / divisor;
+    Some(if spread.root { variance.sqrt() } else { variance })
 }
 
 fn sum_output(sum: Sum, call: &AggCall) -> ScalarValue {
@@ -391,6 +571,14 @@ mod tests {
                 Accumulator::Bools { trues: 1, falses: 4 },
                 Accumulator::Extreme(None),
                 Accumulator::Extreme(Some(vec![1, 0, 0, 7].into())),
+                Accumulator::Bits { count: 2, ones: Box::new([1; 64]) },
+                Accumulator::Xor { count: 1, value: -5 },
+                Accumulator::Moments(Box::new(Moments {
+                    count: 3,
+                    sum: Sum::Exact(-7),
+                    squares: Sum::Exact(99),
+                    shift: Some(1.5)
+                })),
             ],
         };
         assert_eq!(GroupState::decode(&state.encode()).unwrap(), state);

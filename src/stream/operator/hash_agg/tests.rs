@@ -13,7 +13,7 @@ fn call(
     output_type: DataType,
     value_table: Option<TableId>,
 ) -> AggCall {
-    AggCall { kind, input, input_type, output_type, value_table }
+    AggCall { kind, input, input_type, output_type, value_table, order_by: Vec::new(), filter: None }
 }
 
 /// Applies `input` and ends the epoch's processing: the aggregate emits at the barrier.
@@ -42,6 +42,7 @@ fn grouped_within(memory: StateMemory) -> HashAggOperator {
         merge: false,
         closing_column: None,
         emit_on_close: false,
+        empty_set_id: None,
     };
     let fields: Vec<Field> = ["g", "n", "sum", "min", "max", "distinct"]
         .iter()
@@ -92,6 +93,7 @@ fn without_group_by_one_row_always_exists() {
         merge: false,
         closing_column: None,
         emit_on_close: false,
+        empty_set_id: None,
     };
     let out_schema = Arc::new(Schema::new(vec![
         Field::new("n", i.clone(), true),
@@ -201,6 +203,7 @@ fn append_only_min_and_max_keep_the_extreme_inline() {
         merge: false,
         closing_column: None,
         emit_on_close: false,
+        empty_set_id: None,
     };
     let fields: Vec<Field> =
         ["g", "mn", "mx", "n"].iter().map(|n| Field::new(*n, DataType::Int64, true)).collect();
@@ -263,6 +266,7 @@ fn two_phase() -> (Vec<partial::PartialAggOperator>, HashAggOperator) {
         merge: true,
         closing_column: None,
         emit_on_close: false,
+        empty_set_id: None,
     };
     let fields: Vec<Field> = [("g", &i), ("n", &i), ("nv", &i), ("sv", &i), ("aw", &f), ("any", &b)]
         .iter()
@@ -322,6 +326,7 @@ fn windowed(emit_on_close: bool) -> (HashAggNode, SchemaRef) {
         merge: false,
         closing_column: Some(1),
         emit_on_close,
+        empty_set_id: None,
     };
     let fields: Vec<Field> =
         ["k", "ws", "n", "top"].iter().map(|n| Field::new(*n, DataType::Int64, true)).collect();
