@@ -407,7 +407,11 @@ pub(super) async fn plan_view(
     // now() is kept for a temporal filter, not folded into the time of planning.
     crate::sql::stream_plan::temporal::register(ctx);
     let logical = query::plan_view_query(ctx, &query::name_subqueries(&statement)).await?;
-    let optimized = ctx.state().optimize(&logical)?;
+    // Uncorrelated scalar subqueries become joins with their one-row result (a cross join
+    // on a constant key), not values computed once before the query runs.
+    let mut optimizing = ctx.state();
+    optimizing.config_mut().options_mut().optimizer.enable_physical_uncorrelated_scalar_subquery = false;
+    let optimized = optimizing.optimize(&logical)?;
     let state = ctx.state();
     let mut planner = StreamPlanner {
         state: &state,

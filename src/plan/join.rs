@@ -19,6 +19,9 @@ pub struct HashJoinNode {
     pub residual: Option<Arc<dyn PhysicalExpr>>,
     /// NOT IN: a NULL on the right makes the anti join empty.
     pub null_aware: bool,
+    /// Keys compared with IS NOT DISTINCT FROM: a NULL key matches a NULL key (EXCEPT and
+    /// INTERSECT join on every column so). Otherwise a row with a NULL key matches nothing.
+    pub nulls_equal: bool,
     pub left_table: TableId,
     pub right_table: TableId,
     /// The first key pair carries a watermark on both sides (planner revision 3): each

@@ -722,6 +722,9 @@ impl StreamNode {
                 if join.null_aware {
                     line.push_str(" null-aware");
                 }
+                if join.nulls_equal {
+                    line.push_str(" nulls equal");
+                }
             }
             NodeKind::Union => {}
             NodeKind::TemporalFilter(filter) => {

@@ -275,7 +275,10 @@ pub fn build_operator(node: &StreamNode, memory: &StateMemory) -> Result<Box<dyn
                 let key =
                     input.stream_key.clone().ok_or_else(|| Error::internal("join input without a key"))?;
                 let key = times.map(|t| t[i]).into_iter().chain(key).collect();
-                Side::new(keys.clone(), key, input.visible, types(input), table, memory.clone())
+                Ok::<_, Error>(
+                    Side::new(keys.clone(), key, input.visible, types(input), table, memory.clone())?
+                        .with_nulls_equal(join.nulls_equal),
+                )
             };
             let left = side(0, &join.left_keys, join.left_table)?;
             let right = side(1, &join.right_keys, join.right_table)?;

@@ -2,7 +2,7 @@
 //! hidden columns when they are expressions), the rest of the condition as a residual.
 
 use datafusion::common::NullEquality;
-use datafusion::logical_expr::{Expr, Join, JoinType};
+use datafusion::logical_expr::{Expr, Join, JoinType, lit};
 
 use datafusion::arrow::datatypes::SchemaRef;
 
@@ -15,16 +15,18 @@ pub fn join(planner: &mut StreamPlanner<'_>, join: &Join) -> Result<StreamNode> 
     if matches!(join.join_type, JoinType::LeftMark | JoinType::RightMark) {
         return Err(unsupported("this subquery form (a mark join)"));
     }
-    if join.null_equality == NullEquality::NullEqualsNull {
-        return Err(unsupported("a join on IS NOT DISTINCT FROM"));
-    }
-    if join.on.is_empty() {
-        return Err(unsupported("a join without an equality condition (a cross join)"));
-    }
+    let nulls_equal = join.null_equality == NullEquality::NullEqualsNull;
     let lookup = lookup_join(join)?;
     let left = planner.convert(&join.left)?;
     let right = planner.convert(&join.right)?;
-    let (left_exprs, right_exprs): (Vec<Expr>, Vec<Expr>) = join.on.iter().cloned().unzip();
+    // A join without an equality condition (a cross join, or the one-row side of a scalar
+    // subquery) joins on a constant: every row meets every row of the other side, in one
+    // instance.
+    let cross = join.on.is_empty();
+    let (left_exprs, right_exprs): (Vec<Expr>, Vec<Expr>) = match cross {
+        true => (vec![lit(true)], vec![lit(true)]),
+        false => join.on.iter().cloned().unzip(),
+    };
     let (left, mut left_keys) = planner.columns_for(left, &left_exprs, join.left.schema())?;
     let (right, mut right_keys) = planner.columns_for(right, &right_exprs, join.right.schema())?;
     // A key pair with a watermark on both sides bounds the join's state (revision 3): it
@@ -73,6 +75,7 @@ pub fn join(planner: &mut StreamPlanner<'_>, join: &Join) -> Result<StreamNode> 
         right_keys,
         residual,
         null_aware: join.null_aware,
+        nulls_equal,
         left_table: planner.ids.next_id()?,
         right_table: planner.ids.next_id()?,
         closes: closing_pair.is_some(),
@@ -86,8 +89,9 @@ pub fn join(planner: &mut StreamPlanner<'_>, join: &Join) -> Result<StreamNode> 
         schema,
         visible,
         stream_key: Some(stream_key),
-        // NOT IN's counts of right rows and NULL keys must see the whole right side.
-        parallelism: if join.null_aware { 1 } else { planner.parallelism },
+        // NOT IN's counts of right rows and NULL keys must see the whole right side; a
+        // cross join's rows all have the one key.
+        parallelism: if join.null_aware || cross { 1 } else { planner.parallelism },
         inputs: vec![left, right],
     })
 }
@@ -184,6 +188,7 @@ pub fn asof_join(planner: &mut StreamPlanner<'_>, node: &AsofJoinNode) -> Result
         right_keys,
         residual: None,
         null_aware: false,
+        nulls_equal: false,
         left_table,
         right_table,
         closes: false,

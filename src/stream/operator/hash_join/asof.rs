@@ -314,6 +314,7 @@ mod tests {
             right_keys: vec![0],
             residual: None,
             null_aware: false,
+            nulls_equal: false,
             left_table: 101,
             right_table: 102,
             closes: false,

@@ -75,6 +75,8 @@ pub struct Side {
     join_key: RowCodec,
     stream_key_codec: Option<RowCodec>,
     buckets: CachedTable<Bucket>,
+    /// NULL keys match NULL keys (IS NOT DISTINCT FROM).
+    nulls_equal: bool,
 }
 
 impl Side {
@@ -101,7 +103,14 @@ impl Side {
             visible,
             types,
             buckets: CachedTable::new(table, memory),
+            nulls_equal: false,
         })
+    }
+
+    /// A side whose NULL keys match the other side's NULL keys (IS NOT DISTINCT FROM).
+    pub fn with_nulls_equal(mut self, nulls_equal: bool) -> Self {
+        self.nulls_equal = nulls_equal;
+        self
     }
 
     fn state(&mut self) -> &mut StateTable {
@@ -202,7 +211,7 @@ impl Pending {
 struct Encoded {
     rows: Rows,
     join_keys: Rows,
-    /// Rows whose join key has a NULL (they match nothing).
+    /// Rows whose join key has a NULL (they match nothing, unless NULLs are equal).
     null_key: Vec<bool>,
     stream_keys: Option<Rows>,
 }
@@ -213,7 +222,7 @@ impl Encoded {
         let key_columns: Vec<ArrayRef> = side.keys.iter().map(|&i| chunk.data.column(i).clone()).collect();
         let join_keys = side.join_key.encode(&key_columns)?;
         let mut null_key = vec![false; chunk.len()];
-        for column in &key_columns {
+        for column in key_columns.iter().filter(|_| !side.nulls_equal) {
             if let Some(nulls) = column.logical_nulls() {
                 for (i, valid) in nulls.iter().enumerate() {
                     null_key[i] |= !valid;
