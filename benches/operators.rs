@@ -75,7 +75,15 @@ fn drive(
 }
 
 fn call(kind: AggKind, input: Option<usize>, value_table: Option<u32>) -> AggCall {
-    AggCall { kind, input, input_type: DataType::Int64, output_type: DataType::Int64, value_table }
+    AggCall {
+        kind,
+        input,
+        input_type: DataType::Int64,
+        output_type: DataType::Int64,
+        value_table,
+        order_by: Vec::new(),
+        filter: None,
+    }
 }
 
 fn hash_agg(c: &mut Criterion) {
@@ -108,6 +116,7 @@ fn hash_agg(c: &mut Criterion) {
                     merge: false,
                     closing_column: None,
                     emit_on_close: false,
+                    empty_set_id: None,
                 };
                 let (store, _dir) = store(kind);
                 let types = [DataType::Int64, DataType::Int64];
@@ -147,6 +156,7 @@ fn hash_join(c: &mut Criterion) {
                 right_keys: vec![0],
                 residual: None,
                 null_aware: false,
+                nulls_equal: false,
                 left_table: 1,
                 right_table: 2,
                 closes: false,

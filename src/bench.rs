@@ -493,7 +493,8 @@ mod tests {
         assert_eq!(windows.unsupported, None, "{windows:?}");
         let filtered = run_query(&bench, "q15", select_queries(&["q15".into()]).unwrap()[0].1).await.unwrap();
         assert_eq!(filtered.unsupported, None, "{filtered:?}");
-        let subquery = run_query(&bench, "q102", select_queries(&["q102".into()]).unwrap()[0].1).await.unwrap();
+        let subquery =
+            run_query(&bench, "q102", select_queries(&["q102".into()]).unwrap()[0].1).await.unwrap();
         assert!(subquery.unsupported.is_some(), "{subquery:?}");
         // `bid` from files in the Flink peer's format.
         let dir = tempfile::tempdir().unwrap();

@@ -242,6 +242,8 @@ impl Database {
                 let opened = crate::connector::sink(def, &sink.name)?.open(sealed)?;
                 Ok((opened, self.coordinator.subscribe_committed()))
             };
+            let coordinator = self.coordinator.clone();
+            let mut barriers = move |dataflow| coordinator.register_source(dataflow).0;
             let mut env = DataflowEnv {
                 store: self.coordinator.store().clone(),
                 acks,
@@ -251,6 +253,7 @@ impl Database {
                 subscribe: &mut subscribe,
                 open_source: &mut open_source,
                 open_sink: &mut open_sink,
+                barriers: &mut barriers,
                 runtime: self.compute.handle(),
                 memory: self.state_memory.clone(),
             };

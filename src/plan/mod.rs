@@ -12,6 +12,7 @@
 use std::fmt::Write;
 use std::sync::Arc;
 
+use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::compute::SortOptions;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::logical_expr::JoinType;
@@ -54,6 +55,11 @@ pub enum NodeKind {
         relation: Arc<TableDesc>,
         /// A connector source's split positions (None for tables and views).
         positions: Option<TableId>,
+    },
+    /// Constant rows (`VALUES`, a `SELECT` without `FROM`), with their row number as a
+    /// hidden last column (the key): inserted once, when the view is created.
+    Values {
+        rows: RecordBatch,
     },
     Filter {
         predicate: Arc<dyn PhysicalExpr>,
@@ -334,6 +340,7 @@ impl StreamNode {
     pub fn name(&self) -> &'static str {
         match &self.kind {
             NodeKind::Source { .. } => "Source",
+            NodeKind::Values { .. } => "Values",
             NodeKind::Filter { .. } => "Filter",
             NodeKind::Project { .. } => "Project",
             NodeKind::Expand { .. } => "Expand",
@@ -360,7 +367,8 @@ impl StreamNode {
         let inputs = || self.inputs.iter().all(StreamNode::is_append_only);
         match &self.kind {
             NodeKind::Source { relation, .. } => relation.append_only,
-            NodeKind::Filter { .. }
+            NodeKind::Values { .. }
+            | NodeKind::Filter { .. }
             | NodeKind::Project { .. }
             | NodeKind::Expand { .. }
             | NodeKind::WindowTvf(_)
@@ -376,6 +384,14 @@ impl StreamNode {
             NodeKind::HashAgg(agg) => agg.emit_on_close,
             NodeKind::OverWindow(over) => over.emit_on_close,
             NodeKind::PartialAgg(_) | NodeKind::TopN(_) => false,
+        }
+    }
+
+    /// Whether the rows of this node come from constants only (`VALUES`): they never grow.
+    pub fn is_constant(&self) -> bool {
+        match &self.kind {
+            NodeKind::Values { .. } => true,
+            _ => !self.inputs.is_empty() && self.inputs.iter().all(StreamNode::is_constant),
         }
     }
 
@@ -499,7 +515,7 @@ impl StreamNode {
                 input()
             }
             // A set without the column shows NULL there for good.
-            NodeKind::Expand { .. } => Vec::new(),
+            NodeKind::Expand { .. } | NodeKind::Values { .. } => Vec::new(),
             // A row may enter or leave long after the watermark passed its values.
             NodeKind::TemporalFilter(_)
             | NodeKind::TopN(_)
@@ -556,7 +572,7 @@ impl StreamNode {
     /// it.
     fn state_description(&self) -> Vec<String> {
         let endless = |input: &StreamNode, text: String| {
-            if input.is_append_only() { format!("{text}{UNBOUNDED}") } else { text }
+            if input.is_append_only() && !input.is_constant() { format!("{text}{UNBOUNDED}") } else { text }
         };
         match &self.kind {
             NodeKind::HashAgg(agg) => {
@@ -653,6 +669,9 @@ impl StreamNode {
             }
             NodeKind::Filter { predicate } => {
                 let _ = write!(line, " {predicate}");
+            }
+            NodeKind::Values { rows } => {
+                let _ = write!(line, " {} rows", rows.num_rows());
             }
             NodeKind::Project { exprs } => {
                 let list: Vec<String> = exprs.iter().map(|e| e.to_string()).collect();

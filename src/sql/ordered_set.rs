@@ -198,7 +198,7 @@ impl Accumulator for OrderedSetAccumulator {
             }
             Kind::Mode => {
                 let converter = RowConverter::new(vec![SortField::new(self.data_type.clone())])?;
-                let rows = converter.convert_columns(&[sorted.clone()])?;
+                let rows = converter.convert_columns(std::slice::from_ref(&sorted))?;
                 // The longest run of equal values, the first of equally long ones.
                 let (mut best, mut best_length, mut start) = (0, 0, 0);
                 for i in 1..=n {

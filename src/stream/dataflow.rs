@@ -27,6 +27,7 @@ use super::operator::union::{UnionInput, UnionOperator};
 use super::operator::window_tvf::WindowTvfOperator;
 use super::sink::{Sink, SinkOperator};
 use super::source::reader::SourceReader;
+use super::source::values::ValuesSource;
 use super::source::{ReadLimits, SourceConnector, SourceProgress};
 use crate::catalog::TableDesc;
 use crate::common::row::RowCodec;
@@ -52,6 +53,8 @@ pub struct DataflowEnv<'a> {
     pub open_source: &'a mut dyn FnMut(&Arc<TableDesc>, DataflowId) -> Result<SourceSetup>,
     /// A sink's connector, opened, and where the coordinator's commits are followed.
     pub open_sink: &'a mut dyn FnMut(&Arc<TableDesc>) -> Result<OpenedSink>,
+    /// The coordinator's barriers, for a source of constant rows.
+    pub barriers: &'a mut dyn FnMut(DataflowId) -> mpsc::UnboundedReceiver<Epoch>,
     pub runtime: tokio::runtime::Handle,
     /// The memory budgets of operator state.
     pub memory: StateMemory,
@@ -158,6 +161,20 @@ impl Builder<'_, '_> {
             self.handles.push(self.env.runtime.spawn(reader.run()));
             return Ok(());
         }
+        if let NodeKind::Values { rows } = &node.kind {
+            let source = ValuesSource {
+                rows: rows.clone(),
+                backfill: self.env.backfill.is_some(),
+                barriers: (self.env.barriers)(self.id),
+                start_epoch: self.env.start_epoch,
+                output: outputs.into_iter().next().expect("a source runs one instance"),
+                view: self.view_name.clone(),
+                acks: self.env.acks.clone(),
+                dataflow: self.id,
+            };
+            self.handles.push(self.env.runtime.spawn(source.run()));
+            return Ok(());
+        }
         if let NodeKind::Source { relation, positions: None } = &node.kind {
             let changes = (self.env.subscribe)(relation)?;
             let output = outputs.into_iter().next().expect("a source runs one instance");
@@ -254,7 +271,9 @@ fn types(node: &StreamNode) -> Vec<datafusion::arrow::datatypes::DataType> {
 /// The operator for one instance of `node`.
 pub fn build_operator(node: &StreamNode, memory: &StateMemory) -> Result<Box<dyn Operator>> {
     Ok(match &node.kind {
-        NodeKind::Source { .. } => return Err(Error::internal("sources are not operators")),
+        NodeKind::Source { .. } | NodeKind::Values { .. } => {
+            return Err(Error::internal("sources are not operators"));
+        }
         NodeKind::Filter { predicate } => Box::new(FilterOperator::new(predicate.clone())),
         NodeKind::Expand { sets } => Box::new(ExpandOperator::new(sets.clone(), node.schema.clone())),
         NodeKind::Project { exprs } => Box::new(

@@ -104,6 +104,12 @@ const VIEWS: &[(&str, &str, Option<&str>)] = &[
         "SELECT id, v - (SELECT min(v) AS lo FROM a) AS above FROM a WHERE v > (SELECT avg(w) AS mean FROM b)",
         None,
     ),
+    (
+        "values_join",
+        "SELECT a.id, v.label FROM a JOIN (VALUES (0, 'zero'), (1, 'one'), (2, 'two')) v(k, label) ON a.g = v.k",
+        None,
+    ),
+    ("constant_union", "SELECT g FROM a UNION ALL SELECT 7 UNION ALL SELECT NULL", None),
     ("union_all", "SELECT g FROM a UNION ALL SELECT g FROM b", None),
     ("union_distinct", "SELECT g FROM a UNION SELECT x FROM c", None),
     ("top_n", "SELECT id, v FROM a ORDER BY v DESC NULLS LAST, id LIMIT 3", None),

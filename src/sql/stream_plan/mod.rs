@@ -16,9 +16,10 @@ mod window;
 
 use std::sync::Arc;
 
+use datafusion::arrow::array::{ArrayRef, RecordBatch};
 use datafusion::arrow::compute::SortOptions;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::common::DFSchema;
+use datafusion::common::{DFSchema, ScalarValue};
 use datafusion::execution::session_state::SessionState;
 use datafusion::logical_expr::{Expr, FetchType, LogicalPlan, SkipType, SortExpr};
 use datafusion::physical_expr::PhysicalExpr;
@@ -223,8 +224,10 @@ impl StreamPlanner<'_> {
                 }
             }
             LogicalPlan::Distinct(_) => Err(unsupported("DISTINCT ON")),
-            LogicalPlan::Values(_) | LogicalPlan::EmptyRelation(_) => {
-                Err(unsupported("a query part that reads no table (VALUES or a constant SELECT)"))
+            LogicalPlan::Values(values) => self.values(&values.schema, &values.values),
+            LogicalPlan::EmptyRelation(empty) => {
+                let rows = if empty.produce_one_row { vec![Vec::new()] } else { Vec::new() };
+                self.values(&empty.schema, &rows)
             }
             other => Err(unsupported(format!("the plan node {}", other.display()))),
         }
@@ -441,6 +444,46 @@ fn filter_node(input: StreamNode, predicate: Arc<dyn PhysicalExpr>) -> StreamNod
         stream_key: input.stream_key.clone(),
         parallelism: input.parallelism,
         inputs: vec![input],
+    }
+}
+
+impl StreamPlanner<'_> {
+    /// Constant rows: each expression evaluated once, at planning, with the row number as
+    /// the hidden key column.
+    fn values(&mut self, schema: &DFSchema, rows: &[Vec<Expr>]) -> Result<StreamNode> {
+        use datafusion::arrow::array::{Int64Array, RecordBatchOptions};
+        let one_row = RecordBatch::try_new_with_options(
+            Arc::new(datafusion::arrow::datatypes::Schema::empty()),
+            Vec::new(),
+            &RecordBatchOptions::new().with_row_count(Some(1)),
+        )?;
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len() + 1);
+        for (j, field) in schema.fields().iter().enumerate() {
+            let mut values = Vec::with_capacity(rows.len());
+            for row in rows {
+                let physical = self.physical(&row[j], &DFSchema::empty())?;
+                let value = physical.evaluate(&one_row)?.into_array(1)?;
+                values.push(ScalarValue::try_from_array(&value, 0)?.cast_to(field.data_type())?);
+            }
+            columns.push(match values.is_empty() {
+                true => datafusion::arrow::array::new_empty_array(field.data_type()),
+                false => ScalarValue::iter_to_array(values)?,
+            });
+        }
+        columns.push(Arc::new(Int64Array::from_iter_values(0..rows.len() as i64)));
+        let visible = schema.fields().len();
+        let fields = schema.fields().iter().map(|f| (f.name().clone(), f.data_type().clone()));
+        let schema = nullable_schema(fields.chain([("_row".to_string(), DataType::Int64)]));
+        let options = RecordBatchOptions::new().with_row_count(Some(rows.len()));
+        let rows = RecordBatch::try_new_with_options(schema.clone(), columns, &options)?;
+        Ok(StreamNode {
+            kind: NodeKind::Values { rows },
+            schema,
+            visible,
+            stream_key: Some(vec![visible]),
+            parallelism: 1,
+            inputs: Vec::new(),
+        })
     }
 }
 

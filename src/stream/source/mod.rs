@@ -15,6 +15,7 @@
 
 pub mod ingest;
 pub mod reader;
+pub mod values;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

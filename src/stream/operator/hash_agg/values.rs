@@ -167,8 +167,11 @@ pub(super) struct Values {
     /// percentile_cont / percentile_disc: the entry last sought, kept through changes.
     cursor: Option<Cursor>,
     /// mode: the values by count, most frequent first (then in value order).
-    frequencies: Option<BTreeSet<(Reverse<i64>, Box<[u8]>)>>,
+    frequencies: Option<Frequencies>,
 }
+
+/// Values by count, most frequent first, then in value order.
+type Frequencies = BTreeSet<(Reverse<i64>, Box<[u8]>)>;
 
 /// A position in a multiset: an entry's key (possibly since removed) and the sum of the
 /// counts of the entries before it.
