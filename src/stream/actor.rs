@@ -47,6 +47,7 @@ impl Actor {
             view: self.view.clone(),
             instance: self.instance,
             instances: self.instances,
+            failures: Default::default(),
         };
         let mut failed: Option<Arc<str>> = None;
         loop {
@@ -119,8 +120,10 @@ impl Actor {
                             Ok(out) => match self.emit_then_watermarks(out).await {
                                 Ok(()) => {
                                     let mut batch = WriteBatch::default();
+                                    let reader = format!("{} #{}", self.operator.name(), self.instance);
                                     match guarded(|| {
                                         self.operator.checkpoint(&mut batch);
+                                        ctx.failures.write_dead_letters(&self.view, &reader, epoch, &mut batch)?;
                                         Ok(())
                                     }) {
                                         Ok(()) => Ok(batch),

@@ -37,7 +37,7 @@ impl Operator for ExpandOperator {
         let mut out = Vec::with_capacity(self.sets.len());
         for exprs in &self.sets {
             let columns: Vec<ArrayRef> =
-                exprs.iter().map(|e| evaluate(e, &chunk.data, &ctx.view)).collect::<Result<_>>()?;
+                exprs.iter().map(|e| evaluate(e, &chunk.data, ctx)).collect::<Result<_>>()?;
             let data = RecordBatch::try_new_with_options(self.schema.clone(), columns, &options)?;
             out.push(Chunk::new(chunk.ops.clone(), data));
         }

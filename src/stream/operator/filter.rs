@@ -31,7 +31,7 @@ impl Operator for FilterOperator {
     }
 
     fn on_chunk(&mut self, ctx: &OperatorContext, _input: usize, chunk: Chunk) -> Result<Vec<Chunk>> {
-        let mask = evaluate(&self.predicate, &chunk.data, &ctx.view)?;
+        let mask = evaluate(&self.predicate, &chunk.data, ctx)?;
         if mask.data_type() != &DataType::Boolean {
             return Err(Error::internal(format!("filter predicate is {}, not boolean", mask.data_type())));
         }

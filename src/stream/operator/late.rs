@@ -184,7 +184,7 @@ pub fn below(values: &ArrayRef, bound: &ScalarValue) -> Result<Option<Vec<bool>>
 }
 
 /// Each row of `rows` as a JSON object.
-fn json_rows(rows: &RecordBatch) -> Result<Vec<String>> {
+pub(super) fn json_rows(rows: &RecordBatch) -> Result<Vec<String>> {
     let mut writer = datafusion::arrow::json::LineDelimitedWriter::new(Vec::new());
     writer.write(rows)?;
     writer.finish()?;

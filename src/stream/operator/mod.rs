@@ -7,6 +7,7 @@
 //! layer the uncommitted writes on top. Stateless operators use the default hooks.
 
 pub mod expand;
+pub mod failures;
 pub mod filter;
 pub mod hash_agg;
 pub mod hash_join;
@@ -43,6 +44,8 @@ pub struct OperatorContext {
     /// ... of how many (instances own the keys that hash to them; their state tables are
     /// shared).
     pub instances: usize,
+    /// Rows whose expressions failed since the last barrier (see [`evaluate`]).
+    pub failures: failures::ExpressionFailures,
 }
 
 pub trait Operator: Send {
@@ -176,33 +179,51 @@ pub fn rows_by_key(keys: &[Vec<u8>]) -> Vec<(&[u8], Vec<usize>)> {
     groups
 }
 
-/// Evaluates `expr` over `batch`. When the batch fails as a whole (division by zero, a
-/// failing cast), rows are evaluated one at a time and each failing row gets NULL, with a
-/// warning: a view keeps following its inputs rather than stopping every write.
-pub fn evaluate(expr: &Arc<dyn PhysicalExpr>, batch: &RecordBatch, view: &str) -> Result<ArrayRef> {
+/// Evaluates `expr` over the rows of `batch`. When the batch fails as a whole (division by
+/// zero, a failing cast), rows are evaluated one at a time and each failing row gets NULL
+/// and is recorded in `ctx.failures` (a dead letter of the view at the barrier): a view
+/// keeps following its inputs rather than stopping every write.
+pub fn evaluate(expr: &Arc<dyn PhysicalExpr>, batch: &RecordBatch, ctx: &OperatorContext) -> Result<ArrayRef> {
+    evaluate_in(expr, batch, &ctx.view, Some(&ctx.failures))
+}
+
+/// [`evaluate`] over values that are not a view's rows (watermarks, time bounds): failures
+/// are NULL and logged, not kept.
+pub fn evaluate_in(
+    expr: &Arc<dyn PhysicalExpr>,
+    batch: &RecordBatch,
+    view: &str,
+    failures: Option<&failures::ExpressionFailures>,
+) -> Result<ArrayRef> {
     match expr.evaluate(batch).and_then(|v| v.into_array(batch.num_rows())) {
         Ok(array) => Ok(array),
         Err(batch_error) => {
             let data_type = expr.data_type(batch.schema().as_ref())?;
             let mut pieces = Vec::with_capacity(batch.num_rows());
-            let mut failures = 0usize;
+            let mut failed = 0usize;
             for row in 0..batch.num_rows() {
                 let one = batch.slice(row, 1);
                 match expr.evaluate(&one).and_then(|v| v.into_array(1)) {
                     Ok(array) => pieces.push(array),
-                    Err(_) => {
-                        failures += 1;
+                    Err(error) => {
+                        failed += 1;
+                        if let Some(failures) = failures {
+                            let error = crate::common::Error::from(error);
+                            failures.record(batch, row, format!("{error} (in {expr})"));
+                        }
                         pieces.push(new_null_array(&data_type, 1));
                     }
                 }
             }
-            tracing::warn!(
-                view,
-                expression = %expr,
-                rows = failures,
-                error = %crate::common::Error::from(batch_error),
-                "expression failed while maintaining a view; the value is NULL for those rows"
-            );
+            if failures.is_none() {
+                tracing::warn!(
+                    view,
+                    expression = %expr,
+                    rows = failed,
+                    error = %crate::common::Error::from(batch_error),
+                    "expression failed while maintaining a view; the value is NULL for those rows"
+                );
+            }
             let refs: Vec<&dyn datafusion::arrow::array::Array> = pieces.iter().map(|a| a.as_ref()).collect();
             if refs.is_empty() {
                 return Ok(new_null_array(&data_type, 0));
@@ -232,5 +253,5 @@ pub fn evaluate_one_row(
         .collect::<std::result::Result<_, _>>()?;
     let options = datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(1));
     let row = RecordBatch::try_new_with_options(schema.clone(), columns, &options)?;
-    Ok(ScalarValue::try_from_array(&evaluate(expr, &row, view)?, 0)?)
+    Ok(ScalarValue::try_from_array(&evaluate_in(expr, &row, view, None)?, 0)?)
 }

@@ -123,7 +123,7 @@ impl Operator for ProjectOperator {
 
     fn on_chunk(&mut self, ctx: &OperatorContext, _input: usize, chunk: Chunk) -> Result<Vec<Chunk>> {
         let columns: Vec<ArrayRef> =
-            self.exprs.iter().map(|e| evaluate(e, &chunk.data, &ctx.view)).collect::<Result<_>>()?;
+            self.exprs.iter().map(|e| evaluate(e, &chunk.data, ctx)).collect::<Result<_>>()?;
         let options = RecordBatchOptions::new().with_row_count(Some(chunk.len()));
         let data = RecordBatch::try_new_with_options(self.schema.clone(), columns, &options)?;
         Ok(vec![Chunk::new(chunk.ops, data)])

@@ -93,7 +93,7 @@ impl TemporalFilterOperator {
     fn spans(&self, ctx: &OperatorContext, chunk: &Chunk) -> Result<Vec<Option<Span>>> {
         let mut spans = vec![Some(Span { enter: i64::MIN, leave: i64::MAX }); chunk.len()];
         for condition in &self.conditions {
-            let times = evaluate(&condition.time, &chunk.data, &ctx.view)?;
+            let times = evaluate(&condition.time, &chunk.data, ctx)?;
             let times = cast(&times, &DataType::Int64)?;
             let times = times.as_primitive::<Int64Type>();
             for (row, span) in spans.iter_mut().enumerate() {

@@ -143,6 +143,7 @@ impl Harness {
             view: Arc::from("test"),
             instance: 0,
             instances: 1,
+            failures: Default::default(),
         };
         Harness { store, ctx, epoch: 1 }
     }
@@ -154,6 +155,7 @@ impl Harness {
             view: self.ctx.view.clone(),
             instance: 0,
             instances: 1,
+            failures: Default::default(),
         }
     }
 

@@ -266,7 +266,7 @@ impl IntervalClosing {
         let Some(bound) = self.bounds.iter().find(|b| b.side == side) else {
             return Ok(Admitted { chunk, store: None, expiry: None });
         };
-        let values = crate::stream::operator::evaluate(&bound.expiry, &chunk.data, view)?;
+        let values = crate::stream::operator::evaluate_in(&bound.expiry, &chunk.data, view, None)?;
         let expiry = bound.codec.encode(std::slice::from_ref(&values))?;
         let behind = bound.free_end.as_ref().unwrap_or(&bound.freed);
         let store = (0..chunk.len()).map(|i| values.is_valid(i) && expiry.row(i).data() >= behind.as_slice());

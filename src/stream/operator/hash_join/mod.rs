@@ -515,7 +515,7 @@ impl HashJoinOperator {
             return Ok(Some(Vec::new()));
         }
         let batch = self.batch(self.assemble(&rows, input, Some(chunk), Some(encoded))?, pairs, true)?;
-        let mask = evaluate(residual, &batch, &ctx.view)?;
+        let mask = evaluate(residual, &batch, ctx)?;
         let mask = mask.as_boolean();
         Ok(Some((0..pairs).map(|i| mask.is_valid(i) && mask.value(i)).collect()))
     }
