@@ -36,6 +36,14 @@ pub fn fingerprint(lines: &[String]) -> Vec<String> {
     lines.iter().map(|line| line.replace(UNBOUNDED, "")).collect()
 }
 
+/// An output column of an Unnest: an input column repeated for each element, or the
+/// elements of an input list column.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum UnnestColumn {
+    Repeat(usize),
+    Element(usize),
+}
+
 #[derive(Debug, Clone)]
 pub struct StreamNode {
     pub kind: NodeKind,
@@ -63,6 +71,12 @@ pub enum NodeKind {
     },
     Filter {
         predicate: Arc<dyn PhysicalExpr>,
+    },
+    /// Set-returning functions in a select list: one row per list element (see
+    /// [`UnnestColumn`]), with the element's ordinal as a hidden last column.
+    Unnest {
+        columns: Vec<UnnestColumn>,
+        null_handling: datafusion::common::NullHandling,
     },
     /// One projection of each input row per grouping set (GROUPING SETS, ROLLUP, CUBE).
     Expand {
@@ -344,6 +358,7 @@ impl StreamNode {
             NodeKind::Filter { .. } => "Filter",
             NodeKind::Project { .. } => "Project",
             NodeKind::Expand { .. } => "Expand",
+            NodeKind::Unnest { .. } => "Unnest",
             NodeKind::WindowTvf(_) => "WindowTvf",
             NodeKind::HashAgg(_) => "HashAgg",
             NodeKind::PartialAgg(_) => "PartialAgg",
@@ -371,6 +386,7 @@ impl StreamNode {
             | NodeKind::Filter { .. }
             | NodeKind::Project { .. }
             | NodeKind::Expand { .. }
+            | NodeKind::Unnest { .. }
             | NodeKind::WindowTvf(_)
             | NodeKind::Union
             | NodeKind::Materialize { .. }
@@ -515,7 +531,7 @@ impl StreamNode {
                 input()
             }
             // A set without the column shows NULL there for good.
-            NodeKind::Expand { .. } | NodeKind::Values { .. } => Vec::new(),
+            NodeKind::Expand { .. } | NodeKind::Values { .. } | NodeKind::Unnest { .. } => Vec::new(),
             // A row may enter or leave long after the watermark passed its values.
             NodeKind::TemporalFilter(_)
             | NodeKind::TopN(_)
@@ -675,6 +691,17 @@ impl StreamNode {
             }
             NodeKind::Project { exprs } => {
                 let list: Vec<String> = exprs.iter().map(|e| e.to_string()).collect();
+                let _ = write!(line, " {}", list.join(", "));
+            }
+            NodeKind::Unnest { columns, .. } => {
+                let input = &self.inputs[0];
+                let list: Vec<String> = columns
+                    .iter()
+                    .map(|c| match c {
+                        UnnestColumn::Repeat(i) => input.column_name(*i),
+                        UnnestColumn::Element(i) => format!("unnest({})", input.column_name(*i)),
+                    })
+                    .collect();
                 let _ = write!(line, " {}", list.join(", "));
             }
             NodeKind::Expand { sets } => {

@@ -123,7 +123,8 @@ impl Actor {
                                     let reader = format!("{} #{}", self.operator.name(), self.instance);
                                     match guarded(|| {
                                         self.operator.checkpoint(&mut batch);
-                                        ctx.failures.write_dead_letters(&self.view, &reader, epoch, &mut batch)?;
+                                        ctx.failures
+                                            .write_dead_letters(&self.view, &reader, epoch, &mut batch)?;
                                         Ok(())
                                     }) {
                                         Ok(()) => Ok(batch),

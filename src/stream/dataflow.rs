@@ -24,6 +24,7 @@ use super::operator::project::ProjectOperator;
 use super::operator::temporal_filter::{TemporalFilterOperator, wall_clock};
 use super::operator::top_n::TopNOperator;
 use super::operator::union::{UnionInput, UnionOperator};
+use super::operator::unnest::UnnestOperator;
 use super::operator::window_tvf::WindowTvfOperator;
 use super::sink::{Sink, SinkOperator};
 use super::source::reader::SourceReader;
@@ -276,6 +277,9 @@ pub fn build_operator(node: &StreamNode, memory: &StateMemory) -> Result<Box<dyn
         }
         NodeKind::Filter { predicate } => Box::new(FilterOperator::new(predicate.clone())),
         NodeKind::Expand { sets } => Box::new(ExpandOperator::new(sets.clone(), node.schema.clone())),
+        NodeKind::Unnest { columns, null_handling } => {
+            Box::new(UnnestOperator::new(columns.clone(), *null_handling, node.schema.clone()))
+        }
         NodeKind::Project { exprs } => Box::new(
             ProjectOperator::new(exprs.clone(), node.schema.clone())
                 .with_watermarks(node.inputs[0].schema.clone(), &node.watermark_columns()),

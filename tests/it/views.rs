@@ -110,6 +110,12 @@ const VIEWS: &[(&str, &str, Option<&str>)] = &[
         None,
     ),
     ("constant_union", "SELECT g FROM a UNION ALL SELECT 7 UNION ALL SELECT NULL", None),
+    ("series_rows", "SELECT id, generate_series(1, g) AS i FROM a", None),
+    (
+        "split_rows",
+        "SELECT id, v, unnest(string_to_array(s, 'b')) AS part, generate_series(0, g) AS i FROM a",
+        None,
+    ),
     ("union_all", "SELECT g FROM a UNION ALL SELECT g FROM b", None),
     ("union_distinct", "SELECT g FROM a UNION SELECT x FROM c", None),
     ("top_n", "SELECT id, v FROM a ORDER BY v DESC NULLS LAST, id LIMIT 3", None),

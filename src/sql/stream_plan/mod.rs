@@ -12,6 +12,7 @@ pub(crate) mod interval;
 mod join;
 mod over_window;
 pub mod temporal;
+mod unnest;
 mod window;
 
 use std::sync::Arc;
@@ -225,6 +226,7 @@ impl StreamPlanner<'_> {
             }
             LogicalPlan::Distinct(_) => Err(unsupported("DISTINCT ON")),
             LogicalPlan::Values(values) => self.values(&values.schema, &values.values),
+            LogicalPlan::Unnest(node) => unnest::unnest(self, node),
             LogicalPlan::EmptyRelation(empty) => {
                 let rows = if empty.produce_one_row { vec![Vec::new()] } else { Vec::new() };
                 self.values(&empty.schema, &rows)

@@ -35,13 +35,20 @@ impl ExpressionFailures {
             failures.overflow += 1;
             return;
         }
-        let payload = json_rows(&batch.slice(row, 1)).ok().and_then(|mut rows| rows.pop()).unwrap_or_default();
+        let payload =
+            json_rows(&batch.slice(row, 1)).ok().and_then(|mut rows| rows.pop()).unwrap_or_default();
         failures.rows.push((payload, error));
     }
 
     /// Writes the epoch's failures as dead letters of `view` into `batch`, keyed by the
     /// operator instance (`reader`) and their place in the epoch; how many there were.
-    pub fn write_dead_letters(&self, view: &str, reader: &str, epoch: Epoch, batch: &mut WriteBatch) -> Result<u64> {
+    pub fn write_dead_letters(
+        &self,
+        view: &str,
+        reader: &str,
+        epoch: Epoch,
+        batch: &mut WriteBatch,
+    ) -> Result<u64> {
         let Failures { rows, overflow } = std::mem::take(&mut *self.0.lock());
         let count = rows.len() as u64 + overflow;
         if count == 0 {
@@ -64,7 +71,13 @@ impl ExpressionFailures {
             );
             write(format!("epoch {epoch} overflow"), String::new(), error)?;
         }
-        tracing::warn!(view, operator = reader, rows = count, epoch, "expressions failed while maintaining a view; the values are NULL and the rows are kept in sabot_catalog.dead_letters");
+        tracing::warn!(
+            view,
+            operator = reader,
+            rows = count,
+            epoch,
+            "expressions failed while maintaining a view; the values are NULL and the rows are kept in sabot_catalog.dead_letters"
+        );
         Ok(count)
     }
 }

@@ -18,6 +18,7 @@ pub mod project;
 pub mod temporal_filter;
 pub mod top_n;
 pub mod union;
+pub mod unnest;
 pub mod window_tvf;
 
 #[cfg(test)]
@@ -183,7 +184,11 @@ pub fn rows_by_key(keys: &[Vec<u8>]) -> Vec<(&[u8], Vec<usize>)> {
 /// zero, a failing cast), rows are evaluated one at a time and each failing row gets NULL
 /// and is recorded in `ctx.failures` (a dead letter of the view at the barrier): a view
 /// keeps following its inputs rather than stopping every write.
-pub fn evaluate(expr: &Arc<dyn PhysicalExpr>, batch: &RecordBatch, ctx: &OperatorContext) -> Result<ArrayRef> {
+pub fn evaluate(
+    expr: &Arc<dyn PhysicalExpr>,
+    batch: &RecordBatch,
+    ctx: &OperatorContext,
+) -> Result<ArrayRef> {
     evaluate_in(expr, batch, &ctx.view, Some(&ctx.failures))
 }
 
