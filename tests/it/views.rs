@@ -2,6 +2,10 @@
 //! three tables (NULLs, duplicate rows, key updates, deletes of the current extremes),
 //! and after every FLUSH each view must equal its query evaluated in batch by DataFusion
 //! over the current tables. Midway the server restarts and the views must resume.
+//!
+//! Where PostgreSQL answers (127.0.0.1:5432, user postgres, as on these machines), it is a
+//! second oracle: every change runs there too (and must succeed or fail as in Sabot), and
+//! each view whose query Postgres also runs must equal Postgres' answer for it.
 
 use tokio_postgres::Client;
 
@@ -178,14 +182,19 @@ const VIEWS: &[(&str, &str, Option<&str>)] = &[
 ];
 
 async fn create_tables(client: &Client) {
+    create_tables_in(client, " APPEND ONLY").await;
+}
+
+/// The tables; `append_only` marks e (Sabot's `APPEND ONLY`; nothing in Postgres).
+async fn create_tables_in(client: &Client, append_only: &str) {
     client
-        .batch_execute(
+        .batch_execute(&format!(
             "CREATE TABLE a (id INT PRIMARY KEY, g INT, v INT, s TEXT);
              CREATE TABLE b (id INT PRIMARY KEY, g INT, w INT);
              CREATE TABLE c (x INT, y INT);
-             CREATE TABLE e (g INT, v INT, s TEXT) APPEND ONLY;
-             CREATE TABLE w (id INT PRIMARY KEY, k INT, v INT, t TIMESTAMP);",
-        )
+             CREATE TABLE e (g INT, v INT, s TEXT){append_only};
+             CREATE TABLE w (id INT PRIMARY KEY, k INT, v INT, t TIMESTAMP);"
+        ))
         .await
         .unwrap();
 }
@@ -213,7 +222,7 @@ fn event_time(random: &mut Random) -> String {
 }
 
 /// One random change; statements that fail (a key collision) change nothing.
-async fn step(client: &Client, random: &mut Random, next_id: &mut i64) {
+async fn step(client: &Client, oracle: Option<&Client>, random: &mut Random, next_id: &mut i64) {
     let id = random.below(*next_id as u64 + 1);
     let sql = match random.below(18) {
         0..=2 => {
@@ -256,17 +265,55 @@ async fn step(client: &Client, random: &mut Random, next_id: &mut i64) {
         16 => format!("DELETE FROM w WHERE id = {}", random.below(40)),
         _ => format!("UPDATE c SET y = y + 1 WHERE x = {}", random.below(11)),
     };
-    let _ = client.simple_query(&sql).await;
+    let ours = client.simple_query(&sql).await;
+    if let Some(postgres) = oracle {
+        let theirs = postgres.simple_query(&sql).await;
+        assert_eq!(
+            ours.is_ok(),
+            theirs.is_ok(),
+            "{sql}: Sabot {:?}, Postgres {:?}",
+            ours.err(),
+            theirs.err()
+        );
+    }
 }
 
-/// Rows as sorted text lines; floats rounded so that sums in different orders compare.
+/// Views whose queries Postgres does not run (window table functions, first_value /
+/// last_value aggregates, views over views).
+const NOT_IN_POSTGRES: &[&str] =
+    &["tumble_agg", "hop_agg", "cumulate_agg", "hop_rows", "agg_ordered_lists", "view_on_view_join"];
+
+/// PostgreSQL as an oracle, when it answers: a fresh database `sabot_oracle_<name>`
+/// (byte-order collation, as Sabot compares text) with the test's tables.
+async fn postgres_oracle(name: &str) -> Option<Client> {
+    let connect = |database: &str| {
+        format!("host=127.0.0.1 port=5432 user=postgres dbname={database} connect_timeout=2")
+    };
+    let (admin, connection) =
+        tokio_postgres::connect(&connect("postgres"), tokio_postgres::NoTls).await.ok()?;
+    tokio::spawn(connection);
+    let database = format!("sabot_oracle_{name}");
+    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {database}")).await.ok()?;
+    admin
+        .batch_execute(&format!("CREATE DATABASE {database} TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'C'"))
+        .await
+        .ok()?;
+    let (client, connection) =
+        tokio_postgres::connect(&connect(&database), tokio_postgres::NoTls).await.ok()?;
+    tokio::spawn(connection);
+    create_tables_in(&client, "").await;
+    Some(client)
+}
+
+/// Rows as sorted text lines; numbers rounded so that sums in different orders compare.
 fn normalized(rows: Vec<Vec<String>>) -> Vec<String> {
     let mut lines: Vec<String> = rows
         .into_iter()
         .map(|row| {
             row.into_iter()
+                // Numbers as floats: Postgres' avg of integers is a numeric (`30.0000000000000000`).
                 .map(|cell| match cell.parse::<f64>() {
-                    Ok(f) if cell.contains('.') || cell.contains('e') => format!("{f:.6}"),
+                    Ok(f) if f.is_finite() => format!("{f:.6}"),
                     _ => cell,
                 })
                 .collect::<Vec<_>>()
@@ -277,12 +324,17 @@ fn normalized(rows: Vec<Vec<String>>) -> Vec<String> {
     lines
 }
 
-async fn check(client: &Client, at: &str) {
+async fn check(client: &Client, oracle: Option<&Client>, at: &str) {
     for (name, query, batch) in VIEWS {
-        let expected = normalized(rows(client, batch.unwrap_or(query)).await);
+        let query = batch.unwrap_or(query);
+        let expected = normalized(rows(client, query).await);
         for suffix in ["", "_serial"] {
             let view = normalized(rows(client, &format!("SELECT * FROM {name}{suffix}")).await);
             assert_eq!(view, expected, "view {name}{suffix} after {at}: {query}");
+        }
+        if let Some(postgres) = oracle.filter(|_| !NOT_IN_POSTGRES.contains(name)) {
+            let answer = normalized(rows(postgres, query).await);
+            assert_eq!(expected, answer, "view {name} after {at} differs from Postgres' answer: {query}");
         }
     }
 }
@@ -308,11 +360,16 @@ async fn views_equal_their_queries(operator_cache_bytes_max: usize, parallelism:
     let server = TestServer::start_with(config.clone()).await;
     let client = server.client().await;
     create_tables(&client).await;
+    let oracle = postgres_oracle(&format!("views_{operator_cache_bytes_max}")).await;
+    if oracle.is_none() {
+        eprintln!("no PostgreSQL at 127.0.0.1:5432: views are checked against Sabot's batch queries only");
+    }
+    let oracle = oracle.as_ref();
     let mut random = Random(0x007e_570f_5ab0_71e5);
     let mut next_id = 0;
     // Some rows exist before the views: they are backfilled.
     for _ in 0..30 {
-        step(&client, &mut random, &mut next_id).await;
+        step(&client, oracle, &mut random, &mut next_id).await;
     }
     for (i, (name, query, _)) in VIEWS.iter().enumerate() {
         for (suffix, parallelism) in [("", parallelism.unwrap_or(2 + i % 2)), ("_serial", 1)] {
@@ -324,33 +381,39 @@ async fn views_equal_their_queries(operator_cache_bytes_max: usize, parallelism:
                 .unwrap_or_else(|e| panic!("{name}{suffix}: {e}"));
         }
     }
-    check(&client, "the backfill").await;
+    check(&client, oracle, "the backfill").await;
     client.batch_execute("SET implicit_flush = off").await.unwrap();
     for round in 0..24 {
         for _ in 0..1 + random.below(12) {
-            step(&client, &mut random, &mut next_id).await;
+            step(&client, oracle, &mut random, &mut next_id).await;
         }
         client.batch_execute("FLUSH").await.unwrap();
-        check(&client, &format!("round {round}")).await;
+        check(&client, oracle, &format!("round {round}")).await;
         if round == 12 {
             drop(client);
             server.stop().await;
             let restarted = TestServer::start_with(config).await;
             let client = restarted.client().await;
-            check(&client, "the restart").await;
-            return continue_after_restart(restarted, client, random, next_id).await;
+            check(&client, oracle, "the restart").await;
+            return continue_after_restart(restarted, client, oracle, random, next_id).await;
         }
     }
 }
 
-async fn continue_after_restart(server: TestServer, client: Client, mut random: Random, mut next_id: i64) {
+async fn continue_after_restart(
+    server: TestServer,
+    client: Client,
+    oracle: Option<&Client>,
+    mut random: Random,
+    mut next_id: i64,
+) {
     client.batch_execute("SET implicit_flush = off").await.unwrap();
     for round in 13..24 {
         for _ in 0..1 + random.below(12) {
-            step(&client, &mut random, &mut next_id).await;
+            step(&client, oracle, &mut random, &mut next_id).await;
         }
         client.batch_execute("FLUSH").await.unwrap();
-        check(&client, &format!("round {round} (after the restart)")).await;
+        check(&client, oracle, &format!("round {round} (after the restart)")).await;
     }
     // The sequence must leave the views something to compare.
     let mut empty = Vec::new();
