@@ -15,6 +15,7 @@
 //!   gives NULL (no value equal and a NULL among the subquery's or `x` NULL): the same in
 //!   a CASE condition, where tools write it.
 
+use std::collections::HashSet;
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
@@ -27,6 +28,7 @@ const ORDER_COLUMN: &str = "__sabot_order_";
 
 pub fn rewrite(statement: &mut Statement) {
     let _ = statement.visit(&mut FirstRows);
+    let _ = statement.visit(&mut NamedScalarValues);
     if let Statement::Query(query) = statement {
         sort_by_subqueries(query);
     }
@@ -67,6 +69,80 @@ fn membership_as_array(needle: &Expr, subquery: &Query, negated: bool) -> Option
     match parsed.projection.pop()? {
         SelectItem::UnnamedExpr(expr) => Some(expr),
         _ => None,
+    }
+}
+
+/// A scalar subquery whose one value is written like an expression of the query around
+/// it (`SELECT sum(v) * 100 / (SELECT sum(v) FROM t) ... GROUP BY g`) gets an alias:
+/// DataFusion's rewrite of the subquery into a join would otherwise find that name twice
+/// ("would be ambiguous"). Only such subqueries: others keep their plans (and a view's
+/// plan its fingerprint).
+struct NamedScalarValues;
+
+impl VisitorMut for NamedScalarValues {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+        let SetExpr::Select(select) = query.body.as_mut() else { return ControlFlow::Continue(()) };
+        let mut outer: HashSet<String> = HashSet::new();
+        for item in &select.projection {
+            if let SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } = item {
+                let _ = e.visit(&mut ExprTexts(&mut outer, 0));
+            }
+        }
+        if let Some(having) = &select.having {
+            let _ = having.visit(&mut ExprTexts(&mut outer, 0));
+        }
+        if outer.is_empty() {
+            return ControlFlow::Continue(());
+        }
+        let _ = datafusion::sql::sqlparser::ast::visit_expressions_mut(&mut select.projection, |expr| {
+            alias_scalar_value(expr, &outer);
+            ControlFlow::<()>::Continue(())
+        });
+        if let Some(having) = &mut select.having {
+            let _ = datafusion::sql::sqlparser::ast::visit_expressions_mut(having, |expr| {
+                alias_scalar_value(expr, &outer);
+                ControlFlow::<()>::Continue(())
+            });
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// The text of every expression outside subqueries (with the depth of queries entered).
+struct ExprTexts<'a>(&'a mut HashSet<String>, usize);
+
+impl Visitor for ExprTexts<'_> {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, _query: &Query) -> ControlFlow<()> {
+        self.1 += 1;
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_query(&mut self, _query: &Query) -> ControlFlow<()> {
+        self.1 -= 1;
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
+        if self.1 == 0 && !matches!(expr, Expr::Subquery(_)) {
+            self.0.insert(expr.to_string());
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+fn alias_scalar_value(expr: &mut Expr, outer: &HashSet<String>) {
+    let Expr::Subquery(query) = expr else { return };
+    let SetExpr::Select(select) = query.body.as_mut() else { return };
+    if let [SelectItem::UnnamedExpr(value)] = select.projection.as_slice()
+        && outer.contains(&value.to_string())
+    {
+        let value = value.clone();
+        select.projection =
+            vec![SelectItem::ExprWithAlias { expr: value, alias: Ident::new("__sabot_value") }];
     }
 }
 
