@@ -83,6 +83,7 @@ fn call(kind: AggKind, input: Option<usize>, value_table: Option<u32>) -> AggCal
         value_table,
         order_by: Vec::new(),
         filter: None,
+        distinct: false,
     }
 }
 

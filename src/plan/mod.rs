@@ -235,6 +235,9 @@ pub struct AggCall {
     pub order_by: Vec<(usize, SortOptions)>,
     /// A boolean input column: only rows where it is true count (`FILTER (WHERE ...)`).
     pub filter: Option<usize>,
+    /// `sum(DISTINCT x)`, `avg(DISTINCT x)`, `array_agg(DISTINCT x)`, `string_agg(DISTINCT
+    /// x, ...)`: each value counts once (count(DISTINCT) is its own kind).
+    pub distinct: bool,
 }
 
 /// One comparison of a row with `now()`, as a bound on the time the row shows.
@@ -857,6 +860,20 @@ impl AggCall {
         matches!(self.kind, AggKind::PercentileCont(_) | AggKind::PercentileDisc(_) | AggKind::Mode)
     }
 
+    /// Whether the call keeps its multiset of values in a value table: the value-keeping
+    /// kinds, and sums and averages of DISTINCT values (whose sum moves as values appear
+    /// and vanish from the multiset).
+    pub fn keeps_values(&self) -> bool {
+        self.kind.keeps_values() || (self.distinct && matches!(self.kind, AggKind::Sum | AggKind::Avg))
+    }
+
+    /// Whether the call's value comes from its inline accumulator although it keeps a
+    /// value table (count, sum and avg of DISTINCT values).
+    pub fn inline_over_values(&self) -> bool {
+        self.kind == AggKind::CountDistinct
+            || (self.distinct && matches!(self.kind, AggKind::Sum | AggKind::Avg))
+    }
+
     /// Whether partial states of the call (over disjoint parts of a group's rows) merge
     /// into its state: all but the aggregates that keep a multiset of values.
     pub fn is_decomposable(&self) -> bool {
@@ -864,7 +881,7 @@ impl AggCall {
             // Their partial states have no merge (yet).
             AggKind::Bits(_) | AggKind::Spread(_) => false,
             AggKind::Min | AggKind::Max => self.value_table.is_none(),
-            ref kind => !kind.keeps_values(),
+            _ => !self.keeps_values(),
         }
     }
 
@@ -916,7 +933,8 @@ impl AggCall {
             AggKind::Mode => return self.within_group("mode", f64::NAN, input),
         };
         let arg = self.input.map(|i| input.column_name(i)).unwrap_or_default();
-        let mut text = format!("{name}({arg}");
+        let distinct = if self.distinct { "DISTINCT " } else { "" };
+        let mut text = format!("{name}({distinct}{arg}");
         if !self.order_by.is_empty() {
             let keys: Vec<String> =
                 self.order_by.iter().map(|(c, o)| sort_key_text(&input.column_name(*c), o)).collect();

@@ -72,6 +72,12 @@ const VIEWS: &[(&str, &str, Option<&str>)] = &[
         None,
     ),
     ("agg_cube", "SELECT g, s, max(v) AS mx FROM a GROUP BY CUBE (g, s)", None),
+    (
+        "agg_distinct_mixed",
+        "SELECT g, sum(DISTINCT v) AS sv, avg(DISTINCT v) AS av, count(DISTINCT s) AS cs, \
+         array_agg(DISTINCT s ORDER BY s) AS ss, sum(v) AS total FROM a GROUP BY g",
+        None,
+    ),
     ("agg_global", "SELECT count(*) AS n, sum(v) AS sv, max(v) AS mx, min(s) AS ms FROM a", None),
     ("agg_global_filtered", "SELECT count(*) AS n, avg(w) AS aw FROM b WHERE w > 8", None),
     (

@@ -73,17 +73,20 @@ pub fn aggregate(planner: &mut StreamPlanner<'_>, aggregate: &Aggregate) -> Resu
             (kind, _) => (kind, input_column, input_type),
         };
         let inline_extreme = append_only && matches!(kind, AggKind::Min | AggKind::Max);
-        let value_table =
-            if kind.keeps_values() && !inline_extreme { Some(planner.ids.next_id()?) } else { None };
-        calls.push(AggCall {
+        let mut call = AggCall {
             kind,
             input: input_column,
             input_type,
             output_type,
-            value_table,
+            value_table: None,
             order_by,
             filter,
-        });
+            distinct: classified.distinct,
+        };
+        if call.keeps_values() && !inline_extreme {
+            call.value_table = Some(planner.ids.next_id()?);
+        }
+        calls.push(call);
     }
     let kind = match &sets {
         Some(sets) => NodeKind::Expand { sets: sets.projections(&exprs, &fields)? },
@@ -153,7 +156,7 @@ fn partial(input: StreamNode, node: PartialAggNode) -> (StreamNode, Vec<AggCall>
         }
         let input = if call.kind == AggKind::CountRows { None } else { Some(first) };
         // The partials applied the filter; the merging call reads only its partial columns.
-        merging.push(AggCall { input, filter: None, order_by: Vec::new(), ..call.clone() });
+        merging.push(AggCall { input, filter: None, order_by: Vec::new(), distinct: false, ..call.clone() });
     }
     let node = StreamNode {
         kind: NodeKind::PartialAgg(node),
@@ -249,6 +252,8 @@ struct Classified<'a> {
     argument: Option<&'a Expr>,
     order_by: &'a [Sort],
     filter: Option<&'a Expr>,
+    /// Each value counts once (for the kinds where that changes the result).
+    distinct: bool,
 }
 
 fn classify(function: &AggregateFunction) -> Result<Classified<'_>> {
@@ -263,8 +268,8 @@ fn classify(function: &AggregateFunction) -> Result<Classified<'_>> {
         ("count", false) if argument.is_none() || literal_argument() => AggKind::CountRows,
         ("count", false) => AggKind::Count,
         ("count", true) => AggKind::CountDistinct,
-        ("sum", false) => AggKind::Sum,
-        ("avg" | "mean", false) => AggKind::Avg,
+        ("sum", _) => AggKind::Sum,
+        ("avg" | "mean", _) => AggKind::Avg,
         ("min", _) => AggKind::Min,
         ("max", _) => AggKind::Max,
         ("bool_and", _) => AggKind::BoolAnd,
@@ -276,8 +281,8 @@ fn classify(function: &AggregateFunction) -> Result<Classified<'_>> {
         ("var_pop", false) => AggKind::Spread(Spread { sample: false, root: false }),
         ("stddev" | "stddev_samp", false) => AggKind::Spread(Spread { sample: true, root: true }),
         ("stddev_pop", false) => AggKind::Spread(Spread { sample: false, root: true }),
-        ("string_agg", false) => AggKind::StringAgg { delimiter: delimiter(params.args.get(1))? },
-        ("array_agg", false) => AggKind::ArrayAgg,
+        ("string_agg", _) => AggKind::StringAgg { delimiter: delimiter(params.args.get(1))? },
+        ("array_agg", _) => AggKind::ArrayAgg,
         ("first_value", false) => AggKind::FirstValue,
         ("last_value", false) => AggKind::LastValue,
         ("percentile_cont", false) => AggKind::PercentileCont(fraction(&name, params.args.get(1))?),
@@ -309,6 +314,7 @@ fn classify(function: &AggregateFunction) -> Result<Classified<'_>> {
                         argument: Some(&sort.expr),
                         order_by: &params.order_by,
                         filter: params.filter.as_deref(),
+                        distinct: false,
                     });
                 }
                 _ => return Err(unsupported(format!("{name} without WITHIN GROUP (ORDER BY its value)"))),
@@ -318,7 +324,9 @@ fn classify(function: &AggregateFunction) -> Result<Classified<'_>> {
         _ => return Err(unsupported(format!("ORDER BY inside {name}"))),
     };
     let argument = if kind == AggKind::CountRows { None } else { argument };
-    Ok(Classified { kind, argument, order_by, filter: params.filter.as_deref() })
+    let distinct = params.distinct
+        && matches!(kind, AggKind::Sum | AggKind::Avg | AggKind::ArrayAgg | AggKind::StringAgg { .. });
+    Ok(Classified { kind, argument, order_by, filter: params.filter.as_deref(), distinct })
 }
 
 /// string_agg's delimiter: a constant (NULL: none).

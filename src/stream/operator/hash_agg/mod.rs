@@ -330,7 +330,7 @@ impl HashAggOperator {
         let mut columns = self.decode_keys(keys)?;
         let mut value_index = 0;
         for (i, call) in self.calls.iter().enumerate() {
-            let column = if self.values[i].is_some() && call.kind != AggKind::CountDistinct {
+            let column = if self.values[i].is_some() && !call.inline_over_values() {
                 let j = value_index;
                 ScalarValue::iter_to_array(rows.iter().map(|(_, values)| values[j].clone()))?
             } else if let Some(converter) = &self.extremes[i] {
@@ -559,7 +559,8 @@ impl Operator for HashAggOperator {
                 }
                 None => {
                     state.rows += sign;
-                    for (i, call) in calls.iter().enumerate() {
+                    // DISTINCT sums follow their value multisets instead.
+                    for (i, call) in calls.iter().enumerate().filter(|(_, c)| !c.distinct) {
                         accumulate(&mut state.accumulators[i], &call.kind, &typed[i], row, sign);
                     }
                 }

@@ -13,7 +13,16 @@ fn call(
     output_type: DataType,
     value_table: Option<TableId>,
 ) -> AggCall {
-    AggCall { kind, input, input_type, output_type, value_table, order_by: Vec::new(), filter: None }
+    AggCall {
+        kind,
+        input,
+        input_type,
+        output_type,
+        value_table,
+        order_by: Vec::new(),
+        filter: None,
+        distinct: false,
+    }
 }
 
 /// Applies `input` and ends the epoch's processing: the aggregate emits at the barrier.

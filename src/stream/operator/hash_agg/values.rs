@@ -83,8 +83,9 @@ pub(super) fn value_outputs(
             continue;
         };
         let chosen: Vec<(&[u8], i64)> = match &call.kind {
-            // count(DISTINCT) counts inline; its value table only tracks membership.
-            AggKind::CountDistinct => {
+            // count, sum and avg of DISTINCT values are inline; their value tables only
+            // track membership.
+            _ if call.inline_over_values() => {
                 values.push(ScalarValue::Null);
                 continue;
             }
@@ -96,6 +97,7 @@ pub(super) fn value_outputs(
             AggKind::LastValue => group.present().next_back().into_iter().collect(),
             AggKind::PercentileDisc(fraction) => group.percentile_disc(*fraction).into_iter().collect(),
             AggKind::Mode => group.mode().into_iter().collect(),
+            _ if call.distinct => group.present().map(|(value, _)| (value, 1)).collect(),
             _ => group.present().collect(),
         };
         values.push(match &call.kind {
@@ -140,13 +142,16 @@ impl ValueInputs {
             let slot = set.cache.rows_slot(ctx.snapshot.as_ref(), group)?;
             let (before, after) = set.cache.change(slot).add(rows.row(row).data(), sign);
             set.cache.recharge(slot);
-            if let (AggKind::CountDistinct, state::Accumulator::Count(n)) =
-                (&calls[i].kind, &mut state.accumulators[i])
-            {
-                if before <= 0 && after > 0 {
-                    *n += 1;
-                } else if before > 0 && after <= 0 {
-                    *n -= 1;
+            // A value appearing or vanishing moves count / sum / avg of DISTINCT values.
+            let moved = match (before > 0, after > 0) {
+                (false, true) => 1,
+                (true, false) => -1,
+                _ => 0,
+            };
+            if moved != 0 && calls[i].inline_over_values() {
+                match &mut state.accumulators[i] {
+                    state::Accumulator::Count(n) => *n += moved,
+                    sum => state::accumulate(sum, &AggKind::Sum, &state::Input::of(Some(input)), row, moved),
                 }
             }
         }
