@@ -55,8 +55,13 @@ fn drive(
     data: &RecordBatch,
     iterations: u64,
 ) -> std::time::Duration {
-    let mut ctx =
-        OperatorContext { snapshot: store.snapshot(), view: Arc::from("bench"), instance: 0, instances: 1 };
+    let mut ctx = OperatorContext {
+        snapshot: store.snapshot(),
+        view: Arc::from("bench"),
+        instance: 0,
+        instances: 1,
+        failures: Default::default(),
+    };
     let start = std::time::Instant::now();
     for i in 0..iterations as usize {
         let ops = if i % 2 == 0 { Op::Insert } else { Op::Delete };
@@ -186,6 +191,7 @@ fn hash_join(c: &mut Criterion) {
                 view: Arc::from("bench"),
                 instance: 0,
                 instances: 1,
+                failures: Default::default(),
             };
             op.on_chunk(&ctx, 0, Chunk::inserts(left.clone())).unwrap();
             let mut batch = WriteBatch::default();
