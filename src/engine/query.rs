@@ -294,7 +294,9 @@ pub fn postgres_column_names(statement: &ast::Statement, schema: &Schema) -> Sch
         .fields()
         .iter()
         .map(|f| match f.name().strip_prefix(crate::sql::pg_compat::SAME_NAME_PREFIX) {
-            Some(name) => f.as_ref().clone().with_name(name),
+            Some(hidden) => {
+                f.as_ref().clone().with_name(hidden.split_once(':').map_or(hidden, |(_, name)| name))
+            }
             None => f.as_ref().clone(),
         })
         .collect();
