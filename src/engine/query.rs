@@ -362,6 +362,19 @@ fn expression_name(expr: &ast::Expr) -> Option<String> {
         // A cast of what has no name is named by its type, as Postgres' internal name.
         E::Cast { expr, data_type, .. } => expression_name(expr).or_else(|| cast_type_name(data_type)),
         E::Nested(expr) => expression_name(expr),
+        // A scalar subquery is named after its one column (`(SELECT max(v) FROM t)`: max).
+        E::Subquery(query) => match query.body.as_ref() {
+            SetExpr::Select(select) => match select.projection.as_slice() {
+                [SelectItem::ExprWithAlias { alias, .. }] => Some(crate::sql::ddl::normalize_ident(alias)),
+                [SelectItem::UnnamedExpr(inner)] => expression_name(inner),
+                _ => None,
+            },
+            _ => None,
+        },
+        // Postgres names these constructs by their keyword.
+        E::Exists { .. } => Some("exists".into()),
+        E::Case { .. } => Some("case".into()),
+        E::Array(_) => Some("array".into()),
         _ => None,
     }
 }

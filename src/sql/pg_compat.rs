@@ -43,7 +43,6 @@ pub fn rewrite(statement: &mut datafusion::sql::sqlparser::ast::Statement) {
         print_regclass_items(query);
         if let datafusion::sql::sqlparser::ast::SetExpr::Select(select) = query.body.as_mut() {
             name_columns_beside_wildcards(select);
-            name_repeated_columns(select);
         }
     }
     let _ = statement.visit(&mut PgForms);
@@ -55,6 +54,11 @@ pub fn rewrite(statement: &mut datafusion::sql::sqlparser::ast::Statement) {
         && let Some(nothing) = empty::no_rows(&columns)
     {
         *query = nothing;
+    }
+    if let datafusion::sql::sqlparser::ast::Statement::Query(query) = statement
+        && let datafusion::sql::sqlparser::ast::SetExpr::Select(select) = query.body.as_mut()
+    {
+        name_repeated_columns(select);
     }
 }
 
@@ -561,7 +565,12 @@ mod tests {
         // A column named beside a wildcard is aliased by its name (DBeaver's `db.oid, db.*`).
         assert_eq!(
             rewritten("SELECT db.oid, db.* FROM pg_catalog.pg_database db"),
-            "SELECT db.oid AS \"__sabot_same_name:oid\", db.* FROM pg_catalog.pg_database db"
+            "SELECT db.oid AS \"__sabot_same_name:0:oid\", db.* FROM pg_catalog.pg_database db"
+        );
+        // A column named like an earlier one is aliased apart (Postgres returns both).
+        assert_eq!(
+            rewritten("SELECT x, t.x, x + 1, x + 1 FROM t"),
+            "SELECT x, t.x AS \"__sabot_same_name:1:x\", x + 1, x + 1 AS \"__sabot_same_name:3:?column?\" FROM t"
         );
         assert_eq!(
             rewritten("SELECT ARRAY(SELECT 'toast.' || x FROM unnest(tc.reloptions) x) FROM c"),

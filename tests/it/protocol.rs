@@ -43,6 +43,24 @@ async fn row_descriptions_carry_postgres_type_oids() {
     );
 }
 
+/// Result columns are named as Postgres names them: repeated names stay repeated, a scalar
+/// subquery after its one column, CASE and ARRAY by their keyword.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn result_columns_are_named_as_postgres_names_them() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    client.batch_execute("CREATE TABLE n (id INT PRIMARY KEY, x INT)").await.unwrap();
+    let statement = client
+        .prepare(
+            "SELECT x, x, n.x, id AS k, x AS k, (SELECT max(x) FROM n), (SELECT 1), \
+             CASE WHEN x > 0 THEN 1 END, ARRAY[x], x + 1 FROM n",
+        )
+        .await
+        .unwrap();
+    let names: Vec<&str> = statement.columns().iter().map(|c| c.name()).collect();
+    assert_eq!(names, ["x", "x", "x", "k", "k", "max", "?column?", "case", "array", "?column?"]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn extended_protocol_binds_parameters_and_returns_binary_values() {
     let server = TestServer::start().await;
