@@ -82,6 +82,8 @@ fn analyzer_rules() -> Vec<Arc<dyn datafusion::optimizer::AnalyzerRule + Send + 
     let mut rules: Vec<Arc<dyn datafusion::optimizer::AnalyzerRule + Send + Sync>> =
         vec![Arc::new(crate::sql::session_window::SessionWindows)];
     rules.extend(datafusion::optimizer::Analyzer::new().rules);
+    // After type coercion: casts as Postgres computes them.
+    rules.push(Arc::new(crate::sql::pg_casts::PgCasts));
     rules
 }
 

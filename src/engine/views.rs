@@ -396,6 +396,14 @@ pub(super) async fn plan_view(
     column_names: &[String],
     (parallelism, revision): (usize, u32),
 ) -> Result<PlannedView> {
+    // Views of revisions before 9 were planned with DataFusion's casts: they resume so.
+    let legacy;
+    let ctx = if revision < 9 {
+        legacy = without_pg_casts(ctx);
+        &legacy
+    } else {
+        ctx
+    };
     let (statement, on_window_close) = match parse(query_sql)?.pop() {
         Some(Statement::Sql(statement)) if matches!(statement.as_ref(), ast::Statement::Query(_)) => {
             (*statement, false)
@@ -510,6 +518,16 @@ pub(super) fn output_column_names(
         }
     }
     Ok(visible)
+}
+
+/// `ctx` without the Postgres casts (`sql::pg_casts`).
+fn without_pg_casts(ctx: &SessionContext) -> SessionContext {
+    let state = ctx.state();
+    let rules = state.analyzer().rules.iter().filter(|r| r.name() != "pg_casts").cloned().collect();
+    let state = datafusion::execution::SessionStateBuilder::new_from_existing(state)
+        .with_analyzer_rules(rules)
+        .build();
+    SessionContext::new_with_state(state)
 }
 
 /// A Project casting columns to the types the view stores, when any differs. Arrays are

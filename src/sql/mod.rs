@@ -16,6 +16,7 @@ pub mod multiset;
 pub mod on_conflict;
 pub mod ordered_set;
 pub mod parser;
+pub mod pg_casts;
 pub mod pg_compat;
 pub mod pg_functions;
 pub mod proctime;

@@ -64,9 +64,11 @@ impl TableIds<'_> {
 /// the other side's watermark through a time condition between them; 7: interval joins
 /// carry watermarks (held back by their bounds) and joins carry none on NULL-padded
 /// sides; 8: views store arrays as text in Postgres' form (`{1,NULL}`, not Arrow's
-/// `[1, ]`). Views keep the revision they were created with, so that a server that plans
-/// differently still resumes them from their state.
-pub const PLAN_REVISION: u32 = 8;
+/// `[1, ]`); 9: casts as Postgres computes them (`sql::pg_casts`: float to integer rounds
+/// half to even, float to text prints `Infinity`, text to real checks its range). Views
+/// keep the revision they were created with, so that a server that plans differently
+/// still resumes them from their state.
+pub const PLAN_REVISION: u32 = 9;
 
 pub struct StreamPlanner<'a> {
     pub state: &'a SessionState,
