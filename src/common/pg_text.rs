@@ -120,15 +120,28 @@ pub enum PgValue<'a> {
     Int64(i64),
     Float32(f32),
     Float64(f64),
-    Numeric { value: i128, scale: i8, trim: bool },
+    Numeric {
+        value: i128,
+        scale: i8,
+        trim: bool,
+    },
     Text(&'a str),
+    /// `char(n)`: text blank-padded to `width` characters.
+    Padded {
+        text: &'a str,
+        width: u32,
+    },
     Json(&'a str),
     Bytes(&'a [u8]),
     Date(i32),
     Time(i64),
     Timestamp(i64),
     TimestampTz(i64),
-    Interval { months: i32, days: i32, nanos: i64 },
+    Interval {
+        months: i32,
+        days: i32,
+        nanos: i64,
+    },
 }
 
 impl<'a> PgValue<'a> {
@@ -152,9 +165,11 @@ impl<'a> PgValue<'a> {
                         crate::common::types::NUMERIC_DEFAULT_SCALE,
                     ),
             },
-            SqlType::Text | SqlType::Varchar(_) | SqlType::Char(_) => {
-                PgValue::Text(array.as_string::<i32>().value(row))
+            // char(n) is stored without its blank padding, and printed with it.
+            SqlType::Char(width) => {
+                PgValue::Padded { text: array.as_string::<i32>().value(row), width: *width }
             }
+            SqlType::Text | SqlType::Varchar(_) => PgValue::Text(array.as_string::<i32>().value(row)),
             SqlType::Jsonb => PgValue::Json(array.as_string::<i32>().value(row)),
             // `canonical` refuses struct columns before any value is encoded.
             SqlType::Struct(_) => PgValue::Null,
@@ -187,6 +202,11 @@ impl<'a> PgValue<'a> {
             PgValue::Float64(v) => out = format_float(*v, 15, &format!("{v:e}")),
             PgValue::Numeric { value, scale, trim } => out = format_numeric(*value, *scale, *trim),
             PgValue::Text(v) => out.push_str(v),
+            PgValue::Padded { text, width } => {
+                out.push_str(text);
+                let missing = (*width as usize).saturating_sub(text.chars().count());
+                out.extend(std::iter::repeat_n(' ', missing));
+            }
             PgValue::Json(v) => out = normalize_json(v),
             PgValue::Bytes(v) => {
                 out.push_str("\\x");

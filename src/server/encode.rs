@@ -103,6 +103,7 @@ impl ToSql for PgValue<'_> {
             PgValue::Float64(v) => out.put_f64(*v),
             PgValue::Numeric { value, scale, .. } => encode_numeric(*value, *scale, out),
             PgValue::Text(v) => out.put_slice(v.as_bytes()),
+            PgValue::Padded { .. } => out.put_slice(self.to_text().unwrap_or_default().as_bytes()),
             PgValue::Json(v) => {
                 if *ty == Type::JSONB {
                     out.put_u8(1);

@@ -61,6 +61,32 @@ async fn result_columns_are_named_as_postgres_names_them() {
     assert_eq!(names, ["x", "x", "x", "k", "k", "max", "?column?", "case", "array", "?column?"]);
 }
 
+/// `char(n)` values print blank-padded to n, as in Postgres (they are stored without the
+/// padding: `length`, `||` and comparisons see none, as Postgres' bpchar semantics).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn char_columns_print_blank_padded() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE ch (id INT PRIMARY KEY, c CHAR(4)); INSERT INTO ch VALUES (1, 'ab'), (2, 'abcd'), (3, NULL);
+             CREATE MATERIALIZED VIEW chv AS SELECT id, c FROM ch",
+        )
+        .await
+        .unwrap();
+    for relation in ["ch", "chv"] {
+        let sql = format!("SELECT c, c || 'x', length(c) FROM {relation} ORDER BY id");
+        assert_eq!(
+            rows(&client, &sql).await,
+            [["ab  ", "abx", "2"], ["abcd", "abcdx", "4"], ["NULL", "NULL", "NULL"]],
+            "{relation}"
+        );
+        // The binary form too.
+        let row = client.query_one(&format!("SELECT c FROM {relation} WHERE id = 1"), &[]).await.unwrap();
+        assert_eq!(row.get::<_, &str>(0), "ab  ");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn extended_protocol_binds_parameters_and_returns_binary_values() {
     let server = TestServer::start().await;
