@@ -183,11 +183,8 @@ impl OverWindowNode {
             let names: Vec<String> = self.partition_by.iter().map(|&i| input.column_name(i)).collect();
             text.push_str(&format!("partition by [{}] ", names.join(", ")));
         }
-        let order: Vec<String> = self
-            .order_by
-            .iter()
-            .map(|(i, o)| format!("{}{}", input.column_name(*i), if o.descending { " DESC" } else { "" }))
-            .collect();
+        let order: Vec<String> =
+            self.order_by.iter().map(|(i, o)| super::agg::sort_key_text(&input.column_name(*i), o)).collect();
         let calls: Vec<&str> = self.calls.iter().map(|c| c.text.as_str()).collect();
         text.push_str(&format!("order by [{}]", order.join(", ")));
         if !calls.is_empty() {
