@@ -2,6 +2,7 @@
 //! store and changed only through [`CatalogChange`]s committed with an epoch.
 
 mod codec;
+mod function;
 mod role;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -15,6 +16,7 @@ use crate::common::{Error, Result, SqlState, SqlType};
 use crate::state::{META_TABLE, Snapshot, StateError, TableId, WriteBatch};
 
 pub use codec::TableCodec;
+pub use function::{FunctionBody, FunctionDesc, FunctionParameter, type_text};
 pub use role::{RoleDesc, SCRAM_ITERATIONS, SUPERUSER, ScramVerifier, password_verifier};
 
 pub const DEFAULT_SCHEMA: &str = "public";
@@ -27,6 +29,8 @@ const SCHEMA_PREFIX: &[u8] = b"catalog/schema/";
 const TABLE_PREFIX: &[u8] = b"catalog/table/";
 const NEXT_ID_KEY: &[u8] = b"catalog/next_id";
 const ROLE_PREFIX: &[u8] = b"catalog/role/";
+/// SQL functions, by id (big-endian u32).
+const FUNCTION_PREFIX: &[u8] = b"catalog/function/";
 /// `COMMENT ON`: this prefix, the relation's id and the column number (0 for the
 /// relation itself), both big-endian u32.
 const COMMENT_PREFIX: &[u8] = b"catalog/comment/";
@@ -327,6 +331,9 @@ pub enum CatalogChange {
         column: u32,
         comment: Option<String>,
     },
+    /// `CREATE [OR REPLACE] FUNCTION` (a replacement has the id of the one it replaces).
+    CreateFunction(Arc<FunctionDesc>),
+    DropFunction(Arc<FunctionDesc>),
 }
 
 #[derive(Clone, Debug, Default)]
@@ -337,6 +344,7 @@ pub struct Catalog {
     next_id: TableId,
     /// `COMMENT ON` texts by (relation, column number; 0 for the relation).
     comments: BTreeMap<(TableId, u32), String>,
+    functions: BTreeMap<(String, String), Arc<FunctionDesc>>,
 }
 
 impl Catalog {
@@ -348,6 +356,7 @@ impl Catalog {
             roles: BTreeMap::from([(superuser.name.clone(), superuser)]),
             next_id: FIRST_TABLE_ID,
             comments: BTreeMap::new(),
+            functions: BTreeMap::new(),
         }
     }
 
@@ -371,6 +380,8 @@ impl Catalog {
                 let table = TableId::from_be_bytes(table.try_into().map_err(|_| corrupt())?);
                 let column = u32::from_be_bytes(column.try_into().map_err(|_| corrupt())?);
                 catalog.comments.insert((table, column), String::from_utf8_lossy(value).into_owned());
+            } else if key.starts_with(FUNCTION_PREFIX) {
+                catalog.load_function(value)?;
             } else if key == NEXT_ID_KEY {
                 let bytes: [u8; 4] =
                     value.try_into().map_err(|_| StateError::Corrupt("catalog next id".into()))?;
@@ -566,6 +577,8 @@ impl Catalog {
                     self.comments.remove(&(*table, *column));
                 }
             },
+            CatalogChange::CreateFunction(desc) => self.apply_create_function(desc)?,
+            CatalogChange::DropFunction(desc) => self.apply_drop_function(desc),
             CatalogChange::CreateRole(role) => {
                 if self.roles.contains_key(&role.name) {
                     return Err(Error::new(
@@ -629,6 +642,8 @@ impl Catalog {
                     None => batch.delete(META_TABLE, &key),
                 }
             }
+            CatalogChange::CreateFunction(desc) => self.persist_function(desc, batch)?,
+            CatalogChange::DropFunction(desc) => batch.delete(META_TABLE, &function::function_meta_key(desc.id)),
             CatalogChange::DropTable(desc) => {
                 batch.delete(META_TABLE, &table_meta_key(desc.id));
                 batch.delete_prefix(META_TABLE, &[COMMENT_PREFIX, &desc.id.to_be_bytes()].concat());

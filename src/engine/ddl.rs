@@ -104,9 +104,11 @@ impl Database {
                 ));
             }
             let tables: Vec<Arc<TableDesc>> = catalog.tables_in(&name).cloned().collect();
-            if !tables.is_empty() && !cascade {
-                let names: Vec<String> =
+            let functions = super::functions::functions_in(&catalog, &name);
+            if (!tables.is_empty() || !functions.is_empty()) && !cascade {
+                let mut names: Vec<String> =
                     tables.iter().map(|t| format!("{} {}", t.kind_name(), t.qualified_name())).collect();
+                names.extend(functions.iter().map(|f| format!("function {}.{}", f.schema, f.signature())));
                 return Err(Error::new(
                     SqlState::DependentObjectsStillExist,
                     format!("cannot drop schema {name} because other objects depend on it"),
@@ -115,6 +117,14 @@ impl Database {
                 .with_hint("Use DROP ... CASCADE to drop the dependent objects too."));
             }
             relations.extend(tables);
+            for function in functions {
+                for view in self.function_dependents(&catalog, &function)? {
+                    if !relations.iter().any(|r| r.id == view.id) {
+                        relations.push(view);
+                    }
+                }
+                changes.push(CatalogChange::DropFunction(function));
+            }
             changes.push(CatalogChange::DropSchema(name));
         }
         let with_views = relations.iter().any(|t| t.is_view() || !catalog.dependents(t.id).is_empty());

@@ -9,6 +9,7 @@ mod copy;
 mod ddl;
 mod dml;
 pub mod execute;
+mod functions;
 mod indexes;
 pub mod memory;
 mod plain_views;
@@ -306,7 +307,9 @@ impl Database {
                     | CatalogChange::CreateRole(_)
                     | CatalogChange::AlterRole(_)
                     | CatalogChange::DropRole(_)
-                    | CatalogChange::SetComment { .. } => {}
+                    | CatalogChange::SetComment { .. }
+                    | CatalogChange::CreateFunction(_)
+                    | CatalogChange::DropFunction(_) => {}
                 }
             }
             *current = Arc::new(next);

@@ -102,6 +102,7 @@ async fn plan_unlowered(ctx: &SessionContext, statement: &ast::Statement) -> Res
     reject_null_aggregate_arguments(ctx, statement)?;
     let mut statement = statement.clone();
     expand_views(ctx, &mut statement)?;
+    inline_functions(ctx, &mut statement)?;
     crate::sql::pg_compat::rewrite(&mut statement);
     crate::sql::from_functions::rewrite(&mut statement, &|name| ctx.table_function(name).is_ok());
     crate::sql::subquery_forms::rewrite(&mut statement);
@@ -125,6 +126,40 @@ pub fn expand_views(
     let state = ctx.state();
     let schema = state.config_options().catalog.default_schema.clone();
     crate::sql::views::expand(statement, catalog.catalog(), &schema)
+}
+
+/// Inlines the SQL functions `statement` calls (`sql::functions`); returns them.
+pub fn inline_functions(
+    ctx: &SessionContext,
+    statement: &mut ast::Statement,
+) -> Result<Vec<Arc<crate::catalog::FunctionDesc>>> {
+    let Some(provider) = ctx.catalog(CATALOG_NAME) else { return Ok(Vec::new()) };
+    let Some(catalog) = (provider.as_ref() as &dyn std::any::Any).downcast_ref::<SabotCatalog>() else {
+        return Ok(Vec::new());
+    };
+    let catalog = catalog.catalog();
+    if catalog.functions().next().is_none() {
+        return Ok(Vec::new());
+    }
+    let schema = ctx.state().config_options().catalog.default_schema.clone();
+    let lookup = |name: &ast::ObjectName| {
+        let (qualifier, name) = crate::sql::functions::call_name(name)?;
+        match qualifier {
+            Some(qualifier) => catalog.function(&qualifier, &name).cloned(),
+            // Built-in functions come first, as `pg_catalog` does in Postgres' search path.
+            None if is_builtin(ctx, &name) => None,
+            None => catalog
+                .function(&schema, &name)
+                .or_else(|| catalog.function(crate::catalog::DEFAULT_SCHEMA, &name))
+                .cloned(),
+        }
+    };
+    crate::sql::functions::inline(statement, &lookup)
+}
+
+fn is_builtin(ctx: &SessionContext, name: &str) -> bool {
+    use datafusion::execution::FunctionRegistry;
+    ctx.udf(name).is_ok() || ctx.udaf(name).is_ok() || ctx.udwf(name).is_ok()
 }
 
 /// An aggregate (other than count) called on a bare NULL literal: see

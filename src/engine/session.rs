@@ -356,6 +356,8 @@ impl Session {
                 self.db.create_schema(schema_name, *if_not_exists).await
             }
             S::CreateRole(create) => self.db.create_role(create, &self.user).await,
+            S::CreateFunction(create) => self.db.create_function(create, &schema).await,
+            S::DropFunction(drop) => self.db.drop_functions(drop, &schema).await,
             S::AlterRole { name, operation } => self.db.alter_role(name, operation, &self.user).await,
             S::Drop {
                 object_type: ast::ObjectType::Role | ast::ObjectType::User, if_exists, names, ..

@@ -11,6 +11,7 @@ pub mod decorrelate;
 pub mod depth;
 pub mod fields;
 pub mod frame_exclusion;
+pub mod functions;
 pub mod from_functions;
 pub mod multiset;
 pub mod on_conflict;

@@ -8,6 +8,7 @@ mod differential;
 mod durability;
 mod epochs;
 mod event_time;
+mod functions;
 mod fuzz;
 mod hardening;
 mod harness;

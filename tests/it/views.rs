@@ -147,6 +147,10 @@ const VIEWS: &[(&str, &str, Option<&str>)] = &[
     ),
     ("bag_counts", "SELECT x, count(*) AS n, sum(y) AS sy FROM c GROUP BY x", None),
     ("bag_rows", "SELECT x, y FROM c WHERE y > 0", None),
+    // SQL functions, inlined: an expression body, a STRICT one, and a query body read as
+    // a correlated subquery.
+    ("sql_functions", "SELECT g, sum(scaled(v)) AS s, max(tag(s)) AS t, count(scaled(v, 3)) AS n FROM a GROUP BY g", None),
+    ("sql_function_query", "SELECT a.id, b_count(a.g) AS n FROM a", None),
     (
         "view_on_view",
         "SELECT g, n * 10 AS n10, mx FROM agg_basic WHERE n > 1",
@@ -199,7 +203,10 @@ async fn create_tables_in(client: &Client, append_only: &str) {
              CREATE TABLE b (id INT PRIMARY KEY, g INT, w INT);
              CREATE TABLE c (x INT, y INT);
              CREATE TABLE e (g INT, v INT, s TEXT){append_only};
-             CREATE TABLE w (id INT PRIMARY KEY, k INT, v INT, t TIMESTAMP);"
+             CREATE TABLE w (id INT PRIMARY KEY, k INT, v INT, t TIMESTAMP);
+             CREATE FUNCTION scaled(x int, by int DEFAULT 2) RETURNS int LANGUAGE SQL RETURN x * by + 1;
+             CREATE FUNCTION tag(text) RETURNS text LANGUAGE SQL STRICT AS 'SELECT upper($1) || ''!''';
+             CREATE FUNCTION b_count(k int) RETURNS bigint LANGUAGE SQL AS 'SELECT count(*) FROM b WHERE b.g = k';"
         ))
         .await
         .unwrap();

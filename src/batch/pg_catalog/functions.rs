@@ -216,7 +216,7 @@ pub fn register(
     register_object_names(ctx, catalog, session.schema);
     register_key_definitions(ctx, catalog);
     ctx.register_udf(view_definitions(catalog));
-    register_privileges_and_functions(ctx);
+    register_privileges_and_functions(ctx, catalog);
     register_descriptions(ctx, catalog);
 }
 
@@ -642,10 +642,30 @@ fn primary_keys(catalog: &Catalog) -> impl Iterator<Item = (i64, &crate::catalog
     })
 }
 
+/// `pg_get_function_result` / `_arguments` / `_identity_arguments` of a SQL function's oid.
+fn register_function_descriptions(ctx: &SessionContext, catalog: &Arc<Catalog>) {
+    type Describe = fn(&crate::catalog::FunctionDesc) -> String;
+    let descriptions: [(&'static str, Describe); 3] = [
+        ("pg_get_function_result", |f| crate::catalog::type_text(&f.returns)),
+        ("pg_get_function_arguments", |f| f.arguments_text(true)),
+        ("pg_get_function_identity_arguments", |f| f.arguments_text(false)),
+    ];
+    for (name, describe) in descriptions {
+        let catalog = catalog.clone();
+        ctx.register_udf(by_oid(name, Vec::new(), move || {
+            let catalog = catalog.clone();
+            move |oid| {
+                let function = catalog.functions().find(|f| super::function_oid(f.id) == oid)?;
+                Some(describe(function))
+            }
+        }));
+    }
+}
+
 /// What tools ask besides: privileges (every role may use every object: Sabot does not
-/// check privileges yet, see `engine::roles`), functions (`pg_proc` is empty: there are no
-/// user-defined functions), `quote_ident` (psql's tab completion), `pg_backend_pid()`.
-fn register_privileges_and_functions(ctx: &SessionContext) {
+/// check privileges yet, see `engine::roles`), functions (`pg_proc` lists the SQL functions:
+/// see `register_function_descriptions`), `quote_ident` (psql's tab completion), `pg_backend_pid()`.
+fn register_privileges_and_functions(ctx: &SessionContext, catalog: &Arc<Catalog>) {
     let text = || DataType::Utf8;
     let privileges: [(&'static str, usize); 8] = [
         ("has_table_privilege", 3),
@@ -681,10 +701,7 @@ fn register_privileges_and_functions(ctx: &SessionContext) {
         DataType::Boolean,
         Arc::new(|_, rows| Ok(Arc::new(BooleanArray::from(vec![true; rows])) as ArrayRef)),
     ));
-    for name in ["pg_get_function_result", "pg_get_function_arguments", "pg_get_function_identity_arguments"]
-    {
-        ctx.register_udf(by_oid(name, Vec::new(), || |_| None));
-    }
+    register_function_descriptions(ctx, catalog);
     ctx.register_udf(function(
         "quote_ident",
         vec![vec![text()]],

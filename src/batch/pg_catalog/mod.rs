@@ -51,6 +51,11 @@ pub fn relation_oid(table: crate::state::TableId) -> i64 {
     FIRST_USER_OID + i64::from(table)
 }
 
+/// The object id of a SQL function (its id is from the relations' counter).
+pub fn function_oid(function: crate::state::TableId) -> i64 {
+    FIRST_USER_OID + i64::from(function)
+}
+
 /// The object id of a table's primary key index (and of its constraint, in
 /// `pg_constraint`): above relation ids, below name-derived ids.
 pub fn primary_key_oid(table: crate::state::TableId) -> i64 {
@@ -264,6 +269,11 @@ fn int(value: i64) -> Option<ScalarValue> {
 
 fn text(value: impl Into<String>) -> Option<ScalarValue> {
     Some(ScalarValue::Utf8(Some(value.into())))
+}
+
+fn text_array(values: &[String]) -> ScalarValue {
+    let values: Vec<ScalarValue> = values.iter().map(|v| ScalarValue::Utf8(Some(v.clone()))).collect();
+    ScalarValue::List(ScalarValue::new_list_nullable(&values, &DataType::Utf8))
 }
 
 fn boolean(value: bool) -> Option<ScalarValue> {

@@ -63,6 +63,7 @@ pub(super) fn relation(catalog: &Catalog, name: &str) -> Option<Relation> {
         "pg_indexes" => super::keys::index_definitions(catalog),
         "pg_constraint" => super::keys::constraints(catalog),
         "pg_description" => descriptions(catalog),
+        "pg_proc" => procedures(catalog),
         _ => empty(name)?,
     })
 }
@@ -80,12 +81,6 @@ fn empty(name: &str) -> Option<Relation> {
         "pg_policy" => {
             "oid:oid polname:name polrelid:oid polcmd:char polpermissive:bool polroles:text \
              polqual:text polwithcheck:text"
-        }
-        "pg_proc" => {
-            "oid:oid proname:name pronamespace:oid proowner:oid prolang:oid procost:float4 \
-             prorows:float4 provariadic:oid prokind:char prosecdef:bool proleakproof:bool \
-             proisstrict:bool proretset:bool provolatile:char proparallel:char pronargs:int2 \
-             pronargdefaults:int2 prorettype:oid proargtypes:text proargnames:text[] prosrc:text"
         }
         "pg_publication" => "oid:oid pubname:name pubowner:oid puballtables:bool",
         "pg_publication_namespace" => "oid:oid pnpubid:oid pnnspid:oid",
@@ -106,6 +101,60 @@ fn empty(name: &str) -> Option<Relation> {
         }
         _ => return None,
     }))
+}
+
+/// `pg_proc`: the SQL functions (`CREATE FUNCTION`); built-in functions are not listed.
+fn procedures(catalog: &Catalog) -> Relation {
+    let mut relation = Relation::new(
+        "oid:oid proname:name pronamespace:oid proowner:oid prolang:oid procost:float4 \
+         prorows:float4 provariadic:oid prokind:char prosecdef:bool proleakproof:bool \
+         proisstrict:bool proretset:bool provolatile:char proparallel:char pronargs:int2 \
+         pronargdefaults:int2 prorettype:oid proargtypes:text proargnames:text[] prosrc:text",
+    );
+    for function in catalog.functions() {
+        let types: Vec<String> =
+            function.parameters.iter().map(|p| type_oid(&p.sql_type).to_string()).collect();
+        let names: Option<Vec<String>> = function
+            .parameters
+            .iter()
+            .any(|p| p.name.is_some())
+            .then(|| function.parameters.iter().map(|p| p.name.clone().unwrap_or_default()).collect());
+        let defaults = function.parameters.iter().filter(|p| p.default.is_some()).count();
+        relation.push(vec![
+            oid(super::function_oid(function.id)),
+            text(&function.name),
+            oid(namespace_oid(&function.schema)),
+            oid(BOOTSTRAP_SUPERUSER_OID),
+            oid(SQL_LANGUAGE_OID),
+            Some(datafusion::common::ScalarValue::Float32(Some(100.0))),
+            Some(datafusion::common::ScalarValue::Float32(Some(0.0))),
+            oid(0),
+            text("f"),
+            boolean(false),
+            boolean(false),
+            boolean(function.strict),
+            boolean(false),
+            text(function.volatility.to_string()),
+            text("u"),
+            int(function.parameters.len() as i64),
+            int(defaults as i64),
+            oid(type_oid(&function.returns)),
+            text(types.join(" ")),
+            names.map(|names| super::text_array(&names)),
+            text(match &function.body {
+                crate::catalog::FunctionBody::Query(query) => query.as_str(),
+                crate::catalog::FunctionBody::Return(_) => "",
+            }),
+        ]);
+    }
+    relation
+}
+
+/// `pg_language.oid` of `sql`.
+const SQL_LANGUAGE_OID: i64 = 14;
+
+fn type_oid(sql_type: &SqlType) -> i64 {
+    i64::from(sql_type.pg_type().oid())
 }
 
 fn namespaces(catalog: &Catalog) -> Relation {
