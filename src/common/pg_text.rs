@@ -332,6 +332,14 @@ pub(crate) fn format_interval(months: i32, days: i32, nanos: i64) -> String {
     parts.join(" ")
 }
 
+/// An identifier as Postgres quotes it (`quote_ident`, `format('%I')`): as written when
+/// it is lower-case letters, digits and underscores, else in double quotes.
+pub fn quote_ident(name: &str) -> String {
+    let plain = name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if plain { name.to_string() } else { format!("\"{}\"", name.replace('"', "\"\"")) }
+}
+
 /// jsonb output: keys sorted (shorter first), `", "` and `": "` separators.
 pub fn normalize_json(text: &str) -> String {
     match serde_json::from_str::<serde_json::Value>(text) {
@@ -342,6 +350,13 @@ pub fn normalize_json(text: &str) -> String {
         }
         Err(_) => text.to_string(),
     }
+}
+
+/// A JSON value in jsonb's output form.
+pub fn jsonb_text(value: &serde_json::Value) -> String {
+    let mut out = String::new();
+    write_json(value, &mut out);
+    out
 }
 
 fn write_json(value: &serde_json::Value, out: &mut String) {

@@ -46,13 +46,19 @@ pub fn context(
         .with_memory_pool(memory)
         .build_arc()
         .expect("a runtime environment with default disk and cache settings builds");
-    let state = SessionStateBuilder::new()
+    let mut state = SessionStateBuilder::new()
         .with_config(config)
         .with_runtime_env(runtime)
         .with_default_features()
         .with_analyzer_rules(analyzer_rules())
         .with_physical_optimizer_rule(Arc::new(super::execute::CooperativeJoins))
         .build();
+    {
+        use datafusion::execution::FunctionRegistry;
+        state
+            .register_expr_planner(crate::sql::jsonb::operators())
+            .expect("a session state takes any expression planner");
+    }
     let ctx = SessionContext::new_with_state(state);
     let session = pg_catalog::SessionInfo {
         user: session.as_ref().map(|s| s.user),
@@ -71,6 +77,7 @@ pub fn context(
     crate::sql::frame_exclusion::register(&ctx);
     crate::sql::proctime::register(&ctx);
     crate::sql::pg_functions::register(&ctx);
+    crate::sql::jsonb::register(&ctx);
     crate::sql::ordered_set::register(&ctx);
     ctx.register_catalog(CATALOG_NAME, Arc::new(catalog));
     ctx

@@ -269,6 +269,10 @@ impl VisitorMut for PgForms {
                     *expr = expanded;
                 } else if let Some(remainder) = modulo(function) {
                     *expr = remainder;
+                } else if let Some(aggregated) = super::jsonb::aggregate(function) {
+                    *expr = aggregated;
+                } else if let Some(rows) = super::jsonb::set_returning(function) {
+                    *expr = rows;
                 }
             }
             // `(information_schema._pg_expandarray(a)).n` (already `unnest(sabot_expandarray(a))`).
@@ -288,6 +292,8 @@ impl VisitorMut for PgForms {
                     *expr = call;
                 } else if let Some(cut) = varchar_cast(data_type, inner) {
                     *expr = cut;
+                } else if let Some(parsed) = super::jsonb::cast(data_type, inner) {
+                    *expr = parsed;
                 } else if let DataType::Custom(name, modifiers) = data_type
                     && modifiers.is_empty()
                     && let Some(builtin) = catalog_type(name)

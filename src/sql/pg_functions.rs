@@ -1,12 +1,14 @@
 //! Postgres functions DataFusion lacks or names otherwise, registered in every context:
-//! `ceiling` (DataFusion's `ceil`), `sign` (`signum`), `quote_literal`, `width_bucket`.
+//! `ceiling` (DataFusion's `ceil`), `sign` (`signum`), `quote_literal`, `width_bucket`,
+//! `div`, `num_nulls`, `num_nonnulls`; `format` (`sql::pg_format`) and the interval
+//! functions (`sql::pg_intervals`) are registered from here too.
 //! `mod(a, b)` is rewritten to `a % b` (`sql::pg_compat`), whose sign follows the dividend
 //! as in Postgres.
 
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int32Array, StringArray};
-use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type};
+use datafusion::arrow::datatypes::{DataType, Decimal128Type, Float64Type, Int64Type};
 use datafusion::execution::context::SessionContext;
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature, Volatility,
@@ -21,6 +23,11 @@ pub fn register(ctx: &SessionContext) {
     ctx.register_udf(signum.as_ref().clone().with_aliases(["sign"]));
     ctx.register_udf(ScalarUDF::new_from_impl(QuoteLiteral::new()));
     ctx.register_udf(ScalarUDF::new_from_impl(WidthBucket::new()));
+    for name in ["div", "num_nulls", "num_nonnulls"] {
+        ctx.register_udf(counting(name));
+    }
+    ctx.register_udf(ScalarUDF::new_from_impl(super::pg_format::Format::new()));
+    super::pg_intervals::register(ctx);
 }
 
 /// `sabot_array_text(array)`: an array in Postgres' text form (`{1,NULL,"a b"}`), what a
@@ -94,7 +101,7 @@ impl ScalarUDFImpl for QuoteLiteral {
     }
 }
 
-fn quote_literal(text: &str) -> String {
+pub(crate) fn quote_literal(text: &str) -> String {
     let quoted = text.replace('\'', "''");
     if text.contains('\\') { format!("E'{}'", quoted.replace('\\', "\\\\")) } else { format!("'{quoted}'") }
 }
@@ -229,5 +236,71 @@ mod tests {
         assert!(width_bucket(1.0, 0.0, 10.0, 0).is_err());
         assert_eq!(quote_literal("it's"), "'it''s'");
         assert_eq!(quote_literal(r"a\b"), r"E'a\\b'");
+    }
+}
+
+/// `div(a, b)`: the integer quotient of two numbers, truncated toward zero, as a numeric
+/// (22012 for a zero divisor); `num_nulls(...)` / `num_nonnulls(...)`: how many of the
+/// arguments are NULL / not NULL.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Counting {
+    name: &'static str,
+    signature: Signature,
+}
+
+fn counting(name: &'static str) -> ScalarUDF {
+    let signature = match name {
+        "div" => Signature::any(2, Volatility::Immutable),
+        _ => Signature::variadic_any(Volatility::Immutable),
+    };
+    ScalarUDF::new_from_impl(Counting { name, signature })
+}
+
+/// Both operands of `div` as numeric(38, 10): the quotient of their unscaled values is
+/// the quotient of the numbers.
+const DIV_OPERANDS: DataType = DataType::Decimal128(38, 10);
+
+impl ScalarUDFImpl for Counting {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> datafusion::common::Result<DataType> {
+        Ok(if self.name == "div" { DataType::Decimal128(38, 0) } else { DataType::Int32 })
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> datafusion::common::Result<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let rows = args.number_rows;
+        if self.name != "div" {
+            let want_nulls = self.name == "num_nulls";
+            let counts: Int32Array = (0..rows)
+                .map(|row| {
+                    let nulls = arrays.iter().filter(|a| a.data_type() == &DataType::Null || a.is_null(row)).count();
+                    let counted = if want_nulls { nulls } else { arrays.len() - nulls };
+                    Some(i32::try_from(counted).unwrap_or(i32::MAX))
+                })
+                .collect();
+            return Ok(ColumnarValue::Array(Arc::new(counts)));
+        }
+        let cast = |a: &ArrayRef| datafusion::arrow::compute::cast(a, &DIV_OPERANDS);
+        let (dividends, divisors) = (cast(&arrays[0])?, cast(&arrays[1])?);
+        let (dividends, divisors) = (dividends.as_primitive::<Decimal128Type>(), divisors.as_primitive::<Decimal128Type>());
+        let mut out = Vec::with_capacity(rows);
+        for row in 0..rows {
+            out.push(match (dividends.is_valid(row), divisors.is_valid(row)) {
+                (true, true) if divisors.value(row) == 0 => {
+                    return Err(Error::new(SqlState::DivisionByZero, "division by zero").into());
+                }
+                (true, true) => Some(dividends.value(row) / divisors.value(row)),
+                _ => None,
+            });
+        }
+        let quotients = datafusion::arrow::array::Decimal128Array::from(out).with_precision_and_scale(38, 0)?;
+        Ok(ColumnarValue::Array(Arc::new(quotients)))
     }
 }

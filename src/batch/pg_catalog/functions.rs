@@ -725,11 +725,7 @@ fn register_privileges_and_functions(ctx: &SessionContext, catalog: &Arc<Catalog
 /// An identifier as SQL must write it: as is when lower-case letters, digits and `_`
 /// (not starting with a digit), else double-quoted. (Postgres also quotes reserved
 /// words; not yet here.)
-fn quote_ident(name: &str) -> String {
-    let plain = name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if plain { name.to_string() } else { format!("\"{}\"", name.replace('"', "\"\"")) }
-}
+use crate::common::pg_text::quote_ident;
 
 /// `current_setting(name [, missing_ok])`: a session variable or a read-only server
 /// setting; an unknown name is 42704 (NULL with `missing_ok`).
