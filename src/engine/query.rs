@@ -91,6 +91,7 @@ fn analyzer_rules() -> Vec<Arc<dyn datafusion::optimizer::AnalyzerRule + Send + 
     rules.extend(datafusion::optimizer::Analyzer::new().rules);
     // After type coercion: casts as Postgres computes them.
     rules.push(Arc::new(crate::sql::pg_casts::PgCasts));
+    rules.push(Arc::new(crate::sql::pg_timestamps::PgTimestampCasts));
     rules
 }
 

@@ -396,13 +396,19 @@ pub(super) async fn plan_view(
     column_names: &[String],
     (parallelism, revision): (usize, u32),
 ) -> Result<PlannedView> {
-    // Views of revisions before 9 were planned with DataFusion's casts: they resume so.
+    // Views of revisions before 9 were planned with DataFusion's casts, before 10 with its
+    // text-to-timestamp casts: they resume so.
     let legacy;
-    let ctx = if revision < 9 {
-        legacy = without_pg_casts(ctx);
-        &legacy
-    } else {
-        ctx
+    let ctx = match revision {
+        ..9 => {
+            legacy = without_rules(ctx, &["pg_casts", crate::sql::pg_timestamps::RULE_NAME]);
+            &legacy
+        }
+        9 => {
+            legacy = without_rules(ctx, &[crate::sql::pg_timestamps::RULE_NAME]);
+            &legacy
+        }
+        _ => ctx,
     };
     let (statement, on_window_close) = match parse(query_sql)?.pop() {
         Some(Statement::Sql(statement)) if matches!(statement.as_ref(), ast::Statement::Query(_)) => {
@@ -520,10 +526,10 @@ pub(super) fn output_column_names(
     Ok(visible)
 }
 
-/// `ctx` without the Postgres casts (`sql::pg_casts`).
-fn without_pg_casts(ctx: &SessionContext) -> SessionContext {
+/// `ctx` without the analyzer rules named `names` (`sql::pg_casts`, `sql::pg_timestamps`).
+fn without_rules(ctx: &SessionContext, names: &[&str]) -> SessionContext {
     let state = ctx.state();
-    let rules = state.analyzer().rules.iter().filter(|r| r.name() != "pg_casts").cloned().collect();
+    let rules = state.analyzer().rules.iter().filter(|r| !names.contains(&r.name())).cloned().collect();
     let state = datafusion::execution::SessionStateBuilder::new_from_existing(state)
         .with_analyzer_rules(rules)
         .build();

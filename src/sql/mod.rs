@@ -23,6 +23,7 @@ pub mod pg_compat;
 pub mod pg_format;
 pub mod pg_functions;
 pub mod pg_intervals;
+pub mod pg_timestamps;
 pub mod proctime;
 pub mod select_lists;
 pub mod session_window;

@@ -45,7 +45,7 @@ impl AnalyzerRule for PgCasts {
 }
 
 /// The schema a node's expressions read: its inputs' (merged), or its own for a scan.
-fn input_schema(node: &LogicalPlan) -> DfResult<DFSchema> {
+pub(super) fn input_schema(node: &LogicalPlan) -> DfResult<DFSchema> {
     let inputs = node.inputs();
     if inputs.is_empty() {
         return Ok(node.schema().as_ref().clone());

@@ -65,10 +65,11 @@ impl TableIds<'_> {
 /// carry watermarks (held back by their bounds) and joins carry none on NULL-padded
 /// sides; 8: views store arrays as text in Postgres' form (`{1,NULL}`, not Arrow's
 /// `[1, ]`); 9: casts as Postgres computes them (`sql::pg_casts`: float to integer rounds
-/// half to even, float to text prints `Infinity`, text to real checks its range). Views
+/// half to even, float to text prints `Infinity`, text to real checks its range); 10: text
+/// to timestamp reads times without seconds (`sql::pg_timestamps`). Views
 /// keep the revision they were created with, so that a server that plans differently
 /// still resumes them from their state.
-pub const PLAN_REVISION: u32 = 9;
+pub const PLAN_REVISION: u32 = 10;
 
 pub struct StreamPlanner<'a> {
     pub state: &'a SessionState,
