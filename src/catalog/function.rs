@@ -98,7 +98,10 @@ impl Catalog {
         self.functions.values().find(|f| f.id == id)
     }
 
-    pub(super) fn load_function(&mut self, value: &[u8]) -> std::result::Result<(), crate::state::StateError> {
+    pub(super) fn load_function(
+        &mut self,
+        value: &[u8],
+    ) -> std::result::Result<(), crate::state::StateError> {
         let desc: FunctionDesc = serde_json::from_slice(value)
             .map_err(|e| crate::state::StateError::Corrupt(format!("function descriptor: {e}")))?;
         self.functions.insert((desc.schema.clone(), desc.name.clone()), Arc::new(desc));

@@ -643,7 +643,9 @@ impl Catalog {
                 }
             }
             CatalogChange::CreateFunction(desc) => self.persist_function(desc, batch)?,
-            CatalogChange::DropFunction(desc) => batch.delete(META_TABLE, &function::function_meta_key(desc.id)),
+            CatalogChange::DropFunction(desc) => {
+                batch.delete(META_TABLE, &function::function_meta_key(desc.id))
+            }
             CatalogChange::DropTable(desc) => {
                 batch.delete(META_TABLE, &table_meta_key(desc.id));
                 batch.delete_prefix(META_TABLE, &[COMMENT_PREFIX, &desc.id.to_be_bytes()].concat());

@@ -8,16 +8,24 @@
 
 use std::sync::Arc;
 
-use datafusion::sql::sqlparser::ast::{self, CreateFunction, CreateFunctionBody, FunctionBehavior, FunctionCalledOnNull};
+use datafusion::sql::sqlparser::ast::{
+    self, CreateFunction, CreateFunctionBody, FunctionBehavior, FunctionCalledOnNull,
+};
 
 use super::session::Outcome;
 use super::{Database, query};
-use crate::catalog::{Catalog, CatalogChange, FunctionBody, FunctionDesc, FunctionParameter, TableDesc, type_text};
+use crate::catalog::{
+    Catalog, CatalogChange, FunctionBody, FunctionDesc, FunctionParameter, TableDesc, type_text,
+};
 use crate::common::{Error, Result, SqlState, SqlType};
 use crate::sql::ddl::{normalize_ident, resolve_name};
 
 impl Database {
-    pub(super) async fn create_function(&self, create: &CreateFunction, session_schema: &str) -> Result<Outcome> {
+    pub(super) async fn create_function(
+        &self,
+        create: &CreateFunction,
+        session_schema: &str,
+    ) -> Result<Outcome> {
         let _ddl = self.ddl_lock.lock().await;
         let catalog = self.catalog();
         let (schema, name) = resolve_name(&create.name, session_schema)?;
@@ -55,7 +63,11 @@ impl Database {
         Ok(Outcome::command("CREATE FUNCTION"))
     }
 
-    pub(super) async fn drop_functions(&self, drop: &ast::DropFunction, session_schema: &str) -> Result<Outcome> {
+    pub(super) async fn drop_functions(
+        &self,
+        drop: &ast::DropFunction,
+        session_schema: &str,
+    ) -> Result<Outcome> {
         let _ddl = self.ddl_lock.lock().await;
         let catalog = self.catalog();
         let cascade = matches!(drop.drop_behavior, Some(ast::DropBehavior::Cascade));
@@ -129,7 +141,12 @@ impl Database {
 
     /// Plans the body with its parameters typed (NULLs of their types) and checks that
     /// its value converts to the result type.
-    async fn check_body(&self, catalog: &Arc<Catalog>, desc: &Arc<FunctionDesc>, session_schema: &str) -> Result<()> {
+    async fn check_body(
+        &self,
+        catalog: &Arc<Catalog>,
+        desc: &Arc<FunctionDesc>,
+        session_schema: &str,
+    ) -> Result<()> {
         let mut candidate = (**catalog).clone();
         candidate.apply(&CatalogChange::CreateFunction(desc.clone()))?;
         let candidate = Arc::new(candidate);
@@ -170,7 +187,10 @@ fn bind_function(create: &CreateFunction, schema: String, name: String) -> Resul
         Some(ast::FunctionReturnType::DataType(data_type)) => SqlType::from_ast(data_type)?,
         Some(ast::FunctionReturnType::SetOf(_)) => return Err(Error::unsupported("RETURNS SETOF")),
         None => {
-            return Err(Error::new(SqlState::InvalidFunctionDefinition, "function result type must be specified"));
+            return Err(Error::new(
+                SqlState::InvalidFunctionDefinition,
+                "function result type must be specified",
+            ));
         }
     };
     crate::sql::functions::cast_type(&returns)?;
@@ -249,7 +269,10 @@ fn check_supported(create: &CreateFunction) -> Result<()> {
         (create.if_not_exists, "CREATE FUNCTION IF NOT EXISTS"),
         (!create.set_params.is_empty(), "SET clauses of functions"),
         (matches!(create.security, Some(ast::FunctionSecurity::Definer)), "SECURITY DEFINER"),
-        (create.using.is_some() || create.options.is_some() || create.remote_connection.is_some(), "these function options"),
+        (
+            create.using.is_some() || create.options.is_some() || create.remote_connection.is_some(),
+            "these function options",
+        ),
     ];
     match unsupported.iter().find(|(present, _)| *present) {
         Some((_, what)) => Err(Error::unsupported(what)),
@@ -274,8 +297,11 @@ fn check_replacement(existing: &FunctionDesc, new: &FunctionDesc, or_replace: bo
     }
     let drop_first = || format!("Use DROP FUNCTION {} first.", existing.signature());
     if type_text(&existing.returns) != type_text(&new.returns) {
-        return Err(Error::new(SqlState::InvalidFunctionDefinition, "cannot change return type of existing function")
-            .with_hint(drop_first()));
+        return Err(Error::new(
+            SqlState::InvalidFunctionDefinition,
+            "cannot change return type of existing function",
+        )
+        .with_hint(drop_first()));
     }
     for (old, new) in existing.parameters.iter().zip(&new.parameters) {
         if let Some(old_name) = &old.name
@@ -294,7 +320,8 @@ fn check_replacement(existing: &FunctionDesc, new: &FunctionDesc, or_replace: bo
 /// In a body that reads relations, a parameter named like one of their columns would be
 /// the column in Postgres; Sabot refuses the ambiguity rather than guess.
 fn check_parameter_names(catalog: &Catalog, desc: &FunctionDesc, sql: &str, schema: &str) -> Result<()> {
-    let Ok(ast::Statement::Query(query)) = crate::sql::parse_generated(sql.trim().trim_end_matches(';')) else {
+    let Ok(ast::Statement::Query(query)) = crate::sql::parse_generated(sql.trim().trim_end_matches(';'))
+    else {
         return Ok(());
     };
     for id in crate::sql::views::referenced_relations(&query, catalog, schema) {
@@ -327,8 +354,10 @@ fn find_function(
     });
     let Some(found) = found else { return Ok(None) };
     if let Some(arguments) = &target.args {
-        let wanted: Vec<String> =
-            arguments.iter().map(|a| SqlType::from_ast(&a.data_type).map(|t| type_text(&t))).collect::<Result<_>>()?;
+        let wanted: Vec<String> = arguments
+            .iter()
+            .map(|a| SqlType::from_ast(&a.data_type).map(|t| type_text(&t)))
+            .collect::<Result<_>>()?;
         let has: Vec<String> = found.parameters.iter().map(|p| type_text(&p.sql_type)).collect();
         if wanted != has {
             return Ok(None);

@@ -61,7 +61,10 @@ pub fn body_expression(desc: &FunctionDesc, arguments: &[Expr]) -> Result<Expr> 
 /// subquery for a query that reads relations.
 fn parse_body(desc: &FunctionDesc) -> Result<Expr> {
     let invalid = |detail: &str| {
-        Error::new(SqlState::InvalidFunctionDefinition, format!("the body of function {} {detail}", desc.signature()))
+        Error::new(
+            SqlState::InvalidFunctionDefinition,
+            format!("the body of function {} {detail}", desc.signature()),
+        )
     };
     let sql = match &desc.body {
         FunctionBody::Return(expression) => format!("SELECT {expression}"),
@@ -96,23 +99,31 @@ fn parse_body(desc: &FunctionDesc) -> Result<Expr> {
 fn isolate_relations(query: &mut ast::Query, function: &str) {
     let SetExpr::Select(select) = query.body.as_mut() else { return };
     let mut renamed: Vec<(String, Ident)> = Vec::new();
-    let factors = select.from.iter_mut().flat_map(|t| {
-        std::iter::once(&mut t.relation).chain(t.joins.iter_mut().map(|j| &mut j.relation))
-    });
+    let factors = select
+        .from
+        .iter_mut()
+        .flat_map(|t| std::iter::once(&mut t.relation).chain(t.joins.iter_mut().map(|j| &mut j.relation)));
     for factor in factors {
         let fresh = quoted(&format!("__sabot_{function}_{}", renamed.len() + 1));
         let visible = match factor {
             ast::TableFactor::Table { name, alias, .. } => match alias {
                 Some(alias) => std::mem::replace(&mut alias.name, fresh.clone()),
                 None => {
-                    *alias = Some(ast::TableAlias { explicit: true, name: fresh.clone(), columns: Vec::new(), at: None });
+                    *alias = Some(ast::TableAlias {
+                        explicit: true,
+                        name: fresh.clone(),
+                        columns: Vec::new(),
+                        at: None,
+                    });
                     match name.0.last().and_then(|p| p.as_ident()) {
                         Some(last) => last.clone(),
                         None => continue,
                     }
                 }
             },
-            ast::TableFactor::Derived { alias: Some(alias), .. } => std::mem::replace(&mut alias.name, fresh.clone()),
+            ast::TableFactor::Derived { alias: Some(alias), .. } => {
+                std::mem::replace(&mut alias.name, fresh.clone())
+            }
             _ => continue,
         };
         renamed.push((normalize_ident(&visible), fresh));
@@ -120,7 +131,8 @@ fn isolate_relations(query: &mut ast::Query, function: &str) {
     let _ = ast::visit_expressions_mut(query, |expr| {
         if let Expr::CompoundIdentifier(parts) = expr
             && parts.len() >= 2
-            && let Some((_, fresh)) = renamed.iter().find(|(visible, _)| *visible == normalize_ident(&parts[0]))
+            && let Some((_, fresh)) =
+                renamed.iter().find(|(visible, _)| *visible == normalize_ident(&parts[0]))
         {
             parts[0] = fresh.clone();
         }
@@ -181,7 +193,9 @@ fn bare_expression(query: &ast::Query) -> Option<Expr> {
         return None;
     }
     match &select.projection[0] {
-        ast::SelectItem::UnnamedExpr(expr) | ast::SelectItem::ExprWithAlias { expr, .. } => Some(expr.clone()),
+        ast::SelectItem::UnnamedExpr(expr) | ast::SelectItem::ExprWithAlias { expr, .. } => {
+            Some(expr.clone())
+        }
         _ => None,
     }
 }
@@ -199,7 +213,9 @@ impl VisitorMut for Parameters<'_> {
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
         let position = match expr {
             Expr::Identifier(ident) => self.position(&normalize_ident(ident)),
-            Expr::CompoundIdentifier(parts) if parts.len() == 2 && normalize_ident(&parts[0]) == self.desc.name => {
+            Expr::CompoundIdentifier(parts)
+                if parts.len() == 2 && normalize_ident(&parts[0]) == self.desc.name =>
+            {
                 self.position(&normalize_ident(&parts[1]))
             }
             Expr::Value(value) => match &value.value {
@@ -320,16 +336,20 @@ fn bind_arguments(call: &ast::Function, desc: &FunctionDesc) -> Result<Vec<Expr>
             SqlState::WrongObjectType,
             format!("{} is not an aggregate or window function", desc.name),
         )
-        .with_hint("DISTINCT, ORDER BY, FILTER, WITHIN GROUP and OVER apply to aggregate and window functions"));
+        .with_hint(
+            "DISTINCT, ORDER BY, FILTER, WITHIN GROUP and OVER apply to aggregate and window functions",
+        ));
     }
     let mut bound: Vec<Option<Expr>> = vec![None; desc.parameters.len()];
     for (i, argument) in list.args.iter().enumerate() {
         let (slot, value) = match argument {
             FunctionArg::Unnamed(FunctionArgExpr::Expr(value)) => (i, value),
             FunctionArg::Named { name, arg: FunctionArgExpr::Expr(value), operator }
-            | FunctionArg::ExprNamed { name: Expr::Identifier(name), arg: FunctionArgExpr::Expr(value), operator }
-                if matches!(operator, FunctionArgOperator::RightArrow | FunctionArgOperator::Assignment) =>
-            {
+            | FunctionArg::ExprNamed {
+                name: Expr::Identifier(name),
+                arg: FunctionArgExpr::Expr(value),
+                operator,
+            } if matches!(operator, FunctionArgOperator::RightArrow | FunctionArgOperator::Assignment) => {
                 let wanted = normalize_ident(name);
                 let slot = desc
                     .parameters
@@ -358,7 +378,9 @@ fn bind_arguments(call: &ast::Function, desc: &FunctionDesc) -> Result<Vec<Expr>
 
 fn no_such_call(call: &ast::Function, desc: &FunctionDesc) -> Error {
     let arguments = match &call.args {
-        FunctionArguments::List(list) => list.args.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", "),
+        FunctionArguments::List(list) => {
+            list.args.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
+        }
         _ => String::new(),
     };
     Error::new(SqlState::UndefinedFunction, format!("function {}({arguments}) does not exist", call.name))
@@ -392,7 +414,9 @@ pub fn cast_type(sql_type: &SqlType) -> Result<ast::DataType> {
         // stored unpadded, as text.
         SqlType::Char(_) => "text",
         SqlType::Varchar(_) => "varchar",
-        SqlType::Struct(_) => return Err(Error::unsupported("struct parameters and results of SQL functions")),
+        SqlType::Struct(_) => {
+            return Err(Error::unsupported("struct parameters and results of SQL functions"));
+        }
         other => other.base_name(),
     };
     match parse_generated(&format!("SELECT CAST(NULL AS {name})"))? {
@@ -409,7 +433,11 @@ fn null_on_null_input(arguments: &[Expr], value: Expr) -> Expr {
     let condition = arguments
         .iter()
         .map(|a| Expr::IsNull(Box::new(Expr::Nested(Box::new(a.clone())))))
-        .reduce(|left, right| Expr::BinaryOp { left: Box::new(left), op: ast::BinaryOperator::Or, right: Box::new(right) })
+        .reduce(|left, right| Expr::BinaryOp {
+            left: Box::new(left),
+            op: ast::BinaryOperator::Or,
+            right: Box::new(right),
+        })
         .expect("called with arguments");
     Expr::Case {
         case_token: ast::helpers::attached_token::AttachedToken::empty(),
@@ -422,7 +450,8 @@ fn null_on_null_input(arguments: &[Expr], value: Expr) -> Expr {
 
 /// The name a call resolves in: `(schema, name)`, the schema None when unqualified.
 pub fn call_name(name: &ObjectName) -> Option<(Option<String>, String)> {
-    let parts: Vec<String> = name.0.iter().map(|p| p.as_ident().map(normalize_ident)).collect::<Option<_>>()?;
+    let parts: Vec<String> =
+        name.0.iter().map(|p| p.as_ident().map(normalize_ident)).collect::<Option<_>>()?;
     match parts.as_slice() {
         [name] => Some((None, name.clone())),
         [schema, name] => Some((Some(schema.clone()), name.clone())),
@@ -440,7 +469,11 @@ mod tests {
     use super::*;
     use crate::catalog::FunctionParameter;
 
-    fn function(name: &str, parameters: &[(&str, SqlType, Option<&str>)], body: FunctionBody) -> Arc<FunctionDesc> {
+    fn function(
+        name: &str,
+        parameters: &[(&str, SqlType, Option<&str>)],
+        body: FunctionBody,
+    ) -> Arc<FunctionDesc> {
         Arc::new(FunctionDesc {
             id: 1,
             schema: "public".into(),
@@ -486,7 +519,8 @@ mod tests {
 
     #[test]
     fn positional_parameters_queries_and_nested_calls() {
-        let twice = function("twice", &[("", SqlType::Int32, None)], FunctionBody::Query("SELECT $1 * 2;".into()));
+        let twice =
+            function("twice", &[("", SqlType::Int32, None)], FunctionBody::Query("SELECT $1 * 2;".into()));
         let count = function(
             "n_above",
             &[("v", SqlType::Int32, None)],
@@ -500,7 +534,10 @@ mod tests {
         );
         // The caller's `t.x` stays the caller's: the body's `t` is renamed.
         let sql = inlined("SELECT n_above(t.x) FROM t", &[twice.clone(), count.clone()]).unwrap();
-        assert!(sql.contains("WHERE \"__sabot_n_above_1\".x > (CAST(((CAST(((CAST((t.x) AS INTEGER)))"), "{sql}");
+        assert!(
+            sql.contains("WHERE \"__sabot_n_above_1\".x > (CAST(((CAST(((CAST((t.x) AS INTEGER)))"),
+            "{sql}"
+        );
         // An unqualified column would be the body's: refused.
         let e = inlined("SELECT n_above(x) FROM t", &[twice, count]).unwrap_err();
         assert_eq!(e.sqlstate(), SqlState::AmbiguousColumn, "{e}");
@@ -509,7 +546,8 @@ mod tests {
     #[test]
     fn bad_calls_are_refused() {
         let add = function("add", &[("a", SqlType::Int32, None)], FunctionBody::Return("a".into()));
-        let loops = function("loops", &[("a", SqlType::Int32, None)], FunctionBody::Return("loops(a)".into()));
+        let loops =
+            function("loops", &[("a", SqlType::Int32, None)], FunctionBody::Return("loops(a)".into()));
         for (sql, state) in [
             ("SELECT add()", SqlState::UndefinedFunction),
             ("SELECT add(1, 2)", SqlState::UndefinedFunction),

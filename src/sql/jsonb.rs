@@ -27,8 +27,8 @@ use datafusion::common::{DFSchema, Result as DfResult};
 use datafusion::execution::context::SessionContext;
 use datafusion::logical_expr::planner::{ExprPlanner, PlannerResult, RawBinaryExpr};
 use datafusion::logical_expr::{
-    ColumnarValue, Expr, ExprSchemable, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
-    Volatility,
+    ColumnarValue, Expr, ExprSchemable, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
+    Signature, Volatility,
 };
 use datafusion::sql::sqlparser::ast::{self, BinaryOperator};
 use serde_json::Value;
@@ -110,7 +110,13 @@ impl ScalarUDFImpl for JsonbFunction {
     }
 }
 
-fn function(name: &'static str, aliases: &[&str], signature: Signature, returns: Returns, evaluate: Evaluate) -> ScalarUDF {
+fn function(
+    name: &'static str,
+    aliases: &[&str],
+    signature: Signature,
+    returns: Returns,
+    evaluate: Evaluate,
+) -> ScalarUDF {
     ScalarUDF::new_from_impl(JsonbFunction {
         name,
         aliases: aliases.iter().map(|a| a.to_string()).collect(),
@@ -124,14 +130,20 @@ pub fn register(ctx: &SessionContext) {
     let any = |n| Signature::any(n, Volatility::Immutable);
     let variadic = || Signature::variadic_any(Volatility::Immutable);
     let udfs = [
-        function("sabot_jsonb", &[], any(1), Returns::Jsonb, |a, f, _| rows(a, f, |v| Ok(Some(jsonb_text(&v[0]))))),
+        function("sabot_jsonb", &[], any(1), Returns::Jsonb, |a, f, _| {
+            rows(a, f, |v| Ok(Some(jsonb_text(&v[0]))))
+        }),
         function("to_jsonb", &["to_json"], any(1), Returns::Jsonb, to_jsonb),
         function("jsonb_extract_path", &["json_extract_path"], variadic(), Returns::Jsonb, |a, f, _| {
             rows(a, f, |v| Ok(path_of(&v[0], &v[1..]).map(jsonb_text)))
         }),
-        function("jsonb_extract_path_text", &["json_extract_path_text"], variadic(), Returns::Text, |a, f, _| {
-            rows(a, f, |v| Ok(path_of(&v[0], &v[1..]).and_then(as_text)))
-        }),
+        function(
+            "jsonb_extract_path_text",
+            &["json_extract_path_text"],
+            variadic(),
+            Returns::Text,
+            |a, f, _| rows(a, f, |v| Ok(path_of(&v[0], &v[1..]).and_then(as_text))),
+        ),
         function("jsonb_typeof", &["json_typeof"], any(1), Returns::Text, |a, f, _| {
             rows(a, f, |v| Ok(Some(type_name(&v[0]).to_string())))
         }),
@@ -143,10 +155,15 @@ pub fn register(ctx: &SessionContext) {
         function("jsonb_build_object", &["json_build_object"], variadic(), Returns::Jsonb, build_objects),
         function("sabot_jsonb_array", &[], any(1), Returns::Jsonb, aggregated_arrays),
         function("sabot_jsonb_elements", &[], any(1), Returns::TextList, |a, f, _| {
-            lists(a, f, |v| elements(v, "jsonb_array_elements").map(|items| items.iter().map(|i| Some(jsonb_text(i))).collect()))
+            lists(a, f, |v| {
+                elements(v, "jsonb_array_elements")
+                    .map(|items| items.iter().map(|i| Some(jsonb_text(i))).collect())
+            })
         }),
         function("sabot_jsonb_elements_text", &[], any(1), Returns::TextList, |a, f, _| {
-            lists(a, f, |v| elements(v, "jsonb_array_elements_text").map(|items| items.iter().map(as_text).collect()))
+            lists(a, f, |v| {
+                elements(v, "jsonb_array_elements_text").map(|items| items.iter().map(as_text).collect())
+            })
         }),
         function("sabot_jsonb_keys", &[], any(1), Returns::TextList, |a, f, _| lists(a, f, keys)),
     ];
@@ -205,7 +222,10 @@ fn to_value(array: &ArrayRef, row: usize) -> crate::common::Result<Value> {
         }
         D::Utf8 | D::LargeUtf8 | D::Utf8View => Value::String(scalar.to_string()),
         D::List(_) | D::LargeList(_) => {
-            let list = datafusion::arrow::compute::cast(&array.slice(row, 1), &DataType::new_list(list_item(array), true))?;
+            let list = datafusion::arrow::compute::cast(
+                &array.slice(row, 1),
+                &DataType::new_list(list_item(array), true),
+            )?;
             let items = list.as_list::<i32>().value(0);
             Value::Array((0..items.len()).map(|i| to_value(&items, i)).collect::<crate::common::Result<_>>()?)
         }
@@ -263,7 +283,11 @@ fn booleans(
 
 /// The row's arguments as JSON: the first (the document) parsed as jsonb, the others as
 /// JSON when they are jsonb and as plain values (keys, indexes, paths) otherwise.
-fn row_values(arrays: &[ArrayRef], fields: &[FieldRef], row: usize) -> crate::common::Result<Option<Vec<Value>>> {
+fn row_values(
+    arrays: &[ArrayRef],
+    fields: &[FieldRef],
+    row: usize,
+) -> crate::common::Result<Option<Vec<Value>>> {
     row_values_with(arrays, fields, row, 1)
 }
 
@@ -276,7 +300,8 @@ fn row_values_with(
     let mut values = Vec::with_capacity(arrays.len());
     for (i, array) in arrays.iter().enumerate() {
         let field = fields.get(i);
-        let value = if i < documents { value_at(array, field, row)? } else { argument_at(array, field, row)? };
+        let value =
+            if i < documents { value_at(array, field, row)? } else { argument_at(array, field, row)? };
         match value {
             Some(value) => values.push(value),
             None => return Ok(None),
@@ -285,7 +310,11 @@ fn row_values_with(
     Ok(Some(values))
 }
 
-fn argument_at(array: &ArrayRef, field: Option<&FieldRef>, row: usize) -> crate::common::Result<Option<Value>> {
+fn argument_at(
+    array: &ArrayRef,
+    field: Option<&FieldRef>,
+    row: usize,
+) -> crate::common::Result<Option<Value>> {
     if null_at(array, row) {
         return Ok(None);
     }
@@ -346,10 +375,14 @@ fn as_text(value: &Value) -> Option<String> {
 /// `a @> b`, as Postgres defines jsonb containment.
 fn contains(a: &Value, b: &Value) -> bool {
     match (a, b) {
-        (Value::Object(a), Value::Object(b)) => b.iter().all(|(k, v)| a.get(k).is_some_and(|av| contains(av, v))),
+        (Value::Object(a), Value::Object(b)) => {
+            b.iter().all(|(k, v)| a.get(k).is_some_and(|av| contains(av, v)))
+        }
         (Value::Array(a), Value::Array(b)) => b.iter().all(|bv| a.iter().any(|av| contains(av, bv))),
         // An array contains a scalar it has as an element.
-        (Value::Array(a), scalar) if !scalar.is_object() && !scalar.is_array() => a.iter().any(|av| av == scalar),
+        (Value::Array(a), scalar) if !scalar.is_object() && !scalar.is_array() => {
+            a.iter().any(|av| av == scalar)
+        }
         (a, b) => a == b,
     }
 }
@@ -378,9 +411,9 @@ fn type_name(value: &Value) -> &'static str {
 
 fn strip_nulls(value: Value) -> Value {
     match value {
-        Value::Object(map) => {
-            Value::Object(map.into_iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k, strip_nulls(v))).collect())
-        }
+        Value::Object(map) => Value::Object(
+            map.into_iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k, strip_nulls(v))).collect(),
+        ),
         Value::Array(items) => Value::Array(items.into_iter().map(strip_nulls).collect()),
         other => other,
     }
@@ -411,7 +444,9 @@ fn lists(
 fn elements<'a>(document: &'a Value, function: &str) -> crate::common::Result<&'a Vec<Value>> {
     match document {
         Value::Array(items) => Ok(items),
-        Value::Object(_) => Err(Error::new(SqlState::InvalidParameterValue, "cannot extract elements from an object")),
+        Value::Object(_) => {
+            Err(Error::new(SqlState::InvalidParameterValue, "cannot extract elements from an object"))
+        }
         _ => Err(Error::new(SqlState::InvalidParameterValue, "cannot extract elements from a scalar")
             .with_hint(format!("{function} takes an array"))),
     }
@@ -425,7 +460,9 @@ fn keys(document: &Value) -> crate::common::Result<Vec<Option<String>>> {
             keys.sort_by(|a, b| a.len().cmp(&b.len()).then_with(|| a.cmp(b)));
             Ok(keys.into_iter().map(|k| Some(k.clone())).collect())
         }
-        Value::Array(_) => Err(Error::new(SqlState::InvalidParameterValue, "cannot call jsonb_object_keys on an array")),
+        Value::Array(_) => {
+            Err(Error::new(SqlState::InvalidParameterValue, "cannot call jsonb_object_keys on an array"))
+        }
         _ => Err(Error::new(SqlState::InvalidParameterValue, "cannot call jsonb_object_keys on a scalar")),
     }
 }
@@ -445,16 +482,28 @@ fn array_lengths(arrays: &[ArrayRef], fields: &[FieldRef], _: usize) -> crate::c
             None => None,
             Some(Value::Array(items)) => Some(i32::try_from(items.len()).unwrap_or(i32::MAX)),
             Some(Value::Object(_)) => {
-                return Err(Error::new(SqlState::InvalidParameterValue, "cannot get array length of a non-array"));
+                return Err(Error::new(
+                    SqlState::InvalidParameterValue,
+                    "cannot get array length of a non-array",
+                ));
             }
-            Some(_) => return Err(Error::new(SqlState::InvalidParameterValue, "cannot get array length of a scalar")),
+            Some(_) => {
+                return Err(Error::new(
+                    SqlState::InvalidParameterValue,
+                    "cannot get array length of a scalar",
+                ));
+            }
         });
     }
     Ok(Arc::new(Int32Array::from(out)))
 }
 
 /// Every argument of every row as a JSON value (SQL NULL as JSON null).
-fn row_arguments(arrays: &[ArrayRef], fields: &[FieldRef], rows: usize) -> crate::common::Result<Vec<Vec<Value>>> {
+fn row_arguments(
+    arrays: &[ArrayRef],
+    fields: &[FieldRef],
+    rows: usize,
+) -> crate::common::Result<Vec<Vec<Value>>> {
     (0..rows)
         .map(|row| {
             arrays
@@ -467,14 +516,19 @@ fn row_arguments(arrays: &[ArrayRef], fields: &[FieldRef], rows: usize) -> crate
 }
 
 fn build_arrays(arrays: &[ArrayRef], fields: &[FieldRef], rows: usize) -> crate::common::Result<ArrayRef> {
-    let built = row_arguments(arrays, fields, rows)?.into_iter().map(|values| Some(jsonb_text(&Value::Array(values))));
+    let built = row_arguments(arrays, fields, rows)?
+        .into_iter()
+        .map(|values| Some(jsonb_text(&Value::Array(values))));
     Ok(Arc::new(built.collect::<StringArray>()))
 }
 
 fn build_objects(arrays: &[ArrayRef], fields: &[FieldRef], rows: usize) -> crate::common::Result<ArrayRef> {
     if !arrays.len().is_multiple_of(2) {
-        return Err(Error::new(SqlState::InvalidParameterValue, "argument list must have even number of elements")
-            .with_hint("The arguments of jsonb_build_object() must consist of alternating keys and values."));
+        return Err(Error::new(
+            SqlState::InvalidParameterValue,
+            "argument list must have even number of elements",
+        )
+        .with_hint("The arguments of jsonb_build_object() must consist of alternating keys and values."));
     }
     let mut out = Vec::with_capacity(rows);
     for values in row_arguments(arrays, fields, rows)? {
@@ -482,7 +536,10 @@ fn build_objects(arrays: &[ArrayRef], fields: &[FieldRef], rows: usize) -> crate
         for pair in values.chunks(2) {
             let key = match &pair[0] {
                 Value::Null => {
-                    return Err(Error::new(SqlState::InvalidParameterValue, "argument 1: key must not be null"));
+                    return Err(Error::new(
+                        SqlState::InvalidParameterValue,
+                        "argument 1: key must not be null",
+                    ));
                 }
                 Value::String(s) => s.clone(),
                 other => jsonb_text(other),
@@ -496,7 +553,8 @@ fn build_objects(arrays: &[ArrayRef], fields: &[FieldRef], rows: usize) -> crate
 
 /// `sabot_jsonb_array(array_agg(to_jsonb(x)))`: the jsonb texts as one JSON array.
 fn aggregated_arrays(arrays: &[ArrayRef], _: &[FieldRef], _: usize) -> crate::common::Result<ArrayRef> {
-    let lists = arrays[0].as_list_opt::<i32>().ok_or_else(|| Error::internal("sabot_jsonb_array of a non-list"))?;
+    let lists =
+        arrays[0].as_list_opt::<i32>().ok_or_else(|| Error::internal("sabot_jsonb_array of a non-list"))?;
     let mut out = Vec::with_capacity(lists.len());
     for row in 0..lists.len() {
         if lists.is_null(row) {
@@ -519,14 +577,20 @@ fn aggregated_arrays(arrays: &[ArrayRef], _: &[FieldRef], _: usize) -> crate::co
 struct JsonbOperators;
 
 impl ExprPlanner for JsonbOperators {
-    fn plan_binary_op(&self, expr: RawBinaryExpr, schema: &DFSchema) -> DfResult<PlannerResult<RawBinaryExpr>> {
+    fn plan_binary_op(
+        &self,
+        expr: RawBinaryExpr,
+        schema: &DFSchema,
+    ) -> DfResult<PlannerResult<RawBinaryExpr>> {
         let call = |name: &str, args: Vec<Expr>| {
             Expr::ScalarFunction(datafusion::logical_expr::expr::ScalarFunction::new_udf(
                 Arc::new(udf_named(name)),
                 args,
             ))
         };
-        let textual = |e: &Expr| matches!(e.get_type(schema), Ok(DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8));
+        let textual = |e: &Expr| {
+            matches!(e.get_type(schema), Ok(DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8))
+        };
         let RawBinaryExpr { op, left, right } = expr;
         let planned = match op {
             BinaryOperator::Arrow => call("sabot_jsonb_get", vec![left, right]),
@@ -555,10 +619,18 @@ const OPERATOR_FUNCTIONS: [&str; 6] = [
 fn udf_named(name: &str) -> ScalarUDF {
     let any = |n| Signature::any(n, Volatility::Immutable);
     let (returns, evaluate): (Returns, Evaluate) = match name {
-        "sabot_jsonb_get" => (Returns::Jsonb, |a, f, _| rows(a, f, |v| Ok(get(&v[0], &v[1]).map(jsonb_text)))),
-        "sabot_jsonb_get_text" => (Returns::Text, |a, f, _| rows(a, f, |v| Ok(get(&v[0], &v[1]).and_then(as_text)))),
-        "sabot_jsonb_path" => (Returns::Jsonb, |a, f, _| rows(a, f, |v| Ok(path(&v[0], &v[1]).map(jsonb_text)))),
-        "sabot_jsonb_path_text" => (Returns::Text, |a, f, _| rows(a, f, |v| Ok(path(&v[0], &v[1]).and_then(as_text)))),
+        "sabot_jsonb_get" => {
+            (Returns::Jsonb, |a, f, _| rows(a, f, |v| Ok(get(&v[0], &v[1]).map(jsonb_text))))
+        }
+        "sabot_jsonb_get_text" => {
+            (Returns::Text, |a, f, _| rows(a, f, |v| Ok(get(&v[0], &v[1]).and_then(as_text))))
+        }
+        "sabot_jsonb_path" => {
+            (Returns::Jsonb, |a, f, _| rows(a, f, |v| Ok(path(&v[0], &v[1]).map(jsonb_text))))
+        }
+        "sabot_jsonb_path_text" => {
+            (Returns::Text, |a, f, _| rows(a, f, |v| Ok(path(&v[0], &v[1]).and_then(as_text))))
+        }
         "sabot_jsonb_exists" => (Returns::Boolean, |a, f, _| booleans(a, f, 1, |v| exists(&v[0], &v[1]))),
         _ => (Returns::Boolean, |a, f, _| booleans(a, f, 2, |v| contains(&v[0], &v[1]))),
     };
@@ -590,7 +662,9 @@ pub fn set_returning(function: &ast::Function) -> Option<ast::Expr> {
         _ => return None,
     };
     let ast::FunctionArguments::List(list) = &function.args else { return None };
-    let [ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(value))] = list.args.as_slice() else { return None };
+    let [ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(value))] = list.args.as_slice() else {
+        return None;
+    };
     Some(call("unnest", vec![call(inner, vec![value.clone()])]))
 }
 
@@ -602,11 +676,14 @@ pub fn aggregate(function: &ast::Function) -> Option<ast::Expr> {
         return None;
     }
     let ast::FunctionArguments::List(list) = &function.args else { return None };
-    let [ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(value))] = list.args.as_slice() else { return None };
+    let [ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(value))] = list.args.as_slice() else {
+        return None;
+    };
     let mut array_agg = function.clone();
     array_agg.name = ast::ObjectName::from(vec![ast::Ident::new("array_agg")]);
     let mut arguments = list.clone();
-    arguments.args = vec![ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(call("to_jsonb", vec![value.clone()])))];
+    arguments.args =
+        vec![ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(call("to_jsonb", vec![value.clone()])))];
     array_agg.args = ast::FunctionArguments::List(arguments);
     Some(call("sabot_jsonb_array", vec![ast::Expr::Function(array_agg)]))
 }
@@ -618,7 +695,10 @@ fn call(name: &str, args: Vec<ast::Expr>) -> ast::Expr {
         parameters: ast::FunctionArguments::None,
         args: ast::FunctionArguments::List(ast::FunctionArgumentList {
             duplicate_treatment: None,
-            args: args.into_iter().map(|a| ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(a))).collect(),
+            args: args
+                .into_iter()
+                .map(|a| ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(a)))
+                .collect(),
             clauses: Vec::new(),
         }),
         filter: None,

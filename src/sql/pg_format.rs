@@ -87,9 +87,9 @@ fn format_row(template: &str, values: &[Option<String>]) -> Result<String> {
             continue;
         }
         let spec = specifier(&mut chars, values, &mut next)?;
-        let value = values.get(spec.argument).ok_or_else(|| {
-            Error::new(SqlState::InvalidParameterValue, "too few arguments for format()")
-        })?;
+        let value = values
+            .get(spec.argument)
+            .ok_or_else(|| Error::new(SqlState::InvalidParameterValue, "too few arguments for format()"))?;
         next = spec.argument + 1;
         let text = match (spec.conversion, value) {
             ('s', value) => value.clone().unwrap_or_default(),
@@ -128,8 +128,10 @@ fn specifier(
     values: &[Option<String>],
     next: &mut usize,
 ) -> Result<Specifier> {
-    let unterminated = || Error::new(SqlState::InvalidParameterValue, "unterminated format() type specifier")
-        .with_hint("For a single \"%\" use \"%%\".");
+    let unterminated = || {
+        Error::new(SqlState::InvalidParameterValue, "unterminated format() type specifier")
+            .with_hint("For a single \"%\" use \"%%\".")
+    };
     let number = |chars: &mut std::iter::Peekable<std::str::Chars<'_>>| {
         let mut digits = String::new();
         while let Some(d) = chars.peek().filter(|d| d.is_ascii_digit()) {
@@ -168,7 +170,8 @@ fn specifier(
             }
         };
         let given = values.get(from).cloned().flatten().unwrap_or_default();
-        width = given.trim().parse().map_err(|_| Error::new(SqlState::InvalidParameterValue, "invalid width"))?;
+        width =
+            given.trim().parse().map_err(|_| Error::new(SqlState::InvalidParameterValue, "invalid width"))?;
     } else if let Some(n) = number(chars) {
         width = n;
     }
@@ -182,7 +185,10 @@ fn specifier(
 /// `n$` counts the arguments after the template from 1.
 fn position(n: i64) -> Result<usize> {
     usize::try_from(n).ok().filter(|n| *n > 0).map(|n| n - 1).ok_or_else(|| {
-        Error::new(SqlState::InvalidParameterValue, "format specifies argument 0, but arguments are numbered from 1")
+        Error::new(
+            SqlState::InvalidParameterValue,
+            "format specifies argument 0, but arguments are numbered from 1",
+        )
     })
 }
 
@@ -211,8 +217,14 @@ mod tests {
     fn formats_as_postgres() {
         assert_eq!(run("%s and %s", &[Some("a"), None]).unwrap(), "a and ");
         assert_eq!(run("%2$s %1$s %s", &[Some("a"), Some("b")]).unwrap(), "b a b");
-        assert_eq!(run("[%5s|%-5s|%*s]", &[Some("ab"), Some("cd"), Some("3"), Some("e")]).unwrap(), "[   ab|cd   |  e]");
-        assert_eq!(run("%I.%L %L %%", &[Some("My Tab"), Some("it's"), None]).unwrap(), "\"My Tab\".'it''s' NULL %");
+        assert_eq!(
+            run("[%5s|%-5s|%*s]", &[Some("ab"), Some("cd"), Some("3"), Some("e")]).unwrap(),
+            "[   ab|cd   |  e]"
+        );
+        assert_eq!(
+            run("%I.%L %L %%", &[Some("My Tab"), Some("it's"), None]).unwrap(),
+            "\"My Tab\".'it''s' NULL %"
+        );
         assert_eq!(run("%s %s", &[Some("a")]).unwrap_err().sqlstate(), SqlState::InvalidParameterValue);
         assert_eq!(run("%I", &[None]).unwrap_err().sqlstate(), SqlState::NullValueNotAllowed);
         assert_eq!(run("%x", &[Some("a")]).unwrap_err().sqlstate(), SqlState::InvalidParameterValue);

@@ -280,7 +280,8 @@ impl ScalarUDFImpl for Counting {
             let want_nulls = self.name == "num_nulls";
             let counts: Int32Array = (0..rows)
                 .map(|row| {
-                    let nulls = arrays.iter().filter(|a| a.data_type() == &DataType::Null || a.is_null(row)).count();
+                    let nulls =
+                        arrays.iter().filter(|a| a.data_type() == &DataType::Null || a.is_null(row)).count();
                     let counted = if want_nulls { nulls } else { arrays.len() - nulls };
                     Some(i32::try_from(counted).unwrap_or(i32::MAX))
                 })
@@ -289,7 +290,8 @@ impl ScalarUDFImpl for Counting {
         }
         let cast = |a: &ArrayRef| datafusion::arrow::compute::cast(a, &DIV_OPERANDS);
         let (dividends, divisors) = (cast(&arrays[0])?, cast(&arrays[1])?);
-        let (dividends, divisors) = (dividends.as_primitive::<Decimal128Type>(), divisors.as_primitive::<Decimal128Type>());
+        let (dividends, divisors) =
+            (dividends.as_primitive::<Decimal128Type>(), divisors.as_primitive::<Decimal128Type>());
         let mut out = Vec::with_capacity(rows);
         for row in 0..rows {
             out.push(match (dividends.is_valid(row), divisors.is_valid(row)) {
@@ -300,7 +302,8 @@ impl ScalarUDFImpl for Counting {
                 _ => None,
             });
         }
-        let quotients = datafusion::arrow::array::Decimal128Array::from(out).with_precision_and_scale(38, 0)?;
+        let quotients =
+            datafusion::arrow::array::Decimal128Array::from(out).with_precision_and_scale(38, 0)?;
         Ok(ColumnarValue::Array(Arc::new(quotients)))
     }
 }

@@ -43,7 +43,9 @@ impl IntervalFunction {
     fn new(kind: Kind) -> Self {
         let signature = match kind {
             // Timestamps of any unit (literals are nanoseconds), converted when called.
-            Kind::Age => Signature::one_of(vec![TypeSignature::Any(1), TypeSignature::Any(2)], Volatility::Stable),
+            Kind::Age => {
+                Signature::one_of(vec![TypeSignature::Any(1), TypeSignature::Any(2)], Volatility::Stable)
+            }
             // Intervals, and durations (a timestamp minus a timestamp), converted when called.
             _ => Signature::any(1, Volatility::Immutable),
         };
@@ -77,14 +79,20 @@ impl ScalarUDFImpl for IntervalFunction {
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
         let result: ArrayRef = match self.kind {
             Kind::IsFinite => {
-                let finite: BooleanArray = (0..arrays[0].len()).map(|i| (!arrays[0].is_null(i)).then_some(true)).collect();
+                let finite: BooleanArray =
+                    (0..arrays[0].len()).map(|i| (!arrays[0].is_null(i)).then_some(true)).collect();
                 Arc::new(finite)
             }
             Kind::Age => Arc::new(ages(&arrays)?),
             kind => {
-                let intervals = datafusion::arrow::compute::cast(&arrays[0], &DataType::Interval(IntervalUnit::MonthDayNano))?;
-                let intervals = intervals.as_primitive::<datafusion::arrow::datatypes::IntervalMonthDayNanoType>();
-                let justified: IntervalMonthDayNanoArray = intervals.iter().map(|v| v.map(|v| justify(v, kind))).collect();
+                let intervals = datafusion::arrow::compute::cast(
+                    &arrays[0],
+                    &DataType::Interval(IntervalUnit::MonthDayNano),
+                )?;
+                let intervals =
+                    intervals.as_primitive::<datafusion::arrow::datatypes::IntervalMonthDayNanoType>();
+                let justified: IntervalMonthDayNanoArray =
+                    intervals.iter().map(|v| v.map(|v| justify(v, kind))).collect();
                 Arc::new(justified)
             }
         };
@@ -152,12 +160,15 @@ fn ages(arrays: &[ArrayRef]) -> DfResult<IntervalMonthDayNanoArray> {
         .map(|a| datafusion::arrow::compute::cast(a, &timestamp))
         .collect::<std::result::Result<_, _>>()?;
     let later = arrays[0].as_primitive::<datafusion::arrow::datatypes::TimestampMicrosecondType>();
-    let earlier = arrays.get(1).map(|a| a.as_primitive::<datafusion::arrow::datatypes::TimestampMicrosecondType>());
+    let earlier =
+        arrays.get(1).map(|a| a.as_primitive::<datafusion::arrow::datatypes::TimestampMicrosecondType>());
     let midnight = chrono::Utc::now().date_naive().and_hms_opt(0, 0, 0).expect("midnight exists");
     Ok((0..later.len())
         .map(|i| {
             let (a, b) = match earlier {
-                Some(earlier) if earlier.is_valid(i) && later.is_valid(i) => (micros(later.value(i))?, micros(earlier.value(i))?),
+                Some(earlier) if earlier.is_valid(i) && later.is_valid(i) => {
+                    (micros(later.value(i))?, micros(earlier.value(i))?)
+                }
                 None if later.is_valid(i) => (midnight, micros(later.value(i))?),
                 _ => return None,
             };
@@ -243,7 +254,11 @@ mod tests {
 
     #[test]
     fn justify_moves_hours_and_days_up() {
-        let v = |months, days, hours: i64| IntervalMonthDayNano { months, days, nanoseconds: hours * 3_600 * NANOS_PER_SECOND };
+        let v = |months, days, hours: i64| IntervalMonthDayNano {
+            months,
+            days,
+            nanoseconds: hours * 3_600 * NANOS_PER_SECOND,
+        };
         assert_eq!(justify(v(0, 0, 27), Kind::JustifyHours), v(0, 1, 3));
         assert_eq!(justify(v(0, 35, 0), Kind::JustifyDays), v(1, 5, 0));
         // justify_interval('1 mon -1 hour') = 29 days 23:00:00

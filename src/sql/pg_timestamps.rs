@@ -16,8 +16,8 @@ use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{DFSchema, Result as DfResult};
 use datafusion::logical_expr::expr::{Cast, ScalarFunction};
 use datafusion::logical_expr::{
-    ColumnarValue, Expr, ExprSchemable, LogicalPlan, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
-    Signature, Volatility,
+    ColumnarValue, Expr, ExprSchemable, LogicalPlan, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF,
+    ScalarUDFImpl, Signature, Volatility,
 };
 use datafusion::optimizer::AnalyzerRule;
 
@@ -52,8 +52,14 @@ fn replace(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
     {
         return Ok(Transformed::no(expr));
     }
-    let function = ScalarUDF::new_from_impl(TextToTimestamp { to: to.clone(), signature: Signature::any(1, Volatility::Immutable) });
-    Ok(Transformed::yes(Expr::ScalarFunction(ScalarFunction::new_udf(Arc::new(function), vec![inner.as_ref().clone()]))))
+    let function = ScalarUDF::new_from_impl(TextToTimestamp {
+        to: to.clone(),
+        signature: Signature::any(1, Volatility::Immutable),
+    });
+    Ok(Transformed::yes(Expr::ScalarFunction(ScalarFunction::new_udf(
+        Arc::new(function),
+        vec![inner.as_ref().clone()],
+    ))))
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -90,17 +96,26 @@ impl ScalarUDFImpl for TextToTimestamp {
         let texts = texts.as_string::<i32>();
         let completed: StringArray = texts.iter().map(|t| t.map(with_seconds)).collect();
         let options = CastOptions { safe: false, ..Default::default() };
-        let cast = cast_with_options(&(Arc::new(completed) as ArrayRef), &self.to, &options).map_err(|_| {
-            let bad = (0..texts.len())
-                .find(|&i| {
-                    texts.is_valid(i)
-                        && cast_with_options(&(Arc::new(StringArray::from(vec![with_seconds(texts.value(i))])) as ArrayRef), &self.to, &options)
+        let cast =
+            cast_with_options(&(Arc::new(completed) as ArrayRef), &self.to, &options).map_err(|_| {
+                let bad = (0..texts.len())
+                    .find(|&i| {
+                        texts.is_valid(i)
+                            && cast_with_options(
+                                &(Arc::new(StringArray::from(vec![with_seconds(texts.value(i))]))
+                                    as ArrayRef),
+                                &self.to,
+                                &options,
+                            )
                             .is_err()
-                })
-                .map(|i| texts.value(i).to_string())
-                .unwrap_or_default();
-            Error::new(SqlState::InvalidDatetimeFormat, format!("invalid input syntax for type timestamp: \"{bad}\""))
-        })?;
+                    })
+                    .map(|i| texts.value(i).to_string())
+                    .unwrap_or_default();
+                Error::new(
+                    SqlState::InvalidDatetimeFormat,
+                    format!("invalid input syntax for type timestamp: \"{bad}\""),
+                )
+            })?;
         Ok(ColumnarValue::Array(cast))
     }
 }

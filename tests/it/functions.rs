@@ -24,7 +24,9 @@ async fn sql_functions_survive_a_restart_with_the_views_that_use_them() {
         client.batch_execute(&format!("CREATE MATERIALIZED VIEW {name} AS {query}")).await.expect("view");
     }
     client
-        .batch_execute("UPDATE orders SET discount = 20 WHERE id = 1; INSERT INTO orders VALUES (4, 'cy', 70, NULL)")
+        .batch_execute(
+            "UPDATE orders SET discount = 20 WHERE id = 1; INSERT INTO orders VALUES (4, 'cy', 70, NULL)",
+        )
         .await
         .expect("changes");
     views_equal_batch(&client, VIEWS, "before the restart").await;
@@ -43,7 +45,11 @@ async fn sql_functions_survive_a_restart_with_the_views_that_use_them() {
     // The views still use both functions: neither can go, nor change under them.
     assert_eq!(error_code(&client, "DROP FUNCTION net").await, "2BP01");
     assert_eq!(
-        error_code(&client, "CREATE OR REPLACE FUNCTION shout(text) RETURNS text LANGUAGE SQL AS 'SELECT $1'").await,
+        error_code(
+            &client,
+            "CREATE OR REPLACE FUNCTION shout(text) RETURNS text LANGUAGE SQL AS 'SELECT $1'"
+        )
+        .await,
         "2BP01"
     );
     client.batch_execute("DROP FUNCTION shout(text) CASCADE").await.expect("drop with its view");
@@ -65,8 +71,9 @@ async fn psql_lists_sql_functions_as_postgres_does() {
     let client = server.client().await;
     client.batch_execute(SETUP).await.expect("setup");
     let port = server.addr.port();
-    let (out, err) =
-        tokio::task::spawn_blocking(move || crate::harness::psql_session(port, &[], &["\\df"])).await.unwrap();
+    let (out, err) = tokio::task::spawn_blocking(move || crate::harness::psql_session(port, &[], &["\\df"]))
+        .await
+        .unwrap();
     // What Postgres 15's psql prints for the same two functions.
     let expected = "                                   List of functions
  Schema | Name  | Result data type |            Argument data types             | Type 

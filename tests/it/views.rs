@@ -149,7 +149,11 @@ const VIEWS: &[(&str, &str, Option<&str>)] = &[
     ("bag_rows", "SELECT x, y FROM c WHERE y > 0", None),
     // SQL functions, inlined: an expression body, a STRICT one, and a query body read as
     // a correlated subquery.
-    ("sql_functions", "SELECT g, sum(scaled(v)) AS s, max(tag(s)) AS t, count(scaled(v, 3)) AS n FROM a GROUP BY g", None),
+    (
+        "sql_functions",
+        "SELECT g, sum(scaled(v)) AS s, max(tag(s)) AS t, count(scaled(v, 3)) AS n FROM a GROUP BY g",
+        None,
+    ),
     ("sql_function_query", "SELECT a.id, b_count(a.g) AS n FROM a", None),
     (
         "view_on_view",
