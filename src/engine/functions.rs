@@ -119,6 +119,8 @@ impl Database {
         function: &FunctionDesc,
     ) -> Result<Vec<Arc<TableDesc>>> {
         let mut dependents = Vec::new();
+        let mut contexts: std::collections::HashMap<&str, datafusion::execution::context::SessionContext> =
+            std::collections::HashMap::new();
         for view in catalog.tables() {
             let (sql, schema) = match (&view.view, &view.plain_view) {
                 (Some(def), _) if def.index.is_none() => (def.query.as_str(), def.schema_search.as_str()),
@@ -126,12 +128,12 @@ impl Database {
                 _ => continue,
             };
             let Some(mut statement) = view_statement(sql) else { continue };
-            let ctx = self.planning_context(catalog, schema);
-            if query::expand_views(&ctx, &mut statement).is_err() {
+            let ctx = contexts.entry(schema).or_insert_with(|| self.planning_context(catalog, schema));
+            if query::expand_views(ctx, &mut statement).is_err() {
                 continue;
             }
             // A view whose functions no longer inline cannot be planned again anyway.
-            let Ok(used) = query::inline_functions(&ctx, &mut statement) else { continue };
+            let Ok(used) = query::inline_functions(ctx, &mut statement) else { continue };
             if used.iter().any(|f| f.id == function.id) {
                 dependents.push(view.clone());
             }

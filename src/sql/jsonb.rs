@@ -154,18 +154,18 @@ pub fn register(ctx: &SessionContext) {
         function("jsonb_build_array", &["json_build_array"], variadic(), Returns::Jsonb, build_arrays),
         function("jsonb_build_object", &["json_build_object"], variadic(), Returns::Jsonb, build_objects),
         function("sabot_jsonb_array", &[], any(1), Returns::Jsonb, aggregated_arrays),
-        function("sabot_jsonb_elements", &[], any(1), Returns::TextList, |a, f, _| {
-            lists(a, f, |v| {
+        function("sabot_jsonb_elements", &[], any(1), Returns::TextList, |a, _, _| {
+            lists(a, |v| {
                 elements(v, "jsonb_array_elements")
                     .map(|items| items.iter().map(|i| Some(jsonb_text(i))).collect())
             })
         }),
-        function("sabot_jsonb_elements_text", &[], any(1), Returns::TextList, |a, f, _| {
-            lists(a, f, |v| {
+        function("sabot_jsonb_elements_text", &[], any(1), Returns::TextList, |a, _, _| {
+            lists(a, |v| {
                 elements(v, "jsonb_array_elements_text").map(|items| items.iter().map(as_text).collect())
             })
         }),
-        function("sabot_jsonb_keys", &[], any(1), Returns::TextList, |a, f, _| lists(a, f, keys)),
+        function("sabot_jsonb_keys", &[], any(1), Returns::TextList, |a, _, _| lists(a, keys)),
     ];
     for udf in udfs.into_iter().chain(OPERATOR_FUNCTIONS.iter().map(|name| udf_named(name))) {
         ctx.register_udf(udf);
@@ -179,11 +179,10 @@ pub fn operators() -> Arc<dyn ExprPlanner> {
 
 /// The JSON value of a document argument's row `row` (NULL: None): text is parsed as
 /// jsonb (an operator's left side is jsonb), other values converted as `to_jsonb` does.
-fn value_at(array: &ArrayRef, field: Option<&FieldRef>, row: usize) -> crate::common::Result<Option<Value>> {
+fn value_at(array: &ArrayRef, row: usize) -> crate::common::Result<Option<Value>> {
     if null_at(array, row) {
         return Ok(None);
     }
-    let _ = field;
     if let Some(strings) = array.as_string_opt::<i32>() {
         return parse(strings.value(row)).map(Some);
     }
@@ -300,8 +299,7 @@ fn row_values_with(
     let mut values = Vec::with_capacity(arrays.len());
     for (i, array) in arrays.iter().enumerate() {
         let field = fields.get(i);
-        let value =
-            if i < documents { value_at(array, field, row)? } else { argument_at(array, field, row)? };
+        let value = if i < documents { value_at(array, row)? } else { argument_at(array, field, row)? };
         match value {
             Some(value) => values.push(value),
             None => return Ok(None),
@@ -319,7 +317,7 @@ fn argument_at(
         return Ok(None);
     }
     if field.is_some_and(|f| SqlType::from_arrow(f) == SqlType::Jsonb) {
-        return value_at(array, field, row);
+        return value_at(array, row);
     }
     to_value(array, row).map(Some)
 }
@@ -422,12 +420,11 @@ fn strip_nulls(value: Value) -> Value {
 /// A set-returning function's rows, one list per input row (NULL for a NULL document).
 fn lists(
     arrays: &[ArrayRef],
-    fields: &[FieldRef],
     compute: impl Fn(&Value) -> crate::common::Result<Vec<Option<String>>>,
 ) -> crate::common::Result<ArrayRef> {
     let mut builder = ListBuilder::new(StringBuilder::new());
     for row in 0..arrays[0].len() {
-        match value_at(&arrays[0], fields.first(), row)? {
+        match value_at(&arrays[0], row)? {
             Some(document) => {
                 for item in compute(&document)? {
                     builder.values().append_option(item);
@@ -475,10 +472,10 @@ fn to_jsonb(arrays: &[ArrayRef], fields: &[FieldRef], _: usize) -> crate::common
     Ok(Arc::new(StringArray::from(out)))
 }
 
-fn array_lengths(arrays: &[ArrayRef], fields: &[FieldRef], _: usize) -> crate::common::Result<ArrayRef> {
+fn array_lengths(arrays: &[ArrayRef], _: &[FieldRef], _: usize) -> crate::common::Result<ArrayRef> {
     let mut out = Vec::with_capacity(arrays[0].len());
     for row in 0..arrays[0].len() {
-        out.push(match value_at(&arrays[0], fields.first(), row)? {
+        out.push(match value_at(&arrays[0], row)? {
             None => None,
             Some(Value::Array(items)) => Some(i32::try_from(items.len()).unwrap_or(i32::MAX)),
             Some(Value::Object(_)) => {
