@@ -41,11 +41,34 @@ pub fn canonical(array: &ArrayRef, sql_type: &SqlType) -> Result<ArrayRef> {
     if matches!(array.data_type(), DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..)) {
         return array_texts(array);
     }
+    if matches!(array.data_type(), DataType::Duration(_)) {
+        return durations_as_intervals(array);
+    }
     let target = sql_type.to_arrow();
     if array.data_type() == &target {
         return Ok(array.clone());
     }
     Ok(cast(array, &target)?)
+}
+
+/// Durations (an Arrow timestamp difference) as the interval Postgres' `timestamp -
+/// timestamp` is: whole days of 24 hours, then the rest, both of one sign.
+fn durations_as_intervals(durations: &ArrayRef) -> Result<ArrayRef> {
+    const MICROS_PER_DAY: i64 = 86_400_000_000;
+    // Microseconds, as Sabot's timestamps are (and 292 000 years fit).
+    let micros = cast(durations, &DataType::Duration(datafusion::arrow::datatypes::TimeUnit::Microsecond))?;
+    let micros = micros.as_primitive::<datafusion::arrow::datatypes::DurationMicrosecondType>();
+    let intervals: datafusion::arrow::array::IntervalMonthDayNanoArray = micros
+        .iter()
+        .map(|v| {
+            v.map(|micros| {
+                let days = micros / MICROS_PER_DAY;
+                let rest = (micros - days * MICROS_PER_DAY) * 1000;
+                datafusion::arrow::datatypes::IntervalMonthDayNano::new(0, days as i32, rest)
+            })
+        })
+        .collect();
+    Ok(Arc::new(intervals))
 }
 
 /// Lists as text in Postgres' array syntax: `{1,2,NULL}`, `{"a b",c}`, `{{1,2},{3}}`
@@ -308,21 +331,29 @@ pub(crate) fn format_timestamp(micros: i64) -> String {
 }
 
 pub(crate) fn format_interval(months: i32, days: i32, nanos: i64) -> String {
-    let unit = |n: i64, word: &str| if n == 1 { format!("{n} {word}") } else { format!("{n} {word}s") };
+    // Postgres' `EncodeInterval`: a positive part after a negative one gets a `+`.
+    let mut before_negative = false;
+    let mut part = |n: i64, word: &str| {
+        let sign = if before_negative && n > 0 { "+" } else { "" };
+        before_negative = n < 0;
+        if n == 1 { format!("{sign}{n} {word}") } else { format!("{sign}{n} {word}s") }
+    };
     let mut parts = Vec::new();
     let (years, months) = (months / 12, months % 12);
-    if years != 0 {
-        parts.push(unit(years.into(), "year"));
-    }
-    if months != 0 {
-        parts.push(unit(months.into(), "mon"));
-    }
-    if days != 0 {
-        parts.push(unit(days.into(), "day"));
+    for (n, word) in [(i64::from(years), "year"), (i64::from(months), "mon"), (i64::from(days), "day")] {
+        if n != 0 {
+            parts.push(part(n, word));
+        }
     }
     let micros = nanos / 1_000;
     if micros != 0 || parts.is_empty() {
-        let sign = if micros < 0 { "-" } else { "" };
+        let sign = if micros < 0 {
+            "-"
+        } else if before_negative {
+            "+"
+        } else {
+            ""
+        };
         let abs = micros.unsigned_abs();
         let (hours, rest) = (abs / 3_600_000_000, abs % 3_600_000_000);
         let (minutes, rest) = (rest / 60_000_000, rest % 60_000_000);
@@ -386,5 +417,20 @@ fn write_json(value: &serde_json::Value, out: &mut String) {
             out.push('}');
         }
         scalar => out.push_str(&scalar.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format_interval;
+
+    #[test]
+    fn intervals_print_as_postgres_prints_them() {
+        const HOUR: i64 = 3_600_000_000_000;
+        assert_eq!(format_interval(14, 3, 4 * HOUR + 6_500_000_000), "1 year 2 mons 3 days 04:00:06.5");
+        assert_eq!(format_interval(0, -1, 2 * HOUR), "-1 days +02:00:00");
+        assert_eq!(format_interval(-1, 2, -3 * HOUR), "-1 mons +2 days -03:00:00");
+        assert_eq!(format_interval(-11, 0, 0), "-11 mons");
+        assert_eq!(format_interval(0, 0, 0), "00:00:00");
     }
 }

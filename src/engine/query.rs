@@ -41,7 +41,9 @@ pub fn context(
     let config = SessionConfig::new()
         .with_information_schema(false)
         .with_create_default_catalog_and_schema(false)
-        .with_default_catalog_and_schema(CATALOG_NAME, default_schema);
+        .with_default_catalog_and_schema(CATALOG_NAME, default_schema)
+        // `1.10` is a numeric, as in Postgres (`1.10 * 2.005` is `2.20550`), not a float.
+        .set_bool("datafusion.sql_parser.parse_float_as_decimal", true);
     let runtime = RuntimeEnvBuilder::new()
         .with_memory_pool(memory)
         .build_arc()
@@ -57,6 +59,12 @@ pub fn context(
         use datafusion::execution::FunctionRegistry;
         state
             .register_expr_planner(crate::sql::jsonb::operators())
+            .expect("a session state takes any expression planner");
+        state
+            .register_expr_planner(crate::sql::pg_numeric::planner())
+            .expect("a session state takes any expression planner");
+        state
+            .register_expr_planner(crate::sql::pg_date_arithmetic::planner())
             .expect("a session state takes any expression planner");
     }
     let ctx = SessionContext::new_with_state(state);
@@ -77,6 +85,7 @@ pub fn context(
     crate::sql::frame_exclusion::register(&ctx);
     crate::sql::proctime::register(&ctx);
     crate::sql::pg_functions::register(&ctx);
+    crate::sql::pg_numeric::register(&ctx);
     crate::sql::jsonb::register(&ctx);
     crate::sql::ordered_set::register(&ctx);
     ctx.register_catalog(CATALOG_NAME, Arc::new(catalog));
@@ -86,13 +95,23 @@ pub fn context(
 /// DataFusion's analyzer rules, after SESSION windows are planned (their plan needs type
 /// coercion like any other).
 fn analyzer_rules() -> Vec<Arc<dyn datafusion::optimizer::AnalyzerRule + Send + Sync>> {
-    let mut rules: Vec<Arc<dyn datafusion::optimizer::AnalyzerRule + Send + Sync>> =
-        vec![Arc::new(crate::sql::session_window::SessionWindows)];
+    let mut rules: Vec<Arc<dyn datafusion::optimizer::AnalyzerRule + Send + Sync>> = vec![
+        Arc::new(crate::sql::session_window::SessionWindows),
+        Arc::new(crate::sql::pg_numeric::FloatOperandLists),
+    ];
     rules.extend(datafusion::optimizer::Analyzer::new().rules);
     // After type coercion: casts as Postgres computes them.
     rules.push(Arc::new(crate::sql::pg_casts::PgCasts));
     rules.push(Arc::new(crate::sql::pg_timestamps::PgTimestampCasts));
+    rules.push(Arc::new(crate::sql::pg_interval_input::PgIntervalCasts));
     rules
+}
+
+/// Whether `ctx` plans as plan revision 11 and later do (numeric literals, typed `CASE`
+/// results): a context made for views of older revisions reads decimal literals as
+/// floats (`engine::views::as_planned_at`).
+fn at_revision_11(ctx: &SessionContext) -> bool {
+    ctx.state().config().options().sql_parser.parse_float_as_decimal
 }
 
 /// Plans a statement to run in batch (as-of joins lowered to what DataFusion runs).
@@ -112,12 +131,16 @@ async fn plan_unlowered(ctx: &SessionContext, statement: &ast::Statement) -> Res
     expand_views(ctx, &mut statement)?;
     inline_functions(ctx, &mut statement)?;
     crate::sql::pg_compat::rewrite(&mut statement);
+    if at_revision_11(ctx) {
+        crate::sql::pg_numeric::rewrite_literals(&mut statement);
+    }
     crate::sql::from_functions::rewrite(&mut statement, &|name| ctx.table_function(name).is_ok());
     crate::sql::subquery_forms::rewrite(&mut statement);
     crate::sql::multiset::rewrite(ctx, &mut statement).await?;
     crate::sql::alias_lists::rewrite(ctx, &mut statement).await;
     let statement = DfStatement::Statement(Box::new(statement));
     let plan = ctx.state().statement_to_plan(statement).await?;
+    let plan = if at_revision_11(ctx) { crate::sql::pg_numeric::type_case_results(plan)? } else { plan };
     reject_untyped_aggregates(&plan)?;
     Ok(plan)
 }

@@ -396,20 +396,8 @@ pub(super) async fn plan_view(
     column_names: &[String],
     (parallelism, revision): (usize, u32),
 ) -> Result<PlannedView> {
-    // Views of revisions before 9 were planned with DataFusion's casts, before 10 with its
-    // text-to-timestamp casts: they resume so.
-    let legacy;
-    let ctx = match revision {
-        ..9 => {
-            legacy = without_rules(ctx, &["pg_casts", crate::sql::pg_timestamps::RULE_NAME]);
-            &legacy
-        }
-        9 => {
-            legacy = without_rules(ctx, &[crate::sql::pg_timestamps::RULE_NAME]);
-            &legacy
-        }
-        _ => ctx,
-    };
+    let legacy = as_planned_at(ctx, revision);
+    let ctx = legacy.as_ref().unwrap_or(ctx);
     let (statement, on_window_close) = match parse(query_sql)?.pop() {
         Some(Statement::Sql(statement)) if matches!(statement.as_ref(), ast::Statement::Query(_)) => {
             (*statement, false)
@@ -526,14 +514,39 @@ pub(super) fn output_column_names(
     Ok(visible)
 }
 
-/// `ctx` without the analyzer rules named `names` (`sql::pg_casts`, `sql::pg_timestamps`).
-fn without_rules(ctx: &SessionContext, names: &[&str]) -> SessionContext {
-    let state = ctx.state();
-    let rules = state.analyzer().rules.iter().filter(|r| !names.contains(&r.name())).cloned().collect();
-    let state = datafusion::execution::SessionStateBuilder::new_from_existing(state)
+/// `ctx` as views of plan revision `revision` were planned, where that differs from
+/// today's: before 9 with DataFusion's casts (`sql::pg_casts`), before 10 with its
+/// text-to-timestamp casts (`sql::pg_timestamps`), before 11 with float literals, floats
+/// beside numerics computed as decimals, dates plus intervals as dates and DataFusion's
+/// text-to-interval casts (`sql::pg_numeric`, `sql::pg_date_arithmetic`,
+/// `sql::pg_interval_input`), and DataFusion's `coalesce`-like and `ceil`-like functions.
+fn as_planned_at(ctx: &SessionContext, revision: u32) -> Option<SessionContext> {
+    use crate::sql::{pg_date_arithmetic, pg_interval_input, pg_numeric, pg_timestamps};
+    let left_out: &[&str] = match revision {
+        ..9 => &["pg_casts", pg_timestamps::RULE_NAME, pg_interval_input::RULE_NAME, pg_numeric::RULE_NAME],
+        9 => &[pg_timestamps::RULE_NAME, pg_interval_input::RULE_NAME, pg_numeric::RULE_NAME],
+        10 => &[pg_interval_input::RULE_NAME, pg_numeric::RULE_NAME],
+        _ => return None,
+    };
+    let planners_left_out = [pg_date_arithmetic::PLANNER_NAME, pg_numeric::PLANNER_NAME];
+    let mut state = ctx.state();
+    let rules = state.analyzer().rules.iter().filter(|r| !left_out.contains(&r.name())).cloned().collect();
+    let planners = state
+        .expr_planners()
+        .iter()
+        .filter(|p| !planners_left_out.iter().any(|name| format!("{p:?}").starts_with(name)))
+        .cloned()
+        .collect();
+    state.config_mut().options_mut().sql_parser.parse_float_as_decimal = false;
+    let mut state = datafusion::execution::SessionStateBuilder::new_from_existing(state)
         .with_analyzer_rules(rules)
+        .with_expr_planners(planners)
         .build();
-    SessionContext::new_with_state(state)
+    for function in pg_numeric::datafusion_functions() {
+        use datafusion::execution::FunctionRegistry;
+        state.register_udf(function).expect("a session state takes any function");
+    }
+    Some(SessionContext::new_with_state(state))
 }
 
 /// A Project casting columns to the types the view stores, when any differs. Arrays are
@@ -561,6 +574,15 @@ fn cast_to_stored(body: StreamNode, revision: u32) -> Result<StreamNode> {
             );
             Ok(if field.data_type() == t {
                 column
+            } else if matches!(field.data_type(), DataType::Duration(_)) && revision >= 11 {
+                // `timestamp - timestamp` as Postgres has it: whole days of 24 hours.
+                let function = ScalarFunctionExpr::try_new(
+                    crate::sql::pg_intervals::justify_hours(),
+                    vec![column],
+                    &body.schema,
+                    config.clone(),
+                )?;
+                Arc::new(function) as Arc<dyn PhysicalExpr>
             } else if is_list && revision >= 8 {
                 let function = ScalarFunctionExpr::try_new(
                     array_text.clone(),
@@ -617,4 +639,46 @@ pub(super) fn root_node(body: StreamNode, view: Arc<TableDesc>) -> StreamNode {
 /// The column names of `CREATE MATERIALIZED VIEW v (a, b) AS ...`.
 pub(super) fn view_column_names(columns: &[ast::ViewColumnDef]) -> Vec<String> {
     columns.iter().map(|c| normalize_ident(&c.name)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::StateStore;
+
+    fn context() -> SessionContext {
+        let snapshot = crate::state::MemoryStore::default().snapshot();
+        let pool = Arc::new(datafusion::execution::memory_pool::UnboundedMemoryPool::default());
+        query::context(SabotCatalog::new(Arc::new(Catalog::new()), snapshot), "public", None, pool)
+    }
+
+    async fn column_types(ctx: &SessionContext, sql: &str) -> Vec<DataType> {
+        let Some(Statement::Sql(statement)) = parse(sql).expect("parses").pop() else { panic!("a query") };
+        let plan = query::plan_view_query(ctx, &statement).await.expect("plans");
+        plan.schema().fields().iter().map(|f| f.data_type().clone()).collect()
+    }
+
+    #[tokio::test]
+    async fn views_of_revision_10_plan_as_they_were_planned() {
+        use datafusion::arrow::datatypes::TimeUnit;
+        let sql = "SELECT DATE '2026-01-01' + INTERVAL '1 day' AS due, 1.5 AS n, 1e3 AS e, \
+                   coalesce(2.5::float8, 1.5) AS c, ceil(2.5) AS w";
+        let today = context();
+        assert_eq!(
+            column_types(&today, sql).await,
+            [
+                DataType::Timestamp(TimeUnit::Microsecond, None),
+                DataType::Decimal128(2, 1),
+                DataType::Decimal128(4, 0),
+                DataType::Float64,
+                DataType::Decimal128(2, 0),
+            ]
+        );
+        let revision_10 = as_planned_at(&today, 10).expect("revision 10 plans otherwise");
+        assert_eq!(
+            column_types(&revision_10, sql).await,
+            [DataType::Date32, DataType::Float64, DataType::Float64, DataType::Float64, DataType::Float64]
+        );
+        assert!(as_planned_at(&today, PLAN_REVISION).is_none());
+    }
 }

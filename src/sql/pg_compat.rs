@@ -46,6 +46,7 @@ pub fn rewrite(statement: &mut datafusion::sql::sqlparser::ast::Statement) {
         }
     }
     let _ = statement.visit(&mut PgForms);
+    super::pg_interval_input::rewrite_literals(statement);
     if let datafusion::sql::sqlparser::ast::Statement::Query(query) = statement {
         super::catalog_subquery::decorrelate(query);
     }

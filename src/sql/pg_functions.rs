@@ -1,5 +1,5 @@
 //! Postgres functions DataFusion lacks or names otherwise, registered in every context:
-//! `ceiling` (DataFusion's `ceil`), `sign` (`signum`), `quote_literal`, `width_bucket`,
+//! `ceiling` (DataFusion's `ceil`, registered by `sql::pg_numeric`), `sign` (`signum`), `quote_literal`, `width_bucket`,
 //! `div`, `num_nulls`, `num_nonnulls`; `format` (`sql::pg_format`) and the interval
 //! functions (`sql::pg_intervals`) are registered from here too.
 //! `mod(a, b)` is rewritten to `a % b` (`sql::pg_compat`), whose sign follows the dividend
@@ -17,8 +17,6 @@ use datafusion::logical_expr::{
 use crate::common::{Error, SqlState};
 
 pub fn register(ctx: &SessionContext) {
-    let ceil = datafusion::functions::math::ceil();
-    ctx.register_udf(ceil.as_ref().clone().with_aliases(["ceiling"]));
     let signum = datafusion::functions::math::signum();
     ctx.register_udf(signum.as_ref().clone().with_aliases(["sign"]));
     ctx.register_udf(ScalarUDF::new_from_impl(QuoteLiteral::new()));
@@ -28,6 +26,7 @@ pub fn register(ctx: &SessionContext) {
     }
     ctx.register_udf(ScalarUDF::new_from_impl(super::pg_format::Format::new()));
     super::pg_intervals::register(ctx);
+    super::pg_bytea::register(ctx);
 }
 
 /// `sabot_array_text(array)`: an array in Postgres' text form (`{1,NULL,"a b"}`), what a

@@ -24,6 +24,12 @@ pub fn register(ctx: &SessionContext) {
     }
 }
 
+/// `justify_hours`, which also turns a timestamp difference (an Arrow duration) into the
+/// interval Postgres' `timestamp - timestamp` is: whole days of 24 hours and the rest.
+pub fn justify_hours() -> Arc<ScalarUDF> {
+    Arc::new(ScalarUDF::new_from_impl(IntervalFunction::new(Kind::JustifyHours)))
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Kind {
     JustifyHours,

@@ -66,10 +66,13 @@ impl TableIds<'_> {
 /// sides; 8: views store arrays as text in Postgres' form (`{1,NULL}`, not Arrow's
 /// `[1, ]`); 9: casts as Postgres computes them (`sql::pg_casts`: float to integer rounds
 /// half to even, float to text prints `Infinity`, text to real checks its range); 10: text
-/// to timestamp reads times without seconds (`sql::pg_timestamps`). Views
+/// to timestamp reads times without seconds (`sql::pg_timestamps`); 11: decimal literals
+/// are numerics, `date ± interval` is a timestamp, text to interval reads Postgres' forms
+/// (`sql::pg_interval_input`) and `timestamp - timestamp` is stored with whole days
+/// (`justify_hours`). Views
 /// keep the revision they were created with, so that a server that plans differently
 /// still resumes them from their state.
-pub const PLAN_REVISION: u32 = 10;
+pub const PLAN_REVISION: u32 = 11;
 
 pub struct StreamPlanner<'a> {
     pub state: &'a SessionState,
