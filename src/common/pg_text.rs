@@ -33,10 +33,8 @@ pub fn canonical_columns(batch: &RecordBatch) -> Result<Vec<(SqlType, ArrayRef)>
 
 /// Casts an array to the Arrow type Sabot stores for its SQL type (or to text).
 pub fn canonical(array: &ArrayRef, sql_type: &SqlType) -> Result<ArrayRef> {
-    if let SqlType::Struct(_) = sql_type {
-        return Err(
-            Error::unsupported("sending a STRUCT value").with_hint("select its fields: (column).field")
-        );
+    if let DataType::Struct(_) = array.data_type() {
+        return record_texts(array);
     }
     if matches!(array.data_type(), DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..)) {
         return array_texts(array);
@@ -113,6 +111,61 @@ pub fn array_texts(array: &ArrayRef) -> Result<ArrayRef> {
     Ok(Arc::new(texts.finish()))
 }
 
+/// Structs as text in Postgres' record syntax: `(1,abc)`, `(,"a b")` (a NULL field is
+/// empty), fields printed as their types print (`record_out`).
+fn record_texts(array: &ArrayRef) -> Result<ArrayRef> {
+    let records = array.as_struct();
+    let fields: Vec<(SqlType, ArrayRef)> = records
+        .fields()
+        .iter()
+        .zip(records.columns())
+        .map(|(field, column)| {
+            let sql_type = SqlType::from_arrow(field);
+            canonical(column, &sql_type).map(|column| (sql_type, column))
+        })
+        .collect::<Result<_>>()?;
+    let mut texts = datafusion::arrow::array::StringBuilder::new();
+    let mut text = String::new();
+    for row in 0..records.len() {
+        if records.is_null(row) {
+            texts.append_null();
+            continue;
+        }
+        text.clear();
+        text.push('(');
+        for (n, (sql_type, column)) in fields.iter().enumerate() {
+            if n > 0 {
+                text.push(',');
+            }
+            if let Some(value) = PgValue::of(column.as_ref(), sql_type, row).to_text() {
+                push_record_field(&mut text, &value);
+            }
+        }
+        text.push(')');
+        texts.append_value(&text);
+    }
+    Ok(Arc::new(texts.finish()))
+}
+
+/// A record field's text, double-quoted where Postgres quotes it (empty, or holding
+/// parentheses, commas, quotes, backslashes or white space), quotes and backslashes doubled.
+fn push_record_field(out: &mut String, value: &str) {
+    let quote = value.is_empty()
+        || value.chars().any(|c| matches!(c, '(' | ')' | ',' | '"' | '\\') || c.is_ascii_whitespace());
+    if !quote {
+        out.push_str(value);
+        return;
+    }
+    out.push('"');
+    for c in value.chars() {
+        if matches!(c, '"' | '\\') {
+            out.push(c);
+        }
+        out.push(c);
+    }
+    out.push('"');
+}
+
 /// An array element's text, double-quoted where Postgres quotes it (empty, `NULL`, or
 /// holding braces, commas, quotes, backslashes or white space).
 fn push_array_element(out: &mut String, value: &str) {
@@ -155,6 +208,8 @@ pub enum PgValue<'a> {
         width: u32,
     },
     Json(&'a str),
+    /// A struct, already in record syntax (`canonical`).
+    Record(&'a str),
     Bytes(&'a [u8]),
     Date(i32),
     Time(i64),
@@ -194,8 +249,8 @@ impl<'a> PgValue<'a> {
             }
             SqlType::Text | SqlType::Varchar(_) => PgValue::Text(array.as_string::<i32>().value(row)),
             SqlType::Jsonb => PgValue::Json(array.as_string::<i32>().value(row)),
-            // `canonical` refuses struct columns before any value is encoded.
-            SqlType::Struct(_) => PgValue::Null,
+            // `canonical` wrote structs as record text.
+            SqlType::Struct(_) => PgValue::Record(array.as_string::<i32>().value(row)),
             SqlType::Bytea => PgValue::Bytes(array.as_binary::<i32>().value(row)),
             SqlType::Date => PgValue::Date(array.as_primitive::<Date32Type>().value(row)),
             SqlType::Time => PgValue::Time(array.as_primitive::<Time64MicrosecondType>().value(row)),
@@ -231,6 +286,7 @@ impl<'a> PgValue<'a> {
                 out.extend(std::iter::repeat_n(' ', missing));
             }
             PgValue::Json(v) => out = normalize_json(v),
+            PgValue::Record(v) => out.push_str(v),
             PgValue::Bytes(v) => {
                 out.push_str("\\x");
                 for byte in *v {

@@ -140,7 +140,7 @@ async fn plan_unlowered(ctx: &SessionContext, statement: &ast::Statement) -> Res
     crate::sql::alias_lists::rewrite(ctx, &mut statement).await;
     let statement = DfStatement::Statement(Box::new(statement));
     let plan = ctx.state().statement_to_plan(statement).await?;
-    let plan = if at_revision_11(ctx) { crate::sql::pg_numeric::type_case_results(plan)? } else { plan };
+    let plan = if at_revision_11(ctx) { crate::sql::pg_numeric::type_mixed_results(plan)? } else { plan };
     reject_untyped_aggregates(&plan)?;
     Ok(plan)
 }
@@ -353,7 +353,7 @@ fn bind_parameters(plan: LogicalPlan, params: &[ScalarValue]) -> Result<LogicalP
 /// column or function, or `?column?`. DataFusion names it after the whole expression.
 pub fn postgres_column_names(statement: &ast::Statement, schema: &Schema) -> SchemaRef {
     let named = statement_column_names(statement, schema);
-    if !named.fields().iter().any(|f| f.name().starts_with(crate::sql::pg_compat::SAME_NAME_PREFIX)) {
+    if !named.fields().iter().any(|f| f.name().starts_with(crate::sql::column_names::SAME_NAME_PREFIX)) {
         return named;
     }
     // Columns `sql::pg_compat` renamed so that DataFusion takes a second column of the same
@@ -361,7 +361,7 @@ pub fn postgres_column_names(statement: &ast::Statement, schema: &Schema) -> Sch
     let fields: Vec<Field> = named
         .fields()
         .iter()
-        .map(|f| match f.name().strip_prefix(crate::sql::pg_compat::SAME_NAME_PREFIX) {
+        .map(|f| match f.name().strip_prefix(crate::sql::column_names::SAME_NAME_PREFIX) {
             Some(hidden) => {
                 f.as_ref().clone().with_name(hidden.split_once(':').map_or(hidden, |(_, name)| name))
             }
@@ -443,6 +443,10 @@ fn expression_name(expr: &ast::Expr) -> Option<String> {
         E::Exists { .. } => Some("exists".into()),
         E::Case { .. } => Some("case".into()),
         E::Array(_) => Some("array".into()),
+        E::Tuple(_) => Some("row".into()),
+        // A typed literal is named by its type (`DATE '...'`: date).
+        E::Interval(_) => Some("interval".into()),
+        E::TypedString(typed) => cast_type_name(&typed.data_type),
         _ => None,
     }
 }
@@ -463,6 +467,7 @@ fn cast_type_name(data_type: &ast::DataType) -> Option<String> {
             T::Char(_) | T::Character(_) => "bpchar",
             T::Numeric(_) | T::Decimal(_) => "numeric",
             T::Date => "date",
+            T::Time(..) => "time",
             T::Timestamp(_, ast::TimezoneInfo::Tz | ast::TimezoneInfo::WithTimeZone) => "timestamptz",
             T::Timestamp(..) => "timestamp",
             T::Interval { .. } => "interval",

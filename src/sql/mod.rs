@@ -5,6 +5,7 @@ pub mod asof_join;
 pub mod assignments;
 pub mod catalog_subquery;
 pub mod checks;
+pub mod column_names;
 pub mod copy;
 pub mod ddl;
 pub mod decorrelate;

@@ -42,7 +42,7 @@ pub fn rewrite(statement: &mut datafusion::sql::sqlparser::ast::Statement) {
     if let datafusion::sql::sqlparser::ast::Statement::Query(query) = statement {
         print_regclass_items(query);
         if let datafusion::sql::sqlparser::ast::SetExpr::Select(select) = query.body.as_mut() {
-            name_columns_beside_wildcards(select);
+            super::column_names::name_columns_beside_wildcards(select);
         }
     }
     let _ = statement.visit(&mut PgForms);
@@ -59,7 +59,7 @@ pub fn rewrite(statement: &mut datafusion::sql::sqlparser::ast::Statement) {
     if let datafusion::sql::sqlparser::ast::Statement::Query(query) = statement
         && let datafusion::sql::sqlparser::ast::SetExpr::Select(select) = query.body.as_mut()
     {
-        name_repeated_columns(select);
+        super::column_names::name_repeated_columns(select);
     }
 }
 
@@ -99,75 +99,6 @@ fn object_id_type(data_type: &DataType) -> Option<String> {
             _ => None,
         },
         _ => None,
-    }
-}
-
-/// Prefix of the alias a column named beside a wildcard, or named like an earlier column,
-/// gets (`__sabot_same_name:<position>:<name>`); the result's column is `<name>` again.
-pub const SAME_NAME_PREFIX: &str = "__sabot_same_name:";
-
-/// The alias that hides the `position`th select item's name `name` from DataFusion.
-fn same_name_alias(position: usize, name: &str) -> Ident {
-    Ident::with_quote('"', format!("{SAME_NAME_PREFIX}{position}:{name}"))
-}
-
-/// `SELECT x, x FROM t`, `SELECT a AS n, b AS n`: Postgres returns two columns of one
-/// name; DataFusion refuses them. Every item named like an earlier one is aliased apart
-/// ([`same_name_alias`]) and named back in the result. Only in the statement's own select
-/// list (a view's columns must differ: 42701, checked on the statement as written).
-fn name_repeated_columns(select: &mut datafusion::sql::sqlparser::ast::Select) {
-    use datafusion::sql::sqlparser::ast::SelectItem;
-    let mut seen = std::collections::HashSet::new();
-    for (position, item) in select.projection.iter_mut().enumerate() {
-        let (key, name, expr) = match item {
-            SelectItem::UnnamedExpr(expr) => {
-                // A column is known by its name (`t.x` and `x` may be one column).
-                let (key, name) = match expr {
-                    Expr::Identifier(ident) => (ident.value.clone(), ident.value.clone()),
-                    Expr::CompoundIdentifier(parts) => {
-                        let name = parts.last().map_or("?column?".into(), |p| p.value.clone());
-                        (name.clone(), name)
-                    }
-                    _ => (expr.to_string(), "?column?".into()),
-                };
-                (key, name, expr.clone())
-            }
-            SelectItem::ExprWithAlias { expr, alias } => {
-                (alias.value.clone(), alias.value.clone(), expr.clone())
-            }
-            _ => continue,
-        };
-        if !seen.insert(key) {
-            *item = SelectItem::ExprWithAlias { expr, alias: same_name_alias(position, &name) };
-        }
-    }
-}
-
-/// `SELECT t.oid, t.* FROM t` (DBeaver's catalog queries): Postgres returns `oid` twice;
-/// DataFusion refuses two columns named `t.oid` (and drops an alias equal to the column's
-/// name). A column named beside a wildcard is aliased `__sabot_same_name:oid`, and the
-/// result names it `oid` again (`engine::query::postgres_column_names`). Only in the
-/// statement's own select list: a subquery's columns are named by the query around it.
-fn name_columns_beside_wildcards(select: &mut datafusion::sql::sqlparser::ast::Select) {
-    use datafusion::sql::sqlparser::ast::SelectItem;
-    let wildcard = select
-        .projection
-        .iter()
-        .any(|item| matches!(item, SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..)));
-    if !wildcard {
-        return;
-    }
-    for item in &mut select.projection {
-        let SelectItem::UnnamedExpr(expr) = item else { continue };
-        let name = match expr {
-            Expr::Identifier(ident) => ident.clone(),
-            Expr::CompoundIdentifier(parts) => match parts.last() {
-                Some(last) => last.clone(),
-                None => continue,
-            },
-            _ => continue,
-        };
-        *item = SelectItem::ExprWithAlias { expr: expr.clone(), alias: same_name_alias(0, &name.value) };
     }
 }
 

@@ -1,6 +1,6 @@
 //! Postgres functions DataFusion lacks or names otherwise, registered in every context:
 //! `ceiling` (DataFusion's `ceil`, registered by `sql::pg_numeric`), `sign` (`signum`), `quote_literal`, `width_bucket`,
-//! `div`, `num_nulls`, `num_nonnulls`; `format` (`sql::pg_format`) and the interval
+//! `div`, `num_nulls`, `num_nonnulls`, `pg_typeof`, `scale`; `format` (`sql::pg_format`) and the interval
 //! functions (`sql::pg_intervals`) are registered from here too.
 //! `mod(a, b)` is rewritten to `a % b` (`sql::pg_compat`), whose sign follows the dividend
 //! as in Postgres.
@@ -20,6 +20,10 @@ pub fn register(ctx: &SessionContext) {
     let signum = datafusion::functions::math::signum();
     ctx.register_udf(signum.as_ref().clone().with_aliases(["sign"]));
     ctx.register_udf(ScalarUDF::new_from_impl(QuoteLiteral::new()));
+    ctx.register_udf(ScalarUDF::new_from_impl(PgTypeof {
+        signature: Signature::any(1, Volatility::Immutable),
+    }));
+    ctx.register_udf(ScalarUDF::new_from_impl(Scale { signature: Signature::any(1, Volatility::Immutable) }));
     ctx.register_udf(ScalarUDF::new_from_impl(WidthBucket::new()));
     for name in ["div", "num_nulls", "num_nonnulls"] {
         ctx.register_udf(counting(name));
@@ -304,5 +308,105 @@ impl ScalarUDFImpl for Counting {
         let quotients =
             datafusion::arrow::array::Decimal128Array::from(out).with_precision_and_scale(38, 0)?;
         Ok(ColumnarValue::Array(Arc::new(quotients)))
+    }
+}
+
+/// `pg_typeof(x)`: the name of `x`'s type, as Postgres prints a `regtype` (`integer`,
+/// `numeric`, `timestamp without time zone`, `text[]`, `record`).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct PgTypeof {
+    signature: Signature,
+}
+
+/// The name `pg_typeof` prints for values of `field`'s type (jsonb and varchar are known
+/// by the field's metadata).
+fn type_name(field: &datafusion::arrow::datatypes::Field) -> String {
+    match field.data_type() {
+        DataType::List(item) | DataType::LargeList(item) | DataType::FixedSizeList(item, _) => {
+            format!("{}[]", type_name(item))
+        }
+        DataType::Null => "unknown".into(),
+        DataType::Struct(_) => "record".into(),
+        // Unsigned counts (row_number) are bigints (`stream_plan::stored_type`).
+        DataType::UInt32 | DataType::UInt64 => "bigint".into(),
+        _ => crate::common::SqlType::from_arrow(field).base_name().into(),
+    }
+}
+
+impl ScalarUDFImpl for PgTypeof {
+    fn name(&self) -> &str {
+        "pg_typeof"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> datafusion::common::Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> datafusion::common::Result<ColumnarValue> {
+        let name = type_name(&args.arg_fields[0]);
+        Ok(ColumnarValue::Scalar(datafusion::common::ScalarValue::Utf8(Some(name))))
+    }
+}
+
+/// `scale(x)`: the digits after the point `x` prints with: a `numeric(p, s)` column's `s`;
+/// for an unconstrained `numeric` (printed without trailing zeros) and other numbers, the
+/// digits its value needs.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Scale {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for Scale {
+    fn name(&self) -> &str {
+        "scale"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> datafusion::common::Result<DataType> {
+        Ok(DataType::Int32)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> datafusion::common::Result<ColumnarValue> {
+        use crate::common::types::{NUMERIC_DEFAULT_PRECISION, NUMERIC_DEFAULT_SCALE};
+        let values = args.args[0].to_array(args.number_rows)?;
+        let fixed = match values.data_type() {
+            DataType::Decimal128(p, s) if (*p, *s) != (NUMERIC_DEFAULT_PRECISION, NUMERIC_DEFAULT_SCALE) => {
+                Some(*s)
+            }
+            _ => None,
+        };
+        let decimals = match fixed {
+            Some(_) => values,
+            None => datafusion::arrow::compute::cast(
+                &values,
+                &DataType::Decimal128(NUMERIC_DEFAULT_PRECISION, NUMERIC_DEFAULT_SCALE),
+            )?,
+        };
+        let decimals = decimals.as_primitive::<Decimal128Type>();
+        let scales: Int32Array = decimals
+            .iter()
+            .map(|v| {
+                v.map(|v| match fixed {
+                    Some(s) => i32::from(s.max(0)),
+                    None => {
+                        let mut digits = i32::from(NUMERIC_DEFAULT_SCALE);
+                        let mut v = v;
+                        while digits > 0 && v % 10 == 0 {
+                            v /= 10;
+                            digits -= 1;
+                        }
+                        digits
+                    }
+                })
+            })
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(scales)))
     }
 }

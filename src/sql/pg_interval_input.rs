@@ -332,6 +332,11 @@ impl ScalarUDFImpl for TextToInterval {
         &self.signature
     }
 
+    /// Named as the cast it replaces: after what it casts (the plan's schema keeps it).
+    fn schema_name(&self, args: &[Expr]) -> DfResult<String> {
+        Ok(args[0].schema_name().to_string())
+    }
+
     fn return_type(&self, _args: &[DataType]) -> DfResult<DataType> {
         Ok(DataType::Interval(IntervalUnit::MonthDayNano))
     }

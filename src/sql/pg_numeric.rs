@@ -12,10 +12,10 @@
 //! type their arguments so ([`FloatFirst`]), and [`FloatOperandLists`] does the same for
 //! `BETWEEN` and `IN (...)` before type coercion.
 //!
-//! A `CASE` is typed by its results together, as Postgres types it ([`type_case_results`]:
+//! A `CASE` is typed by its results together, as Postgres types it ([`type_mixed_results`]:
 //! `CASE WHEN .. THEN 1 ELSE 2.5 END` is a numeric, with a float among them a float8);
 //! DataFusion types it by its first result, and its rows were cast to that type
-//! (`2.5` became `2`). Views of plan revision 10 and older
+//! (`2.5` became `2`). `VALUES` and `UNION` columns where floats meet numerics are float8. Views of plan revision 10 and older
 //! are planned without both.
 
 use std::ops::ControlFlow;
@@ -198,13 +198,16 @@ fn float8_operands(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>>
     }
 }
 
-/// `plan` with each `CASE` whose results differ in type cast to their common type (float8
-/// where a float meets a numeric, else DataFusion's union coercion), and the schemas above
-/// it typed again, so that a result column has its rows' type from the start. Plans
-/// without such a `CASE` are returned as they are.
-pub fn type_case_results(plan: LogicalPlan) -> DfResult<LogicalPlan> {
+/// `plan` with results of mixed types typed as Postgres types them, and the schemas above
+/// typed again, so that a result column has its rows' type from the start: each `CASE`
+/// whose results differ in type is cast to their common type (float8 where a float meets
+/// a numeric, else DataFusion's union coercion); a `VALUES` column or a `UNION` column
+/// where a float meets a numeric is float8 (DataFusion makes both a `Decimal128(30, 15)`,
+/// which holds no `Infinity` and drops digits). Other plans are returned as they are.
+pub fn type_mixed_results(plan: LogicalPlan) -> DfResult<LogicalPlan> {
     let mut mixed = false;
     plan.apply_with_subqueries(|node| {
+        mixed |= float_values_columns(node).is_some() || float_union_columns(node).is_some();
         node.apply_expressions(|expr| {
             expr.apply(|e| {
                 mixed |= matches!(e, Expr::Case(_)) && case_type(e, &input_schema_of(node)).is_some();
@@ -216,6 +219,12 @@ pub fn type_case_results(plan: LogicalPlan) -> DfResult<LogicalPlan> {
         return Ok(plan);
     }
     plan.transform_up_with_subqueries(|node| {
+        if let Some(columns) = float_values_columns(&node) {
+            return values_as_float8(node, &columns).map(Transformed::yes);
+        }
+        if let Some(columns) = float_union_columns(&node) {
+            return union_as_float8(node, &columns).map(Transformed::yes);
+        }
         let schema = input_schema_of(&node);
         // Columns keep their names (a cast result would show in them otherwise).
         let names = datafusion::logical_expr::expr_rewriter::NamePreserver::new(&node);
@@ -226,6 +235,96 @@ pub fn type_case_results(plan: LogicalPlan) -> DfResult<LogicalPlan> {
         .map_data(|node| node.recompute_schema())
     })
     .map(|t| t.data)
+}
+
+/// The columns of a `VALUES` where DataFusion cast a float to a decimal.
+fn float_values_columns(node: &LogicalPlan) -> Option<Vec<usize>> {
+    let LogicalPlan::Values(values) = node else { return None };
+    let empty = DFSchema::empty();
+    let columns: Vec<usize> = (0..values.schema.fields().len())
+        .filter(|&j| {
+            values.values.iter().any(|row| {
+                matches!(&row[j], Expr::Cast(c) if is_decimal(c.field.data_type())
+                    && c.expr.get_type(&empty).is_ok_and(|t| is_float(&t)))
+            })
+        })
+        .collect();
+    (!columns.is_empty()).then_some(columns)
+}
+
+fn values_as_float8(node: LogicalPlan, columns: &[usize]) -> DfResult<LogicalPlan> {
+    let LogicalPlan::Values(mut values) = node else { unreachable!("float_values_columns checked") };
+    for row in &mut values.values {
+        for &j in columns {
+            let cell =
+                std::mem::replace(&mut row[j], Expr::Literal(datafusion::common::ScalarValue::Null, None));
+            row[j] = match cell {
+                // Undo DataFusion's cast to its decimal.
+                Expr::Cast(c) if is_decimal(c.field.data_type()) => cast(*c.expr, DataType::Float64),
+                other => cast(other, DataType::Float64),
+            };
+        }
+    }
+    values.schema = Arc::new(retyped(&values.schema, columns)?);
+    Ok(LogicalPlan::Values(values))
+}
+
+/// The columns of a `UNION` that are floats in one input and numerics in another.
+fn float_union_columns(node: &LogicalPlan) -> Option<Vec<usize>> {
+    let LogicalPlan::Union(union) = node else { return None };
+    let width = union.schema.fields().len();
+    let columns: Vec<usize> = (0..width)
+        .filter(|&j| {
+            let types =
+                || union.inputs.iter().filter_map(|i| i.schema().fields().get(j).map(|f| f.data_type()));
+            types().any(is_float) && types().any(is_decimal)
+        })
+        .collect();
+    (!columns.is_empty()).then_some(columns)
+}
+
+fn union_as_float8(node: LogicalPlan, columns: &[usize]) -> DfResult<LogicalPlan> {
+    let LogicalPlan::Union(union) = node else { unreachable!("float_union_columns checked") };
+    let inputs = union
+        .inputs
+        .into_iter()
+        .map(|input| {
+            let exprs = input
+                .schema()
+                .iter()
+                .enumerate()
+                .map(|(j, (qualifier, field))| {
+                    let column = Expr::Column(datafusion::common::Column::from((qualifier, field)));
+                    if columns.contains(&j) && field.data_type() != &DataType::Float64 {
+                        cast(column, DataType::Float64).alias_qualified(qualifier.cloned(), field.name())
+                    } else {
+                        column
+                    }
+                })
+                .collect::<Vec<_>>();
+            datafusion::logical_expr::Projection::try_new(exprs, input)
+                .map(|p| Arc::new(LogicalPlan::Projection(p)))
+        })
+        .collect::<DfResult<Vec<_>>>()?;
+    datafusion::logical_expr::Union::try_new_with_loose_types(inputs).map(LogicalPlan::Union)
+}
+
+/// `schema` with `columns` typed float8.
+fn retyped(schema: &DFSchema, columns: &[usize]) -> DfResult<DFSchema> {
+    let fields: Vec<(Option<datafusion::common::TableReference>, Arc<datafusion::arrow::datatypes::Field>)> =
+        schema
+            .iter()
+            .enumerate()
+            .map(|(j, (qualifier, field))| {
+                let field = if columns.contains(&j) {
+                    Arc::new(field.as_ref().clone().with_data_type(DataType::Float64))
+                } else {
+                    field.clone()
+                };
+                (qualifier.cloned(), field)
+            })
+            .collect();
+    DFSchema::new_with_metadata(fields, schema.metadata().clone())
 }
 
 fn input_schema_of(node: &LogicalPlan) -> DFSchema {

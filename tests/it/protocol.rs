@@ -59,6 +59,13 @@ async fn result_columns_are_named_as_postgres_names_them() {
         .unwrap();
     let names: Vec<&str> = statement.columns().iter().map(|c| c.name()).collect();
     assert_eq!(names, ["x", "x", "x", "k", "k", "max", "?column?", "case", "array", "?column?"]);
+    // Typed literals by their type, row values as `row` (Postgres' names for the same).
+    let statement = client
+        .prepare("SELECT INTERVAL '1 day', DATE '2020-01-01', TIMESTAMP '2020-01-01', TIME '10:00', (1, 'z'), ROW(1, 2), 1e3")
+        .await
+        .unwrap();
+    let names: Vec<&str> = statement.columns().iter().map(|c| c.name()).collect();
+    assert_eq!(names, ["interval", "date", "timestamp", "time", "row", "row", "?column?"]);
 }
 
 /// `char(n)` values print blank-padded to n, as in Postgres (they are stored without the
