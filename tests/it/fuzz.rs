@@ -276,6 +276,13 @@ fn mutate_sql(rng: &mut Rng, sql: &str, corpus: &[String]) -> String {
     tokens.join(" ")
 }
 
+/// The server log's last lines, last first, for a failure message.
+fn log_tail(log: &std::path::Path) -> String {
+    let log = std::fs::read_to_string(log).unwrap_or_default();
+    let tail: Vec<&str> = log.lines().rev().take(15).collect();
+    format!("server log, last lines first:\n{}", tail.join("\n"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sql_mutations_never_panic_or_stop_the_server() {
     let dir = tempfile::tempdir().unwrap();
@@ -288,6 +295,9 @@ async fn sql_mutations_never_panic_or_stop_the_server() {
     // The spec's own statements first, so that its tables exist.
     for sql in &corpus {
         let _ = client.simple_query(sql).await;
+        if client.is_closed() {
+            panic!("the connection closed after the spec's statement: {sql}\n{}", log_tail(&log));
+        }
     }
     // The corpus sets statement_timeout too (to 0, no limit, last): the guard again.
     client.batch_execute("SET statement_timeout = '2s'").await.unwrap();
@@ -311,9 +321,7 @@ async fn sql_mutations_never_panic_or_stop_the_server() {
         // Every statement gets an answer (rows or an error) in bounded time.
         let answer = tokio::time::timeout(Duration::from_secs(30), client.simple_query(&sql)).await;
         if answer.is_err() {
-            let log = std::fs::read_to_string(&log).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(15).collect();
-            panic!("no answer within 30 s to: {sql}\nserver log, last lines first:\n{}", tail.join("\n"));
+            panic!("no answer within 30 s to: {sql}\n{}", log_tail(&log));
         }
         answered += 1;
         if sql.to_ascii_lowercase().contains("statement_timeout") && !client.is_closed() {
@@ -321,9 +329,7 @@ async fn sql_mutations_never_panic_or_stop_the_server() {
             let _ = client.batch_execute("SET statement_timeout = '2s'").await;
         }
         if client.is_closed() {
-            let log = std::fs::read_to_string(&log).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(15).collect();
-            panic!("the connection closed after: {sql}\nserver log, last lines first:\n{}", tail.join("\n"));
+            panic!("the connection closed after: {sql}\n{}", log_tail(&log));
         }
     }
     assert_eq!(answered + skipped, cases);
