@@ -32,16 +32,39 @@ pub struct PgCasts;
 
 impl AnalyzerRule for PgCasts {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> DfResult<LogicalPlan> {
-        plan.transform_up_with_subqueries(|node| {
-            let schema = input_schema(&node)?;
-            node.map_expressions(|expr| expr.transform_up(|e| replace(e, &schema)))
-        })
-        .map(|t| t.data)
+        rewrite_expressions(plan, replace)
     }
 
     fn name(&self) -> &str {
         "pg_casts"
     }
+}
+
+/// `plan` with `replace` applied to every expression of every node (subqueries too), children
+/// first, given the schema the node's expressions read: the body of Sabot's analyzer rules.
+pub(super) fn rewrite_expressions(
+    plan: LogicalPlan,
+    replace: impl Fn(Expr, &DFSchema) -> DfResult<Transformed<Expr>>,
+) -> DfResult<LogicalPlan> {
+    plan.transform_up_with_subqueries(|node| {
+        let schema = input_schema(&node)?;
+        node.map_expressions(|expr| expr.transform_up(|e| replace(e, &schema)))
+    })
+    .map(|t| t.data)
+}
+
+/// A cast of text to another type: the text and the target type.
+pub(super) fn text_cast<'a>(expr: &'a Expr, schema: &DFSchema) -> Option<(&'a Expr, &'a DataType)> {
+    let Expr::Cast(Cast { expr: inner, field }) = expr else { return None };
+    let from = inner.get_type(schema).ok()?;
+    matches!(from, DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8)
+        .then(|| (inner.as_ref(), field.data_type()))
+}
+
+/// `function` called on `argument` in place of the expression it replaces.
+pub(super) fn call_instead(function: impl ScalarUDFImpl + 'static, argument: &Expr) -> Transformed<Expr> {
+    let function = Arc::new(datafusion::logical_expr::ScalarUDF::new_from_impl(function));
+    Transformed::yes(Expr::ScalarFunction(ScalarFunction::new_udf(function, vec![argument.clone()])))
 }
 
 /// The schema a node's expressions read: its inputs' (merged), or its own for a scan.

@@ -17,12 +17,10 @@ use datafusion::arrow::array::{Array, ArrayRef, AsArray, IntervalMonthDayNanoBui
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, IntervalMonthDayNano, IntervalUnit};
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::tree_node::Transformed;
 use datafusion::common::{DFSchema, Result as DfResult};
-use datafusion::logical_expr::expr::{Cast, ScalarFunction};
 use datafusion::logical_expr::{
-    ColumnarValue, Expr, ExprSchemable, LogicalPlan, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
-    Volatility,
+    ColumnarValue, Expr, LogicalPlan, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 use datafusion::optimizer::AnalyzerRule;
 use datafusion::sql::sqlparser::ast;
@@ -287,11 +285,7 @@ pub struct PgIntervalCasts;
 
 impl AnalyzerRule for PgIntervalCasts {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> DfResult<LogicalPlan> {
-        plan.transform_up_with_subqueries(|node| {
-            let schema = super::pg_casts::input_schema(&node)?;
-            node.map_expressions(|expr| expr.transform_up(|e| replace(e, &schema)))
-        })
-        .map(|t| t.data)
+        super::pg_casts::rewrite_expressions(plan, replace)
     }
 
     fn name(&self) -> &str {
@@ -300,22 +294,16 @@ impl AnalyzerRule for PgIntervalCasts {
 }
 
 fn replace(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
-    let Expr::Cast(Cast { expr: inner, field }) = &expr else { return Ok(Transformed::no(expr)) };
-    let Ok(from) = inner.get_type(schema) else { return Ok(Transformed::no(expr)) };
-    let textual = matches!(from, DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8);
-    // Literals were restated before planning; they stay constants DataFusion folds.
-    if !textual
-        || field.data_type() != &DataType::Interval(IntervalUnit::MonthDayNano)
-        || matches!(inner.as_ref(), Expr::Literal(..))
-    {
-        return Ok(Transformed::no(expr));
+    match super::pg_casts::text_cast(&expr, schema) {
+        // Literals were restated before planning; they stay constants DataFusion folds.
+        Some((text, DataType::Interval(IntervalUnit::MonthDayNano)))
+            if !matches!(text, Expr::Literal(..)) =>
+        {
+            let function = TextToInterval { signature: Signature::any(1, Volatility::Immutable) };
+            Ok(super::pg_casts::call_instead(function, text))
+        }
+        _ => Ok(Transformed::no(expr)),
     }
-    let function =
-        ScalarUDF::new_from_impl(TextToInterval { signature: Signature::any(1, Volatility::Immutable) });
-    Ok(Transformed::yes(Expr::ScalarFunction(ScalarFunction::new_udf(
-        Arc::new(function),
-        vec![inner.as_ref().clone()],
-    ))))
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]

@@ -162,11 +162,7 @@ pub struct FloatOperandLists;
 
 impl AnalyzerRule for FloatOperandLists {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> DfResult<LogicalPlan> {
-        plan.transform_up_with_subqueries(|node| {
-            let schema = super::pg_casts::input_schema(&node)?;
-            node.map_expressions(|expr| expr.transform_up(|e| float8_operands(e, &schema)))
-        })
-        .map(|t| t.data)
+        super::pg_casts::rewrite_expressions(plan, float8_operands)
     }
 
     fn name(&self) -> &str {

@@ -12,12 +12,11 @@ use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringArray};
 use datafusion::arrow::compute::{CastOptions, cast_with_options};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::tree_node::Transformed;
 use datafusion::common::{DFSchema, Result as DfResult};
-use datafusion::logical_expr::expr::{Cast, ScalarFunction};
 use datafusion::logical_expr::{
-    ColumnarValue, Expr, ExprSchemable, LogicalPlan, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF,
-    ScalarUDFImpl, Signature, Volatility,
+    ColumnarValue, Expr, LogicalPlan, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDFImpl, Signature,
+    Volatility,
 };
 use datafusion::optimizer::AnalyzerRule;
 
@@ -31,11 +30,7 @@ pub struct PgTimestampCasts;
 
 impl AnalyzerRule for PgTimestampCasts {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> DfResult<LogicalPlan> {
-        plan.transform_up_with_subqueries(|node| {
-            let schema = super::pg_casts::input_schema(&node)?;
-            node.map_expressions(|expr| expr.transform_up(|e| replace(e, &schema)))
-        })
-        .map(|t| t.data)
+        super::pg_casts::rewrite_expressions(plan, replace)
     }
 
     fn name(&self) -> &str {
@@ -44,22 +39,11 @@ impl AnalyzerRule for PgTimestampCasts {
 }
 
 fn replace(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
-    let Expr::Cast(Cast { expr: inner, field }) = &expr else { return Ok(Transformed::no(expr)) };
-    let Ok(from) = inner.get_type(schema) else { return Ok(Transformed::no(expr)) };
-    let to = field.data_type();
-    if !matches!(from, DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8)
-        || !matches!(to, DataType::Timestamp(..))
-    {
+    let Some((text, to @ DataType::Timestamp(..))) = super::pg_casts::text_cast(&expr, schema) else {
         return Ok(Transformed::no(expr));
-    }
-    let function = ScalarUDF::new_from_impl(TextToTimestamp {
-        to: to.clone(),
-        signature: Signature::any(1, Volatility::Immutable),
-    });
-    Ok(Transformed::yes(Expr::ScalarFunction(ScalarFunction::new_udf(
-        Arc::new(function),
-        vec![inner.as_ref().clone()],
-    ))))
+    };
+    let function = TextToTimestamp { to: to.clone(), signature: Signature::any(1, Volatility::Immutable) };
+    Ok(super::pg_casts::call_instead(function, text))
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
