@@ -208,8 +208,6 @@ pub enum PgValue<'a> {
         width: u32,
     },
     Json(&'a str),
-    /// A struct, already in record syntax (`canonical`).
-    Record(&'a str),
     Bytes(&'a [u8]),
     Date(i32),
     Time(i64),
@@ -249,8 +247,8 @@ impl<'a> PgValue<'a> {
             }
             SqlType::Text | SqlType::Varchar(_) => PgValue::Text(array.as_string::<i32>().value(row)),
             SqlType::Jsonb => PgValue::Json(array.as_string::<i32>().value(row)),
-            // `canonical` wrote structs as record text.
-            SqlType::Struct(_) => PgValue::Record(array.as_string::<i32>().value(row)),
+            // `canonical` wrote structs as record text (`(1,"a b")`), sent as text.
+            SqlType::Struct(_) => PgValue::Text(array.as_string::<i32>().value(row)),
             SqlType::Bytea => PgValue::Bytes(array.as_binary::<i32>().value(row)),
             SqlType::Date => PgValue::Date(array.as_primitive::<Date32Type>().value(row)),
             SqlType::Time => PgValue::Time(array.as_primitive::<Time64MicrosecondType>().value(row)),
@@ -286,7 +284,6 @@ impl<'a> PgValue<'a> {
                 out.extend(std::iter::repeat_n(' ', missing));
             }
             PgValue::Json(v) => out = normalize_json(v),
-            PgValue::Record(v) => out.push_str(v),
             PgValue::Bytes(v) => {
                 out.push_str("\\x");
                 for byte in *v {

@@ -111,11 +111,6 @@ impl ToSql for PgValue<'_> {
                 out.put_slice(normalize_json(v).as_bytes());
             }
             PgValue::Bytes(v) => out.put_slice(v),
-            // Postgres' binary record holds each field's type and binary form; Sabot sends
-            // records in text only.
-            PgValue::Record(_) => {
-                return Err("binary output of a record is not supported: request text".into());
-            }
             PgValue::Date(days) => out.put_i32(days - POSTGRES_EPOCH_DAYS),
             PgValue::Time(micros) => out.put_i64(*micros),
             PgValue::Timestamp(micros) | PgValue::TimestampTz(micros) => {
