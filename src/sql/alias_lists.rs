@@ -1,18 +1,23 @@
 //! Column alias lists shorter than the relation, as Postgres reads them: `FROM t AS x (a,
 //! b)` renames the first two columns of `t` and keeps the others' names. DataFusion
 //! requires a name for every column; the list is completed with the relation's own names.
-//! Tables, views and other named relations are completed; a derived table's list is not
-//! yet.
+//! Tables, views and other named relations are completed; a derived table's or a CTE's
+//! short list becomes aliases of its query's first columns (`(SELECT 1 AS a, 2 AS b) AS d
+//! (x)` is `(SELECT 1 AS x, 2 AS b) AS d`), and a `VALUES` list is completed with the
+//! names Postgres gives its columns (`column2`, ...). A query whose columns are not written
+//! out (`SELECT *`) keeps its list, for the planner to check.
 
 use std::ops::ControlFlow;
 
 use datafusion::common::TableReference;
 use datafusion::execution::context::SessionContext;
 use datafusion::sql::sqlparser::ast::{
-    Ident, ObjectName, Statement, TableAliasColumnDef, TableFactor, Visit, VisitMut, Visitor, VisitorMut,
+    Ident, ObjectName, Query, SelectItem, SetExpr, Statement, TableAlias, TableAliasColumnDef, TableFactor,
+    Visit, VisitMut, Visitor, VisitorMut,
 };
 
 pub async fn rewrite(ctx: &SessionContext, statement: &mut Statement) {
+    let _ = statement.visit(&mut ShortQueryLists);
     let mut named = Named(Vec::new());
     let _ = Visit::visit(&*statement, &mut named);
     if named.0.is_empty() {
@@ -75,5 +80,71 @@ impl VisitorMut for Complete {
             }
         }
         ControlFlow::Continue(())
+    }
+}
+
+/// Short alias lists of derived tables and CTEs, moved into their queries.
+struct ShortQueryLists;
+
+impl VisitorMut for ShortQueryLists {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+        if let Some(with) = &mut query.with
+            && !with.recursive
+        {
+            for cte in &mut with.cte_tables {
+                name_query_columns(&mut cte.query, &mut cte.alias);
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
+        if let TableFactor::Derived { subquery, alias: Some(alias), .. } = factor {
+            name_query_columns(subquery, alias);
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// Gives the first columns of `query` the names of `alias`'s list when the list is
+/// shorter than the query's columns.
+fn name_query_columns(query: &mut Query, alias: &mut TableAlias) {
+    let given = alias.columns.len();
+    if given == 0 || alias.columns.iter().any(|c| c.data_type.is_some()) {
+        return;
+    }
+    // The first SELECT of set operations names their columns.
+    let mut body = query.body.as_mut();
+    while let SetExpr::SetOperation { left, .. } = body {
+        body = left.as_mut();
+    }
+    match body {
+        SetExpr::Values(values) => {
+            let width = values.rows.first().map_or(0, |row| row.len());
+            for i in given..width {
+                alias.columns.push(TableAliasColumnDef {
+                    name: Ident::new(format!("column{}", i + 1)),
+                    data_type: None,
+                });
+            }
+        }
+        SetExpr::Select(select) => {
+            let written_out = select
+                .projection
+                .iter()
+                .all(|item| matches!(item, SelectItem::UnnamedExpr(_) | SelectItem::ExprWithAlias { .. }));
+            if !written_out || select.projection.len() <= given {
+                return;
+            }
+            for (item, column) in select.projection.iter_mut().zip(&alias.columns) {
+                if let SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. } = item {
+                    *item = SelectItem::ExprWithAlias { expr: expr.clone(), alias: column.name.clone() };
+                }
+            }
+            alias.columns.clear();
+        }
+        _ => {}
     }
 }
