@@ -107,11 +107,16 @@ fn analyzer_rules() -> Vec<Arc<dyn datafusion::optimizer::AnalyzerRule + Send + 
     rules
 }
 
-/// Whether `ctx` plans as plan revision 11 and later do (numeric literals, typed `CASE`
-/// results): a context made for views of older revisions reads decimal literals as
-/// floats (`engine::views::as_planned_at`).
-fn at_revision_11(ctx: &SessionContext) -> bool {
-    ctx.state().config().options().sql_parser.parse_float_as_decimal
+/// The plan revision a context plans as: today's, unless it was made for a view of an
+/// older one (`engine::views::as_planned_at`).
+#[derive(Debug)]
+pub struct PlanRevision(pub u32);
+
+pub fn plan_revision(ctx: &SessionContext) -> u32 {
+    ctx.state()
+        .config()
+        .get_extension::<PlanRevision>()
+        .map_or(crate::sql::stream_plan::PLAN_REVISION, |revision| revision.0)
 }
 
 /// Plans a statement to run in batch (as-of joins lowered to what DataFusion runs).
@@ -130,17 +135,22 @@ async fn plan_unlowered(ctx: &SessionContext, statement: &ast::Statement) -> Res
     let mut statement = statement.clone();
     expand_views(ctx, &mut statement)?;
     inline_functions(ctx, &mut statement)?;
+    let revision = plan_revision(ctx);
     crate::sql::pg_compat::rewrite(&mut statement);
-    if at_revision_11(ctx) {
+    if revision >= 11 {
         crate::sql::pg_numeric::rewrite_literals(&mut statement);
+    }
+    if revision >= 12 {
+        crate::sql::pg_char::rewrite(&mut statement);
     }
     crate::sql::from_functions::rewrite(&mut statement, &|name| ctx.table_function(name).is_ok());
     crate::sql::subquery_forms::rewrite(&mut statement);
+    crate::sql::quantified::rewrite(&mut statement, revision);
     crate::sql::multiset::rewrite(ctx, &mut statement).await?;
     crate::sql::alias_lists::rewrite(ctx, &mut statement).await;
     let statement = DfStatement::Statement(Box::new(statement));
     let plan = ctx.state().statement_to_plan(statement).await?;
-    let plan = if at_revision_11(ctx) { crate::sql::pg_numeric::type_mixed_results(plan)? } else { plan };
+    let plan = if revision >= 11 { crate::sql::pg_numeric::type_mixed_results(plan)? } else { plan };
     reject_untyped_aggregates(&plan)?;
     Ok(plan)
 }

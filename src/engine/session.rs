@@ -426,7 +426,11 @@ impl Session {
             *outer.borrow_mut() = Some(desc);
             Some(columns)
         };
-        let rewritten = decorrelate(statement, &columns_of)?;
+        // Tests against a subquery's rows (`EXISTS`, `> ALL`) are first written as the
+        // aggregates (`count(*)`, `array_agg`) they compute with.
+        let mut statement = statement.clone();
+        crate::sql::quantified::rewrite(&mut statement, crate::sql::stream_plan::PLAN_REVISION);
+        let rewritten = decorrelate(&statement, &columns_of)?;
         let desc = outer.into_inner()?;
         let snapshot = self.db.coordinator.store().snapshot();
         let table = self.readable_table(&desc, &snapshot).with_hidden_columns();

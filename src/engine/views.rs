@@ -519,17 +519,30 @@ pub(super) fn output_column_names(
 /// text-to-timestamp casts (`sql::pg_timestamps`), before 11 with float literals, floats
 /// beside numerics computed as decimals, dates plus intervals as dates and DataFusion's
 /// text-to-interval casts (`sql::pg_numeric`, `sql::pg_date_arithmetic`,
-/// `sql::pg_interval_input`), and DataFusion's `coalesce`-like and `ceil`-like functions.
+/// `sql::pg_interval_input`), and DataFusion's `coalesce`-like and `ceil`-like functions;
+/// before 12 with the subquery tests of `sql::quantified` as they were, casts to
+/// `char(n)` as text and DataFusion's `to_char` (`sql::pg_to_char`). The context
+/// carries the revision ([`query::PlanRevision`]) for the rewrites before planning.
 fn as_planned_at(ctx: &SessionContext, revision: u32) -> Option<SessionContext> {
     use crate::sql::{pg_date_arithmetic, pg_interval_input, pg_numeric, pg_timestamps};
+    if revision >= PLAN_REVISION {
+        return None;
+    }
+    let mut state = ctx.state();
+    state.config_mut().set_extension(Arc::new(query::PlanRevision(revision)));
+    {
+        use datafusion::execution::FunctionRegistry;
+        state
+            .register_udf(crate::sql::pg_to_char::datafusion_function())
+            .expect("a session state takes any function");
+    }
     let left_out: &[&str] = match revision {
         ..9 => &["pg_casts", pg_timestamps::RULE_NAME, pg_interval_input::RULE_NAME, pg_numeric::RULE_NAME],
         9 => &[pg_timestamps::RULE_NAME, pg_interval_input::RULE_NAME, pg_numeric::RULE_NAME],
         10 => &[pg_interval_input::RULE_NAME, pg_numeric::RULE_NAME],
-        _ => return None,
+        _ => return Some(SessionContext::new_with_state(state)),
     };
     let planners_left_out = [pg_date_arithmetic::PLANNER_NAME, pg_numeric::PLANNER_NAME];
-    let mut state = ctx.state();
     let rules = state.analyzer().rules.iter().filter(|r| !left_out.contains(&r.name())).cloned().collect();
     let planners = state
         .expr_planners()
@@ -680,5 +693,21 @@ mod tests {
             [DataType::Date32, DataType::Float64, DataType::Float64, DataType::Float64, DataType::Float64]
         );
         assert!(as_planned_at(&today, PLAN_REVISION).is_none());
+    }
+
+    #[tokio::test]
+    async fn views_of_revision_11_keep_their_membership_tests() {
+        let sql = "SELECT 3 IN (SELECT v FROM (VALUES (1)) AS t (v)) AS found";
+        let plan = |ctx: SessionContext| async move {
+            let Some(Statement::Sql(statement)) = parse(sql).expect("parses").pop() else {
+                panic!("a query")
+            };
+            query::plan_view_query(&ctx, &statement).await.expect("plans").display_indent().to_string()
+        };
+        let today = context();
+        assert!(plan(today.clone()).await.contains("sabot_compare_each"));
+        let revision_11 = as_planned_at(&today, 11).expect("revision 11 plans otherwise");
+        let before = plan(revision_11).await;
+        assert!(before.contains("array_has") && !before.contains("sabot_compare_each"), "{before}");
     }
 }

@@ -9,8 +9,8 @@
 //! SELECT a, (SELECT count(*) FROM t1 AS x WHERE x.c > t1.c) FROM t1
 //! -- becomes
 //! SELECT a, COALESCE(__sabot_sq0.__v, 0) FROM t1
-//!   LEFT JOIN (SELECT t1.k, count(*) AS __v FROM t1 JOIN t1 AS x ON x.c > t1.c GROUP BY t1.k)
-//!   AS __sabot_sq0 ON __sabot_sq0.k = t1.k
+//!   LEFT JOIN (SELECT t1.k AS __k0, count(*) AS __v FROM t1 JOIN t1 AS x ON x.c > t1.c GROUP BY t1.k)
+//!   AS __sabot_sq0 ON __sabot_sq0.__k0 = t1.k
 //! ```
 //!
 //! where `k` is the outer table's key (its primary key, or the hidden row id), so each
@@ -34,7 +34,7 @@ pub struct TableColumns {
     pub visible: Vec<String>,
 }
 
-const AGGREGATES: [&str; 5] = ["count", "sum", "min", "max", "avg"];
+const AGGREGATES: [&str; 6] = ["count", "sum", "min", "max", "avg", "array_agg"];
 
 /// The rewritten statement, or `None` when it has no subquery of the supported shape.
 pub fn decorrelate(
@@ -84,16 +84,23 @@ pub fn decorrelate(
     for (i, (text, subquery)) in found.iter().enumerate() {
         let alias = format!("__sabot_sq{i}");
         let keys: Vec<String> = table.key.iter().map(|k| format!("{binding}.{}", quote(k))).collect();
+        // The key is renamed so that the outer query's unqualified names stay unambiguous.
+        let named: Vec<String> = keys.iter().enumerate().map(|(j, k)| format!("{k} AS __k{j}")).collect();
         let derived = format!(
-            "SELECT {keys}, {aggregate} AS __v FROM {outer} AS {binding} JOIN {inner} ON {predicate} GROUP BY {keys}",
+            "SELECT {named}, {aggregate} AS __v FROM {outer} AS {binding} JOIN {inner} ON {predicate} GROUP BY {keys}",
+            named = named.join(", "),
             keys = keys.join(", "),
             aggregate = subquery.aggregate,
             outer = name,
             inner = subquery.relation,
             predicate = subquery.predicate,
         );
-        let on: Vec<String> =
-            table.key.iter().map(|k| format!("{alias}.{q} = {binding}.{q}", q = quote(k))).collect();
+        let on: Vec<String> = table
+            .key
+            .iter()
+            .enumerate()
+            .map(|(j, k)| format!("{alias}.__k{j} = {binding}.{}", quote(k)))
+            .collect();
         let join_sql = format!("SELECT 1 FROM x LEFT JOIN ({derived}) AS {alias} ON {}", on.join(" AND "));
         let join = parse_select(&join_sql)?.from.pop()?.joins.pop()?;
         select.from[0].joins.push(join);
@@ -325,7 +332,7 @@ mod tests {
     fn non_equality_correlation_becomes_a_grouped_left_join() {
         let sql =
             rewrite("SELECT a, (SELECT count(*) FROM t1 AS x WHERE x.c > t1.c) FROM t1 ORDER BY 1").unwrap();
-        assert!(sql.contains("LEFT JOIN (SELECT t1.\"_row_id\", count(*) AS __v FROM t1 AS t1 JOIN t1 AS x ON x.c > t1.c GROUP BY t1.\"_row_id\") AS __sabot_sq0"), "{sql}");
+        assert!(sql.contains("LEFT JOIN (SELECT t1.\"_row_id\" AS __k0, count(*) AS __v FROM t1 AS t1 JOIN t1 AS x ON x.c > t1.c GROUP BY t1.\"_row_id\") AS __sabot_sq0"), "{sql}");
         assert!(sql.contains("SELECT a, COALESCE(__sabot_sq0.__v, 0) FROM t1"), "{sql}");
     }
 

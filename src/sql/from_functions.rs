@@ -10,6 +10,8 @@
 //! And in a select list, `generate_series(...)` returns rows, as in Postgres (DataFusion
 //! returns one list): it becomes `unnest(generate_series(...))`; several in one select
 //! list run in step, the shorter padded with NULLs, as Postgres 10 and later.
+//! `regexp_matches(...)` becomes `unnest(sabot_regexp_matches(...))` (`sql::pg_regexp`),
+//! in a select list and, as any function there, in FROM.
 
 use std::ops::ControlFlow;
 
@@ -32,6 +34,13 @@ pub fn rewrite(statement: &mut Statement, is_table_function: &dyn Fn(&str) -> bo
 fn series_as_rows(expr: &mut Expr) {
     if is_call(expr, "generate_series") {
         *expr = unnest(expr.clone());
+    } else if is_call(expr, "regexp_matches")
+        && let Expr::Function(function) = expr
+    {
+        let mut matches = function.clone();
+        matches.name =
+            datafusion::sql::sqlparser::ast::ObjectName::from(vec![Ident::new(super::pg_regexp::FUNCTION)]);
+        *expr = unnest(Expr::Function(matches));
     } else if is_call(expr, "unnest")
         && let Some(inner) = only_argument(expr)
         && is_call(inner, "unnest")

@@ -408,7 +408,7 @@ fn array_over_unnest(select: &datafusion::sql::sqlparser::ast::Select, item: &Ex
 }
 
 /// The expression `sql`, parsed.
-fn template_expr(sql: &str) -> Option<Expr> {
+pub(crate) fn template_expr(sql: &str) -> Option<Expr> {
     parser(sql)?.parse_expr().ok()
 }
 

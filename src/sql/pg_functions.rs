@@ -31,6 +31,10 @@ pub fn register(ctx: &SessionContext) {
     ctx.register_udf(ScalarUDF::new_from_impl(super::pg_format::Format::new()));
     super::pg_intervals::register(ctx);
     super::pg_bytea::register(ctx);
+    super::quantified::register(ctx);
+    super::pg_char::register(ctx);
+    super::pg_to_char::register(ctx);
+    super::pg_regexp::register(ctx);
 }
 
 /// `sabot_array_text(array)`: an array in Postgres' text form (`{1,NULL,"a b"}`), what a

@@ -8,12 +8,9 @@
 //! - a subquery inside an `ORDER BY` expression, which DataFusion plans only in a select
 //!   list or a filter: the query computes each ORDER BY expression as a hidden column of a
 //!   derived table and the outer query sorts by it, returning the original columns:
-//!   `SELECT * EXCLUDE (hidden) FROM (SELECT ..., expr AS hidden ...) ORDER BY hidden`;
-//! - `x [NOT] IN (SELECT e FROM ...)` in a select list, which DataFusion plans only as a
-//!   filter: `coalesce(array_has((SELECT array_agg(e) FROM ...), x), false)` (negated for
-//!   NOT IN), a scalar subquery it decorrelates. It is false, not NULL, where Postgres
-//!   gives NULL (no value equal and a NULL among the subquery's or `x` NULL): the same in
-//!   a CASE condition, where tools write it.
+//!   `SELECT * EXCLUDE (hidden) FROM (SELECT ..., expr AS hidden ...) ORDER BY hidden`.
+//!
+//! Tests against a subquery's rows (`IN`, `ANY`, `ALL`, `EXISTS`) are `sql::quantified`'s.
 
 use std::collections::HashSet;
 use std::ops::ControlFlow;
@@ -31,44 +28,6 @@ pub fn rewrite(statement: &mut Statement) {
     let _ = statement.visit(&mut NamedScalarValues);
     if let Statement::Query(query) = statement {
         sort_by_subqueries(query);
-    }
-    super::select_lists::rewrite_exprs(statement, &mut |expr| {
-        if let Expr::InSubquery { expr: needle, subquery, negated } = expr
-            && let Some(rewritten) = membership_as_array(needle, subquery, *negated)
-        {
-            *expr = rewritten;
-        }
-    });
-}
-
-fn membership_as_array(needle: &Expr, subquery: &Query, negated: bool) -> Option<Expr> {
-    if subquery.with.is_some() || subquery.limit_clause.is_some() || subquery.order_by.is_some() {
-        return None;
-    }
-    let SetExpr::Select(select) = subquery.body.as_ref() else { return None };
-    let grouped = !matches!(&select.group_by, datafusion::sql::sqlparser::ast::GroupByExpr::Expressions(e, _) if e.is_empty());
-    if grouped
-        || select.having.is_some()
-        || select.distinct.is_some()
-        || super::pg_compat::aggregates(&select.projection)
-    {
-        return None;
-    }
-    let [SelectItem::UnnamedExpr(value) | SelectItem::ExprWithAlias { expr: value, .. }] =
-        select.projection.as_slice()
-    else {
-        return None;
-    };
-    let mut aggregated = select.as_ref().clone();
-    let sql = format!("SELECT array_agg({value})");
-    let SetExpr::Select(items) = *super::pg_compat::parse_query(&sql)?.body else { return None };
-    aggregated.projection = items.projection;
-    let not = if negated { "NOT " } else { "" };
-    let sql = format!("SELECT {not}coalesce(array_has(({aggregated}), {needle}), false)");
-    let SetExpr::Select(mut parsed) = *super::pg_compat::parse_query(&sql)?.body else { return None };
-    match parsed.projection.pop()? {
-        SelectItem::UnnamedExpr(expr) => Some(expr),
-        _ => None,
     }
 }
 
@@ -302,17 +261,6 @@ mod tests {
         // Other limits, and aggregates, stay.
         let kept = "SELECT (SELECT c.x FROM c ORDER BY c.n LIMIT 2) FROM t";
         assert_eq!(rewritten(kept), kept);
-    }
-
-    #[test]
-    fn membership_in_a_select_list_is_an_array_lookup() {
-        assert_eq!(
-            rewritten(
-                "SELECT CASE WHEN a IN (SELECT b FROM u WHERE b > 0) THEN 0 END FROM t WHERE a IN (SELECT c FROM v)"
-            ),
-            "SELECT CASE WHEN coalesce(array_has((SELECT array_agg(b) FROM u WHERE b > 0), a), false) THEN 0 END \
-             FROM t WHERE a IN (SELECT c FROM v)"
-        );
     }
 
     #[test]

@@ -109,6 +109,19 @@ const VIEWS: &[(&str, &str, Option<&str>)] = &[
     ("intersect_all", "SELECT g FROM a INTERSECT ALL SELECT g FROM b", None),
     ("null_safe_join", "SELECT a.id, b.id AS bid FROM a JOIN b ON a.g IS NOT DISTINCT FROM b.g", None),
     ("cross_join_residual", "SELECT a.id, b.id AS bid FROM a CROSS JOIN b WHERE a.v > b.w * 9", None),
+    // Tests against a subquery's rows (sql::quantified), three-valued.
+    (
+        "quantified",
+        "SELECT id, v > ALL (SELECT w FROM b WHERE b.g = a.g) AS above, v < ANY (SELECT w FROM b) AS below FROM a",
+        None,
+    ),
+    (
+        "membership_select",
+        "SELECT id, g IN (SELECT x FROM c) AS listed, EXISTS (SELECT 1 FROM b WHERE b.g = a.g) AS has_b FROM a",
+        None,
+    ),
+    ("all_filter", "SELECT id FROM a WHERE v >= ALL (SELECT w FROM b WHERE b.g = a.g)", None),
+    ("to_char_hours", "SELECT to_char(t, 'YYYY-MM-DD HH24') AS hour, count(*) AS n FROM w GROUP BY 1", None),
     (
         "scalar_subqueries",
         "SELECT id, v - (SELECT min(v) AS lo FROM a) AS above FROM a WHERE v > (SELECT avg(w) AS mean FROM b)",

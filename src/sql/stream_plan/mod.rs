@@ -69,10 +69,13 @@ impl TableIds<'_> {
 /// to timestamp reads times without seconds (`sql::pg_timestamps`); 11: decimal literals
 /// are numerics, `date ± interval` is a timestamp, text to interval reads Postgres' forms
 /// (`sql::pg_interval_input`) and `timestamp - timestamp` is stored with whole days
-/// (`justify_hours`). Views
+/// (`justify_hours`); 12: quantified comparisons with subqueries (`> ALL (SELECT ..)`),
+/// `EXISTS` in a select list, and `IN (SELECT ..)` there NULL as in Postgres
+/// (`sql::quantified`), casts to `char(n)` cut and typed `character(n)` (`sql::pg_char`),
+/// `to_char` with Postgres' templates (`sql::pg_to_char`). Views
 /// keep the revision they were created with, so that a server that plans differently
 /// still resumes them from their state.
-pub const PLAN_REVISION: u32 = 11;
+pub const PLAN_REVISION: u32 = 12;
 
 pub struct StreamPlanner<'a> {
     pub state: &'a SessionState,
