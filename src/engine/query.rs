@@ -66,6 +66,9 @@ pub fn context(
         state
             .register_expr_planner(crate::sql::pg_date_arithmetic::planner())
             .expect("a session state takes any expression planner");
+        state
+            .register_expr_planner(crate::sql::jsonb_edit::operators())
+            .expect("a session state takes any expression planner");
     }
     let ctx = SessionContext::new_with_state(state);
     let session = pg_catalog::SessionInfo {
@@ -87,6 +90,8 @@ pub fn context(
     crate::sql::pg_functions::register(&ctx);
     crate::sql::pg_numeric::register(&ctx);
     crate::sql::jsonb::register(&ctx);
+    crate::sql::jsonb_edit::register(&ctx);
+    crate::sql::jsonb_rows::register(&ctx);
     crate::sql::ordered_set::register(&ctx);
     ctx.register_catalog(CATALOG_NAME, Arc::new(catalog));
     ctx
@@ -104,6 +109,8 @@ fn analyzer_rules() -> Vec<Arc<dyn datafusion::optimizer::AnalyzerRule + Send + 
     rules.push(Arc::new(crate::sql::pg_casts::PgCasts));
     rules.push(Arc::new(crate::sql::pg_timestamps::PgTimestampCasts));
     rules.push(Arc::new(crate::sql::pg_interval_input::PgIntervalCasts));
+    rules.push(Arc::new(crate::sql::pg_array_input::PgArrayInput));
+    rules.push(Arc::new(crate::sql::jsonb_marks::JsonbArguments));
     rules
 }
 
@@ -136,6 +143,9 @@ async fn plan_unlowered(ctx: &SessionContext, statement: &ast::Statement) -> Res
     expand_views(ctx, &mut statement)?;
     inline_functions(ctx, &mut statement)?;
     let revision = plan_revision(ctx);
+    if revision >= 12 {
+        crate::sql::lateral::rewrite(&mut statement);
+    }
     crate::sql::pg_compat::rewrite(&mut statement);
     if revision >= 11 {
         crate::sql::pg_numeric::rewrite_literals(&mut statement);

@@ -521,43 +521,56 @@ pub(super) fn output_column_names(
 /// text-to-interval casts (`sql::pg_numeric`, `sql::pg_date_arithmetic`,
 /// `sql::pg_interval_input`), and DataFusion's `coalesce`-like and `ceil`-like functions;
 /// before 12 with the subquery tests of `sql::quantified` as they were, casts to
-/// `char(n)` as text and DataFusion's `to_char` (`sql::pg_to_char`). The context
+/// `char(n)` as text, DataFusion's `to_char` (`sql::pg_to_char`), `||` / `-` of jsonb
+/// as of text (`sql::jsonb_edit`), text cast to arrays as one element
+/// (`sql::pg_array_input`) and jsonb columns read as text by `to_jsonb` and the like
+/// (`sql::jsonb_marks`). The context
 /// carries the revision ([`query::PlanRevision`]) for the rewrites before planning.
 fn as_planned_at(ctx: &SessionContext, revision: u32) -> Option<SessionContext> {
-    use crate::sql::{pg_date_arithmetic, pg_interval_input, pg_numeric, pg_timestamps};
+    use crate::sql::{
+        jsonb_edit, jsonb_marks, pg_array_input, pg_date_arithmetic, pg_interval_input, pg_numeric,
+        pg_timestamps,
+    };
     if revision >= PLAN_REVISION {
         return None;
     }
+    let mut rules_left_out = vec![pg_array_input::RULE_NAME, jsonb_marks::RULE_NAME];
+    let mut planners_left_out = vec![jsonb_edit::PLANNER_NAME];
+    if revision <= 10 {
+        rules_left_out.extend([pg_interval_input::RULE_NAME, pg_numeric::RULE_NAME]);
+        planners_left_out.extend([pg_date_arithmetic::PLANNER_NAME, pg_numeric::PLANNER_NAME]);
+    }
+    if revision <= 9 {
+        rules_left_out.push(pg_timestamps::RULE_NAME);
+    }
+    if revision <= 8 {
+        rules_left_out.push("pg_casts");
+    }
     let mut state = ctx.state();
     state.config_mut().set_extension(Arc::new(query::PlanRevision(revision)));
-    {
-        use datafusion::execution::FunctionRegistry;
-        state
-            .register_udf(crate::sql::pg_to_char::datafusion_function())
-            .expect("a session state takes any function");
+    if revision <= 10 {
+        state.config_mut().options_mut().sql_parser.parse_float_as_decimal = false;
     }
-    let left_out: &[&str] = match revision {
-        ..9 => &["pg_casts", pg_timestamps::RULE_NAME, pg_interval_input::RULE_NAME, pg_numeric::RULE_NAME],
-        9 => &[pg_timestamps::RULE_NAME, pg_interval_input::RULE_NAME, pg_numeric::RULE_NAME],
-        10 => &[pg_interval_input::RULE_NAME, pg_numeric::RULE_NAME],
-        _ => return Some(SessionContext::new_with_state(state)),
-    };
-    let planners_left_out = [pg_date_arithmetic::PLANNER_NAME, pg_numeric::PLANNER_NAME];
-    let rules = state.analyzer().rules.iter().filter(|r| !left_out.contains(&r.name())).cloned().collect();
+    let rules =
+        state.analyzer().rules.iter().filter(|r| !rules_left_out.contains(&r.name())).cloned().collect();
     let planners = state
         .expr_planners()
         .iter()
         .filter(|p| !planners_left_out.iter().any(|name| format!("{p:?}").starts_with(name)))
         .cloned()
         .collect();
-    state.config_mut().options_mut().sql_parser.parse_float_as_decimal = false;
     let mut state = datafusion::execution::SessionStateBuilder::new_from_existing(state)
         .with_analyzer_rules(rules)
         .with_expr_planners(planners)
         .build();
-    for function in pg_numeric::datafusion_functions() {
-        use datafusion::execution::FunctionRegistry;
-        state.register_udf(function).expect("a session state takes any function");
+    use datafusion::execution::FunctionRegistry;
+    state
+        .register_udf(crate::sql::pg_to_char::datafusion_function())
+        .expect("a session state takes any function");
+    if revision <= 10 {
+        for function in pg_numeric::datafusion_functions() {
+            state.register_udf(function).expect("a session state takes any function");
+        }
     }
     Some(SessionContext::new_with_state(state))
 }

@@ -36,10 +36,10 @@ use serde_json::Value;
 use crate::common::pg_text::jsonb_text;
 use crate::common::{Error, SqlState, SqlType};
 
-type Evaluate = fn(&[ArrayRef], &[FieldRef], usize) -> crate::common::Result<ArrayRef>;
+pub(super) type Evaluate = fn(&[ArrayRef], &[FieldRef], usize) -> crate::common::Result<ArrayRef>;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-enum Returns {
+pub(super) enum Returns {
     Jsonb,
     Text,
     Boolean,
@@ -110,7 +110,7 @@ impl ScalarUDFImpl for JsonbFunction {
     }
 }
 
-fn function(
+pub(super) fn function(
     name: &'static str,
     aliases: &[&str],
     signature: Signature,
@@ -179,7 +179,10 @@ pub fn operators() -> Arc<dyn ExprPlanner> {
 
 /// The JSON value of a document argument's row `row` (NULL: None): text is parsed as
 /// jsonb (an operator's left side is jsonb), other values converted as `to_jsonb` does.
-fn value_at(array: &ArrayRef, row: usize) -> crate::common::Result<Option<Value>> {
+pub(super) fn value_at(array: &ArrayRef, row: usize) -> crate::common::Result<Option<Value>> {
+    if let Some(text) = super::jsonb_marks::unmarked(array) {
+        return value_at(text, row);
+    }
     if null_at(array, row) {
         return Ok(None);
     }
@@ -290,7 +293,7 @@ fn row_values(
     row_values_with(arrays, fields, row, 1)
 }
 
-fn row_values_with(
+pub(super) fn row_values_with(
     arrays: &[ArrayRef],
     fields: &[FieldRef],
     row: usize,
@@ -308,7 +311,7 @@ fn row_values_with(
     Ok(Some(values))
 }
 
-fn argument_at(
+pub(super) fn argument_at(
     array: &ArrayRef,
     field: Option<&FieldRef>,
     row: usize,
@@ -316,7 +319,9 @@ fn argument_at(
     if null_at(array, row) {
         return Ok(None);
     }
-    if field.is_some_and(|f| SqlType::from_arrow(f) == SqlType::Jsonb) {
+    if field.is_some_and(|f| SqlType::from_arrow(f) == SqlType::Jsonb)
+        || super::jsonb_marks::unmarked(array).is_some()
+    {
         return value_at(array, row);
     }
     to_value(array, row).map(Some)
@@ -353,7 +358,7 @@ fn path_of<'a>(doc: &'a Value, steps: &[Value]) -> Option<&'a Value> {
 }
 
 /// `{a,b}` (Postgres' text form of a text array, without quoting).
-fn parse_text_array(text: &str) -> Option<Vec<String>> {
+pub(super) fn parse_text_array(text: &str) -> Option<Vec<String>> {
     let inner = text.trim().strip_prefix('{')?.strip_suffix('}')?;
     if inner.trim().is_empty() {
         return Some(Vec::new());

@@ -203,6 +203,8 @@ impl VisitorMut for PgForms {
                     *expr = remainder;
                 } else if let Some(aggregated) = super::jsonb::aggregate(function) {
                     *expr = aggregated;
+                } else if let Some(aggregated) = super::jsonb_edit::aggregate(function) {
+                    *expr = aggregated;
                 } else if let Some(rows) = super::jsonb::set_returning(function) {
                     *expr = rows;
                 }

@@ -14,6 +14,10 @@
 //!   `sabot_compare_each` with `=` / ANY (`<>` / ALL), so NULL where Postgres answers NULL.
 //!   Views of plan revision 11 and older keep `coalesce(array_has(..), false)`, false there.
 //! - `[NOT] EXISTS (subquery)` in a select list: `(SELECT count(*) FROM ...) > 0` (`= 0`).
+//! - `EXISTS` and `IN` inside another expression of a filter (`WHERE a OR EXISTS (...)`),
+//!   which DataFusion plans as a mark join (not maintained in views): as in a select
+//!   list. A test that is itself a condition of the filter (`AND`ed, or negated) stays a
+//!   semi or anti join.
 //!
 //! A subquery of one plain `SELECT` is aggregated in place, so a correlated one stays
 //! correlated; any other (grouped, `DISTINCT`, `LIMIT`, set operations) is read as a
@@ -48,23 +52,78 @@ pub fn register(ctx: &SessionContext) {
 pub fn rewrite(statement: &mut Statement, revision: u32) {
     if revision >= 12 {
         let _ = statement.visit(&mut Quantified);
+        let _ = statement.visit(&mut NestedInFilters);
     }
-    super::select_lists::rewrite_exprs(statement, &mut |expr| {
-        let rewritten = match expr {
-            Expr::InSubquery { expr: needle, subquery, negated } if revision >= 12 => {
-                let (op, all) = if *negated { ("<>", true) } else { ("=", false) };
-                compare_each(needle, op, subquery, all)
-            }
-            Expr::InSubquery { expr: needle, subquery, negated } => {
-                membership_before_12(needle, subquery, *negated)
-            }
-            Expr::Exists { subquery, negated } if revision >= 12 => exists_as_count(subquery, *negated),
-            _ => None,
-        };
-        if let Some(rewritten) = rewritten {
-            *expr = rewritten;
+    super::select_lists::rewrite_exprs(statement, &mut |expr| in_select_list(expr, revision));
+}
+
+/// A test of a subquery's rows in a select list (or nested in a filter's condition) as the
+/// scalar subquery it is computed with.
+fn in_select_list(expr: &mut Expr, revision: u32) {
+    let rewritten = match expr {
+        Expr::InSubquery { expr: needle, subquery, negated } if revision >= 12 => {
+            let (op, all) = if *negated { ("<>", true) } else { ("=", false) };
+            compare_each(needle, op, subquery, all)
         }
-    });
+        Expr::InSubquery { expr: needle, subquery, negated } => {
+            membership_before_12(needle, subquery, *negated)
+        }
+        Expr::Exists { subquery, negated } if revision >= 12 => exists_as_count(subquery, *negated),
+        _ => None,
+    };
+    if let Some(rewritten) = rewritten {
+        *expr = rewritten;
+    }
+}
+
+/// Filters' `EXISTS` / `IN` tests inside other expressions (see the module's doc).
+struct NestedInFilters;
+
+impl VisitorMut for NestedInFilters {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+        if let SetExpr::Select(select) = query.body.as_mut()
+            && let Some(selection) = &mut select.selection
+        {
+            for condition in conditions(selection) {
+                if !is_join_test(condition) {
+                    super::select_lists::rewrite_own_exprs(condition, &mut |e| in_select_list(e, 12));
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// The `AND`ed conditions of a filter.
+fn conditions(expr: &mut Expr) -> Vec<&mut Expr> {
+    let and = |e: &Expr| matches!(e, Expr::BinaryOp { op: BinaryOperator::And, .. });
+    let split = match &*expr {
+        Expr::Nested(inner) => and(inner),
+        other => and(other),
+    };
+    match (split, expr) {
+        (true, Expr::BinaryOp { left, right, .. }) => {
+            let mut all = conditions(left);
+            all.extend(conditions(right));
+            all
+        }
+        (true, Expr::Nested(inner)) => conditions(inner),
+        (_, other) => vec![other],
+    }
+}
+
+/// A condition the planner runs as a semi or anti join: `[NOT] EXISTS`, `[NOT] IN`.
+fn is_join_test(condition: &Expr) -> bool {
+    match condition {
+        Expr::Exists { .. } | Expr::InSubquery { .. } => true,
+        Expr::Nested(inner)
+        | Expr::UnaryOp { expr: inner, op: datafusion::sql::sqlparser::ast::UnaryOperator::Not } => {
+            is_join_test(inner)
+        }
+        _ => false,
+    }
 }
 
 struct Quantified;
@@ -315,9 +374,17 @@ mod tests {
             rewritten("SELECT a NOT IN (SELECT b FROM u) FROM t", 11),
             "SELECT NOT coalesce(array_has((SELECT array_agg(b) FROM u), a), false) FROM t"
         );
-        // A filter's EXISTS is the planner's (a semi join).
-        let kept = "SELECT a FROM t WHERE EXISTS (SELECT 1 FROM u WHERE u.b = t.a)";
+        // A filter's EXISTS is the planner's (a semi join), unless inside an expression.
+        let kept =
+            "SELECT a FROM t WHERE EXISTS (SELECT 1 FROM u WHERE u.b = t.a) AND NOT a IN (SELECT c FROM v)";
         assert_eq!(rewritten(kept, 12), kept);
+        assert_eq!(
+            rewritten(
+                "SELECT a FROM t WHERE a > 1 AND (a < 0 OR EXISTS (SELECT 1 FROM u WHERE u.b = t.a))",
+                12
+            ),
+            "SELECT a FROM t WHERE a > 1 AND (a < 0 OR ((SELECT count(*) FROM u WHERE u.b = t.a) > 0))"
+        );
     }
 
     #[test]

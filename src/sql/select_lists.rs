@@ -31,6 +31,12 @@ impl VisitorMut for SelectLists<'_> {
     }
 }
 
+/// Calls `rewrite` on `expr` and each expression in it outside the queries nested in it,
+/// children first.
+pub fn rewrite_own_exprs(expr: &mut Expr, rewrite: &mut dyn FnMut(&mut Expr)) {
+    let _ = expr.visit(&mut OwnExprs { depth: 0, rewrite });
+}
+
 /// The expressions of one select item outside the queries nested in it.
 struct OwnExprs<'a> {
     depth: usize,

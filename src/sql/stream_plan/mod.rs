@@ -72,7 +72,9 @@ impl TableIds<'_> {
 /// (`justify_hours`); 12: quantified comparisons with subqueries (`> ALL (SELECT ..)`),
 /// `EXISTS` in a select list, and `IN (SELECT ..)` there NULL as in Postgres
 /// (`sql::quantified`), casts to `char(n)` cut and typed `character(n)` (`sql::pg_char`),
-/// `to_char` with Postgres' templates (`sql::pg_to_char`). Views
+/// `to_char` with Postgres' templates (`sql::pg_to_char`), `||` / `-` of jsonb
+/// (`sql::jsonb_edit`), lateral functions and subqueries over outer columns
+/// (`sql::lateral`). Views
 /// keep the revision they were created with, so that a server that plans differently
 /// still resumes them from their state.
 pub const PLAN_REVISION: u32 = 12;

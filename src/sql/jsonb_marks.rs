@@ -1,0 +1,116 @@
+//! jsonb arguments that stay jsonb at run time (plan revision 12). The jsonb functions tell
+//! a jsonb argument from text by its field's type mark, and DataFusion derives an
+//! argument's field from the batch being computed; a view's batches carry no marks, so in
+//! a materialized view `to_jsonb(doc)`, `jsonb_build_array(doc)` and `jsonb_agg(doc)` over
+//! a jsonb column made JSON strings of the documents (`["1"]` for `[1]`), where a batch
+//! query did not. [`JsonbArguments`], an analyzer rule, wraps each such column argument in
+//! `sabot_jsonb_marked(x)`: a struct of one field named [`FIELD`] holding the text, which
+//! the jsonb functions read as jsonb. A type, unlike a field's mark, stays with the values
+//! when the planner computes the call in a projection of its own (a common expression).
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, StructArray};
+use datafusion::arrow::datatypes::{DataType, Field, Fields};
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::Transformed;
+use datafusion::common::{DFSchema, Result as DfResult, ScalarValue};
+use datafusion::logical_expr::expr::ScalarFunction;
+use datafusion::logical_expr::{
+    ColumnarValue, Expr, ExprSchemable, LogicalPlan, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    Volatility,
+};
+use datafusion::optimizer::AnalyzerRule;
+
+use crate::common::SqlType;
+
+/// The rule's name, by which views of older plan revisions leave it out.
+pub const RULE_NAME: &str = "jsonb_arguments";
+
+/// The one field of a marked argument.
+pub const FIELD: &str = "sabot_jsonb";
+
+/// Functions that read an argument as jsonb only when it is marked so.
+const READERS: &[&str] = &["to_jsonb", "jsonb_build_array", "jsonb_build_object", "sabot_jsonb_delete"];
+
+#[derive(Debug)]
+pub struct JsonbArguments;
+
+impl AnalyzerRule for JsonbArguments {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> DfResult<LogicalPlan> {
+        super::pg_casts::rewrite_expressions(plan, mark)
+    }
+
+    fn name(&self) -> &str {
+        RULE_NAME
+    }
+}
+
+fn mark(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
+    let Expr::ScalarFunction(call) = &expr else { return Ok(Transformed::no(expr)) };
+    if !READERS.contains(&call.func.name()) {
+        return Ok(Transformed::no(expr));
+    }
+    let jsonb_column = |e: &Expr| {
+        matches!(e, Expr::Column(_))
+            && e.to_field(schema).is_ok_and(|(_, f)| SqlType::from_arrow(&f) == SqlType::Jsonb)
+    };
+    if !call.args.iter().any(jsonb_column) {
+        return Ok(Transformed::no(expr));
+    }
+    let marked =
+        Arc::new(ScalarUDF::new_from_impl(Marked { signature: Signature::any(1, Volatility::Immutable) }));
+    let args = call
+        .args
+        .iter()
+        .map(|a| match jsonb_column(a) {
+            true => Expr::ScalarFunction(ScalarFunction::new_udf(marked.clone(), vec![a.clone()])),
+            false => a.clone(),
+        })
+        .collect();
+    Ok(Transformed::yes(Expr::ScalarFunction(ScalarFunction::new_udf(call.func.clone(), args))))
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Marked {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for Marked {
+    fn name(&self) -> &str {
+        "sabot_jsonb_marked"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    /// Named as its argument, so that the plan's schema stays as planned.
+    fn schema_name(&self, args: &[Expr]) -> DfResult<String> {
+        Ok(args[0].schema_name().to_string())
+    }
+
+    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Struct(Fields::from(vec![Field::new(FIELD, DataType::Utf8, true)])))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
+        let texts =
+            datafusion::arrow::compute::cast(&args.args[0].to_array(args.number_rows)?, &DataType::Utf8)?;
+        let nulls = texts.nulls().cloned();
+        let fields = Fields::from(vec![Field::new(FIELD, DataType::Utf8, true)]);
+        let marked: ArrayRef = Arc::new(StructArray::try_new(fields, vec![texts], nulls)?);
+        Ok(if scalar {
+            ColumnarValue::Scalar(ScalarValue::try_from_array(&marked, 0)?)
+        } else {
+            ColumnarValue::Array(marked)
+        })
+    }
+}
+
+/// The text of a marked jsonb argument.
+pub fn unmarked(array: &ArrayRef) -> Option<&ArrayRef> {
+    let DataType::Struct(fields) = array.data_type() else { return None };
+    (fields.len() == 1 && fields[0].name() == FIELD).then(|| array.as_struct().column(0))
+}
