@@ -284,7 +284,7 @@ fn subquery_items(subquery: &Query, left: bool) -> Option<(Vec<String>, Vec<Stri
         let mut one = select.as_ref().clone();
         one.projection = vec![SelectItem::UnnamedExpr(expr.clone())];
         let mut query = subquery.clone();
-        query.body = Box::new(SetExpr::Select(Box::new(one)));
+        *query.body = SetExpr::Select(Box::new(one));
         items.push(format!("({query}) AS {}", Ident::with_quote('"', &name)));
         names.push(name);
     }

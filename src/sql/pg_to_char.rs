@@ -88,10 +88,7 @@ impl ScalarUDFImpl for ToChar {
 
 /// Each value formatted by its row's template; a template is parsed again only when it
 /// changes.
-fn format_all<'a>(
-    values: &ArrayRef,
-    templates: &mut dyn Iterator<Item = Option<&'a str>>,
-) -> DfResult<ArrayRef> {
+fn format_all(values: &ArrayRef, templates: &mut dyn Iterator<Item = Option<&str>>) -> DfResult<ArrayRef> {
     if super::pg_to_char_number::formats(values.data_type()) {
         return super::pg_to_char_number::format_all(values, templates);
     }
@@ -455,7 +452,9 @@ fn write_field(out: &mut String, field: Field, fill: bool, t: &NaiveDateTime, zo
     let micros = i64::from(t.nanosecond() / 1000);
     let iso = t.iso_week();
     match field {
-        Hour12 => number(out, i64::from(if t.hour() % 12 == 0 { 12 } else { t.hour() % 12 }), 2, fill),
+        Hour12 => {
+            number(out, i64::from(if t.hour().is_multiple_of(12) { 12 } else { t.hour() % 12 }), 2, fill)
+        }
         Hour24 => number(out, i64::from(t.hour()), 2, fill),
         Minute => number(out, i64::from(t.minute()), 2, fill),
         Second => number(out, i64::from(t.second()), 2, fill),

@@ -49,9 +49,9 @@ pub fn coerced(data_type: &DataType) -> DataType {
 
 /// Each value (of a `coerced` type) formatted by its row's template, NULL for a NULL value
 /// or template; a template is parsed again only when it differs from the previous row's.
-pub fn format_all<'a>(
+pub fn format_all(
     values: &ArrayRef,
-    templates: &mut dyn Iterator<Item = Option<&'a str>>,
+    templates: &mut dyn Iterator<Item = Option<&str>>,
 ) -> DfResult<ArrayRef> {
     let mut out = StringBuilder::with_capacity(values.len(), values.len() * 16);
     let mut parsed: Option<(&str, Template)> = None;
@@ -459,7 +459,7 @@ impl<'a> Run<'a> {
         layout.zero_start = layout.zero_start.saturating_sub(1);
         let sign_wrote = if layout.plus || layout.minus {
             // MI and SG write the sign themselves; PL alone leaves a minus to the digits.
-            !(layout.plus && !layout.minus)
+            !layout.plus || layout.minus
         } else {
             layout.brackets &= sign == b'-' || !layout.fill;
             if layout.sign_first && layout.pre == layout.pre_sign_digits {
