@@ -128,7 +128,14 @@ pub fn plan_revision(ctx: &SessionContext) -> u32 {
 
 /// Plans a statement to run in batch (as-of joins lowered to what DataFusion runs).
 pub async fn plan(ctx: &SessionContext, statement: &ast::Statement) -> Result<LogicalPlan> {
-    crate::sql::asof_join::lower_for_batch(plan_unlowered(ctx, statement).await?)
+    let mut statement = statement.clone();
+    if let Some(provider) = ctx.catalog(CATALOG_NAME)
+        && let Some(catalog) = (provider.as_ref() as &dyn std::any::Any).downcast_ref::<SabotCatalog>()
+    {
+        let schema = ctx.state().config_options().catalog.default_schema.clone();
+        crate::sql::view_order::rewrite(&mut statement, catalog.catalog(), &schema);
+    }
+    crate::sql::asof_join::lower_for_batch(plan_unlowered(ctx, &statement).await?)
 }
 
 /// Plans a view's query: as-of joins stay [`crate::sql::asof_join::AsofJoinNode`]s for the

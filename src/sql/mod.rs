@@ -47,6 +47,7 @@ pub mod stream_plan;
 pub mod subquery_forms;
 pub mod temporal_join;
 pub mod uniques;
+pub mod view_order;
 pub mod views;
 pub mod window;
 
