@@ -86,6 +86,7 @@ impl Session {
         insert.on = None; // applied by Sabot over the planned rows
         insert.table_alias = None; // only ON CONFLICT reads it
         fill_implicit_columns(&mut insert, &desc);
+        crate::sql::insert_source::rewrite(&mut insert);
         let snapshot = self.db.coordinator.store().snapshot();
         let ctx = self.snapshot_context();
         let defaults = query::column_defaults(&ctx, &desc)?;

@@ -14,6 +14,7 @@ pub mod fields;
 pub mod frame_exclusion;
 pub mod from_functions;
 pub mod functions;
+pub mod insert_source;
 pub mod jsonb;
 pub mod jsonb_edit;
 pub mod jsonb_marks;
