@@ -438,14 +438,28 @@ fn reject_unsupported_insert(insert: &Insert) -> Result<()> {
     Ok(())
 }
 
-/// Postgres lets `INSERT INTO t VALUES (...)` give fewer values than columns: the rest
-/// take their defaults. DataFusion wants them named, so name the leading columns.
+/// Postgres lets `INSERT INTO t VALUES (...)` or `INSERT INTO t SELECT ...` give fewer
+/// values than columns: the rest take their defaults. DataFusion wants them named, so name
+/// the leading columns (a select list that is not written out, `SELECT *`, is left as is).
 fn fill_implicit_columns(insert: &mut Insert, desc: &TableDesc) {
     if !insert.columns.is_empty() {
         return;
     }
-    let Some(SetExpr::Values(values)) = insert.source.as_ref().map(|q| q.body.as_ref()) else { return };
-    let width = values.rows.first().map_or(0, |r| r.content.len());
+    let Some(mut body) = insert.source.as_ref().map(|q| q.body.as_ref()) else { return };
+    while let SetExpr::SetOperation { left, .. } = body {
+        body = left.as_ref();
+    }
+    let width = match body {
+        SetExpr::Values(values) => values.rows.first().map_or(0, |r| r.content.len()),
+        SetExpr::Select(select)
+            if select.projection.iter().all(|item| {
+                matches!(item, SelectItem::UnnamedExpr(_) | SelectItem::ExprWithAlias { .. })
+            }) =>
+        {
+            select.projection.len()
+        }
+        _ => return,
+    };
     let visible: Vec<&str> = desc.columns.iter().filter(|c| !c.hidden).map(|c| c.name.as_str()).collect();
     if width < visible.len() {
         insert.columns = visible[..width]
@@ -456,7 +470,7 @@ fn fill_implicit_columns(insert: &mut Insert, desc: &TableDesc) {
 }
 
 fn column_count_error(error: Error) -> Error {
-    if error.to_string().contains("Column count doesn't match") {
+    if error.to_string().to_ascii_lowercase().contains("column count doesn't match") {
         Error::new(SqlState::SyntaxError, "INSERT has more expressions than target columns")
     } else {
         error
