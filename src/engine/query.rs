@@ -110,6 +110,7 @@ fn analyzer_rules() -> Vec<Arc<dyn datafusion::optimizer::AnalyzerRule + Send + 
     rules.push(Arc::new(crate::sql::pg_timestamps::PgTimestampCasts));
     rules.push(Arc::new(crate::sql::pg_interval_input::PgIntervalCasts));
     rules.push(Arc::new(crate::sql::pg_array_input::PgArrayInput));
+    rules.push(Arc::new(crate::sql::jsonb_marks::CastMarks));
     rules.push(Arc::new(crate::sql::jsonb_marks::JsonbArguments));
     rules
 }

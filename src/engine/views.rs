@@ -523,8 +523,8 @@ pub(super) fn output_column_names(
 /// before 12 with the subquery tests of `sql::quantified` as they were, casts to
 /// `char(n)` as text, DataFusion's `to_char` (`sql::pg_to_char`), `||` / `-` of jsonb
 /// as of text (`sql::jsonb_edit`), text cast to arrays as one element
-/// (`sql::pg_array_input`) and jsonb columns read as text by `to_jsonb` and the like
-/// (`sql::jsonb_marks`). The context
+/// (`sql::pg_array_input`), jsonb columns read as text by `to_jsonb` and the like, and
+/// casts that keep their operand's type mark (`sql::jsonb_marks`). The context
 /// carries the revision ([`query::PlanRevision`]) for the rewrites before planning.
 fn as_planned_at(ctx: &SessionContext, revision: u32) -> Option<SessionContext> {
     use crate::sql::{
@@ -534,7 +534,8 @@ fn as_planned_at(ctx: &SessionContext, revision: u32) -> Option<SessionContext> 
     if revision >= PLAN_REVISION {
         return None;
     }
-    let mut rules_left_out = vec![pg_array_input::RULE_NAME, jsonb_marks::RULE_NAME];
+    let mut rules_left_out =
+        vec![pg_array_input::RULE_NAME, jsonb_marks::RULE_NAME, jsonb_marks::CAST_RULE_NAME];
     let mut planners_left_out = vec![jsonb_edit::PLANNER_NAME];
     if revision <= 10 {
         rules_left_out.extend([pg_interval_input::RULE_NAME, pg_numeric::RULE_NAME]);

@@ -15,7 +15,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Fields};
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::Transformed;
 use datafusion::common::{DFSchema, Result as DfResult, ScalarValue};
-use datafusion::logical_expr::expr::ScalarFunction;
+use datafusion::logical_expr::expr::{Cast, ScalarFunction};
 use datafusion::logical_expr::{
     ColumnarValue, Expr, ExprSchemable, LogicalPlan, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
     Volatility,
@@ -23,9 +23,13 @@ use datafusion::logical_expr::{
 use datafusion::optimizer::AnalyzerRule;
 
 use crate::common::SqlType;
+use crate::common::types::PG_TYPE_METADATA;
 
 /// The rule's name, by which views of older plan revisions leave it out.
 pub const RULE_NAME: &str = "jsonb_arguments";
+
+/// [`CastMarks`]' name, by which views of older plan revisions leave it out.
+pub const CAST_RULE_NAME: &str = "cast_marks";
 
 /// The one field of a marked argument.
 pub const FIELD: &str = "sabot_jsonb";
@@ -69,6 +73,34 @@ fn mark(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
         })
         .collect();
     Ok(Transformed::yes(Expr::ScalarFunction(ScalarFunction::new_udf(call.func.clone(), args))))
+}
+
+/// A cast is of its target type: DataFusion passes its operand's field marks on through a
+/// cast to a type alone, so `doc::text` of a jsonb column was still jsonb (`pg_typeof`
+/// said so, and clients were told the column is jsonb). The rule gives such casts a
+/// target field of their own, without marks (plan revision 12).
+#[derive(Debug)]
+pub struct CastMarks;
+
+impl AnalyzerRule for CastMarks {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> DfResult<LogicalPlan> {
+        super::pg_casts::rewrite_expressions(plan, unmark_cast)
+    }
+
+    fn name(&self) -> &str {
+        CAST_RULE_NAME
+    }
+}
+
+fn unmark_cast(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
+    let Expr::Cast(Cast { expr: inner, field }) = &expr else { return Ok(Transformed::no(expr)) };
+    let type_only = field.name().is_empty() && field.metadata().is_empty();
+    let marked = inner.to_field(schema).is_ok_and(|(_, f)| f.metadata().contains_key(PG_TYPE_METADATA));
+    if !type_only || !marked {
+        return Ok(Transformed::no(expr));
+    }
+    let target = Arc::new(Field::new("cast", field.data_type().clone(), true));
+    Ok(Transformed::yes(Expr::Cast(Cast::new_from_field(inner.clone(), target))))
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
