@@ -136,16 +136,20 @@ pub async fn plan(ctx: &SessionContext, statement: &ast::Statement) -> Result<Lo
         let schema = ctx.state().config_options().catalog.default_schema.clone();
         crate::sql::view_order::rewrite(&mut statement, catalog.catalog(), &schema);
     }
-    crate::sql::asof_join::lower_for_batch(plan_unlowered(ctx, &statement).await?)
+    crate::sql::asof_join::lower_for_batch(plan_unlowered(ctx, &statement, false).await?)
 }
 
 /// Plans a view's query: as-of joins stay [`crate::sql::asof_join::AsofJoinNode`]s for the
 /// streaming planner.
 pub async fn plan_view_query(ctx: &SessionContext, statement: &ast::Statement) -> Result<LogicalPlan> {
-    crate::sql::asof_join::to_extension(plan_unlowered(ctx, statement).await?)
+    crate::sql::asof_join::to_extension(plan_unlowered(ctx, statement, true).await?)
 }
 
-async fn plan_unlowered(ctx: &SessionContext, statement: &ast::Statement) -> Result<LogicalPlan> {
+async fn plan_unlowered(
+    ctx: &SessionContext,
+    statement: &ast::Statement,
+    for_view: bool,
+) -> Result<LogicalPlan> {
     reject_null_aggregate_arguments(ctx, statement)?;
     let mut statement = statement.clone();
     expand_views(ctx, &mut statement)?;
@@ -163,7 +167,7 @@ async fn plan_unlowered(ctx: &SessionContext, statement: &ast::Statement) -> Res
     }
     crate::sql::from_functions::rewrite(&mut statement, &|name| ctx.table_function(name).is_ok());
     crate::sql::subquery_forms::rewrite(&mut statement);
-    crate::sql::quantified::rewrite(&mut statement, revision);
+    crate::sql::quantified::rewrite(&mut statement, revision, for_view);
     crate::sql::multiset::rewrite(ctx, &mut statement).await?;
     crate::sql::alias_lists::rewrite(ctx, &mut statement).await;
     let statement = DfStatement::Statement(Box::new(statement));

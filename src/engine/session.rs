@@ -429,7 +429,7 @@ impl Session {
         // Tests against a subquery's rows (`EXISTS`, `> ALL`) are first written as the
         // aggregates (`count(*)`, `array_agg`) they compute with.
         let mut statement = statement.clone();
-        crate::sql::quantified::rewrite(&mut statement, crate::sql::stream_plan::PLAN_REVISION);
+        crate::sql::quantified::rewrite(&mut statement, crate::sql::stream_plan::PLAN_REVISION, false);
         let rewritten = decorrelate(&statement, &columns_of)?;
         let desc = outer.into_inner()?;
         let snapshot = self.db.coordinator.store().snapshot();

@@ -14,10 +14,10 @@
 //!   `sabot_compare_each` with `=` / ANY (`<>` / ALL), so NULL where Postgres answers NULL.
 //!   Views of plan revision 11 and older keep `coalesce(array_has(..), false)`, false there.
 //! - `[NOT] EXISTS (subquery)` in a select list: `(SELECT count(*) FROM ...) > 0` (`= 0`).
-//! - `EXISTS` and `IN` inside another expression of a filter (`WHERE a OR EXISTS (...)`),
-//!   which DataFusion plans as a mark join (not maintained in views): as in a select
-//!   list. A test that is itself a condition of the filter (`AND`ed, or negated) stays a
-//!   semi or anti join.
+//! - in a materialized view, `EXISTS` and `IN` inside another expression of a filter
+//!   (`WHERE a OR EXISTS (...)`), which DataFusion plans as a mark join (not maintained in
+//!   views): as in a select list. A test that is itself a condition of the filter (`AND`ed,
+//!   or negated) stays a semi or anti join.
 //!
 //! A subquery of one plain `SELECT` is aggregated in place, so a correlated one stays
 //! correlated; any other (grouped, `DISTINCT`, `LIMIT`, set operations) is read as a
@@ -48,11 +48,16 @@ pub fn register(ctx: &SessionContext) {
     }));
 }
 
-/// Rewrites the forms above in `statement`, as plan revision `revision` plans them.
-pub fn rewrite(statement: &mut Statement, revision: u32) {
+/// Rewrites the forms above in `statement`, as plan revision `revision` plans them; the
+/// tests inside filter expressions only for a materialized view (`for_view`): a batch query
+/// runs them as DataFusion's mark joins, which also take a correlation that is not an
+/// equality.
+pub fn rewrite(statement: &mut Statement, revision: u32, for_view: bool) {
     if revision >= 12 {
         let _ = statement.visit(&mut Quantified);
-        let _ = statement.visit(&mut NestedInFilters);
+        if for_view {
+            let _ = statement.visit(&mut NestedInFilters);
+        }
     }
     super::select_lists::rewrite_exprs(statement, &mut |expr| in_select_list(expr, revision));
 }
@@ -339,7 +344,7 @@ mod tests {
 
     fn rewritten(sql: &str, revision: u32) -> String {
         let mut statement = crate::sql::parser::parse_generated(sql).unwrap();
-        rewrite(&mut statement, revision);
+        rewrite(&mut statement, revision, true);
         statement.to_string()
     }
 
@@ -385,6 +390,11 @@ mod tests {
             ),
             "SELECT a FROM t WHERE a > 1 AND (a < 0 OR ((SELECT count(*) FROM u WHERE u.b = t.a) > 0))"
         );
+        // A batch query keeps DataFusion's mark join there.
+        let batch = "SELECT a FROM t WHERE a < 0 OR EXISTS (SELECT 1 FROM u WHERE u.b > t.a)";
+        let mut statement = crate::sql::parser::parse_generated(batch).unwrap();
+        rewrite(&mut statement, 12, false);
+        assert_eq!(statement.to_string(), batch);
     }
 
     #[test]
