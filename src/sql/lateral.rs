@@ -61,32 +61,20 @@ impl VisitorMut for Laterals {
     /// `jsonb_each(...)` in FROM over no other relation's columns: a derived table.
     fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
         if let TableFactor::Table { name, args: Some(args), alias, .. } = factor
-            && let Some(text) = super::jsonb_rows::each_function(&name.to_string())
+            && let Some((items, table, _)) = each_items(&name.to_string(), &args.args, alias.as_ref())
+            && let Some(subquery) = super::pg_compat::parse_query(&format!("SELECT {}", items.join(", ")))
         {
-            let columns: Vec<String> = alias
-                .as_ref()
-                .map(|a| a.columns.iter().map(|c| normalize_ident(&c.name)).collect())
-                .unwrap_or_default();
-            let arguments: Vec<String> = args.args.iter().map(|a| a.to_string()).collect();
-            let items = super::jsonb_rows::items(&arguments.join(", "), text, &columns);
-            let table = alias
-                .as_ref()
-                .map_or_else(|| name.to_string().to_ascii_lowercase(), |a| normalize_ident(&a.name));
-            if columns.len() <= 2
-                && let Some(subquery) = super::pg_compat::parse_query(&format!("SELECT {}", items.join(", ")))
-            {
-                *factor = TableFactor::Derived {
-                    lateral: false,
-                    subquery,
-                    alias: Some(TableAlias {
-                        explicit: true,
-                        name: Ident::new(table),
-                        columns: Vec::new(),
-                        at: None,
-                    }),
-                    sample: None,
-                };
-            }
+            *factor = TableFactor::Derived {
+                lateral: false,
+                subquery,
+                alias: Some(TableAlias {
+                    explicit: true,
+                    name: Ident::new(table),
+                    columns: Vec::new(),
+                    at: None,
+                }),
+                sample: None,
+            };
         }
         ControlFlow::Continue(())
     }
@@ -203,20 +191,8 @@ fn function_item(
     if !args.iter().any(references_columns) {
         return None;
     }
-    if let Some(text) = super::jsonb_rows::each_function(&function) {
-        let columns: Vec<String> =
-            alias.map(|a| a.columns.iter().map(|c| normalize_ident(&c.name)).collect()).unwrap_or_default();
-        if columns.len() > 2 {
-            return None;
-        }
-        let arguments: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        let items = super::jsonb_rows::items(&arguments.join(", "), text, &columns);
-        let names = ["key", "value"]
-            .iter()
-            .enumerate()
-            .map(|(i, d)| columns.get(i).cloned().unwrap_or(d.to_string()))
-            .collect();
-        return Some((items, alias.map_or(function, |a| normalize_ident(&a.name)), names));
+    if let Some(each) = each_items(&function, args, alias) {
+        return Some(each);
     }
     if !FUNCTIONS.contains(&function.as_str()) {
         return None;
@@ -236,6 +212,27 @@ fn function_item(
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     let item = format!("{function}({}) AS {}", args.join(", "), Ident::with_quote('"', &column));
     Some((vec![item], table, vec![column]))
+}
+
+/// `jsonb_each[_text](args)` as its two select items, the name it is known by and its
+/// columns' names.
+fn each_items(
+    function: &str,
+    args: &[FunctionArg],
+    alias: Option<&TableAlias>,
+) -> Option<(Vec<String>, String, Vec<String>)> {
+    let text = super::jsonb_rows::each_function(function)?;
+    let columns: Vec<String> =
+        alias.map(|a| a.columns.iter().map(|c| normalize_ident(&c.name)).collect()).unwrap_or_default();
+    if columns.len() > 2 {
+        return None;
+    }
+    let arguments: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let items = super::jsonb_rows::items(&arguments.join(", "), text, &columns);
+    let names =
+        ["key", "value"].iter().enumerate().map(|(i, d)| columns.get(i).cloned().unwrap_or(d.to_string()));
+    let table = alias.map_or_else(|| function.to_ascii_lowercase(), |a| normalize_ident(&a.name));
+    Some((items, table, names.collect()))
 }
 
 /// Whether a function argument names a column (of the relation before it).

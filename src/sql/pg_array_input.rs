@@ -12,7 +12,7 @@ use datafusion::arrow::array::{Array, AsArray, ListBuilder, StringBuilder};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::Transformed;
-use datafusion::common::{DFSchema, Result as DfResult, ScalarValue};
+use datafusion::common::{DFSchema, Result as DfResult};
 use datafusion::logical_expr::expr::Cast;
 use datafusion::logical_expr::{
     ColumnarValue, Expr, LogicalPlan, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
@@ -82,7 +82,6 @@ impl ScalarUDFImpl for ArrayIn {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
         let texts = args.args[0].to_array(args.number_rows)?;
         let texts = texts.as_string::<i32>();
         let mut out = ListBuilder::new(StringBuilder::new());
@@ -100,11 +99,7 @@ impl ScalarUDFImpl for ArrayIn {
             out.append(true);
         }
         let out: datafusion::arrow::array::ArrayRef = Arc::new(out.finish());
-        Ok(if scalar {
-            ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?)
-        } else {
-            ColumnarValue::Array(out)
-        })
+        super::pg_functions::like_arguments(&args.args, out)
     }
 }
 

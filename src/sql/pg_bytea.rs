@@ -69,13 +69,8 @@ impl ScalarUDFImpl for ByteaLength {
         if !args.args.first().is_some_and(|a| is_binary(&a.data_type())) {
             return self.inner.invoke_with_args(args);
         }
-        let is_scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
         let bytes = args.args[0].to_array(args.number_rows)?;
         let lengths = datafusion::arrow::compute::kernels::length::length(&bytes)?;
-        Ok(if is_scalar {
-            ColumnarValue::Scalar(datafusion::common::ScalarValue::try_from_array(&lengths, 0)?)
-        } else {
-            ColumnarValue::Array(lengths)
-        })
+        super::pg_functions::like_arguments(&args.args, lengths)
     }
 }

@@ -99,7 +99,6 @@ impl ScalarUDFImpl for Bpchar {
             ColumnarValue::Scalar(ScalarValue::Int64(Some(n))) => *n as usize,
             _ => return exec_err!("{FUNCTION} takes a constant length"),
         };
-        let scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
         let texts = args.args[0].to_array(args.number_rows)?;
         let texts = datafusion::common::cast::as_string_array(&texts)?;
         let mut out = StringBuilder::with_capacity(texts.len(), texts.value_data().len());
@@ -107,11 +106,7 @@ impl ScalarUDFImpl for Bpchar {
             out.append_option(text.map(|t| fitted(t, width)));
         }
         let out = out.finish();
-        Ok(if scalar {
-            ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?)
-        } else {
-            ColumnarValue::Array(Arc::new(out))
-        })
+        super::pg_functions::like_arguments(&args.args, Arc::new(out))
     }
 }
 

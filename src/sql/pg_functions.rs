@@ -414,3 +414,16 @@ impl ScalarUDFImpl for Scale {
         Ok(ColumnarValue::Array(Arc::new(scales)))
     }
 }
+
+/// A function's result computed as an array: a scalar when every argument is one (a
+/// call on constants stays a constant the planner can fold), else the array.
+pub(super) fn like_arguments(
+    args: &[ColumnarValue],
+    out: ArrayRef,
+) -> datafusion::common::Result<ColumnarValue> {
+    Ok(if args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_))) {
+        ColumnarValue::Scalar(datafusion::common::ScalarValue::try_from_array(&out, 0)?)
+    } else {
+        ColumnarValue::Array(out)
+    })
+}

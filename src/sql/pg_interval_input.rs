@@ -330,7 +330,6 @@ impl ScalarUDFImpl for TextToInterval {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let is_scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
         let texts = cast(&args.args[0].to_array(args.number_rows)?, &DataType::Utf8)?;
         let texts = texts.as_string::<i32>();
         let mut out = IntervalMonthDayNanoBuilder::with_capacity(texts.len());
@@ -349,11 +348,7 @@ impl ScalarUDFImpl for TextToInterval {
             out.append_value(value);
         }
         let array: ArrayRef = Arc::new(out.finish());
-        Ok(if is_scalar {
-            ColumnarValue::Scalar(datafusion::common::ScalarValue::try_from_array(&array, 0)?)
-        } else {
-            ColumnarValue::Array(array)
-        })
+        super::pg_functions::like_arguments(&args.args, array)
     }
 }
 

@@ -63,7 +63,6 @@ impl ScalarUDFImpl for ToChar {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let scalar = args.args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)));
         let values = args.args[0].to_array(args.number_rows)?;
         let out: ArrayRef = match &args.args[1] {
             ColumnarValue::Scalar(ScalarValue::Utf8(template)) => {
@@ -78,11 +77,7 @@ impl ScalarUDFImpl for ToChar {
             }
             other => return exec_err!("to_char: unexpected template {other:?}"),
         };
-        Ok(if scalar {
-            ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?)
-        } else {
-            ColumnarValue::Array(out)
-        })
+        super::pg_functions::like_arguments(&args.args, out)
     }
 }
 

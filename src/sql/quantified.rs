@@ -281,15 +281,10 @@ impl ScalarUDFImpl for CompareEach {
         else {
             return exec_err!("{FUNCTION} takes its operator and quantifier as constants");
         };
-        let scalar = args.args.iter().take(2).all(|a| matches!(a, ColumnarValue::Scalar(_)));
         let needles = args.args[0].to_array(args.number_rows)?;
         let lists = args.args[1].to_array(args.number_rows)?;
         let answers = compare_each_row(&needles, &lists, op, *all)?;
-        Ok(if scalar {
-            ColumnarValue::Scalar(ScalarValue::try_from_array(&answers, 0)?)
-        } else {
-            ColumnarValue::Array(Arc::new(answers))
-        })
+        super::pg_functions::like_arguments(&args.args, Arc::new(answers))
     }
 }
 
