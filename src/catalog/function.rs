@@ -82,7 +82,10 @@ impl FunctionDesc {
 /// A parameter's or result's type as Postgres prints it in signatures: without length,
 /// precision or scale, which functions do not keep.
 pub fn type_text(sql_type: &SqlType) -> String {
-    sql_type.base_name().to_string()
+    match sql_type {
+        SqlType::Array(element) => format!("{}[]", type_text(element)),
+        other => other.base_name().to_string(),
+    }
 }
 
 impl Catalog {

@@ -37,7 +37,10 @@ pub fn canonical(array: &ArrayRef, sql_type: &SqlType) -> Result<ArrayRef> {
         return record_texts(array);
     }
     if matches!(array.data_type(), DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..)) {
-        return array_texts(array);
+        return match sql_type {
+            SqlType::Array(_) => canonical_list(array, sql_type),
+            _ => array_texts(array),
+        };
     }
     if matches!(array.data_type(), DataType::Duration(_)) {
         return durations_as_intervals(array);
@@ -69,46 +72,47 @@ fn durations_as_intervals(durations: &ArrayRef) -> Result<ArrayRef> {
     Ok(Arc::new(intervals))
 }
 
-/// Lists as text in Postgres' array syntax: `{1,2,NULL}`, `{"a b",c}`, `{{1,2},{3}}`
-/// (sent as text values: array types of their own are not yet in the catalogue).
+/// Lists as text in Postgres' array syntax: `{1,2,NULL}`, `{"a b",c}`, `{{1,2},{3}}`:
+/// how lists of lists are sent, and how views of plan revisions 8 to 12 store arrays.
 pub fn array_texts(array: &ArrayRef) -> Result<ArrayRef> {
+    let item_type = match array.data_type() {
+        DataType::List(field) | DataType::LargeList(field) | DataType::FixedSizeList(field, _) => {
+            SqlType::from_arrow(field)
+        }
+        _ => return Err(Error::internal("array_texts of a non-list")),
+    };
+    let array_type = SqlType::Array(Box::new(item_type));
+    let lists = canonical_list(array, &array_type)?;
+    let texts: datafusion::arrow::array::StringArray =
+        (0..lists.len()).map(|row| PgValue::of(lists.as_ref(), &array_type, row).to_text()).collect();
+    Ok(Arc::new(texts))
+}
+
+/// A list (of any Arrow list type) as a `List` whose items are cast to the Arrow type
+/// Sabot stores for `array_type`'s element type, so that [`PgValue::of`] reads them.
+fn canonical_list(array: &ArrayRef, array_type: &SqlType) -> Result<ArrayRef> {
+    let SqlType::Array(element) = array_type else {
+        return Err(Error::internal("canonical_list of a non-array"));
+    };
     let array = match array.data_type() {
         DataType::List(_) => array.clone(),
         DataType::LargeList(field) | DataType::FixedSizeList(field, _) => {
             cast(array, &DataType::List(field.clone()))?
         }
-        _ => return Err(Error::internal("array_texts of a non-list")),
+        _ => return Err(Error::internal("canonical_list of a non-list")),
     };
     let list = array.as_list::<i32>();
-    let DataType::List(field) = list.data_type() else { unreachable!("cast to a list above") };
-    let item_type = SqlType::from_arrow(field);
-    let nested =
-        matches!(field.data_type(), DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..));
-    let items = canonical(list.values(), &item_type)?;
-    let mut texts = datafusion::arrow::array::StringBuilder::new();
-    let mut text = String::new();
-    for row in 0..list.len() {
-        if list.is_null(row) {
-            texts.append_null();
-            continue;
-        }
-        text.clear();
-        text.push('{');
-        let range = list.value_offsets()[row] as usize..list.value_offsets()[row + 1] as usize;
-        for (n, item) in range.enumerate() {
-            if n > 0 {
-                text.push(',');
-            }
-            match PgValue::of(items.as_ref(), &item_type, item).to_text() {
-                None => text.push_str("NULL"),
-                Some(value) if nested => text.push_str(&value),
-                Some(value) => push_array_element(&mut text, &value),
-            }
-        }
-        text.push('}');
-        texts.append_value(&text);
+    let items = canonical(list.values(), element)?;
+    if items.data_type() == list.values().data_type() {
+        return Ok(array);
     }
-    Ok(Arc::new(texts.finish()))
+    let field = Arc::new(datafusion::arrow::datatypes::Field::new("item", items.data_type().clone(), true));
+    Ok(Arc::new(datafusion::arrow::array::ListArray::try_new(
+        field,
+        list.offsets().clone(),
+        items,
+        list.nulls().cloned(),
+    )?))
 }
 
 /// Structs as text in Postgres' record syntax: `(1,abc)`, `(,"a b")` (a NULL field is
@@ -218,10 +222,16 @@ pub enum PgValue<'a> {
         days: i32,
         nanos: i64,
     },
+    /// An array: the items `items[range]` of element type `element`.
+    Array {
+        items: &'a dyn Array,
+        element: &'a SqlType,
+        range: std::ops::Range<usize>,
+    },
 }
 
 impl<'a> PgValue<'a> {
-    pub fn of(array: &'a dyn Array, sql_type: &SqlType, row: usize) -> PgValue<'a> {
+    pub fn of(array: &'a dyn Array, sql_type: &'a SqlType, row: usize) -> PgValue<'a> {
         if array.is_null(row) {
             return PgValue::Null;
         }
@@ -262,6 +272,16 @@ impl<'a> PgValue<'a> {
                 let v = array.as_primitive::<IntervalMonthDayNanoType>().value(row);
                 PgValue::Interval { months: v.months, days: v.days, nanos: v.nanoseconds }
             }
+            // `canonical` cast the items to their element type's stored form.
+            SqlType::Array(element) => {
+                let list = array.as_list::<i32>();
+                let offsets = list.value_offsets();
+                PgValue::Array {
+                    items: list.values().as_ref(),
+                    element,
+                    range: offsets[row] as usize..offsets[row + 1] as usize,
+                }
+            }
         }
     }
 
@@ -295,6 +315,21 @@ impl<'a> PgValue<'a> {
             PgValue::Timestamp(micros) => out = format_timestamp(*micros),
             PgValue::TimestampTz(micros) => out = format!("{}+00", format_timestamp(*micros)),
             PgValue::Interval { months, days, nanos } => out = format_interval(*months, *days, *nanos),
+            PgValue::Array { items, element, range } => {
+                out.push('{');
+                for (n, item) in range.clone().enumerate() {
+                    if n > 0 {
+                        out.push(',');
+                    }
+                    match PgValue::of(*items, element, item).to_text() {
+                        None => out.push_str("NULL"),
+                        // An inner array (of a list of lists) is written as it is.
+                        Some(value) if matches!(element, SqlType::Array(_)) => out.push_str(&value),
+                        Some(value) => push_array_element(&mut out, &value),
+                    }
+                }
+                out.push('}');
+            }
         }
         Some(out)
     }

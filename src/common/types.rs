@@ -47,6 +47,9 @@ pub enum SqlType {
     /// A struct of named fields (RisingWave's `STRUCT<name type, ...>`): columns of
     /// sources only, read through field access (`(bid).price`); not stored.
     Struct(Vec<(String, SqlType)>),
+    /// An array of a scalar type (`integer[]`, `text[]`), stored as an Arrow list of
+    /// one dimension (see docs/sql/types.md). `int[][]` is the same type, as in Postgres.
+    Array(Box<SqlType>),
 }
 
 impl SqlType {
@@ -76,6 +79,11 @@ impl SqlType {
             D::Timestamp(_, TimezoneInfo::WithTimeZone | TimezoneInfo::Tz) => SqlType::TimestampTz,
             D::Interval { .. } => SqlType::Interval,
             D::JSON | D::JSONB => SqlType::Jsonb,
+            D::Array(
+                ast::ArrayElemTypeDef::SquareBracket(element, _)
+                | ast::ArrayElemTypeDef::AngleBracket(element)
+                | ast::ArrayElemTypeDef::Parenthesis(element),
+            ) => SqlType::array_of(SqlType::from_ast(element)?)?,
             D::Struct(fields, _) => SqlType::Struct(
                 fields
                     .iter()
@@ -137,6 +145,22 @@ impl SqlType {
             SqlType::Struct(fields) => {
                 DataType::Struct(fields.iter().map(|(name, t)| t.to_field(name, true)).collect())
             }
+            // The element field carries no type mark: a mark would make the list type
+            // differ from the lists that functions build, and results of varchar(n)[],
+            // char(n)[] and jsonb[] columns are text[] (their lengths are checked on write).
+            SqlType::Array(element) => {
+                DataType::List(Arc::new(Field::new_list_field(element.to_arrow(), true)))
+            }
+        }
+    }
+
+    /// The array type of `element`: an array of arrays is the array itself (`int[][]` is
+    /// `int[]`, as in Postgres); arrays of structs are not a column type.
+    pub fn array_of(element: SqlType) -> Result<SqlType> {
+        match element {
+            SqlType::Array(_) => Ok(element),
+            SqlType::Struct(_) => Err(Error::unsupported("arrays of structs")),
+            scalar => Ok(SqlType::Array(Box::new(scalar))),
         }
     }
 
@@ -200,9 +224,31 @@ impl SqlType {
             DataType::Timestamp(_, Some(_)) => SqlType::TimestampTz,
             DataType::Interval(_) | DataType::Duration(_) => SqlType::Interval,
             DataType::Dictionary(_, value) => Self::from_arrow_type(value),
-            // Structs (and lists) are sent as text, as before there were struct columns.
+            DataType::List(element) | DataType::LargeList(element) | DataType::FixedSizeList(element, _)
+                if Self::is_scalar_type(element.data_type()) =>
+            {
+                SqlType::Array(Box::new(Self::from_arrow(element)))
+            }
+            // Structs and lists of lists are sent as text, as before there were struct columns.
             _ => SqlType::Text,
         }
+    }
+
+    /// Whether values of `data_type` map to a scalar SQL type (not a struct or list,
+    /// which are sent as text; not a null type, which has no element type).
+    fn is_scalar_type(data_type: &DataType) -> bool {
+        !matches!(
+            data_type,
+            DataType::Struct(_)
+                | DataType::List(_)
+                | DataType::LargeList(_)
+                | DataType::FixedSizeList(..)
+                | DataType::ListView(_)
+                | DataType::LargeListView(_)
+                | DataType::Map(..)
+                | DataType::Union(..)
+                | DataType::Null
+        )
     }
 
     pub fn pg_type(&self) -> Type {
@@ -225,6 +271,25 @@ impl SqlType {
             SqlType::Interval => Type::INTERVAL,
             SqlType::Jsonb => Type::JSONB,
             SqlType::Struct(_) => Type::RECORD,
+            SqlType::Array(element) => match element.pg_type() {
+                Type::BOOL => Type::BOOL_ARRAY,
+                Type::INT2 => Type::INT2_ARRAY,
+                Type::INT4 => Type::INT4_ARRAY,
+                Type::INT8 => Type::INT8_ARRAY,
+                Type::FLOAT4 => Type::FLOAT4_ARRAY,
+                Type::FLOAT8 => Type::FLOAT8_ARRAY,
+                Type::NUMERIC => Type::NUMERIC_ARRAY,
+                Type::VARCHAR => Type::VARCHAR_ARRAY,
+                Type::BPCHAR => Type::BPCHAR_ARRAY,
+                Type::BYTEA => Type::BYTEA_ARRAY,
+                Type::DATE => Type::DATE_ARRAY,
+                Type::TIME => Type::TIME_ARRAY,
+                Type::TIMESTAMP => Type::TIMESTAMP_ARRAY,
+                Type::TIMESTAMPTZ => Type::TIMESTAMPTZ_ARRAY,
+                Type::INTERVAL => Type::INTERVAL_ARRAY,
+                Type::JSONB => Type::JSONB_ARRAY,
+                _ => Type::TEXT_ARRAY,
+            },
         }
     }
 
@@ -250,7 +315,12 @@ impl SqlType {
             Type::TIMESTAMPTZ => SqlType::TimestampTz,
             Type::INTERVAL => SqlType::Interval,
             Type::JSON | Type::JSONB => SqlType::Jsonb,
-            _ => return None,
+            ref array => match array.kind() {
+                postgres_types::Kind::Array(element) => {
+                    SqlType::array_of(Self::from_pg_type(element)?).ok()?
+                }
+                _ => return None,
+            },
         })
     }
 
@@ -279,6 +349,7 @@ impl SqlType {
                 let fields: Vec<String> = fields.iter().map(|(n, t)| format!("{n} {}", t.name())).collect();
                 format!("struct<{}>", fields.join(", "))
             }
+            SqlType::Array(element) => format!("{}[]", element.name()),
         }
     }
 
@@ -303,6 +374,7 @@ impl SqlType {
             SqlType::Interval => "interval",
             SqlType::Jsonb => "jsonb",
             SqlType::Struct(_) => "record",
+            SqlType::Array(_) => "ARRAY",
         }
     }
 
@@ -332,6 +404,9 @@ impl SqlType {
             (Jsonb, _) | (_, Jsonb) => false,
             (Date | Timestamp | TimestampTz, Date | Timestamp | TimestampTz) => true,
             (Time, Time) | (Interval, Interval) | (Bytea, Bytea) | (Boolean, Boolean) => true,
+            // A text[] value is no text literal: its elements are not coerced.
+            (Array(a), Array(b)) if a.is_text() => b.is_text(),
+            (Array(a), Array(b)) => a.assignable_to(b),
             _ => false,
         }
     }
@@ -421,11 +496,20 @@ mod tests {
             SqlType::TimestampTz,
             SqlType::Interval,
             SqlType::Jsonb,
+            SqlType::Array(Box::new(SqlType::Int32)),
+            SqlType::Array(Box::new(SqlType::Numeric { precision: 12, scale: 3 })),
+            SqlType::Array(Box::new(SqlType::TimestampTz)),
         ];
         for ty in all {
             assert_eq!(SqlType::from_arrow(&ty.to_field("c", true)), ty);
             assert_eq!(SqlType::from_pg_type(&ty.pg_type()).map(|t| t.pg_type()), Some(ty.pg_type()));
         }
+        // Arrays of marked text types are text arrays in results.
+        let varchars = SqlType::Array(Box::new(SqlType::Varchar(Some(5))));
+        assert_eq!(
+            SqlType::from_arrow(&varchars.to_field("c", true)),
+            SqlType::Array(Box::new(SqlType::Text))
+        );
     }
 
     #[test]

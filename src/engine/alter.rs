@@ -14,6 +14,7 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, RecordBatch, new_null_array};
+use datafusion::execution::context::SessionContext;
 use datafusion::sql::sqlparser::ast::{
     self, AlterTableOperation, ColumnDef, Ident, ObjectName, RenameTableNameKind, TableFactor, VisitMut,
     VisitorMut,
@@ -203,7 +204,8 @@ impl Database {
             }
         }
         super::ddl::check_defaults(&altered)?;
-        let value = default_value(&added)?;
+        let ctx = self.planning_context(&Arc::new(catalog.clone()), &desc.schema);
+        let value = default_value(&ctx, &added).await?;
         let moved = (0..desc.columns.len()).map(|i| Some(if i < at { i } else { i + 1 })).collect();
         let change = RowChange { moved, added: Some((at, value)) };
         self.commit_alter(catalog, desc, Arc::new(altered), Some(change)).await
@@ -550,21 +552,29 @@ impl VisitorMut for Renamer<'_> {
 }
 
 /// An added column's value for the rows already stored: its DEFAULT evaluated once, or NULL.
-fn default_value(column: &crate::catalog::ColumnDesc) -> Result<ArrayRef> {
+/// The cast to the column's type is planned in `ctx`, so it reads text as Postgres does
+/// (`'{a,b}'` for a `text[]` column is two elements).
+async fn default_value(ctx: &SessionContext, column: &crate::catalog::ColumnDesc) -> Result<ArrayRef> {
     let target = column.sql_type.to_arrow();
     let Some(sql) = &column.default else { return Ok(new_null_array(&target, 1)) };
-    let ctx = datafusion::execution::context::SessionContext::new();
     let empty = datafusion::common::DFSchema::empty();
     let expr = ctx.parse_sql_expr(sql, &empty)?;
     let simplified = datafusion::optimizer::simplify_expressions::ExprSimplifier::new(
         datafusion::optimizer::simplify_expressions::SimplifyContext::default(),
     )
     .simplify(expr)?;
-    let datafusion::logical_expr::Expr::Literal(value, _) = simplified else {
+    if !matches!(simplified, datafusion::logical_expr::Expr::Literal(..)) {
         return Err(Error::unsupported(format!("ADD COLUMN with DEFAULT {sql}, which is not a constant"))
             .with_hint("add the column without a default, then UPDATE it"));
-    };
-    Ok(datafusion::arrow::compute::cast(&value.to_array()?, &target)?)
+    }
+    let plan = datafusion::logical_expr::LogicalPlanBuilder::empty(true)
+        .project(vec![datafusion::logical_expr::cast(simplified, target.clone()).alias("v")])?
+        .build()?;
+    let batches = ctx.execute_logical_plan(plan).await?.collect().await?;
+    match batches.iter().find(|b| b.num_rows() > 0) {
+        Some(batch) => Ok(datafusion::arrow::compute::cast(batch.column(0), &target)?),
+        None => Err(Error::internal("a DEFAULT evaluated to no row")),
+    }
 }
 
 /// The table's stored rows in `new`'s columns, as (key, row) to write back.

@@ -9,7 +9,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, UInt32Array};
+use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, UInt32Array};
 use datafusion::arrow::compute::{concat_batches, take_record_batch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::row::Rows;
@@ -649,9 +649,7 @@ pub(super) fn checked_rows(
     };
     for (field, array) in schema.fields().iter().zip(columns.iter_mut()) {
         let Some(column) = desc.column_index(field.name()).map(|i| &desc.columns[i]) else { continue };
-        if let Some(limit) = column.sql_type.max_characters() {
-            *array = fit_length(array, limit, &column.sql_type)?;
-        }
+        *array = super::column_values::fit(array, &column.sql_type, &column.name)?;
         if !column.nullable && array.null_count() > 0 {
             return Err(Error::new(
                 SqlState::NotNullViolation,
@@ -661,58 +659,10 @@ pub(super) fn checked_rows(
                 ),
             ));
         }
-        if column.sql_type == SqlType::Jsonb {
-            check_json(array.as_ref(), &column.name)?;
-        }
     }
     let rows = RecordBatch::try_new(schema.clone(), columns)?;
     super::checks::enforce(desc, &rows)?;
     Ok(rows)
-}
-
-/// A text column's values within `limit` characters: as Postgres stores `varchar(n)` and
-/// `char(n)`, a longer value fails with 22001 unless what is over the limit is spaces,
-/// which are cut.
-fn fit_length(array: &ArrayRef, limit: u32, sql_type: &SqlType) -> Result<ArrayRef> {
-    let Some(strings) = array.as_string_opt::<i32>() else { return Ok(array.clone()) };
-    let limit = limit as usize;
-    // A value of at most `limit` bytes has at most `limit` characters.
-    let over = |s: &str| s.len() > limit && s.chars().nth(limit).is_some();
-    if !strings.iter().flatten().any(over) {
-        return Ok(array.clone());
-    }
-    let mut fitted =
-        datafusion::arrow::array::StringBuilder::with_capacity(strings.len(), strings.value_data().len());
-    for value in strings.iter() {
-        match value {
-            Some(s) if over(s) => {
-                let (cut, _) = s.char_indices().nth(limit).expect("over the limit");
-                if !s[cut..].bytes().all(|b| b == b' ') {
-                    return Err(Error::new(
-                        SqlState::StringDataRightTruncation,
-                        format!("value too long for type {}", sql_type.name()),
-                    ));
-                }
-                fitted.append_value(&s[..cut]);
-            }
-            other => fitted.append_option(other),
-        }
-    }
-    Ok(Arc::new(fitted.finish()))
-}
-
-fn check_json(array: &dyn Array, column: &str) -> Result<()> {
-    let Some(strings) = array.as_string_opt::<i32>() else { return Ok(()) };
-    for value in strings.iter().flatten() {
-        if let Err(e) = serde_json::from_str::<serde_json::Value>(value) {
-            return Err(Error::new(
-                SqlState::InvalidTextRepresentation,
-                "invalid input syntax for type json",
-            )
-            .with_detail(format!("column \"{column}\": {e}")));
-        }
-    }
-    Ok(())
 }
 
 /// Adds the hidden row id to rows in the visible schema.

@@ -4,6 +4,7 @@
 
 mod alter;
 mod checks;
+mod column_values;
 mod comments;
 mod copy;
 mod ddl;

@@ -51,6 +51,9 @@ pub fn context(
     let mut state = SessionStateBuilder::new()
         .with_config(config)
         .with_runtime_env(runtime)
+        // Before DataFusion's and jsonb's, which would read `array || 'text'` as appending
+        // an element and `array @> 'text'` as jsonb's operator.
+        .with_expr_planners(vec![crate::sql::pg_array_operands::planner()])
         .with_default_features()
         .with_analyzer_rules(analyzer_rules())
         .with_physical_optimizer_rule(Arc::new(super::execute::CooperativeJoins))
@@ -103,6 +106,7 @@ fn analyzer_rules() -> Vec<Arc<dyn datafusion::optimizer::AnalyzerRule + Send + 
     let mut rules: Vec<Arc<dyn datafusion::optimizer::AnalyzerRule + Send + Sync>> = vec![
         Arc::new(crate::sql::session_window::SessionWindows),
         Arc::new(crate::sql::pg_numeric::FloatOperandLists),
+        Arc::new(crate::sql::pg_array_operands::ArrayOperands),
     ];
     rules.extend(datafusion::optimizer::Analyzer::new().rules);
     // After type coercion: casts as Postgres computes them.
@@ -110,6 +114,7 @@ fn analyzer_rules() -> Vec<Arc<dyn datafusion::optimizer::AnalyzerRule + Send + 
     rules.push(Arc::new(crate::sql::pg_timestamps::PgTimestampCasts));
     rules.push(Arc::new(crate::sql::pg_interval_input::PgIntervalCasts));
     rules.push(Arc::new(crate::sql::pg_array_input::PgArrayInput));
+    rules.push(Arc::new(crate::sql::pg_array_operands::ArrayOutput));
     rules.push(Arc::new(crate::sql::jsonb_marks::CastMarks));
     rules.push(Arc::new(crate::sql::jsonb_marks::JsonbArguments));
     rules

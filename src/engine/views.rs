@@ -534,9 +534,17 @@ fn as_planned_at(ctx: &SessionContext, revision: u32) -> Option<SessionContext> 
     if revision >= PLAN_REVISION {
         return None;
     }
-    let mut rules_left_out =
-        vec![pg_array_input::RULE_NAME, jsonb_marks::RULE_NAME, jsonb_marks::CAST_RULE_NAME];
-    let mut planners_left_out = vec![jsonb_edit::PLANNER_NAME];
+    use crate::sql::pg_array_operands::{OPERANDS_RULE_NAME, OUTPUT_RULE_NAME, PLANNER_NAME};
+    let (mut rules_left_out, mut planners_left_out) =
+        (vec![OPERANDS_RULE_NAME, OUTPUT_RULE_NAME], vec![PLANNER_NAME]);
+    if revision <= 11 {
+        rules_left_out.extend([
+            pg_array_input::RULE_NAME,
+            jsonb_marks::RULE_NAME,
+            jsonb_marks::CAST_RULE_NAME,
+        ]);
+        planners_left_out.push(jsonb_edit::PLANNER_NAME);
+    }
     if revision <= 10 {
         rules_left_out.extend([pg_interval_input::RULE_NAME, pg_numeric::RULE_NAME]);
         planners_left_out.extend([pg_date_arithmetic::PLANNER_NAME, pg_numeric::PLANNER_NAME]);
@@ -566,8 +574,13 @@ fn as_planned_at(ctx: &SessionContext, revision: u32) -> Option<SessionContext> 
         .build();
     use datafusion::execution::FunctionRegistry;
     state
-        .register_udf(crate::sql::pg_to_char::datafusion_function())
+        .register_udf(crate::sql::pg_arrays::datafusion_function())
         .expect("a session state takes any function");
+    if revision <= 11 {
+        state
+            .register_udf(crate::sql::pg_to_char::datafusion_function())
+            .expect("a session state takes any function");
+    }
     if revision <= 10 {
         for function in pg_numeric::datafusion_functions() {
             state.register_udf(function).expect("a session state takes any function");
@@ -577,9 +590,11 @@ fn as_planned_at(ctx: &SessionContext, revision: u32) -> Option<SessionContext> 
 }
 
 /// A Project casting columns to the types the view stores, when any differs. Arrays are
-/// stored as text in Postgres' form (plan revision 8; before, in Arrow's).
+/// stored as text in Postgres' form from plan revision 8 (before, in Arrow's) to 12, and
+/// as lists from 13 (lists of lists still as text).
 fn cast_to_stored(body: StreamNode, revision: u32) -> Result<StreamNode> {
-    let types: Vec<DataType> = body.schema.fields().iter().map(|f| stored_type(f.data_type())).collect();
+    let types: Vec<DataType> =
+        body.schema.fields().iter().map(|f| stored_type(f.data_type(), revision)).collect();
     if body.schema.fields().iter().zip(&types).all(|(f, t)| f.data_type() == t) {
         return Ok(body);
     }
@@ -610,7 +625,7 @@ fn cast_to_stored(body: StreamNode, revision: u32) -> Result<StreamNode> {
                     config.clone(),
                 )?;
                 Arc::new(function) as Arc<dyn PhysicalExpr>
-            } else if is_list && revision >= 8 {
+            } else if is_list && revision >= 8 && *t == DataType::Utf8 {
                 let function = ScalarFunctionExpr::try_new(
                     array_text.clone(),
                     vec![column],
@@ -723,5 +738,25 @@ mod tests {
         let revision_11 = as_planned_at(&today, 11).expect("revision 11 plans otherwise");
         let before = plan(revision_11).await;
         assert!(before.contains("array_has") && !before.contains("sabot_compare_each"), "{before}");
+    }
+
+    #[tokio::test]
+    async fn views_of_revision_12_keep_their_functions_and_store_arrays_as_text() {
+        let sql = "SELECT array_length(make_array(1), 1) AS n, to_char(DATE '2026-01-02', 'YYYY') AS y, \
+                   '{1,2}'::int[] AS a";
+        let list = DataType::List(Arc::new(datafusion::arrow::datatypes::Field::new_list_field(
+            DataType::Int32,
+            true,
+        )));
+        let today = context();
+        assert_eq!(column_types(&today, sql).await, [DataType::Int32, DataType::Utf8, list.clone()]);
+        let revision_12 = as_planned_at(&today, 12).expect("revision 12 plans otherwise");
+        let types = column_types(&revision_12, sql).await;
+        assert_eq!(types, [DataType::UInt64, DataType::Utf8, list.clone()]);
+        // Its own rules stay in: the text is read as an array, not wrapped into one.
+        let plan = revision_12.sql(sql).await.unwrap().into_optimized_plan().unwrap();
+        assert!(plan.display_indent().to_string().contains("List([1, 2])"), "{}", plan.display_indent());
+        assert_eq!(stored_type(&list, 12), DataType::Utf8);
+        assert_eq!(stored_type(&list, 13), list);
     }
 }

@@ -121,6 +121,7 @@ impl ToSql for PgValue<'_> {
                 out.put_i32(*days);
                 out.put_i32(*months);
             }
+            PgValue::Array { items, element, range } => encode_array(*items, element, range.clone(), out)?,
         }
         Ok(IsNull::No)
     }
@@ -130,6 +131,39 @@ impl ToSql for PgValue<'_> {
     }
 
     to_sql_checked!();
+}
+
+/// Postgres' binary array (`array_send`) of one dimension: dimensions, a has-NULLs flag,
+/// the element type, then each element as a length and its binary value (-1 for NULL).
+/// An empty array has no dimensions.
+fn encode_array(
+    items: &dyn datafusion::arrow::array::Array,
+    element: &SqlType,
+    range: std::ops::Range<usize>,
+    out: &mut BytesMut,
+) -> Result<(), BoxError> {
+    let element_type = element.pg_type();
+    let has_nulls = range.clone().any(|i| items.is_null(i));
+    out.put_i32(i32::from(!range.is_empty()));
+    out.put_i32(i32::from(has_nulls));
+    out.put_u32(element_type.oid());
+    if range.is_empty() {
+        return Ok(());
+    }
+    out.put_i32(i32::try_from(range.len())?);
+    out.put_i32(1);
+    for item in range {
+        let length_at = out.len();
+        out.put_i32(0);
+        match PgValue::of(items, element, item).to_sql(&element_type, out)? {
+            IsNull::Yes => out[length_at..length_at + 4].copy_from_slice(&(-1i32).to_be_bytes()),
+            IsNull::No => {
+                let length = i32::try_from(out.len() - length_at - 4)?;
+                out[length_at..length_at + 4].copy_from_slice(&length.to_be_bytes());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Postgres' binary numeric: base-10000 digits with weight, sign and display scale.

@@ -71,7 +71,44 @@ fn decode_binary(bytes: &[u8], sql_type: &SqlType) -> Result<ScalarValue> {
             ScalarValue::IntervalMonthDayNano(Some(IntervalMonthDayNano::new(months, days, micros * 1_000)))
         }
         SqlType::Numeric { .. } => ScalarValue::Utf8(Some(decode_numeric(bytes)?)),
+        SqlType::Array(element) => decode_array(bytes, element)?,
     })
+}
+
+/// Postgres' binary array (`array_recv`) of one dimension, as a list of `element`.
+fn decode_array(bytes: &[u8], element: &SqlType) -> Result<ScalarValue> {
+    let word = |at: usize| bytes.get(at..).ok_or_else(|| invalid("short binary array")).and_then(read_i32);
+    let (dimensions, element_type) = (word(0)?, word(8)?);
+    let element_arrow = element.to_arrow();
+    if i64::from(element_type as u32) != i64::from(element.pg_type().oid()) {
+        return Err(invalid("binary array parameter of another element type than declared"));
+    }
+    let mut values = Vec::new();
+    match dimensions {
+        0 => {}
+        1 => {
+            let (count, mut at) = (word(12)?, 20);
+            for _ in 0..count {
+                let length = word(at)?;
+                at += 4;
+                if length < 0 {
+                    values.push(ScalarValue::try_from(&element_arrow)?);
+                    continue;
+                }
+                let end = at + length as usize;
+                let item = bytes.get(at..end).ok_or_else(|| invalid("short binary array"))?;
+                let value = decode_binary(item, element)?;
+                values.push(if value.data_type() == element_arrow {
+                    value
+                } else {
+                    value.cast_to(&element_arrow)?
+                });
+                at = end;
+            }
+        }
+        _ => return Err(Error::unsupported("arrays of more than one dimension")),
+    }
+    Ok(ScalarValue::List(ScalarValue::new_list(&values, &element_arrow, true)))
 }
 
 fn from_sql<'a, T: FromSql<'a>>(ty: &Type, bytes: &'a [u8]) -> Result<T> {

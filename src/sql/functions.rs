@@ -412,12 +412,12 @@ pub fn cast_type(sql_type: &SqlType) -> Result<ast::DataType> {
     let name = match sql_type {
         // Postgres' `bpchar` without a length keeps any length; Sabot's char(n) values are
         // stored unpadded, as text.
-        SqlType::Char(_) => "text",
-        SqlType::Varchar(_) => "varchar",
+        SqlType::Char(_) => "text".to_string(),
+        SqlType::Varchar(_) => "varchar".to_string(),
         SqlType::Struct(_) => {
             return Err(Error::unsupported("struct parameters and results of SQL functions"));
         }
-        other => other.base_name(),
+        other => crate::catalog::type_text(other),
     };
     match parse_generated(&format!("SELECT CAST(NULL AS {name})"))? {
         ast::Statement::Query(query) => match bare_expression(&query) {

@@ -25,6 +25,8 @@ pub mod on_conflict;
 pub mod ordered_set;
 pub mod parser;
 pub mod pg_array_input;
+pub mod pg_array_operands;
+pub mod pg_arrays;
 pub mod pg_bytea;
 pub mod pg_casts;
 pub mod pg_char;

@@ -35,6 +35,7 @@ pub fn register(ctx: &SessionContext) {
     super::pg_char::register(ctx);
     super::pg_to_char::register(ctx);
     super::pg_regexp::register(ctx);
+    super::pg_arrays::register(ctx);
 }
 
 /// `sabot_array_text(array)`: an array in Postgres' text form (`{1,NULL,"a b"}`), what a

@@ -144,6 +144,41 @@ async fn extended_protocol_binds_parameters_and_returns_binary_values() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn array_columns_bind_and_return_binary_arrays() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    client
+        .batch_execute("CREATE TABLE a (id INT PRIMARY KEY, nums INT[], tags TEXT[], xs DOUBLE PRECISION[])")
+        .await
+        .unwrap();
+    let insert = client.prepare("INSERT INTO a VALUES ($1, $2, $3, $4)").await.unwrap();
+    assert_eq!(insert.params(), [Type::INT4, Type::INT4_ARRAY, Type::TEXT_ARRAY, Type::FLOAT8_ARRAY]);
+    let nums = vec![Some(1i32), None, Some(3)];
+    let tags = vec!["a b".to_string(), "{c}".to_string()];
+    client.execute(&insert, &[&1i32, &nums, &tags, &vec![1.5f64]]).await.unwrap();
+    client
+        .execute(&insert, &[&2i32, &Vec::<i32>::new(), &None::<Vec<String>>, &vec![-0.25f64, 2.0]])
+        .await
+        .unwrap();
+    // Binary results, element by element.
+    let row = client.query_one("SELECT nums, tags, xs FROM a WHERE id = $1", &[&1i32]).await.unwrap();
+    assert_eq!(row.get::<_, Vec<Option<i32>>>(0), nums);
+    assert_eq!(row.get::<_, Vec<String>>(1), tags);
+    assert_eq!(row.get::<_, Vec<f64>>(2), [1.5]);
+    let row = client.query_one("SELECT nums, tags, xs[2] FROM a WHERE id = 2", &[]).await.unwrap();
+    assert_eq!(row.get::<_, Vec<i32>>(0), Vec::<i32>::new());
+    assert_eq!(row.get::<_, Option<Vec<String>>>(1), None);
+    assert_eq!(row.get::<_, f64>(2), 2.0);
+    // An array parameter in a condition, and the text forms.
+    let found = client.query("SELECT id FROM a WHERE nums @> $1", &[&vec![3i32]]).await.unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(
+        rows(&client, "SELECT id, nums, tags FROM a ORDER BY id").await,
+        [["1", "{1,NULL,3}", r#"{"a b","{c}"}"#], ["2", "{}", "NULL"]]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn portals_return_rows_in_pieces() {
     let server = TestServer::start().await;
     let mut client = server.client().await;

@@ -139,6 +139,11 @@ const VIEWS: &[(&str, &str, Option<&str>)] = &[
         "SELECT id, v, unnest(string_to_array(s, 'b')) AS part, generate_series(0, g) AS i FROM a",
         None,
     ),
+    (
+        "array_values",
+        "SELECT id, ARRAY[g, v] AS pair, string_to_array(s, 'b') AS parts FROM a WHERE ARRAY[g] <@ ARRAY[0, 1, 2]",
+        None,
+    ),
     ("union_all", "SELECT g FROM a UNION ALL SELECT g FROM b", None),
     ("union_distinct", "SELECT g FROM a UNION SELECT x FROM c", None),
     ("top_n", "SELECT id, v FROM a ORDER BY v DESC NULLS LAST, id LIMIT 3", None),

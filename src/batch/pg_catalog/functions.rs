@@ -416,7 +416,7 @@ fn format_type() -> ScalarUDF {
 fn type_name(oid: i64, modifier: i32) -> Option<String> {
     let pg_type = TYPES.iter().find(|t| t.oid == oid)?;
     if pg_type.element != 0 {
-        return Some(format!("{}[]", type_name(pg_type.element, -1)?));
+        return Some(format!("{}[]", type_name(pg_type.element, modifier)?));
     }
     Some(
         match pg_type.name {

@@ -297,7 +297,7 @@ fn attributes(catalog: &Catalog) -> Relation {
                 int(-1),
                 int(pg_type.length),
                 int(number as i64 + 1),
-                int(0),
+                int(i64::from(matches!(column.sql_type, SqlType::Array(_)))),
                 int(-1),
                 int(type_modifier(&column.sql_type)),
                 boolean(pg_type.by_value),
@@ -382,7 +382,7 @@ const HEAP_OID: i64 = 2;
 const BTREE_OID: i64 = 403;
 
 /// The types Sabot's columns have, and those the catalogs' columns have.
-pub const TYPES: [PgType; 36] = [
+pub const TYPES: [PgType; 39] = [
     base(16, "bool", 1, "B", 1000),
     base(17, "bytea", -1, "U", 1001),
     base(18, "char", 1, "Z", 1002),
@@ -410,11 +410,14 @@ pub const TYPES: [PgType; 36] = [
     array(1005, "_int2", 21),
     array(1007, "_int4", 23),
     array(1009, "_text", 25),
+    array(1014, "_bpchar", 1042),
+    array(1015, "_varchar", 1043),
     array(1016, "_int8", 20),
     array(1021, "_float4", 700),
     array(1022, "_float8", 701),
     array(1115, "_timestamp", 1114),
     array(1182, "_date", 1082),
+    array(1183, "_time", 1083),
     array(1185, "_timestamptz", 1184),
     array(1187, "_interval", 1186),
     array(1231, "_numeric", 1700),
@@ -433,6 +436,8 @@ fn type_modifier(sql_type: &SqlType) -> i64 {
     match sql_type {
         SqlType::Numeric { precision, scale } => ((i64::from(*precision) << 16) | i64::from(*scale)) + 4,
         SqlType::Varchar(Some(n)) | SqlType::Char(n) => i64::from(*n) + 4,
+        // An array column's modifier is its element's.
+        SqlType::Array(element) => type_modifier(element),
         _ => -1,
     }
 }

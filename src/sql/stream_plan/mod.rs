@@ -74,10 +74,11 @@ impl TableIds<'_> {
 /// (`sql::quantified`), casts to `char(n)` cut and typed `character(n)` (`sql::pg_char`),
 /// `to_char` with Postgres' templates (`sql::pg_to_char`), `||` / `-` of jsonb
 /// (`sql::jsonb_edit`), lateral functions and subqueries over outer columns
-/// (`sql::lateral`). Views
+/// (`sql::lateral`); 13: views store arrays of scalars as arrays (`integer[]`, an Arrow
+/// list), not as their text. Views
 /// keep the revision they were created with, so that a server that plans differently
 /// still resumes them from their state.
-pub const PLAN_REVISION: u32 = 12;
+pub const PLAN_REVISION: u32 = 13;
 
 pub struct StreamPlanner<'a> {
     pub state: &'a SessionState,
@@ -599,8 +600,12 @@ fn keep_keys(
 }
 
 /// The column type a view stores for a query column of type `data_type`.
-pub fn stored_type(data_type: &DataType) -> DataType {
+pub fn stored_type(data_type: &DataType, revision: u32) -> DataType {
     match data_type {
+        // Before revision 13 views stored arrays as text (see [`PLAN_REVISION`]).
+        DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..) if revision < 13 => {
+            DataType::Utf8
+        }
         // ROW_NUMBER() and other unsigned results are bigint in Postgres.
         DataType::UInt64 | DataType::UInt32 => DataType::Int64,
         other => SqlType::from_arrow(&Field::new("", other.clone(), true)).to_arrow(),
