@@ -18,10 +18,7 @@ use datafusion::common::tree_node::Transformed;
 use datafusion::common::{DFSchema, Result as DfResult};
 use datafusion::logical_expr::expr::Cast;
 use datafusion::logical_expr::planner::{ExprPlanner, PlannerResult, RawBinaryExpr};
-use datafusion::logical_expr::{
-    BinaryExpr, ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator, ScalarFunctionArgs, ScalarUDFImpl,
-    Signature, Volatility,
-};
+use datafusion::logical_expr::{BinaryExpr, Expr, ExprSchemable, LogicalPlan, Operator};
 use datafusion::optimizer::AnalyzerRule;
 
 /// The rules' and the planner's names, by which views of older plan revisions leave them out.
@@ -130,47 +127,11 @@ fn output(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
     if !to_text || !inner.get_type(schema).is_ok_and(|t| is_list(&t)) {
         return Ok(Transformed::no(expr));
     }
-    let text = super::pg_casts::call_instead(ArrayOut::new(), inner).data;
+    let text = super::pg_casts::call_instead(super::pg_functions::ArrayText::new(), inner).data;
     if field.data_type() == &DataType::Utf8 {
         return Ok(Transformed::yes(text));
     }
     Ok(Transformed::yes(Expr::Cast(Cast::new_from_field(Box::new(text), field.clone()))))
-}
-
-/// `sabot_array_out(array)`: the array's text in Postgres' form, named as the cast it
-/// replaces.
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct ArrayOut {
-    signature: Signature,
-}
-
-impl ArrayOut {
-    fn new() -> Self {
-        ArrayOut { signature: Signature::any(1, Volatility::Immutable) }
-    }
-}
-
-impl ScalarUDFImpl for ArrayOut {
-    fn name(&self) -> &str {
-        "sabot_array_out"
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn schema_name(&self, args: &[Expr]) -> DfResult<String> {
-        Ok(args[0].schema_name().to_string())
-    }
-
-    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
-        Ok(DataType::Utf8)
-    }
-
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
-        Ok(ColumnarValue::Array(crate::common::pg_text::array_texts(&arrays[0])?))
-    }
 }
 
 #[cfg(test)]

@@ -39,7 +39,9 @@ pub fn register(ctx: &SessionContext) {
 }
 
 /// `sabot_array_text(array)`: an array in Postgres' text form (`{1,NULL,"a b"}`), what a
-/// view stores for an array column (Arrow's own cast to text writes `[1, , a b]`).
+/// view of plan revisions 8 to 12 stores for an array column, and what an array cast to
+/// text is (`sql::pg_array_operands`; Arrow's own cast writes `[1, , a b]`). Named as its
+/// argument, as the cast it replaces is.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct ArrayText {
     signature: Signature,
@@ -64,6 +66,10 @@ impl ScalarUDFImpl for ArrayText {
 
     fn signature(&self) -> &Signature {
         &self.signature
+    }
+
+    fn schema_name(&self, args: &[datafusion::logical_expr::Expr]) -> datafusion::common::Result<String> {
+        Ok(args[0].schema_name().to_string())
     }
 
     fn return_type(&self, _: &[DataType]) -> datafusion::common::Result<DataType> {
