@@ -573,9 +573,9 @@ fn as_planned_at(ctx: &SessionContext, revision: u32) -> Option<SessionContext> 
         .with_expr_planners(planners)
         .build();
     use datafusion::execution::FunctionRegistry;
-    state
-        .register_udf(crate::sql::pg_arrays::datafusion_function())
-        .expect("a session state takes any function");
+    for function in crate::sql::pg_arrays::datafusion_functions() {
+        state.register_udf(function).expect("a session state takes any function");
+    }
     if revision <= 11 {
         state
             .register_udf(crate::sql::pg_to_char::datafusion_function())

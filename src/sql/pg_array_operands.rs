@@ -1,9 +1,9 @@
 //! Arrays against text as Postgres has them (plan revision 13):
 //!
 //! - [`ArrayLiterals`], an expression planner: a text literal compared with an array
-//!   (`tags = '{a,b}'`, `nums @> '{1}'`) or concatenated with one (`tags || '{c}'`) is an
-//!   array literal of that type, as Postgres reads an untyped literal; DataFusion found no common
-//!   type.
+//!   (`tags = '{a,b}'`, `nums @> '{1}'`, `&&`) or concatenated with one (`tags || '{c}'`)
+//!   is an array literal of that type, as Postgres reads an untyped literal; DataFusion
+//!   found no common type. `a && b` (the arrays overlap) is `array_has_any`.
 //! - [`ArrayOperands`], an analyzer rule: `@>` and `<@` of two arrays become
 //!   `array_has_all` where one side was a parameter (`tags @> $1`): DataFusion's planner
 //!   makes that call only for sides it knows to be lists when it plans.
@@ -39,18 +39,16 @@ impl ExprPlanner for ArrayLiterals {
         expr: RawBinaryExpr,
         schema: &DFSchema,
     ) -> DfResult<PlannerResult<RawBinaryExpr>> {
-        use datafusion::functions_nested::expr_fn::{array_concat, array_has_all};
+        use datafusion::functions_nested::expr_fn::{array_concat, array_has_all, array_has_any};
         use datafusion::sql::sqlparser::ast::BinaryOperator as B;
-        let operator = match expr.op {
-            B::Eq => Operator::Eq,
-            B::NotEq => Operator::NotEq,
-            B::Lt => Operator::Lt,
-            B::LtEq => Operator::LtEq,
-            B::Gt => Operator::Gt,
-            B::GtEq => Operator::GtEq,
-            B::AtArrow => Operator::AtArrow,
-            B::ArrowAt => Operator::ArrowAt,
-            B::StringConcat => Operator::StringConcat,
+        let compared = match expr.op {
+            B::Eq => Some(Operator::Eq),
+            B::NotEq => Some(Operator::NotEq),
+            B::Lt => Some(Operator::Lt),
+            B::LtEq => Some(Operator::LtEq),
+            B::Gt => Some(Operator::Gt),
+            B::GtEq => Some(Operator::GtEq),
+            B::AtArrow | B::ArrowAt | B::StringConcat | B::PGOverlap => None,
             _ => return Ok(PlannerResult::Original(expr)),
         };
         let list_type = |e: &Expr| e.get_type(schema).ok().filter(is_list);
@@ -58,13 +56,18 @@ impl ExprPlanner for ArrayLiterals {
         let (left, right) = match (list_type(&left), list_type(&right)) {
             (Some(t), None) if is_text_literal(&right) => (left, Expr::Cast(Cast::new(Box::new(right), t))),
             (None, Some(t)) if is_text_literal(&left) => (Expr::Cast(Cast::new(Box::new(left), t)), right),
+            // `&&` has no DataFusion operator: two arrays overlap where they share an element.
+            (Some(_), Some(_)) if op == B::PGOverlap => (left, right),
             _ => return Ok(PlannerResult::Original(RawBinaryExpr { op, left, right })),
         };
-        Ok(PlannerResult::Planned(match operator {
-            Operator::AtArrow => array_has_all(left, right),
-            Operator::ArrowAt => array_has_all(right, left),
-            Operator::StringConcat => array_concat(vec![left, right]),
-            op => Expr::BinaryExpr(BinaryExpr::new(Box::new(left), op, Box::new(right))),
+        Ok(PlannerResult::Planned(match (op, compared) {
+            (_, Some(operator)) => {
+                Expr::BinaryExpr(BinaryExpr::new(Box::new(left), operator, Box::new(right)))
+            }
+            (B::AtArrow, _) => array_has_all(left, right),
+            (B::ArrowAt, _) => array_has_all(right, left),
+            (B::PGOverlap, _) => array_has_any(left, right),
+            _ => array_concat(vec![left, right]),
         }))
     }
 }
