@@ -36,7 +36,7 @@ pub fn canonical(array: &ArrayRef, sql_type: &SqlType) -> Result<ArrayRef> {
     if let DataType::Struct(_) = array.data_type() {
         return record_texts(array);
     }
-    if matches!(array.data_type(), DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..)) {
+    if crate::common::types::is_list(array.data_type()) {
         return match sql_type {
             SqlType::Array(_) => canonical_list(array, sql_type),
             _ => array_texts(array),

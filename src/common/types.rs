@@ -237,18 +237,16 @@ impl SqlType {
     /// Whether values of `data_type` map to a scalar SQL type (not a struct or list,
     /// which are sent as text; not a null type, which has no element type).
     fn is_scalar_type(data_type: &DataType) -> bool {
-        !matches!(
-            data_type,
-            DataType::Struct(_)
-                | DataType::List(_)
-                | DataType::LargeList(_)
-                | DataType::FixedSizeList(..)
-                | DataType::ListView(_)
-                | DataType::LargeListView(_)
-                | DataType::Map(..)
-                | DataType::Union(..)
-                | DataType::Null
-        )
+        !is_list(data_type)
+            && !matches!(
+                data_type,
+                DataType::Struct(_)
+                    | DataType::ListView(_)
+                    | DataType::LargeListView(_)
+                    | DataType::Map(..)
+                    | DataType::Union(..)
+                    | DataType::Null
+            )
     }
 
     pub fn pg_type(&self) -> Type {
@@ -462,6 +460,11 @@ fn checked_precision(p: u64) -> Result<u8> {
             format!("numeric precision {p} must be between 1 and 38"),
         ))
     }
+}
+
+/// Whether values of `data_type` are lists (what Sabot's arrays are).
+pub fn is_list(data_type: &DataType) -> bool {
+    matches!(data_type, DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..))
 }
 
 /// An Arrow schema built from named SQL types.

@@ -610,10 +610,7 @@ fn cast_to_stored(body: StreamNode, revision: u32) -> Result<StreamNode> {
         .enumerate()
         .map(|(i, (field, t))| {
             let column: Arc<dyn PhysicalExpr> = Arc::new(Column::new(field.name(), i));
-            let is_list = matches!(
-                field.data_type(),
-                DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..)
-            );
+            let is_list = crate::common::types::is_list(field.data_type());
             Ok(if field.data_type() == t {
                 column
             } else if matches!(field.data_type(), DataType::Duration(_)) && revision >= 11 {

@@ -80,7 +80,7 @@ fn decode_array(bytes: &[u8], element: &SqlType) -> Result<ScalarValue> {
     let word = |at: usize| bytes.get(at..).ok_or_else(|| invalid("short binary array")).and_then(read_i32);
     let (dimensions, element_type) = (word(0)?, word(8)?);
     let element_arrow = element.to_arrow();
-    if i64::from(element_type as u32) != i64::from(element.pg_type().oid()) {
+    if element_type as u32 != element.pg_type().oid() {
         return Err(invalid("binary array parameter of another element type than declared"));
     }
     let mut values = Vec::new();

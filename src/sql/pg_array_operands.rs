@@ -21,6 +21,8 @@ use datafusion::logical_expr::planner::{ExprPlanner, PlannerResult, RawBinaryExp
 use datafusion::logical_expr::{BinaryExpr, Expr, ExprSchemable, LogicalPlan, Operator};
 use datafusion::optimizer::AnalyzerRule;
 
+use crate::common::types::is_list;
+
 /// The rules' and the planner's names, by which views of older plan revisions leave them out.
 pub const OPERANDS_RULE_NAME: &str = "pg_array_operands";
 pub const OUTPUT_RULE_NAME: &str = "pg_array_output";
@@ -83,10 +85,6 @@ impl AnalyzerRule for ArrayOperands {
     fn name(&self) -> &str {
         OPERANDS_RULE_NAME
     }
-}
-
-fn is_list(data_type: &DataType) -> bool {
-    matches!(data_type, DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..))
 }
 
 fn is_text_literal(expr: &Expr) -> bool {

@@ -5,6 +5,7 @@
 //! `array_dims(array)` is Postgres' text `[1:3]`; DataFusion's was a list of lengths.
 //! Views of older plan revisions keep DataFusion's functions.
 
+use std::fmt::Write;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, AsArray, Int32Array};
@@ -95,7 +96,7 @@ impl ScalarUDFImpl for ArrayDims {
                 if list.is_null(at) || list.value_length(at) == 0 {
                     break;
                 }
-                text.push_str(&format!("[1:{}]", list.value_length(at)));
+                let _ = write!(text, "[1:{}]", list.value_length(at));
                 (array, at) = (list.values().clone(), list.value_offsets()[at] as usize);
             }
             dims.append_option((!text.is_empty()).then_some(text.as_str()));

@@ -603,9 +603,7 @@ fn keep_keys(
 pub fn stored_type(data_type: &DataType, revision: u32) -> DataType {
     match data_type {
         // Before revision 13 views stored arrays as text (see [`PLAN_REVISION`]).
-        DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..) if revision < 13 => {
-            DataType::Utf8
-        }
+        list if revision < 13 && crate::common::types::is_list(list) => DataType::Utf8,
         // ROW_NUMBER() and other unsigned results are bigint in Postgres.
         DataType::UInt64 | DataType::UInt32 => DataType::Int64,
         other => SqlType::from_arrow(&Field::new("", other.clone(), true)).to_arrow(),
